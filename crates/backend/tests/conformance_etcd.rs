@@ -1,0 +1,15 @@
+//! The conformance suite against a real etcd server (Debian's `etcd-server`), one
+//! fresh server per check.
+use jumpgate_backend::testing::EtcdServer;
+use jumpgate_backend::{Backend, EtcdBackend, EtcdOptions, conformance};
+use std::sync::Arc;
+
+async fn etcd() -> (Arc<dyn Backend>, EtcdServer) {
+    let server = EtcdServer::start().await;
+    let mut options = EtcdOptions::new(vec![server.endpoint()], "/jumpgate-test/");
+    options.watch_buffer = conformance::WATCH_BUFFER;
+    let backend = EtcdBackend::connect(options).await.unwrap();
+    (Arc::new(backend), server)
+}
+
+jumpgate_backend::conformance_suite!(etcd());
