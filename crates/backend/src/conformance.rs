@@ -5,7 +5,12 @@
 //! watchers buffer [`WATCH_BUFFER`] events. [`conformance_suite!`](crate::conformance_suite)
 //! turns the whole list into one `#[tokio::test]` per check for a given backend factory,
 //! so adding a check here adds it for every backend.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use crate::{
     Action, Backend, BackendError, Condition, Event, Item, Key, KeyRange, NewItem, Revision,
@@ -88,7 +93,10 @@ pub async fn put_get_and_overwrite(backend: Arc<dyn Backend>) {
     assert_eq!(read.revision, first);
     assert_eq!(read.expires, None);
     let second = backend.put(item("/a", "two")).await.unwrap();
-    assert!(second > first, "revisions must increase: {first} then {second}");
+    assert!(
+        second > first,
+        "revisions must increase: {first} then {second}"
+    );
     assert_eq!(value_of(&backend, "/a").await.unwrap(), b"two");
 }
 
@@ -130,17 +138,26 @@ pub async fn compare_and_swap(backend: Arc<dyn Backend>) {
 
 pub async fn conditional_update_and_delete_by_revision(backend: Arc<dyn Backend>) {
     let first = backend.put(item("/r", "1")).await.unwrap();
-    let second = backend.conditional_update(first, item("/r", "2")).await.unwrap();
+    let second = backend
+        .conditional_update(first, item("/r", "2"))
+        .await
+        .unwrap();
     // The first revision is stale now: both conditional writes must refuse.
     let err = backend
         .conditional_update(first, item("/r", "3"))
         .await
         .unwrap_err();
     assert!(matches!(err, BackendError::CompareFailed { .. }), "{err}");
-    let err = backend.conditional_delete(&key("/r"), first).await.unwrap_err();
+    let err = backend
+        .conditional_delete(&key("/r"), first)
+        .await
+        .unwrap_err();
     assert!(matches!(err, BackendError::CompareFailed { .. }), "{err}");
     assert_eq!(value_of(&backend, "/r").await.unwrap(), b"2");
-    backend.conditional_delete(&key("/r"), second).await.unwrap();
+    backend
+        .conditional_delete(&key("/r"), second)
+        .await
+        .unwrap();
     assert!(value_of(&backend, "/r").await.is_none());
     let err = backend
         .conditional_update(second, item("/r", "4"))
@@ -170,11 +187,16 @@ pub async fn values_are_binary_safe(backend: Arc<dyn Backend>) {
         .await
         .unwrap();
     assert_eq!(value_of(&backend, "/bin").await.unwrap(), every_byte);
-    assert_eq!(value_of(&backend, "/empty").await.unwrap(), Vec::<u8>::new());
+    assert_eq!(
+        value_of(&backend, "/empty").await.unwrap(),
+        Vec::<u8>::new()
+    );
 }
 
 async fn seed_range(backend: &Arc<dyn Backend>) {
-    for k in ["/a/3", "/a/1", "/a/5", "/a/2", "/a/4", "/ab/1", "/b/1", "/a"] {
+    for k in [
+        "/a/3", "/a/1", "/a/5", "/a/2", "/a/4", "/ab/1", "/b/1", "/a",
+    ] {
         backend.put(item(k, k)).await.unwrap();
     }
 }
@@ -188,7 +210,10 @@ pub async fn range_by_prefix_and_limit(backend: Arc<dyn Backend>) {
     let prefix = KeyRange::prefix("/a/").unwrap();
     let all = backend.get_range(&prefix, None).await.unwrap();
     assert_eq!(keys_of(&all), ["/a/1", "/a/2", "/a/3", "/a/4", "/a/5"]);
-    assert!(all.iter().all(|item| item.value == item.key.as_str().as_bytes()));
+    assert!(
+        all.iter()
+            .all(|item| item.value == item.key.as_str().as_bytes())
+    );
     let limited = backend.get_range(&prefix, Some(2)).await.unwrap();
     assert_eq!(keys_of(&limited), ["/a/1", "/a/2"]);
     let none = backend
@@ -196,7 +221,10 @@ pub async fn range_by_prefix_and_limit(backend: Arc<dyn Backend>) {
         .await
         .unwrap();
     assert!(none.is_empty());
-    let everything = backend.get_range(&KeyRange::Prefix(Key::root()), None).await.unwrap();
+    let everything = backend
+        .get_range(&KeyRange::Prefix(Key::root()), None)
+        .await
+        .unwrap();
     assert_eq!(everything.len(), 8);
 }
 
@@ -217,7 +245,10 @@ pub async fn delete_range_only_touches_range(backend: Arc<dyn Backend>) {
         .await
         .unwrap();
     assert_eq!(deleted, 5);
-    let left = backend.get_range(&KeyRange::Prefix(Key::root()), None).await.unwrap();
+    let left = backend
+        .get_range(&KeyRange::Prefix(Key::root()), None)
+        .await
+        .unwrap();
     assert_eq!(keys_of(&left), ["/a", "/ab/1", "/b/1"]);
 }
 
@@ -233,9 +264,15 @@ pub async fn ttl_expiry(backend: Arc<dyn Backend>) {
     let drift = stored
         .duration_since(expires)
         .unwrap_or_else(|e| e.duration());
-    assert!(drift < Duration::from_millis(5), "expiry drifted by {drift:?}");
+    assert!(
+        drift < Duration::from_millis(5),
+        "expiry drifted by {drift:?}"
+    );
     tokio::time::sleep(Duration::from_millis(1700)).await;
-    assert!(value_of(&backend, "/ttl/short").await.is_none(), "expired item still readable");
+    assert!(
+        value_of(&backend, "/ttl/short").await.is_none(),
+        "expired item still readable"
+    );
     let left = backend
         .get_range(&KeyRange::prefix("/ttl/").unwrap(), None)
         .await
@@ -253,10 +290,16 @@ pub async fn keep_alive_extends_expiry(backend: Arc<dyn Backend>) {
     let later = SystemTime::now() + Duration::from_secs(60);
     backend.keep_alive(&key("/hb"), later).await.unwrap();
     tokio::time::sleep(Duration::from_millis(2000)).await;
-    let read = backend.get(&key("/hb")).await.expect("kept-alive item expired");
+    let read = backend
+        .get(&key("/hb"))
+        .await
+        .expect("kept-alive item expired");
     assert_eq!(read.value, b"node");
     assert!(read.expires.unwrap() > SystemTime::now() + Duration::from_secs(50));
-    let err = backend.keep_alive(&key("/missing"), later).await.unwrap_err();
+    let err = backend
+        .keep_alive(&key("/missing"), later)
+        .await
+        .unwrap_err();
     assert!(err.is_not_found(), "{err}");
 }
 
@@ -279,8 +322,14 @@ pub async fn atomic_write_is_all_or_nothing(backend: Arc<dyn Backend>) {
         matches!(failed, BackendError::ConditionFailed { index: 1, .. }),
         "{failed}"
     );
-    assert!(value_of(&backend, "/tx/new").await.is_none(), "partial write");
-    assert!(value_of(&backend, "/tx/existing").await.is_some(), "partial delete");
+    assert!(
+        value_of(&backend, "/tx/new").await.is_none(),
+        "partial write"
+    );
+    assert!(
+        value_of(&backend, "/tx/existing").await.is_some(),
+        "partial delete"
+    );
 
     let revision = backend
         .atomic_write(
@@ -309,13 +358,21 @@ pub async fn atomic_write_is_all_or_nothing(backend: Arc<dyn Backend>) {
         )
         .await
         .unwrap_err();
-    assert!(matches!(stale, BackendError::ConditionFailed { index: 0, .. }), "{stale}");
+    assert!(
+        matches!(stale, BackendError::ConditionFailed { index: 0, .. }),
+        "{stale}"
+    );
     assert_eq!(value_of(&backend, "/tx/new").await.unwrap(), b"n");
 }
 
 pub async fn watch_starts_ready_and_keeps_order(backend: Arc<dyn Backend>) {
     let mut watcher = backend.watch(vec![key("/w/")]).await.unwrap();
-    assert_eq!(next_event(&mut watcher, Duration::from_secs(5)).await.unwrap(), Event::Ready);
+    assert_eq!(
+        next_event(&mut watcher, Duration::from_secs(5))
+            .await
+            .unwrap(),
+        Event::Ready
+    );
     let mut expected = Vec::new();
     for i in 0..20 {
         let k = format!("/w/{}", i % 4);
@@ -332,16 +389,25 @@ pub async fn watch_starts_ready_and_keeps_order(backend: Arc<dyn Backend>) {
     let mut seen = Vec::new();
     let mut last = Revision::from_raw(i64::MIN);
     while seen.len() < expected.len() {
-        let event = next_event(&mut watcher, Duration::from_secs(5)).await.unwrap();
+        let event = next_event(&mut watcher, Duration::from_secs(5))
+            .await
+            .unwrap();
         let (text, revision) = match event {
             Event::Put(item) => (
-                format!("put {}={}", item.key, String::from_utf8(item.value).unwrap()),
+                format!(
+                    "put {}={}",
+                    item.key,
+                    String::from_utf8(item.value).unwrap()
+                ),
                 item.revision,
             ),
             Event::Delete { key, revision } => (format!("delete {key}"), revision),
             Event::Ready => panic!("a second Ready"),
         };
-        assert!(revision > last, "revisions out of order: {last} then {revision}");
+        assert!(
+            revision > last,
+            "revisions out of order: {last} then {revision}"
+        );
         last = revision;
         seen.push(text);
     }
@@ -353,13 +419,26 @@ pub async fn watch_filters_by_prefixes(backend: Arc<dyn Backend>) {
         .watch(vec![key("/users/"), key("/roles/")])
         .await
         .unwrap();
-    assert_eq!(next_event(&mut watcher, Duration::from_secs(5)).await.unwrap(), Event::Ready);
-    for k in ["/nodes/n1", "/users/alice", "/tokens/t", "/roles/admin", "/users"] {
+    assert_eq!(
+        next_event(&mut watcher, Duration::from_secs(5))
+            .await
+            .unwrap(),
+        Event::Ready
+    );
+    for k in [
+        "/nodes/n1",
+        "/users/alice",
+        "/tokens/t",
+        "/roles/admin",
+        "/users",
+    ] {
         backend.put(item(k, "v")).await.unwrap();
     }
     let mut keys = Vec::new();
     for _ in 0..2 {
-        let event = next_event(&mut watcher, Duration::from_secs(5)).await.unwrap();
+        let event = next_event(&mut watcher, Duration::from_secs(5))
+            .await
+            .unwrap();
         keys.push(event.key().unwrap().to_string());
     }
     assert_eq!(keys, ["/users/alice", "/roles/admin"]);
@@ -369,17 +448,27 @@ pub async fn watch_filters_by_prefixes(backend: Arc<dyn Backend>) {
 
 pub async fn watch_reports_expiry_as_delete(backend: Arc<dyn Backend>) {
     let mut watcher = backend.watch(vec![key("/hb/")]).await.unwrap();
-    assert_eq!(next_event(&mut watcher, Duration::from_secs(5)).await.unwrap(), Event::Ready);
+    assert_eq!(
+        next_event(&mut watcher, Duration::from_secs(5))
+            .await
+            .unwrap(),
+        Event::Ready
+    );
     backend
         .put(item("/hb/node1", "up").with_ttl(Duration::from_secs(1)))
         .await
         .unwrap();
     assert!(matches!(
-        next_event(&mut watcher, Duration::from_secs(5)).await.unwrap(),
+        next_event(&mut watcher, Duration::from_secs(5))
+            .await
+            .unwrap(),
         Event::Put(_)
     ));
     // etcd revokes leases on its own schedule, a little after the expiry.
-    match next_event(&mut watcher, Duration::from_secs(10)).await.unwrap() {
+    match next_event(&mut watcher, Duration::from_secs(10))
+        .await
+        .unwrap()
+    {
         Event::Delete { key: deleted, .. } => assert_eq!(deleted, key("/hb/node1")),
         other => panic!("expected the expiry as a delete, got {other:?}"),
     }
@@ -387,7 +476,12 @@ pub async fn watch_reports_expiry_as_delete(backend: Arc<dyn Backend>) {
 
 pub async fn slow_watcher_is_told_it_fell_behind(backend: Arc<dyn Backend>) {
     let mut watcher = backend.watch(vec![key("/slow/")]).await.unwrap();
-    assert_eq!(next_event(&mut watcher, Duration::from_secs(5)).await.unwrap(), Event::Ready);
+    assert_eq!(
+        next_event(&mut watcher, Duration::from_secs(5))
+            .await
+            .unwrap(),
+        Event::Ready
+    );
     let total = WATCH_BUFFER * 3;
     for i in 0..total {
         backend
@@ -400,16 +494,26 @@ pub async fn slow_watcher_is_told_it_fell_behind(backend: Arc<dyn Backend>) {
     loop {
         match next_event(&mut watcher, Duration::from_secs(10)).await {
             Ok(Event::Put(item)) => {
-                assert_eq!(item.key.as_str(), format!("/slow/{expected:04}"), "gap in events");
+                assert_eq!(
+                    item.key.as_str(),
+                    format!("/slow/{expected:04}"),
+                    "gap in events"
+                );
                 expected += 1;
             }
             Ok(other) => panic!("unexpected event {other:?}"),
             Err(WatchError::FellBehind) => break,
             Err(other) => panic!("expected FellBehind, got {other}"),
         }
-        assert!(expected < total, "a watcher that never read got every event: buffer unbounded?");
+        assert!(
+            expected < total,
+            "a watcher that never read got every event: buffer unbounded?"
+        );
     }
-    assert!(watcher.next().await.is_none(), "a watcher must end after FellBehind");
+    assert!(
+        watcher.next().await.is_none(),
+        "a watcher must end after FellBehind"
+    );
 }
 
 pub async fn concurrent_cas_loses_no_update(backend: Arc<dyn Backend>) {
@@ -440,7 +544,10 @@ pub async fn concurrent_cas_loses_no_update(backend: Arc<dyn Backend>) {
         task.await.unwrap();
     }
     let total = value_of(&backend, "/counter").await.unwrap();
-    assert_eq!(String::from_utf8(total).unwrap(), (WRITERS * INCREMENTS).to_string());
+    assert_eq!(
+        String::from_utf8(total).unwrap(),
+        (WRITERS * INCREMENTS).to_string()
+    );
 }
 
 pub async fn concurrent_create_has_one_winner(backend: Arc<dyn Backend>) {

@@ -18,7 +18,9 @@ pub enum BackendError {
     CompareFailed { key: Key },
 
     /// A condition of an atomic write did not hold; nothing was written.
-    #[error("condition #{index} of the atomic write ({condition}) did not hold; nothing was written")]
+    #[error(
+        "condition #{index} of the atomic write ({condition}) did not hold; nothing was written"
+    )]
     ConditionFailed { index: usize, condition: String },
 
     /// The caller asked for something the interface does not allow.

@@ -17,13 +17,13 @@
 //!   an etcd restart; if etcd compacted that history meanwhile, or the subscriber does
 //!   not keep up with its buffer, the watcher ends with `FellBehind`.
 
+use crate::Backend;
 use crate::error::{BackendError, Result};
 use crate::types::{
-    Action, Condition, Event, Item, Key, KeyRange, NewItem, Revision, from_unix_millis,
-    is_expired, to_unix_millis,
+    Action, Condition, Event, Item, Key, KeyRange, NewItem, Revision, from_unix_millis, is_expired,
+    to_unix_millis,
 };
 use crate::watch::{WatchError, Watcher};
-use crate::Backend;
 use async_trait::async_trait;
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions, KeyValue,
@@ -86,7 +86,10 @@ impl fmt::Debug for EtcdOptions {
             .field("tls", &self.tls)
             .field(
                 "credentials",
-                &self.credentials.as_ref().map(|(user, _)| (user, "[redacted]")),
+                &self
+                    .credentials
+                    .as_ref()
+                    .map(|(user, _)| (user, "[redacted]")),
             )
             .field("dial_timeout", &self.dial_timeout)
             .field("request_timeout", &self.request_timeout)
@@ -223,11 +226,12 @@ impl EtcdBackend {
 
     fn decode(&self, kv: &KeyValue) -> Result<Item> {
         let key = self.strip_key(kv.key())?;
-        let (expires, value) = decode_envelope(kv.value()).ok_or_else(|| BackendError::Corrupt {
-            backend: BACKEND,
-            location: key.to_string(),
-            detail: "value was not written by Jumpgate (bad header)".to_string(),
-        })?;
+        let (expires, value) =
+            decode_envelope(kv.value()).ok_or_else(|| BackendError::Corrupt {
+                backend: BACKEND,
+                location: key.to_string(),
+                detail: "value was not written by Jumpgate (bad header)".to_string(),
+            })?;
         Ok(Item {
             key,
             value: value.to_vec(),
@@ -293,7 +297,9 @@ impl EtcdBackend {
         ops: Vec<TxnOp>,
     ) -> Result<Option<Revision>> {
         let compare = match revision {
-            Some(revision) => Compare::mod_revision(self.full_key(key), CompareOp::Equal, revision.0),
+            Some(revision) => {
+                Compare::mod_revision(self.full_key(key), CompareOp::Equal, revision.0)
+            }
             None => Compare::version(self.full_key(key), CompareOp::Equal, 0),
         };
         let txn = Txn::new().when(vec![compare]).and_then(ops);
@@ -331,7 +337,10 @@ impl EtcdBackend {
                 Some(item) => self.put_op(&item).await?,
                 None => TxnOp::delete(self.full_key(key), None),
             };
-            if let Some(revision) = self.commit_if_unchanged(key, stored_revision, vec![op]).await? {
+            if let Some(revision) = self
+                .commit_if_unchanged(key, stored_revision, vec![op])
+                .await?
+            {
                 return Ok(revision);
             }
         }
@@ -373,7 +382,10 @@ impl EtcdBackend {
     /// Opens an etcd watch over the whole prefix from `start_revision` (`None`: now),
     /// and waits for etcd to confirm it. Returns the stream and the revision the watch
     /// starts after.
-    async fn open_watch(&self, start_revision: Option<i64>) -> Result<(WatchStream, i64), OpenWatchError> {
+    async fn open_watch(
+        &self,
+        start_revision: Option<i64>,
+    ) -> Result<(WatchStream, i64), OpenWatchError> {
         let (start, end) = self.range_options(&KeyRange::Prefix(Key::root()));
         let mut options = WatchOptions::new().with_range(end);
         if let Some(revision) = start_revision {
@@ -689,7 +701,8 @@ impl WatchFeeder {
                         return;
                     }
                     if response.canceled() {
-                        let reason = format!("etcd cancelled the watch: {}", response.cancel_reason());
+                        let reason =
+                            format!("etcd cancelled the watch: {}", response.cancel_reason());
                         self.finish(Err(WatchError::Closed(reason)));
                         return;
                     }

@@ -1,9 +1,9 @@
 //! An in-memory backend for tests and for throwaway `storage: {type: memory}` clusters.
 
+use crate::Backend;
 use crate::error::{BackendError, Result};
 use crate::types::{Action, Condition, Event, Item, Key, KeyRange, NewItem, Revision, is_expired};
 use crate::watch::{EventBus, Watcher};
-use crate::Backend;
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -112,7 +112,9 @@ impl MemoryBackend {
 /// Locks the state, recovering from a poisoned lock: every mutation below completes
 /// before anything can panic, so the data stays consistent.
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
-    state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[async_trait]

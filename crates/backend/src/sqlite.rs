@@ -16,13 +16,13 @@
 //! - **Backup** uses SQLite's online backup API from a separate read connection: one
 //!   consistent snapshot, taken while the daemon keeps writing.
 
+use crate::Backend;
 use crate::error::{BackendError, Result};
 use crate::types::{
     Action, Condition, Event, Item, Key, KeyRange, NewItem, Revision, from_unix_millis,
     to_unix_millis,
 };
 use crate::watch::{EventBus, Watcher};
-use crate::Backend;
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
@@ -229,17 +229,20 @@ fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
 }
 
 fn open_connection(path: &Path) -> Result<Connection> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+        && !parent.exists()
+    {
         std::fs::create_dir_all(parent).map_err(|err| BackendError::Unavailable {
             backend: BACKEND,
             detail: format!("cannot create directory {}: {err}", parent.display()),
         })?;
+        restrict_permissions(parent, 0o700);
     }
     let conn = Connection::open(path).map_err(|err| BackendError::Unavailable {
         backend: BACKEND,
         detail: format!("cannot open {}: {err}", path.display()),
     })?;
-    restrict_permissions(path);
+    restrict_permissions(path, 0o600);
     conn.busy_timeout(Duration::from_secs(10))
         .map_err(sql_error)?;
     conn.pragma_update(None, "journal_mode", "WAL")
@@ -251,14 +254,16 @@ fn open_connection(path: &Path) -> Result<Connection> {
 }
 
 /// The database holds CA private keys: only its owner may read it.
-fn restrict_permissions(path: &Path) {
+fn restrict_permissions(path: &Path, mode: u32) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        if let Err(err) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
-            tracing::warn!(path = %path.display(), %err, "cannot restrict database permissions to 0600");
+        if let Err(err) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
+            tracing::warn!(path = %path.display(), %err, mode = format!("{mode:o}"), "cannot restrict permissions");
         }
     }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
 }
 
 fn create_schema(conn: &Connection, path: &Path) -> Result<()> {
@@ -307,9 +312,10 @@ fn create_schema(conn: &Connection, path: &Path) -> Result<()> {
 
 /// Checks that `path` is a Jumpgate state database that this version can read.
 fn verify_database(path: &Path) -> Result<()> {
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(
-        |err| BackendError::InvalidArgument(format!("cannot open {}: {err}", path.display())),
-    )?;
+    let conn =
+        Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|err| {
+            BackendError::InvalidArgument(format!("cannot open {}: {err}", path.display()))
+        })?;
     let not_ours = |detail: String| BackendError::Corrupt {
         backend: BACKEND,
         location: path.display().to_string(),
@@ -348,12 +354,15 @@ pub fn backup_sqlite(source: &Path, dest: &Path) -> Result<()> {
             source.display()
         )));
     }
-    let src = Connection::open_with_flags(source, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|err| BackendError::Unavailable {
-            backend: BACKEND,
-            detail: format!("cannot open {}: {err}", source.display()),
+    let src =
+        Connection::open_with_flags(source, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|err| {
+            BackendError::Unavailable {
+                backend: BACKEND,
+                detail: format!("cannot open {}: {err}", source.display()),
+            }
         })?;
-    src.busy_timeout(Duration::from_secs(10)).map_err(sql_error)?;
+    src.busy_timeout(Duration::from_secs(10))
+        .map_err(sql_error)?;
     let dir = match dest.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("."),
@@ -374,12 +383,26 @@ pub fn backup_sqlite(source: &Path, dest: &Path) -> Result<()> {
             backend: BACKEND,
             detail: format!("cannot create {}: {err}", staging.display()),
         })?;
-        restrict_permissions(&staging);
+        restrict_permissions(&staging, 0o600);
         let backup = rusqlite::backup::Backup::new(&src, &mut out).map_err(sql_error)?;
-        // All pages in one step: a single read transaction, hence one consistent
+        // All pages in one step (-1): a single read transaction, hence one consistent
         // snapshot, without blocking the daemon's writers (WAL).
-        backup
-            .run_to_completion(-1, Duration::ZERO, None)
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match backup.step(-1).map_err(sql_error)? {
+                rusqlite::backup::StepResult::Done => break,
+                _ if std::time::Instant::now() > deadline => {
+                    return Err(BackendError::Unavailable {
+                        backend: BACKEND,
+                        detail: format!("{} stayed locked for 30s during backup", source.display()),
+                    });
+                }
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+        drop(backup);
+        // A backup is one self-contained file: no -wal/-shm companions to forget.
+        out.pragma_update(None, "journal_mode", "DELETE")
             .map_err(sql_error)?;
     }
     std::fs::rename(&staging, dest)
@@ -416,9 +439,11 @@ pub fn restore_sqlite(backup: &Path, target: &Path) -> Result<Option<PathBuf>> {
         let old = Connection::open_with_flags(keep, OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(sql_error)?;
         let old_revision: i64 = old
-            .query_row("SELECT value FROM meta WHERE name = 'revision'", [], |row| {
-                row.get(0)
-            })
+            .query_row(
+                "SELECT value FROM meta WHERE name = 'revision'",
+                [],
+                |row| row.get(0),
+            )
             .map_err(sql_error)?;
         conn.execute(
             "UPDATE meta SET value = max(value, ?1) WHERE name = 'revision'",
@@ -514,7 +539,8 @@ fn range_items(
             })
         })
         .map_err(sql_error)?;
-    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(sql_error)
+    rows.collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(sql_error)
 }
 
 fn spawn_sweeper(inner: std::sync::Weak<Inner>, interval: Duration) {

@@ -162,9 +162,7 @@ pub enum Condition {
 impl Condition {
     pub fn key(&self) -> &Key {
         match self {
-            Condition::Exists(key) | Condition::NotExists(key) | Condition::Revision(key, _) => {
-                key
-            }
+            Condition::Exists(key) | Condition::NotExists(key) | Condition::Revision(key, _) => key,
         }
     }
 

@@ -1,5 +1,12 @@
 //! The conformance suite against a real etcd server (Debian's `etcd-server`), one
 //! fresh server per check.
+// Tests fail by panicking; helpers here may unwrap.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 use jumpgate_backend::testing::EtcdServer;
 use jumpgate_backend::{Backend, EtcdBackend, EtcdOptions, conformance};
 use std::sync::Arc;

@@ -1,4 +1,11 @@
 //! The conformance suite against the SQLite backend, on a file in a temp dir.
+// Tests fail by panicking; helpers here may unwrap.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 use jumpgate_backend::{Backend, SqliteBackend, SqliteOptions, conformance};
 use std::sync::Arc;
 

@@ -65,7 +65,10 @@ impl EtcdServer {
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let child = Command::new(etcd_binary())
             .arg("--name=jumpgate-test")
-            .arg(format!("--data-dir={}", self.dir.path().join("data").display()))
+            .arg(format!(
+                "--data-dir={}",
+                self.dir.path().join("data").display()
+            ))
             .arg(format!("--listen-client-urls={}", self.endpoint()))
             .arg(format!("--advertise-client-urls={}", self.endpoint()))
             .arg(format!("--listen-peer-urls={peer}"))
@@ -110,7 +113,10 @@ impl EtcdServer {
             {
                 return;
             }
-            assert!(Instant::now() < deadline, "etcd did not become ready in 30s");
+            assert!(
+                Instant::now() < deadline,
+                "etcd did not become ready in 30s"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }

@@ -1,0 +1,107 @@
+//! Command-line interface of the `jumpgate` daemon.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// The default config file when `-c` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/jumpgate.yaml";
+/// The data directory of `--dev` and of the backup commands when nothing else is given.
+pub const DEFAULT_DEV_DATA_DIR: &str = "./jumpgate-data";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "jumpgate",
+    version,
+    about = "Jumpgate: a certificate authority and access proxy for your infrastructure",
+    long_about = "Jumpgate: a certificate authority and access proxy for your infrastructure.\n\n\
+        `jumpgate start -c /etc/jumpgate.yaml` runs the services the config enables \
+        (auth, proxy, ssh). `jumpgate start --dev` runs a single-machine cluster on \
+        localhost with embedded storage, for trying Jumpgate out."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: the services the config enables.
+    Start(StartArgs),
+    /// Print a commented sample config (a starting point for /etc/jumpgate.yaml).
+    Configure,
+    /// Work with config files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Back up and restore the embedded (SQLite) cluster state.
+    #[command(subcommand)]
+    Backup(BackupCommand),
+    /// Print the version.
+    Version,
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Config file [default: /etc/jumpgate.yaml].
+    #[arg(
+        short = 'c',
+        long = "config",
+        value_name = "FILE",
+        conflicts_with = "dev"
+    )]
+    pub config: Option<PathBuf>,
+    /// Run auth, proxy and ssh on localhost with the embedded defaults (no config file).
+    #[arg(long)]
+    pub dev: bool,
+    /// Data directory; overrides `jumpgate.data_dir` [default for --dev: ./jumpgate-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Diagnostics listener (/healthz, /readyz, /metrics) as host:port; overrides
+    /// `jumpgate.diag_addr`.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub diag_addr: Option<String>,
+    /// Log at debug level, whatever the config says.
+    #[arg(short = 'd', long)]
+    pub debug: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a config file: exit 0 if it is valid; otherwise print the file, the field
+    /// and the reason, and exit 1.
+    Check {
+        /// The file to check; `-` reads standard input.
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Write a consistent snapshot of the cluster state to FILE, safely while the
+    /// daemon runs.
+    Create {
+        /// Where to write the snapshot (mode 0600: it holds the CA private keys).
+        file: PathBuf,
+        #[command(flatten)]
+        location: StateLocation,
+    },
+    /// Replace the cluster state with the snapshot in FILE. The daemon must be stopped;
+    /// the current state is kept beside it as `sqlite.db.before-restore-<time>`.
+    Restore {
+        /// The snapshot made by `jumpgate backup create`.
+        file: PathBuf,
+        #[command(flatten)]
+        location: StateLocation,
+    },
+}
+
+/// Where the state to back up or restore lives.
+#[derive(Debug, Args)]
+pub struct StateLocation {
+    /// The daemon's data directory [default: ./jumpgate-data, or `data_dir` from -c].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Take the data directory and storage settings from this config file.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}

@@ -1,0 +1,97 @@
+//! The diagnostics listener (`diag_addr`): `/healthz` (the process is alive),
+//! `/readyz` (every component is ready: 503 with the reasons otherwise) and Prometheus
+//! `/metrics`. Plain HTTP on purpose: it carries no secrets and is meant for the local
+//! monitoring agent; bind it to loopback or a private network.
+
+use crate::metrics::Metrics;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// What `/readyz` reports: each component's current problem, if any.
+#[derive(Debug, Clone, Default)]
+pub struct Readiness {
+    problems: Arc<Mutex<BTreeMap<&'static str, Option<String>>>>,
+}
+
+impl Readiness {
+    /// Registers a component that is not ready yet.
+    pub fn register(&self, component: &'static str, why: &str) {
+        self.set(component, Some(why.to_string()));
+    }
+
+    pub fn ready(&self, component: &'static str) {
+        self.set(component, None);
+    }
+
+    pub fn not_ready(&self, component: &'static str, why: String) {
+        self.set(component, Some(why));
+    }
+
+    fn set(&self, component: &'static str, problem: Option<String>) {
+        let mut problems = self.problems.lock().unwrap_or_else(|p| p.into_inner());
+        problems.insert(component, problem);
+    }
+
+    /// Every component with its problem (`None` = ready).
+    pub fn snapshot(&self) -> BTreeMap<&'static str, Option<String>> {
+        self.problems
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct DiagState {
+    readiness: Readiness,
+    metrics: Metrics,
+}
+
+pub fn router(readiness: Readiness, metrics: Metrics) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .with_state(DiagState { readiness, metrics })
+}
+
+async fn readyz(State(state): State<DiagState>) -> impl IntoResponse {
+    let snapshot = state.readiness.snapshot();
+    let ready = snapshot.values().all(Option::is_none);
+    let checks: serde_json::Map<String, serde_json::Value> = snapshot
+        .into_iter()
+        .map(|(component, problem)| {
+            let value = match problem {
+                None => serde_json::json!({"status": "ok"}),
+                Some(why) => serde_json::json!({"status": "not ready", "reason": why}),
+            };
+            (component.to_string(), value)
+        })
+        .collect();
+    let body = serde_json::json!({
+        "status": if ready { "ok" } else { "not ready" },
+        "checks": checks,
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        format!("{body}\n"),
+    )
+}
+
+async fn metrics_text(State(state): State<DiagState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}

@@ -1,0 +1,115 @@
+//! Turning `jumpgate.storage` into an open [`Backend`]. Files the config points at
+//! (etcd TLS material, password file) are read here, before any socket is bound, so a
+//! bad path fails the start with the field that named it.
+
+use anyhow::{Context, Result, bail};
+use jumpgate_backend::{
+    Backend, BackendError, EtcdBackend, EtcdOptions, EtcdTls, MemoryBackend, SqliteBackend,
+    SqliteOptions,
+};
+use jumpgate_types::Config;
+use jumpgate_types::config::{EtcdConfig, StorageBackend};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The SQLite database file inside the storage directory (Teleport's name).
+pub const SQLITE_FILE: &str = "sqlite.db";
+
+/// A backend ready to be opened: everything read and checked.
+#[derive(Debug, Clone)]
+pub enum StoragePlan {
+    Sqlite(SqliteOptions),
+    Memory,
+    Etcd(EtcdOptions),
+}
+
+impl StoragePlan {
+    pub fn from_config(config: &Config) -> Result<StoragePlan> {
+        let storage = &config.jumpgate.storage;
+        Ok(match &storage.backend {
+            StorageBackend::Sqlite { .. } => StoragePlan::Sqlite(SqliteOptions::new(
+                sqlite_path(config).context("internal: sqlite storage without a path")?,
+            )),
+            StorageBackend::Memory => StoragePlan::Memory,
+            StorageBackend::Etcd(etcd) => StoragePlan::Etcd(etcd_options(etcd)?),
+        })
+    }
+
+    /// A short description for logs, without secrets.
+    pub fn describe(&self) -> String {
+        match self {
+            StoragePlan::Sqlite(options) => format!("sqlite at {}", options.path.display()),
+            StoragePlan::Memory => "memory (lost at exit)".to_string(),
+            StoragePlan::Etcd(options) => format!(
+                "etcd at {} under {}",
+                options.endpoints.join(","),
+                options.prefix
+            ),
+        }
+    }
+
+    pub async fn open(&self) -> Result<Arc<dyn Backend>, BackendError> {
+        Ok(match self {
+            StoragePlan::Sqlite(options) => Arc::new(SqliteBackend::open(options.clone()).await?),
+            StoragePlan::Memory => Arc::new(MemoryBackend::new()),
+            StoragePlan::Etcd(options) => Arc::new(EtcdBackend::connect(options.clone()).await?),
+        })
+    }
+}
+
+/// The SQLite database file for this config, if it uses SQLite.
+pub fn sqlite_path(config: &Config) -> Option<PathBuf> {
+    config
+        .jumpgate
+        .storage
+        .sqlite_dir(&config.jumpgate.data_dir)
+        .map(|dir| dir.join(SQLITE_FILE))
+}
+
+fn read_file(field: &str, path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path)
+        .with_context(|| format!("jumpgate.storage.{field}: cannot read {}", path.display()))
+}
+
+fn etcd_options(etcd: &EtcdConfig) -> Result<EtcdOptions> {
+    let mut options = EtcdOptions::new(etcd.peers.clone(), etcd.prefix.clone());
+    let uses_tls = etcd.peers.iter().any(|peer| peer.starts_with("https://"));
+    if etcd.insecure {
+        bail!(
+            "jumpgate.storage.insecure: skipping etcd certificate verification is not \
+             supported; give the CA that signed etcd's certificates in tls_ca_file"
+        );
+    }
+    if uses_tls || etcd.tls_ca_file.is_some() || etcd.tls_cert_file.is_some() {
+        let ca_pem = etcd
+            .tls_ca_file
+            .as_deref()
+            .map(|path| read_file("tls_ca_file", path))
+            .transpose()?;
+        let client_cert_pem = match (&etcd.tls_cert_file, &etcd.tls_key_file) {
+            (Some(cert), Some(key)) => Some((
+                read_file("tls_cert_file", cert)?,
+                read_file("tls_key_file", key)?,
+            )),
+            _ => None,
+        };
+        options.tls = Some(EtcdTls {
+            ca_pem,
+            client_cert_pem,
+        });
+    }
+    if let (Some(user), Some(password_file)) = (&etcd.username, &etcd.password_file) {
+        let password =
+            String::from_utf8(read_file("password_file", password_file)?).with_context(|| {
+                format!(
+                    "jumpgate.storage.password_file: {} is not UTF-8 text",
+                    password_file.display()
+                )
+            })?;
+        options.credentials = Some((
+            user.clone(),
+            password.trim_end_matches(['\r', '\n']).to_string(),
+        ));
+    }
+    Ok(options)
+}

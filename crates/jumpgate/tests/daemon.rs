@@ -1,0 +1,171 @@
+//! The daemon's lifecycle with real processes: start, diagnostics, the data-directory
+//! lock, SIGTERM, and an etcd outage seen through `/readyz`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+use jumpgate_backend::testing::EtcdServer;
+use std::time::Duration;
+use support::{Daemon, http_get, run, text, wait_until};
+
+#[test]
+fn dev_cluster_serves_diagnostics_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut daemon = Daemon::start(
+        &["--dev", "--data-dir", data.to_str().unwrap()],
+        &dir.path().join("log"),
+    );
+    let ready = wait_until(Duration::from_secs(10), || {
+        daemon.readyz().is_some_and(|(status, _)| status == 200)
+    });
+    assert!(
+        ready,
+        "not ready: {:?}\n{}",
+        daemon.readyz(),
+        daemon.log_text()
+    );
+    let (status, body) = http_get(daemon.diag_port, "/metrics").unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains("jumpgate_build_info"), "{body}");
+    assert!(body.contains("jumpgate_backend_up 1"), "{body}");
+    assert!(
+        body.contains("jumpgate_backend_request_duration_seconds"),
+        "{body}"
+    );
+    assert_eq!(http_get(daemon.diag_port, "/nope").unwrap().0, 404);
+
+    // The banner tells a first-time user where things are.
+    assert!(
+        daemon
+            .log_text()
+            .contains("Jumpgate dev cluster is running")
+    );
+    assert!(data.join("backend").join("sqlite.db").exists());
+
+    // A second daemon on the same data directory is refused, naming the lock.
+    let second = run(
+        &[
+            "start",
+            "--dev",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--diag-addr",
+            "127.0.0.1:0",
+        ],
+        None,
+    );
+    assert_eq!(second.status.code(), Some(1));
+    assert!(
+        text(&second.stderr).contains("in use by another jumpgate process"),
+        "{}",
+        text(&second.stderr)
+    );
+
+    assert!(
+        daemon.terminate(),
+        "SIGTERM did not stop the daemon cleanly"
+    );
+    let log = daemon.log_text();
+    assert!(log.contains("signal=\"SIGTERM\""), "{log}");
+    assert!(log.contains("jumpgate stopped"), "{log}");
+}
+
+#[test]
+fn json_logs_at_the_configured_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("jumpgate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: v3\njumpgate:\n  data_dir: {}\n  log:\n    severity: WARN\n    format:\n      output: json\nauth_service:\n  enabled: yes\n  cluster_name: test\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let mut daemon = Daemon::start(&["-c", config.to_str().unwrap()], &dir.path().join("log"));
+    assert!(daemon.terminate());
+    let log = daemon.log_text();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty());
+    for line in &lines {
+        let parsed: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|err| panic!("not a JSON log line ({err}): {line}"));
+        let level = parsed["level"].as_str().unwrap_or_default();
+        assert!(
+            matches!(level, "WARN" | "ERROR"),
+            "below WARN was logged: {line}"
+        );
+    }
+}
+
+#[test]
+fn a_config_that_cannot_bind_its_diag_addr_fails_at_once() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(
+        &[
+            "start",
+            "--dev",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--diag-addr",
+            &format!("127.0.0.1:{port}"),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("diag_addr") && err.contains(&port.to_string()),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_follows_an_etcd_outage_and_recovery() {
+    let mut etcd = EtcdServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("jumpgate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: v3\njumpgate:\n  data_dir: {}\n  storage:\n    type: etcd\n    peers: [\"{}\"]\n    prefix: /jumpgate-e2e/\nauth_service:\n  cluster_name: ha\n",
+            dir.path().join("data").display(),
+            etcd.endpoint()
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&["-c", config.to_str().unwrap()], &dir.path().join("log"));
+    let status = |daemon: &Daemon| daemon.readyz().map(|(status, body)| (status, body));
+    assert!(
+        wait_until(Duration::from_secs(10), || status(&daemon)
+            .is_some_and(|(s, _)| s == 200)),
+        "{:?}\n{}",
+        status(&daemon),
+        daemon.log_text()
+    );
+
+    etcd.stop().await;
+    let mut seen = None;
+    let noticed = wait_until(Duration::from_secs(20), || {
+        seen = status(&daemon);
+        seen.as_ref().is_some_and(|(s, _)| *s == 503)
+    });
+    assert!(noticed, "etcd outage not reflected: {seen:?}");
+    let (_, body) = seen.unwrap();
+    assert!(body.contains("etcd"), "the reason should name etcd: {body}");
+
+    etcd.start_again().await;
+    assert!(
+        wait_until(Duration::from_secs(30), || status(&daemon)
+            .is_some_and(|(s, _)| s == 200)),
+        "did not recover: {:?}",
+        status(&daemon)
+    );
+}

@@ -1,0 +1,142 @@
+//! Helpers for end-to-end tests that run the real `jumpgate` binary.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn jumpgate() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_jumpgate"))
+}
+
+/// Runs `jumpgate ARGS` to completion, with optional standard input.
+pub fn run(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = jumpgate()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn jumpgate");
+    let mut input = child.stdin.take().expect("stdin");
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).expect("write stdin");
+    }
+    drop(input);
+    child.wait_with_output().expect("wait for jumpgate")
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../types/tests/fixtures")
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A plain HTTP/1.0 GET: (status, body). `None` while nothing listens.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())?;
+    Some((status, body))
+}
+
+/// Polls `check` until it returns true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// A running daemon, killed on drop if the test did not stop it.
+pub struct Daemon {
+    pub child: Child,
+    pub diag_port: u16,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `jumpgate start ARGS --diag-addr 127.0.0.1:PORT`, logging to `log`, and
+    /// waits for `/healthz`.
+    pub fn start(args: &[&str], log: &Path) -> Daemon {
+        let diag_port = free_port();
+        let log_file = std::fs::File::create(log).expect("log file");
+        let child = jumpgate()
+            .arg("start")
+            .args(args)
+            .arg("--diag-addr")
+            .arg(format!("127.0.0.1:{diag_port}"))
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("log file"))
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn jumpgate start");
+        let mut daemon = Daemon {
+            child,
+            diag_port,
+            log: log.to_path_buf(),
+        };
+        let up = wait_until(Duration::from_secs(20), || {
+            http_get(diag_port, "/healthz").is_some_and(|(status, _)| status == 200)
+        });
+        if !up {
+            let _ = daemon.child.kill();
+            panic!("daemon did not come up; log:\n{}", daemon.log_text());
+        }
+        daemon
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn readyz(&self) -> Option<(u16, String)> {
+        http_get(self.diag_port, "/readyz")
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns whether it exited 0 in time.
+    pub fn terminate(&mut self) -> bool {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

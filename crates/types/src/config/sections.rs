@@ -1,0 +1,489 @@
+//! The validated configuration: plain structs with defaults applied. Everything here has already
+//! passed [`Config::from_yaml`](super::Config::from_yaml)'s checks, so the daemon reads fields
+//! without re-validating them. `docs/config.md` documents each field for operators.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::values::{HostPort, Secret, keyword_enum};
+
+/// Where data lives when the config does not say (`jumpgate.data_dir`).
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/jumpgate";
+/// The auth service's default port (DESIGN.md, "Services and ports").
+pub const DEFAULT_AUTH_PORT: u16 = 3025;
+/// The proxy's default public (web and TLS-routing) port.
+pub const DEFAULT_PROXY_WEB_PORT: u16 = 3080;
+/// The proxy-peering port.
+pub const DEFAULT_PROXY_PEER_PORT: u16 = 3021;
+/// The key prefix under which the etcd backend keeps cluster state.
+pub const DEFAULT_ETCD_PREFIX: &str = "/jumpgate/";
+
+/// The config file layout. Only v3 (Teleport's current layout) is supported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConfigVersion {
+    /// `version: v3`, also assumed when `version` is absent.
+    #[default]
+    V3,
+}
+
+impl ConfigVersion {
+    /// The spelling in a config file.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::V3 => "v3",
+        }
+    }
+}
+
+impl std::str::FromStr for ConfigVersion {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "v3" => Ok(Self::V3),
+            "v1" | "v2" => Err(format!(
+                "version {s:?} is not supported; only v3 is (write `version: v3` and the v3 layout)"
+            )),
+            _ => Err(format!("expected v3, got {s:?}")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ConfigVersion {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        super::values::from_str(d)
+    }
+}
+
+/// Settings shared by every service on this host: the `jumpgate:` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GlobalConfig {
+    /// The name this host registers under; `None` means the OS host name.
+    pub nodename: Option<String>,
+    /// Where this host keeps its own state (keys, certificates) and the embedded stores.
+    pub data_dir: PathBuf,
+    /// The auth service to join, dialled directly (port 3025).
+    pub auth_server: Option<HostPort>,
+    /// The proxy to join through (its public TLS-routing port); agents use this.
+    pub proxy_server: Option<HostPort>,
+    /// A static join token (the short form of `join_params` with method `token`).
+    pub auth_token: Option<Secret>,
+    /// How this host proves it may join the cluster.
+    pub join_params: Option<JoinParams>,
+    /// Hashes of the cluster's CA public keys (`sha256:<64 hex>`) a joining host must see.
+    pub ca_pin: Vec<String>,
+    /// Where cluster state, audit events and recordings are stored (used by the auth service).
+    pub storage: StorageConfig,
+    /// The daemon's own log.
+    pub log: LogConfig,
+    /// Where to serve `/healthz`, `/readyz` and `/metrics`; `None` disables it.
+    pub diag_addr: Option<HostPort>,
+}
+
+impl Default for GlobalConfig {
+    fn default() -> Self {
+        Self {
+            nodename: None,
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            auth_server: None,
+            proxy_server: None,
+            auth_token: None,
+            join_params: None,
+            ca_pin: Vec::new(),
+            storage: StorageConfig::default(),
+            log: LogConfig::default(),
+            diag_addr: None,
+        }
+    }
+}
+
+/// `jumpgate.join_params`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinParams {
+    /// How the host proves itself.
+    pub method: JoinMethod,
+    /// The join token's name (for method `token`, the token itself).
+    pub token_name: Secret,
+}
+
+/// A way of joining a cluster. Teleport's cloud-identity methods (ec2, iam, ...) are refused with
+/// a clear error until Jumpgate implements them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum JoinMethod {
+    /// A join token made with `jctl tokens add`.
+    #[default]
+    Token,
+}
+
+keyword_enum!(JoinMethod, "join method", { Token => ["token"] },
+    unsupported: ["ec2", "iam", "github", "gitlab", "kubernetes", "azure", "gcp", "circleci",
+        "spacelift", "tpm", "oracle", "bitbucket", "terraform_cloud", "azure_devops",
+        "bound_keypair"]);
+
+/// `jumpgate.storage`: the cluster-state backend and the audit stores.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StorageConfig {
+    /// The cluster-state backend.
+    pub backend: StorageBackend,
+    /// Where audit events go, as URIs; empty means the default store in `data_dir`.
+    pub audit_events_uri: Vec<String>,
+    /// Where session recordings go, as a URI; `None` means files in `data_dir`.
+    pub audit_sessions_uri: Option<String>,
+}
+
+/// The cluster-state backend (`storage.type`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageBackend {
+    /// The embedded SQLite store (`type: sqlite`, or Teleport's name `dir`).
+    Sqlite {
+        /// The directory holding the database (Teleport's meaning of `path`); `None` means
+        /// `<data_dir>/backend`, see [`StorageConfig::sqlite_dir`].
+        path: Option<PathBuf>,
+    },
+    /// In memory only: everything is lost on restart. For tests and demos.
+    Memory,
+    /// An etcd cluster, for highly available auth servers.
+    Etcd(EtcdConfig),
+}
+
+impl Default for StorageBackend {
+    fn default() -> Self {
+        Self::Sqlite { path: None }
+    }
+}
+
+impl StorageConfig {
+    /// The directory of the SQLite store, with the default applied; `None` for other backends.
+    pub fn sqlite_dir(&self, data_dir: &std::path::Path) -> Option<PathBuf> {
+        match &self.backend {
+            StorageBackend::Sqlite { path: Some(path) } => Some(path.clone()),
+            StorageBackend::Sqlite { path: None } => Some(data_dir.join("backend")),
+            StorageBackend::Memory | StorageBackend::Etcd(_) => None,
+        }
+    }
+}
+
+/// `storage` with `type: etcd`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdConfig {
+    /// The etcd members, as `http(s)://host:port` URLs; never empty.
+    pub peers: Vec<String>,
+    /// Key prefix for all of Jumpgate's keys.
+    pub prefix: String,
+    /// Client certificate for mutual TLS (given together with `tls_key_file`).
+    pub tls_cert_file: Option<PathBuf>,
+    /// Client private key for mutual TLS.
+    pub tls_key_file: Option<PathBuf>,
+    /// CA bundle that signed the etcd servers' certificates; `None` means the system roots.
+    pub tls_ca_file: Option<PathBuf>,
+    /// User for etcd's password authentication (given together with `password_file`).
+    pub username: Option<String>,
+    /// File holding that user's password, so the password is not in the config.
+    pub password_file: Option<PathBuf>,
+    /// Skip verification of the etcd servers' certificates. Dangerous; for tests only.
+    pub insecure: bool,
+}
+
+/// `jumpgate.log`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LogConfig {
+    /// Where log lines go.
+    pub output: LogOutput,
+    /// The least severe level written.
+    pub severity: LogSeverity,
+    /// Line format.
+    pub format: LogFormat,
+    /// Which extra fields a line carries (from Teleport's `format.extra_fields`:
+    /// level, timestamp, component, caller); empty means the logger's choice.
+    pub extra_fields: Vec<String>,
+}
+
+/// The fields allowed in `log.format.extra_fields`.
+pub const LOG_EXTRA_FIELDS: [&str; 4] = ["level", "timestamp", "component", "caller"];
+
+/// Where log lines go.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum LogOutput {
+    /// Standard error (the default).
+    #[default]
+    Stderr,
+    /// Standard output.
+    Stdout,
+    /// Appended to a file.
+    File(PathBuf),
+}
+
+/// Log levels, least verbose first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum LogSeverity {
+    /// Errors only.
+    Error,
+    /// Errors and warnings.
+    Warn,
+    /// The default.
+    #[default]
+    Info,
+    /// Debugging detail.
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+keyword_enum!(LogSeverity, "log severity", {
+    Error => ["error", "err"],
+    Warn => ["warn", "warning"],
+    Info => ["info"],
+    Debug => ["debug"],
+    Trace => ["trace"],
+});
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable text (the default).
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+keyword_enum!(LogFormat, "log format", { Text => ["text"], Json => ["json"] });
+
+/// `auth_service`: the certificate authority and cluster state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthServiceConfig {
+    /// Whether this host runs the auth service (present section = enabled).
+    pub enabled: bool,
+    /// The cluster's name, fixed when the cluster is first created; `None` means the host name.
+    pub cluster_name: Option<String>,
+    /// Where the auth API listens.
+    pub listen_addr: HostPort,
+    /// Addresses clients reach this auth service at (e.g. a load balancer), also put in its
+    /// certificate.
+    pub public_addr: Vec<HostPort>,
+    /// Static join tokens. Prefer dynamic ones from `jctl tokens add`: these never expire.
+    pub tokens: Vec<StaticToken>,
+    /// How users log in.
+    pub authentication: Authentication,
+    /// Where sessions are recorded.
+    pub session_recording: SessionRecording,
+    /// Whether the proxy serves everything on one port.
+    pub proxy_listener_mode: ProxyListenerMode,
+    /// How agents spread their reverse tunnels over proxies.
+    pub tunnel_strategy: TunnelStrategy,
+}
+
+impl Default for AuthServiceConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            cluster_name: None,
+            listen_addr: HostPort::new("0.0.0.0", DEFAULT_AUTH_PORT),
+            public_addr: Vec::new(),
+            tokens: Vec::new(),
+            authentication: Authentication::default(),
+            session_recording: SessionRecording::default(),
+            proxy_listener_mode: ProxyListenerMode::default(),
+            tunnel_strategy: TunnelStrategy::default(),
+        }
+    }
+}
+
+/// A static join token: `"proxy,node:TOKENVALUE"` in the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticToken {
+    /// What a host that presents the token may join as; never empty.
+    pub roles: Vec<JoinRole>,
+    /// The token value.
+    pub token: Secret,
+}
+
+/// What a joining host may become.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum JoinRole {
+    /// An auth server.
+    Auth,
+    /// A proxy.
+    Proxy,
+    /// An SSH agent.
+    Node,
+}
+
+keyword_enum!(JoinRole, "join role", {
+    Auth => ["auth"],
+    Proxy => ["proxy"],
+    Node => ["node"],
+}, unsupported: ["app", "db", "kube", "windowsdesktop", "discovery", "bot", "okta", "instance"]);
+
+/// `auth_service.authentication`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Authentication {
+    /// The login method.
+    pub kind: AuthType,
+    /// The second factor local users must present.
+    pub second_factor: SecondFactor,
+}
+
+/// Login methods. SSO (github, oidc, saml) comes later (DESIGN.md, "Identity") and is refused
+/// with a clear error until then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum AuthType {
+    /// Local users with passwords.
+    #[default]
+    Local,
+}
+
+keyword_enum!(AuthType, "authentication type", { Local => ["local"] },
+    unsupported: ["github", "oidc", "saml"]);
+
+/// Second-factor policy for local users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SecondFactor {
+    /// Passwords only.
+    Off,
+    /// TOTP codes are required (the default).
+    #[default]
+    Otp,
+    /// A second factor is required, of any enabled kind.
+    On,
+    /// WebAuthn (security keys) is required.
+    Webauthn,
+    /// A second factor is used when the user has registered one.
+    Optional,
+}
+
+keyword_enum!(SecondFactor, "second factor", {
+    Off => ["off"],
+    Otp => ["otp"],
+    On => ["on"],
+    Webauthn => ["webauthn"],
+    Optional => ["optional"],
+});
+
+/// Where interactive sessions are recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SessionRecording {
+    /// By the node, uploaded asynchronously (the default).
+    #[default]
+    Node,
+    /// By the proxy, uploaded asynchronously.
+    Proxy,
+    /// Not recorded.
+    Off,
+    /// By the node, streamed synchronously: the session stops if the upload fails.
+    NodeSync,
+    /// By the proxy, streamed synchronously.
+    ProxySync,
+}
+
+keyword_enum!(SessionRecording, "session recording mode", {
+    Node => ["node"],
+    Proxy => ["proxy"],
+    Off => ["off"],
+    NodeSync => ["node-sync"],
+    ProxySync => ["proxy-sync"],
+});
+
+/// Whether the proxy multiplexes every protocol on its one public port (TLS routing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProxyListenerMode {
+    /// One port, routed by ALPN (the default).
+    #[default]
+    Multiplex,
+    /// Separate listeners per protocol (Teleport's legacy layout).
+    Separate,
+}
+
+keyword_enum!(ProxyListenerMode, "proxy listener mode", {
+    Multiplex => ["multiplex"],
+    Separate => ["separate"],
+});
+
+/// How agents spread their reverse tunnels over proxies (DESIGN.md, "Tunnels").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TunnelStrategy {
+    /// One tunnel to every proxy (the default).
+    #[default]
+    AgentMesh,
+    /// Tunnels to a few proxies; proxies reach the others' agents by peering.
+    ProxyPeering {
+        /// How many distinct proxies each agent keeps a tunnel to; at least 1.
+        agent_connection_count: u32,
+    },
+}
+
+/// `proxy_service`: the public endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyServiceConfig {
+    /// Whether this host runs a proxy (present section = enabled).
+    pub enabled: bool,
+    /// The one public port: web UI/API and every TLS-routed protocol.
+    pub web_listen_addr: HostPort,
+    /// Addresses users and agents reach this proxy at (DNS name / load balancer).
+    pub public_addr: Vec<HostPort>,
+    /// Where proxy peering listens.
+    pub peer_listen_addr: HostPort,
+    /// The address other proxies dial for peering; `None` means derived from the listen address.
+    pub peer_public_addr: Option<HostPort>,
+    /// TLS certificates for the public port; empty means self-signed (dev and tests only).
+    pub https_keypairs: Vec<KeyPair>,
+    /// Expect a PROXY protocol header from a layer-4 load balancer.
+    pub proxy_protocol: bool,
+}
+
+impl Default for ProxyServiceConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            web_listen_addr: HostPort::new("0.0.0.0", DEFAULT_PROXY_WEB_PORT),
+            public_addr: Vec::new(),
+            peer_listen_addr: HostPort::new("0.0.0.0", DEFAULT_PROXY_PEER_PORT),
+            peer_public_addr: None,
+            https_keypairs: Vec::new(),
+            proxy_protocol: false,
+        }
+    }
+}
+
+/// A certificate and its key, both PEM files.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with key_file and cert_file"
+)]
+pub struct KeyPair {
+    /// The private key.
+    pub key_file: PathBuf,
+    /// The certificate chain, leaf first.
+    pub cert_file: PathBuf,
+}
+
+/// `ssh_service`: the agent.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SshServiceConfig {
+    /// Whether this host runs the agent (present section = enabled).
+    pub enabled: bool,
+    /// A direct SSH listener; `None` means reachable only through its reverse tunnel.
+    pub listen_addr: Option<HostPort>,
+    /// Static labels, used by roles to select nodes.
+    pub labels: BTreeMap<String, String>,
+    /// Labels whose values are the output of a command, re-run periodically.
+    pub commands: Vec<CommandLabel>,
+}
+
+/// A label whose value is a command's output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandLabel {
+    /// The label key.
+    pub name: String,
+    /// The program and its arguments (not run through a shell); never empty.
+    pub command: Vec<String>,
+    /// How often to re-run it; more than zero.
+    pub period: Duration,
+}

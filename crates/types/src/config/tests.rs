@@ -1,0 +1,295 @@
+//! Parsing rules that need the whole pipeline. Error tables, seed fixtures, the sample and the
+//! dev config are tested from `crates/types/tests/`.
+
+use super::*;
+
+fn parse(yaml: &str) -> Config {
+    Config::from_yaml("test.yaml", yaml).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// An agent needs somewhere to join; tests of other fields add this.
+const JOIN: &str = "jumpgate:\n  proxy_server: p.example.com:443\n";
+
+#[test]
+fn present_sections_are_enabled_absent_ones_are_not() {
+    let c = parse("auth_service: {}\n");
+    assert!(c.auth_service.enabled);
+    assert!(!c.proxy_service.enabled);
+    assert!(!c.ssh_service.enabled);
+
+    // A key with no value is still present.
+    let c = parse(&format!("{JOIN}ssh_service:\n"));
+    assert!(c.ssh_service.enabled);
+
+    let c = parse("auth_service:\n  enabled: no\nproxy_service:\n  enabled: \"yes\"\n");
+    assert!(!c.auth_service.enabled);
+    assert!(c.proxy_service.enabled);
+}
+
+#[test]
+fn booleans_in_every_spelling() {
+    for (word, value) in [
+        ("true", true),
+        ("false", false),
+        ("yes", true),
+        ("no", false),
+        ("on", true),
+        ("off", false),
+        ("\"yes\"", true),
+        ("\"Off\"", false),
+        ("YES", true),
+    ] {
+        let c = parse(&format!("proxy_service:\n  proxy_protocol: {word}\n"));
+        assert_eq!(c.proxy_service.proxy_protocol, value, "{word}");
+    }
+}
+
+#[test]
+fn sections_nested_under_jumpgate_count_as_top_level() {
+    let c = parse(
+        "jumpgate:\n  auth_service:\n    cluster_name: nested\n  proxy_service:\n    \
+         enabled: off\n",
+    );
+    assert!(c.auth_service.enabled);
+    assert_eq!(c.auth_service.cluster_name.as_deref(), Some("nested"));
+    assert!(!c.proxy_service.enabled);
+}
+
+#[test]
+fn errors_in_nested_sections_name_the_nested_path() {
+    let err = Config::from_yaml(
+        "f",
+        "jumpgate:\n  auth_service:\n    tunnel_strategy: {agent_connection_count: 3}\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.field_path(),
+        Some("jumpgate.auth_service.tunnel_strategy.agent_connection_count")
+    );
+    let err = Config::from_yaml("f", "jumpgate:\n  ssh_service:\n    lables: {}\n").unwrap_err();
+    assert_eq!(err.field_path(), Some("jumpgate.ssh_service.lables"));
+    assert!(err.to_string().contains("did you mean `labels`?"), "{err}");
+}
+
+#[test]
+fn defaults_apply_when_fields_are_absent() {
+    let c = parse("auth_service: {}\nproxy_service: {}\n");
+    assert_eq!(c.version, ConfigVersion::V3);
+    assert_eq!(
+        c.jumpgate.data_dir,
+        std::path::PathBuf::from("/var/lib/jumpgate")
+    );
+    assert_eq!(
+        c.jumpgate.storage.backend,
+        StorageBackend::Sqlite { path: None }
+    );
+    assert_eq!(c.jumpgate.log, LogConfig::default());
+    assert_eq!(c.jumpgate.diag_addr, None);
+    assert_eq!(c.auth_service.listen_addr, HostPort::new("0.0.0.0", 3025));
+    assert_eq!(c.auth_service.authentication.kind, AuthType::Local);
+    assert_eq!(
+        c.auth_service.authentication.second_factor,
+        SecondFactor::Otp
+    );
+    assert_eq!(c.auth_service.session_recording, SessionRecording::Node);
+    assert_eq!(
+        c.auth_service.proxy_listener_mode,
+        ProxyListenerMode::Multiplex
+    );
+    assert_eq!(c.auth_service.tunnel_strategy, TunnelStrategy::AgentMesh);
+    assert_eq!(
+        c.proxy_service.web_listen_addr,
+        HostPort::new("0.0.0.0", 3080)
+    );
+    assert_eq!(
+        c.proxy_service.peer_listen_addr,
+        HostPort::new("0.0.0.0", 3021)
+    );
+    assert!(!c.proxy_service.proxy_protocol);
+}
+
+#[test]
+fn proxy_peering_count_defaults_to_one() {
+    let c = parse("auth_service:\n  tunnel_strategy:\n    type: proxy_peering\n");
+    assert_eq!(
+        c.auth_service.tunnel_strategy,
+        TunnelStrategy::ProxyPeering {
+            agent_connection_count: 1
+        }
+    );
+}
+
+#[test]
+fn log_format_as_word_or_mapping() {
+    let c = parse("jumpgate:\n  log: {format: JSON}\n");
+    assert_eq!(c.jumpgate.log.format, LogFormat::Json);
+    assert!(c.jumpgate.log.extra_fields.is_empty());
+    let c =
+        parse("jumpgate:\n  log:\n    format:\n      output: json\n      extra_fields: [caller]\n");
+    assert_eq!(c.jumpgate.log.format, LogFormat::Json);
+    assert_eq!(c.jumpgate.log.extra_fields, ["caller"]);
+    let c = parse("jumpgate:\n  log:\n    format: {extra_fields: [level]}\n");
+    assert_eq!(c.jumpgate.log.format, LogFormat::Text);
+
+    let err =
+        Config::from_yaml("f", "jumpgate:\n  log:\n    format: {outptu: json}\n").unwrap_err();
+    assert_eq!(err.field_path(), Some("jumpgate.log.format.outptu"));
+    assert!(err.to_string().contains("did you mean `output`?"), "{err}");
+}
+
+#[test]
+fn log_outputs_and_severities() {
+    for (word, output) in [
+        ("stderr", LogOutput::Stderr),
+        ("STDOUT", LogOutput::Stdout),
+        ("/var/log/jg.log", LogOutput::File("/var/log/jg.log".into())),
+    ] {
+        let c = parse(&format!("jumpgate:\n  log: {{output: \"{word}\"}}\n"));
+        assert_eq!(c.jumpgate.log.output, output);
+    }
+    for (word, severity) in [
+        ("ERROR", LogSeverity::Error),
+        ("err", LogSeverity::Error),
+        ("WARNING", LogSeverity::Warn),
+        ("warn", LogSeverity::Warn),
+        ("Info", LogSeverity::Info),
+        ("DEBUG", LogSeverity::Debug),
+        ("trace", LogSeverity::Trace),
+    ] {
+        let c = parse(&format!("jumpgate:\n  log: {{severity: {word}}}\n"));
+        assert_eq!(c.jumpgate.log.severity, severity, "{word}");
+    }
+}
+
+#[test]
+fn storage_types() {
+    let c = parse("jumpgate:\n  storage: {type: dir}\n");
+    assert_eq!(
+        c.jumpgate.storage.backend,
+        StorageBackend::Sqlite { path: None }
+    );
+    let c = parse("jumpgate:\n  storage: {type: memory}\n");
+    assert_eq!(c.jumpgate.storage.backend, StorageBackend::Memory);
+    let c = parse("jumpgate:\n  storage: {audit_events_uri: \"file:///a\"}\n");
+    assert_eq!(c.jumpgate.storage.audit_events_uri, ["file:///a"]);
+
+    let err =
+        Config::from_yaml("f", "jumpgate:\n  storage: {type: memory, path: /x}\n").unwrap_err();
+    assert_eq!(err.field_path(), Some("jumpgate.storage.path"));
+    // Without `type`, an etcd key says how to switch.
+    let err = Config::from_yaml("f", "jumpgate:\n  storage: {prefix: /x/}\n").unwrap_err();
+    assert_eq!(err.field_path(), Some("jumpgate.storage.prefix"));
+    assert!(err.to_string().contains("add `type: etcd`"), "{err}");
+}
+
+#[test]
+fn strings_or_lists() {
+    let c = parse("proxy_service:\n  public_addr: a.example.com:443\n");
+    assert_eq!(
+        c.proxy_service.public_addr,
+        [HostPort::new("a.example.com", 443)]
+    );
+    let c = parse("proxy_service:\n  public_addr: [a.example.com:443, \"[::1]:443\"]\n");
+    assert_eq!(c.proxy_service.public_addr[1], HostPort::new("::1", 443));
+    let pin = format!("sha256:{}", "AB".repeat(32));
+    let c = parse(&format!("jumpgate:\n  ca_pin: [\"{pin}\", \"{pin}\"]\n"));
+    assert_eq!(c.jumpgate.ca_pin.len(), 2);
+}
+
+#[test]
+fn empty_strings_mean_unset_where_teleport_writes_them() {
+    let c = parse("jumpgate:\n  ca_pin: \"\"\n  diag_addr: \"\"\nauth_service: {}\n");
+    assert!(c.jumpgate.ca_pin.is_empty());
+    assert_eq!(c.jumpgate.diag_addr, None);
+}
+
+#[test]
+fn labels_accept_scalar_values() {
+    let c = parse(&format!(
+        "{JOIN}ssh_service:\n  labels: {{rack: 12, gpu: true, env: prod}}\n"
+    ));
+    let labels: Vec<(&str, &str)> = c
+        .ssh_service
+        .labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(labels, [("env", "prod"), ("gpu", "true"), ("rack", "12")]);
+}
+
+#[test]
+fn static_tokens_keep_their_roles() {
+    let c = parse("auth_service:\n  tokens: [\"proxy,node:abc\", \"auth:def\"]\n");
+    let roles: Vec<&[JoinRole]> = c.auth_service.tokens.iter().map(|t| &t.roles[..]).collect();
+    assert_eq!(
+        roles,
+        [
+            &[JoinRole::Proxy, JoinRole::Node][..],
+            &[JoinRole::Auth][..]
+        ]
+    );
+    assert!(!format!("{c:?}").contains("abc"), "Debug leaks a token");
+}
+
+#[test]
+fn yaml_anchors_and_merge_keys_work() {
+    let c = parse(
+        "proxy_service:\n  public_addr: &public a.example.com:443\n\
+         auth_service:\n  public_addr: *public\n\
+         jumpgate:\n  log:\n    <<: {severity: debug, output: stdout}\n    output: stderr\n",
+    );
+    assert_eq!(c.auth_service.public_addr, c.proxy_service.public_addr);
+    assert_eq!(c.jumpgate.log.severity, LogSeverity::Debug);
+    assert_eq!(
+        c.jumpgate.log.output,
+        LogOutput::Stderr,
+        "explicit keys win over merged ones"
+    );
+}
+
+#[test]
+fn join_params_method_defaults_to_token() {
+    let c = parse(
+        "jumpgate:\n  auth_server: a.example.com:3025\n  join_params: {token_name: t}\nssh_service: {}\n",
+    );
+    let params = c.jumpgate.join_params.unwrap();
+    assert_eq!(params.method, JoinMethod::Token);
+    assert_eq!(params.token_name.expose(), "t");
+}
+
+#[test]
+fn type_errors_do_not_name_internal_types() {
+    for yaml in [
+        "jumpgate: x\n",
+        "auth_service: [a]\n",
+        "proxy_service:\n  https_keypairs: [x]\n",
+    ] {
+        let err = Config::from_yaml("f", yaml).unwrap_err();
+        let shown = err.to_string();
+        assert!(shown.contains("expected a mapping"), "{shown}");
+        assert!(!shown.contains("Raw"), "{shown}");
+    }
+}
+
+#[test]
+fn secrets_may_be_any_scalar_and_tokens_a_single_string() {
+    let c = parse("jumpgate:\n  auth_token: 12345\n  proxy_server: p:443\nssh_service: {}\n");
+    assert_eq!(c.jumpgate.auth_token.unwrap().expose(), "12345");
+    let c = parse("auth_service:\n  tokens: \"node:abc\"\n");
+    assert_eq!(c.auth_service.tokens.len(), 1);
+    let err = Config::from_yaml("f", "jumpgate:\n  auth_token: \"\"\n").unwrap_err();
+    assert_eq!(err.field_path(), Some("jumpgate.auth_token"));
+}
+
+#[test]
+fn keywords_are_case_insensitive() {
+    let c = parse(
+        "version: V3\njumpgate:\n  storage: {type: SQLite}\nauth_service:\n  \
+         tunnel_strategy: {type: Proxy_Peering}\n  session_recording: Node-Sync\n",
+    );
+    assert_eq!(c.auth_service.session_recording, SessionRecording::NodeSync);
+    assert!(matches!(
+        c.auth_service.tunnel_strategy,
+        TunnelStrategy::ProxyPeering { .. }
+    ));
+}
