@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Jumpgate's whole test suite, as CI runs it (.ci/run calls this script).
+#
+# 1. Installs what the tests need, idempotently: Debian's etcd-server (real etcd for
+#    the backend conformance suite) and protobuf-compiler (etcd-client's build).
+# 2. cargo fmt --check, cargo clippy -D warnings, then every test with cargo-nextest
+#    (falling back to cargo test), then the doc tests.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+log() { printf '\n==> %s\n' "$*"; }
+
+install_packages() {
+    local missing=()
+    command -v etcd >/dev/null 2>&1 || [ -x /usr/bin/etcd ] || missing+=(etcd-server)
+    command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+    if [ ${#missing[@]} -eq 0 ]; then
+        return
+    fi
+    log "installing ${missing[*]}"
+    local sudo=()
+    if [ "$(id -u)" -ne 0 ]; then
+        sudo=(sudo)
+    fi
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null
+}
+
+check_toolchain() {
+    for component in fmt clippy; do
+        if ! cargo "$component" --version >/dev/null 2>&1; then
+            echo "test.sh: 'cargo $component' is missing; install it with: rustup component add ${component/fmt/rustfmt}" >&2
+            exit 1
+        fi
+    done
+}
+
+install_packages
+check_toolchain
+
+log "cargo fmt --check"
+cargo fmt --all --check
+
+log "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --locked --profile ci
+else
+    cargo test --workspace --locked
+fi
+
+log "doc tests"
+cargo test --workspace --locked --doc
