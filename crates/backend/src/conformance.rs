@@ -48,6 +48,10 @@ macro_rules! conformance_suite {
             slow_watcher_is_told_it_fell_behind,
             concurrent_cas_loses_no_update,
             concurrent_create_has_one_winner,
+            expired_items_are_gone_for_every_read,
+            watch_keeps_order_across_concurrent_writers,
+            watch_sees_atomic_writes_and_range_deletes,
+            atomic_write_same_key_twice_last_wins,
         );
     };
     (@tests $factory:expr; $($check:ident),+ $(,)?) => {
@@ -572,4 +576,209 @@ pub async fn concurrent_create_has_one_winner(backend: Arc<dyn Backend>) {
     assert_eq!(winners.len(), 1, "winners: {winners:?}");
     let stored = value_of(&backend, "/leader").await.unwrap();
     assert_eq!(String::from_utf8(stored).unwrap(), winners[0].to_string());
+}
+
+pub async fn expired_items_are_gone_for_every_read(backend: Arc<dyn Backend>) {
+    // Already expired when written: every read must treat it as missing at once,
+    // whatever the background sweeper has done yet.
+    let past = SystemTime::now() - Duration::from_secs(1);
+    backend
+        .put(item("/gone/x", "stale").expiring(past))
+        .await
+        .unwrap();
+    backend.put(item("/gone/y", "live")).await.unwrap();
+    assert!(value_of(&backend, "/gone/x").await.is_none());
+    let range = backend
+        .get_range(&KeyRange::prefix("/gone/").unwrap(), None)
+        .await
+        .unwrap();
+    assert_eq!(keys_of(&range), ["/gone/y"]);
+    let limited = backend
+        .get_range(&KeyRange::prefix("/gone/").unwrap(), Some(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        keys_of(&limited),
+        ["/gone/y"],
+        "an expired item used up the limit"
+    );
+    assert!(
+        backend
+            .update(item("/gone/x", "u"))
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    assert!(
+        backend
+            .compare_and_swap(b"stale", item("/gone/x", "c"))
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    assert!(
+        backend
+            .keep_alive(&key("/gone/x"), SystemTime::now() + Duration::from_secs(60))
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    let exists = backend
+        .atomic_write(
+            vec![Condition::Exists(key("/gone/x"))],
+            vec![Action::Put(item("/gone/z", "z"))],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(exists, BackendError::ConditionFailed { index: 0, .. }),
+        "{exists}"
+    );
+    backend.create(item("/gone/x", "fresh")).await.unwrap();
+    assert_eq!(value_of(&backend, "/gone/x").await.unwrap(), b"fresh");
+}
+
+pub async fn watch_keeps_order_across_concurrent_writers(backend: Arc<dyn Backend>) {
+    const WRITERS: usize = 4;
+    const EACH: usize = 12;
+    let mut watcher = backend.watch(vec![key("/cw/")]).await.unwrap();
+    assert_eq!(
+        next_event(&mut watcher, Duration::from_secs(5))
+            .await
+            .unwrap(),
+        Event::Ready
+    );
+    let mut tasks = Vec::new();
+    for writer in 0..WRITERS {
+        let backend = Arc::clone(&backend);
+        tasks.push(tokio::spawn(async move {
+            for i in 0..EACH {
+                backend
+                    .put(item(&format!("/cw/{writer}"), &i.to_string()))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    let mut last = Revision::from_raw(i64::MIN);
+    let mut next_of_writer = [0usize; WRITERS];
+    for _ in 0..WRITERS * EACH {
+        let Event::Put(put) = next_event(&mut watcher, Duration::from_secs(10))
+            .await
+            .unwrap()
+        else {
+            panic!("expected only puts");
+        };
+        assert!(
+            put.revision > last,
+            "out of revision order: {last} then {}",
+            put.revision
+        );
+        last = put.revision;
+        let writer: usize = put.key.as_str().trim_start_matches("/cw/").parse().unwrap();
+        let value: usize = String::from_utf8(put.value).unwrap().parse().unwrap();
+        assert_eq!(
+            value, next_of_writer[writer],
+            "writer {writer}'s puts out of order"
+        );
+        next_of_writer[writer] += 1;
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    // Each delivered put matches what a read returns now: the last value per writer.
+    for writer in 0..WRITERS {
+        let stored = value_of(&backend, &format!("/cw/{writer}")).await.unwrap();
+        assert_eq!(stored, (EACH - 1).to_string().into_bytes());
+    }
+}
+
+pub async fn watch_sees_atomic_writes_and_range_deletes(backend: Arc<dyn Backend>) {
+    let mut watcher = backend.watch(vec![key("/ev/")]).await.unwrap();
+    assert_eq!(
+        next_event(&mut watcher, Duration::from_secs(5))
+            .await
+            .unwrap(),
+        Event::Ready
+    );
+    let revision = backend
+        .atomic_write(
+            vec![],
+            vec![
+                Action::Put(item("/ev/a", "1")),
+                Action::Put(item("/ev/b", "2")),
+            ],
+        )
+        .await
+        .unwrap();
+    let mut puts = Vec::new();
+    for _ in 0..2 {
+        match next_event(&mut watcher, Duration::from_secs(5))
+            .await
+            .unwrap()
+        {
+            Event::Put(put) => {
+                assert_eq!(put.revision, revision, "an atomic write has one revision");
+                puts.push(put.key.to_string());
+            }
+            other => panic!("expected a put, got {other:?}"),
+        }
+    }
+    puts.sort();
+    assert_eq!(puts, ["/ev/a", "/ev/b"]);
+    assert_eq!(
+        backend
+            .delete_range(&KeyRange::prefix("/ev/").unwrap())
+            .await
+            .unwrap(),
+        2
+    );
+    let mut deleted = Vec::new();
+    for _ in 0..2 {
+        match next_event(&mut watcher, Duration::from_secs(5))
+            .await
+            .unwrap()
+        {
+            Event::Delete { key, .. } => deleted.push(key.to_string()),
+            other => panic!("expected a delete, got {other:?}"),
+        }
+    }
+    deleted.sort();
+    assert_eq!(deleted, ["/ev/a", "/ev/b"]);
+}
+
+pub async fn atomic_write_same_key_twice_last_wins(backend: Arc<dyn Backend>) {
+    backend
+        .atomic_write(
+            vec![],
+            vec![
+                Action::Put(item("/twice", "1")),
+                Action::Put(item("/twice", "2")),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(value_of(&backend, "/twice").await.unwrap(), b"2");
+    backend
+        .atomic_write(
+            vec![],
+            vec![
+                Action::Put(item("/twice", "3")),
+                Action::Delete(key("/twice")),
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(value_of(&backend, "/twice").await.is_none());
+    backend
+        .atomic_write(
+            vec![],
+            vec![
+                Action::Delete(key("/twice")),
+                Action::Put(item("/twice", "4")),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(value_of(&backend, "/twice").await.unwrap(), b"4");
 }

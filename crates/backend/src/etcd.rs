@@ -27,7 +27,7 @@ use crate::watch::{WatchError, Watcher};
 use async_trait::async_trait;
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions, KeyValue,
-    PutOptions, Txn, TxnOp, WatchOptions, WatchStream,
+    PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions, WatchStream,
 };
 use std::fmt;
 use std::sync::Arc;
@@ -205,10 +205,18 @@ impl EtcdBackend {
         use etcd_client::Error as E;
         let unavailable = match &err {
             E::TransportError(_) | E::IoError(_) => true,
-            E::GRpcStatus(status) => matches!(
-                status.code(),
-                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
-            ),
+            E::GRpcStatus(status) => {
+                matches!(
+                    status.code(),
+                    tonic::Code::Unavailable
+                        | tonic::Code::DeadlineExceeded
+                        | tonic::Code::Cancelled
+                ) || (status.code() == tonic::Code::Unknown
+                    // A broken connection arrives as "Unknown: transport error" with
+                    // the I/O error as its source.
+                    && (std::error::Error::source(status).is_some()
+                        || status.message().contains("transport error")))
+            }
             _ => false,
         };
         if unavailable {
@@ -257,17 +265,90 @@ impl EtcdBackend {
         }
     }
 
-    /// A put operation for `item`, with a lease if it expires.
-    async fn put_op(&self, item: &NewItem) -> Result<TxnOp> {
-        let options = match item.expires {
-            None => None,
-            Some(expires) => Some(PutOptions::new().with_lease(self.lease_until(expires).await?)),
-        };
-        Ok(TxnOp::put(
+    /// A put operation for `item`, with a new lease if it expires (returned, so the
+    /// caller can revoke it if the write does not happen).
+    async fn put_op(&self, item: &NewItem) -> Result<(TxnOp, Option<i64>)> {
+        let mut options = PutOptions::new().with_prev_key();
+        let mut lease = None;
+        if let Some(expires) = item.expires {
+            let id = self.lease_until(expires).await?;
+            options = options.with_lease(id);
+            lease = Some(id);
+        }
+        let op = TxnOp::put(
             self.full_key(&item.key),
             encode_envelope(item.expires, &item.value),
-            options,
-        ))
+            Some(options),
+        );
+        Ok((op, lease))
+    }
+
+    fn delete_op(&self, key: &Key) -> TxnOp {
+        TxnOp::delete(
+            self.full_key(key),
+            Some(DeleteOptions::new().with_prev_key()),
+        )
+    }
+
+    /// Commits `ops` if every compare holds. Leases are one per written item: on success
+    /// the leases of the values it replaced or deleted are revoked, on failure the
+    /// leases granted for this attempt are, so no lease outlives its item.
+    async fn commit(
+        &self,
+        compares: Vec<Compare>,
+        ops: Vec<TxnOp>,
+        new_leases: Vec<i64>,
+    ) -> Result<Option<Revision>> {
+        let response = self
+            .client
+            .kv_client()
+            .txn(Txn::new().when(compares).and_then(ops))
+            .await;
+        let response = match response {
+            Ok(response) => response,
+            Err(err) => {
+                self.revoke_quietly(new_leases);
+                return Err(self.error(err));
+            }
+        };
+        if !response.succeeded() {
+            self.revoke_quietly(new_leases);
+            return Ok(None);
+        }
+        let replaced = response
+            .op_responses()
+            .iter()
+            .flat_map(|op| match op {
+                TxnOpResponse::Put(put) => {
+                    put.prev_key().map(KeyValue::lease).into_iter().collect()
+                }
+                TxnOpResponse::Delete(delete) => {
+                    delete.prev_kvs().iter().map(KeyValue::lease).collect()
+                }
+                _ => Vec::new(),
+            })
+            .filter(|lease| *lease != 0)
+            .collect();
+        self.revoke_quietly(replaced);
+        Ok(Some(Revision(
+            response.header().map(|h| h.revision()).unwrap_or_default(),
+        )))
+    }
+
+    /// Revokes leases in the background; a failure only means etcd drops them at
+    /// their TTL instead.
+    fn revoke_quietly(&self, leases: Vec<i64>) {
+        if leases.is_empty() {
+            return;
+        }
+        let mut client = self.client.lease_client();
+        tokio::spawn(async move {
+            for lease in leases {
+                if let Err(err) = client.revoke(lease).await {
+                    tracing::debug!(lease, %err, "could not revoke a superseded etcd lease");
+                }
+            }
+        });
     }
 
     /// A lease that runs out at (or, rounding up to whole seconds, just after) `expires`.
@@ -288,33 +369,14 @@ impl EtcdBackend {
         Ok(lease.id())
     }
 
-    /// Commits `ops` if the key is still at `revision` (0: absent); returns the new
-    /// revision, or `None` if someone else wrote first.
-    async fn commit_if_unchanged(
-        &self,
-        key: &Key,
-        revision: Option<Revision>,
-        ops: Vec<TxnOp>,
-    ) -> Result<Option<Revision>> {
-        let compare = match revision {
+    /// A compare that holds while the key is still at `revision` (`None`: absent).
+    fn unchanged(&self, key: &Key, revision: Option<Revision>) -> Compare {
+        match revision {
             Some(revision) => {
                 Compare::mod_revision(self.full_key(key), CompareOp::Equal, revision.0)
             }
             None => Compare::version(self.full_key(key), CompareOp::Equal, 0),
-        };
-        let txn = Txn::new().when(vec![compare]).and_then(ops);
-        let response = self
-            .client
-            .kv_client()
-            .txn(txn)
-            .await
-            .map_err(|err| self.error(err))?;
-        if !response.succeeded() {
-            return Ok(None);
         }
-        Ok(Some(Revision(
-            response.header().map(|h| h.revision()).unwrap_or_default(),
-        )))
     }
 
     /// Reads the key, lets `decide` check it and return the write to make, and commits
@@ -333,14 +395,15 @@ impl EtcdBackend {
             let stored = raw.kvs().first().map(|kv| self.decode(kv)).transpose()?;
             let stored_revision = stored.as_ref().map(|item| item.revision);
             let live = stored.filter(|item| !is_expired(item.expires, SystemTime::now()));
-            let op = match decide(live.as_ref())? {
+            let (op, lease) = match decide(live.as_ref())? {
                 Some(item) => self.put_op(&item).await?,
-                None => TxnOp::delete(self.full_key(key), None),
+                None => (self.delete_op(key), None),
             };
-            if let Some(revision) = self
-                .commit_if_unchanged(key, stored_revision, vec![op])
-                .await?
-            {
+            let compare = self.unchanged(key, stored_revision);
+            let committed = self
+                .commit(vec![compare], vec![op], lease.into_iter().collect())
+                .await?;
+            if let Some(revision) = committed {
                 return Ok(revision);
             }
         }
@@ -387,7 +450,9 @@ impl EtcdBackend {
         start_revision: Option<i64>,
     ) -> Result<(WatchStream, i64), OpenWatchError> {
         let (start, end) = self.range_options(&KeyRange::Prefix(Key::root()));
-        let mut options = WatchOptions::new().with_range(end);
+        // Progress notifications let a quiet watch advance its resume point, so a
+        // reconnect after compaction does not needlessly report FellBehind.
+        let mut options = WatchOptions::new().with_range(end).with_progress_notify();
         if let Some(revision) = start_revision {
             options = options.with_start_revision(revision);
         }
@@ -426,10 +491,32 @@ enum OpenWatchError {
     Backend(BackendError),
 }
 
+/// etcd rejects a transaction that touches one key twice; the other backends apply the
+/// actions in order, so the last action on each key is the one that counts.
+fn last_action_per_key(actions: &[Action]) -> Vec<&Action> {
+    let key_of = |action: &Action| match action {
+        Action::Put(item) => item.key.clone(),
+        Action::Delete(key) => key.clone(),
+    };
+    let mut last = std::collections::HashMap::new();
+    for (index, action) in actions.iter().enumerate() {
+        last.insert(key_of(action), index);
+    }
+    actions
+        .iter()
+        .enumerate()
+        .filter(|(index, action)| last.get(&key_of(action)) == Some(index))
+        .map(|(_, action)| action)
+        .collect()
+}
+
 fn encode_envelope(expires: Option<SystemTime>, value: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(ENVELOPE_HEADER_LEN + value.len());
     out.extend_from_slice(&ENVELOPE_MAGIC);
-    out.extend_from_slice(&expires.map(to_unix_millis).unwrap_or(0).to_be_bytes());
+    // 0 means "never expires", so an expiry at or before the epoch is stored as 1 ms:
+    // already expired, as on the other backends.
+    let millis = expires.map(|at| to_unix_millis(at).max(1)).unwrap_or(0);
+    out.extend_from_slice(&millis.to_be_bytes());
     out.extend_from_slice(value);
     out
 }
@@ -458,16 +545,13 @@ impl Backend for EtcdBackend {
     }
 
     async fn put(&self, item: NewItem) -> Result<Revision> {
-        let op = self.put_op(&item).await?;
-        let response = self
-            .client
-            .kv_client()
-            .txn(Txn::new().and_then(vec![op]))
-            .await
-            .map_err(|err| self.error(err))?;
-        Ok(Revision(
-            response.header().map(|h| h.revision()).unwrap_or_default(),
-        ))
+        let (op, lease) = self.put_op(&item).await?;
+        self.commit(Vec::new(), vec![op], lease.into_iter().collect())
+            .await?
+            .ok_or_else(|| BackendError::Internal {
+                backend: BACKEND,
+                detail: "etcd refused an unconditional write".to_string(),
+            })
     }
 
     async fn create(&self, item: NewItem) -> Result<Revision> {
@@ -566,12 +650,31 @@ impl Backend for EtcdBackend {
 
     async fn delete_range(&self, range: &KeyRange) -> Result<u64> {
         let (start, end) = self.range_options(range);
-        let live = self.get_range(range, None).await?.len() as u64;
-        self.client
+        let response = self
+            .client
             .kv_client()
-            .delete(start, Some(DeleteOptions::new().with_range(end)))
+            .delete(
+                start,
+                Some(DeleteOptions::new().with_range(end).with_prev_key()),
+            )
             .await
             .map_err(|err| self.error(err))?;
+        let now = SystemTime::now();
+        let mut live = 0;
+        let mut leases = Vec::new();
+        for kv in response.prev_kvs() {
+            if kv.lease() != 0 {
+                leases.push(kv.lease());
+            }
+            // Expired items etcd had not revoked yet were already gone for readers.
+            if self
+                .decode(kv)
+                .is_ok_and(|item| !is_expired(item.expires, now))
+            {
+                live += 1;
+            }
+        }
+        self.revoke_quietly(leases);
         Ok(live)
     }
 
@@ -623,22 +726,19 @@ impl Backend for EtcdBackend {
                 });
             }
             let mut ops = Vec::with_capacity(actions.len());
-            for action in &actions {
+            let mut leases = Vec::new();
+            for action in last_action_per_key(&actions) {
                 ops.push(match action {
-                    Action::Put(item) => self.put_op(item).await?,
-                    Action::Delete(key) => TxnOp::delete(self.full_key(key), None),
+                    Action::Put(item) => {
+                        let (op, lease) = self.put_op(item).await?;
+                        leases.extend(lease);
+                        op
+                    }
+                    Action::Delete(key) => self.delete_op(key),
                 });
             }
-            let response = self
-                .client
-                .kv_client()
-                .txn(Txn::new().when(compares).and_then(ops))
-                .await
-                .map_err(|err| self.error(err))?;
-            if response.succeeded() {
-                return Ok(Revision(
-                    response.header().map(|h| h.revision()).unwrap_or_default(),
-                ));
+            if let Some(revision) = self.commit(compares, ops, leases).await? {
+                return Ok(revision);
             }
         }
         Err(BackendError::Unavailable {
@@ -705,6 +805,12 @@ impl WatchFeeder {
                             format!("etcd cancelled the watch: {}", response.cancel_reason());
                         self.finish(Err(WatchError::Closed(reason)));
                         return;
+                    }
+                    if response.events().is_empty() && !response.created() {
+                        // A progress notification: everything up to its revision was sent.
+                        if let Some(header) = response.header() {
+                            self.next_revision = self.next_revision.max(header.revision() + 1);
+                        }
                     }
                     for event in response.events() {
                         if let Deliver::Stop = self.deliver(event) {
@@ -777,8 +883,14 @@ impl WatchFeeder {
                     self.finish(Err(WatchError::FellBehind));
                     return None;
                 }
-                Err(OpenWatchError::Backend(err)) => {
+                Err(OpenWatchError::Backend(err)) if err.is_retryable() => {
                     tracing::warn!(%err, retry_in = ?delay, "etcd watch lost; retrying");
+                }
+                Err(OpenWatchError::Backend(err)) => {
+                    // E.g. permission denied: retrying cannot help; say so instead of
+                    // leaving the subscriber's cache silently stale.
+                    self.finish(Err(WatchError::Closed(err.to_string())));
+                    return None;
                 }
             }
             tokio::time::sleep(jitter(delay)).await;

@@ -345,13 +345,22 @@ fn verify_database(path: &Path) -> Result<()> {
 }
 
 /// Writes a consistent snapshot of the database at `source` to `dest`, safely while
-/// another process keeps writing to `source`. The snapshot is written next to `dest`
-/// and renamed into place, so `dest` is never half-written; it is made 0600.
+/// another process keeps writing to `source`.
+///
+/// The snapshot is built in a fresh private (0600) temporary file next to `dest`, checked,
+/// and only then renamed over `dest`: a failed backup never destroys an earlier one, and
+/// nobody can read the CA keys through a planted file or symlink meanwhile.
 pub fn backup_sqlite(source: &Path, dest: &Path) -> Result<()> {
     if !source.exists() {
         return Err(BackendError::InvalidArgument(format!(
             "no state database at {}; is the data directory right?",
             source.display()
+        )));
+    }
+    if same_file(source, dest) {
+        return Err(BackendError::InvalidArgument(format!(
+            "{} is the live database itself; write the backup somewhere else",
+            dest.display()
         )));
     }
     let src =
@@ -367,23 +376,22 @@ pub fn backup_sqlite(source: &Path, dest: &Path) -> Result<()> {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let io_error = |what: &str, err: std::io::Error| BackendError::Internal {
-        backend: BACKEND,
-        detail: format!("{what}: {err}"),
-    };
-    let staging = dir.join(format!(
-        ".{}.partial",
-        dest.file_name()
-            .map(|name| name.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "backup".to_string())
-    ));
-    let _ = std::fs::remove_file(&staging);
-    {
-        let mut out = Connection::open(&staging).map_err(|err| BackendError::Internal {
-            backend: BACKEND,
-            detail: format!("cannot create {}: {err}", staging.display()),
+    // Created with O_EXCL and mode 0600 by tempfile.
+    let staging = tempfile::Builder::new()
+        .prefix(".jumpgate-backup-")
+        .suffix(".partial")
+        .tempfile_in(&dir)
+        .map_err(|err| {
+            BackendError::InvalidArgument(format!(
+                "cannot create a file in {}: {err}",
+                dir.display()
+            ))
         })?;
-        restrict_permissions(&staging, 0o600);
+    {
+        let mut out = Connection::open(staging.path()).map_err(|err| BackendError::Internal {
+            backend: BACKEND,
+            detail: format!("cannot open {}: {err}", staging.path().display()),
+        })?;
         let backup = rusqlite::backup::Backup::new(&src, &mut out).map_err(sql_error)?;
         // All pages in one step (-1): a single read transaction, hence one consistent
         // snapshot, without blocking the daemon's writers (WAL).
@@ -405,53 +413,131 @@ pub fn backup_sqlite(source: &Path, dest: &Path) -> Result<()> {
         out.pragma_update(None, "journal_mode", "DELETE")
             .map_err(sql_error)?;
     }
-    std::fs::rename(&staging, dest)
-        .map_err(|err| io_error(&format!("cannot move backup to {}", dest.display()), err))?;
-    verify_database(dest)
+    verify_database(staging.path())?;
+    staging
+        .persist(dest)
+        .map_err(|err| BackendError::Internal {
+            backend: BACKEND,
+            detail: format!(
+                "cannot move the backup to {}: {}",
+                dest.display(),
+                err.error
+            ),
+        })?;
+    Ok(())
+}
+
+/// Whether two paths name the same file (a missing `b` is never the same).
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
 }
 
 /// Replaces the database at `target` with the backup at `backup`, after checking that
 /// the backup is a sound Jumpgate database. The caller must make sure no daemon is
-/// using `target`. The previous content of `target`, if any, is saved first as
-/// `target` + `.before-restore-<unix seconds>` and that path is returned, so a restore
-/// never loses data by itself.
+/// using `target`.
+///
+/// The current files (`target` and its `-wal`/`-shm`) are first moved aside, byte for
+/// byte, to `target.before-restore-<unix seconds>[-N]` (a name never used before), and
+/// that path is returned: a restore never loses data by itself, even when `target` is
+/// damaged and cannot be read.
 pub fn restore_sqlite(backup: &Path, target: &Path) -> Result<Option<PathBuf>> {
     verify_database(backup)?;
-    let mut saved = None;
-    if target.exists() {
-        let stamp = to_unix_millis(SystemTime::now()) / 1000;
-        let keep = PathBuf::from(format!("{}.before-restore-{stamp}", target.display()));
-        backup_sqlite(target, &keep)?;
-        saved = Some(keep);
+    if same_file(backup, target) {
+        return Err(BackendError::InvalidArgument(format!(
+            "{} is the live database itself",
+            backup.display()
+        )));
     }
+    let saved = if target.exists() {
+        Some(move_aside(target)?)
+    } else {
+        None
+    };
     let mut conn = open_connection(target)?;
-    // The backup API in reverse: replaces every page inside SQLite's own locking and
-    // WAL handling, rather than copying files under its feet.
+    // The backup API in reverse: fills the fresh database inside SQLite's own locking,
+    // rather than copying files under its feet.
     conn.restore(
         rusqlite::MAIN_DB,
         backup,
         None::<fn(rusqlite::backup::Progress)>,
     )
     .map_err(sql_error)?;
-    // A restored database must keep moving revisions forward for any watcher that
-    // remembers the old numbers: never go below what the replaced database had.
-    if let Some(keep) = &saved {
-        let old = Connection::open_with_flags(keep, OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .map_err(sql_error)?;
-        let old_revision: i64 = old
-            .query_row(
-                "SELECT value FROM meta WHERE name = 'revision'",
-                [],
-                |row| row.get(0),
-            )
-            .map_err(sql_error)?;
-        conn.execute(
-            "UPDATE meta SET value = max(value, ?1) WHERE name = 'revision'",
-            params![old_revision],
-        )
-        .map_err(sql_error)?;
+    // Revisions must keep moving forward for anyone who remembers the old numbers:
+    // never go below what the replaced database had handed out.
+    if let Some(old) = &saved {
+        match read_revision(old) {
+            Ok(old_revision) => {
+                conn.execute(
+                    "UPDATE meta SET value = max(value, ?1) WHERE name = 'revision'",
+                    params![old_revision],
+                )
+                .map_err(sql_error)?;
+            }
+            Err(err) => tracing::warn!(
+                %err,
+                "the replaced database is unreadable; revisions restart from the backup's"
+            ),
+        }
     }
     Ok(saved)
+}
+
+/// Renames `target` and its WAL companions to a fresh `.before-restore-*` name.
+fn move_aside(target: &Path) -> Result<PathBuf> {
+    let stamp = to_unix_millis(SystemTime::now()) / 1000;
+    let io = |what: String, err: std::io::Error| BackendError::Internal {
+        backend: BACKEND,
+        detail: format!("{what}: {err}"),
+    };
+    let companion =
+        |base: &Path, suffix: &str| PathBuf::from(format!("{}{suffix}", base.display()));
+    for attempt in 0u32..1000 {
+        let keep = if attempt == 0 {
+            PathBuf::from(format!("{}.before-restore-{stamp}", target.display()))
+        } else {
+            PathBuf::from(format!(
+                "{}.before-restore-{stamp}-{attempt}",
+                target.display()
+            ))
+        };
+        let taken = ["", "-wal", "-shm"]
+            .iter()
+            .any(|suffix| companion(&keep, suffix).exists());
+        if taken {
+            continue;
+        }
+        for suffix in ["-wal", "-shm", ""] {
+            let from = companion(target, suffix);
+            if from.exists() {
+                let to = companion(&keep, suffix);
+                std::fs::rename(&from, &to).map_err(|err| {
+                    io(
+                        format!("cannot move {} to {}", from.display(), to.display()),
+                        err,
+                    )
+                })?;
+            }
+        }
+        return Ok(keep);
+    }
+    Err(BackendError::Internal {
+        backend: BACKEND,
+        detail: format!("no free .before-restore name next to {}", target.display()),
+    })
+}
+
+fn read_revision(path: &Path) -> Result<i64> {
+    let conn =
+        Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sql_error)?;
+    conn.query_row(
+        "SELECT value FROM meta WHERE name = 'revision'",
+        [],
+        |row| row.get(0),
+    )
+    .map_err(sql_error)
 }
 
 fn live_item(conn: &Connection, key: &Key, now: SystemTime) -> Result<Option<Item>> {

@@ -121,7 +121,10 @@ impl NewItem {
 
     /// The same item, expiring `ttl` from now.
     pub fn with_ttl(self, ttl: Duration) -> NewItem {
-        self.expiring(SystemTime::now() + ttl)
+        // An absurdly long TTL means "in about a century" rather than an overflow.
+        let now = SystemTime::now();
+        let century = Duration::from_secs(100 * 365 * 24 * 3600);
+        self.expiring(now.checked_add(ttl.min(century)).unwrap_or(now))
     }
 }
 

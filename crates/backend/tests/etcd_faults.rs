@@ -10,6 +10,8 @@
 use jumpgate_backend::conformance::next_event;
 use jumpgate_backend::testing::{EtcdServer, free_port};
 use jumpgate_backend::{Backend, BackendError, EtcdBackend, EtcdOptions, Event, Key, NewItem};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 fn key(text: &str) -> Key {
@@ -112,4 +114,155 @@ async fn values_not_written_by_jumpgate_are_reported_as_corrupt() {
     let err = backend.get(&key("/users/alice")).await.unwrap_err();
     assert!(matches!(err, BackendError::Corrupt { .. }), "{err}");
     assert!(err.to_string().contains("/users/alice"), "{err}");
+}
+
+/// A TCP proxy in front of etcd that can cut every connection, so a watcher loses its
+/// stream while etcd itself keeps taking writes from other clients.
+struct CuttableProxy {
+    port: u16,
+    cut: Arc<AtomicBool>,
+    generation: tokio::sync::watch::Sender<u64>,
+}
+
+impl CuttableProxy {
+    async fn start(target: String) -> CuttableProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let (generation, _) = tokio::sync::watch::channel(0u64);
+        let accept_cut = Arc::clone(&cut);
+        let generations = generation.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                if accept_cut.load(Ordering::SeqCst) {
+                    continue; // dropped: connection refused in effect
+                }
+                let target = target.trim_start_matches("http://").to_string();
+                let mut killed = generations.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut upstream) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
+                        _ = killed.changed() => {}
+                    }
+                });
+            }
+        });
+        CuttableProxy {
+            port,
+            cut,
+            generation,
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    fn heal(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_resumes_where_it_left_off_and_misses_nothing() {
+    let server = EtcdServer::start().await;
+    let proxy = CuttableProxy::start(server.endpoint()).await;
+    let watched = EtcdBackend::connect(EtcdOptions::new(vec![proxy.endpoint()], "/jumpgate/"))
+        .await
+        .unwrap();
+    let direct = EtcdBackend::connect(EtcdOptions::new(vec![server.endpoint()], "/jumpgate/"))
+        .await
+        .unwrap();
+    let mut watcher = watched.watch(vec![key("/nodes/")]).await.unwrap();
+    assert_eq!(
+        next_event(&mut watcher, Duration::from_secs(5))
+            .await
+            .unwrap(),
+        Event::Ready
+    );
+    direct
+        .put(NewItem::new(key("/nodes/0"), "before"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        next_event(&mut watcher, Duration::from_secs(5))
+            .await
+            .unwrap(),
+        Event::Put(_)
+    ));
+
+    // The watcher's connection is gone; writes keep happening elsewhere meanwhile.
+    proxy.cut();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 1..=3 {
+        direct
+            .put(NewItem::new(key(&format!("/nodes/{i}")), "during"))
+            .await
+            .unwrap();
+    }
+    direct.delete(&key("/nodes/0")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.heal();
+
+    let mut seen = Vec::new();
+    while seen.len() < 4 {
+        match next_event(&mut watcher, Duration::from_secs(20))
+            .await
+            .unwrap()
+        {
+            Event::Put(item) => seen.push(format!("put {}", item.key)),
+            Event::Delete { key, .. } => seen.push(format!("delete {key}")),
+            Event::Ready => panic!("a second Ready"),
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            "put /nodes/1",
+            "put /nodes/2",
+            "put /nodes/3",
+            "delete /nodes/0"
+        ],
+        "events written while the watch was cut were lost or reordered"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_do_not_pile_up_etcd_leases() {
+    let server = EtcdServer::start().await;
+    let backend = EtcdBackend::connect(EtcdOptions::new(vec![server.endpoint()], "/jumpgate/"))
+        .await
+        .unwrap();
+    let far = std::time::SystemTime::now() + Duration::from_secs(600);
+    backend
+        .put(NewItem::new(key("/nodes/n1"), "up").expiring(far))
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        backend.keep_alive(&key("/nodes/n1"), far).await.unwrap();
+    }
+    // Superseded leases are revoked in the background: wait for it to settle.
+    let mut raw = etcd_client::Client::connect([server.endpoint()], None)
+        .await
+        .unwrap();
+    let mut count = usize::MAX;
+    for _ in 0..50 {
+        count = raw.leases().await.unwrap().leases().len();
+        if count == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(count, 1, "one live item should hold one lease");
 }

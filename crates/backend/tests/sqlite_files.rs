@@ -227,3 +227,76 @@ fn replace_all(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restores_never_overwrite_a_saved_state_even_a_corrupt_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("sqlite.db");
+    let snapshot = dir.path().join("snapshot.db");
+    {
+        let backend = SqliteBackend::open(SqliteOptions::new(&live))
+            .await
+            .unwrap();
+        backend
+            .put(NewItem::new(key("/v"), "snapshot"))
+            .await
+            .unwrap();
+    }
+    backup_sqlite(&live, &snapshot).unwrap();
+    {
+        let backend = SqliteBackend::open(SqliteOptions::new(&live))
+            .await
+            .unwrap();
+        backend
+            .put(NewItem::new(key("/v"), "original"))
+            .await
+            .unwrap();
+    }
+    // Two restores in the same second: each keeps its own copy of what it replaced.
+    let first = restore_sqlite(&snapshot, &live).unwrap().unwrap();
+    let second = restore_sqlite(&snapshot, &live).unwrap().unwrap();
+    assert_ne!(
+        first, second,
+        "the second restore reused the first one's safety copy"
+    );
+    let original = SqliteBackend::open(SqliteOptions::new(&first))
+        .await
+        .unwrap();
+    assert_eq!(original.get(&key("/v")).await.unwrap().value, b"original");
+    drop(original);
+
+    // A damaged live file can be restored over; its bytes are kept as they were.
+    std::fs::write(&live, b"damaged beyond repair, not a database at all.....").unwrap();
+    let _ = std::fs::remove_file(dir.path().join("sqlite.db-wal"));
+    let _ = std::fs::remove_file(dir.path().join("sqlite.db-shm"));
+    let kept = restore_sqlite(&snapshot, &live).unwrap().unwrap();
+    assert!(
+        std::fs::read(&kept)
+            .unwrap()
+            .starts_with(b"damaged beyond repair")
+    );
+    let restored = SqliteBackend::open(SqliteOptions::new(&live))
+        .await
+        .unwrap();
+    assert_eq!(restored.get(&key("/v")).await.unwrap().value, b"snapshot");
+}
+
+#[tokio::test]
+async fn a_backup_onto_the_live_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("sqlite.db");
+    let backend = SqliteBackend::open(SqliteOptions::new(&live))
+        .await
+        .unwrap();
+    backend.put(NewItem::new(key("/v"), "x")).await.unwrap();
+    let err = backup_sqlite(&live, &live).unwrap_err();
+    assert!(err.to_string().contains("live database"), "{err}");
+    assert_eq!(backend.get(&key("/v")).await.unwrap().value, b"x");
+    // No staging files are left behind.
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

@@ -51,6 +51,12 @@ pub fn restore(file: &Path, location: &StateLocation) -> Result<()> {
     // Holding the lock proves no daemon is running on this data directory, and keeps
     // one from starting halfway through.
     let _lock = datadir::lock(&data_dir).context("restore needs the daemon to be stopped")?;
+    let _storage_lock = match db.parent() {
+        Some(dir) if dir != data_dir => {
+            Some(datadir::lock(dir).context("restore needs the daemon to be stopped")?)
+        }
+        _ => None,
+    };
     let saved = jumpgate_backend::restore_sqlite(file, &db)
         .with_context(|| format!("restoring {} into {}", file.display(), db.display()))?;
     println!("Restored {} into {}.", file.display(), db.display());

@@ -31,6 +31,15 @@ pub async fn run(config: Config, dev: bool) -> Result<()> {
     } else {
         None
     };
+    // `storage.path` may put the SQLite file outside data_dir: lock its directory too,
+    // so two daemons can never share one database.
+    let _storage_lock = match crate::storage::sqlite_path(&config) {
+        Some(db) if storage.is_some() => match db.parent() {
+            Some(dir) if dir != lock.dir() => Some(datadir::lock(dir)?),
+            _ => None,
+        },
+        _ => None,
+    };
     let metrics = Metrics::new().context("setting up metrics")?;
     let readiness = Readiness::default();
     let diag_listener = match &config.jumpgate.diag_addr {
@@ -52,6 +61,9 @@ pub async fn run(config: Config, dev: bool) -> Result<()> {
         "jumpgate starting"
     );
 
+    // A component that cannot go on (e.g. a corrupt database) reports here and the
+    // daemon exits non-zero instead of limping along.
+    let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::channel::<anyhow::Error>(1);
     if let Some(plan) = storage {
         readiness.register("backend", "connecting");
         tasks.spawn(run_backend(
@@ -59,8 +71,10 @@ pub async fn run(config: Config, dev: bool) -> Result<()> {
             metrics.clone(),
             readiness.clone(),
             shutdown_rx.clone(),
+            fatal_tx.clone(),
         ));
     }
+    drop(fatal_tx);
     announce_unbuilt_services(&config);
 
     let diag_addr = match diag_listener {
@@ -89,8 +103,16 @@ pub async fn run(config: Config, dev: bool) -> Result<()> {
     }
     info!("jumpgate started");
 
-    let signal = wait_for_shutdown_signal().await?;
-    info!(signal, "shutting down");
+    let outcome = tokio::select! {
+        signal = wait_for_shutdown_signal() => {
+            info!(signal = signal?, "shutting down");
+            Ok(())
+        }
+        Some(err) = fatal_rx.recv() => {
+            error!(err = format!("{err:#}"), "shutting down after a fatal error");
+            Err(err)
+        }
+    };
     let _ = shutdown_tx.send(true);
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while tasks.join_next().await.is_some() {}
@@ -101,7 +123,7 @@ pub async fn run(config: Config, dev: bool) -> Result<()> {
     }
     drop(lock);
     info!("jumpgate stopped");
-    Ok(())
+    outcome
 }
 
 /// Opens the cluster-state backend (retrying while it is unreachable, so a daemon can
@@ -111,6 +133,7 @@ async fn run_backend(
     metrics: Metrics,
     readiness: Readiness,
     mut shutdown: watch::Receiver<bool>,
+    fatal: tokio::sync::mpsc::Sender<anyhow::Error>,
 ) {
     let description = plan.describe();
     let mut retry = Duration::from_millis(200);
@@ -120,11 +143,16 @@ async fn run_backend(
             Err(err) => {
                 metrics.backend_up.set(0);
                 readiness.not_ready("backend", format!("{description}: {err}"));
-                if err.is_retryable() {
-                    warn!(%err, retry_in = ?retry, "cluster state backend unreachable");
-                } else {
-                    error!(%err, "cannot open the cluster state backend");
+                if !err.is_retryable() {
+                    // Corrupt file, newer schema, bad settings: waiting will not fix it.
+                    let _ = fatal
+                        .send(anyhow::Error::new(err).context(format!(
+                            "cannot open the cluster state backend ({description})"
+                        )))
+                        .await;
+                    return;
                 }
+                warn!(%err, retry_in = ?retry, "cluster state backend unreachable");
             }
         }
         tokio::select! {

@@ -50,8 +50,28 @@ pub fn lock(dir: &Path) -> Result<DataDirLock> {
     }
 }
 
-/// Creates a directory readable only by its owner: it holds private keys.
+/// Creates a directory readable only by its owner (it holds private keys). An existing
+/// directory is left as it is (it may be shared on purpose, like `/tmp`), with a warning
+/// when others can read it.
 pub fn create_private_dir(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir)
+                .with_context(|| format!("cannot inspect {}", dir.display()))?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    mode = format!("{:o}", mode & 0o777),
+                    "data directory is accessible to other users; `chmod 700` it"
+                );
+            }
+        }
+        return Ok(());
+    }
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create data directory {}", dir.display()))?;
     #[cfg(unix)]
@@ -99,6 +119,23 @@ mod tests {
         assert!(err.contains("in use by another jumpgate process"), "{err}");
         drop(first);
         lock(dir.path()).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn new_dirs_are_private_and_existing_ones_untouched() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let shared = dir.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        create_private_dir(&shared).unwrap();
+        let mode = std::fs::metadata(&shared).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o1777, "an existing directory must keep its mode");
+        let fresh = dir.path().join("fresh/data");
+        create_private_dir(&fresh).unwrap();
+        let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
     }
 
     #[test]

@@ -169,3 +169,40 @@ async fn readyz_follows_an_etcd_outage_and_recovery() {
         status(&daemon)
     );
 }
+
+#[test]
+fn a_corrupt_state_database_stops_the_daemon_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("backend")).unwrap();
+    std::fs::write(
+        data.join("backend").join("sqlite.db"),
+        b"garbage garbage garbage garbage garbage garbage garbage garbage",
+    )
+    .unwrap();
+    let mut child = support::jumpgate()
+        .args([
+            "start",
+            "--dev",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--diag-addr",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let exited = wait_until(Duration::from_secs(15), || {
+        child.try_wait().ok().flatten().is_some()
+    });
+    if !exited {
+        let _ = child.kill();
+        panic!("the daemon kept running on a corrupt database");
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("sqlite.db"), "{err}");
+    assert!(err.contains("jumpgate backup restore"), "{err}");
+}
