@@ -2,7 +2,8 @@
 # Jumpgate's whole test suite, as CI runs it (.ci/run calls this script).
 #
 # 1. Installs what the tests need, idempotently: Debian's etcd-server (real etcd for
-#    the backend conformance suite) and protobuf-compiler (etcd-client's build).
+#    the backend conformance suite), protobuf-compiler (etcd-client's build) and
+#    openssh-server/-client (real sshd and ssh for the certificate tests).
 # 2. cargo fmt --check, cargo clippy -D warnings, then every test with cargo-nextest
 #    (falling back to cargo test), then the doc tests.
 set -euo pipefail
@@ -14,6 +15,8 @@ install_packages() {
     local missing=()
     command -v etcd >/dev/null 2>&1 || [ -x /usr/bin/etcd ] || missing+=(etcd-server)
     command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+    [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+    command -v ssh >/dev/null 2>&1 && command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
     if [ ${#missing[@]} -eq 0 ]; then
         return
     fi
@@ -22,9 +25,20 @@ install_packages() {
     if [ "$(id -u)" -ne 0 ]; then
         sudo=(sudo)
     fi
+    # The tests start their own etcd and sshd on free loopback ports: keep the packages'
+    # system services from starting (policy-rc.d exit 101 = "not allowed").
+    local policy=/usr/sbin/policy-rc.d made_policy=""
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+        "${sudo[@]}" chmod +x "$policy"
+        made_policy=yes
+    fi
     "${sudo[@]}" apt-get update -qq
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
         "${missing[@]}" >/dev/null
+    if [ -n "$made_policy" ]; then
+        "${sudo[@]}" rm -f "$policy"
+    fi
 }
 
 check_toolchain() {
