@@ -46,7 +46,19 @@ struct Sshd {
 }
 
 impl Sshd {
+    /// Starts sshd, retrying on a fresh port if a parallel test took the one we picked.
     fn start(user_ca: &SshCa, host_ca: &SshCa) -> Sshd {
+        let mut last = String::new();
+        for _ in 0..5 {
+            match Sshd::try_start(user_ca, host_ca) {
+                Ok(sshd) => return sshd,
+                Err(log) => last = log,
+            }
+        }
+        panic!("sshd did not start; last log:\n{last}");
+    }
+
+    fn try_start(user_ca: &SshCa, host_ca: &SshCa) -> Result<Sshd, String> {
         // Privilege separation needs this directory (root only; CI runs as root).
         std::fs::create_dir_all("/run/sshd").expect("create /run/sshd (run the tests as root)");
         let dir = tempfile::tempdir().unwrap();
@@ -101,17 +113,16 @@ impl Sshd {
             .stderr(std::fs::File::create(dir.path().join("sshd.log")).unwrap())
             .spawn()
             .unwrap();
-        let sshd = Sshd { child, port, dir };
+        let mut sshd = Sshd { child, port, dir };
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "sshd did not start:\n{}",
-                sshd.log()
-            );
+            let exited = matches!(sshd.child.try_wait(), Ok(Some(_)));
+            if exited || Instant::now() > deadline {
+                return Err(sshd.log());
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
-        sshd
+        Ok(sshd)
     }
 
     fn log(&self) -> String {

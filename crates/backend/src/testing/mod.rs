@@ -43,15 +43,24 @@ fn etcd_binary() -> PathBuf {
 
 impl EtcdServer {
     /// Starts etcd and waits until it answers. Panics with a hint when etcd is missing.
+    ///
+    /// A "free" port can be taken by a parallel test between our check and etcd's bind,
+    /// so a server that exits at start-up is retried on fresh ports.
     pub async fn start() -> EtcdServer {
-        let mut server = EtcdServer {
-            child: None,
-            dir: tempfile::tempdir().expect("temp dir for etcd"),
-            client_port: free_port(),
-            peer_port: free_port(),
-        };
-        server.start_again().await;
-        server
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            let mut server = EtcdServer {
+                child: None,
+                dir: tempfile::tempdir().expect("temp dir for etcd"),
+                client_port: free_port(),
+                peer_port: free_port(),
+            };
+            match server.try_start().await {
+                Ok(()) => return server,
+                Err(err) => last_error = err,
+            }
+        }
+        panic!("etcd failed to start 5 times; last: {last_error}");
     }
 
     /// The client URL, e.g. `http://127.0.0.1:41234`.
@@ -61,6 +70,18 @@ impl EtcdServer {
 
     /// Starts the (stopped) server again on the same ports and data.
     pub async fn start_again(&mut self) {
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            match self.try_start().await {
+                Ok(()) => return,
+                Err(err) => last_error = err,
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("etcd failed to restart 5 times; last: {last_error}");
+    }
+
+    async fn try_start(&mut self) -> Result<(), String> {
         assert!(self.child.is_none(), "etcd is already running");
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let child = Command::new(etcd_binary())
@@ -89,16 +110,20 @@ impl EtcdServer {
                 )
             });
         self.child = Some(child);
-        self.wait_ready().await;
+        let ready = self.wait_ready().await;
+        if ready.is_err() {
+            self.stop().await;
+        }
+        ready
     }
 
-    async fn wait_ready(&mut self) {
+    async fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
-                panic!("etcd exited during start-up with {status}");
+                return Err(format!("etcd exited during start-up with {status}"));
             }
             let endpoint = self.endpoint();
             let ready = async {
@@ -111,12 +136,11 @@ impl EtcdServer {
                 .flatten()
                 .is_some()
             {
-                return;
+                return Ok(());
             }
-            assert!(
-                Instant::now() < deadline,
-                "etcd did not become ready in 30s"
-            );
+            if Instant::now() > deadline {
+                return Err("etcd did not become ready in 30s".to_string());
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }

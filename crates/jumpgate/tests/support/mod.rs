@@ -78,8 +78,20 @@ pub struct Daemon {
 
 impl Daemon {
     /// Starts `jumpgate start ARGS --diag-addr 127.0.0.1:PORT`, logging to `log`, and
-    /// waits for `/healthz`.
+    /// waits for `/healthz`. Retried on a fresh port if a parallel test took the port.
     pub fn start(args: &[&str], log: &Path) -> Daemon {
+        for _ in 0..5 {
+            if let Some(daemon) = Daemon::try_start(args, log) {
+                return daemon;
+            }
+        }
+        panic!(
+            "daemon did not come up; log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+    }
+
+    fn try_start(args: &[&str], log: &Path) -> Option<Daemon> {
         let diag_port = free_port();
         let log_file = std::fs::File::create(log).expect("log file");
         let child = jumpgate()
@@ -98,13 +110,16 @@ impl Daemon {
             log: log.to_path_buf(),
         };
         let up = wait_until(Duration::from_secs(20), || {
+            if matches!(daemon.child.try_wait(), Ok(Some(_))) {
+                return true;
+            }
             http_get(diag_port, "/healthz").is_some_and(|(status, _)| status == 200)
         });
-        if !up {
-            let _ = daemon.child.kill();
-            panic!("daemon did not come up; log:\n{}", daemon.log_text());
+        if up && matches!(daemon.child.try_wait(), Ok(None)) {
+            return Some(daemon);
         }
-        daemon
+        let _ = daemon.child.kill();
+        None
     }
 
     pub fn log_text(&self) -> String {
