@@ -3,7 +3,8 @@
 #
 # 1. Installs what the tests need, idempotently: Debian's etcd-server (real etcd for
 #    the backend conformance suite), protobuf-compiler (etcd-client's build) and
-#    openssh-server/-client (real sshd and ssh for the certificate tests).
+#    openssh-server/-client and openssl (real sshd, ssh and an independent X.509
+#    verifier for the certificate tests).
 # 2. cargo fmt --check, cargo clippy -D warnings, then every test with cargo-nextest
 #    (falling back to cargo test), then the doc tests.
 set -euo pipefail
@@ -17,6 +18,7 @@ install_packages() {
     command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
     [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
     command -v ssh >/dev/null 2>&1 && command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
+    command -v openssl >/dev/null 2>&1 || missing+=(openssl)
     if [ ${#missing[@]} -eq 0 ]; then
         return
     fi

@@ -1,7 +1,8 @@
 //! Jumpgate's certificate authorities (DESIGN.md, "Identity").
 //!
 //! A cluster has a **user CA** (SSH; signs users' certificates), a **host CA** (SSH; signs
-//! nodes' certificates) and a TLS CA (X.509, to come with the auth API). This crate makes
+//! nodes' certificates) and a **TLS CA** (X.509; the mutual-TLS identities of users,
+//! nodes, proxies and auth servers, and the `ca_pin` joining hosts check). This crate makes
 //! their keys, issues certificates, and holds **every certificate check in one place**:
 //! russh, like most SSH libraries, verifies only a certificate's signature and validity
 //! window; which CA, which type, which principal and which critical options are
@@ -9,8 +10,10 @@
 #![forbid(unsafe_code)]
 
 pub mod ssh;
+pub mod tls;
 
 pub use ssh::{
     CaKind, CertError, HostCertParams, Permissions, PkiError, SshCa, UserCertCheck, UserCertParams,
     VerifiedHost, VerifiedUser, verify_host_cert, verify_user_cert,
 };
+pub use tls::{IdentityKind, TlsCa, TlsCertError, TlsCertParams, TlsIdentity};
