@@ -9,10 +9,11 @@ use crate::diag::{self, Readiness};
 use crate::metrics::{MeteredBackend, Metrics};
 use crate::storage::StoragePlan;
 use anyhow::{Context, Result};
+use jumpgate_auth::{AuthError, ClusterAuthorities};
 use jumpgate_backend::{Backend, BackendError, Key};
 use jumpgate_types::Config;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
@@ -66,8 +67,10 @@ pub async fn run(config: Config, dev: bool) -> Result<()> {
     let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::channel::<anyhow::Error>(1);
     if let Some(plan) = storage {
         readiness.register("backend", "connecting");
+        readiness.register("auth", "waiting for the cluster state backend");
         tasks.spawn(run_backend(
             plan,
+            cluster_name(&config),
             metrics.clone(),
             readiness.clone(),
             shutdown_rx.clone(),
@@ -130,6 +133,7 @@ pub async fn run(config: Config, dev: bool) -> Result<()> {
 /// start before etcd does) and keeps probing it for `/readyz`.
 async fn run_backend(
     plan: StoragePlan,
+    cluster: String,
     metrics: Metrics,
     readiness: Readiness,
     mut shutdown: watch::Receiver<bool>,
@@ -165,6 +169,41 @@ async fn run_backend(
     if matches!(plan, StoragePlan::Memory) {
         warn!("storage type memory: the cluster state is lost when jumpgate exits");
     }
+    // The cluster's identity: created on its first start, loaded on every later one.
+    let mut retry = Duration::from_millis(200);
+    let _authorities = loop {
+        match ClusterAuthorities::load_or_create(backend.as_ref(), &cluster, SystemTime::now())
+            .await
+        {
+            Ok(authorities) => {
+                info!(
+                    cluster = %authorities.cluster,
+                    user_ca = %authorities.user.fingerprint(),
+                    host_ca = %authorities.host.fingerprint(),
+                    ca_pin = %authorities.tls.ca_pin(),
+                    "cluster certificate authorities ready"
+                );
+                readiness.ready("auth");
+                break authorities;
+            }
+            Err(AuthError::Backend(err)) if err.is_retryable() => {
+                readiness.not_ready(
+                    "auth",
+                    format!("loading the certificate authorities: {err}"),
+                );
+                warn!(%err, retry_in = ?retry, "cannot load the certificate authorities yet");
+            }
+            Err(err) => {
+                let _ = fatal.send(anyhow::Error::new(err)).await;
+                return;
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(retry) => {}
+            _ = shutdown.wait_for(|stopping| *stopping) => return,
+        }
+        retry = (retry * 2).min(Duration::from_secs(10));
+    };
     // A key nobody writes: NotFound is the healthy answer.
     let probe_key = Key::root();
     loop {
@@ -188,21 +227,43 @@ async fn run_backend(
     drop(backend);
 }
 
-/// The services arrive issue by issue; say plainly which configured ones this build
+/// The cluster's name: `auth_service.cluster_name`, else this host's name (as Teleport).
+fn cluster_name(config: &Config) -> String {
+    if let Some(name) = &config.auth_service.cluster_name {
+        return name.clone();
+    }
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .or_else(|| config.jumpgate.nodename.clone())
+        .unwrap_or_else(|| "jumpgate".to_string())
+}
+
+/// The services arrive issue by issue; say plainly which configured parts this build
 /// does not run yet instead of pretending they started.
 fn announce_unbuilt_services(config: &Config) {
     let configured = [
-        ("auth_service", config.auth_service.enabled),
-        ("proxy_service", config.proxy_service.enabled),
-        ("ssh_service", config.ssh_service.enabled),
+        (
+            "auth_service",
+            config.auth_service.enabled,
+            "the cluster state and certificate authorities run; the auth API, users, \
+             login and join are not part of this build yet",
+        ),
+        (
+            "proxy_service",
+            config.proxy_service.enabled,
+            "not part of this build yet",
+        ),
+        (
+            "ssh_service",
+            config.ssh_service.enabled,
+            "not part of this build yet",
+        ),
     ];
-    for (service, enabled) in configured {
+    for (service, enabled, status) in configured {
         if enabled {
-            warn!(
-                service,
-                "enabled in the config but not part of this build yet; only the cluster \
-                 state store and diagnostics run"
-            );
+            warn!(service, "{status}");
         }
     }
 }
@@ -221,8 +282,9 @@ fn print_dev_banner(config: &Config, diag_addr: Option<std::net::SocketAddr>) {
          \x20 cluster state:   {state}\n\
          \x20 diagnostics:     {diag}\n\
          \x20 back up state:   jumpgate backup create jumpgate-backup.db --data-dir {data_dir}\n\
-         This build runs the cluster state store and diagnostics; the auth, proxy and ssh\n\
-         services are not built yet. Stop with Ctrl-C."
+         This build runs the cluster state, its certificate authorities (the ca_pin is in\n\
+         the log) and diagnostics; login, the proxy and the ssh service are not built yet.\n\
+         Stop with Ctrl-C."
     );
 }
 

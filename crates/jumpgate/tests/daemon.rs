@@ -206,3 +206,66 @@ fn a_corrupt_state_database_stops_the_daemon_with_the_fix() {
     assert!(err.contains("sqlite.db"), "{err}");
     assert!(err.contains("jumpgate backup restore"), "{err}");
 }
+
+fn ca_pin_in(log: &str) -> Option<String> {
+    let line = log
+        .lines()
+        .find(|line| line.contains("cluster certificate authorities ready"))?;
+    let start = line.find("ca_pin=")? + "ca_pin=".len();
+    Some(line[start..].split_whitespace().next()?.to_string())
+}
+
+#[test]
+fn the_cluster_keeps_its_cas_across_restarts_and_refuses_a_new_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = |name: &str| {
+        let path = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(
+            &path,
+            format!(
+                "version: v3\njumpgate:\n  data_dir: {}\nauth_service:\n  cluster_name: {name}\n",
+                data.display()
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let prod = config("prod");
+    let mut pins = Vec::new();
+    for run in 0..2 {
+        let mut daemon = Daemon::start(
+            &["-c", prod.to_str().unwrap()],
+            &dir.path().join(format!("log{run}")),
+        );
+        let ready = wait_until(Duration::from_secs(15), || {
+            daemon
+                .readyz()
+                .is_some_and(|(status, body)| status == 200 && body.contains("\"auth\""))
+        });
+        assert!(ready, "{:?}\n{}", daemon.readyz(), daemon.log_text());
+        let pin = ca_pin_in(&daemon.log_text()).expect("the log names the ca_pin");
+        assert!(pin.starts_with("sha256:"), "{pin}");
+        pins.push(pin);
+        assert!(daemon.terminate());
+    }
+    assert_eq!(pins[0], pins[1], "a restart must keep the cluster's CAs");
+
+    let renamed = config("staging");
+    let out = run(
+        &[
+            "start",
+            "-c",
+            renamed.to_str().unwrap(),
+            "--diag-addr",
+            "127.0.0.1:0",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("cluster_name") && err.contains("\"prod\""),
+        "{err}"
+    );
+}

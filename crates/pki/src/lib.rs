@@ -16,4 +16,6 @@ pub use ssh::{
     CaKind, CertError, HostCertParams, Permissions, PkiError, SshCa, UserCertCheck, UserCertParams,
     VerifiedHost, VerifiedUser, verify_host_cert, verify_user_cert,
 };
+/// The SSH key and certificate types in our API, re-exported so callers use the same version.
+pub use ssh_key;
 pub use tls::{IdentityKind, TlsCa, TlsCertError, TlsCertParams, TlsIdentity};

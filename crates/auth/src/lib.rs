@@ -1,0 +1,9 @@
+//! The Jumpgate auth service (DESIGN.md "Services": auth): the cluster's certificate
+//! authorities and state. This first part creates the cluster's identity on the first
+//! start and loads it on every later one; the gRPC API, users, roles, tokens, login and
+//! join build on it.
+#![forbid(unsafe_code)]
+
+pub mod authorities;
+
+pub use authorities::{AuthError, ClusterAuthorities};
