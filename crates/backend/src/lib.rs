@@ -95,4 +95,11 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 
     /// Subscribes to changes under `prefixes` (an empty list means every key).
     async fn watch(&self, prefixes: Vec<Key>) -> Result<Watcher>;
+
+    /// Flushes and releases the store now, rather than whenever the last handle and
+    /// background task let go: call it before the files may be touched (restore) or at
+    /// shutdown. Later calls on any handle fail with `Unavailable`.
+    async fn close(&self) -> Result<()> {
+        Ok(())
+    }
 }

@@ -62,7 +62,8 @@ pub struct SqliteBackend {
 
 #[derive(Debug)]
 struct Inner {
-    conn: Mutex<Connection>,
+    /// `None` once [`Backend::close`] ran: later calls fail instead of reopening.
+    conn: Mutex<Option<Connection>>,
     bus: EventBus,
     path: PathBuf,
 }
@@ -77,7 +78,7 @@ impl SqliteBackend {
             .map_err(join_error)??;
         let backend = SqliteBackend {
             inner: Arc::new(Inner {
-                conn: Mutex::new(conn),
+                conn: Mutex::new(Some(conn)),
                 bus: EventBus::new(options.watch_buffer),
                 path: options.path,
             }),
@@ -109,7 +110,8 @@ impl SqliteBackend {
     {
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
-            let mut conn = lock(&inner.conn);
+            let mut guard = lock(&inner.conn);
+            let conn = guard.as_mut().ok_or_else(closed)?;
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(sql_error)?;
@@ -137,9 +139,13 @@ impl SqliteBackend {
         F: FnOnce(&Connection, SystemTime) -> Result<T> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || op(&lock(&inner.conn), SystemTime::now()))
-            .await
-            .map_err(join_error)?
+        tokio::task::spawn_blocking(move || {
+            let guard = lock(&inner.conn);
+            let conn = guard.as_ref().ok_or_else(closed)?;
+            op(conn, SystemTime::now())
+        })
+        .await
+        .map_err(join_error)?
     }
 }
 
@@ -222,7 +228,14 @@ impl WriteTx<'_> {
     }
 }
 
-fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+fn closed() -> BackendError {
+    BackendError::Unavailable {
+        backend: BACKEND,
+        detail: "the database was closed".to_string(),
+    }
+}
+
+fn lock(conn: &Mutex<Option<Connection>>) -> MutexGuard<'_, Option<Connection>> {
     // A panic while holding the lock would have rolled back its transaction on drop,
     // so the connection is still usable.
     conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -636,6 +649,9 @@ fn spawn_sweeper(inner: std::sync::Weak<Inner>, interval: Duration) {
         loop {
             tick.tick().await;
             let Some(inner) = inner.upgrade() else { return };
+            if lock(&inner.conn).is_none() {
+                return;
+            }
             let backend = SqliteBackend { inner };
             if let Err(err) = backend.sweep_expired().await {
                 tracing::warn!(%err, "sweeping expired items failed; will retry");
@@ -821,6 +837,19 @@ impl Backend for SqliteBackend {
 
     async fn watch(&self, prefixes: Vec<Key>) -> Result<Watcher> {
         Ok(self.inner.bus.subscribe(prefixes))
+    }
+
+    async fn close(&self) -> Result<()> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let Some(conn) = lock(&inner.conn).take() else {
+                return Ok(());
+            };
+            // Closing checkpoints the WAL into the main file and removes it.
+            conn.close().map_err(|(_, err)| sql_error(err))
+        })
+        .await
+        .map_err(join_error)?
     }
 }
 

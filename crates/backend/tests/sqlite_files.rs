@@ -135,7 +135,7 @@ async fn online_backup_is_consistent_while_writes_continue_and_restores() {
         .put(NewItem::new(key("/after-backup"), "x"))
         .await
         .unwrap();
-    drop(backend);
+    backend.close().await.unwrap();
 
     // Restore into the live path: the snapshot comes back, the old state is kept aside.
     let saved = restore_sqlite(&backup_path, &path)
@@ -241,6 +241,7 @@ async fn restores_never_overwrite_a_saved_state_even_a_corrupt_one() {
             .put(NewItem::new(key("/v"), "snapshot"))
             .await
             .unwrap();
+        backend.close().await.unwrap();
     }
     backup_sqlite(&live, &snapshot).unwrap();
     {
@@ -251,6 +252,10 @@ async fn restores_never_overwrite_a_saved_state_even_a_corrupt_one() {
             .put(NewItem::new(key("/v"), "original"))
             .await
             .unwrap();
+        backend.close().await.unwrap();
+        // Every handle is closed now: a late call fails instead of touching the files.
+        let err = backend.get(&key("/v")).await.unwrap_err();
+        assert!(err.to_string().contains("closed"), "{err}");
     }
     // Two restores in the same second: each keeps its own copy of what it replaced.
     let first = restore_sqlite(&snapshot, &live).unwrap().unwrap();
@@ -263,7 +268,7 @@ async fn restores_never_overwrite_a_saved_state_even_a_corrupt_one() {
         .await
         .unwrap();
     assert_eq!(original.get(&key("/v")).await.unwrap().value, b"original");
-    drop(original);
+    original.close().await.unwrap();
 
     // A damaged live file can be restored over; its bytes are kept as they were.
     std::fs::write(&live, b"damaged beyond repair, not a database at all.....").unwrap();

@@ -223,8 +223,10 @@ async fn run_backend(
             _ = shutdown.wait_for(|stopping| *stopping) => break,
         }
     }
-    // Dropping the last handle closes the store (SQLite checkpoints its WAL).
-    drop(backend);
+    // Close now (SQLite checkpoints its WAL), not whenever the last handle goes.
+    if let Err(err) = backend.close().await {
+        warn!(%err, "closing the cluster state backend failed");
+    }
 }
 
 /// The cluster's name: `auth_service.cluster_name`, else this host's name (as Teleport).

@@ -184,4 +184,7 @@ impl Backend for MeteredBackend {
     async fn watch(&self, prefixes: Vec<Key>) -> Result<Watcher> {
         self.measure("watch", self.inner.watch(prefixes)).await
     }
+    async fn close(&self) -> Result<()> {
+        self.inner.close().await
+    }
 }

@@ -86,7 +86,7 @@ async fn backup_while_running_then_restore_round_trips() {
         .put(NewItem::new(key("/users/alice"), "password-v2"))
         .await
         .unwrap();
-    drop(writer_db);
+    writer_db.close().await.unwrap();
 
     // Restore is refused while the daemon runs...
     let refused = run(

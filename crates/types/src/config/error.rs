@@ -91,7 +91,7 @@ fn at(location: &Option<Location>) -> String {
 
 /// A field error before the file name is attached: what `validate.rs` returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Invalid {
+pub(crate) struct Invalid {
     pub path: String,
     pub reason: String,
 }
@@ -137,8 +137,9 @@ fn format_path(path: &Path) -> String {
     out
 }
 
-/// Turns a serde error into a field error, rewriting the messages operators meet most.
-pub(super) fn from_serde(err: serde_path_to_error::Error<serde_norway::Error>) -> Invalid {
+/// Turns a serde error into a field error, rewriting the messages operators meet most. Generic
+/// over the format's error type, so cluster resources (`crate::resource`) share the wording.
+pub(crate) fn from_serde<E: fmt::Display>(err: serde_path_to_error::Error<E>) -> Invalid {
     let mut path = format_path(err.path());
     let message = err.inner().to_string();
     if let Some(unknown) = UnknownField::parse(&message) {
@@ -189,7 +190,7 @@ fn field_between<'a>(message: &'a str, prefix: &str) -> Option<&'a str> {
 }
 
 /// The known name closest to `name`, if it is close enough to be a likely typo.
-pub(super) fn suggest<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
+pub(crate) fn suggest<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
     let budget = (name.chars().count() / 3).max(1);
     known
         .iter()

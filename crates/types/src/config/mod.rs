@@ -16,7 +16,7 @@
 //!    you mean" hint), wrong types and malformed scalars, each with the field's path.
 //! 3. `validate`: defaults and cross-field rules, into [`Config`].
 
-mod error;
+pub(crate) mod error;
 mod raw;
 mod sample;
 mod sections;
