@@ -139,6 +139,20 @@ fn format_path(path: &Path) -> String {
 
 /// Turns a serde error into a field error, rewriting the messages operators meet most. Generic
 /// over the format's error type, so cluster resources (`crate::resource`) share the wording.
+/// A YAML syntax error as (where, what): the position is taken out of the message so the
+/// caller can print it once, as `file:line:col: reason`.
+pub(crate) fn yaml_syntax(err: &serde_norway::Error) -> (Option<Location>, String) {
+    let location = err.location().map(|l| Location {
+        line: l.line(),
+        column: l.column(),
+    });
+    let mut reason = err.to_string();
+    if let Some(l) = location {
+        reason = reason.replacen(&format!(" at line {} column {}", l.line, l.column), "", 1);
+    }
+    (location, reason)
+}
+
 pub(crate) fn from_serde<E: fmt::Display>(err: serde_path_to_error::Error<E>) -> Invalid {
     let mut path = format_path(err.path());
     let message = err.inner().to_string();

@@ -117,15 +117,7 @@ fn parse_document(source_name: &str, text: &str) -> Result<Value, ConfigError> {
         reason: reason.to_owned(),
     };
     let syntax = |e: serde_norway::Error| {
-        let location = e.location().map(|l| Location {
-            line: l.line(),
-            column: l.column(),
-        });
-        let mut reason = e.to_string();
-        if let Some(l) = location {
-            // The position is already in front of the message; don't say it twice.
-            reason = reason.replacen(&format!(" at line {} column {}", l.line, l.column), "", 1);
-        }
+        let (location, reason) = error::yaml_syntax(&e);
         ConfigError::Syntax {
             source_name: source_name.to_owned(),
             location,

@@ -33,7 +33,7 @@ use serde_norway::Value;
 pub use error::ResourceError;
 
 use crate::config::Location;
-use crate::config::error::{from_serde, suggest};
+use crate::config::error::{from_serde, suggest, yaml_syntax};
 use crate::config::values::{ScalarString, from_str};
 
 /// A spec type that can sit in a [`Resource`] envelope.
@@ -531,14 +531,7 @@ pub(crate) mod rfc3339 {
 /// Step 1 for YAML: syntax, and a document that is a non-empty mapping.
 fn document_from_yaml(source_name: &str, text: &str) -> Result<Value, ResourceError> {
     let syntax = |e: serde_norway::Error| {
-        let location = e.location().map(|l| Location {
-            line: l.line(),
-            column: l.column(),
-        });
-        let mut reason = e.to_string();
-        if let Some(l) = location {
-            reason = reason.replacen(&format!(" at line {} column {}", l.line, l.column), "", 1);
-        }
+        let (location, reason) = yaml_syntax(&e);
         ResourceError::Syntax {
             source_name: source_name.to_owned(),
             location,
