@@ -1,0 +1,34 @@
+//! Jumpgate's audit log (DESIGN.md, "Data" and "Invariants": every allow and every refusal
+//! is audited).
+//!
+//! - [`AuditEvent`] is one typed, Teleport-shaped event (`event`, `code`, `uid`, `time`,
+//!   `user`, `login`, `server_id`, `sid`, `addr.remote`, `success`, `error`, plus
+//!   event-specific fields). It can only be built as a [`AuditEvent::success`] or a
+//!   [`AuditEvent::failure`], so no caller forgets to say how it went.
+//! - [`AuditLog`] is the store interface: append, search by time range / type / user /
+//!   session with an opaque cursor, close.
+//! - [`SqliteAuditLog`] is the default, searchable store (one file in `data_dir`);
+//!   [`FileAuditLog`] writes daily JSON-lines files (`audit_events_uri: file://DIR`);
+//!   [`MultiLog`] writes every event to several stores and searches the first.
+//!
+//! Durability: `append` returns only once the event is on disk (fsync), so a clean
+//! shutdown — or even a crash after `append` returned — never loses an event.
+#![forbid(unsafe_code)]
+
+mod error;
+mod event;
+mod file;
+mod log;
+mod multi;
+mod query;
+mod sqlite;
+mod timestamp;
+
+pub use error::{Error, Result};
+pub use event::{AuditEvent, EventType, RESERVED_KEYS};
+pub use file::FileAuditLog;
+pub use log::{AuditLog, BoxFuture};
+pub use multi::MultiLog;
+pub use query::{DEFAULT_LIMIT, MAX_LIMIT, Order, Page, SearchQuery};
+pub use sqlite::SqliteAuditLog;
+pub use timestamp::Timestamp;
