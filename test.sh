@@ -34,12 +34,15 @@ install_packages() {
         printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
         "${sudo[@]}" chmod +x "$policy"
         made_policy=yes
+        # Removed even if the install fails, so later installs on this machine behave.
+        trap "${sudo[*]:+${sudo[*]} }rm -f $(printf '%q' "$policy")" EXIT
     fi
     "${sudo[@]}" apt-get update -qq
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
         "${missing[@]}" >/dev/null
     if [ -n "$made_policy" ]; then
         "${sudo[@]}" rm -f "$policy"
+        trap - EXIT
     fi
 }
 
