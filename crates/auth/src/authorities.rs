@@ -26,6 +26,16 @@ pub enum AuthError {
          {stored:?} back in the config, or start a new cluster with an empty data directory"
     )]
     ClusterNameChanged { configured: String, stored: String },
+    /// The caller asked for something invalid; the message says what.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The audit log refused an event: the action is refused too, as nothing may
+    /// happen unaudited.
+    #[error("cannot write the audit log: {0}")]
+    Audit(String),
+    /// A stored record (user, credentials) that this version cannot use.
+    #[error("stored record at {key} is unusable: {detail}; restore a backup")]
+    CorruptRecord { key: String, detail: String },
     /// Stored CA data that this version cannot use.
     #[error("stored certificate authority at {key} is unusable: {detail}; restore a backup")]
     CorruptAuthority { key: String, detail: String },

@@ -5,5 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod authorities;
+pub mod users;
 
 pub use authorities::{AuthError, ClusterAuthorities};
+pub use users::{Enrollment, LoginError, SecondFactor, User, Users};

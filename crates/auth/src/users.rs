@@ -1,0 +1,449 @@
+//! Local users: creating them, and checking a password (and TOTP code) at login.
+//!
+//! Storage: the user itself (`/users/NAME`: roles and traits, safe to show) is kept
+//! apart from its credentials (`/credentials/NAME`: the argon2id password hash, the TOTP
+//! secret, and the lockout state), so listing users never touches a secret.
+//!
+//! Login rules:
+//! - An unknown user and a wrong password give the same answer, after the same work
+//!   (a dummy argon2id verification), so names cannot be probed.
+//! - 5 consecutive failures lock the user for 30 minutes; a locked user is refused
+//!   without checking the password. Every success, failure and lock is audited.
+//! - With `second_factor: otp` a TOTP code is required; a code is accepted once (the
+//!   last used time step is stored), so a code seen over a shoulder cannot be replayed.
+
+use crate::AuthError;
+use argon2::{Argon2, PasswordHasher, PasswordVerifier};
+use jumpgate_audit::{AuditEvent, AuditLog, EventType, Timestamp};
+use jumpgate_backend::{Backend, BackendError, Key, NewItem};
+use serde::{Deserialize, Serialize};
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Consecutive failed logins that lock a user.
+pub const MAX_FAILED_LOGINS: u32 = 5;
+/// How long a lock lasts.
+pub const LOCKOUT: Duration = Duration::from_secs(30 * 60);
+/// Shortest password accepted (NIST SP 800-63B asks for at least 8; we ask for more).
+pub const MIN_PASSWORD_LEN: usize = 12;
+/// Longest password accepted: argon2id's cost must not be the caller's to choose.
+pub const MAX_PASSWORD_LEN: usize = 1024;
+
+/// Whether logins need a second factor (`auth_service.authentication.second_factor`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecondFactor {
+    Off,
+    Otp,
+}
+
+/// Why a login was refused. Deliberately vague towards the client.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error("invalid user name, password or one-time code")]
+    InvalidCredentials,
+    #[error(
+        "this user is locked after {MAX_FAILED_LOGINS} failed logins until {until}; an admin can unlock it with `jctl users unlock`"
+    )]
+    Locked { until: String },
+    #[error("a one-time code from your authenticator app is required")]
+    SecondFactorRequired,
+    #[error(transparent)]
+    Internal(#[from] AuthError),
+}
+
+/// A user as stored (no secrets).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub name: String,
+    pub roles: Vec<String>,
+    /// OS logins, the `{{internal.logins}}` trait.
+    pub logins: Vec<String>,
+}
+
+/// A user's secrets and lockout state.
+#[derive(Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Credentials {
+    password_hash: Option<String>,
+    totp_secret: Option<String>,
+    /// The TOTP time step last accepted (replay protection).
+    last_totp_step: Option<u64>,
+    failed_logins: u32,
+    locked_until_ms: Option<u64>,
+}
+
+/// What a new user needs to finish enrolment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enrollment {
+    /// `otpauth://totp/...` to scan into an authenticator app (when OTP is on).
+    pub otpauth_uri: Option<String>,
+}
+
+/// Local users of one cluster.
+#[derive(Debug)]
+pub struct Users<'a> {
+    pub backend: &'a dyn Backend,
+    pub audit: &'a dyn AuditLog,
+    pub cluster: &'a str,
+    pub second_factor: SecondFactor,
+}
+
+fn user_key(name: &str) -> Result<Key, AuthError> {
+    Ok(Key::new(format!("/users/{name}"))?)
+}
+
+fn credentials_key(name: &str) -> Result<Key, AuthError> {
+    Ok(Key::new(format!("/credentials/{name}"))?)
+}
+
+fn millis(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+fn timestamp(time: SystemTime) -> Timestamp {
+    Timestamp::from_unix_millis(i64::try_from(millis(time)).unwrap_or(i64::MAX))
+        .unwrap_or_else(|_| Timestamp::now())
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
+}
+
+fn corrupt(key: &str, detail: impl std::fmt::Display) -> AuthError {
+    AuthError::CorruptRecord {
+        key: key.to_string(),
+        detail: detail.to_string(),
+    }
+}
+
+/// A hash to verify against when the user does not exist, so that answer takes as
+/// long as a wrong password.
+fn dummy_hash() -> Option<&'static str> {
+    static DUMMY: OnceLock<Option<String>> = OnceLock::new();
+    DUMMY
+        .get_or_init(|| {
+            Argon2::default()
+                .hash_password(b"jumpgate-dummy-password")
+                .ok()
+                .map(|hash| hash.to_string())
+        })
+        .as_deref()
+}
+
+impl Users<'_> {
+    /// Creates a user. With a password it can log in at once (and, when OTP is on, gets
+    /// the `otpauth://` URI to enrol); without one it must be given a password later.
+    pub async fn create(
+        &self,
+        user: &User,
+        password: Option<&str>,
+        now: SystemTime,
+    ) -> Result<Enrollment, AuthError> {
+        if !valid_name(&user.name) {
+            return Err(AuthError::InvalidRequest(format!(
+                "user name {:?} must be 1-253 characters of letters, digits, '-', '_', '.', '@'",
+                user.name
+            )));
+        }
+        let mut credentials = Credentials::default();
+        let mut enrollment = Enrollment { otpauth_uri: None };
+        if let Some(password) = password {
+            credentials.password_hash = Some(hash_password(password)?);
+            if self.second_factor == SecondFactor::Otp {
+                let secret = totp_rs::Secret::generate();
+                let totp = self.totp(&user.name, secret.clone())?;
+                enrollment.otpauth_uri = Some(
+                    totp.to_url()
+                        .map_err(|err| AuthError::InvalidRequest(format!("TOTP: {err}")))?,
+                );
+                credentials.totp_secret = Some(secret.to_base32());
+            }
+        }
+        let user_value = serde_json::to_vec(user).map_err(|err| corrupt("user", err))?;
+        let credentials_value =
+            serde_json::to_vec(&credentials).map_err(|err| corrupt("credentials", err))?;
+        let result = self
+            .backend
+            .atomic_write(
+                vec![
+                    jumpgate_backend::Condition::NotExists(user_key(&user.name)?),
+                    jumpgate_backend::Condition::NotExists(credentials_key(&user.name)?),
+                ],
+                vec![
+                    jumpgate_backend::Action::Put(NewItem::new(user_key(&user.name)?, user_value)),
+                    jumpgate_backend::Action::Put(NewItem::new(
+                        credentials_key(&user.name)?,
+                        credentials_value,
+                    )),
+                ],
+            )
+            .await;
+        let event = match &result {
+            Ok(_) => AuditEvent::success(EventType::UserCreate),
+            Err(BackendError::ConditionFailed { .. }) => {
+                AuditEvent::failure(EventType::UserCreate, "user already exists")
+            }
+            Err(err) => AuditEvent::failure(EventType::UserCreate, err.to_string()),
+        };
+        self.record(event.at(timestamp(now)).user(user.name.as_str()))
+            .await?;
+        match result {
+            Ok(_) => Ok(enrollment),
+            Err(BackendError::ConditionFailed { .. }) => Err(AuthError::InvalidRequest(format!(
+                "user {:?} already exists",
+                user.name
+            ))),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Checks a login attempt; audits the outcome. `otp` is the code from the user's
+    /// authenticator app when OTP is on.
+    pub async fn authenticate(
+        &self,
+        name: &str,
+        password: &str,
+        otp: Option<&str>,
+        remote_addr: Option<&str>,
+        now: SystemTime,
+    ) -> Result<User, LoginError> {
+        let outcome = self.check_login(name, password, otp, now).await;
+        let mut event = match &outcome {
+            Ok(_) => AuditEvent::success(EventType::UserLogin),
+            Err(LoginError::Internal(err)) => {
+                AuditEvent::failure(EventType::UserLogin, err.to_string())
+            }
+            Err(err) => AuditEvent::failure(EventType::UserLogin, err.to_string()),
+        }
+        .at(timestamp(now))
+        .user(name)
+        .field("method", "local");
+        if let Some(addr) = remote_addr {
+            event = event.remote_addr(addr);
+        }
+        self.record(event).await?;
+        outcome
+    }
+
+    /// Lifts a lock and forgets past failures (`jctl users unlock`).
+    pub async fn unlock(&self, name: &str) -> Result<(), AuthError> {
+        let key = credentials_key(name)?;
+        loop {
+            let item = self.backend.get(&key).await?;
+            let mut credentials = decode_credentials(&item.value, &key)?;
+            credentials.failed_logins = 0;
+            credentials.locked_until_ms = None;
+            let value =
+                serde_json::to_vec(&credentials).map_err(|err| corrupt("credentials", err))?;
+            match self
+                .backend
+                .conditional_update(item.revision, NewItem::new(key.clone(), value))
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(BackendError::CompareFailed { .. }) => continue,
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+
+    async fn check_login(
+        &self,
+        name: &str,
+        password: &str,
+        otp: Option<&str>,
+        now: SystemTime,
+    ) -> Result<User, LoginError> {
+        if password.len() > MAX_PASSWORD_LEN || !valid_name(name) {
+            return Err(LoginError::InvalidCredentials);
+        }
+        let (user_key, credentials_key) = (user_key(name)?, credentials_key(name)?);
+        // A few rounds, for concurrent logins of the same user updating the counters.
+        for _ in 0..8 {
+            let user = match self.backend.get(&user_key).await {
+                Ok(item) => serde_json::from_slice::<User>(&item.value)
+                    .map_err(|err| corrupt(user_key.as_str(), err))?,
+                Err(BackendError::NotFound { .. }) => {
+                    if let Some(dummy) = dummy_hash() {
+                        let _ = Argon2::default().verify_password(password.as_bytes(), dummy);
+                    }
+                    return Err(LoginError::InvalidCredentials);
+                }
+                Err(err) => return Err(AuthError::from(err).into()),
+            };
+            let item = self
+                .backend
+                .get(&credentials_key)
+                .await
+                .map_err(AuthError::from)?;
+            let mut credentials = decode_credentials(&item.value, &credentials_key)?;
+            let now_ms = millis(now);
+            if let Some(until) = credentials.locked_until_ms {
+                if now_ms < until {
+                    return Err(LoginError::Locked {
+                        until: timestamp(UNIX_EPOCH + Duration::from_millis(until)).to_string(),
+                    });
+                }
+                // The lock ran out: start counting afresh.
+                credentials.locked_until_ms = None;
+                credentials.failed_logins = 0;
+            }
+            let verdict = self.verify(&credentials, name, password, otp, now);
+            let mut updated = credentials.clone();
+            match &verdict {
+                Ok(step) => {
+                    updated.failed_logins = 0;
+                    if step.is_some() {
+                        updated.last_totp_step = *step;
+                    }
+                }
+                Err(LoginError::InvalidCredentials) => {
+                    updated.failed_logins = updated.failed_logins.saturating_add(1);
+                    if updated.failed_logins >= MAX_FAILED_LOGINS {
+                        updated.locked_until_ms = Some(now_ms.saturating_add(
+                            u64::try_from(LOCKOUT.as_millis()).unwrap_or(u64::MAX),
+                        ));
+                    }
+                }
+                // A missing code is not a guess: it does not count against the user.
+                Err(_) => {}
+            }
+            let value = serde_json::to_vec(&updated).map_err(|err| corrupt("credentials", err))?;
+            match self
+                .backend
+                .conditional_update(item.revision, NewItem::new(credentials_key.clone(), value))
+                .await
+            {
+                Ok(_) => {}
+                Err(BackendError::CompareFailed { .. }) => continue,
+                Err(err) => return Err(AuthError::from(err).into()),
+            }
+            if let (Err(LoginError::InvalidCredentials), Some(until)) =
+                (&verdict, updated.locked_until_ms)
+            {
+                let until = timestamp(UNIX_EPOCH + Duration::from_millis(until));
+                self.record(
+                    AuditEvent::failure(
+                        EventType::UserLogin,
+                        "user locked after repeated failures",
+                    )
+                    .at(timestamp(now))
+                    .user(name)
+                    .field("locked_until", until.to_string()),
+                )
+                .await?;
+            }
+            return verdict.map(|_| user);
+        }
+        Err(AuthError::InvalidRequest(
+            "too many concurrent logins for this user; try again".to_string(),
+        )
+        .into())
+    }
+
+    /// The password and code check itself; `Ok(Some(step))` when a TOTP code was used.
+    fn verify(
+        &self,
+        credentials: &Credentials,
+        name: &str,
+        password: &str,
+        otp: Option<&str>,
+        now: SystemTime,
+    ) -> Result<Option<u64>, LoginError> {
+        let Some(hash) = &credentials.password_hash else {
+            // No password set yet: nothing can match.
+            if let Some(dummy) = dummy_hash() {
+                let _ = Argon2::default().verify_password(password.as_bytes(), dummy);
+            }
+            return Err(LoginError::InvalidCredentials);
+        };
+        if Argon2::default()
+            .verify_password(password.as_bytes(), hash.as_str())
+            .is_err()
+        {
+            return Err(LoginError::InvalidCredentials);
+        }
+        if self.second_factor == SecondFactor::Off {
+            return Ok(None);
+        }
+        let Some(secret) = &credentials.totp_secret else {
+            return Err(LoginError::InvalidCredentials);
+        };
+        let Some(code) = otp.filter(|code| !code.is_empty()) else {
+            return Err(LoginError::SecondFactorRequired);
+        };
+        let secret = totp_rs::Secret::try_from_base32(secret).map_err(|err| {
+            LoginError::Internal(corrupt("credentials", format!("TOTP secret: {err:?}")))
+        })?;
+        let totp = self.totp(name, secret)?;
+        let seconds = millis(now) / 1000;
+        let step = totp
+            .check(code, seconds)
+            .ok_or(LoginError::InvalidCredentials)?;
+        if credentials.last_totp_step.is_some_and(|last| step <= last) {
+            // Already used: a replay, or an older code after a newer one.
+            return Err(LoginError::InvalidCredentials);
+        }
+        Ok(Some(step))
+    }
+
+    fn totp(&self, name: &str, secret: totp_rs::Secret) -> Result<totp_rs::Totp, AuthError> {
+        totp_rs::Builder::new()
+            .with_secret(secret)
+            .with_account_name(name)
+            .with_issuer(Some(format!("Jumpgate {}", self.cluster)))
+            .build()
+            .map_err(|err| AuthError::InvalidRequest(format!("TOTP: {err}")))
+    }
+
+    async fn record(&self, event: AuditEvent) -> Result<(), AuthError> {
+        self.audit
+            .append(event)
+            .await
+            .map_err(|err| AuthError::Audit(err.to_string()))
+    }
+}
+
+fn decode_credentials(value: &[u8], key: &Key) -> Result<Credentials, AuthError> {
+    serde_json::from_slice(value).map_err(|err| corrupt(key.as_str(), err))
+}
+
+fn hash_password(password: &str) -> Result<String, AuthError> {
+    if password.chars().count() < MIN_PASSWORD_LEN {
+        return Err(AuthError::InvalidRequest(format!(
+            "the password must be at least {MIN_PASSWORD_LEN} characters"
+        )));
+    }
+    if password.len() > MAX_PASSWORD_LEN {
+        return Err(AuthError::InvalidRequest(format!(
+            "the password must be at most {MAX_PASSWORD_LEN} bytes"
+        )));
+    }
+    Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|hash| hash.to_string())
+        .map_err(|err| AuthError::InvalidRequest(format!("hashing the password: {err}")))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_totp_code_of_a_secret_checks_at_its_time_only() {
+        let secret = totp_rs::Secret::generate();
+        let totp = totp_rs::Builder::new()
+            .with_secret(secret)
+            .with_account_name("alice")
+            .build()
+            .unwrap();
+        let code = totp.generate(1_800_000_000).to_string();
+        assert!(totp.check(&code, 1_800_000_000).is_some());
+        assert!(totp.check(&code, 1_800_000_000 + 3600).is_none());
+    }
+}
