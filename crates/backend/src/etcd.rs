@@ -248,21 +248,22 @@ impl EtcdBackend {
         })
     }
 
-    /// The key's live item, if any.
-    async fn live(&self, key: &Key) -> Result<Option<Item>> {
+    /// The key's item as etcd holds it, expired or not: conditional writes compare
+    /// against its revision even when readers already treat it as gone.
+    async fn stored(&self, key: &Key) -> Result<Option<Item>> {
         let response = self
             .client
             .kv_client()
             .get(self.full_key(key), None)
             .await
             .map_err(|err| self.error(err))?;
-        match response.kvs().first() {
-            None => Ok(None),
-            Some(kv) => {
-                let item = self.decode(kv)?;
-                Ok((!is_expired(item.expires, SystemTime::now())).then_some(item))
-            }
-        }
+        response.kvs().first().map(|kv| self.decode(kv)).transpose()
+    }
+
+    /// The key's live item, if any.
+    async fn live(&self, key: &Key) -> Result<Option<Item>> {
+        let stored = self.stored(key).await?;
+        Ok(stored.filter(|item| !is_expired(item.expires, SystemTime::now())))
     }
 
     /// A put operation for `item`, with a new lease if it expires (returned, so the
@@ -386,13 +387,7 @@ impl EtcdBackend {
         F: FnMut(Option<&Item>) -> Result<Option<NewItem>> + Send,
     {
         for _ in 0..MAX_CONFLICT_RETRIES {
-            let raw = self
-                .client
-                .kv_client()
-                .get(self.full_key(key), None)
-                .await
-                .map_err(|err| self.error(err))?;
-            let stored = raw.kvs().first().map(|kv| self.decode(kv)).transpose()?;
+            let stored = self.stored(key).await?;
             let stored_revision = stored.as_ref().map(|item| item.revision);
             let live = stored.filter(|item| !is_expired(item.expires, SystemTime::now()));
             let (op, lease) = match decide(live.as_ref())? {
@@ -701,13 +696,7 @@ impl Backend for EtcdBackend {
             let mut compares = Vec::with_capacity(conditions.len());
             for (index, condition) in conditions.iter().enumerate() {
                 let key = condition.key();
-                let raw = self
-                    .client
-                    .kv_client()
-                    .get(self.full_key(key), None)
-                    .await
-                    .map_err(|err| self.error(err))?;
-                let stored = raw.kvs().first().map(|kv| self.decode(kv)).transpose()?;
+                let stored = self.stored(key).await?;
                 let stored_revision = stored.as_ref().map(|item| item.revision);
                 let live = stored
                     .filter(|item| !is_expired(item.expires, SystemTime::now()))

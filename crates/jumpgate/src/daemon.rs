@@ -159,11 +159,9 @@ async fn run_backend(
                 warn!(%err, retry_in = ?retry, "cluster state backend unreachable");
             }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(retry) => {}
-            _ = shutdown.wait_for(|stopping| *stopping) => return,
+        if !backoff(&mut retry, &mut shutdown).await {
+            return;
         }
-        retry = (retry * 2).min(Duration::from_secs(10));
     };
     info!(backend = %description, "cluster state backend open");
     if matches!(plan, StoragePlan::Memory) {
@@ -198,11 +196,9 @@ async fn run_backend(
                 return;
             }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(retry) => {}
-            _ = shutdown.wait_for(|stopping| *stopping) => return,
+        if !backoff(&mut retry, &mut shutdown).await {
+            return;
         }
-        retry = (retry * 2).min(Duration::from_secs(10));
     };
     // A key nobody writes: NotFound is the healthy answer.
     let probe_key = Key::root();
@@ -227,6 +223,17 @@ async fn run_backend(
     if let Err(err) = backend.close().await {
         warn!(%err, "closing the cluster state backend failed");
     }
+}
+
+/// Waits `retry` (then doubles it, up to 10 s) unless the daemon is shutting down;
+/// `false` means stop.
+async fn backoff(retry: &mut Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(*retry) => {}
+        _ = shutdown.wait_for(|stopping| *stopping) => return false,
+    }
+    *retry = (*retry * 2).min(Duration::from_secs(10));
+    true
 }
 
 /// The cluster's name: `auth_service.cluster_name`, else this host's name (as Teleport).

@@ -161,7 +161,8 @@ pub struct TlsCertParams {
 /// The cluster's X.509 certificate authority.
 pub struct TlsCa {
     cluster: String,
-    key: KeyPair,
+    /// The CA's name and key, ready to sign: built once, not per certificate.
+    issuer: Issuer<'static, KeyPair>,
     cert_pem: String,
     cert_der: Vec<u8>,
 }
@@ -212,7 +213,7 @@ impl TlsCa {
             cluster: cluster.to_string(),
             cert_pem: cert.pem(),
             cert_der: cert.der().to_vec(),
-            key,
+            issuer: Issuer::new(params, key),
         })
     }
 
@@ -227,11 +228,12 @@ impl TlsCa {
                 "the stored TLS CA key does not belong to the stored certificate".to_string(),
             ));
         }
+        let issuer = Issuer::from_ca_cert_der(&der.as_slice().into(), key).map_err(rcgen_error)?;
         Ok(TlsCa {
             cluster: cluster.to_string(),
             cert_pem: cert_pem.to_string(),
             cert_der: der,
-            key,
+            issuer,
         })
     }
 
@@ -241,14 +243,14 @@ impl TlsCa {
 
     /// The private key (PEM), for storage. Never log it.
     pub fn key_pem(&self) -> String {
-        self.key.serialize_pem()
+        self.issuer.key().serialize_pem()
     }
 
     /// `sha256:<hex>` of the CA's SubjectPublicKeyInfo: what joining hosts pin (`ca_pin`).
     pub fn ca_pin(&self) -> String {
         format!(
             "sha256:{}",
-            hex::encode(Sha256::digest(self.key.subject_public_key_info()))
+            hex::encode(Sha256::digest(self.issuer.key().subject_public_key_info()))
         )
     }
 
@@ -305,9 +307,8 @@ impl TlsCa {
         cert.not_after = offset_time(now + params.ttl)?;
         cert.serial_number = Some(rand::random::<u64>().into());
         cert.use_authority_key_identifier_extension = true;
-        let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, &self.key).map_err(rcgen_error)?;
         Ok(cert
-            .signed_by(&public_key, &issuer)
+            .signed_by(&public_key, &self.issuer)
             .map_err(rcgen_error)?
             .pem())
     }

@@ -114,7 +114,9 @@ fn a_user_certificate_is_for_clients_only() {
     let dir = tempfile::tempdir().unwrap();
     let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, ca.cert_pem()).unwrap();
-    let user = ca
+    // Issued by the CA as the auth service holds it: reloaded from its stored PEM.
+    let stored = TlsCa::from_pem("prod", ca.cert_pem(), &ca.key_pem()).unwrap();
+    let user = stored
         .issue(
             &TlsCertParams {
                 identity: TlsIdentity {

@@ -119,6 +119,12 @@ fn the_ca_reloads_from_storage_with_the_same_pin_and_refuses_a_mismatched_key() 
     assert!(pin.starts_with("sha256:") && pin.len() == 7 + 64, "{pin}");
     let loaded = TlsCa::from_pem("prod", ca.cert_pem(), &ca.key_pem()).unwrap();
     assert_eq!(loaded.ca_pin(), pin);
+    // A CA loaded from storage issues certificates the same CA verifies.
+    let (_key, public) = client_key();
+    let issued = loaded
+        .issue(&params(IdentityKind::User, public), now)
+        .unwrap();
+    assert_eq!(ca.verify(&der(&issued), now).unwrap().name, "alice");
     let other = TlsCa::generate("prod", now).unwrap();
     assert!(TlsCa::from_pem("prod", ca.cert_pem(), &other.key_pem()).is_err());
     let debug = format!("{ca:?}");
