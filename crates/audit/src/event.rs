@@ -47,6 +47,18 @@ pub enum EventType {
     Sftp,
     #[serde(rename = "port")]
     Port,
+    /// A host joined the cluster with a join token (or was refused).
+    #[serde(rename = "instance.join")]
+    InstanceJoin,
+    /// A user set or changed a password (signup, reset).
+    #[serde(rename = "user.password_change")]
+    UserPasswordChange,
+    /// A join token was deleted.
+    #[serde(rename = "join_token.delete")]
+    JoinTokenDelete,
+    /// A certificate authority was rotated.
+    #[serde(rename = "cert_authority.rotate")]
+    CertAuthorityRotate,
 }
 
 /// The one table of event names and codes: (type, name, success code, failure code).
@@ -55,7 +67,7 @@ pub enum EventType {
 /// `T2000I` session start, `T3002I` exec, ...), so Teleport users' alerting keeps working.
 /// The last letter is the severity: `I` info, `W` warning (refused), `E` error (failed).
 /// Where Teleport has no failure code we use the success code with `W`.
-const TABLE: [(EventType, &str, &str, &str); 15] = [
+const TABLE: [(EventType, &str, &str, &str); 19] = [
     (EventType::UserLogin, "user.login", "T1000I", "T1000W"),
     (EventType::UserCreate, "user.create", "T1002I", "T1002W"),
     (EventType::UserUpdate, "user.update", "T1003I", "T1003W"),
@@ -76,6 +88,25 @@ const TABLE: [(EventType, &str, &str, &str); 15] = [
     (EventType::Scp, "scp", "T3004I", "T3004E"),
     (EventType::Sftp, "sftp", "TS001I", "TS001E"),
     (EventType::Port, "port", "T3003I", "T3003E"),
+    (EventType::InstanceJoin, "instance.join", "TJ001I", "TJ001E"),
+    (
+        EventType::UserPasswordChange,
+        "user.password_change",
+        "T1005I",
+        "T1005W",
+    ),
+    (
+        EventType::JoinTokenDelete,
+        "join_token.delete",
+        "TJT01I",
+        "TJT01W",
+    ),
+    (
+        EventType::CertAuthorityRotate,
+        "cert_authority.rotate",
+        "TCA01I",
+        "TCA01W",
+    ),
 ];
 
 impl EventType {

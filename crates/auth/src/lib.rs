@@ -5,6 +5,8 @@
 #![forbid(unsafe_code)]
 
 pub mod authorities;
+pub mod cache;
+pub mod tokens;
 pub mod users;
 
 pub use authorities::{AuthError, ClusterAuthorities};

@@ -1,0 +1,1 @@
+//! A watch-fed, in-memory copy of backend prefixes (being written).

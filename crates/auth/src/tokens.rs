@@ -1,0 +1,1 @@
+//! Join tokens and signup tokens (being written).
