@@ -6,8 +6,12 @@
 
 pub mod authorities;
 pub mod cache;
+pub mod ratelimit;
+pub mod service;
 pub mod tokens;
 pub mod users;
 
 pub use authorities::{AuthError, ClusterAuthorities};
+pub use cache::{CacheError, CacheStats, StateCache};
+pub use tokens::{IssuedToken, JoinError, SignupError, SignupToken, TokenInfo, Tokens};
 pub use users::{Enrollment, LoginError, SecondFactor, User, Users};

@@ -254,6 +254,144 @@ impl Users<'_> {
         }
     }
 
+    /// Sets a user's password (signup, or after `jctl users reset`) and, when OTP is on,
+    /// a fresh TOTP secret to enrol. Failures are counted afresh.
+    pub async fn set_password(
+        &self,
+        name: &str,
+        password: &str,
+        now: SystemTime,
+    ) -> Result<Enrollment, AuthError> {
+        let outcome = self.store_password(name, password).await;
+        let event = match &outcome {
+            Ok(_) => AuditEvent::success(EventType::UserPasswordChange),
+            Err(err) => AuditEvent::failure(EventType::UserPasswordChange, err.to_string()),
+        };
+        self.record(event.at(timestamp(now)).user(name)).await?;
+        outcome
+    }
+
+    async fn store_password(&self, name: &str, password: &str) -> Result<Enrollment, AuthError> {
+        let hash = hash_password(password)?;
+        let mut enrollment = Enrollment { otpauth_uri: None };
+        let mut totp_secret = None;
+        if self.second_factor == SecondFactor::Otp {
+            let secret = totp_rs::Secret::generate();
+            let totp = self.totp(name, secret.clone())?;
+            enrollment.otpauth_uri = Some(
+                totp.to_url()
+                    .map_err(|err| AuthError::InvalidRequest(format!("TOTP: {err}")))?,
+            );
+            totp_secret = Some(secret.to_base32());
+        }
+        let credentials = Credentials {
+            password_hash: Some(hash),
+            totp_secret,
+            ..Credentials::default()
+        };
+        self.replace_credentials(name, &credentials).await?;
+        Ok(enrollment)
+    }
+
+    /// Forgets a user's password and TOTP secret (`jctl users reset`): the user must
+    /// sign up again with a new signup token.
+    pub async fn reset(&self, name: &str, now: SystemTime) -> Result<(), AuthError> {
+        let outcome = self
+            .replace_credentials(name, &Credentials::default())
+            .await;
+        let event = match &outcome {
+            Ok(()) => AuditEvent::success(EventType::UserUpdate),
+            Err(err) => AuditEvent::failure(EventType::UserUpdate, err.to_string()),
+        };
+        self.record(
+            event
+                .at(timestamp(now))
+                .user(name)
+                .field("change", "credentials reset"),
+        )
+        .await?;
+        outcome
+    }
+
+    /// Writes new credentials for an existing user.
+    async fn replace_credentials(
+        &self,
+        name: &str,
+        credentials: &Credentials,
+    ) -> Result<(), AuthError> {
+        let user = user_key(name)?;
+        let value = serde_json::to_vec(credentials).map_err(|err| corrupt("credentials", err))?;
+        match self
+            .backend
+            .atomic_write(
+                vec![jumpgate_backend::Condition::Exists(user)],
+                vec![jumpgate_backend::Action::Put(NewItem::new(
+                    credentials_key(name)?,
+                    value,
+                ))],
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(BackendError::ConditionFailed { .. }) => Err(AuthError::InvalidRequest(format!(
+                "no user {name:?}; `jctl users ls` lists them"
+            ))),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Deletes a user and their credentials; audited.
+    pub async fn delete(&self, name: &str, now: SystemTime) -> Result<(), AuthError> {
+        let outcome = async {
+            let user = user_key(name)?;
+            match self.backend.get(&user).await {
+                Ok(_) => {}
+                Err(BackendError::NotFound { .. }) => {
+                    return Err(AuthError::InvalidRequest(format!(
+                        "no user {name:?}; `jctl users ls` lists them"
+                    )));
+                }
+                Err(err) => return Err(err.into()),
+            }
+            self.backend
+                .atomic_write(
+                    Vec::new(),
+                    vec![
+                        jumpgate_backend::Action::Delete(user),
+                        jumpgate_backend::Action::Delete(credentials_key(name)?),
+                    ],
+                )
+                .await?;
+            Ok(())
+        }
+        .await;
+        let event = match &outcome {
+            Ok(()) => AuditEvent::success(EventType::UserDelete),
+            Err(err) => AuditEvent::failure(EventType::UserDelete, err.to_string()),
+        };
+        self.record(event.at(timestamp(now)).user(name)).await?;
+        outcome
+    }
+
+    /// Whether a user is locked now, and until when (for `jctl users ls`).
+    pub async fn locked_until(
+        &self,
+        name: &str,
+        now: SystemTime,
+    ) -> Result<Option<SystemTime>, AuthError> {
+        let key = credentials_key(name)?;
+        let item = match self.backend.get(&key).await {
+            Ok(item) => item,
+            Err(BackendError::NotFound { .. }) => return Ok(None),
+            Err(err) => return Err(err.into()),
+        };
+        let credentials = decode_credentials(&item.value, &key)?;
+        Ok(credentials
+            .locked_until_ms
+            .map(|until| UNIX_EPOCH + Duration::from_millis(until))
+            .filter(|until| *until > now))
+    }
+
     async fn check_login(
         &self,
         name: &str,
@@ -415,7 +553,8 @@ fn decode_credentials(value: &[u8], key: &Key) -> Result<Credentials, AuthError>
     serde_json::from_slice(value).map_err(|err| corrupt(key.as_str(), err))
 }
 
-fn hash_password(password: &str) -> Result<String, AuthError> {
+/// Checks a new password against the policy (length), before anything is spent on it.
+pub fn check_password_policy(password: &str) -> Result<(), AuthError> {
     if password.chars().count() < MIN_PASSWORD_LEN {
         return Err(AuthError::InvalidRequest(format!(
             "the password must be at least {MIN_PASSWORD_LEN} characters"
@@ -426,6 +565,11 @@ fn hash_password(password: &str) -> Result<String, AuthError> {
             "the password must be at most {MAX_PASSWORD_LEN} bytes"
         )));
     }
+    Ok(())
+}
+
+fn hash_password(password: &str) -> Result<String, AuthError> {
+    check_password_policy(password)?;
     Argon2::default()
         .hash_password(password.as_bytes())
         .map(|hash| hash.to_string())

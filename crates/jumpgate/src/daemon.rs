@@ -4,6 +4,7 @@
 //! directory lock, the listening addresses) is checked before the daemon reports itself
 //! started, so a bad deployment fails at once with a clear message instead of later.
 
+use crate::auth_service::AuthServiceParams;
 use crate::datadir;
 use crate::diag::{self, Readiness};
 use crate::metrics::{MeteredBackend, Metrics};
@@ -70,6 +71,8 @@ pub async fn run(config: Config, dev: bool) -> Result<()> {
         readiness.register("auth", "waiting for the cluster state backend");
         tasks.spawn(run_backend(
             plan,
+            config.clone(),
+            host_uuid.to_string(),
             cluster_name(&config),
             metrics.clone(),
             readiness.clone(),
@@ -131,8 +134,11 @@ pub async fn run(config: Config, dev: bool) -> Result<()> {
 
 /// Opens the cluster-state backend (retrying while it is unreachable, so a daemon can
 /// start before etcd does) and keeps probing it for `/readyz`.
+#[allow(clippy::too_many_arguments)]
 async fn run_backend(
     plan: StoragePlan,
+    config: Config,
+    host_uuid: String,
     cluster: String,
     metrics: Metrics,
     readiness: Readiness,
@@ -169,7 +175,7 @@ async fn run_backend(
     }
     // The cluster's identity: created on its first start, loaded on every later one.
     let mut retry = Duration::from_millis(200);
-    let _authorities = loop {
+    let authorities = loop {
         match ClusterAuthorities::load_or_create(backend.as_ref(), &cluster, SystemTime::now())
             .await
         {
@@ -181,7 +187,6 @@ async fn run_backend(
                     ca_pin = %authorities.tls.ca_pin(),
                     "cluster certificate authorities ready"
                 );
-                readiness.ready("auth");
                 break authorities;
             }
             Err(AuthError::Backend(err)) if err.is_retryable() => {
@@ -200,6 +205,30 @@ async fn run_backend(
             return;
         }
     };
+    let auth = tokio::spawn(crate::auth_service::run(AuthServiceParams {
+        config,
+        backend: backend.clone(),
+        authorities,
+        host_uuid,
+        readiness: readiness.clone(),
+        shutdown: shutdown.clone(),
+    }));
+    let fatal_auth = fatal.clone();
+    let auth = tokio::spawn(async move {
+        match auth.await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                let _ = fatal_auth.send(err.context("auth service")).await;
+            }
+            Err(err) => {
+                let _ = fatal_auth
+                    .send(anyhow::anyhow!(
+                        "the auth service stopped unexpectedly: {err}"
+                    ))
+                    .await;
+            }
+        }
+    });
     // A key nobody writes: NotFound is the healthy answer.
     let probe_key = Key::root();
     loop {
@@ -219,6 +248,9 @@ async fn run_backend(
             _ = shutdown.wait_for(|stopping| *stopping) => break,
         }
     }
+    // The auth API stops first (it drains its calls and closes the audit log), then
+    // the backend it writes to.
+    let _ = auth.await;
     // Close now (SQLite checkpoints its WAL), not whenever the last handle goes.
     if let Err(err) = backend.close().await {
         warn!(%err, "closing the cluster state backend failed");

@@ -4,12 +4,17 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod jctl_cli;
 
+mod audit_store;
+mod auth_service;
 mod backup;
 mod config_file;
 mod daemon;
 mod datadir;
 mod diag;
+pub mod identity;
+mod jctl;
 mod logging;
 mod metrics;
 mod storage;
@@ -29,6 +34,23 @@ pub fn jumpgate_main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("jumpgate: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The `jctl` program.
+pub fn jctl_main() -> ExitCode {
+    let cli = jctl_cli::JctlCli::parse();
+    let outcome = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+        .and_then(|runtime| runtime.block_on(jctl::run(cli)));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("jctl: error: {err:#}");
             ExitCode::FAILURE
         }
     }

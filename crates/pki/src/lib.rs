@@ -13,9 +13,13 @@ pub mod ssh;
 pub mod tls;
 
 pub use ssh::{
-    CaKind, CertError, HostCertParams, Permissions, PkiError, SshCa, UserCertCheck, UserCertParams,
-    VerifiedHost, VerifiedUser, verify_host_cert, verify_user_cert,
+    CaKind, CertError, HostCertParams, Permissions, PkiError, SshCa, SshKeyPair, UserCertCheck,
+    UserCertParams, VerifiedHost, VerifiedUser, generate_ssh_key, verify_host_cert,
+    verify_user_cert,
 };
 /// The SSH key and certificate types in our API, re-exported so callers use the same version.
 pub use ssh_key;
-pub use tls::{IdentityKind, TlsCa, TlsCertError, TlsCertParams, TlsIdentity};
+pub use tls::{
+    IdentityKind, TlsCa, TlsCertError, TlsCertParams, TlsIdentity, cert_pem_to_der,
+    generate_tls_key,
+};

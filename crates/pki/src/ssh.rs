@@ -263,6 +263,37 @@ impl SshCa {
     }
 }
 
+/// A fresh Ed25519 key pair made where it will be used, in OpenSSH formats.
+#[derive(Clone)]
+pub struct SshKeyPair {
+    /// The private key file (`-----BEGIN OPENSSH PRIVATE KEY-----`). Never log it.
+    pub private_openssh: String,
+    /// The `.pub` line.
+    pub public_openssh: String,
+}
+
+impl std::fmt::Debug for SshKeyPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshKeyPair")
+            .field("public_openssh", &self.public_openssh)
+            .field("private_openssh", &"[redacted]")
+            .finish()
+    }
+}
+
+/// Makes an Ed25519 key pair with `comment` (for `jctl auth sign`, agents, `jsh`).
+pub fn generate_ssh_key(comment: &str) -> Result<SshKeyPair, PkiError> {
+    let mut key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)?;
+    key.set_comment(comment);
+    let private_openssh = key.to_openssh(ssh_key::LineEnding::LF)?.to_string();
+    let mut public_openssh = key.public_key().to_openssh()?;
+    public_openssh.push('\n');
+    Ok(SshKeyPair {
+        private_openssh,
+        public_openssh,
+    })
+}
+
 /// What the roles allow a session to do, carried as certificate extensions.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Permissions {

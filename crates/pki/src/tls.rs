@@ -398,6 +398,13 @@ fn pem_to_der(pem: &str) -> Result<Vec<u8>, PkiError> {
     Ok(parsed.1.contents)
 }
 
+/// A fresh ECDSA P-256 key for a TLS identity, made where it will be used (the private
+/// key never travels): `(private key as PKCS#8 PEM, public key as PEM SubjectPublicKeyInfo)`.
+pub fn generate_tls_key() -> Result<(String, String), PkiError> {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(rcgen_error)?;
+    Ok((key.serialize_pem(), key.public_key_pem()))
+}
+
 /// Converts a PEM certificate (as `issue` returns) to DER.
 pub fn cert_pem_to_der(pem: &str) -> Result<Vec<u8>, PkiError> {
     pem_to_der(pem)

@@ -1,0 +1,34 @@
+//! The auth service's API (DESIGN.md "Services and ports": auth, gRPC over mutual TLS).
+//!
+//! - [`proto`]: the messages and the generated client and server, from
+//!   `proto/jumpgate/auth/v1/auth.proto`.
+//! - [`tls`]: a holder's TLS credentials (certificate, key, trusted CAs) as rustls
+//!   configs. Auth servers ask for a client certificate but also let anonymous
+//!   callers in, because a joining host has none yet; each call then decides what
+//!   the caller's identity (or its absence) may do.
+//! - [`server`]: serves the API on a listener, handing every call its [`PeerInfo`].
+//! - [`client`]: dials an auth server (directly; through the proxy later) and returns the
+//!   typed client.
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod server;
+pub mod tls;
+
+/// Generated from `proto/jumpgate/auth/v1/auth.proto`.
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    missing_debug_implementations,
+    clippy::doc_markdown,
+    clippy::default_trait_access
+)]
+pub mod proto {
+    tonic::include_proto!("jumpgate.auth.v1");
+}
+
+pub use client::{AuthClient, connect};
+pub use server::{PeerInfo, serve};
+pub use tls::{AUTH_SERVER_NAME, ApiError, TlsCredentials};

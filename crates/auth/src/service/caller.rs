@@ -1,0 +1,234 @@
+//! Who is calling, and what they may do. Deny by default: every call names the
+//! permission it needs, and only admins, the listed service identities, and users
+//! whose roles grant a rule get through. Every refusal is audited.
+
+use super::AuthServer;
+use super::errors::ServiceError;
+use crate::users::User;
+use jumpgate_api::PeerInfo;
+use jumpgate_audit::{AuditEvent, EventType};
+use jumpgate_pki::{IdentityKind, TlsIdentity};
+use jumpgate_types::role::kinds;
+use jumpgate_types::role::verbs;
+use jumpgate_types::{AccessChecker, Role, Traits};
+use std::net::SocketAddr;
+use std::time::SystemTime;
+
+/// The caller of one request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub addr: Option<SocketAddr>,
+    /// `None` for an anonymous caller (no client certificate).
+    pub identity: Option<TlsIdentity>,
+}
+
+impl Caller {
+    /// How the caller appears in logs, audit events and `jctl status`.
+    pub fn describe(&self) -> String {
+        match &self.identity {
+            Some(identity) => format!("{} {}", identity.kind, identity.name),
+            None => "anonymous".to_string(),
+        }
+    }
+
+    /// The name audit events carry as `user`.
+    pub fn audit_name(&self) -> String {
+        match &self.identity {
+            Some(identity) if identity.kind == IdentityKind::User => identity.name.clone(),
+            Some(identity) => format!("{}:{}", identity.kind, identity.name),
+            None => "anonymous".to_string(),
+        }
+    }
+
+    pub fn kind(&self) -> Option<IdentityKind> {
+        self.identity.as_ref().map(|identity| identity.kind)
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.kind() == Some(IdentityKind::Admin)
+    }
+}
+
+/// Service identities' fixed permissions: what proxies and nodes need to do their job.
+fn service_may(kind: IdentityKind, resource: &str, verb: &str) -> bool {
+    let reading = verb == verbs::LIST || verb == verbs::READ;
+    match kind {
+        IdentityKind::Admin => true,
+        IdentityKind::Auth => reading,
+        IdentityKind::Proxy => {
+            reading
+                && [
+                    kinds::NODE,
+                    kinds::PROXY,
+                    kinds::AUTH_SERVER,
+                    kinds::CERT_AUTHORITY,
+                    kinds::ROLE,
+                    kinds::USER,
+                ]
+                .contains(&resource)
+        }
+        IdentityKind::Node => reading && resource == kinds::CERT_AUTHORITY,
+        IdentityKind::User => false,
+    }
+}
+
+impl AuthServer {
+    /// Reads the caller from the connection: a presented certificate must be one of this
+    /// cluster's identities (rustls already checked the chain).
+    pub(crate) fn caller<T>(&self, request: &tonic::Request<T>) -> Result<Caller, ServiceError> {
+        let peer = request.extensions().get::<PeerInfo>();
+        let addr = peer.map(|peer| peer.remote_addr);
+        let Some(cert) = peer.and_then(|peer| peer.client_cert.as_ref()) else {
+            return Ok(Caller {
+                addr,
+                identity: None,
+            });
+        };
+        let authorities = self.authorities();
+        let identity = authorities
+            .tls
+            .verify(cert, SystemTime::now())
+            .map_err(|err| ServiceError::Unauthenticated(format!("client certificate: {err}")))?;
+        Ok(Caller {
+            addr,
+            identity: Some(identity),
+        })
+    }
+
+    /// Refuses anonymous callers.
+    pub(crate) async fn require_identity(
+        &self,
+        caller: &Caller,
+        method: &str,
+    ) -> Result<(), ServiceError> {
+        if caller.identity.is_some() {
+            return Ok(());
+        }
+        Err(self
+            .refuse(
+                caller,
+                method,
+                ServiceError::Unauthenticated(
+                    "this call needs a cluster identity (a client certificate): use `jctl` on \
+                     the auth host or log in first"
+                        .to_string(),
+                ),
+            )
+            .await)
+    }
+
+    /// Requires that the caller may `verb` resources of `resource` kind.
+    pub(crate) async fn require_rule(
+        &self,
+        caller: &Caller,
+        method: &str,
+        resource: &str,
+        verb: &str,
+    ) -> Result<(), ServiceError> {
+        self.require_identity(caller, method).await?;
+        let Some(identity) = &caller.identity else {
+            return Err(ServiceError::Unauthenticated("no identity".to_string()));
+        };
+        let verdict = match identity.kind {
+            IdentityKind::User => self.user_checker(identity).and_then(|checker| {
+                checker
+                    .check_rule(resource, verb)
+                    .map_err(|denied| ServiceError::PermissionDenied(denied.to_string()))
+            }),
+            kind if service_may(kind, resource, verb) => Ok(()),
+            kind => Err(ServiceError::PermissionDenied(format!(
+                "access denied: a {kind} identity may not `{verb}` `{resource}`"
+            ))),
+        };
+        match verdict {
+            Ok(()) => Ok(()),
+            Err(err) => Err(self.refuse(caller, method, err).await),
+        }
+    }
+
+    /// Requires one of the given identity kinds (admin always passes).
+    pub(crate) async fn require_kind(
+        &self,
+        caller: &Caller,
+        method: &str,
+        allowed: &[IdentityKind],
+    ) -> Result<(), ServiceError> {
+        self.require_identity(caller, method).await?;
+        if caller.is_admin() || caller.kind().is_some_and(|kind| allowed.contains(&kind)) {
+            return Ok(());
+        }
+        let names: Vec<&str> = allowed.iter().map(|kind| kind.as_str()).collect();
+        Err(self
+            .refuse(
+                caller,
+                method,
+                ServiceError::PermissionDenied(format!(
+                    "access denied: only {} identities may call {method}",
+                    names.join(" or ")
+                )),
+            )
+            .await)
+    }
+
+    /// A user identity's permissions: the roles its certificate names, as currently
+    /// defined, with the user's current traits. A deleted user has none.
+    pub(crate) fn user_checker(
+        &self,
+        identity: &TlsIdentity,
+    ) -> Result<AccessChecker, ServiceError> {
+        let user = self.cached_user(&identity.name).ok_or_else(|| {
+            ServiceError::PermissionDenied(format!(
+                "access denied: user {:?} no longer exists",
+                identity.name
+            ))
+        })?;
+        let roles = self.cached_roles(&identity.roles)?;
+        Ok(AccessChecker::new(roles.iter(), &traits_of(&user)))
+    }
+
+    /// Audits a refusal (an `auth` event) and passes the error on.
+    pub(crate) async fn refuse(
+        &self,
+        caller: &Caller,
+        method: &str,
+        err: ServiceError,
+    ) -> ServiceError {
+        let reason = match &err {
+            ServiceError::Unauthenticated(message) | ServiceError::PermissionDenied(message) => {
+                message.clone()
+            }
+            other => other.to_string(),
+        };
+        let mut event = AuditEvent::failure(EventType::Auth, reason)
+            .user(caller.audit_name())
+            .field("method", method);
+        if let Some(addr) = caller.addr {
+            event = event.remote_addr(addr);
+        }
+        if let Err(audit_err) = self.inner.audit.append(event).await {
+            return ServiceError::Internal(format!("cannot audit a refusal: {audit_err}"));
+        }
+        err
+    }
+
+    /// Roles by name from the cache; a missing role is an error naming it.
+    pub(crate) fn cached_roles(&self, names: &[String]) -> Result<Vec<Role>, ServiceError> {
+        names
+            .iter()
+            .map(|name| {
+                self.cached_role(name).ok_or_else(|| {
+                    ServiceError::PermissionDenied(format!(
+                        "role {name:?} does not exist; `jctl get roles` lists them"
+                    ))
+                })
+            })
+            .collect()
+    }
+}
+
+/// A user's traits, for role templates (`{{internal.logins}}`).
+pub fn traits_of(user: &User) -> Traits {
+    let mut traits = Traits::new();
+    traits.insert("logins".to_string(), user.logins.clone());
+    traits
+}

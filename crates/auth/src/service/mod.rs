@@ -1,0 +1,738 @@
+//! The auth service's gRPC API (`jumpgate_api::proto::auth_service_server::AuthService`).
+//!
+//! Each handler follows the same steps: read the caller from its TLS identity, check
+//! the permission the call needs (deny by default; refusals audited), validate the
+//! request, act through the backend-backed modules (`users`, `tokens`, `authorities`),
+//! audit the outcome. Reads on the connection path (roles, users, CAs) come from the
+//! watch-fed [`StateCache`] and from memory, never from a backend round trip.
+
+mod caller;
+mod certs;
+mod errors;
+mod resources;
+
+pub use caller::Caller;
+pub use errors::ServiceError;
+
+use crate::ClusterAuthorities;
+use crate::cache::StateCache;
+use crate::ratelimit::RateLimiter;
+use crate::tokens::Tokens;
+use crate::users::{SecondFactor, User, Users};
+use jumpgate_api::proto;
+use jumpgate_api::proto::auth_service_server::AuthService;
+use jumpgate_audit::{AuditLog, EventType, Order, SearchQuery, Timestamp};
+use jumpgate_backend::Backend;
+use jumpgate_pki::IdentityKind;
+use jumpgate_types::config::{JoinRole, StaticToken};
+use jumpgate_types::role::{kinds, verbs};
+use jumpgate_types::{Resource, Role};
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tonic::{Request, Response, Status};
+
+/// Login attempts allowed from one address at once, then one per [`LOGIN_EVERY`].
+const LOGIN_BURST: u32 = 10;
+const LOGIN_EVERY: Duration = Duration::from_secs(6);
+/// Join and signup attempts allowed from one address at once, then one per second.
+const JOIN_BURST: u32 = 20;
+const JOIN_EVERY: Duration = Duration::from_secs(1);
+
+/// What the auth service runs on.
+#[allow(missing_debug_implementations)]
+pub struct AuthServerConfig {
+    pub backend: Arc<dyn Backend>,
+    pub audit: Arc<dyn AuditLog>,
+    pub authorities: ClusterAuthorities,
+    /// Must watch `/roles/`, `/users/` (see [`AuthServer::CACHED_PREFIXES`]).
+    pub cache: StateCache,
+    pub second_factor: SecondFactor,
+    pub static_tokens: Vec<StaticToken>,
+}
+
+/// The auth service; cheap to clone (one shared state).
+#[derive(Clone)]
+pub struct AuthServer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Arc<dyn Backend>,
+    audit: Arc<dyn AuditLog>,
+    /// Replaced as a whole on rotation, so a call sees one consistent set.
+    authorities: RwLock<Arc<ClusterAuthorities>>,
+    cache: StateCache,
+    second_factor: SecondFactor,
+    static_tokens: Vec<StaticToken>,
+    login_limit: RateLimiter,
+    join_limit: RateLimiter,
+}
+
+impl std::fmt::Debug for AuthServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthServer")
+            .field("cluster", &self.authorities().cluster)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unix(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// A TTL from a request: 0 means the default; negative is an error.
+fn requested_ttl(seconds: i64, what: &str) -> Result<Option<Duration>, ServiceError> {
+    match seconds {
+        0 => Ok(None),
+        s if s < 0 => Err(ServiceError::invalid(format!(
+            "{what} must be positive, not {s} seconds"
+        ))),
+        s => Ok(Some(Duration::from_secs(s.unsigned_abs()))),
+    }
+}
+
+impl AuthServer {
+    /// The backend prefixes the auth service reads through its cache.
+    pub const CACHED_PREFIXES: [&'static str; 2] = ["/roles/", "/users/"];
+
+    pub fn new(config: AuthServerConfig) -> AuthServer {
+        AuthServer {
+            inner: Arc::new(Inner {
+                backend: config.backend,
+                audit: config.audit,
+                authorities: RwLock::new(Arc::new(config.authorities)),
+                cache: config.cache,
+                second_factor: config.second_factor,
+                static_tokens: config.static_tokens,
+                login_limit: RateLimiter::new(LOGIN_BURST, LOGIN_EVERY),
+                join_limit: RateLimiter::new(JOIN_BURST, JOIN_EVERY),
+            }),
+        }
+    }
+
+    /// The cluster's current CAs.
+    pub fn authorities(&self) -> Arc<ClusterAuthorities> {
+        self.inner
+            .authorities
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Local users; the cluster name (for TOTP labels) is borrowed from the CAs.
+    fn users<'a>(&'a self, authorities: &'a ClusterAuthorities) -> Users<'a> {
+        Users {
+            backend: self.inner.backend.as_ref(),
+            audit: self.inner.audit.as_ref(),
+            cluster: authorities.cluster.as_str(),
+            second_factor: self.inner.second_factor,
+        }
+    }
+
+    /// Appends an audit event; the call fails if it cannot be audited.
+    pub(crate) async fn audit(
+        &self,
+        event: jumpgate_audit::AuditEvent,
+    ) -> Result<(), ServiceError> {
+        self.inner
+            .audit
+            .append(event)
+            .await
+            .map_err(|err| ServiceError::Internal(format!("cannot write the audit log: {err}")))
+    }
+
+    fn tokens(&self) -> Tokens<'_> {
+        Tokens {
+            backend: self.inner.backend.as_ref(),
+            audit: self.inner.audit.as_ref(),
+            static_tokens: &self.inner.static_tokens,
+        }
+    }
+
+    pub(crate) fn cached_user(&self, name: &str) -> Option<User> {
+        let value = self.inner.cache.get(&format!("/users/{name}"))?;
+        serde_json::from_slice(&value).ok()
+    }
+
+    pub(crate) fn cached_role(&self, name: &str) -> Option<Role> {
+        let value = self.inner.cache.get(&format!("/roles/{name}"))?;
+        let text = std::str::from_utf8(&value).ok()?;
+        Resource::from_json(&format!("backend:/roles/{name}"), text).ok()
+    }
+
+    /// The address a rate limit and the audit log use: what a proxy says its client
+    /// is, else the connection's own address.
+    fn client_ip(caller: &Caller, claimed: &str) -> Option<IpAddr> {
+        if caller.kind() == Some(IdentityKind::Proxy) && !claimed.is_empty() {
+            if let Ok(addr) = claimed.parse::<std::net::SocketAddr>() {
+                return Some(addr.ip());
+            }
+            if let Ok(ip) = claimed.parse::<IpAddr>() {
+                return Some(ip);
+            }
+        }
+        caller.addr.map(|addr| addr.ip())
+    }
+
+    fn client_addr_text(caller: &Caller, claimed: &str) -> Option<String> {
+        if caller.kind() == Some(IdentityKind::Proxy) && !claimed.is_empty() {
+            return Some(claimed.to_string());
+        }
+        caller.addr.map(|addr| addr.to_string())
+    }
+
+    async fn rate_limit(
+        &self,
+        limiter: &RateLimiter,
+        caller: &Caller,
+        ip: Option<IpAddr>,
+        method: &str,
+    ) -> Result<(), ServiceError> {
+        let Some(ip) = ip else { return Ok(()) };
+        match limiter.check(ip, Instant::now()) {
+            Ok(()) => Ok(()),
+            Err(wait) => Err(self
+                .refuse(
+                    caller,
+                    method,
+                    ServiceError::RateLimited(format!(
+                        "too many attempts from {ip}; try again in {} s",
+                        wait.as_secs().max(1)
+                    )),
+                )
+                .await),
+        }
+    }
+
+    fn check_roles_exist(&self, roles: &[String]) -> Result<(), ServiceError> {
+        for role in roles {
+            if self.cached_role(role).is_none() {
+                return Err(ServiceError::invalid(format!(
+                    "role {role:?} does not exist; `jctl get roles` lists them"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl AuthService for AuthServer {
+    async fn status(&self, request: Request<proto::StatusRequest>) -> Reply<proto::StatusResponse> {
+        let caller = self.caller(&request)?;
+        self.require_identity(&caller, "Status").await?;
+        let authorities = self.authorities();
+        Ok(Response::new(proto::StatusResponse {
+            cluster_name: authorities.cluster.clone(),
+            server_version: env!("CARGO_PKG_VERSION").to_string(),
+            user_ca_fingerprints: authorities
+                .user
+                .trusted_fingerprints()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            host_ca_fingerprints: authorities
+                .host
+                .trusted_fingerprints()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            ca_pins: vec![authorities.tls.ca_pin()],
+            caller: caller.describe(),
+        }))
+    }
+
+    async fn get_resources(
+        &self,
+        request: Request<proto::GetResourcesRequest>,
+    ) -> Reply<proto::GetResourcesResponse> {
+        let caller = self.caller(&request)?;
+        let request = request.into_inner();
+        let documents = self
+            .get_resources_for(&caller, &request.kind, &request.name)
+            .await?;
+        Ok(Response::new(proto::GetResourcesResponse { documents }))
+    }
+
+    async fn upsert_resource(
+        &self,
+        request: Request<proto::UpsertResourceRequest>,
+    ) -> Reply<proto::UpsertResourceResponse> {
+        let caller = self.caller(&request)?;
+        let request = request.into_inner();
+        Ok(Response::new(
+            self.upsert_resource_for(&caller, request).await?,
+        ))
+    }
+
+    async fn delete_resource(
+        &self,
+        request: Request<proto::DeleteResourceRequest>,
+    ) -> Reply<proto::DeleteResourceResponse> {
+        let caller = self.caller(&request)?;
+        let request = request.into_inner();
+        self.delete_resource_for(&caller, &request.kind, &request.name)
+            .await?;
+        Ok(Response::new(proto::DeleteResourceResponse {}))
+    }
+
+    async fn create_user(
+        &self,
+        request: Request<proto::CreateUserRequest>,
+    ) -> Reply<proto::CreateUserResponse> {
+        let caller = self.caller(&request)?;
+        self.require_rule(&caller, "CreateUser", kinds::USER, verbs::CREATE)
+            .await?;
+        let request = request.into_inner();
+        if request.roles.is_empty() {
+            return Err(ServiceError::invalid(
+                "a user needs at least one role (--roles access,editor,...)",
+            )
+            .into());
+        }
+        self.check_roles_exist(&request.roles)?;
+        resources::check_logins(&request.logins)?;
+        let user = User {
+            name: request.name.clone(),
+            roles: request.roles,
+            logins: request.logins,
+        };
+        let now = SystemTime::now();
+        let authorities = self.authorities();
+        let password = Some(request.password.as_str()).filter(|p| !p.is_empty());
+        let enrollment = self
+            .users(&authorities)
+            .create(&user, password, now)
+            .await
+            .map_err(ServiceError::from)?;
+        let mut response = proto::CreateUserResponse {
+            otpauth_uri: enrollment.otpauth_uri.unwrap_or_default(),
+            ..Default::default()
+        };
+        if password.is_none() {
+            let signup = self
+                .tokens()
+                .create_signup(&request.name, Tokens::SIGNUP_TTL, now)
+                .await
+                .map_err(ServiceError::from)?;
+            response.signup_token = signup.token.clone();
+            response.signup_expires_unix = unix(signup.expires);
+        }
+        Ok(Response::new(response))
+    }
+
+    async fn reset_user(
+        &self,
+        request: Request<proto::ResetUserRequest>,
+    ) -> Reply<proto::ResetUserResponse> {
+        let caller = self.caller(&request)?;
+        self.require_rule(&caller, "ResetUser", kinds::USER, verbs::UPDATE)
+            .await?;
+        let name = request.into_inner().name;
+        let now = SystemTime::now();
+        let authorities = self.authorities();
+        self.users(&authorities)
+            .reset(&name, now)
+            .await
+            .map_err(ServiceError::from)?;
+        let tokens = self.tokens();
+        tokens
+            .delete_signups_for(&name)
+            .await
+            .map_err(ServiceError::from)?;
+        let signup = tokens
+            .create_signup(&name, Tokens::SIGNUP_TTL, now)
+            .await
+            .map_err(ServiceError::from)?;
+        Ok(Response::new(proto::ResetUserResponse {
+            signup_token: signup.token.clone(),
+            signup_expires_unix: unix(signup.expires),
+        }))
+    }
+
+    async fn unlock_user(
+        &self,
+        request: Request<proto::UnlockUserRequest>,
+    ) -> Reply<proto::UnlockUserResponse> {
+        let caller = self.caller(&request)?;
+        self.require_rule(&caller, "UnlockUser", kinds::USER, verbs::UPDATE)
+            .await?;
+        let name = request.into_inner().name;
+        let authorities = self.authorities();
+        let outcome = self.users(&authorities).unlock(&name).await;
+        let event = match &outcome {
+            Ok(()) => jumpgate_audit::AuditEvent::success(EventType::UserUpdate),
+            Err(err) => jumpgate_audit::AuditEvent::failure(EventType::UserUpdate, err.to_string()),
+        }
+        .user(name.as_str())
+        .field("change", "unlocked")
+        .field("by", caller.audit_name());
+        self.audit(event).await?;
+        outcome.map_err(|err| match err {
+            crate::AuthError::Backend(jumpgate_backend::BackendError::NotFound { .. }) => {
+                ServiceError::NotFound(format!("no user {name:?}; `jctl users ls` lists them"))
+            }
+            other => other.into(),
+        })?;
+        Ok(Response::new(proto::UnlockUserResponse {}))
+    }
+
+    async fn complete_signup(
+        &self,
+        request: Request<proto::CompleteSignupRequest>,
+    ) -> Reply<proto::CompleteSignupResponse> {
+        let caller = self.caller(&request)?;
+        let request = request.into_inner();
+        let ip = Self::client_ip(&caller, &request.client_addr);
+        self.rate_limit(&self.inner.join_limit, &caller, ip, "CompleteSignup")
+            .await?;
+        let now = SystemTime::now();
+        // Check the password before spending the single-use token on it.
+        crate::users::check_password_policy(&request.password).map_err(ServiceError::from)?;
+        let user = self
+            .tokens()
+            .consume_signup(&request.token, now)
+            .await
+            .map_err(ServiceError::from)?;
+        let authorities = self.authorities();
+        let enrollment = self
+            .users(&authorities)
+            .set_password(&user, &request.password, now)
+            .await
+            .map_err(ServiceError::from)?;
+        Ok(Response::new(proto::CompleteSignupResponse {
+            user,
+            otpauth_uri: enrollment.otpauth_uri.unwrap_or_default(),
+        }))
+    }
+
+    async fn create_join_token(
+        &self,
+        request: Request<proto::CreateJoinTokenRequest>,
+    ) -> Reply<proto::CreateJoinTokenResponse> {
+        let caller = self.caller(&request)?;
+        self.require_rule(&caller, "CreateJoinToken", kinds::TOKEN, verbs::CREATE)
+            .await?;
+        let request = request.into_inner();
+        let roles = parse_join_roles(&request.roles)?;
+        let ttl =
+            requested_ttl(request.ttl_seconds, "the token TTL")?.unwrap_or(Tokens::DEFAULT_TTL);
+        let issued = self
+            .tokens()
+            .create(&roles, ttl, SystemTime::now())
+            .await
+            .map_err(ServiceError::from)?;
+        Ok(Response::new(proto::CreateJoinTokenResponse {
+            token: issued.token.clone(),
+            id: issued.id.clone(),
+            expires_unix: unix(issued.expires),
+            ca_pins: vec![self.authorities().tls.ca_pin()],
+        }))
+    }
+
+    async fn list_join_tokens(
+        &self,
+        request: Request<proto::ListJoinTokensRequest>,
+    ) -> Reply<proto::ListJoinTokensResponse> {
+        let caller = self.caller(&request)?;
+        self.require_rule(&caller, "ListJoinTokens", kinds::TOKEN, verbs::LIST)
+            .await?;
+        let tokens = self
+            .tokens()
+            .list(SystemTime::now())
+            .await
+            .map_err(ServiceError::from)?;
+        Ok(Response::new(proto::ListJoinTokensResponse {
+            tokens: tokens
+                .into_iter()
+                .map(|token| proto::JoinTokenInfo {
+                    id: token.id,
+                    roles: token.roles,
+                    expires_unix: token.expires.map(unix).unwrap_or(0),
+                    kind: token.kind.to_string(),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn delete_join_token(
+        &self,
+        request: Request<proto::DeleteJoinTokenRequest>,
+    ) -> Reply<proto::DeleteJoinTokenResponse> {
+        let caller = self.caller(&request)?;
+        self.require_rule(&caller, "DeleteJoinToken", kinds::TOKEN, verbs::DELETE)
+            .await?;
+        self.tokens()
+            .delete(&request.into_inner().token, SystemTime::now())
+            .await
+            .map_err(ServiceError::from)?;
+        Ok(Response::new(proto::DeleteJoinTokenResponse {}))
+    }
+
+    async fn export_authority(
+        &self,
+        request: Request<proto::ExportAuthorityRequest>,
+    ) -> Reply<proto::ExportAuthorityResponse> {
+        let caller = self.caller(&request)?;
+        self.require_identity(&caller, "ExportAuthority").await?;
+        let authorities = self.authorities();
+        let text = match request.into_inner().r#type.as_str() {
+            "user" => authorities.user.export_openssh(),
+            "host" => authorities.host.export_openssh(),
+            "tls" => Ok(authorities.tls.cert_pem().to_string()),
+            other => {
+                return Err(ServiceError::invalid(format!(
+                    "unknown CA type {other:?}: use user, host or tls"
+                ))
+                .into());
+            }
+        }
+        .map_err(|err| ServiceError::Internal(err.to_string()))?;
+        Ok(Response::new(proto::ExportAuthorityResponse { text }))
+    }
+
+    async fn rotate_authority(
+        &self,
+        request: Request<proto::RotateAuthorityRequest>,
+    ) -> Reply<proto::RotateAuthorityResponse> {
+        let caller = self.caller(&request)?;
+        self.require_rule(
+            &caller,
+            "RotateAuthority",
+            kinds::CERT_AUTHORITY,
+            verbs::UPDATE,
+        )
+        .await?;
+        Err(ServiceError::invalid(
+            "CA rotation is not part of this build yet; the CAs are unchanged",
+        )
+        .into())
+    }
+
+    async fn sign_user(
+        &self,
+        request: Request<proto::SignUserRequest>,
+    ) -> Reply<proto::SignUserResponse> {
+        let caller = self.caller(&request)?;
+        self.require_rule(&caller, "SignUser", kinds::CERT_AUTHORITY, verbs::CREATE)
+            .await?;
+        let request = request.into_inner();
+        let user = self.cached_user(&request.user).ok_or_else(|| {
+            ServiceError::NotFound(format!(
+                "no user {:?}; `jctl users ls` lists them",
+                request.user
+            ))
+        })?;
+        let ttl = requested_ttl(request.ttl_seconds, "the certificate TTL")?;
+        let issued = self
+            .issue_user_certs(
+                &user,
+                &request.ssh_public_key,
+                &request.tls_public_key_pem,
+                ttl,
+                &caller,
+                None,
+            )
+            .await?;
+        let authorities = self.authorities();
+        Ok(Response::new(proto::SignUserResponse {
+            ssh_certificate: issued.ssh_certificate,
+            tls_certificate_pem: issued.tls_certificate_pem,
+            tls_ca_pems: vec![authorities.tls.cert_pem().to_string()],
+            host_ca_known_hosts: authorities
+                .host
+                .export_openssh()
+                .map_err(|err| ServiceError::Internal(err.to_string()))?,
+            expires_unix: unix(issued.expires),
+            principals: issued.principals,
+        }))
+    }
+
+    async fn sign_host(
+        &self,
+        request: Request<proto::SignHostRequest>,
+    ) -> Reply<proto::SignHostResponse> {
+        let caller = self.caller(&request)?;
+        self.require_rule(&caller, "SignHost", kinds::CERT_AUTHORITY, verbs::CREATE)
+            .await?;
+        let request = request.into_inner();
+        let ttl = requested_ttl(request.ttl_seconds, "the certificate TTL")?;
+        let issued = self
+            .issue_host_ssh_cert(
+                &request.host,
+                &request.host,
+                &request.principals,
+                &request.ssh_public_key,
+                ttl,
+                &caller,
+            )
+            .await?;
+        Ok(Response::new(proto::SignHostResponse {
+            ssh_certificate: issued.0,
+            user_ca_keys: self
+                .authorities()
+                .user
+                .export_openssh()
+                .map_err(|err| ServiceError::Internal(err.to_string()))?,
+            expires_unix: unix(issued.1),
+        }))
+    }
+
+    async fn login(&self, request: Request<proto::LoginRequest>) -> Reply<proto::LoginResponse> {
+        let caller = self.caller(&request)?;
+        self.require_kind(&caller, "Login", &[IdentityKind::Proxy])
+            .await?;
+        let request = request.into_inner();
+        let ip = Self::client_ip(&caller, &request.client_addr);
+        self.rate_limit(&self.inner.login_limit, &caller, ip, "Login")
+            .await?;
+        let remote = Self::client_addr_text(&caller, &request.client_addr);
+        let now = SystemTime::now();
+        let authorities = self.authorities();
+        let otp = Some(request.otp.as_str()).filter(|otp| !otp.is_empty());
+        let user = self
+            .users(&authorities)
+            .authenticate(
+                &request.user,
+                &request.password,
+                otp,
+                remote.as_deref(),
+                now,
+            )
+            .await
+            .map_err(ServiceError::from)?;
+        let ttl = requested_ttl(request.ttl_seconds, "the certificate TTL")?;
+        let issued = self
+            .issue_user_certs(
+                &user,
+                &request.ssh_public_key,
+                &request.tls_public_key_pem,
+                ttl,
+                &caller,
+                remote.as_deref(),
+            )
+            .await?;
+        Ok(Response::new(proto::LoginResponse {
+            ssh_certificate: issued.ssh_certificate,
+            tls_certificate_pem: issued.tls_certificate_pem,
+            tls_ca_pems: vec![authorities.tls.cert_pem().to_string()],
+            host_ca_known_hosts: authorities
+                .host
+                .export_openssh()
+                .map_err(|err| ServiceError::Internal(err.to_string()))?,
+            expires_unix: unix(issued.expires),
+            principals: issued.principals,
+            roles: user.roles,
+        }))
+    }
+
+    async fn join(&self, request: Request<proto::JoinRequest>) -> Reply<proto::JoinResponse> {
+        let caller = self.caller(&request)?;
+        let ip = caller.addr.map(|addr| addr.ip());
+        self.rate_limit(&self.inner.join_limit, &caller, ip, "Join")
+            .await?;
+        let request = request.into_inner();
+        Ok(Response::new(self.join_host(&caller, request).await?))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<proto::HeartbeatRequest>,
+    ) -> Reply<proto::HeartbeatResponse> {
+        let caller = self.caller(&request)?;
+        self.require_identity(&caller, "Heartbeat").await?;
+        let request = request.into_inner();
+        self.store_heartbeat(&caller, &request.document, request.ttl_seconds)
+            .await?;
+        Ok(Response::new(proto::HeartbeatResponse {}))
+    }
+
+    async fn search_events(
+        &self,
+        request: Request<proto::SearchEventsRequest>,
+    ) -> Reply<proto::SearchEventsResponse> {
+        let caller = self.caller(&request)?;
+        self.require_rule(&caller, "SearchEvents", kinds::EVENT, verbs::LIST)
+            .await?;
+        let request = request.into_inner();
+        let timestamp = |millis: i64, what: &str| {
+            Timestamp::from_unix_millis(millis)
+                .map_err(|err| ServiceError::invalid(format!("{what}: {err}")))
+        };
+        let to = if request.to_unix_millis == 0 {
+            Timestamp::now()
+        } else {
+            timestamp(request.to_unix_millis, "to")?
+        };
+        let mut query = SearchQuery::new(timestamp(request.from_unix_millis, "from")?, to);
+        if !request.types.is_empty() {
+            let mut types = Vec::new();
+            for name in &request.types {
+                types.push(EventType::from_name(name).ok_or_else(|| {
+                    let known: Vec<&str> = EventType::all().map(EventType::name).collect();
+                    ServiceError::invalid(format!(
+                        "unknown event type {name:?}; known types: {}",
+                        known.join(", ")
+                    ))
+                })?);
+            }
+            query = query.event_types(types);
+        }
+        if !request.user.is_empty() {
+            query = query.user(request.user);
+        }
+        if !request.session_id.is_empty() {
+            query = query.session_id(request.session_id);
+        }
+        if request.limit > 0 {
+            query = query.limit(request.limit);
+        }
+        if !request.cursor.is_empty() {
+            query = query.cursor(request.cursor);
+        }
+        if request.descending {
+            query = query.order(Order::Descending);
+        }
+        let page = self
+            .inner
+            .audit
+            .search(query)
+            .await
+            .map_err(|err| ServiceError::invalid(err.to_string()))?;
+        let mut events = Vec::with_capacity(page.events.len());
+        for event in &page.events {
+            events.push(
+                event
+                    .to_json()
+                    .map_err(|err| ServiceError::Internal(err.to_string()))?,
+            );
+        }
+        Ok(Response::new(proto::SearchEventsResponse {
+            events,
+            next_cursor: page.next_cursor.unwrap_or_default(),
+        }))
+    }
+}
+
+fn parse_join_roles(names: &[String]) -> Result<Vec<JoinRole>, ServiceError> {
+    if names.is_empty() {
+        return Err(ServiceError::invalid(
+            "a join token needs a type: --type node, proxy or node,proxy",
+        ));
+    }
+    let mut roles = Vec::new();
+    for name in names {
+        let role: JoinRole = name
+            .parse()
+            .map_err(|err: String| ServiceError::invalid(format!("token type: {err}")))?;
+        if !roles.contains(&role) {
+            roles.push(role);
+        }
+    }
+    Ok(roles)
+}

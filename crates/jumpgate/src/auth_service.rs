@@ -1,0 +1,193 @@
+//! Runs the auth service: the audit log, the built-in roles, the watch-fed cache, the
+//! auth server's own TLS identity, the admin identity for `jctl`, and the gRPC API on
+//! `auth_service.listen_addr`.
+
+use crate::diag::Readiness;
+use crate::identity::{self, IdentityFiles};
+use anyhow::{Context, Result};
+use jumpgate_api::{AUTH_SERVER_NAME, TlsCredentials};
+use jumpgate_auth::service::{AuthServer, AuthServerConfig};
+use jumpgate_auth::{ClusterAuthorities, SecondFactor, StateCache};
+use jumpgate_backend::{Backend, BackendError, Key, NewItem};
+use jumpgate_pki::{IdentityKind, TlsCertParams, TlsIdentity, generate_tls_key};
+use jumpgate_types::config::SecondFactor as ConfiguredSecondFactor;
+use jumpgate_types::{Config, Role};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+/// The auth server's and the admin identity's certificates: re-issued at every start.
+const SERVICE_CERT_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+/// How long the first load of the cache may take before the daemon gives up.
+const CACHE_READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Everything the auth service needs from the daemon.
+#[derive(Debug)]
+pub struct AuthServiceParams {
+    pub config: Config,
+    pub backend: Arc<dyn Backend>,
+    pub authorities: ClusterAuthorities,
+    pub host_uuid: String,
+    pub readiness: Readiness,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// A dialable form of a listening address: `0.0.0.0` → `127.0.0.1`, `::` → `::1`.
+fn dialable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port())
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), addr.port())
+        }
+        _ => addr,
+    }
+}
+
+/// Creates the built-in roles (`access`, `editor`, `auditor`) unless they exist: an
+/// admin may have edited them, and that edit stands.
+async fn seed_builtin_roles(backend: &dyn Backend) -> Result<()> {
+    for role in Role::builtins() {
+        let key = Key::new(format!("/roles/{}", role.name()))?;
+        let document = role.to_json()?;
+        match backend.create(NewItem::new(key, document)).await {
+            Ok(_) | Err(BackendError::AlreadyExists { .. }) => {}
+            Err(err) => return Err(err).context("creating the built-in roles"),
+        }
+    }
+    Ok(())
+}
+
+fn second_factor(config: &Config) -> SecondFactor {
+    match config.auth_service.authentication.second_factor {
+        ConfiguredSecondFactor::Off => SecondFactor::Off,
+        // `on` and `optional` mean TOTP as long as TOTP is the only second factor;
+        // WebAuthn is refused by config validation until it exists.
+        _ => SecondFactor::Otp,
+    }
+}
+
+/// Issues a TLS identity for a fresh key made here; returns (cert, key).
+fn issue_identity(
+    authorities: &ClusterAuthorities,
+    kind: IdentityKind,
+    name: &str,
+    dns_names: Vec<String>,
+    ip_addresses: Vec<IpAddr>,
+) -> Result<(String, String)> {
+    let (key_pem, public_key_pem) = generate_tls_key()?;
+    let cert = authorities.tls.issue(
+        &TlsCertParams {
+            identity: TlsIdentity {
+                cluster: authorities.cluster.clone(),
+                kind,
+                name: name.to_string(),
+                roles: vec![kind.as_str().to_string()],
+            },
+            public_key_pem,
+            dns_names,
+            ip_addresses,
+            ttl: SERVICE_CERT_TTL,
+        },
+        SystemTime::now(),
+    )?;
+    Ok((cert, key_pem))
+}
+
+/// Runs until shutdown. Errors are fatal to the daemon.
+pub async fn run(params: AuthServiceParams) -> Result<()> {
+    let AuthServiceParams {
+        config,
+        backend,
+        authorities,
+        host_uuid,
+        readiness,
+        mut shutdown,
+    } = params;
+    let data_dir = config.jumpgate.data_dir.clone();
+    let audit =
+        crate::audit_store::open(&data_dir, &config.jumpgate.storage.audit_events_uri).await?;
+    seed_builtin_roles(backend.as_ref()).await?;
+    let prefixes = AuthServer::CACHED_PREFIXES
+        .iter()
+        .map(|prefix| Key::new(*prefix))
+        .collect::<Result<Vec<_>, _>>()?;
+    let cache = StateCache::start(backend.clone(), prefixes);
+    readiness.not_ready("auth", "loading the cluster state cache".to_string());
+    cache
+        .wait_ready(CACHE_READY_TIMEOUT)
+        .await
+        .context("loading the cluster state cache")?;
+
+    let listen = &config.auth_service.listen_addr;
+    let listener = TcpListener::bind((listen.host.as_str(), listen.port))
+        .await
+        .with_context(|| format!("auth_service.listen_addr: cannot listen on {listen}"))?;
+    let bound = listener.local_addr().context("auth listener address")?;
+
+    // The server's certificate names the fixed cluster-internal name every client
+    // checks, plus the addresses people configure, for tools that check those.
+    let mut dns_names = vec![AUTH_SERVER_NAME.to_string(), "localhost".to_string()];
+    let mut ips = vec![
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(Ipv6Addr::LOCALHOST),
+    ];
+    for addr in std::iter::once(listen).chain(config.auth_service.public_addr.iter()) {
+        match addr.host.parse::<IpAddr>() {
+            Ok(ip) if !ip.is_unspecified() && !ips.contains(&ip) => ips.push(ip),
+            Ok(_) => {}
+            Err(_) if !dns_names.contains(&addr.host) => dns_names.push(addr.host.clone()),
+            Err(_) => {}
+        }
+    }
+    let (server_cert, server_key) =
+        issue_identity(&authorities, IdentityKind::Auth, &host_uuid, dns_names, ips)?;
+    let ca_pem = authorities.tls.cert_pem().to_string();
+    let server_tls =
+        TlsCredentials::from_pem(&server_cert, &server_key, &ca_pem)?.server_config()?;
+
+    let (admin_cert, admin_key) = issue_identity(
+        &authorities,
+        IdentityKind::Admin,
+        "admin",
+        Vec::new(),
+        Vec::new(),
+    )?;
+    let admin_dir = identity::admin_dir(&data_dir);
+    identity::write(
+        &admin_dir,
+        &IdentityFiles {
+            cert_pem: admin_cert,
+            key_pem: admin_key,
+            ca_pem,
+            auth_addr: Some(dialable(bound).to_string()),
+        },
+    )?;
+
+    let server = AuthServer::new(AuthServerConfig {
+        backend,
+        audit: audit.clone(),
+        authorities,
+        cache: cache.clone(),
+        second_factor: second_factor(&config),
+        static_tokens: config.auth_service.tokens.clone(),
+    });
+    info!(addr = %bound, admin_identity = %admin_dir.display(), "auth API listening (gRPC, mutual TLS)");
+    readiness.ready("auth");
+    let stop = async move {
+        let _ = shutdown.wait_for(|stopping| *stopping).await;
+    };
+    let served = jumpgate_api::serve(listener, server_tls, server, stop).await;
+    cache.close();
+    // Every event appended has been answered only after it was stored; closing flushes
+    // the stores' handles cleanly.
+    if let Err(err) = audit.close().await {
+        warn!(%err, "closing the audit log failed");
+    }
+    served.context("auth API server")?;
+    Ok(())
+}

@@ -1,0 +1,218 @@
+//! Command-line interface of `jctl`, the admin tool.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "jctl",
+    version,
+    about = "Administer a Jumpgate cluster: users, roles, join tokens, certificates, audit log",
+    long_about = "Administer a Jumpgate cluster: users, roles, join tokens, certificates, \
+        audit log.\n\nOn the auth host, jctl uses the admin identity the auth service keeps \
+        in its data directory: give the daemon's config (-c /etc/jumpgate.yaml) or its \
+        --data-dir. It talks to the running auth service over mutual TLS."
+)]
+pub struct JctlCli {
+    /// The daemon's config file (to find its data directory and auth address).
+    #[arg(
+        short = 'c',
+        long,
+        global = true,
+        value_name = "FILE",
+        conflicts_with = "data_dir"
+    )]
+    pub config: Option<PathBuf>,
+    /// The daemon's data directory (holds the admin identity).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The auth service's address (host:port); default: the one the daemon recorded.
+    #[arg(long, global = true, value_name = "HOST:PORT")]
+    pub auth_server: Option<String>,
+    #[command(subcommand)]
+    pub command: JctlCommand,
+}
+
+/// How data is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum OutputFormat {
+    #[default]
+    Text,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Args, Clone, Copy)]
+pub struct FormatArg {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JctlCommand {
+    /// Cluster name, CA fingerprints and the ca_pin joining hosts need.
+    Status(FormatArg),
+    /// Local users.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Join tokens for nodes and proxies.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+    /// Show resources: `jctl get roles`, `jctl get role/access`, `jctl get users`.
+    Get {
+        /// KIND or KIND/NAME (user, role, token, node, proxy, auth_server, cert_authority).
+        target: String,
+        #[command(flatten)]
+        format: FormatArg,
+    },
+    /// Create resources from a YAML or JSON file (`-` for stdin); several documents may
+    /// be separated by `---`.
+    Create {
+        /// The file.
+        file: PathBuf,
+        /// Overwrite resources that exist.
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
+    /// Remove a resource: `jctl rm role/dev`.
+    Rm {
+        /// KIND/NAME.
+        target: String,
+    },
+    /// Certificate authorities and certificates.
+    #[command(subcommand)]
+    Auth(AuthCommand),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Add a user. Without --password-stdin prints a one-time signup token; with it,
+    /// reads the password from stdin and prints the otpauth:// URI to enrol TOTP.
+    Add {
+        name: String,
+        /// Roles, comma-separated (e.g. access,editor).
+        #[arg(long, value_delimiter = ',', required = true)]
+        roles: Vec<String>,
+        /// OS logins, comma-separated: the `{{internal.logins}}` trait.
+        #[arg(long, value_delimiter = ',')]
+        logins: Vec<String>,
+        /// Read the password from stdin (one line).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users.
+    Ls(FormatArg),
+    /// Remove a user.
+    Rm { name: String },
+    /// Forget a user's password and TOTP; prints a new signup token.
+    Reset { name: String },
+    /// Lift a lock after failed logins.
+    Unlock { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Make a join token.
+    Add {
+        /// What hosts with the token may join as: node, proxy, or node,proxy.
+        #[arg(long = "type", value_delimiter = ',', required = true)]
+        roles: Vec<String>,
+        /// How long the token is valid (e.g. 30m, 2h).
+        #[arg(long, default_value = "30m", value_parser = parse_duration)]
+        ttl: std::time::Duration,
+        #[command(flatten)]
+        format: FormatArg,
+    },
+    /// List join tokens (their ids; the tokens themselves are stored hashed).
+    Ls(FormatArg),
+    /// Remove a join token, by the token or its id.
+    Rm { token: String },
+}
+
+/// Which CA to export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CaType {
+    User,
+    Host,
+    Tls,
+}
+
+/// Certificate format for `auth sign --user`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum CertFormat {
+    /// PATH (private key), PATH.pub, PATH-cert.pub for ssh -i PATH.
+    #[default]
+    Openssh,
+    /// PATH.key, PATH.crt and PATH.cas (X.509, for mutual TLS).
+    Tls,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Print a CA: user → sshd TrustedUserCAKeys lines, host → known_hosts
+    /// `@cert-authority` lines, tls → PEM.
+    Export {
+        #[arg(long = "type", value_enum)]
+        ca_type: CaType,
+    },
+    /// Sign a certificate for a new key made here: for a user (automation) or a host
+    /// (an OpenSSH server without the Jumpgate agent).
+    #[command(group = clap::ArgGroup::new("subject").required(true).args(["user", "host"]))]
+    Sign {
+        /// The user to sign for.
+        #[arg(long)]
+        user: Option<String>,
+        /// The host name to sign for.
+        #[arg(long)]
+        host: Option<String>,
+        /// Where to write the key and certificate (see --format).
+        #[arg(long, value_name = "PATH")]
+        out: PathBuf,
+        /// Certificate lifetime (capped by the user's roles).
+        #[arg(long, value_parser = parse_duration)]
+        ttl: Option<std::time::Duration>,
+        /// User certificates: openssh or tls.
+        #[arg(long, value_enum, default_value_t = CertFormat::Openssh)]
+        format: CertFormat,
+        /// Host certificates: more principals (DNS names, addresses), comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        principals: Vec<String>,
+        /// Overwrite existing files at PATH.
+        #[arg(long)]
+        overwrite: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Search events, oldest first.
+    Search {
+        /// From (RFC 3339, e.g. 2026-11-22T10:00:00Z, or a duration ago, e.g. 1h).
+        #[arg(long, default_value = "24h")]
+        from: String,
+        /// To (RFC 3339 or a duration ago); default now.
+        #[arg(long)]
+        to: Option<String>,
+        /// Event type (user.login, cert.create, auth, ...); repeatable.
+        #[arg(long = "type")]
+        types: Vec<String>,
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        session: Option<String>,
+        /// How many events at most.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[command(flatten)]
+        format: FormatArg,
+    },
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|err| format!("{text:?} is not a duration such as 30m or 12h: {err}"))
+}
