@@ -59,6 +59,10 @@ pub struct StartArgs {
     /// `jumpgate.diag_addr`.
     #[arg(long, value_name = "HOST:PORT")]
     pub diag_addr: Option<String>,
+    /// Where the auth API listens, as host:port (port 0: any free port, which `jctl`
+    /// finds in the data directory); overrides `auth_service.listen_addr`.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub auth_addr: Option<String>,
     /// Log at debug level, whatever the config says.
     #[arg(short = 'd', long)]
     pub debug: bool,

@@ -123,6 +123,11 @@ fn start(args: StartArgs) -> Result<()> {
             .map_err(|reason: String| anyhow::anyhow!("--diag-addr: {reason}"))?;
         config.jumpgate.diag_addr = Some(parsed);
     }
+    if let Some(addr) = &args.auth_addr {
+        config.auth_service.listen_addr = addr
+            .parse()
+            .map_err(|reason: String| anyhow::anyhow!("--auth-addr: {reason}"))?;
+    }
     logging::init(&config.jumpgate.log, args.debug)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

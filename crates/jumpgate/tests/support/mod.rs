@@ -99,6 +99,10 @@ impl Daemon {
             .args(args)
             .arg("--diag-addr")
             .arg(format!("127.0.0.1:{diag_port}"))
+            // Tests run in parallel: the auth API takes any free port (jctl reads it
+            // from the data directory).
+            .arg("--auth-addr")
+            .arg("127.0.0.1:0")
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("log file"))
             .stderr(log_file)

@@ -1,0 +1,502 @@
+//! `jctl` end to end: a real daemon, the real `jctl` binary, and a real OpenSSH `sshd`
+//! set up the agentless way (host key and certificate from `jctl auth sign --host`,
+//! `TrustedUserCAKeys` from `jctl auth export --type user`), reached by a real `ssh`
+//! with a certificate from `jctl auth sign --user`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use support::{Daemon, text, wait_until};
+
+/// A dev daemon whose auth API is up (the admin identity is written then).
+fn auth_daemon(dir: &Path, name: &str) -> (Daemon, PathBuf) {
+    let data = dir.join(name);
+    let daemon = Daemon::start(
+        &["--dev", "--data-dir", data.to_str().unwrap()],
+        &dir.join(format!("{name}.log")),
+    );
+    let ready = wait_until(Duration::from_secs(30), || {
+        data.join("admin/auth_addr").exists()
+            && daemon
+                .readyz()
+                .is_some_and(|(status, body)| status == 200 && body.contains("auth"))
+    });
+    assert!(ready, "auth service not ready; log:\n{}", daemon.log_text());
+    (daemon, data)
+}
+
+/// Runs `jctl --data-dir DATA ARGS` with optional stdin.
+fn jctl(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_jctl"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = child.stdin.take().unwrap();
+    if let Some(stdin) = stdin {
+        use std::io::Write;
+        let mut input = input;
+        input.write_all(stdin.as_bytes()).unwrap();
+    } else {
+        drop(input);
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// `jctl` that must succeed; returns stdout.
+fn jctl_ok(data: &Path, args: &[&str]) -> String {
+    let out = jctl(data, args, None);
+    assert!(
+        out.status.success(),
+        "jctl {args:?} failed:\n{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// `jctl` that must fail; returns stderr.
+fn jctl_err(data: &Path, args: &[&str], stdin: Option<&str>) -> String {
+    let out = jctl(data, args, stdin);
+    assert!(
+        !out.status.success(),
+        "jctl {args:?} should have failed:\n{}",
+        text(&out.stdout)
+    );
+    text(&out.stderr)
+}
+
+fn current_user() -> String {
+    let out = Command::new("id").arg("-un").output().unwrap();
+    text(&out.stdout).trim().to_string()
+}
+
+fn sshd_binary() -> PathBuf {
+    ["/usr/sbin/sshd", "/usr/bin/sshd"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|path| path.exists())
+        .expect("sshd not found: install Debian's openssh-server (./test.sh does)")
+}
+
+/// A real sshd configured only with files jctl wrote, killed on drop.
+struct Sshd {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Sshd {
+    fn start(data: &Path, dir: &Path) -> Sshd {
+        std::fs::create_dir_all("/run/sshd").expect("create /run/sshd (run the tests as root)");
+        std::fs::create_dir_all(dir).unwrap();
+        let host_key = dir.join("host_key");
+        jctl_ok(
+            data,
+            &[
+                "auth",
+                "sign",
+                "--host",
+                "node1",
+                "--principals",
+                "127.0.0.1",
+                "--out",
+                host_key.to_str().unwrap(),
+            ],
+        );
+        let user_ca = jctl_ok(data, &["auth", "export", "--type", "user"]);
+        std::fs::write(dir.join("user_ca.pub"), user_ca).unwrap();
+        for _ in 0..5 {
+            let port = support::free_port();
+            let d = dir.display();
+            let config = format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\n\
+                 HostCertificate {d}/host_key-cert.pub\nTrustedUserCAKeys {d}/user_ca.pub\n\
+                 AuthorizedKeysFile none\nPasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
+                 PermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\nPidFile none\n\
+                 LogLevel VERBOSE\n"
+            );
+            std::fs::write(dir.join("sshd_config"), config).unwrap();
+            let child = Command::new(sshd_binary())
+                .args(["-D", "-e", "-f"])
+                .arg(dir.join("sshd_config"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(dir.join("sshd.log")).unwrap())
+                .spawn()
+                .unwrap();
+            let mut sshd = Sshd {
+                child,
+                port,
+                dir: dir.to_path_buf(),
+            };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return sshd;
+                }
+                if matches!(sshd.child.try_wait(), Ok(Some(_))) || Instant::now() > deadline {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        panic!("sshd did not start");
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `ssh` with a key and certificate, trusting hosts by the cluster's host CA only.
+fn ssh(sshd: &Sshd, key: &Path, login: &str, known_hosts: &Path) -> Output {
+    Command::new("ssh")
+        .args(["-F", "/dev/null", "-T", "-i"])
+        .arg(key)
+        .arg("-o")
+        .arg(format!("CertificateFile={}-cert.pub", key.display()))
+        .args(["-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"])
+        .args(["-o", "StrictHostKeyChecking=yes"])
+        .args(["-o", "PreferredAuthentications=publickey"])
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+        .args(["-o", "ConnectTimeout=10", "-p", &sshd.port.to_string()])
+        .arg(format!("{login}@127.0.0.1"))
+        .arg("echo jumpgate-ok")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn openssh_accepts_jctl_certificates_for_allowed_logins_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_daemon, data) = auth_daemon(dir.path(), "cluster-a");
+    let me = current_user();
+    jctl_ok(
+        &data,
+        &[
+            "users",
+            "add",
+            "alice",
+            "--roles",
+            "access",
+            "--logins",
+            &format!("{me},alice-ops"),
+        ],
+    );
+    let sshd = Sshd::start(&data, &dir.path().join("sshd"));
+    let known_hosts = dir.path().join("known_hosts");
+    std::fs::write(
+        &known_hosts,
+        jctl_ok(&data, &["auth", "export", "--type", "host"]),
+    )
+    .unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let alice = keys.join("alice");
+    jctl_ok(
+        &data,
+        &[
+            "auth",
+            "sign",
+            "--user",
+            "alice",
+            "--ttl",
+            "1h",
+            "--out",
+            alice.to_str().unwrap(),
+        ],
+    );
+
+    // ssh-keygen shows what was intended.
+    let shown = Command::new("ssh-keygen")
+        .arg("-L")
+        .arg("-f")
+        .arg(keys.join("alice-cert.pub"))
+        .output()
+        .unwrap();
+    let shown = text(&shown.stdout);
+    assert!(shown.contains("user certificate"), "{shown}");
+    assert!(shown.contains("Key ID: \"alice\""), "{shown}");
+    for expected in [
+        me.as_str(),
+        "alice-ops",
+        "permit-pty",
+        "jumpgate-roles@jumpgate",
+    ] {
+        assert!(shown.contains(expected), "{expected} missing in:\n{shown}");
+    }
+    // The access role has port forwarding on and agent forwarding off by default.
+    assert!(shown.contains("permit-port-forwarding"), "{shown}");
+    assert!(!shown.contains("permit-agent-forwarding"), "{shown}");
+
+    // An allowed login gets in, and the host is trusted by its CA-signed certificate.
+    let out = ssh(&sshd, &alice, &me, &known_hosts);
+    assert!(
+        text(&out.stdout).contains("jumpgate-ok"),
+        "allowed login refused: {}\nsshd:\n{}",
+        text(&out.stderr),
+        sshd.log()
+    );
+
+    // A principal the certificate does not carry is refused.
+    let out = ssh(&sshd, &alice, "nobody", &known_hosts);
+    assert!(!out.status.success());
+    assert!(!text(&out.stdout).contains("jumpgate-ok"));
+
+    // A certificate from another cluster's user CA is refused.
+    let (_other, other_data) = auth_daemon(dir.path(), "cluster-b");
+    jctl_ok(
+        &other_data,
+        &[
+            "users", "add", "alice", "--roles", "access", "--logins", &me,
+        ],
+    );
+    let foreign = keys.join("alice-foreign");
+    jctl_ok(
+        &other_data,
+        &[
+            "auth",
+            "sign",
+            "--user",
+            "alice",
+            "--out",
+            foreign.to_str().unwrap(),
+        ],
+    );
+    let out = ssh(&sshd, &foreign, &me, &known_hosts);
+    assert!(!out.status.success(), "a foreign CA's certificate got in");
+    assert!(!text(&out.stdout).contains("jumpgate-ok"));
+
+    // An expired certificate is refused: sign one for 1 s and wait it out.
+    let short = keys.join("alice-short");
+    jctl_ok(
+        &data,
+        &[
+            "auth",
+            "sign",
+            "--user",
+            "alice",
+            "--ttl",
+            "1s",
+            "--out",
+            short.to_str().unwrap(),
+        ],
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let out = ssh(&sshd, &short, &me, &known_hosts);
+    assert!(!out.status.success(), "an expired certificate got in");
+    assert!(
+        sshd.log().contains("expired") || sshd.log().contains("Certificate invalid"),
+        "sshd did not say why:\n{}",
+        sshd.log()
+    );
+
+    // Every certificate was audited.
+    let events = jctl_ok(
+        &data,
+        &[
+            "audit",
+            "search",
+            "--type",
+            "cert.create",
+            "--format",
+            "json",
+        ],
+    );
+    let events: Vec<serde_json::Value> = serde_json::from_str(&events).unwrap();
+    let for_alice = events
+        .iter()
+        .filter(|e| e["user"] == "alice" && e["cert_type"] == "user")
+        .count();
+    assert_eq!(for_alice, 2, "{events:#?}");
+    assert!(events.iter().any(|e| e["cert_type"] == "host"));
+}
+
+#[test]
+fn jctl_manages_users_roles_and_tokens_with_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_daemon, data) = auth_daemon(dir.path(), "cluster");
+
+    let status = jctl_ok(&data, &["status"]);
+    assert!(status.contains("Cluster:        dev"), "{status}");
+    assert!(status.contains("CA pin:         sha256:"), "{status}");
+
+    // A user without a password gets a signup token; one with a password an otpauth URI.
+    let added = jctl_ok(
+        &data,
+        &[
+            "users", "add", "dana", "--roles", "access", "--logins", "dana",
+        ],
+    );
+    assert!(added.contains("Signup token"), "{added}");
+    let out = jctl(
+        &data,
+        &[
+            "users",
+            "add",
+            "erin",
+            "--roles",
+            "access,auditor",
+            "--password-stdin",
+        ],
+        Some("a long enough password\n"),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("otpauth://totp/"),
+        "{}",
+        text(&out.stdout)
+    );
+    let err = jctl_err(
+        &data,
+        &[
+            "users",
+            "add",
+            "fay",
+            "--roles",
+            "access",
+            "--password-stdin",
+        ],
+        Some("short\n"),
+    );
+    assert!(err.contains("at least 12 characters"), "{err}");
+    let err = jctl_err(&data, &["users", "add", "gus", "--roles", "nosuch"], None);
+    assert!(err.contains("role \"nosuch\" does not exist"), "{err}");
+    let err = jctl_err(&data, &["users", "add", "dana", "--roles", "access"], None);
+    assert!(err.contains("already exists"), "{err}");
+
+    let listed = jctl_ok(&data, &["users", "ls", "--format", "json"]);
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&listed).unwrap();
+    let names: Vec<&str> = listed
+        .iter()
+        .map(|u| u["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["dana", "erin"]);
+    assert!(!serde_json::to_string(&listed).unwrap().contains("argon2"));
+
+    // Roles from YAML files: created, refused when present, replaced with --force.
+    let role = dir.path().join("role.yaml");
+    std::fs::write(
+        &role,
+        "kind: role\nversion: v7\nmetadata:\n  name: dev\nspec:\n  allow:\n    logins: [dev]\n    node_labels:\n      env: ['^dev-.*$']\n",
+    )
+    .unwrap();
+    assert!(jctl_ok(&data, &["create", role.to_str().unwrap()]).contains("created"));
+    let err = jctl_err(&data, &["create", role.to_str().unwrap()], None);
+    assert!(err.contains("already exists; use --force"), "{err}");
+    assert!(jctl_ok(&data, &["create", "-f", role.to_str().unwrap()]).contains("updated"));
+    let shown = jctl_ok(&data, &["get", "role/dev"]);
+    assert!(shown.contains("^dev-.*$"), "{shown}");
+
+    // Malformed documents: a clear error naming the file and field, audited, no change.
+    std::fs::write(
+        &role,
+        "kind: role\nmetadata:\n  name: typo\nspec:\n  allow:\n    lgins: [x]\n",
+    )
+    .unwrap();
+    let err = jctl_err(&data, &["create", role.to_str().unwrap()], None);
+    assert!(err.contains("role.yaml: spec.allow.lgins"), "{err}");
+    assert!(err.contains("did you mean `logins`"), "{err}");
+    let err = jctl_err(&data, &["create", "-"], Some("kind: role\n  bad: ["));
+    assert!(
+        err.contains("stdin:") && err.contains("syntax error"),
+        "{err}"
+    );
+    let err = jctl_err(&data, &["get", "role/typo"], None);
+    assert!(err.contains("does not exist"), "{err}");
+
+    // Removal rules.
+    let err = jctl_err(&data, &["rm", "role/access"], None);
+    assert!(err.contains("assigned to dana, erin"), "{err}");
+    let err = jctl_err(&data, &["rm", "cert_authority/dev"], None);
+    assert!(err.contains("cannot be removed"), "{err}");
+    jctl_ok(&data, &["rm", "role/dev"]);
+    let err = jctl_err(&data, &["rm", "role/dev"], None);
+    assert!(err.contains("does not exist"), "{err}");
+    jctl_ok(&data, &["users", "rm", "dana"]);
+    let err = jctl_err(
+        &data,
+        &["auth", "sign", "--user", "dana", "--out", "/tmp/x"],
+        None,
+    );
+    assert!(err.contains("no user \"dana\""), "{err}");
+
+    // Join tokens: shown once, listed by id, removable by id.
+    let added = jctl_ok(
+        &data,
+        &[
+            "tokens", "add", "--type", "node", "--ttl", "1h", "--format", "json",
+        ],
+    );
+    let added: serde_json::Value = serde_json::from_str(&added).unwrap();
+    let token = added["token"].as_str().unwrap().to_string();
+    let id = added["id"].as_str().unwrap().to_string();
+    assert_eq!(token.len(), 64);
+    let listed = jctl_ok(&data, &["tokens", "ls"]);
+    assert!(listed.contains(&id) && !listed.contains(&token), "{listed}");
+    let err = jctl_err(&data, &["tokens", "add", "--type", "db"], None);
+    assert!(err.contains("token type"), "{err}");
+    jctl_ok(&data, &["tokens", "rm", &id]);
+    assert!(!jctl_ok(&data, &["tokens", "ls"]).contains(&id));
+
+    // The audit log has the refusals too.
+    let events = jctl_ok(
+        &data,
+        &["audit", "search", "--format", "json", "--limit", "500"],
+    );
+    let events: Vec<serde_json::Value> = serde_json::from_str(&events).unwrap();
+    let refused_roles = events
+        .iter()
+        .filter(|e| e["event"] == "role.created" && e["success"] == false)
+        .count();
+    assert!(refused_roles >= 2, "{events:#?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "user.delete" && e["user"] == "dana" && e["success"] == true)
+    );
+    let text_out = jctl_ok(&data, &["audit", "search", "--type", "user.create"]);
+    assert!(
+        text_out.contains("user.create") && text_out.contains("erin"),
+        "{text_out}"
+    );
+}
+
+#[test]
+fn jctl_without_a_running_auth_service_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = jctl_err(dir.path(), &["status"], None);
+    assert!(err.contains("no admin identity"), "{err}");
+
+    // With an identity but nothing listening: the address and a hint.
+    let (mut daemon, data) = auth_daemon(dir.path(), "cluster");
+    assert!(daemon.terminate());
+    let err = jctl_err(&data, &["status"], None);
+    assert!(
+        err.contains("cannot connect to the auth service at 127.0.0.1:"),
+        "{err}"
+    );
+}
