@@ -286,12 +286,6 @@ fn cluster_name(config: &Config) -> String {
 fn announce_unbuilt_services(config: &Config) {
     let configured = [
         (
-            "auth_service",
-            config.auth_service.enabled,
-            "the cluster state and certificate authorities run; the auth API, users, \
-             login and join are not part of this build yet",
-        ),
-        (
             "proxy_service",
             config.proxy_service.enabled,
             "not part of this build yet",
@@ -317,14 +311,19 @@ fn print_dev_banner(config: &Config, diag_addr: Option<std::net::SocketAddr>) {
     let diag = diag_addr
         .map(|addr| format!("http://{addr}/readyz"))
         .unwrap_or_else(|| "off".to_string());
+    let auth_addr = &config.auth_service.listen_addr;
     println!(
         "Jumpgate dev cluster is running.\n\
          \x20 data directory:  {data_dir}\n\
          \x20 cluster state:   {state}\n\
          \x20 diagnostics:     {diag}\n\
          \x20 back up state:   jumpgate backup create jumpgate-backup.db --data-dir {data_dir}\n\
-         This build runs the cluster state, its certificate authorities (the ca_pin is in\n\
-         the log) and diagnostics; login, the proxy and the ssh service are not built yet.\n\
+         \x20 auth API:        {auth_addr} (gRPC, mutual TLS)\n\
+         \x20 admin tool:      jctl --data-dir {data_dir} status\n\
+         \x20 add a user:      jctl --data-dir {data_dir} users add alice --roles access --logins alice\n\
+         \x20 sign for ssh:    jctl --data-dir {data_dir} auth sign --user alice --out alice\n\
+         This build runs the auth service (users, roles, tokens, certificates, audit log) and\n\
+         diagnostics; the proxy, `jsh login` and the ssh service are not built yet.\n\
          Stop with Ctrl-C."
     );
 }

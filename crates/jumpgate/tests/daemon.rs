@@ -82,12 +82,16 @@ fn json_logs_at_the_configured_level() {
     std::fs::write(
         &config,
         format!(
-            "version: v3\njumpgate:\n  data_dir: {}\n  log:\n    severity: WARN\n    format:\n      output: json\nauth_service:\n  enabled: yes\n  cluster_name: test\n",
+            "version: v3\njumpgate:\n  data_dir: {}\n  log:\n    severity: WARN\n    format:\n      output: json\n  storage:\n    type: memory\nauth_service:\n  enabled: yes\n  cluster_name: test\n",
             dir.path().join("data").display()
         ),
     )
     .unwrap();
     let mut daemon = Daemon::start(&["-c", config.to_str().unwrap()], &dir.path().join("log"));
+    // Memory storage is warned about: at least that line must be there, as JSON.
+    assert!(wait_until(Duration::from_secs(10), || daemon
+        .log_text()
+        .contains("storage type memory")));
     assert!(daemon.terminate());
     let log = daemon.log_text();
     let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();

@@ -21,5 +21,5 @@ pub use ssh::{
 pub use ssh_key;
 pub use tls::{
     IdentityKind, TlsCa, TlsCertError, TlsCertParams, TlsIdentity, cert_pem_to_der,
-    generate_tls_key,
+    check_public_key_pem, generate_tls_key,
 };

@@ -405,6 +405,14 @@ pub fn generate_tls_key() -> Result<(String, String), PkiError> {
     Ok((key.serialize_pem(), key.public_key_pem()))
 }
 
+/// Checks that a PEM text is a public key a certificate can be issued for, before any
+/// other work (or audit record) is spent on a request carrying it.
+pub fn check_public_key_pem(pem: &str) -> Result<(), PkiError> {
+    SubjectPublicKeyInfo::from_pem(pem)
+        .map(|_| ())
+        .map_err(|err| PkiError::InvalidRequest(format!("public key: {err}")))
+}
+
 /// Converts a PEM certificate (as `issue` returns) to DER.
 pub fn cert_pem_to_der(pem: &str) -> Result<Vec<u8>, PkiError> {
     pem_to_der(pem)

@@ -170,8 +170,10 @@ impl AuthServer {
             .await)
     }
 
-    /// A user identity's permissions: the roles its certificate names, as currently
-    /// defined, with the user's current traits. A deleted user has none.
+    /// A user identity's permissions: the roles its certificate names that the user
+    /// still holds, as currently defined, with the user's current traits. So taking a
+    /// role from a user (or deleting the user) takes effect on certificates already
+    /// issued, not only when they expire.
     pub(crate) fn user_checker(
         &self,
         identity: &TlsIdentity,
@@ -182,7 +184,13 @@ impl AuthServer {
                 identity.name
             ))
         })?;
-        let roles = self.cached_roles(&identity.roles)?;
+        let held: Vec<String> = identity
+            .roles
+            .iter()
+            .filter(|role| user.roles.contains(role))
+            .cloned()
+            .collect();
+        let roles = self.cached_roles(&held)?;
         Ok(AccessChecker::new(roles.iter(), &traits_of(&user)))
     }
 

@@ -250,6 +250,18 @@ impl AuthServer {
                 )));
             }
         }
+        // Both keys must be usable before the token is checked: a join that cannot
+        // finish must not be audited as one that did.
+        parse_ssh_public_key(&request.ssh_public_key)?;
+        jumpgate_pki::check_public_key_pem(&request.tls_public_key_pem)
+            .map_err(|err| ServiceError::invalid(format!("tls_public_key_pem: {err}")))?;
+        for address in &request.addresses {
+            if !valid_principal(address) {
+                return Err(ServiceError::invalid(format!(
+                    "address {address:?} must be a host name or IP address"
+                )));
+            }
+        }
         let remote = caller.addr.map(|addr| addr.to_string());
         self.tokens()
             .check_join(

@@ -393,7 +393,16 @@ impl AuthService for AuthServer {
             .await?;
         let now = SystemTime::now();
         // Check the password before spending the single-use token on it.
-        crate::users::check_password_policy(&request.password).map_err(ServiceError::from)?;
+        if let Err(err) = crate::users::check_password_policy(&request.password) {
+            let mut event =
+                jumpgate_audit::AuditEvent::failure(EventType::UserPasswordChange, err.to_string())
+                    .field("method", "signup_token");
+            if let Some(addr) = Self::client_addr_text(&caller, &request.client_addr) {
+                event = event.remote_addr(addr);
+            }
+            self.audit(event).await?;
+            return Err(ServiceError::from(err).into());
+        }
         let user = self
             .tokens()
             .consume_signup(&request.token, now)

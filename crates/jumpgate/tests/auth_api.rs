@@ -1,0 +1,1245 @@
+//! The auth service's gRPC API end to end: the real `jumpgate` daemon, called from Rust
+//! as different identities (admin, a joined proxy, users with roles, anonymous hosts,
+//! another cluster's admin), over mutual TLS.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod support;
+
+use jumpgate_api::proto;
+use jumpgate_api::{AuthClient, TlsCredentials};
+use jumpgate_pki::ssh_key::{Certificate, Fingerprint, PublicKey, certificate::CertType};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use support::{Daemon, wait_until};
+use tonic::Code;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// A dev cluster in its own data directory, and where its auth API listens.
+struct Cluster {
+    daemon: Daemon,
+    data: PathBuf,
+    addr: String,
+    /// The cluster's TLS CA certificate(s), as the admin identity trusts them.
+    ca_pem: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts `jumpgate start --dev` and waits until the auth API has written the admin
+    /// identity and `/readyz` says ready.
+    fn start() -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let daemon = Daemon::start(
+            &["--dev", "--data-dir", data.to_str().unwrap()],
+            &dir.path().join("log"),
+        );
+        let admin = data.join("admin");
+        let up = wait_until(Duration::from_secs(30), || {
+            admin.join("auth_addr").exists()
+                && daemon.readyz().is_some_and(|(status, _)| status == 200)
+        });
+        assert!(
+            up,
+            "the auth API did not come up: {:?}\n{}",
+            daemon.readyz(),
+            daemon.log_text()
+        );
+        let addr = read(&admin.join("auth_addr")).trim().to_string();
+        let ca_pem = read(&admin.join("ca.pem"));
+        Cluster {
+            daemon,
+            data,
+            addr,
+            ca_pem,
+            _dir: dir,
+        }
+    }
+
+    fn admin_file(&self, name: &str) -> String {
+        read(&self.data.join("admin").join(name))
+    }
+
+    /// A client with the admin identity `jctl` uses.
+    async fn admin(&self) -> AuthClient {
+        self.connect_as(&self.admin_file("cert.pem"), &self.admin_file("key.pem"))
+            .await
+    }
+
+    /// A client presenting this certificate and key, trusting this cluster's CA.
+    async fn connect_as(&self, cert_pem: &str, key_pem: &str) -> AuthClient {
+        let tls = TlsCredentials::from_pem(cert_pem, key_pem, &self.ca_pem)
+            .unwrap()
+            .client_config()
+            .unwrap();
+        jumpgate_api::connect(&self.addr, tls).await.unwrap()
+    }
+
+    /// A client without a certificate that trusts this cluster's CA (from its PEM).
+    async fn anonymous(&self) -> AuthClient {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        jumpgate_api::connect(&self.addr, Arc::new(config))
+            .await
+            .unwrap()
+    }
+
+    /// A client without a certificate that trusts the CA by its `ca_pin`, as a joining
+    /// host does.
+    async fn pinned(&self, pins: &[String]) -> AuthClient {
+        let tls = jumpgate_api::tls::pinned_client_config(pins).unwrap();
+        jumpgate_api::connect(&self.addr, tls).await.unwrap()
+    }
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+}
+
+/// A host's or user's own fresh keys.
+struct Keys {
+    tls_private_pem: String,
+    tls_public_pem: String,
+    ssh_public: String,
+}
+
+fn fresh_keys() -> Keys {
+    let (tls_private_pem, tls_public_pem) = jumpgate_pki::generate_tls_key().unwrap();
+    let ssh = jumpgate_pki::generate_ssh_key("test").unwrap();
+    Keys {
+        tls_private_pem,
+        tls_public_pem,
+        ssh_public: ssh.public_openssh,
+    }
+}
+
+/// The code of the user's authenticator app now.
+fn totp_now(otpauth_uri: &str) -> String {
+    totp_rs::Totp::from_url(otpauth_uri)
+        .unwrap()
+        .generate_current()
+        .to_string()
+}
+
+/// A code of the same secret from an hour ago: well-formed, and wrong now.
+fn totp_stale(otpauth_uri: &str) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    totp_rs::Totp::from_url(otpauth_uri)
+        .unwrap()
+        .generate(now - 3600)
+        .to_string()
+}
+
+async fn ca_pins(admin: &mut AuthClient) -> Vec<String> {
+    let pins = admin
+        .status(proto::StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .ca_pins;
+    assert!(!pins.is_empty());
+    pins
+}
+
+async fn create_user(
+    admin: &mut AuthClient,
+    name: &str,
+    roles: &[&str],
+    logins: &[&str],
+    password: &str,
+) -> proto::CreateUserResponse {
+    admin
+        .create_user(proto::CreateUserRequest {
+            name: name.to_string(),
+            roles: roles.iter().map(ToString::to_string).collect(),
+            logins: logins.iter().map(ToString::to_string).collect(),
+            password: password.to_string(),
+        })
+        .await
+        .unwrap_or_else(|status| panic!("CreateUser {name}: {status:?}"))
+        .into_inner()
+}
+
+async fn join_token(admin: &mut AuthClient, role: &str) -> proto::CreateJoinTokenResponse {
+    admin
+        .create_join_token(proto::CreateJoinTokenRequest {
+            roles: vec![role.to_string()],
+            ttl_seconds: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+fn join_request(token: &str, role: &str, host_name: &str, keys: &Keys) -> proto::JoinRequest {
+    proto::JoinRequest {
+        token: token.to_string(),
+        role: role.to_string(),
+        host_name: host_name.to_string(),
+        host_uuid: format!("{host_name}-uuid"),
+        ssh_public_key: keys.ssh_public.clone(),
+        tls_public_key_pem: keys.tls_public_pem.clone(),
+        addresses: vec!["127.0.0.1".to_string()],
+    }
+}
+
+/// Joins as a proxy with a fresh token and fresh keys; a client with the proxy identity.
+async fn join_as_proxy(cluster: &Cluster, admin: &mut AuthClient) -> AuthClient {
+    let pins = ca_pins(admin).await;
+    let token = join_token(admin, "proxy").await.token;
+    let keys = fresh_keys();
+    let joined = cluster
+        .pinned(&pins)
+        .await
+        .join(join_request(&token, "proxy", "proxy1", &keys))
+        .await
+        .unwrap()
+        .into_inner();
+    let tls = TlsCredentials::from_pem(
+        &joined.tls_certificate_pem,
+        &keys.tls_private_pem,
+        &joined.tls_ca_pems.join("\n"),
+    )
+    .unwrap()
+    .client_config()
+    .unwrap();
+    jumpgate_api::connect(&cluster.addr, tls).await.unwrap()
+}
+
+/// A user identity (TLS certificate for a fresh key) signed by the admin.
+async fn user_identity(cluster: &Cluster, admin: &mut AuthClient, user: &str) -> AuthClient {
+    let keys = fresh_keys();
+    let signed = admin
+        .sign_user(proto::SignUserRequest {
+            user: user.to_string(),
+            tls_public_key_pem: keys.tls_public_pem.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|status| panic!("SignUser {user}: {status:?}"))
+        .into_inner();
+    cluster
+        .connect_as(&signed.tls_certificate_pem, &keys.tls_private_pem)
+        .await
+}
+
+fn login_request(user: &str, password: &str, otp: &str, client_addr: &str) -> proto::LoginRequest {
+    let keys = fresh_keys();
+    proto::LoginRequest {
+        user: user.to_string(),
+        password: password.to_string(),
+        otp: otp.to_string(),
+        ssh_public_key: keys.ssh_public,
+        tls_public_key_pem: keys.tls_public_pem,
+        ttl_seconds: 0,
+        client_addr: client_addr.to_string(),
+    }
+}
+
+/// Every audit event of these types so far, oldest first.
+async fn events(admin: &mut AuthClient, types: &[&str]) -> Vec<Value> {
+    admin
+        .search_events(proto::SearchEventsRequest {
+            types: types.iter().map(ToString::to_string).collect(),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events
+        .iter()
+        .map(|text| serde_json::from_str(text).unwrap())
+        .collect()
+}
+
+fn field<'a>(event: &'a Value, name: &str) -> &'a str {
+    event.get(name).and_then(Value::as_str).unwrap_or_default()
+}
+
+fn failed(event: &Value) -> bool {
+    event.get("success") == Some(&Value::Bool(false))
+}
+
+/// The certificate's `jumpgate://` identity URI and its SubjectPublicKeyInfo (DER).
+fn tls_identity(cert_pem: &str) -> (String, Vec<u8>) {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).unwrap();
+    let cert = pem.parse_x509().unwrap();
+    let san = cert
+        .subject_alternative_name()
+        .unwrap()
+        .expect("a subject alternative name");
+    let uri = san
+        .value
+        .general_names
+        .iter()
+        .find_map(|name| match name {
+            x509_parser::extensions::GeneralName::URI(uri) if uri.starts_with("jumpgate://") => {
+                Some((*uri).to_string())
+            }
+            _ => None,
+        })
+        .expect("a jumpgate:// URI");
+    (uri, cert.public_key().raw.to_vec())
+}
+
+fn pem_contents(pem: &str) -> Vec<u8> {
+    x509_parser::pem::parse_x509_pem(pem.as_bytes())
+        .unwrap()
+        .1
+        .contents
+}
+
+fn unix_now() -> i64 {
+    i64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn join_as_proxy_then_login_issues_certificates_for_the_users_own_keys() {
+    let cluster = Cluster::start();
+    let mut admin = cluster.admin().await;
+    let status = admin
+        .status(proto::StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.cluster_name, "dev");
+    assert_eq!(status.caller, "admin admin", "{status:?}");
+    let bob = create_user(&mut admin, "bob", &["access"], &["bob", "ubuntu"], PASSWORD).await;
+    assert!(
+        bob.otpauth_uri.starts_with("otpauth://totp/"),
+        "{:?}",
+        bob.otpauth_uri
+    );
+    assert!(bob.signup_token.is_empty(), "a password was given");
+
+    // The joining proxy has only the token and the pin; it keeps its own keys.
+    let token = join_token(&mut admin, "proxy").await;
+    assert_eq!(token.ca_pins, status.ca_pins);
+    let host_keys = fresh_keys();
+    let joined = cluster
+        .pinned(&status.ca_pins)
+        .await
+        .join(join_request(&token.token, "proxy", "proxy1", &host_keys))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(joined.cluster_name, "dev");
+    let (proxy_uri, proxy_spki) = tls_identity(&joined.tls_certificate_pem);
+    assert!(
+        proxy_uri.starts_with("jumpgate://dev/proxy/proxy1-uuid"),
+        "{proxy_uri}"
+    );
+    assert_eq!(proxy_spki, pem_contents(&host_keys.tls_public_pem));
+    let host_cert = Certificate::from_openssh(joined.ssh_host_certificate.trim()).unwrap();
+    assert_eq!(host_cert.cert_type(), CertType::Host);
+    assert!(host_cert.valid_principals().contains(&"proxy1".to_string()));
+    let host_public = PublicKey::from_openssh(host_keys.ssh_public.trim()).unwrap();
+    assert_eq!(host_cert.public_key(), host_public.key_data());
+    let host_ca: Vec<Fingerprint> = status
+        .host_ca_fingerprints
+        .iter()
+        .map(|text| text.parse().unwrap())
+        .collect();
+    host_cert.validate(&host_ca).unwrap();
+
+    let tls = TlsCredentials::from_pem(
+        &joined.tls_certificate_pem,
+        &host_keys.tls_private_pem,
+        &joined.tls_ca_pems.join("\n"),
+    )
+    .unwrap()
+    .client_config()
+    .unwrap();
+    let mut proxy = jumpgate_api::connect(&cluster.addr, tls).await.unwrap();
+    let proxy_status = proxy
+        .status(proto::StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(proxy_status.caller, "proxy proxy1-uuid");
+
+    // The proxy logs bob in, for bob's own fresh keys, from the address bob came from.
+    let user_keys = fresh_keys();
+    let login = proxy
+        .login(proto::LoginRequest {
+            user: "bob".to_string(),
+            password: PASSWORD.to_string(),
+            otp: totp_now(&bob.otpauth_uri),
+            ssh_public_key: user_keys.ssh_public.clone(),
+            tls_public_key_pem: user_keys.tls_public_pem.clone(),
+            ttl_seconds: 0,
+            client_addr: "203.0.113.7:50000".to_string(),
+        })
+        .await
+        .unwrap_or_else(|status| panic!("login: {status:?}"))
+        .into_inner();
+    let principals: BTreeSet<&str> = login.principals.iter().map(String::as_str).collect();
+    assert_eq!(principals, BTreeSet::from(["bob", "ubuntu"]));
+    assert_eq!(login.roles, vec!["access".to_string()]);
+    // Default TTL: 12 hours.
+    let twelve_hours = 12 * 3600;
+    assert!(
+        (login.expires_unix - unix_now() - twelve_hours).abs() < 120,
+        "expires {} now {}",
+        login.expires_unix,
+        unix_now()
+    );
+
+    let cert = Certificate::from_openssh(login.ssh_certificate.trim()).unwrap();
+    assert_eq!(cert.cert_type(), CertType::User);
+    let cert_principals: BTreeSet<&str> =
+        cert.valid_principals().iter().map(String::as_str).collect();
+    assert_eq!(cert_principals, BTreeSet::from(["bob", "ubuntu"]));
+    assert_eq!(cert.key_id(), "bob");
+    assert!(cert.extensions().contains_key("permit-pty"), "{cert:?}");
+    assert_eq!(
+        cert.extensions()
+            .get("jumpgate-user@jumpgate")
+            .map(String::as_str),
+        Some("bob")
+    );
+    assert_eq!(
+        cert.extensions()
+            .get("jumpgate-roles@jumpgate")
+            .map(String::as_str),
+        Some("access")
+    );
+    assert!(
+        cert.critical_options().is_empty(),
+        "{:?}",
+        cert.critical_options()
+    );
+    let user_public = PublicKey::from_openssh(user_keys.ssh_public.trim()).unwrap();
+    assert_eq!(cert.public_key(), user_public.key_data(), "bob's own key");
+    let valid_for = cert.valid_before() as i64 - unix_now();
+    assert!((valid_for - twelve_hours).abs() < 120, "{valid_for}");
+    let user_ca: Vec<Fingerprint> = status
+        .user_ca_fingerprints
+        .iter()
+        .map(|text| text.parse().unwrap())
+        .collect();
+    cert.validate(&user_ca).expect("signed by the user CA");
+    assert!(
+        cert.validate(&host_ca).is_err(),
+        "a user certificate must not come from the host CA"
+    );
+    assert!(
+        login.host_ca_known_hosts.contains("@cert-authority"),
+        "{}",
+        login.host_ca_known_hosts
+    );
+
+    // The X.509 certificate: bob's identity, for bob's TLS key, and it works.
+    let (uri, spki) = tls_identity(&login.tls_certificate_pem);
+    assert!(uri.starts_with("jumpgate://dev/user/bob?"), "{uri}");
+    assert!(uri.contains("access"), "{uri}");
+    assert_eq!(spki, pem_contents(&user_keys.tls_public_pem));
+    let bob_tls = TlsCredentials::from_pem(
+        &login.tls_certificate_pem,
+        &user_keys.tls_private_pem,
+        &login.tls_ca_pems.join("\n"),
+    )
+    .unwrap()
+    .client_config()
+    .unwrap();
+    let mut bob_client = jumpgate_api::connect(&cluster.addr, bob_tls).await.unwrap();
+    let bob_status = bob_client
+        .status(proto::StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(bob_status.caller, "user bob");
+
+    // Audited: the join, the login (with bob's address, as the proxy claimed it) and the
+    // certificates issued by the proxy.
+    let joins = events(&mut admin, &["instance.join"]).await;
+    assert!(
+        joins.iter().any(|e| !failed(e)
+            && field(e, "node_name") == "proxy1"
+            && field(e, "role") == "proxy"
+            && field(e, "token_id") == token.id),
+        "{joins:#?}"
+    );
+    let logins = events(&mut admin, &["user.login"]).await;
+    assert!(
+        logins.iter().any(|e| !failed(e)
+            && field(e, "user") == "bob"
+            && field(e, "addr.remote") == "203.0.113.7:50000"),
+        "{logins:#?}"
+    );
+    let certs = events(&mut admin, &["cert.create"]).await;
+    assert!(
+        certs.iter().any(|e| !failed(e)
+            && field(e, "user") == "bob"
+            && field(e, "cert_type") == "user"
+            && field(e, "by") == "proxy:proxy1-uuid"),
+        "{certs:#?}"
+    );
+    // The secrets never reach the audit log or the daemon's log.
+    let everything = events(&mut admin, &[]).await;
+    let text = serde_json::to_string(&everything).unwrap();
+    let log = cluster.daemon.log_text();
+    for secret in [PASSWORD, token.token.as_str()] {
+        assert!(!text.contains(secret), "audit log holds a secret");
+        assert!(!log.contains(secret), "daemon log holds a secret");
+    }
+}
+
+#[tokio::test]
+async fn login_failures_are_clear_and_audited() {
+    let cluster = Cluster::start();
+    let mut admin = cluster.admin().await;
+    let carol = create_user(&mut admin, "carol", &["access"], &["carol"], PASSWORD).await;
+    let mut proxy = join_as_proxy(&cluster, &mut admin).await;
+    // Distinct addresses, as a proxy passes them, keep each client under the rate limit.
+    let mut next_addr = 0;
+    let mut addr = || {
+        next_addr += 1;
+        format!("198.51.100.{next_addr}:40000")
+    };
+
+    // Only proxies (and admins) may call Login.
+    let anonymous = cluster
+        .anonymous()
+        .await
+        .login(login_request(
+            "carol",
+            PASSWORD,
+            &totp_now(&carol.otpauth_uri),
+            "",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(anonymous.code(), Code::Unauthenticated, "{anonymous:?}");
+    assert!(anonymous.message().contains("identity"), "{anonymous:?}");
+    let as_user = user_identity(&cluster, &mut admin, "carol")
+        .await
+        .login(login_request(
+            "carol",
+            PASSWORD,
+            &totp_now(&carol.otpauth_uri),
+            "",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(as_user.code(), Code::PermissionDenied, "{as_user:?}");
+    assert!(as_user.message().contains("Login"), "{as_user:?}");
+
+    // A wrong password and an unknown user get the same answer.
+    let wrong = proxy
+        .login(login_request(
+            "carol",
+            "not the password",
+            &totp_now(&carol.otpauth_uri),
+            &addr(),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(wrong.code(), Code::Unauthenticated, "{wrong:?}");
+    let unknown = proxy
+        .login(login_request(
+            "nosuchuser",
+            PASSWORD,
+            &totp_now(&carol.otpauth_uri),
+            &addr(),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::Unauthenticated, "{unknown:?}");
+    assert_eq!(wrong.message(), unknown.message());
+    for word in ["exist", "unknown", "carol", "nosuchuser"] {
+        assert!(!wrong.message().contains(word), "{wrong:?}");
+    }
+
+    // The right password without a code: the user is told to bring the code.
+    let no_code = proxy
+        .login(login_request("carol", PASSWORD, "", &addr()))
+        .await
+        .unwrap_err();
+    assert_eq!(no_code.code(), Code::Unauthenticated, "{no_code:?}");
+    assert!(no_code.message().contains("one-time code"), "{no_code:?}");
+    assert!(no_code.message().contains("required"), "{no_code:?}");
+
+    // A stale code is a wrong credential like any other. With the first wrong password
+    // that makes 2 failures; 3 more wrong passwords make 5 and lock carol.
+    let stale = proxy
+        .login(login_request(
+            "carol",
+            PASSWORD,
+            &totp_stale(&carol.otpauth_uri),
+            &addr(),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code(), Code::Unauthenticated, "{stale:?}");
+    assert_eq!(stale.message(), wrong.message());
+    for _ in 0..3 {
+        let err = proxy
+            .login(login_request(
+                "carol",
+                "still not the password",
+                &totp_now(&carol.otpauth_uri),
+                &addr(),
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    }
+    // Now even the right password and code are refused, saying why.
+    let locked = proxy
+        .login(login_request(
+            "carol",
+            PASSWORD,
+            &totp_now(&carol.otpauth_uri),
+            &addr(),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(locked.code(), Code::Unauthenticated, "{locked:?}");
+    assert!(locked.message().contains("locked"), "{locked:?}");
+    assert!(locked.message().contains("unlock"), "{locked:?}");
+
+    // The admin lifts the lock; the next correct login gets certificates.
+    admin
+        .unlock_user(proto::UnlockUserRequest {
+            name: "carol".to_string(),
+        })
+        .await
+        .unwrap();
+    let success_addr = addr();
+    let login = proxy
+        .login(login_request(
+            "carol",
+            PASSWORD,
+            &totp_now(&carol.otpauth_uri),
+            &success_addr,
+        ))
+        .await
+        .unwrap_or_else(|status| panic!("login after unlock: {status:?}"))
+        .into_inner();
+    assert_eq!(login.principals, vec!["carol".to_string()]);
+    let unlock_missing = admin
+        .unlock_user(proto::UnlockUserRequest {
+            name: "nosuchuser".to_string(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unlock_missing.code(), Code::NotFound, "{unlock_missing:?}");
+
+    // Every attempt is in the audit log, with the address the proxy gave.
+    let logins = events(&mut admin, &["user.login"]).await;
+    let carol_failures: Vec<&Value> = logins
+        .iter()
+        .filter(|e| failed(e) && field(e, "user") == "carol")
+        .collect();
+    // 4 wrong passwords, 1 stale code, 1 missing code, the lock itself, 1 while locked.
+    assert_eq!(carol_failures.len(), 8, "{logins:#?}");
+    assert!(
+        carol_failures
+            .iter()
+            .any(|e| field(e, "error").contains("one-time code")),
+        "{carol_failures:#?}"
+    );
+    assert!(
+        carol_failures
+            .iter()
+            .any(|e| field(e, "error").contains("locked")
+                && field(e, "addr.remote") == "198.51.100.8:40000"),
+        "{carol_failures:#?}"
+    );
+    assert!(
+        carol_failures
+            .iter()
+            .any(|e| field(e, "addr.remote") == "198.51.100.1:40000"),
+        "{carol_failures:#?}"
+    );
+    assert!(
+        logins
+            .iter()
+            .any(|e| failed(e) && field(e, "user") == "nosuchuser"),
+        "{logins:#?}"
+    );
+    let successes: Vec<&Value> = logins.iter().filter(|e| !failed(e)).collect();
+    assert_eq!(successes.len(), 1, "{logins:#?}");
+    assert_eq!(field(successes[0], "addr.remote"), success_addr);
+    let unlocks = events(&mut admin, &["user.update"]).await;
+    assert!(
+        unlocks
+            .iter()
+            .any(|e| !failed(e) && field(e, "user") == "carol" && field(e, "change") == "unlocked"),
+        "{unlocks:#?}"
+    );
+    // The callers that may not call Login at all: `auth` refusals.
+    let refusals = events(&mut admin, &["auth"]).await;
+    for who in ["anonymous", "carol"] {
+        assert!(
+            refusals
+                .iter()
+                .any(|e| failed(e) && field(e, "user") == who && field(e, "method") == "Login"),
+            "{who}: {refusals:#?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn join_refuses_bad_tokens_and_a_wrong_pin() {
+    let cluster = Cluster::start();
+    let mut admin = cluster.admin().await;
+    let pins = ca_pins(&mut admin).await;
+    let node_token = join_token(&mut admin, "node").await;
+    let proxy_token = join_token(&mut admin, "proxy").await;
+    let mut host = cluster.pinned(&pins).await;
+    let keys = fresh_keys();
+
+    let garbage = host
+        .join(join_request("not-a-token", "proxy", "garbage", &keys))
+        .await
+        .unwrap_err();
+    assert_eq!(garbage.code(), Code::PermissionDenied, "{garbage:?}");
+    assert!(
+        garbage.message().contains("invalid or has expired"),
+        "{garbage:?}"
+    );
+    // A well-formed token that was never issued gets the same answer.
+    let unissued = host
+        .join(join_request(&"ab".repeat(32), "proxy", "unissued", &keys))
+        .await
+        .unwrap_err();
+    assert_eq!(unissued.code(), Code::PermissionDenied, "{unissued:?}");
+    assert_eq!(unissued.message(), garbage.message());
+
+    let wrong_role = host
+        .join(join_request(&node_token.token, "proxy", "sneaky", &keys))
+        .await
+        .unwrap_err();
+    assert_eq!(wrong_role.code(), Code::PermissionDenied, "{wrong_role:?}");
+    assert!(
+        wrong_role
+            .message()
+            .contains("does not allow joining as proxy"),
+        "{wrong_role:?}"
+    );
+    // The same token does what it was made for.
+    let node = host
+        .join(join_request(&node_token.token, "node", "node1", &keys))
+        .await
+        .unwrap_or_else(|status| panic!("join as node: {status:?}"))
+        .into_inner();
+    let (node_uri, _) = tls_identity(&node.tls_certificate_pem);
+    assert!(
+        node_uri.starts_with("jumpgate://dev/node/node1-uuid"),
+        "{node_uri}"
+    );
+
+    // A deleted token (by its id, as `jctl tokens rm` does) no longer works.
+    admin
+        .delete_join_token(proto::DeleteJoinTokenRequest {
+            token: proxy_token.id.clone(),
+        })
+        .await
+        .unwrap();
+    let listed = admin
+        .list_join_tokens(proto::ListJoinTokensRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .tokens;
+    assert!(listed.iter().all(|t| t.id != proxy_token.id), "{listed:?}");
+    let deleted = host
+        .join(join_request(&proxy_token.token, "proxy", "late", &keys))
+        .await
+        .unwrap_err();
+    assert_eq!(deleted.code(), Code::PermissionDenied, "{deleted:?}");
+    assert_eq!(deleted.message(), garbage.message());
+
+    // A pin that is not this cluster's CA: the host cannot even talk to the server.
+    let wrong_pin = format!("sha256:{}", "00".repeat(32));
+    let tls = jumpgate_api::tls::pinned_client_config(&[wrong_pin]).unwrap();
+    let refused = match jumpgate_api::connect(&cluster.addr, tls).await {
+        Err(err) => err.to_string(),
+        Ok(mut client) => client
+            .join(join_request(&node_token.token, "node", "mitm", &keys))
+            .await
+            .map(|_| ())
+            .unwrap_err()
+            .to_string(),
+    };
+    assert!(refused.contains("ca_pin"), "{refused}");
+    // A malformed pin is refused before dialling.
+    let malformed = jumpgate_api::tls::pinned_client_config(&["sha256:xyz".to_string()])
+        .unwrap_err()
+        .to_string();
+    assert!(malformed.contains("ca_pin"), "{malformed}");
+
+    // Each refusal is an `instance.join` failure naming the host and role; the one join
+    // that worked is a success; the MITM'd host never reached the server.
+    let joins = events(&mut admin, &["instance.join"]).await;
+    let failures: Vec<(&str, &str)> = joins
+        .iter()
+        .filter(|e| failed(e))
+        .map(|e| (field(e, "node_name"), field(e, "role")))
+        .collect();
+    assert_eq!(
+        failures,
+        vec![
+            ("garbage", "proxy"),
+            ("unissued", "proxy"),
+            ("sneaky", "proxy"),
+            ("late", "proxy"),
+        ],
+        "{joins:#?}"
+    );
+    let sneaky = joins
+        .iter()
+        .find(|e| field(e, "node_name") == "sneaky")
+        .unwrap();
+    assert_eq!(field(sneaky, "token_id"), node_token.id);
+    assert!(
+        field(sneaky, "error").contains("does not allow"),
+        "{sneaky}"
+    );
+    assert!(
+        joins
+            .iter()
+            .any(|e| !failed(e) && field(e, "node_name") == "node1"),
+        "{joins:#?}"
+    );
+    assert!(
+        !joins.iter().any(|e| field(e, "node_name") == "mitm"),
+        "{joins:#?}"
+    );
+    let text = serde_json::to_string(&joins).unwrap();
+    assert!(
+        !text.contains(&node_token.token),
+        "a token value was audited"
+    );
+    assert!(
+        !text.contains(&proxy_token.token),
+        "a token value was audited"
+    );
+}
+
+#[tokio::test]
+async fn roles_decide_what_a_user_identity_may_do() {
+    let cluster = Cluster::start();
+    let mut admin = cluster.admin().await;
+    create_user(&mut admin, "audra", &["auditor"], &[], "").await;
+    create_user(&mut admin, "ed", &["editor"], &[], "").await;
+    let mut audra = user_identity(&cluster, &mut admin, "audra").await;
+    let mut ed = user_identity(&cluster, &mut admin, "ed").await;
+
+    // The auditor reads the audit log and nothing else.
+    let status = audra
+        .status(proto::StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.caller, "user audra");
+    let seen = audra
+        .search_events(proto::SearchEventsRequest {
+            types: vec!["user.create".to_string()],
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(seen.events.len() >= 2, "{seen:?}");
+    let create = audra
+        .create_user(proto::CreateUserRequest {
+            name: "mallory".to_string(),
+            roles: vec!["editor".to_string()],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(create.code(), Code::PermissionDenied, "{create:?}");
+    let roles = audra
+        .get_resources(proto::GetResourcesRequest {
+            kind: "role".to_string(),
+            name: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(roles.code(), Code::PermissionDenied, "{roles:?}");
+    let token = audra
+        .create_join_token(proto::CreateJoinTokenRequest {
+            roles: vec!["node".to_string()],
+            ttl_seconds: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(token.code(), Code::PermissionDenied, "{token:?}");
+
+    // The editor manages users and roles, but does not read the audit log.
+    let created = ed
+        .create_user(proto::CreateUserRequest {
+            name: "newbie".to_string(),
+            roles: vec!["access".to_string()],
+            logins: vec!["newbie".to_string()],
+            password: String::new(),
+        })
+        .await
+        .unwrap_or_else(|status| panic!("editor CreateUser: {status:?}"))
+        .into_inner();
+    assert!(!created.signup_token.is_empty());
+    let documents = ed
+        .get_resources(proto::GetResourcesRequest {
+            kind: "role".to_string(),
+            name: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .documents;
+    let names: BTreeSet<String> = documents
+        .iter()
+        .map(|doc| {
+            let value: Value = serde_json::from_str(doc).unwrap();
+            value["metadata"]["name"].as_str().unwrap().to_string()
+        })
+        .collect();
+    for builtin in ["access", "auditor", "editor"] {
+        assert!(names.contains(builtin), "{names:?}");
+    }
+    let audit = ed
+        .search_events(proto::SearchEventsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(audit.code(), Code::PermissionDenied, "{audit:?}");
+
+    // Deleting ed takes effect on ed's certificate, which is still valid for hours. The
+    // auth service reads users from its watch-fed cache, so allow it a moment.
+    admin
+        .delete_resource(proto::DeleteResourceRequest {
+            kind: "user".to_string(),
+            name: "ed".to_string(),
+        })
+        .await
+        .unwrap();
+    let mut gone = None;
+    for _ in 0..50 {
+        match ed
+            .get_resources(proto::GetResourcesRequest {
+                kind: "role".to_string(),
+                name: String::new(),
+            })
+            .await
+        {
+            Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(status) => {
+                gone = Some(status);
+                break;
+            }
+        }
+    }
+    let gone = gone.expect("a deleted user's certificate still works");
+    assert_eq!(gone.code(), Code::PermissionDenied, "{gone:?}");
+    assert!(gone.message().contains("no longer exists"), "{gone:?}");
+    let create_again = ed
+        .create_user(proto::CreateUserRequest {
+            name: "ed".to_string(),
+            roles: vec!["editor".to_string()],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        create_again.code(),
+        Code::PermissionDenied,
+        "{create_again:?}"
+    );
+
+    // Every refusal is an `auth` event naming the user and the call.
+    let refusals = events(&mut admin, &["auth"]).await;
+    let refused = |user: &str, method: &str| {
+        refusals
+            .iter()
+            .any(|e| failed(e) && field(e, "user") == user && field(e, "method") == method)
+    };
+    for (user, method) in [
+        ("audra", "CreateUser"),
+        ("audra", "GetResources"),
+        ("audra", "CreateJoinToken"),
+        ("ed", "SearchEvents"),
+        ("ed", "GetResources"),
+        ("ed", "CreateUser"),
+    ] {
+        assert!(refused(user, method), "{user} {method}: {refusals:#?}");
+    }
+    assert!(
+        refusals
+            .iter()
+            .any(|e| field(e, "user") == "ed" && field(e, "error").contains("no longer exists")),
+        "{refusals:#?}"
+    );
+
+    // Another cluster's admin certificate (also a cluster named "dev") means nothing here.
+    let other = Cluster::start();
+    let foreign = TlsCredentials::from_pem(
+        &other.admin_file("cert.pem"),
+        &other.admin_file("key.pem"),
+        &cluster.ca_pem,
+    )
+    .unwrap()
+    .client_config()
+    .unwrap();
+    let outcome = match jumpgate_api::connect(&cluster.addr, foreign).await {
+        Err(err) => Err(err.to_string()),
+        Ok(mut client) => client
+            .status(proto::StatusRequest {})
+            .await
+            .map(|r| r.into_inner().caller)
+            .map_err(|status| format!("{status:?}")),
+    };
+    assert!(outcome.is_err(), "a foreign admin got in: {outcome:?}");
+    // Nor does the other cluster's admin, trusting its own CA, accept this server.
+    let mut other_admin = other.admin().await;
+    assert_eq!(
+        other_admin
+            .status(proto::StatusRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .caller,
+        "admin admin"
+    );
+    let other_tls = TlsCredentials::from_pem(
+        &other.admin_file("cert.pem"),
+        &other.admin_file("key.pem"),
+        &other.ca_pem,
+    )
+    .unwrap()
+    .client_config()
+    .unwrap();
+    let outcome = match jumpgate_api::connect(&cluster.addr, other_tls).await {
+        Err(err) => Err(err.to_string()),
+        Ok(mut client) => client
+            .status(proto::StatusRequest {})
+            .await
+            .map(|r| r.into_inner().caller)
+            .map_err(|status| format!("{status:?}")),
+    };
+    assert!(
+        outcome.is_err(),
+        "trusted a foreign auth server: {outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn signup_token_sets_a_password_once() {
+    let cluster = Cluster::start();
+    let mut admin = cluster.admin().await;
+    let dave = create_user(&mut admin, "dave", &["access"], &["dave"], "").await;
+    assert!(dave.otpauth_uri.is_empty(), "no password, no enrolment yet");
+    assert_eq!(dave.signup_token.len(), 64, "{dave:?}");
+    assert!(dave.signup_expires_unix > unix_now());
+
+    // The new user has no identity: signup works anonymously (over TLS to the CA).
+    let mut anonymous = cluster.anonymous().await;
+    let status = anonymous.status(proto::StatusRequest {}).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    let done = anonymous
+        .complete_signup(proto::CompleteSignupRequest {
+            token: dave.signup_token.clone(),
+            password: PASSWORD.to_string(),
+            client_addr: String::new(),
+        })
+        .await
+        .unwrap_or_else(|status| panic!("signup: {status:?}"))
+        .into_inner();
+    assert_eq!(done.user, "dave");
+    assert!(done.otpauth_uri.starts_with("otpauth://totp/"), "{done:?}");
+    totp_rs::Totp::from_url(&done.otpauth_uri).unwrap();
+
+    // The token is spent.
+    let again = anonymous
+        .complete_signup(proto::CompleteSignupRequest {
+            token: dave.signup_token.clone(),
+            password: "another long password".to_string(),
+            client_addr: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Code::PermissionDenied, "{again:?}");
+    assert!(again.message().contains("already used"), "{again:?}");
+
+    // A reset gives a new token; a too-short password is refused without spending it.
+    let reset = admin
+        .reset_user(proto::ResetUserRequest {
+            name: "dave".to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reset.signup_token.len(), 64);
+    assert_ne!(reset.signup_token, dave.signup_token);
+    let short = anonymous
+        .complete_signup(proto::CompleteSignupRequest {
+            token: reset.signup_token.clone(),
+            password: "short".to_string(),
+            client_addr: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(short.code(), Code::InvalidArgument, "{short:?}");
+    assert!(short.message().contains("at least 12"), "{short:?}");
+    let new_password = "a much better passphrase";
+    let redone = anonymous
+        .complete_signup(proto::CompleteSignupRequest {
+            token: reset.signup_token.clone(),
+            password: new_password.to_string(),
+            client_addr: String::new(),
+        })
+        .await
+        .unwrap_or_else(|status| panic!("signup after a refused password: {status:?}"))
+        .into_inner();
+    assert_eq!(redone.user, "dave");
+    assert_ne!(redone.otpauth_uri, done.otpauth_uri, "a fresh TOTP secret");
+
+    // The password and the code from this signup log in; the first signup's do not
+    // (one login each: a refused attempt does not use up the code's time step).
+    let old = admin
+        .login(login_request(
+            "dave",
+            PASSWORD,
+            &totp_now(&done.otpauth_uri),
+            "",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(old.code(), Code::Unauthenticated, "{old:?}");
+    let login = admin
+        .login(login_request(
+            "dave",
+            new_password,
+            &totp_now(&redone.otpauth_uri),
+            "",
+        ))
+        .await
+        .unwrap_or_else(|status| panic!("login with the new password: {status:?}"))
+        .into_inner();
+    assert_eq!(login.principals, vec!["dave".to_string()]);
+
+    // Audited: two password changes by signup token, one refused reuse.
+    let changes = events(&mut admin, &["user.password_change"]).await;
+    let by_token: Vec<&Value> = changes
+        .iter()
+        .filter(|e| field(e, "method") == "signup_token")
+        .collect();
+    assert_eq!(
+        by_token.iter().filter(|e| !failed(e)).count(),
+        2,
+        "{changes:#?}"
+    );
+    assert!(by_token.iter().any(|e| failed(e)), "{changes:#?}");
+    let text = serde_json::to_string(&changes).unwrap();
+    assert!(
+        !text.contains(&dave.signup_token),
+        "a token value was audited"
+    );
+    assert!(!text.contains(new_password), "a password was audited");
+}
+
+#[tokio::test]
+async fn changing_a_users_roles_takes_effect_on_their_certificate() {
+    let cluster = Cluster::start();
+    let mut admin = cluster.admin().await;
+    create_user(&mut admin, "erin", &["editor"], &[], "").await;
+    let mut erin = user_identity(&cluster, &mut admin, "erin").await;
+    let demoted = r#"{"kind":"user","version":"v2","metadata":{"name":"erin"},
+        "spec":{"roles":["access"],"traits":{"logins":["erin"]}}}"#;
+    admin
+        .upsert_resource(proto::UpsertResourceRequest {
+            document: demoted.to_string(),
+            source_name: "erin.json".to_string(),
+            force: true,
+        })
+        .await
+        .unwrap();
+    let mut seen = false;
+    for _ in 0..50 {
+        let docs = admin
+            .get_resources(proto::GetResourcesRequest {
+                kind: "user".to_string(),
+                name: "erin".to_string(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .documents;
+        let user: Value = serde_json::from_str(&docs[0]).unwrap();
+        if user["spec"]["roles"] == serde_json::json!(["access"]) {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen, "the demotion never showed");
+    let refused = erin
+        .create_user(proto::CreateUserRequest {
+            name: "erin2".to_string(),
+            roles: vec!["editor".to_string()],
+            ..Default::default()
+        })
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+}
+
+#[tokio::test]
+async fn a_join_refused_for_an_unusable_key_is_not_audited_as_a_success() {
+    let cluster = Cluster::start();
+    let mut admin = cluster.admin().await;
+    let pins = ca_pins(&mut admin).await;
+    let token = join_token(&mut admin, "node").await;
+    let mut keys = fresh_keys();
+    keys.tls_public_pem =
+        "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n".to_string();
+    let refused = cluster
+        .pinned(&pins)
+        .await
+        .join(join_request(&token.token, "node", "badtls", &keys))
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    let audited = events(&mut admin, &["instance.join", "cert.create"]).await;
+    assert!(
+        !audited.iter().any(|e| !failed(e)
+            && (field(e, "node_name") == "badtls" || field(e, "server_id") == "badtls-uuid")),
+        "{audited:#?}"
+    );
+}
