@@ -19,6 +19,7 @@
 //!   log cannot take the event.
 
 use crate::AuthError;
+use crate::users::{millis, timestamp};
 use jumpgate_audit::{AuditEvent, AuditLog, EventType, Timestamp};
 use jumpgate_backend::{Backend, BackendError, Item, Key, KeyRange, NewItem};
 use jumpgate_types::config::{JoinRole, StaticToken};
@@ -809,17 +810,6 @@ fn expiry(now: SystemTime, ttl: Duration) -> Result<SystemTime, AuthError> {
         AuthError::InvalidRequest("the token would expire after the year 9999".to_string())
     })?;
     Ok(UNIX_EPOCH + Duration::from_millis(millis(expires)))
-}
-
-fn millis(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
-fn timestamp(time: SystemTime) -> Timestamp {
-    Timestamp::from_unix_millis(i64::try_from(millis(time)).unwrap_or(i64::MAX))
-        .unwrap_or_else(|_| Timestamp::now())
 }
 
 fn rfc3339(time: SystemTime) -> Result<String, AuthError> {

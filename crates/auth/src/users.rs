@@ -97,13 +97,15 @@ fn credentials_key(name: &str) -> Result<Key, AuthError> {
     Ok(Key::new(format!("/credentials/{name}"))?)
 }
 
-fn millis(time: SystemTime) -> u64 {
+/// Milliseconds since the epoch (0 before it), as stored records keep times.
+pub(crate) fn millis(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
 }
 
-fn timestamp(time: SystemTime) -> Timestamp {
+/// An audit timestamp for a time the caller passed in (so tests control the clock).
+pub(crate) fn timestamp(time: SystemTime) -> Timestamp {
     Timestamp::from_unix_millis(i64::try_from(millis(time)).unwrap_or(i64::MAX))
         .unwrap_or_else(|_| Timestamp::now())
 }

@@ -548,15 +548,12 @@ impl AuthService for AuthServer {
                 None,
             )
             .await?;
-        let authorities = self.authorities();
+        let (tls_ca_pems, host_ca_known_hosts) = trust_roots(&self.authorities())?;
         Ok(Response::new(proto::SignUserResponse {
             ssh_certificate: issued.ssh_certificate,
             tls_certificate_pem: issued.tls_certificate_pem,
-            tls_ca_pems: vec![authorities.tls.cert_pem().to_string()],
-            host_ca_known_hosts: authorities
-                .host
-                .export_openssh()
-                .map_err(|err| ServiceError::Internal(err.to_string()))?,
+            tls_ca_pems,
+            host_ca_known_hosts,
             expires_unix: unix(issued.expires),
             principals: issued.principals,
         }))
@@ -626,14 +623,12 @@ impl AuthService for AuthServer {
                 remote.as_deref(),
             )
             .await?;
+        let (tls_ca_pems, host_ca_known_hosts) = trust_roots(&authorities)?;
         Ok(Response::new(proto::LoginResponse {
             ssh_certificate: issued.ssh_certificate,
             tls_certificate_pem: issued.tls_certificate_pem,
-            tls_ca_pems: vec![authorities.tls.cert_pem().to_string()],
-            host_ca_known_hosts: authorities
-                .host
-                .export_openssh()
-                .map_err(|err| ServiceError::Internal(err.to_string()))?,
+            tls_ca_pems,
+            host_ca_known_hosts,
             expires_unix: unix(issued.expires),
             principals: issued.principals,
             roles: user.roles,
@@ -726,6 +721,16 @@ impl AuthService for AuthServer {
             next_cursor: page.next_cursor.unwrap_or_default(),
         }))
     }
+}
+
+/// What a certificate holder needs to trust the cluster's servers: the TLS CA
+/// certificates and the host CA as `@cert-authority` known_hosts lines.
+fn trust_roots(authorities: &ClusterAuthorities) -> Result<(Vec<String>, String), ServiceError> {
+    let known_hosts = authorities
+        .host
+        .export_openssh()
+        .map_err(|err| ServiceError::Internal(err.to_string()))?;
+    Ok((vec![authorities.tls.cert_pem().to_string()], known_hosts))
 }
 
 fn parse_join_roles(names: &[String]) -> Result<Vec<JoinRole>, ServiceError> {

@@ -166,7 +166,7 @@ impl AuthServer {
         let users = self.users(&authorities);
         let now = SystemTime::now();
         let mut out = Vec::new();
-        for (key, value) in self.inner.cache.list("/users/") {
+        for (_, value) in self.inner.cache.list("/users/") {
             let Ok(user) = serde_json::from_slice::<User>(&value) else {
                 continue;
             };
@@ -190,7 +190,6 @@ impl AuthServer {
                     "locked_until": locked_until.map(unix),
                 },
             });
-            let _ = key;
             out.push((user.name.clone(), to_json(&document)?));
         }
         Ok(out)
