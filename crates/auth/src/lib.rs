@@ -1,7 +1,12 @@
 //! The Jumpgate auth service (DESIGN.md "Services": auth): the cluster's certificate
-//! authorities and state. This first part creates the cluster's identity on the first
-//! start and loads it on every later one; the gRPC API, users, roles, tokens, login and
-//! join build on it.
+//! authorities and state.
+//!
+//! - [`authorities`]: the CAs, created atomically on a cluster's first start.
+//! - [`users`], [`tokens`]: local users (argon2id, TOTP, lockout), join and signup tokens.
+//! - [`cache`]: the watch-fed copy of roles and users that every call's authorisation
+//!   reads, so no call waits on the backend.
+//! - [`service`]: the gRPC API (`jumpgate_api`), authorised from the caller's TLS identity.
+//! - [`ratelimit`]: per-address limits for login, join and signup.
 #![forbid(unsafe_code)]
 
 pub mod authorities;
