@@ -11,6 +11,7 @@
 
 pub mod authorities;
 pub mod cache;
+mod names;
 pub mod ratelimit;
 pub mod service;
 pub mod tokens;

@@ -579,7 +579,7 @@ impl Tokens<'_> {
         ttl: Duration,
         now: SystemTime,
     ) -> Result<SignupToken, AuthError> {
-        if !valid_user_name(user) {
+        if !crate::users::valid_name(user) {
             return Err(AuthError::InvalidRequest(
                 "a user name must be 1-253 characters of letters, digits, '-', '_', '.', '@'"
                     .to_string(),
@@ -830,15 +830,6 @@ fn parse_rfc3339(text: &str) -> Result<SystemTime, String> {
 
 fn role_names(roles: &[JoinRole]) -> Vec<String> {
     roles.iter().map(|r| r.as_str().to_string()).collect()
-}
-
-/// The same rule as user names in `users.rs`.
-fn valid_user_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
 }
 
 /// At most `max` characters of untrusted text.

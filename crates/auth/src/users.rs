@@ -110,12 +110,9 @@ pub(crate) fn timestamp(time: SystemTime) -> Timestamp {
         .unwrap_or_else(|_| Timestamp::now())
 }
 
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
+/// User names: plain names that may hold an `@` (e-mail style).
+pub(crate) fn valid_name(name: &str) -> bool {
+    crate::names::is_plain_name(name, &['@'])
 }
 
 fn corrupt(key: &str, detail: impl std::fmt::Display) -> AuthError {

@@ -49,11 +49,7 @@ fn parse_ssh_public_key(text: &str) -> Result<PublicKey, ServiceError> {
 
 /// Host names, UUIDs and addresses: plain names only (no spaces, commas, wildcards).
 fn valid_principal(principal: &str) -> bool {
-    !principal.is_empty()
-        && principal.len() <= 253
-        && principal
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+    crate::names::is_plain_name(principal, &[':'])
 }
 
 impl AuthServer {

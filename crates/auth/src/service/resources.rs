@@ -93,12 +93,7 @@ fn key(text: String) -> Result<Key, ServiceError> {
 
 /// Names that can be part of a key: no `/`, nothing odd.
 fn check_name(kind: &str, name: &str) -> Result<(), ServiceError> {
-    let ok = !name.is_empty()
-        && name.len() <= 253
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@' | ':'));
-    if ok {
+    if crate::names::is_plain_name(name, &['@', ':']) {
         Ok(())
     } else {
         Err(ServiceError::invalid(format!(
