@@ -520,6 +520,26 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(text)
 }
 
+/// Writes a key the way `ssh -i PATH` finds it: `PATH` (private, 0600), `PATH.pub` and
+/// `PATH-cert.pub`; returns the certificate's path.
+fn write_ssh_identity(
+    out: &Path,
+    key: &jumpgate_pki::SshKeyPair,
+    certificate: &str,
+    overwrite: bool,
+) -> Result<PathBuf> {
+    let cert_path = with_suffix(out, "-cert.pub");
+    write_file(out, &key.private_openssh, true, overwrite)?;
+    write_file(
+        &with_suffix(out, ".pub"),
+        &key.public_openssh,
+        false,
+        overwrite,
+    )?;
+    write_file(&cert_path, certificate, false, overwrite)?;
+    Ok(cert_path)
+}
+
 fn ttl_seconds(ttl: Option<Duration>) -> i64 {
     ttl.map(|ttl| i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0)
@@ -585,15 +605,7 @@ async fn sign_user(
                 .await
                 .map_err(status_error)?
                 .into_inner();
-            let cert_path = with_suffix(out, "-cert.pub");
-            write_file(out, &key.private_openssh, true, overwrite)?;
-            write_file(
-                &with_suffix(out, ".pub"),
-                &key.public_openssh,
-                false,
-                overwrite,
-            )?;
-            write_file(&cert_path, &response.ssh_certificate, false, overwrite)?;
+            let cert_path = write_ssh_identity(out, &key, &response.ssh_certificate, overwrite)?;
             println!(
                 "Wrote {} (key) and {} (certificate for {}, logins {}, valid until {}).\n\
                  Use: ssh -i {} LOGIN@HOST",
@@ -660,16 +672,8 @@ async fn sign_host(
         .await
         .map_err(status_error)?
         .into_inner();
-    let cert_path = with_suffix(out, "-cert.pub");
+    let cert_path = write_ssh_identity(out, &key, &response.ssh_certificate, overwrite)?;
     let ca_path = with_suffix(out, "-user-ca.pub");
-    write_file(out, &key.private_openssh, true, overwrite)?;
-    write_file(
-        &with_suffix(out, ".pub"),
-        &key.public_openssh,
-        false,
-        overwrite,
-    )?;
-    write_file(&cert_path, &response.ssh_certificate, false, overwrite)?;
     write_file(&ca_path, &response.user_ca_keys, false, overwrite)?;
     println!(
         "Wrote the host key {}, its certificate {} (valid until {}) and the user CA {}.\n\
