@@ -37,6 +37,7 @@ use jumpgate_api::proto::{
     StatusRequest,
 };
 use jumpgate_api::{TlsCredentials, connect};
+use jumpgate_bench::{rate, ssh_keygen_sign};
 use jumpgate_pki::{CaKind, SshCa, generate_ssh_key, generate_tls_key};
 use std::future::Future;
 use std::io::{Read, Write};
@@ -46,10 +47,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const PASSWORD: &str = "correct-horse-battery-staple-42";
-
-fn rate(count: usize, elapsed: Duration) -> f64 {
-    count as f64 / elapsed.as_secs_f64()
-}
 
 /// The daemon child process; killed when dropped (also on panic).
 struct Daemon {
@@ -396,30 +393,9 @@ async fn join_proxy(admin: &mut AuthClient, addr: &str) -> AuthClient {
 
 /// `ssh-keygen -s` with a plain OpenSSH CA, one process per certificate.
 fn ssh_keygen(count: usize) -> Duration {
-    let dir = tempfile::tempdir().unwrap();
     let ca = SshCa::generate(CaKind::User, "bench").unwrap();
-    let ca_path = dir.path().join("ca");
-    std::fs::write(&ca_path, ca.private_key_openssh().unwrap()).unwrap();
-    set_private(&ca_path);
     let key = generate_ssh_key("alice@bench").unwrap();
-    let key_path = dir.path().join("user");
-    std::fs::write(&key_path, key.private_openssh).unwrap();
-    set_private(&key_path);
-    let pub_path = dir.path().join("user.pub");
-    std::fs::write(&pub_path, key.public_openssh).unwrap();
-    let started = Instant::now();
-    for _ in 0..count {
-        let status = Command::new("ssh-keygen")
-            .arg("-q")
-            .arg("-s")
-            .arg(&ca_path)
-            .args(["-I", "alice", "-n", "alice,ubuntu", "-V", "+12h"])
-            .arg(&pub_path)
-            .status()
-            .expect("ssh-keygen (openssh-client) is needed for the comparison");
-        assert!(status.success());
-    }
-    started.elapsed()
+    ssh_keygen_sign(&ca, &key.public_openssh, count)
 }
 
 /// In-process argon2id verifications with the default parameters (what the server uses),
@@ -436,14 +412,6 @@ fn argon2_verify(count: usize) -> Duration {
             .unwrap();
     }
     started.elapsed()
-}
-
-fn set_private(path: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
 }
 
 fn arg(n: usize, default: usize, name: &str) -> usize {

@@ -11,17 +11,14 @@
 //! - TLS identity certificates: `TlsCa::issue` (ECDSA P-256).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use jumpgate_pki::ssh_key::{Algorithm, LineEnding, PrivateKey};
+use jumpgate_pki::ssh_key::{Algorithm, PrivateKey};
 use jumpgate_pki::{
     CaKind, IdentityKind, Permissions, SshCa, TlsCa, TlsCertParams, TlsIdentity, UserCertCheck,
     UserCertParams, verify_user_cert,
 };
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
-fn rate(count: usize, elapsed: Duration) -> f64 {
-    count as f64 / elapsed.as_secs_f64()
-}
+use jumpgate_bench::{rate, ssh_keygen_sign};
 
 fn main() {
     let count: usize = std::env::args()
@@ -91,32 +88,11 @@ fn main() {
     let tls_issue = started.elapsed();
 
     // OpenSSH: ssh-keygen -s with the same CA key and the same user key.
-    let dir = tempfile::tempdir().unwrap();
-    let ca_path = dir.path().join("ca");
-    std::fs::write(&ca_path, ca.private_key_openssh().unwrap()).unwrap();
-    set_private(&ca_path);
-    let key_path = dir.path().join("user");
-    std::fs::write(
-        &key_path,
-        user_key.to_openssh(LineEnding::LF).unwrap().as_bytes(),
-    )
-    .unwrap();
-    set_private(&key_path);
-    let pub_path = dir.path().join("user.pub");
-    std::fs::write(&pub_path, user_key.public_key().to_openssh().unwrap()).unwrap();
-    let started = Instant::now();
-    for _ in 0..keygen_count {
-        let status = Command::new("ssh-keygen")
-            .arg("-q")
-            .arg("-s")
-            .arg(&ca_path)
-            .args(["-I", "alice", "-n", "alice,ubuntu", "-V", "+12h"])
-            .arg(&pub_path)
-            .status()
-            .expect("ssh-keygen (openssh-client) is needed for the comparison");
-        assert!(status.success());
-    }
-    let keygen = started.elapsed();
+    let keygen = ssh_keygen_sign(
+        &ca,
+        &user_key.public_key().to_openssh().unwrap(),
+        keygen_count,
+    );
 
     let ours = rate(count, sign);
     let theirs = rate(keygen_count, keygen);
@@ -148,12 +124,4 @@ fn main() {
         rate(count, tls_issue)
     );
     println!("ratio jumpgate/ssh-keygen signing: {:.1}x", ours / theirs);
-}
-
-fn set_private(path: &std::path::Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
 }
