@@ -30,5 +30,6 @@ pub mod proto {
 }
 
 pub use client::{AuthClient, connect};
+pub use rustls::{ClientConfig, ServerConfig};
 pub use server::{PeerInfo, serve};
 pub use tls::{AUTH_SERVER_NAME, ApiError, TlsCredentials};

@@ -87,12 +87,14 @@ impl AsyncWrite for TlsConnection {
     }
 }
 
-/// Serves `service` on `listener` with `tls` until `shutdown` completes. Handshakes
+/// Serves `service` on `listener` with `tls` until `shutdown` completes. Each new
+/// connection uses the config `tls` holds at that moment, so a CA rotation takes effect
+/// without a restart (established connections keep theirs). Handshakes
 /// run concurrently, each bounded by a timeout; a failed handshake is logged at debug
 /// and costs nothing else.
 pub async fn serve<S, F>(
     listener: TcpListener,
-    tls: Arc<ServerConfig>,
+    tls: tokio::sync::watch::Receiver<Arc<ServerConfig>>,
     service: S,
     shutdown: F,
 ) -> Result<(), tonic::transport::Error>
@@ -100,7 +102,6 @@ where
     S: AuthService,
     F: Future<Output = ()> + Send,
 {
-    let acceptor = TlsAcceptor::from(tls);
     let (connections_tx, connections_rx) = tokio::sync::mpsc::channel::<io::Result<_>>(64);
     let accept_loop = tokio::spawn(async move {
         loop {
@@ -114,7 +115,7 @@ where
                 }
             };
             let _ = tcp.set_nodelay(true);
-            let acceptor = acceptor.clone();
+            let acceptor = TlsAcceptor::from(tls.borrow().clone());
             let connections_tx = connections_tx.clone();
             tokio::spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {

@@ -17,7 +17,7 @@ pub mod service;
 pub mod tokens;
 pub mod users;
 
-pub use authorities::{AuthError, ClusterAuthorities};
+pub use authorities::{AuthError, AuthorityType, ClusterAuthorities, RotationState};
 pub use cache::{CacheError, CacheStats, StateCache};
 pub use tokens::{IssuedToken, JoinError, SignupError, SignupToken, TokenInfo, Tokens};
 pub use users::{Enrollment, LoginError, SecondFactor, User, Users};

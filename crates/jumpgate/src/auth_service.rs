@@ -71,31 +71,89 @@ fn second_factor(config: &Config) -> SecondFactor {
     }
 }
 
-/// Issues a TLS identity for a fresh key made here; returns (cert, key).
-fn issue_identity(
-    authorities: &ClusterAuthorities,
+/// A TLS identity of this process: its key stays the same across CA rotations, so a
+/// reader of the admin identity files never sees a certificate for another key.
+struct LocalIdentity {
     kind: IdentityKind,
-    name: &str,
+    name: String,
     dns_names: Vec<String>,
     ip_addresses: Vec<IpAddr>,
-) -> Result<(String, String)> {
-    let (key_pem, public_key_pem) = generate_tls_key()?;
-    let cert = authorities.tls.issue(
-        &TlsCertParams {
-            identity: TlsIdentity {
-                cluster: authorities.cluster.clone(),
-                kind,
-                name: name.to_string(),
-                roles: vec![kind.as_str().to_string()],
-            },
-            public_key_pem,
+    key_pem: String,
+    public_key_pem: String,
+}
+
+impl LocalIdentity {
+    /// A fresh key, made here.
+    fn new(
+        kind: IdentityKind,
+        name: &str,
+        dns_names: Vec<String>,
+        ip_addresses: Vec<IpAddr>,
+    ) -> Result<LocalIdentity> {
+        let (key_pem, public_key_pem) = generate_tls_key()?;
+        Ok(LocalIdentity {
+            kind,
+            name: name.to_string(),
             dns_names,
             ip_addresses,
-            ttl: SERVICE_CERT_TTL,
+            key_pem,
+            public_key_pem,
+        })
+    }
+
+    /// A certificate from the active TLS CA, followed by the cross certificates that let
+    /// peers still trusting only an earlier CA accept it.
+    fn issue(&self, authorities: &ClusterAuthorities) -> Result<String> {
+        let cert = authorities.tls.issue(
+            &TlsCertParams {
+                identity: TlsIdentity {
+                    cluster: authorities.cluster.clone(),
+                    kind: self.kind,
+                    name: self.name.clone(),
+                    roles: vec![self.kind.as_str().to_string()],
+                },
+                public_key_pem: self.public_key_pem.clone(),
+                dns_names: self.dns_names.clone(),
+                ip_addresses: self.ip_addresses.clone(),
+                ttl: SERVICE_CERT_TTL,
+            },
+            SystemTime::now(),
+        )?;
+        Ok(std::iter::once(cert)
+            .chain(authorities.tls_cross_certs.iter().cloned())
+            .collect())
+    }
+}
+
+/// The auth server's TLS config under the current CAs: it trusts every CA still in its
+/// grace period.
+fn server_tls(
+    server: &LocalIdentity,
+    authorities: &ClusterAuthorities,
+) -> Result<Arc<jumpgate_api::ServerConfig>> {
+    let trusted = authorities.tls.trusted_cert_pems().concat();
+    Ok(
+        TlsCredentials::from_pem(&server.issue(authorities)?, &server.key_pem, &trusted)?
+            .server_config()?,
+    )
+}
+
+/// Writes the admin identity `jctl` uses, under the current CAs.
+fn write_admin_identity(
+    admin: &LocalIdentity,
+    authorities: &ClusterAuthorities,
+    dir: &std::path::Path,
+    auth_addr: SocketAddr,
+) -> Result<()> {
+    identity::write(
+        dir,
+        &IdentityFiles {
+            cert_pem: admin.issue(authorities)?,
+            key_pem: admin.key_pem.clone(),
+            ca_pem: authorities.tls.trusted_cert_pems().concat(),
+            auth_addr: Some(dialable(auth_addr).to_string()),
         },
-        SystemTime::now(),
-    )?;
-    Ok((cert, key_pem))
+    )
 }
 
 /// Runs until shutdown. Errors are fatal to the daemon.
@@ -144,29 +202,11 @@ pub async fn run(params: AuthServiceParams) -> Result<()> {
             Err(_) => {}
         }
     }
-    let (server_cert, server_key) =
-        issue_identity(&authorities, IdentityKind::Auth, &host_uuid, dns_names, ips)?;
-    let ca_pem = authorities.tls.cert_pem().to_string();
-    let server_tls =
-        TlsCredentials::from_pem(&server_cert, &server_key, &ca_pem)?.server_config()?;
-
-    let (admin_cert, admin_key) = issue_identity(
-        &authorities,
-        IdentityKind::Admin,
-        "admin",
-        Vec::new(),
-        Vec::new(),
-    )?;
+    let server_identity = LocalIdentity::new(IdentityKind::Auth, &host_uuid, dns_names, ips)?;
+    let admin_identity = LocalIdentity::new(IdentityKind::Admin, "admin", Vec::new(), Vec::new())?;
+    let (tls_tx, tls_rx) = watch::channel(server_tls(&server_identity, &authorities)?);
     let admin_dir = identity::admin_dir(&data_dir);
-    identity::write(
-        &admin_dir,
-        &IdentityFiles {
-            cert_pem: admin_cert,
-            key_pem: admin_key,
-            ca_pem,
-            auth_addr: Some(dialable(bound).to_string()),
-        },
-    )?;
+    write_admin_identity(&admin_identity, &authorities, &admin_dir, bound)?;
 
     let server = AuthServer::new(AuthServerConfig {
         backend,
@@ -176,13 +216,51 @@ pub async fn run(params: AuthServiceParams) -> Result<()> {
         second_factor: second_factor(&config),
         static_tokens: config.auth_service.tokens.clone(),
     });
+
+    // CA rotations (here or on another auth server) and ends of grace periods: new
+    // connections get a certificate of the active CA, and jctl a new admin identity.
+    let follower = {
+        let server = server.clone();
+        let mut stop = shutdown.clone();
+        tokio::spawn(async move {
+            server
+                .follow_authorities(async move {
+                    let _ = stop.wait_for(|stopping| *stopping).await;
+                })
+                .await;
+        })
+    };
+    let reissuer = {
+        let mut changes = server.subscribe_authorities();
+        let admin_dir = admin_dir.clone();
+        tokio::spawn(async move {
+            while changes.changed().await.is_ok() {
+                let authorities = changes.borrow_and_update().clone();
+                match server_tls(&server_identity, &authorities) {
+                    Ok(config) => {
+                        let _ = tls_tx.send(config);
+                    }
+                    Err(err) => warn!(%err, "cannot re-issue the auth server certificate"),
+                }
+                if let Err(err) =
+                    write_admin_identity(&admin_identity, &authorities, &admin_dir, bound)
+                {
+                    warn!(%err, "cannot re-issue the admin identity");
+                }
+                info!("re-issued the auth server and admin certificates under the current CAs");
+            }
+        })
+    };
+
     info!(addr = %bound, admin_identity = %admin_dir.display(), "auth API listening (gRPC, mutual TLS)");
     readiness.ready("auth");
     let stop = async move {
         let _ = shutdown.wait_for(|stopping| *stopping).await;
     };
-    let served = jumpgate_api::serve(listener, server_tls, server, stop).await;
+    let served = jumpgate_api::serve(listener, tls_rx, server, stop).await;
     cache.close();
+    let _ = follower.await;
+    reissuer.abort();
     // Every event appended has been answered only after it was stored; closing flushes
     // the stores' handles cleanly.
     if let Err(err) = audit.close().await {

@@ -4,7 +4,7 @@
 
 use crate::identity;
 use crate::jctl_cli::{
-    AuditCommand, AuthCommand, CaType, CertFormat, JctlCli, JctlCommand, OutputFormat,
+    AuditCommand, AuthCommand, CaType, CertFormat, JctlCli, JctlCommand, OutputFormat, RotateType,
     TokensCommand, UsersCommand,
 };
 use anyhow::{Context, Result, anyhow, bail};
@@ -133,6 +133,21 @@ async fn status(client: &mut AuthClient, format: OutputFormat) -> Result<()> {
         .await
         .map_err(status_error)?
         .into_inner();
+    let authorities: Vec<Value> = status
+        .authorities
+        .iter()
+        .map(|ca| {
+            json!({
+                "type": ca.r#type,
+                "active": ca.active,
+                "last_rotated": time_text(ca.last_rotated_unix),
+                "previous": ca.previous.iter().map(|key| json!({
+                    "key": key.key,
+                    "trusted_until": time_text(key.trusted_until_unix),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
     let value = json!({
         "cluster_name": status.cluster_name,
         "server_version": status.server_version,
@@ -140,17 +155,34 @@ async fn status(client: &mut AuthClient, format: OutputFormat) -> Result<()> {
         "host_ca_fingerprints": status.host_ca_fingerprints,
         "ca_pins": status.ca_pins,
         "caller": status.caller,
+        "authorities": authorities,
     });
     print_data(format, &value, || {
-        format!(
-            "Cluster:        {}\nVersion:        {}\nUser CA:        {}\nHost CA:        {}\nCA pin:         {}\nYou are:        {}\n",
-            status.cluster_name,
-            status.server_version,
-            status.user_ca_fingerprints.join(", "),
-            status.host_ca_fingerprints.join(", "),
-            status.ca_pins.join(", "),
-            status.caller,
-        )
+        let mut text = format!(
+            "Cluster:        {}\nVersion:        {}\nYou are:        {}\n",
+            status.cluster_name, status.server_version, status.caller,
+        );
+        for ca in &status.authorities {
+            let label = match ca.r#type.as_str() {
+                "user" => "User CA:",
+                "host" => "Host CA:",
+                _ => "CA pin:",
+            };
+            text.push_str(&format!("{label:<16}{}", ca.active));
+            if ca.last_rotated_unix > 0 {
+                text.push_str(&format!(" (rotated {})", time_text(ca.last_rotated_unix)));
+            }
+            text.push('\n');
+            for key in &ca.previous {
+                text.push_str(&format!(
+                    "{:<16}{} (old, trusted until {})\n",
+                    "",
+                    key.key,
+                    time_text(key.trusted_until_unix)
+                ));
+            }
+        }
+        text
     })
 }
 
@@ -547,6 +579,50 @@ fn ttl_seconds(ttl: Option<Duration>) -> i64 {
 
 async fn auth(client: &mut AuthClient, command: AuthCommand) -> Result<()> {
     match command {
+        AuthCommand::Rotate {
+            ca_type,
+            grace_period,
+            format,
+        } => {
+            let r#type = match ca_type {
+                RotateType::User => "user",
+                RotateType::Host => "host",
+                RotateType::Tls => "tls",
+                RotateType::All => "all",
+            };
+            let rotated = client
+                .rotate_authority(proto::RotateAuthorityRequest {
+                    r#type: r#type.to_string(),
+                    grace_period_seconds: ttl_seconds(Some(grace_period)),
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            let grace_ends = time_text(rotated.grace_period_ends_unix);
+            let value = json!({
+                "rotated": rotated.rotated,
+                "grace_period_ends": grace_ends,
+            });
+            print_data(format.format, &value, || {
+                let mut text = format!(
+                    "Rotated the {} CA{}. New certificates are signed by the new keys.\n",
+                    rotated.rotated.join(", "),
+                    if rotated.rotated.len() > 1 { "s" } else { "" },
+                );
+                if grace_period.is_zero() {
+                    text.push_str("The old keys were retired at once: nothing they signed is trusted any more.\n");
+                } else {
+                    text.push_str(&format!("The old keys stay trusted until {grace_ends}.\n"));
+                }
+                if rotated.rotated.iter().any(|t| t == "user") {
+                    text.push_str("OpenSSH servers: install `jctl auth export --type user` as TrustedUserCAKeys again.\n");
+                }
+                if rotated.rotated.iter().any(|t| t == "host") {
+                    text.push_str("Clients: replace the @cert-authority lines with `jctl auth export --type host`, and re-sign OpenSSH host certificates (`jctl auth sign --host`).\n");
+                }
+                text
+            })
+        }
         AuthCommand::Export { ca_type } => {
             let r#type = match ca_type {
                 CaType::User => "user",

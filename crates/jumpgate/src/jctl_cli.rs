@@ -141,6 +141,15 @@ pub enum CaType {
     Tls,
 }
 
+/// Which CAs to rotate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RotateType {
+    User,
+    Host,
+    Tls,
+    All,
+}
+
 /// Certificate format for `auth sign --user`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum CertFormat {
@@ -153,6 +162,19 @@ pub enum CertFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum AuthCommand {
+    /// Rotate CAs: new certificates are signed by a fresh key at once, while the old key
+    /// stays trusted for the grace period. Re-run `jctl auth export` for OpenSSH servers
+    /// and known_hosts files within it.
+    Rotate {
+        #[arg(long = "type", value_enum)]
+        ca_type: RotateType,
+        /// How long the old keys stay trusted (at most 720h); 0 retires them at once,
+        /// for a key that may be compromised.
+        #[arg(long, value_parser = parse_duration, default_value = "30h")]
+        grace_period: std::time::Duration,
+        #[command(flatten)]
+        format: FormatArg,
+    },
     /// Print a CA: user → sshd TrustedUserCAKeys lines, host → known_hosts
     /// `@cert-authority` lines, tls → PEM.
     Export {

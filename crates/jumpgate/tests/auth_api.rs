@@ -901,6 +901,14 @@ async fn roles_decide_what_a_user_identity_may_do() {
         .await
         .unwrap_err();
     assert_eq!(token.code(), Code::PermissionDenied, "{token:?}");
+    let rotate = audra
+        .rotate_authority(proto::RotateAuthorityRequest {
+            r#type: "user".to_string(),
+            grace_period_seconds: 3600,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(rotate.code(), Code::PermissionDenied, "{rotate:?}");
 
     // The editor manages users and roles, but does not read the audit log.
     let created = ed

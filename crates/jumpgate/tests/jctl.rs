@@ -500,3 +500,191 @@ fn jctl_without_a_running_auth_service_says_what_to_do() {
         "{err}"
     );
 }
+
+/// Signs a user certificate for a fresh key at `path` (`path-cert.pub` beside it).
+fn sign_user(data: &Path, user: &str, path: &Path) {
+    jctl_ok(
+        data,
+        &[
+            "auth",
+            "sign",
+            "--user",
+            user,
+            "--ttl",
+            "1h",
+            "--out",
+            path.to_str().unwrap(),
+        ],
+    );
+}
+
+fn gets_in(sshd: &Sshd, key: &Path, login: &str, known_hosts: &Path) -> bool {
+    text(&ssh(sshd, key, login, known_hosts).stdout).contains("jumpgate-ok")
+}
+
+/// `jctl auth rotate` end to end: during the grace period certificates of the old and
+/// the new keys both work against a real sshd (after re-exporting the user CA), a copy
+/// of the old admin identity still reaches the rotated auth API (cross certificate),
+/// and after a rotation with no grace only certificates of the newest keys do.
+#[test]
+fn ca_rotation_keeps_old_certificates_working_for_the_grace_period_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_daemon, data) = auth_daemon(dir.path(), "cluster");
+    let me = current_user();
+    jctl_ok(
+        &data,
+        &[
+            "users", "add", "alice", "--roles", "access", "--logins", &me,
+        ],
+    );
+    let sshd = Sshd::start(&data, &dir.path().join("sshd"));
+    let known_hosts = dir.path().join("known_hosts");
+    let export_trust = || {
+        std::fs::write(
+            &known_hosts,
+            jctl_ok(&data, &["auth", "export", "--type", "host"]),
+        )
+        .unwrap();
+        std::fs::write(
+            sshd.dir.join("user_ca.pub"),
+            jctl_ok(&data, &["auth", "export", "--type", "user"]),
+        )
+        .unwrap();
+    };
+    export_trust();
+    let keys = dir.path().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let old_cert = keys.join("alice-old");
+    sign_user(&data, "alice", &old_cert);
+    assert!(
+        gets_in(&sshd, &old_cert, &me, &known_hosts),
+        "{}",
+        sshd.log()
+    );
+    // The admin identity as it is before the rotation, kept as a stale client would.
+    let stale = dir.path().join("stale-client");
+    std::fs::create_dir_all(stale.join("admin")).unwrap();
+    for file in ["cert.pem", "key.pem", "ca.pem", "auth_addr"] {
+        std::fs::copy(
+            data.join("admin").join(file),
+            stale.join("admin").join(file),
+        )
+        .unwrap();
+    }
+    let status_before = jctl_ok(&data, &["status", "--format", "json"]);
+    let status_before: serde_json::Value = serde_json::from_str(&status_before).unwrap();
+
+    let rotated = jctl_ok(
+        &data,
+        &["auth", "rotate", "--type", "all", "--grace-period", "1h"],
+    );
+    assert!(
+        rotated.contains("Rotated the user, host, tls CAs"),
+        "{rotated}"
+    );
+    assert!(rotated.contains("stay trusted until"), "{rotated}");
+    assert!(rotated.contains("TrustedUserCAKeys"), "{rotated}");
+
+    // jctl status shows the new keys and the old ones with their end.
+    let status = jctl_ok(&data, &["status"]);
+    assert!(status.contains("(old, trusted until"), "{status}");
+    let status_json = jctl_ok(&data, &["status", "--format", "json"]);
+    let status_json: serde_json::Value = serde_json::from_str(&status_json).unwrap();
+    assert_ne!(
+        status_json["user_ca_fingerprints"][0],
+        status_before["user_ca_fingerprints"][0]
+    );
+    assert_eq!(
+        status_json["user_ca_fingerprints"][1],
+        status_before["user_ca_fingerprints"][0]
+    );
+    assert_eq!(status_json["ca_pins"][1], status_before["ca_pins"][0]);
+
+    // The stale admin identity (old TLS CA only) still gets through.
+    let stale_status = jctl_ok(&stale, &["status"]);
+    assert!(
+        stale_status.contains("You are:        admin"),
+        "{stale_status}"
+    );
+
+    // A certificate of the new user CA is refused until sshd trusts the new key...
+    let new_cert = keys.join("alice-new");
+    sign_user(&data, "alice", &new_cert);
+    assert!(!gets_in(&sshd, &new_cert, &me, &known_hosts));
+    // ...and after re-exporting, old and new certificates both get in; the host's
+    // certificate from the old host CA is still trusted by the new known_hosts.
+    export_trust();
+    assert!(
+        gets_in(&sshd, &new_cert, &me, &known_hosts),
+        "{}",
+        sshd.log()
+    );
+    assert!(
+        gets_in(&sshd, &old_cert, &me, &known_hosts),
+        "{}",
+        sshd.log()
+    );
+
+    // An emergency rotation retires every earlier key at once.
+    let rotated = jctl_ok(
+        &data,
+        &["auth", "rotate", "--type", "all", "--grace-period", "0s"],
+    );
+    assert!(rotated.contains("retired at once"), "{rotated}");
+    // The daemon re-issues the admin identity right after; wait for it.
+    assert!(
+        wait_until(Duration::from_secs(10), || jctl(&data, &["status"], None)
+            .status
+            .success()),
+        "jctl lost access after the rotation"
+    );
+    export_trust();
+    let newest = keys.join("alice-newest");
+    sign_user(&data, "alice", &newest);
+    // sshd's host certificate is from a retired host CA now: re-sign it and restart.
+    drop(sshd);
+    let sshd = Sshd::start(&data, &dir.path().join("sshd-resigned"));
+    assert!(gets_in(&sshd, &newest, &me, &known_hosts), "{}", sshd.log());
+    assert!(
+        !gets_in(&sshd, &old_cert, &me, &known_hosts),
+        "a retired key's certificate got in"
+    );
+    assert!(
+        !gets_in(&sshd, &new_cert, &me, &known_hosts),
+        "a retired key's certificate got in"
+    );
+    let err = jctl_err(&stale, &["status"], None);
+    assert!(!err.is_empty());
+
+    // Both rotations are in the audit log, with who did them.
+    let events = jctl_ok(
+        &data,
+        &[
+            "audit",
+            "search",
+            "--type",
+            "cert_authority.rotate",
+            "--format",
+            "json",
+        ],
+    );
+    let events: Vec<serde_json::Value> = serde_json::from_str(&events).unwrap();
+    assert_eq!(events.len(), 2, "{events:#?}");
+    assert!(
+        events
+            .iter()
+            .all(|e| e["user"] == "admin:admin" && e["success"] == true),
+        "{events:#?}"
+    );
+    assert_eq!(events[1]["grace_period_seconds"], 0);
+
+    // Bad requests name what is wrong.
+    let err = jctl_err(
+        &data,
+        &["auth", "rotate", "--type", "all", "--grace-period", "1000h"],
+        None,
+    );
+    assert!(err.contains("maximum of 720 hours"), "{err}");
+    let err = jctl_err(&data, &["auth", "rotate", "--type", "users"], None);
+    assert!(err.contains("invalid value 'users'"), "{err}");
+}

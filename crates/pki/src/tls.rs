@@ -158,13 +158,22 @@ pub struct TlsCertParams {
     pub ttl: Duration,
 }
 
-/// The cluster's X.509 certificate authority.
+/// The cluster's X.509 certificate authority: the active signing CA, plus earlier CA
+/// certificates that are still trusted (during a rotation's grace period).
 pub struct TlsCa {
     cluster: String,
     /// The CA's name and key, ready to sign: built once, not per certificate.
     issuer: Issuer<'static, KeyPair>,
     cert_pem: String,
     cert_der: Vec<u8>,
+    also_trusted: Vec<TrustedCaCert>,
+}
+
+/// A CA certificate whose signatures are still accepted, without its private key.
+#[derive(Clone)]
+struct TrustedCaCert {
+    pem: String,
+    der: Vec<u8>,
 }
 
 impl fmt::Debug for TlsCa {
@@ -175,6 +184,22 @@ impl fmt::Debug for TlsCa {
             .field("private_key", &"[redacted]")
             .finish()
     }
+}
+
+/// A CA certificate's name and uses (every TLS CA of a cluster has the same name).
+fn ca_params(cluster: &str) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let mut name = DistinguishedName::new();
+    name.push(DnType::CommonName, format!("Jumpgate TLS CA {cluster}"));
+    name.push(DnType::OrganizationName, cluster);
+    params.distinguished_name = name;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params
 }
 
 fn rcgen_error(err: rcgen::Error) -> PkiError {
@@ -194,17 +219,7 @@ impl TlsCa {
     /// A new self-signed CA with a fresh ECDSA P-256 key.
     pub fn generate(cluster: &str, now: SystemTime) -> Result<TlsCa, PkiError> {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(rcgen_error)?;
-        let mut params = CertificateParams::default();
-        let mut name = DistinguishedName::new();
-        name.push(DnType::CommonName, format!("Jumpgate TLS CA {cluster}"));
-        name.push(DnType::OrganizationName, cluster);
-        params.distinguished_name = name;
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        let mut params = ca_params(cluster);
         params.not_before = offset_time(now - SKEW)?;
         params.not_after = offset_time(now + CA_VALIDITY)?;
         params.serial_number = Some(rand::random::<u64>().into());
@@ -214,6 +229,7 @@ impl TlsCa {
             cert_pem: cert.pem(),
             cert_der: cert.der().to_vec(),
             issuer: Issuer::new(params, key),
+            also_trusted: Vec::new(),
         })
     }
 
@@ -234,11 +250,86 @@ impl TlsCa {
             cert_pem: cert_pem.to_string(),
             cert_der: der,
             issuer,
+            also_trusted: Vec::new(),
         })
     }
 
+    /// Also trusts the CA certificate `previous_pem` (the old CA during a rotation's
+    /// grace period): identities it signed still verify, and it is among the
+    /// [`trusted_cert_pems`](Self::trusted_cert_pems).
+    pub fn trust_previous(&mut self, previous_pem: &str) -> Result<(), PkiError> {
+        let der = pem_to_der(previous_pem)?;
+        let (_, parsed) = X509Certificate::from_der(&der).map_err(|err| {
+            PkiError::InvalidRequest(format!("trusted TLS CA certificate: {err}"))
+        })?;
+        if !parsed.is_ca() {
+            return Err(PkiError::InvalidRequest(
+                "a trusted TLS CA certificate is not a CA certificate".to_string(),
+            ));
+        }
+        self.also_trusted.push(TrustedCaCert {
+            pem: previous_pem.to_string(),
+            der,
+        });
+        Ok(())
+    }
+
+    /// The active CA certificate (PEM): what new identities are signed by.
     pub fn cert_pem(&self) -> &str {
         &self.cert_pem
+    }
+
+    /// Every CA certificate whose signatures are accepted, the active one first: what
+    /// peers must trust (`ca.pem`).
+    pub fn trusted_cert_pems(&self) -> Vec<String> {
+        std::iter::once(self.cert_pem.clone())
+            .chain(self.also_trusted.iter().map(|ca| ca.pem.clone()))
+            .collect()
+    }
+
+    /// The `ca_pin` of a CA certificate (PEM).
+    pub fn pin_of_cert_pem(cert_pem: &str) -> Result<String, PkiError> {
+        let der = pem_to_der(cert_pem)?;
+        let (_, parsed) = X509Certificate::from_der(&der)
+            .map_err(|err| PkiError::InvalidRequest(format!("TLS CA certificate: {err}")))?;
+        Ok(pin_of(parsed.public_key().raw))
+    }
+
+    /// The `ca_pin` of every trusted CA, the active one first.
+    pub fn trusted_pins(&self) -> Vec<String> {
+        std::iter::once(self.ca_pin())
+            .chain(self.also_trusted.iter().filter_map(|ca| {
+                let (_, parsed) = X509Certificate::from_der(&ca.der).ok()?;
+                Some(pin_of(parsed.public_key().raw))
+            }))
+            .collect()
+    }
+
+    /// A certificate for `newer`'s key and name, signed by this (older) CA and valid until
+    /// `not_after`: sent after a leaf signed by `newer`, it lets peers that trust only this
+    /// CA accept that leaf, so a TLS CA rotation breaks no connection during its grace
+    /// period.
+    pub fn cross_sign(
+        &self,
+        newer: &TlsCa,
+        now: SystemTime,
+        not_after: SystemTime,
+    ) -> Result<String, PkiError> {
+        // Same name and key as `newer`, so a leaf's issuer matches either certificate.
+        let mut params = ca_params(&self.cluster);
+        // Unconstrained: a chain may hold one cross certificate per rotation still in
+        // its grace period.
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        // The old CA's key identifier: with it, X.509 path builders (OpenSSL) see that this
+        // certificate is not self-signed although its subject and issuer names are equal.
+        params.use_authority_key_identifier_extension = true;
+        params.not_before = offset_time(now - SKEW)?;
+        params.not_after = offset_time(not_after)?;
+        params.serial_number = Some(rand::random::<u64>().into());
+        Ok(params
+            .signed_by(newer.issuer.key(), &self.issuer)
+            .map_err(rcgen_error)?
+            .pem())
     }
 
     /// The private key (PEM), for storage. Never log it.
@@ -248,10 +339,7 @@ impl TlsCa {
 
     /// `sha256:<hex>` of the CA's SubjectPublicKeyInfo: what joining hosts pin (`ca_pin`).
     pub fn ca_pin(&self) -> String {
-        format!(
-            "sha256:{}",
-            hex::encode(Sha256::digest(self.issuer.key().subject_public_key_info()))
-        )
+        pin_of(&self.issuer.key().subject_public_key_info())
     }
 
     /// Signs an identity certificate for `params.public_key_pem`.
@@ -317,8 +405,6 @@ impl TlsCa {
     /// that it carries a Jumpgate identity of this cluster. In mutual TLS, rustls checks
     /// the chain first; this is what the services then read the identity with.
     pub fn verify(&self, cert_der: &[u8], now: SystemTime) -> Result<TlsIdentity, TlsCertError> {
-        let (_, ca) = X509Certificate::from_der(&self.cert_der)
-            .map_err(|err| TlsCertError::Malformed(err.to_string()))?;
         let (rest, cert) = X509Certificate::from_der(cert_der)
             .map_err(|err| TlsCertError::Malformed(err.to_string()))?;
         if !rest.is_empty() {
@@ -326,8 +412,13 @@ impl TlsCa {
                 "trailing bytes after the certificate".to_string(),
             ));
         }
-        cert.verify_signature(Some(ca.public_key()))
-            .map_err(|_| TlsCertError::UntrustedCa)?;
+        let signed_by_trusted_ca = std::iter::once(self.cert_der.as_slice())
+            .chain(self.also_trusted.iter().map(|ca| ca.der.as_slice()))
+            .filter_map(|der| X509Certificate::from_der(der).ok())
+            .any(|(_, ca)| cert.verify_signature(Some(ca.public_key())).is_ok());
+        if !signed_by_trusted_ca {
+            return Err(TlsCertError::UntrustedCa);
+        }
         let now_secs = now
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -390,6 +481,11 @@ fn identity_of(cert: &X509Certificate<'_>) -> Result<TlsIdentity, TlsCertError> 
     }
     TlsIdentity::from_uri(uri)
         .ok_or_else(|| TlsCertError::Malformed(format!("bad identity {uri:?}")))
+}
+
+/// `sha256:<hex>` of a DER SubjectPublicKeyInfo.
+fn pin_of(spki_der: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(spki_der)))
 }
 
 fn pem_to_der(pem: &str) -> Result<Vec<u8>, PkiError> {

@@ -154,3 +154,109 @@ fn a_user_certificate_is_for_clients_only() {
     ]);
     assert!(!ok, "a user certificate must not serve TLS");
 }
+
+fn node_cert(ca: &TlsCa, now: SystemTime) -> String {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    ca.issue(
+        &TlsCertParams {
+            identity: TlsIdentity {
+                cluster: "prod".to_string(),
+                kind: IdentityKind::Auth,
+                name: "auth-1".to_string(),
+                roles: vec![],
+            },
+            public_key_pem: key.public_key_pem(),
+            dns_names: vec!["jumpgate.cluster.local".to_string()],
+            ip_addresses: vec![],
+            ttl: Duration::from_secs(3600),
+        },
+        now,
+    )
+    .unwrap()
+}
+
+/// A TLS CA rotation: a leaf signed by the new CA is accepted by a peer that trusts
+/// only the old CA when the cross certificate comes with it, and not without it; a peer
+/// that trusts the new CA needs nothing more; the cross certificate ends with the grace
+/// period.
+#[test]
+fn a_cross_certificate_carries_old_ca_trust_to_the_new_ca_during_grace() {
+    let now = SystemTime::now();
+    let old = TlsCa::generate("prod", now).unwrap();
+    let new = TlsCa::generate("prod", now).unwrap();
+    let grace_end = now + Duration::from_secs(3600);
+    let cross = old.cross_sign(&new, now, grace_end).unwrap();
+    let leaf = node_cert(&new, now);
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let old_file = file("old.pem", old.cert_pem());
+    let new_file = file("new.pem", new.cert_pem());
+    let cross_file = file("cross.pem", &cross);
+    let leaf_file = file("leaf.pem", &leaf);
+
+    let (ok, text) = openssl(&[
+        "verify",
+        "-purpose",
+        "sslserver",
+        "-CAfile",
+        path(&old_file),
+        "-untrusted",
+        path(&cross_file),
+        path(&leaf_file),
+    ]);
+    assert!(ok, "old-CA peer with the cross certificate: {text}");
+    let (ok, text) = openssl(&["verify", "-CAfile", path(&old_file), path(&leaf_file)]);
+    assert!(
+        !ok,
+        "old-CA peer accepted a new leaf without a cross certificate: {text}"
+    );
+    let (ok, text) = openssl(&["verify", "-CAfile", path(&new_file), path(&leaf_file)]);
+    assert!(ok, "new-CA peer: {text}");
+
+    // After the grace period the cross certificate no longer helps.
+    let after = (grace_end + Duration::from_secs(60))
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let (ok, text) = openssl(&[
+        "verify",
+        "-attime",
+        &after,
+        "-CAfile",
+        path(&old_file),
+        "-untrusted",
+        path(&cross_file),
+        path(&leaf_file),
+    ]);
+    assert!(
+        !ok,
+        "the cross certificate outlived the grace period: {text}"
+    );
+
+    // Our own identity check accepts leaves of the old CA only while it is trusted.
+    let old_leaf = jumpgate_pki::cert_pem_to_der(&node_cert(&old, now)).unwrap();
+    assert_eq!(
+        new.verify(&old_leaf, now).unwrap_err(),
+        jumpgate_pki::TlsCertError::UntrustedCa
+    );
+    let mut new_trusting_old = TlsCa::from_pem("prod", new.cert_pem(), &new.key_pem()).unwrap();
+    new_trusting_old.trust_previous(old.cert_pem()).unwrap();
+    assert_eq!(
+        new_trusting_old.verify(&old_leaf, now).unwrap().name,
+        "auth-1"
+    );
+    assert_eq!(
+        new_trusting_old.trusted_pins(),
+        vec![new.ca_pin(), old.ca_pin()]
+    );
+    assert!(
+        new_trusting_old.trust_previous(&leaf).is_err(),
+        "a leaf is no CA"
+    );
+}

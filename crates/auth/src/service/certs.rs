@@ -322,7 +322,7 @@ impl AuthServer {
         Ok(proto::JoinResponse {
             ssh_host_certificate,
             tls_certificate_pem,
-            tls_ca_pems: vec![authorities.tls.cert_pem().to_string()],
+            tls_ca_pems: authorities.tls.trusted_cert_pems(),
             user_ca_keys: export(authorities.user.export_openssh())?,
             host_ca_known_hosts: export(authorities.host.export_openssh())?,
             cluster_name: authorities.cluster.clone(),

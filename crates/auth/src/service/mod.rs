@@ -15,6 +15,7 @@ pub use caller::Caller;
 pub use errors::ServiceError;
 
 use crate::ClusterAuthorities;
+use crate::authorities::AuthorityType;
 use crate::cache::StateCache;
 use crate::ratelimit::RateLimiter;
 use crate::tokens::Tokens;
@@ -28,9 +29,11 @@ use jumpgate_types::config::{JoinRole, StaticToken};
 use jumpgate_types::role::{kinds, verbs};
 use jumpgate_types::{Resource, Role};
 use std::net::IpAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
 use tonic::{Request, Response, Status};
+use tracing::{info, warn};
 
 /// Login attempts allowed from one address at once, then one per [`LOGIN_EVERY`].
 const LOGIN_BURST: u32 = 10;
@@ -60,8 +63,9 @@ pub struct AuthServer {
 struct Inner {
     backend: Arc<dyn Backend>,
     audit: Arc<dyn AuditLog>,
-    /// Replaced as a whole on rotation, so a call sees one consistent set.
-    authorities: RwLock<Arc<ClusterAuthorities>>,
+    /// Replaced as a whole on rotation, so a call sees one consistent set; subscribers
+    /// (the daemon's TLS server config, the admin identity) follow the changes.
+    authorities: watch::Sender<Arc<ClusterAuthorities>>,
     cache: StateCache,
     second_factor: SecondFactor,
     static_tokens: Vec<StaticToken>,
@@ -103,7 +107,7 @@ impl AuthServer {
             inner: Arc::new(Inner {
                 backend: config.backend,
                 audit: config.audit,
-                authorities: RwLock::new(Arc::new(config.authorities)),
+                authorities: watch::Sender::new(Arc::new(config.authorities)),
                 cache: config.cache,
                 second_factor: config.second_factor,
                 static_tokens: config.static_tokens,
@@ -115,11 +119,111 @@ impl AuthServer {
 
     /// The cluster's current CAs.
     pub fn authorities(&self) -> Arc<ClusterAuthorities> {
-        self.inner
-            .authorities
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        self.inner.authorities.borrow().clone()
+    }
+
+    /// Follows the cluster's CAs: changed after a rotation (here or on another auth
+    /// server) and when a grace period ends.
+    pub fn subscribe_authorities(&self) -> watch::Receiver<Arc<ClusterAuthorities>> {
+        self.inner.authorities.subscribe()
+    }
+
+    /// Reads the CAs from the backend again, as trusted at `now`, and publishes them if
+    /// they differ from the ones in use.
+    pub async fn reload_authorities(&self, now: SystemTime) -> Result<(), crate::AuthError> {
+        let cluster = self.authorities().cluster.clone();
+        let loaded = ClusterAuthorities::load(self.inner.backend.as_ref(), &cluster, now).await?;
+        self.publish_authorities(loaded);
+        Ok(())
+    }
+
+    fn publish_authorities(&self, loaded: ClusterAuthorities) {
+        self.inner.authorities.send_if_modified(|current| {
+            if current.same_trust(&loaded) {
+                return false;
+            }
+            info!(
+                user_ca = %loaded.user.fingerprint(),
+                host_ca = %loaded.host.fingerprint(),
+                ca_pin = %loaded.tls.ca_pin(),
+                "certificate authorities changed"
+            );
+            *current = Arc::new(loaded);
+            true
+        });
+    }
+
+    /// Keeps the CAs in use current until `shutdown` resolves: reloads them on every
+    /// change under `/authorities/` (a rotation on any auth server of the cluster) and
+    /// when the earliest grace period ends. Backend errors are retried with a pause; the
+    /// CAs in use stay meanwhile.
+    pub async fn follow_authorities(&self, shutdown: impl std::future::Future<Output = ()>) {
+        const RETRY: Duration = Duration::from_secs(2);
+        tokio::pin!(shutdown);
+        loop {
+            let prefix = match jumpgate_backend::Key::new("/authorities/") {
+                Ok(prefix) => prefix,
+                Err(err) => {
+                    warn!(%err, "cannot follow the certificate authorities");
+                    return;
+                }
+            };
+            let mut watch = match self.inner.backend.watch(vec![prefix]).await {
+                Ok(watch) => watch,
+                Err(err) => {
+                    warn!(%err, "cannot watch the certificate authorities; retrying");
+                    tokio::select! {
+                        () = &mut shutdown => return,
+                        () = tokio::time::sleep(RETRY) => continue,
+                    }
+                }
+            };
+            // Anything written before the watch started is read now.
+            if let Err(err) = self.reload_authorities(SystemTime::now()).await {
+                warn!(%err, "cannot reload the certificate authorities; retrying");
+            }
+            loop {
+                let grace_end = self
+                    .authorities()
+                    .next_trust_change()
+                    .and_then(|at| at.duration_since(SystemTime::now()).ok())
+                    .map(|wait| wait + Duration::from_secs(1));
+                let wake = async {
+                    match grace_end {
+                        Some(wait) => tokio::time::sleep(wait).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    () = &mut shutdown => return,
+                    () = wake => {}
+                    event = watch.next() => match event {
+                        Some(Ok(_)) => {}
+                        Some(Err(err)) => {
+                            warn!(%err, "the certificate authority watch failed; restarting it");
+                            tokio::select! {
+                                () = &mut shutdown => return,
+                                () = tokio::time::sleep(RETRY) => break,
+                            }
+                        }
+                        None => {
+                            warn!("the certificate authority watch ended; restarting it");
+                            tokio::select! {
+                                () = &mut shutdown => return,
+                                () = tokio::time::sleep(RETRY) => break,
+                            }
+                        }
+                    },
+                }
+                if let Err(err) = self.reload_authorities(SystemTime::now()).await {
+                    warn!(%err, "cannot reload the certificate authorities; retrying");
+                    tokio::select! {
+                        () = &mut shutdown => return,
+                        () = tokio::time::sleep(RETRY) => {}
+                    }
+                }
+            }
+        }
     }
 
     /// Local users; the cluster name (for TOTP labels) is borrowed from the CAs.
@@ -242,8 +346,29 @@ impl AuthService for AuthServer {
                 .iter()
                 .map(ToString::to_string)
                 .collect(),
-            ca_pins: vec![authorities.tls.ca_pin()],
+            ca_pins: authorities.tls.trusted_pins(),
             caller: caller.describe(),
+            authorities: authorities
+                .rotations
+                .iter()
+                .map(|rotation| proto::AuthorityStatus {
+                    r#type: rotation.authority.as_str().to_string(),
+                    active: match rotation.authority {
+                        AuthorityType::User => authorities.user.fingerprint().to_string(),
+                        AuthorityType::Host => authorities.host.fingerprint().to_string(),
+                        AuthorityType::Tls => authorities.tls.ca_pin(),
+                    },
+                    last_rotated_unix: rotation.last_rotated.map(unix).unwrap_or(0),
+                    previous: rotation
+                        .previous
+                        .iter()
+                        .map(|(key, until)| proto::PreviousAuthorityKey {
+                            key: key.clone(),
+                            trusted_until_unix: unix(*until),
+                        })
+                        .collect(),
+                })
+                .collect(),
         }))
     }
 
@@ -440,7 +565,7 @@ impl AuthService for AuthServer {
             token: issued.token.clone(),
             id: issued.id.clone(),
             expires_unix: unix(issued.expires),
-            ca_pins: vec![self.authorities().tls.ca_pin()],
+            ca_pins: self.authorities().tls.trusted_pins(),
         }))
     }
 
@@ -493,7 +618,7 @@ impl AuthService for AuthServer {
         let text = match request.into_inner().r#type.as_str() {
             "user" => authorities.user.export_openssh(),
             "host" => authorities.host.export_openssh(),
-            "tls" => Ok(authorities.tls.cert_pem().to_string()),
+            "tls" => Ok(authorities.tls.trusted_cert_pems().concat()),
             other => {
                 return Err(ServiceError::invalid(format!(
                     "unknown CA type {other:?}: use user, host or tls"
@@ -517,10 +642,56 @@ impl AuthService for AuthServer {
             verbs::UPDATE,
         )
         .await?;
-        Err(ServiceError::invalid(
-            "CA rotation is not part of this build yet; the CAs are unchanged",
-        )
-        .into())
+        let request = request.into_inner();
+        let which = crate::authorities::AuthorityType::parse_list(&request.r#type)
+            .map_err(ServiceError::from)?;
+        let grace = match request.grace_period_seconds {
+            s if s < 0 => {
+                return Err(ServiceError::invalid(format!(
+                    "the grace period must be 0 (retire the old keys now) or more, not {s} seconds"
+                ))
+                .into());
+            }
+            s => Duration::from_secs(s.unsigned_abs()),
+        };
+        let now = SystemTime::now();
+        let cluster = self.authorities().cluster.clone();
+        let outcome =
+            ClusterAuthorities::rotate(self.inner.backend.as_ref(), &cluster, &which, grace, now)
+                .await;
+        let names: Vec<String> = which.iter().map(|a| a.as_str().to_string()).collect();
+        let mut event = match &outcome {
+            Ok(_) => jumpgate_audit::AuditEvent::success(EventType::CertAuthorityRotate),
+            Err(err) => {
+                jumpgate_audit::AuditEvent::failure(EventType::CertAuthorityRotate, err.to_string())
+            }
+        }
+        .user(caller.audit_name())
+        .field("types", names.join(","))
+        .field("grace_period_seconds", grace.as_secs());
+        if let Some(addr) = caller.addr {
+            event = event.remote_addr(addr);
+        }
+        self.audit(event).await?;
+        let rotated = match outcome {
+            Ok(rotated) => rotated,
+            Err(crate::AuthError::Backend(jumpgate_backend::BackendError::ConditionFailed {
+                ..
+            })) => {
+                return Err(ServiceError::Unavailable(
+                    "another rotation changed these CAs at the same moment; nothing was \
+                     changed by this one: check `jctl status`, then run it again if needed"
+                        .to_string(),
+                )
+                .into());
+            }
+            Err(err) => return Err(ServiceError::from(err).into()),
+        };
+        self.publish_authorities(rotated);
+        Ok(Response::new(proto::RotateAuthorityResponse {
+            rotated: names,
+            grace_period_ends_unix: unix(now + grace),
+        }))
     }
 
     async fn sign_user(
@@ -730,7 +901,7 @@ fn trust_roots(authorities: &ClusterAuthorities) -> Result<(Vec<String>, String)
         .host
         .export_openssh()
         .map_err(|err| ServiceError::Internal(err.to_string()))?;
-    Ok((vec![authorities.tls.cert_pem().to_string()], known_hosts))
+    Ok((authorities.tls.trusted_cert_pems(), known_hosts))
 }
 
 fn parse_join_roles(names: &[String]) -> Result<Vec<JoinRole>, ServiceError> {

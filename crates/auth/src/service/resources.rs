@@ -240,6 +240,8 @@ impl AuthServer {
                 "cluster_name": cluster,
                 "tls_cert": authorities.tls.cert_pem(),
                 "ca_pin": authorities.tls.ca_pin(),
+                "trusted_tls_certs": authorities.tls.trusted_cert_pems(),
+                "trusted_ca_pins": authorities.tls.trusted_pins(),
             },
         });
         Ok(vec![
