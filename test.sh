@@ -4,7 +4,8 @@
 # 1. Installs what the tests need, idempotently: Debian's etcd-server (real etcd for
 #    the backend conformance suite), protobuf-compiler (etcd-client's build) and
 #    openssh-server/-client and openssl (real sshd, ssh and an independent X.509
-#    verifier for the certificate tests).
+#    verifier for the certificate tests), curl (a real HTTPS client for the proxy's web
+#    API) and haproxy (a real layer-4 load balancer sending PROXY protocol headers).
 # 2. cargo fmt --check, cargo clippy -D warnings, then every test with cargo-nextest
 #    (falling back to cargo test), then the doc tests.
 set -euo pipefail
@@ -19,6 +20,8 @@ install_packages() {
     [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
     command -v ssh >/dev/null 2>&1 && command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
     command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+    command -v curl >/dev/null 2>&1 || missing+=(curl ca-certificates)
+    command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
     if [ ${#missing[@]} -eq 0 ]; then
         return
     fi

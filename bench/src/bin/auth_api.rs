@@ -128,7 +128,8 @@ fn start_daemon(data_dir: &Path) -> Daemon {
         .arg("--dev")
         .arg("--data-dir")
         .arg(data_dir)
-        .args(["--auth-addr", "127.0.0.1:0", "--diag-addr", &diag])
+        .args(["--auth-addr", "127.0.0.1:0", "--proxy-addr", "127.0.0.1:0"])
+        .args(["--diag-addr", &diag])
         .stdin(Stdio::null())
         .stdout(log_file.try_clone().unwrap())
         .stderr(log_file)
@@ -376,6 +377,7 @@ async fn join_proxy(admin: &mut AuthClient, addr: &str) -> AuthClient {
             ssh_public_key: ssh.public_openssh,
             tls_public_key_pem: tls_public,
             addresses: vec!["127.0.0.1".to_string()],
+            client_addr: String::new(),
         })
         .await
         .unwrap_or_else(|status| panic!("Join as proxy: {status}"))

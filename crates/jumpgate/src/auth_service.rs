@@ -3,24 +3,22 @@
 //! `auth_service.listen_addr`.
 
 use crate::diag::Readiness;
-use crate::identity::{self, IdentityFiles};
+use crate::identity::{self, IdentityFiles, LocalIdentity};
 use anyhow::{Context, Result};
 use jumpgate_api::{AUTH_SERVER_NAME, TlsCredentials};
 use jumpgate_auth::service::{AuthServer, AuthServerConfig};
 use jumpgate_auth::{ClusterAuthorities, SecondFactor, StateCache};
 use jumpgate_backend::{Backend, BackendError, Key, NewItem};
-use jumpgate_pki::{IdentityKind, TlsCertParams, TlsIdentity, generate_tls_key};
+use jumpgate_pki::IdentityKind;
 use jumpgate_types::config::SecondFactor as ConfiguredSecondFactor;
 use jumpgate_types::{Config, Role};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-/// The auth server's and the admin identity's certificates: re-issued at every start.
-const SERVICE_CERT_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 /// How long the first load of the cache may take before the daemon gives up.
 const CACHE_READY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -71,60 +69,6 @@ fn second_factor(config: &Config) -> SecondFactor {
     }
 }
 
-/// A TLS identity of this process: its key stays the same across CA rotations, so a
-/// reader of the admin identity files never sees a certificate for another key.
-struct LocalIdentity {
-    kind: IdentityKind,
-    name: String,
-    dns_names: Vec<String>,
-    ip_addresses: Vec<IpAddr>,
-    key_pem: String,
-    public_key_pem: String,
-}
-
-impl LocalIdentity {
-    /// A fresh key, made here.
-    fn new(
-        kind: IdentityKind,
-        name: &str,
-        dns_names: Vec<String>,
-        ip_addresses: Vec<IpAddr>,
-    ) -> Result<LocalIdentity> {
-        let (key_pem, public_key_pem) = generate_tls_key()?;
-        Ok(LocalIdentity {
-            kind,
-            name: name.to_string(),
-            dns_names,
-            ip_addresses,
-            key_pem,
-            public_key_pem,
-        })
-    }
-
-    /// A certificate from the active TLS CA, followed by the cross certificates that let
-    /// peers still trusting only an earlier CA accept it.
-    fn issue(&self, authorities: &ClusterAuthorities) -> Result<String> {
-        let cert = authorities.tls.issue(
-            &TlsCertParams {
-                identity: TlsIdentity {
-                    cluster: authorities.cluster.clone(),
-                    kind: self.kind,
-                    name: self.name.clone(),
-                    roles: vec![self.kind.as_str().to_string()],
-                },
-                public_key_pem: self.public_key_pem.clone(),
-                dns_names: self.dns_names.clone(),
-                ip_addresses: self.ip_addresses.clone(),
-                ttl: SERVICE_CERT_TTL,
-            },
-            SystemTime::now(),
-        )?;
-        Ok(std::iter::once(cert)
-            .chain(authorities.tls_cross_certs.iter().cloned())
-            .collect())
-    }
-}
-
 /// The auth server's TLS config under the current CAs: it trusts every CA still in its
 /// grace period.
 fn server_tls(
@@ -164,7 +108,7 @@ pub async fn run(params: AuthServiceParams) -> Result<()> {
         authorities,
         host_uuid,
         readiness,
-        mut shutdown,
+        shutdown,
     } = params;
     let data_dir = config.jumpgate.data_dir.clone();
     let audit =
@@ -253,11 +197,46 @@ pub async fn run(params: AuthServiceParams) -> Result<()> {
     };
 
     info!(addr = %bound, admin_identity = %admin_dir.display(), "auth API listening (gRPC, mutual TLS)");
-    readiness.ready("auth");
-    let stop = async move {
-        let _ = shutdown.wait_for(|stopping| *stopping).await;
+    let subscription = server.subscribe_authorities();
+    let stop = {
+        let mut shutdown = shutdown.clone();
+        async move {
+            let _ = shutdown.wait_for(|stopping| *stopping).await;
+        }
     };
-    let served = jumpgate_api::serve(listener, tls_rx, server, stop).await;
+    let serving = tokio::spawn(jumpgate_api::serve(listener, tls_rx, server, stop));
+    readiness.ready("auth");
+    // A local proxy reaches this auth API, so it starts once the API serves.
+    let proxy = if config.proxy_service.enabled {
+        let started = crate::proxy_service::start(crate::proxy_service::ProxyServiceParams {
+            config: config.clone(),
+            auth_addr: dialable(bound),
+            authorities: subscription,
+            host_uuid: host_uuid.clone(),
+            readiness: readiness.clone(),
+            shutdown: shutdown.clone(),
+        })
+        .await;
+        match started {
+            Ok(proxy) => Some(proxy),
+            Err(err) => {
+                serving.abort();
+                follower.abort();
+                reissuer.abort();
+                cache.close();
+                if let Err(err) = audit.close().await {
+                    warn!(%err, "closing the audit log failed");
+                }
+                return Err(err.context("proxy service"));
+            }
+        }
+    } else {
+        None
+    };
+    let served = serving.await;
+    if let Some(proxy) = proxy {
+        let _ = proxy.await;
+    }
     cache.close();
     let _ = follower.await;
     reissuer.abort();
@@ -266,6 +245,8 @@ pub async fn run(params: AuthServiceParams) -> Result<()> {
     if let Err(err) = audit.close().await {
         warn!(%err, "closing the audit log failed");
     }
-    served.context("auth API server")?;
+    served
+        .map_err(|err| anyhow::anyhow!("the auth API server stopped unexpectedly: {err}"))?
+        .context("auth API server")?;
     Ok(())
 }

@@ -63,6 +63,10 @@ pub struct StartArgs {
     /// finds in the data directory); overrides `auth_service.listen_addr`.
     #[arg(long, value_name = "HOST:PORT")]
     pub auth_addr: Option<String>,
+    /// Where the proxy's public port listens, as host:port (port 0: any free port, written
+    /// to DATA_DIR/proxy_addr); overrides `proxy_service.web_listen_addr`.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub proxy_addr: Option<String>,
     /// Log at debug level, whatever the config says.
     #[arg(short = 'd', long)]
     pub debug: bool,

@@ -287,8 +287,9 @@ fn announce_unbuilt_services(config: &Config) {
     let configured = [
         (
             "proxy_service",
-            config.proxy_service.enabled,
-            "not part of this build yet",
+            config.proxy_service.enabled && !config.auth_service.enabled,
+            "a proxy on a host without the auth service (joining with a token) is not part of \
+             this build yet; run it where auth_service is enabled",
         ),
         (
             "ssh_service",
@@ -312,6 +313,7 @@ fn print_dev_banner(config: &Config, diag_addr: Option<std::net::SocketAddr>) {
         .map(|addr| format!("http://{addr}/readyz"))
         .unwrap_or_else(|| "off".to_string());
     let auth_addr = &config.auth_service.listen_addr;
+    let proxy_addr = &config.proxy_service.web_listen_addr;
     println!(
         "Jumpgate dev cluster is running.\n\
          \x20 data directory:  {data_dir}\n\
@@ -319,11 +321,13 @@ fn print_dev_banner(config: &Config, diag_addr: Option<std::net::SocketAddr>) {
          \x20 diagnostics:     {diag}\n\
          \x20 back up state:   jumpgate backup create jumpgate-backup.db --data-dir {data_dir}\n\
          \x20 auth API:        {auth_addr} (gRPC, mutual TLS)\n\
+         \x20 proxy:           https://{proxy_addr}/webapi/ping (TLS routing: web API, auth API)\n\
          \x20 admin tool:      jctl --data-dir {data_dir} status\n\
          \x20 add a user:      jctl --data-dir {data_dir} users add alice --roles access --logins alice\n\
          \x20 sign for ssh:    jctl --data-dir {data_dir} auth sign --user alice --out alice\n\
-         This build runs the auth service (users, roles, tokens, certificates, audit log) and\n\
-         diagnostics; the proxy, `jsh login` and the ssh service are not built yet.\n\
+         This build runs the auth service (users, roles, tokens, certificates, audit log), the\n\
+         proxy's web API and diagnostics; `jsh login`, reverse tunnels and the ssh service are\n\
+         not built yet.\n\
          Stop with Ctrl-C."
     );
 }

@@ -4,12 +4,20 @@
 //! Layout: `cert.pem` (the X.509 identity), `key.pem` (its private key, 0600),
 //! `ca.pem` (the cluster's TLS CA certificates to trust) and `auth_addr` (where this
 //! host's auth API listens, as `host:port`).
+//!
+//! Also [`LocalIdentity`]: the TLS identities of services co-located with the auth
+//! service (the auth server itself, the admin, a local proxy), issued straight from
+//! the cluster's CA.
 
 use anyhow::{Context, Result, bail};
 use jumpgate_api::TlsCredentials;
+use jumpgate_auth::ClusterAuthorities;
+use jumpgate_pki::{IdentityKind, TlsCertParams, TlsIdentity, generate_tls_key};
 use std::fs::OpenOptions;
 use std::io::Write;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 /// The admin identity's directory inside a data directory.
 pub fn admin_dir(data_dir: &Path) -> PathBuf {
@@ -91,4 +99,62 @@ pub fn read(dir: &Path) -> Result<IdentityFiles> {
         ca_pem: read("ca.pem")?,
         auth_addr,
     })
+}
+
+/// How long the certificates of this process's own identities last; they are re-issued
+/// at every start and after every CA rotation.
+const SERVICE_CERT_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// A TLS identity of this process: its key stays the same across CA rotations, so a
+/// reader of the admin identity files never sees a certificate for another key.
+pub(crate) struct LocalIdentity {
+    kind: IdentityKind,
+    name: String,
+    dns_names: Vec<String>,
+    ip_addresses: Vec<IpAddr>,
+    pub(crate) key_pem: String,
+    public_key_pem: String,
+}
+
+impl LocalIdentity {
+    /// A fresh key, made here.
+    pub(crate) fn new(
+        kind: IdentityKind,
+        name: &str,
+        dns_names: Vec<String>,
+        ip_addresses: Vec<IpAddr>,
+    ) -> Result<LocalIdentity> {
+        let (key_pem, public_key_pem) = generate_tls_key()?;
+        Ok(LocalIdentity {
+            kind,
+            name: name.to_string(),
+            dns_names,
+            ip_addresses,
+            key_pem,
+            public_key_pem,
+        })
+    }
+
+    /// A certificate from the active TLS CA, followed by the cross certificates that let
+    /// peers still trusting only an earlier CA accept it.
+    pub(crate) fn issue(&self, authorities: &ClusterAuthorities) -> Result<String> {
+        let cert = authorities.tls.issue(
+            &TlsCertParams {
+                identity: TlsIdentity {
+                    cluster: authorities.cluster.clone(),
+                    kind: self.kind,
+                    name: self.name.clone(),
+                    roles: vec![self.kind.as_str().to_string()],
+                },
+                public_key_pem: self.public_key_pem.clone(),
+                dns_names: self.dns_names.clone(),
+                ip_addresses: self.ip_addresses.clone(),
+                ttl: SERVICE_CERT_TTL,
+            },
+            SystemTime::now(),
+        )?;
+        Ok(std::iter::once(cert)
+            .chain(authorities.tls_cross_certs.iter().cloned())
+            .collect())
+    }
 }

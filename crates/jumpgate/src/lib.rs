@@ -17,6 +17,7 @@ pub mod identity;
 mod jctl;
 mod logging;
 mod metrics;
+mod proxy_service;
 mod storage;
 
 use anyhow::{Context, Result};
@@ -127,6 +128,11 @@ fn start(args: StartArgs) -> Result<()> {
         config.auth_service.listen_addr = addr
             .parse()
             .map_err(|reason: String| anyhow::anyhow!("--auth-addr: {reason}"))?;
+    }
+    if let Some(addr) = &args.proxy_addr {
+        config.proxy_service.web_listen_addr = addr
+            .parse()
+            .map_err(|reason: String| anyhow::anyhow!("--proxy-addr: {reason}"))?;
     }
     logging::init(&config.jumpgate.log, args.debug)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -204,6 +204,8 @@ fn join_request(token: &str, role: &str, host_name: &str, keys: &Keys) -> proto:
         ssh_public_key: keys.ssh_public.clone(),
         tls_public_key_pem: keys.tls_public_pem.clone(),
         addresses: vec!["127.0.0.1".to_string()],
+        // Only a proxy may say where its client is; from anyone else this is ignored.
+        client_addr: "203.0.113.9:4444".to_string(),
     }
 }
 
@@ -819,6 +821,12 @@ async fn join_refuses_bad_tokens_and_a_wrong_pin() {
             ("late", "proxy"),
         ],
         "{joins:#?}"
+    );
+    assert!(
+        joins
+            .iter()
+            .all(|e| field(e, "addr.remote").starts_with("127.0.0.1:")),
+        "a host chose its own audited address: {joins:#?}"
     );
     let sneaky = joins
         .iter()

@@ -258,7 +258,7 @@ impl AuthServer {
                 )));
             }
         }
-        let remote = caller.addr.map(|addr| addr.to_string());
+        let remote = Self::client_addr_text(caller, &request.client_addr);
         self.tokens()
             .check_join(
                 &request.token,

@@ -281,7 +281,7 @@ impl AuthServer {
         caller.addr.map(|addr| addr.ip())
     }
 
-    fn client_addr_text(caller: &Caller, claimed: &str) -> Option<String> {
+    pub(crate) fn client_addr_text(caller: &Caller, claimed: &str) -> Option<String> {
         if caller.kind() == Some(IdentityKind::Proxy) && !claimed.is_empty() {
             return Some(claimed.to_string());
         }
@@ -348,6 +348,11 @@ impl AuthService for AuthServer {
                 .collect(),
             ca_pins: authorities.tls.trusted_pins(),
             caller: caller.describe(),
+            second_factor: match self.inner.second_factor {
+                SecondFactor::Otp => "otp",
+                SecondFactor::Off => "off",
+            }
+            .to_string(),
             authorities: authorities
                 .rotations
                 .iter()
@@ -808,10 +813,11 @@ impl AuthService for AuthServer {
 
     async fn join(&self, request: Request<proto::JoinRequest>) -> Reply<proto::JoinResponse> {
         let caller = self.caller(&request)?;
-        let ip = caller.addr.map(|addr| addr.ip());
+        let request = request.into_inner();
+        // Through the proxy's web API, the host's own address (for limits and audit).
+        let ip = Self::client_ip(&caller, &request.client_addr);
         self.rate_limit(&self.inner.join_limit, &caller, ip, "Join")
             .await?;
-        let request = request.into_inner();
         Ok(Response::new(self.join_host(&caller, request).await?))
     }
 

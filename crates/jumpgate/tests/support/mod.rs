@@ -103,6 +103,8 @@ impl Daemon {
             // from the data directory).
             .arg("--auth-addr")
             .arg("127.0.0.1:0")
+            .arg("--proxy-addr")
+            .arg("127.0.0.1:0")
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("log file"))
             .stderr(log_file)

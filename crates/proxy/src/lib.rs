@@ -1,0 +1,26 @@
+//! The Jumpgate proxy (DESIGN.md "Services": proxy): the cluster's one public port.
+//!
+//! - [`router`]: every connection is TLS; it is routed by its ClientHello (ALPN, SNI)
+//!   before any TLS ends: the auth API passes through untouched, the web API is served
+//!   here. PROXY protocol headers from a layer-4 load balancer are read first when
+//!   configured ([`proxy_protocol`]); the ClientHello is read without being consumed
+//!   ([`client_hello`], [`prefixed`]).
+//! - [`certs`]: the public certificate, from `https_keypairs` (reloaded when the files
+//!   change) or issued by the cluster's CA.
+//! - [`web`]: `/webapi/` (ping, login, signup, host join), calling the auth API with the
+//!   proxy's own identity.
+#![forbid(unsafe_code)]
+
+pub mod certs;
+pub mod client_hello;
+pub mod prefixed;
+pub mod proxy_protocol;
+pub mod router;
+pub mod web;
+
+pub use certs::{CertError, KeypairFiles, PublicCerts, watch_keypairs};
+pub use router::{Route, Router, RouterSettings, route};
+pub use web::WebApi;
+
+/// The ALPN protocols the web API is served with.
+pub const WEB_ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];

@@ -1,0 +1,284 @@
+//! The public port: every connection is TLS, routed by its ClientHello before any
+//! TLS is terminated.
+//!
+//! For each accepted connection, within one handshake deadline:
+//! 1. with `proxy_protocol: on`, read the load balancer's PROXY header (v1 or v2); the
+//!    address in it is the client's from then on (logs, audit, rate limits). With it
+//!    off, a PROXY header is refused: a client must not choose its own address.
+//! 2. read the ClientHello into a buffer (not consumed) and look at SNI and ALPN;
+//! 3. route: the auth API is passed through untouched (its mutual TLS ends at the auth
+//!    server, which checks the caller's certificate itself); the web API is terminated
+//!    here with the proxy's public certificate; anything else is closed with a logged
+//!    reason.
+//!
+//! A connection limit and the deadline keep slow or silent clients from holding
+//! resources; garbage on one connection costs only that connection.
+
+use crate::client_hello::{ClientHelloInfo, PeekError, read_client_hello};
+use crate::prefixed::PrefixedStream;
+use crate::proxy_protocol::{self, read_header};
+use crate::web::WebApi;
+use jumpgate_api::{AUTH_SERVER_NAME, ServerConfig};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
+
+/// ALPN of a user's SSH connection to a node, through the proxy.
+pub const ALPN_SSH: &[u8] = b"jumpgate-ssh";
+/// ALPN of an agent's reverse tunnel.
+pub const ALPN_REVERSE_TUNNEL: &[u8] = b"jumpgate-reversetunnel";
+/// ALPN of the auth API passed through to an auth server.
+pub const ALPN_AUTH: &[u8] = b"jumpgate-auth";
+const ALPN_H2: &[u8] = b"h2";
+const ALPN_HTTP1: &[u8] = b"http/1.1";
+
+/// How the public port behaves.
+#[derive(Debug, Clone)]
+pub struct RouterSettings {
+    /// Expect a PROXY protocol header on every connection (behind a layer-4 load balancer).
+    pub proxy_protocol: bool,
+    /// From accept to the end of the TLS handshake (PROXY header and ClientHello included).
+    pub handshake_timeout: Duration,
+    /// Connections open at once; more are closed at accept.
+    pub max_connections: usize,
+    /// Auth servers (`host:port`) the auth API is passed through to, tried in order.
+    pub auth_addrs: Vec<String>,
+}
+
+impl Default for RouterSettings {
+    fn default() -> Self {
+        RouterSettings {
+            proxy_protocol: false,
+            handshake_timeout: Duration::from_secs(10),
+            max_connections: 20_000,
+            auth_addrs: Vec::new(),
+        }
+    }
+}
+
+/// Where a connection goes, decided from its ClientHello.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// Raw bytes to an auth server: SNI `jumpgate.cluster.local` or ALPN `jumpgate-auth`.
+    Auth,
+    /// TLS ends here; HTTP/1.1 or HTTP/2 web API. Also clients that offer no ALPN.
+    Web,
+    /// A protocol this proxy knows but does not serve yet (SSH, reverse tunnels).
+    NotServed(&'static str),
+    /// Nothing this proxy speaks.
+    Unknown(Vec<String>),
+}
+
+/// Decides the route. The internal protocols win over web ALPNs a client may also
+/// offer, so a client cannot be routed to the wrong service by listing more.
+pub fn route(hello: &ClientHelloInfo) -> Route {
+    let offers = |proto: &[u8]| hello.alpn.iter().any(|offered| offered == proto);
+    if offers(ALPN_AUTH)
+        || hello
+            .server_name
+            .as_deref()
+            .is_some_and(|name| name.eq_ignore_ascii_case(AUTH_SERVER_NAME))
+    {
+        return Route::Auth;
+    }
+    if offers(ALPN_REVERSE_TUNNEL) {
+        return Route::NotServed("jumpgate-reversetunnel");
+    }
+    if offers(ALPN_SSH) {
+        return Route::NotServed("jumpgate-ssh");
+    }
+    if hello.alpn.is_empty() || offers(ALPN_H2) || offers(ALPN_HTTP1) {
+        return Route::Web;
+    }
+    Route::Unknown(
+        hello
+            .alpn
+            .iter()
+            .map(|proto| String::from_utf8_lossy(proto).into_owned())
+            .collect(),
+    )
+}
+
+/// The public port's listener.
+pub struct Router {
+    settings: RouterSettings,
+    web_tls: Arc<ServerConfig>,
+    web: WebApi,
+    slots: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Router {
+    /// `web_tls` must offer the web ALPNs (`h2`, `http/1.1`).
+    pub fn new(settings: RouterSettings, web_tls: Arc<ServerConfig>, web: WebApi) -> Arc<Router> {
+        let slots = Arc::new(Semaphore::new(settings.max_connections));
+        Arc::new(Router {
+            settings,
+            web_tls,
+            web,
+            slots,
+        })
+    }
+
+    /// Accepts connections until `shutdown` resolves. Connections already routed finish
+    /// on their own (the web API's are closed by the shutdown of their server tasks).
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        loop {
+            let (tcp, peer) = tokio::select! {
+                () = &mut shutdown => return,
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(err) => {
+                        // Out of file descriptors and the like: back off briefly.
+                        debug!(%err, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+                warn!(%peer, limit = self.settings.max_connections, "connection limit reached; closing a new connection");
+                drop(tcp);
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            let router = self.clone();
+            tokio::spawn(async move {
+                router.handle(tcp, peer).await;
+                drop(slot);
+            });
+        }
+    }
+
+    async fn handle(&self, mut tcp: TcpStream, peer: SocketAddr) {
+        let deadline = tokio::time::Instant::now() + self.settings.handshake_timeout;
+        let (client, mut buffer) = if self.settings.proxy_protocol {
+            match read_header(&mut tcp, self.settings.handshake_timeout).await {
+                Ok((header, leftover)) => (header.source.unwrap_or(peer), leftover),
+                Err(err) => {
+                    info!(%peer, %err, "refused a connection: bad or missing PROXY protocol header (proxy_protocol is on)");
+                    return;
+                }
+            }
+        } else {
+            (peer, Vec::new())
+        };
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let hello = match read_client_hello(&mut tcp, &mut buffer, remaining).await {
+            Ok(hello) => hello,
+            Err(PeekError::NotTls(what))
+                if !self.settings.proxy_protocol && proxy_protocol::looks_like_header(&buffer) =>
+            {
+                info!(%peer, detail = %what, "refused a PROXY protocol header: proxy_protocol is off on this proxy, so a client could claim any address; turn it on only behind a load balancer that sends it");
+                return;
+            }
+            Err(err) => {
+                info!(client = %client, %err, "closed a connection before TLS");
+                return;
+            }
+        };
+        match route(&hello) {
+            Route::Auth => self.pass_to_auth(tcp, buffer, client).await,
+            Route::Web => {
+                let stream = PrefixedStream::new(buffer, tcp);
+                let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+                let accepted = tokio::time::timeout(
+                    remaining,
+                    TlsAcceptor::from(self.web_tls.clone()).accept(stream),
+                )
+                .await;
+                match accepted {
+                    Ok(Ok(tls)) => self.web.serve_connection(tls, client).await,
+                    Ok(Err(err)) => info!(client = %client, %err, "TLS handshake failed"),
+                    Err(_) => info!(client = %client, "TLS handshake timed out"),
+                }
+            }
+            Route::NotServed(protocol) => {
+                info!(client = %client, protocol, "closed a connection: this proxy does not serve that protocol yet");
+            }
+            Route::Unknown(offered) => {
+                info!(client = %client, ?offered, sni = ?hello.server_name, "closed a connection: no protocol this proxy speaks (ALPN)");
+            }
+        }
+    }
+
+    /// Splices the connection to the first auth server that answers, replaying the
+    /// bytes read so far.
+    async fn pass_to_auth(
+        &self,
+        mut client_stream: TcpStream,
+        replay: Vec<u8>,
+        client: SocketAddr,
+    ) {
+        let mut upstream = None;
+        for addr in &self.settings.auth_addrs {
+            match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await {
+                Ok(Ok(stream)) => {
+                    upstream = Some(stream);
+                    break;
+                }
+                Ok(Err(err)) => warn!(auth = %addr, %err, "cannot reach an auth server"),
+                Err(_) => warn!(auth = %addr, "an auth server did not answer in 5 s"),
+            }
+        }
+        let Some(mut upstream) = upstream else {
+            warn!(client = %client, "no auth server reachable for an auth API connection");
+            return;
+        };
+        let _ = upstream.set_nodelay(true);
+        if let Err(err) = upstream.write_all(&replay).await {
+            debug!(%err, "auth server closed the connection");
+            return;
+        }
+        debug!(client = %client, "auth API connection passed through");
+        let _ = tokio::io::copy_bidirectional(&mut client_stream, &mut upstream).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hello(sni: Option<&str>, alpn: &[&[u8]]) -> ClientHelloInfo {
+        ClientHelloInfo {
+            server_name: sni.map(str::to_string),
+            alpn: alpn.iter().map(|proto| proto.to_vec()).collect(),
+        }
+    }
+
+    #[test]
+    fn routes_by_alpn_and_sni() {
+        assert_eq!(route(&hello(Some(AUTH_SERVER_NAME), &[b"h2"])), Route::Auth);
+        assert_eq!(route(&hello(None, &[ALPN_AUTH])), Route::Auth);
+        assert_eq!(
+            route(&hello(Some("proxy.example.com"), &[b"h2", b"http/1.1"])),
+            Route::Web
+        );
+        assert_eq!(route(&hello(None, &[])), Route::Web);
+        assert_eq!(
+            route(&hello(None, &[b"h2", ALPN_REVERSE_TUNNEL])),
+            Route::NotServed("jumpgate-reversetunnel")
+        );
+        assert_eq!(
+            route(&hello(None, &[b"imap"])),
+            Route::Unknown(vec!["imap".to_string()])
+        );
+    }
+}

@@ -1,0 +1,404 @@
+//! The web API under `/webapi/` (JSON over HTTPS, HTTP/1.1 or HTTP/2), described in
+//! `docs/webapi.yaml` (OpenAPI 3):
+//!
+//! - `GET /webapi/ping`: what a client needs before logging in: cluster name, the
+//!   second factor asked for, the proxy's public addresses, the CA pins.
+//! - `POST /webapi/login`: password (+ one-time code) → certificates for the client's
+//!   own public keys.
+//! - `POST /webapi/signup`: a signup token sets a new user's password; the answer has
+//!   the `otpauth://` URI to enrol TOTP.
+//! - `POST /webapi/host/join`: a join token and a host's public keys → host certificates.
+//!
+//! The proxy calls the auth API with its own identity and passes the client's address
+//! (from the connection, or the load balancer's PROXY header), so auth's per-address
+//! rate limits and audit events see the real client. Requests are small; bodies over
+//! 64 KiB are refused, and unknown JSON fields are errors naming the field.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, Extension, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use jumpgate_api::AuthClient;
+use jumpgate_api::proto;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::Mutex;
+use tracing::debug;
+
+const MAX_BODY: usize = 64 * 1024;
+/// How long `ping` answers from its copy of the auth status (CA pins change on rotation).
+const STATUS_TTL: Duration = Duration::from_secs(10);
+/// A client that sends no request headers within this is disconnected.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The web API; cheap to clone.
+#[derive(Clone)]
+pub struct WebApi {
+    router: Router,
+    state: Arc<WebState>,
+}
+
+impl std::fmt::Debug for WebApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebApi").finish_non_exhaustive()
+    }
+}
+
+struct WebState {
+    /// Replaced when the proxy's identity is renewed (after a CA rotation).
+    auth: std::sync::RwLock<AuthClient>,
+    public_addrs: Vec<String>,
+    status: Mutex<Option<(Instant, proto::StatusResponse)>>,
+}
+
+impl WebState {
+    fn auth(&self) -> AuthClient {
+        self.auth
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// The client's address, per connection.
+#[derive(Debug, Clone, Copy)]
+struct ClientAddr(SocketAddr);
+
+impl WebApi {
+    /// `auth` carries the proxy's identity; `public_addrs` are what clients are told.
+    pub fn new(auth: AuthClient, public_addrs: Vec<String>) -> WebApi {
+        let state = Arc::new(WebState {
+            auth: std::sync::RwLock::new(auth),
+            public_addrs,
+            status: Mutex::new(None),
+        });
+        let router = Router::new()
+            .route("/webapi/ping", get(ping))
+            .route("/webapi/login", post(login))
+            .route("/webapi/signup", post(signup))
+            .route("/webapi/host/join", post(join))
+            .fallback(not_found)
+            .layer(DefaultBodyLimit::max(MAX_BODY))
+            .with_state(state.clone());
+        WebApi { router, state }
+    }
+
+    /// Uses `auth` for the calls from now on.
+    pub fn set_auth_client(&self, auth: AuthClient) {
+        *self
+            .state
+            .auth
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = auth;
+    }
+
+    /// Serves HTTP on one TLS connection until the client goes.
+    pub async fn serve_connection<S>(&self, stream: S, client: SocketAddr)
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let service =
+            TowerToHyperService::new(self.router.clone().layer(Extension(ClientAddr(client))));
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_TIMEOUT);
+        if let Err(err) = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .await
+        {
+            debug!(%client, %err, "web API connection ended");
+        }
+    }
+}
+
+/// Errors as `{"error": {"code": ..., "message": ...}}` with a matching HTTP status.
+struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_argument",
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({
+            "error": { "code": self.code, "message": self.message }
+        });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<tonic::Status> for ApiError {
+    fn from(status: tonic::Status) -> ApiError {
+        use tonic::Code;
+        let (http, code) = match status.code() {
+            Code::InvalidArgument => (StatusCode::BAD_REQUEST, "invalid_argument"),
+            Code::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            Code::PermissionDenied => (StatusCode::FORBIDDEN, "permission_denied"),
+            Code::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            Code::AlreadyExists => (StatusCode::CONFLICT, "already_exists"),
+            Code::ResourceExhausted => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Code::Unavailable | Code::DeadlineExceeded => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            }
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        let message = match status.code() {
+            Code::Unavailable | Code::DeadlineExceeded => {
+                "the auth service is unreachable from the proxy; try again".to_string()
+            }
+            _ => status.message().to_string(),
+        };
+        ApiError {
+            status: http,
+            code,
+            message,
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> ApiError {
+        let status = rejection.status();
+        ApiError {
+            status,
+            code: if status == StatusCode::PAYLOAD_TOO_LARGE {
+                "too_large"
+            } else {
+                "invalid_argument"
+            },
+            message: format!("request body: {}", rejection.body_text()),
+        }
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+async fn not_found() -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        code: "not_found",
+        message: "no such endpoint; see docs/webapi.yaml".to_string(),
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct PingResponse {
+    cluster_name: String,
+    server_version: String,
+    proxy: ProxyInfo,
+    auth: AuthInfo,
+    /// `sha256:<hex>` of every trusted TLS CA: what joining hosts pin.
+    ca_pins: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct ProxyInfo {
+    public_addr: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct AuthInfo {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    second_factor: String,
+}
+
+async fn ping(State(state): State<Arc<WebState>>) -> ApiResult<PingResponse> {
+    let status = {
+        let mut cached = state.status.lock().await;
+        match cached.as_ref() {
+            Some((at, status)) if at.elapsed() < STATUS_TTL => status.clone(),
+            _ => {
+                let status = state
+                    .auth()
+                    .status(proto::StatusRequest {})
+                    .await?
+                    .into_inner();
+                *cached = Some((Instant::now(), status.clone()));
+                status
+            }
+        }
+    };
+    Ok(Json(PingResponse {
+        cluster_name: status.cluster_name,
+        server_version: status.server_version,
+        proxy: ProxyInfo {
+            public_addr: state.public_addrs.clone(),
+        },
+        auth: AuthInfo {
+            kind: "local",
+            second_factor: status.second_factor,
+        },
+        ca_pins: status.ca_pins,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginRequest {
+    user: String,
+    password: String,
+    #[serde(default)]
+    otp: String,
+    #[serde(default)]
+    ssh_public_key: String,
+    #[serde(default)]
+    tls_public_key_pem: String,
+    #[serde(default)]
+    ttl_seconds: i64,
+}
+
+#[derive(Debug, Serialize)]
+struct LoginResponse {
+    ssh_certificate: String,
+    tls_certificate_pem: String,
+    tls_ca_pems: Vec<String>,
+    host_ca_known_hosts: String,
+    expires_unix: i64,
+    principals: Vec<String>,
+    roles: Vec<String>,
+}
+
+async fn login(
+    State(state): State<Arc<WebState>>,
+    Extension(ClientAddr(client)): Extension<ClientAddr>,
+    body: Result<Json<LoginRequest>, JsonRejection>,
+) -> ApiResult<LoginResponse> {
+    let Json(request) = body?;
+    if request.ssh_public_key.is_empty() && request.tls_public_key_pem.is_empty() {
+        return Err(ApiError::bad_request(
+            "send ssh_public_key, tls_public_key_pem or both: the certificates are for your own keys",
+        ));
+    }
+    let issued = state
+        .auth()
+        .login(proto::LoginRequest {
+            user: request.user,
+            password: request.password,
+            otp: request.otp,
+            ssh_public_key: request.ssh_public_key,
+            tls_public_key_pem: request.tls_public_key_pem,
+            ttl_seconds: request.ttl_seconds,
+            client_addr: client.to_string(),
+        })
+        .await?
+        .into_inner();
+    Ok(Json(LoginResponse {
+        ssh_certificate: issued.ssh_certificate,
+        tls_certificate_pem: issued.tls_certificate_pem,
+        tls_ca_pems: issued.tls_ca_pems,
+        host_ca_known_hosts: issued.host_ca_known_hosts,
+        expires_unix: issued.expires_unix,
+        principals: issued.principals,
+        roles: issued.roles,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignupRequest {
+    token: String,
+    password: String,
+}
+
+#[derive(Debug, Serialize)]
+struct SignupResponse {
+    user: String,
+    /// Scan into an authenticator app; empty when the cluster asks for no second factor.
+    otpauth_uri: String,
+}
+
+async fn signup(
+    State(state): State<Arc<WebState>>,
+    Extension(ClientAddr(client)): Extension<ClientAddr>,
+    body: Result<Json<SignupRequest>, JsonRejection>,
+) -> ApiResult<SignupResponse> {
+    let Json(request) = body?;
+    let done = state
+        .auth()
+        .complete_signup(proto::CompleteSignupRequest {
+            token: request.token,
+            password: request.password,
+            client_addr: client.to_string(),
+        })
+        .await?
+        .into_inner();
+    Ok(Json(SignupResponse {
+        user: done.user,
+        otpauth_uri: done.otpauth_uri,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JoinRequest {
+    token: String,
+    /// `node` or `proxy`.
+    role: String,
+    host_name: String,
+    host_uuid: String,
+    ssh_public_key: String,
+    tls_public_key_pem: String,
+    #[serde(default)]
+    addresses: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct JoinResponse {
+    cluster_name: String,
+    ssh_host_certificate: String,
+    tls_certificate_pem: String,
+    tls_ca_pems: Vec<String>,
+    user_ca_keys: String,
+    host_ca_known_hosts: String,
+}
+
+async fn join(
+    State(state): State<Arc<WebState>>,
+    Extension(ClientAddr(client)): Extension<ClientAddr>,
+    body: Result<Json<JoinRequest>, JsonRejection>,
+) -> ApiResult<JoinResponse> {
+    let Json(request) = body?;
+    let joined = state
+        .auth()
+        .join(proto::JoinRequest {
+            token: request.token,
+            role: request.role,
+            host_name: request.host_name,
+            host_uuid: request.host_uuid,
+            ssh_public_key: request.ssh_public_key,
+            tls_public_key_pem: request.tls_public_key_pem,
+            addresses: request.addresses,
+            client_addr: client.to_string(),
+        })
+        .await?
+        .into_inner();
+    Ok(Json(JoinResponse {
+        cluster_name: joined.cluster_name,
+        ssh_host_certificate: joined.ssh_host_certificate,
+        tls_certificate_pem: joined.tls_certificate_pem,
+        tls_ca_pems: joined.tls_ca_pems,
+        user_ca_keys: joined.user_ca_keys,
+        host_ca_known_hosts: joined.host_ca_known_hosts,
+    }))
+}
