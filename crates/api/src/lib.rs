@@ -14,6 +14,7 @@
 pub mod client;
 pub mod server;
 pub mod tls;
+pub mod tunnel;
 
 /// Generated from `proto/jumpgate/auth/v1/auth.proto`.
 #[allow(

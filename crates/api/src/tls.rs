@@ -129,15 +129,40 @@ impl TlsCredentials {
         Ok(Arc::new(config))
     }
 
+    /// A server config that requires a client certificate under the trusted CAs, for the
+    /// proxy's internal protocols (reverse tunnels), offering `alpn`.
+    pub fn server_config_requiring_clients(
+        &self,
+        alpn: &[&[u8]],
+    ) -> Result<Arc<ServerConfig>, ApiError> {
+        let verifier = WebPkiClientVerifier::builder_with_provider(self.roots()?, provider())
+            .build()
+            .map_err(|err| credentials("trusted CAs", err))?;
+        let mut config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|err| credentials("TLS", err))?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(self.chain.clone(), self.key.clone_key())
+            .map_err(|err| credentials("certificate and key", err))?;
+        config.alpn_protocols = alpn.iter().map(|proto| proto.to_vec()).collect();
+        Ok(Arc::new(config))
+    }
+
     /// A client config presenting this identity and trusting only the cluster's CAs.
     pub fn client_config(&self) -> Result<Arc<ClientConfig>, ApiError> {
+        self.client_config_with_alpn(&[ALPN_H2])
+    }
+
+    /// As [`client_config`](Self::client_config), offering other ALPN protocols (the
+    /// reverse tunnel's).
+    pub fn client_config_with_alpn(&self, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>, ApiError> {
         let mut config = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|err| credentials("TLS", err))?
             .with_root_certificates(self.roots()?)
             .with_client_auth_cert(self.chain.clone(), self.key.clone_key())
             .map_err(|err| credentials("certificate and key", err))?;
-        config.alpn_protocols = vec![ALPN_H2.to_vec()];
+        config.alpn_protocols = alpn.iter().map(|proto| proto.to_vec()).collect();
         Ok(Arc::new(config))
     }
 }

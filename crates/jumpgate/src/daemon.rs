@@ -80,6 +80,16 @@ pub async fn run(config: Config, dev: bool) -> Result<()> {
             fatal_tx.clone(),
         ));
     }
+    if config.ssh_service.enabled && !config.auth_service.enabled {
+        readiness.register("agent", "joining the cluster");
+        tasks.spawn(crate::agent_service::run(
+            config.clone(),
+            host_uuid.to_string(),
+            readiness.clone(),
+            shutdown_rx.clone(),
+            fatal_tx.clone(),
+        ));
+    }
     drop(fatal_tx);
     announce_unbuilt_services(&config);
 
@@ -294,7 +304,8 @@ fn announce_unbuilt_services(config: &Config) {
         (
             "ssh_service",
             config.ssh_service.enabled,
-            "not part of this build yet",
+            "serving SSH is not part of this build yet; on a host without the auth service \
+             the agent joins, heartbeats and keeps its reverse tunnel",
         ),
     ];
     for (service, enabled, status) in configured {

@@ -4,8 +4,8 @@
 
 use crate::identity;
 use crate::jctl_cli::{
-    AuditCommand, AuthCommand, CaType, CertFormat, JctlCli, JctlCommand, OutputFormat, RotateType,
-    TokensCommand, UsersCommand,
+    AuditCommand, AuthCommand, CaType, CertFormat, JctlCli, JctlCommand, NodesCommand,
+    OutputFormat, RotateType, TokensCommand, UsersCommand,
 };
 use anyhow::{Context, Result, anyhow, bail};
 use jumpgate_api::AuthClient;
@@ -119,6 +119,7 @@ pub async fn run(cli: JctlCli) -> Result<()> {
         JctlCommand::Status(format) => status(&mut client, format.format).await,
         JctlCommand::Users(command) => users(&mut client, command).await,
         JctlCommand::Tokens(command) => tokens(&mut client, command).await,
+        JctlCommand::Nodes(NodesCommand::Ls(format)) => nodes_ls(&mut client, format.format).await,
         JctlCommand::Get { target, format } => get(&mut client, &target, format.format).await,
         JctlCommand::Create { file, force } => create(&mut client, &file, force).await,
         JctlCommand::Rm { target } => rm(&mut client, &target).await,
@@ -310,6 +311,77 @@ async fn users(client: &mut AuthClient, command: UsersCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// A string field of a JSON document, or "" when absent.
+fn text_at(document: &Value, pointer: &str) -> String {
+    document
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string()
+}
+
+async fn nodes_ls(client: &mut AuthClient, format: OutputFormat) -> Result<()> {
+    let documents = client
+        .get_resources(proto::GetResourcesRequest {
+            kind: "node".to_string(),
+            name: String::new(),
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .documents;
+    let nodes: Vec<Value> = documents
+        .iter()
+        .map(|doc| serde_json::from_str(doc))
+        .collect::<Result<_, _>>()
+        .context("a node record from the auth service is not JSON")?;
+    let value = Value::Array(nodes.clone());
+    print_data(format, &value, || {
+        let rows: Vec<Vec<String>> = nodes
+            .iter()
+            .map(|node| {
+                let labels = node
+                    .pointer("/metadata/labels")
+                    .and_then(Value::as_object)
+                    .map(|labels| {
+                        labels
+                            .iter()
+                            .map(|(key, value)| format!("{key}={}", value.as_str().unwrap_or("")))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    })
+                    .unwrap_or_default();
+                let tunnels = node
+                    .pointer("/spec/tunnels")
+                    .and_then(Value::as_array)
+                    .map(|tunnels| {
+                        tunnels
+                            .iter()
+                            .filter_map(|t| t.get("proxy").and_then(Value::as_str))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    })
+                    .unwrap_or_default();
+                vec![
+                    text_at(node, "/spec/hostname"),
+                    text_at(node, "/metadata/name"),
+                    labels,
+                    if tunnels.is_empty() {
+                        "none".to_string()
+                    } else {
+                        format!("up via {tunnels}")
+                    },
+                ]
+            })
+            .collect();
+        if rows.is_empty() {
+            return "No nodes have joined (or none sent a heartbeat in the last 15 s).\n"
+                .to_string();
+        }
+        table(&["Host", "UUID", "Labels", "Tunnel"], &rows)
+    })
 }
 
 async fn tokens(client: &mut AuthClient, command: TokensCommand) -> Result<()> {

@@ -59,6 +59,9 @@ pub enum JctlCommand {
     /// Join tokens for nodes and proxies.
     #[command(subcommand)]
     Tokens(TokensCommand),
+    /// Joined nodes (from their heartbeats).
+    #[command(subcommand)]
+    Nodes(NodesCommand),
     /// Show resources: `jctl get roles`, `jctl get role/access`, `jctl get users`.
     Get {
         /// KIND or KIND/NAME (user, role, token, node, proxy, auth_server, cert_authority).
@@ -86,6 +89,13 @@ pub enum JctlCommand {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodesCommand {
+    /// List the nodes whose heartbeat is current: name, UUID, labels, and which proxies
+    /// hold their reverse tunnels.
+    Ls(FormatArg),
 }
 
 #[derive(Debug, Subcommand)]

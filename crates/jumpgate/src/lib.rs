@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod jctl_cli;
 
+mod agent_service;
 mod audit_store;
 mod auth_service;
 mod backup;

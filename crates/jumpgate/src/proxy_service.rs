@@ -9,11 +9,13 @@
 use crate::diag::Readiness;
 use crate::identity::LocalIdentity;
 use anyhow::{Context, Result};
+use jumpgate_api::tunnel::{ALPN_REVERSE_TUNNEL, PROXY_SERVER_NAME};
 use jumpgate_api::{AuthClient, TlsCredentials, proto};
 use jumpgate_auth::ClusterAuthorities;
 use jumpgate_pki::IdentityKind;
 use jumpgate_proxy::{
-    KeypairFiles, PublicCerts, Router, RouterSettings, WEB_ALPN, WebApi, watch_keypairs,
+    KeypairFiles, PublicCerts, Router, RouterSettings, TunnelEndpoint, Tunnels, WEB_ALPN, WebApi,
+    watch_keypairs,
 };
 use jumpgate_types::Config;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -60,6 +62,19 @@ fn public_names(config: &Config, bound: SocketAddr) -> (Vec<String>, Vec<IpAddr>
         }
     }
     (dns, ips)
+}
+
+/// The TLS config reverse tunnels end in: the proxy's certificate for
+/// `PROXY_SERVER_NAME` from the cluster's CA, node certificates required.
+fn tunnel_tls(
+    identity: &LocalIdentity,
+    authorities: &ClusterAuthorities,
+) -> Result<Arc<jumpgate_api::ServerConfig>> {
+    let trusted = authorities.tls.trusted_cert_pems().concat();
+    Ok(
+        TlsCredentials::from_pem(&identity.issue(authorities)?, &identity.key_pem, &trusted)?
+            .server_config_requiring_clients(&[ALPN_REVERSE_TUNNEL])?,
+    )
 }
 
 /// The proxy's client of the local auth API, under the current CAs.
@@ -175,6 +190,17 @@ pub async fn start(params: ProxyServiceParams) -> Result<tokio::task::JoinHandle
         .server_config(&WEB_ALPN)
         .map_err(|err| anyhow::anyhow!("proxy TLS: {err}"))?;
 
+    let tunnel_identity = LocalIdentity::new(
+        IdentityKind::Proxy,
+        &host_uuid,
+        vec![PROXY_SERVER_NAME.to_string()],
+        Vec::new(),
+    )?;
+    let tunnel_config = Arc::new(std::sync::RwLock::new(tunnel_tls(
+        &tunnel_identity,
+        &current,
+    )?));
+    let tunnels = Arc::new(Tunnels::default());
     let router = Router::new(
         RouterSettings {
             proxy_protocol: settings.proxy_protocol,
@@ -183,6 +209,11 @@ pub async fn start(params: ProxyServiceParams) -> Result<tokio::task::JoinHandle
         },
         web_tls,
         web.clone(),
+        Some(TunnelEndpoint {
+            tls: tunnel_config.clone(),
+            tunnels: tunnels.clone(),
+            cluster: current.cluster.clone(),
+        }),
     );
     let addr_file = config.jumpgate.data_dir.join("proxy_addr");
     std::fs::write(&addr_file, format!("{bound}\n"))
@@ -228,6 +259,14 @@ pub async fn start(params: ProxyServiceParams) -> Result<tokio::task::JoinHandle
                             }
                             Err(err) => warn!(%err, "cannot renew the proxy's identity"),
                         }
+                        match tunnel_tls(&tunnel_identity, &current) {
+                            Ok(config) => {
+                                *tunnel_config
+                                    .write()
+                                    .unwrap_or_else(std::sync::PoisonError::into_inner) = config;
+                            }
+                            Err(err) => warn!(%err, "cannot renew the proxy's tunnel certificate"),
+                        }
                         if keep_dev_cert {
                             let renewed = dev_identity.issue(&current).and_then(|cert| {
                                 Ok(certs.replace_pem(&cert, &dev_identity.key_pem)?)
@@ -243,7 +282,7 @@ pub async fn start(params: ProxyServiceParams) -> Result<tokio::task::JoinHandle
         })
     };
 
-    info!(addr = %bound, proxy_protocol = settings.proxy_protocol, "proxy listening (TLS routing: web API, auth API passthrough)");
+    info!(addr = %bound, proxy_protocol = settings.proxy_protocol, "proxy listening (TLS routing: web API, auth API passthrough, reverse tunnels)");
     readiness.ready("proxy");
     let mut stop = shutdown.clone();
     Ok(tokio::spawn(async move {

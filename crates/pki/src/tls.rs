@@ -83,7 +83,8 @@ pub struct TlsIdentity {
 }
 
 impl TlsIdentity {
-    fn to_uri(&self) -> String {
+    /// The identity as its certificate carries it: `jumpgate://CLUSTER/KIND/NAME?roles=..`.
+    pub fn to_uri(&self) -> String {
         format!(
             "{URI_SCHEME}{}/{}/{}?roles={}",
             self.cluster,
@@ -91,6 +92,14 @@ impl TlsIdentity {
             self.name,
             self.roles.join(",")
         )
+    }
+
+    /// Reads the identity of a certificate (DER) whose chain the caller has already
+    /// verified (rustls did, in a mutual-TLS handshake); checks nothing else.
+    pub fn from_cert_der(cert_der: &[u8]) -> Result<TlsIdentity, TlsCertError> {
+        let (_, cert) = X509Certificate::from_der(cert_der)
+            .map_err(|err| TlsCertError::Malformed(err.to_string()))?;
+        identity_of(&cert)
     }
 
     fn from_uri(uri: &str) -> Option<TlsIdentity> {

@@ -7,6 +7,8 @@
 //!   ([`client_hello`], [`prefixed`]).
 //! - [`certs`]: the public certificate, from `https_keypairs` (reloaded when the files
 //!   change) or issued by the cluster's CA.
+//! - [`tunnel`]: agents' reverse tunnels (HTTP/2 over mutual TLS) and the registry of
+//!   which node is reachable through which tunnel.
 //! - [`web`]: `/webapi/` (ping, login, signup, host join), calling the auth API with the
 //!   proxy's own identity.
 #![forbid(unsafe_code)]
@@ -16,10 +18,12 @@ pub mod client_hello;
 pub mod prefixed;
 pub mod proxy_protocol;
 pub mod router;
+pub mod tunnel;
 pub mod web;
 
 pub use certs::{CertError, KeypairFiles, PublicCerts, watch_keypairs};
-pub use router::{Route, Router, RouterSettings, route};
+pub use router::{Route, Router, RouterSettings, TunnelEndpoint, route};
+pub use tunnel::{DialError, TunnelInfo, Tunnels};
 pub use web::WebApi;
 
 /// The ALPN protocols the web API is served with.

@@ -17,8 +17,10 @@
 use crate::client_hello::{ClientHelloInfo, PeekError, read_client_hello};
 use crate::prefixed::PrefixedStream;
 use crate::proxy_protocol::{self, read_header};
+use crate::tunnel::Tunnels;
 use crate::web::WebApi;
 use jumpgate_api::{AUTH_SERVER_NAME, ServerConfig};
+use jumpgate_pki::{IdentityKind, TlsIdentity};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,8 +32,7 @@ use tracing::{debug, info, warn};
 
 /// ALPN of a user's SSH connection to a node, through the proxy.
 pub const ALPN_SSH: &[u8] = b"jumpgate-ssh";
-/// ALPN of an agent's reverse tunnel.
-pub const ALPN_REVERSE_TUNNEL: &[u8] = b"jumpgate-reversetunnel";
+pub use jumpgate_api::tunnel::ALPN_REVERSE_TUNNEL;
 /// ALPN of the auth API passed through to an auth server.
 pub const ALPN_AUTH: &[u8] = b"jumpgate-auth";
 const ALPN_H2: &[u8] = b"h2";
@@ -68,7 +69,9 @@ pub enum Route {
     Auth,
     /// TLS ends here; HTTP/1.1 or HTTP/2 web API. Also clients that offer no ALPN.
     Web,
-    /// A protocol this proxy knows but does not serve yet (SSH, reverse tunnels).
+    /// An agent's reverse tunnel: TLS ends here, a node certificate is required.
+    ReverseTunnel,
+    /// A protocol this proxy knows but does not serve yet (SSH).
     NotServed(&'static str),
     /// Nothing this proxy speaks.
     Unknown(Vec<String>),
@@ -87,7 +90,7 @@ pub fn route(hello: &ClientHelloInfo) -> Route {
         return Route::Auth;
     }
     if offers(ALPN_REVERSE_TUNNEL) {
-        return Route::NotServed("jumpgate-reversetunnel");
+        return Route::ReverseTunnel;
     }
     if offers(ALPN_SSH) {
         return Route::NotServed("jumpgate-ssh");
@@ -104,11 +107,22 @@ pub fn route(hello: &ClientHelloInfo) -> Route {
     )
 }
 
+/// Where reverse tunnels end: the proxy's internal TLS config (its cluster-issued
+/// certificate for `PROXY_SERVER_NAME`, client certificates required; replaced after a
+/// CA rotation) and the registry.
+#[derive(Debug, Clone)]
+pub struct TunnelEndpoint {
+    pub tls: Arc<std::sync::RwLock<Arc<ServerConfig>>>,
+    pub tunnels: Arc<Tunnels>,
+    pub cluster: String,
+}
+
 /// The public port's listener.
 pub struct Router {
     settings: RouterSettings,
     web_tls: Arc<ServerConfig>,
     web: WebApi,
+    tunnel: Option<TunnelEndpoint>,
     slots: Arc<Semaphore>,
 }
 
@@ -122,12 +136,18 @@ impl std::fmt::Debug for Router {
 
 impl Router {
     /// `web_tls` must offer the web ALPNs (`h2`, `http/1.1`).
-    pub fn new(settings: RouterSettings, web_tls: Arc<ServerConfig>, web: WebApi) -> Arc<Router> {
+    pub fn new(
+        settings: RouterSettings,
+        web_tls: Arc<ServerConfig>,
+        web: WebApi,
+        tunnel: Option<TunnelEndpoint>,
+    ) -> Arc<Router> {
         let slots = Arc::new(Semaphore::new(settings.max_connections));
         Arc::new(Router {
             settings,
             web_tls,
             web,
+            tunnel,
             slots,
         })
     }
@@ -210,6 +230,58 @@ impl Router {
                     Err(_) => info!(client = %client, "TLS handshake timed out"),
                 }
             }
+            Route::ReverseTunnel => {
+                let Some(endpoint) = &self.tunnel else {
+                    info!(client = %client, "closed a reverse tunnel: this proxy does not take tunnels");
+                    return;
+                };
+                let tls = endpoint
+                    .tls
+                    .read()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone();
+                let stream = PrefixedStream::new(buffer, tcp);
+                let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+                let accepted =
+                    tokio::time::timeout(remaining, TlsAcceptor::from(tls).accept(stream)).await;
+                let tls_stream = match accepted {
+                    Ok(Ok(tls_stream)) => tls_stream,
+                    Ok(Err(err)) => {
+                        info!(client = %client, %err, "reverse tunnel refused at the TLS handshake");
+                        return;
+                    }
+                    Err(_) => {
+                        info!(client = %client, "reverse tunnel TLS handshake timed out");
+                        return;
+                    }
+                };
+                let identity = tls_stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|certs| certs.first())
+                    .map(|leaf| TlsIdentity::from_cert_der(leaf.as_ref()));
+                match identity {
+                    Some(Ok(id))
+                        if id.kind == IdentityKind::Node && id.cluster == endpoint.cluster =>
+                    {
+                        endpoint
+                            .tunnels
+                            .clone()
+                            .serve(tls_stream, id.name, client)
+                            .await;
+                    }
+                    Some(Ok(id)) => {
+                        info!(client = %client, identity = %id.to_uri(), "reverse tunnel refused: not a node of this cluster")
+                    }
+                    Some(Err(err)) => {
+                        info!(client = %client, %err, "reverse tunnel refused: unreadable identity")
+                    }
+                    None => {
+                        info!(client = %client, "reverse tunnel refused: no client certificate")
+                    }
+                }
+            }
             Route::NotServed(protocol) => {
                 info!(client = %client, protocol, "closed a connection: this proxy does not serve that protocol yet");
             }
@@ -274,7 +346,7 @@ mod tests {
         assert_eq!(route(&hello(None, &[])), Route::Web);
         assert_eq!(
             route(&hello(None, &[b"h2", ALPN_REVERSE_TUNNEL])),
-            Route::NotServed("jumpgate-reversetunnel")
+            Route::ReverseTunnel
         );
         assert_eq!(
             route(&hello(None, &[b"imap"])),

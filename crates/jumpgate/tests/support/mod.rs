@@ -101,10 +101,16 @@ impl Daemon {
             .arg(format!("127.0.0.1:{diag_port}"))
             // Tests run in parallel: the auth API takes any free port (jctl reads it
             // from the data directory).
-            .arg("--auth-addr")
-            .arg("127.0.0.1:0")
-            .arg("--proxy-addr")
-            .arg("127.0.0.1:0")
+            .args(if args.contains(&"--auth-addr") {
+                &[][..]
+            } else {
+                &["--auth-addr", "127.0.0.1:0"][..]
+            })
+            .args(if args.contains(&"--proxy-addr") {
+                &[][..]
+            } else {
+                &["--proxy-addr", "127.0.0.1:0"][..]
+            })
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("log file"))
             .stderr(log_file)

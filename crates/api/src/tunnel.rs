@@ -1,0 +1,129 @@
+//! Reverse tunnels between agents and proxies (DESIGN.md "Flows": tunnels).
+//!
+//! An agent dials the proxy's public port with ALPN [`ALPN_REVERSE_TUNNEL`], SNI
+//! [`PROXY_SERVER_NAME`] and its node certificate (mutual TLS under the cluster CA).
+//! On that one connection the **agent is the HTTP/2 server and the proxy the client**:
+//! the proxy opens one HTTP/2 stream per connection it forwards to the agent.
+//!
+//! Why HTTP/2 (the `h2` crate, hyper's): every stream has its own flow-control window,
+//! so a stream whose reader is slow stops only itself, never the others; the
+//! connection's PING frames are the heartbeat both ways; and `h2` is the most used and
+//! fuzzed multiplexer in the Rust ecosystem. Each stream is a `POST` to a target path
+//! ([`TARGET_PING`] echoes, for health checks and tests; `/ssh` comes with the SSH
+//! service), answered `200` and then carrying raw bytes both ways ([`H2Stream`]).
+
+use bytes::Bytes;
+use h2::{RecvStream, SendStream};
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// ALPN of an agent's reverse tunnel.
+pub const ALPN_REVERSE_TUNNEL: &[u8] = b"jumpgate-reversetunnel";
+/// The name every proxy's internal certificate carries and agents check, whatever
+/// address they dialled.
+pub const PROXY_SERVER_NAME: &str = "proxy.jumpgate.cluster.local";
+/// A stream that echoes what it receives.
+pub const TARGET_PING: &str = "/ping";
+/// Both ends send an HTTP/2 PING this often and drop the tunnel when no answer comes
+/// within [`HEARTBEAT_TIMEOUT`]: a dead tunnel is noticed within seconds.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(3);
+pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Per-stream and per-connection receive windows: big enough for full speed over a
+/// long-distance link, small enough that a stalled stream holds little memory.
+pub const STREAM_WINDOW: u32 = 1024 * 1024;
+pub const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
+
+/// One HTTP/2 stream as a byte stream (after the request and the `200` answer).
+#[derive(Debug)]
+pub struct H2Stream {
+    send: SendStream<Bytes>,
+    recv: RecvStream,
+    pending: Bytes,
+}
+
+impl H2Stream {
+    pub fn new(send: SendStream<Bytes>, recv: RecvStream) -> H2Stream {
+        H2Stream {
+            send,
+            recv,
+            pending: Bytes::new(),
+        }
+    }
+}
+
+fn h2_io(err: h2::Error) -> io::Error {
+    if err.is_io() {
+        err.into_io()
+            .unwrap_or_else(|| io::Error::other("tunnel I/O error"))
+    } else {
+        io::Error::new(io::ErrorKind::BrokenPipe, err)
+    }
+}
+
+impl AsyncRead for H2Stream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.pending.is_empty() {
+            match ready!(self.recv.poll_data(cx)) {
+                Some(Ok(data)) => {
+                    // Open the window again for what we took; the reader's pace is the
+                    // stream's pace.
+                    let _ = self.recv.flow_control().release_capacity(data.len());
+                    self.pending = data;
+                }
+                Some(Err(err)) => return Poll::Ready(Err(h2_io(err))),
+                None => return Poll::Ready(Ok(())),
+            }
+        }
+        let n = self.pending.len().min(buf.remaining());
+        let chunk = self.pending.split_to(n);
+        buf.put_slice(&chunk);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for H2Stream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        self.send.reserve_capacity(buf.len());
+        loop {
+            match ready!(self.send.poll_capacity(cx)) {
+                Some(Ok(0)) => continue,
+                Some(Ok(n)) => {
+                    let n = n.min(buf.len());
+                    let chunk = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
+                    self.send.send_data(chunk, false).map_err(h2_io)?;
+                    return Poll::Ready(Ok(n));
+                }
+                Some(Err(err)) => return Poll::Ready(Err(h2_io(err))),
+                None => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::BrokenPipe,
+                        "the tunnel stream was closed",
+                    )));
+                }
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.send.reserve_capacity(0);
+        Poll::Ready(self.send.send_data(Bytes::new(), true).map_err(h2_io))
+    }
+}

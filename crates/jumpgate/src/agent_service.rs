@@ -1,0 +1,101 @@
+//! Runs the agent (`jumpgate_node`) on a host with `ssh_service` and without the auth
+//! service: join once (token + `ca_pin`) through `proxy_server` (or `auth_server`),
+//! then heartbeats, command labels, and the reverse tunnel (through a proxy only).
+
+use crate::diag::Readiness;
+use anyhow::anyhow;
+use jumpgate_node::{AgentConfig, AgentError, CommandLabel};
+use jumpgate_types::Config;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tracing::warn;
+
+fn agent_config(config: &Config, host_uuid: &str) -> Result<AgentConfig, String> {
+    let global = &config.jumpgate;
+    let (server, tunnel) = match (&global.proxy_server, &global.auth_server) {
+        (Some(proxy), _) => (proxy.to_string(), true),
+        (None, Some(auth)) => (auth.to_string(), false),
+        (None, None) => {
+            return Err(
+                "ssh_service needs jumpgate.proxy_server (the proxy's public address) or \
+                 jumpgate.auth_server to join a cluster"
+                    .to_string(),
+            );
+        }
+    };
+    let token = global
+        .auth_token
+        .as_ref()
+        .map(|token| token.expose().to_string())
+        .or_else(|| {
+            global
+                .join_params
+                .as_ref()
+                .map(|params| params.token_name.expose().to_string())
+        });
+    let host_name = global.nodename.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|name| name.trim().to_string())
+            .unwrap_or_else(|_| host_uuid.to_string())
+    });
+    Ok(AgentConfig {
+        data_dir: global.data_dir.clone(),
+        server,
+        tunnel,
+        token,
+        ca_pins: global.ca_pin.clone(),
+        host_uuid: host_uuid.to_string(),
+        host_name,
+        labels: config.ssh_service.labels.clone(),
+        commands: config
+            .ssh_service
+            .commands
+            .iter()
+            .map(|label| CommandLabel {
+                name: label.name.clone(),
+                command: label.command.clone(),
+                period: label.period,
+            })
+            .collect(),
+    })
+}
+
+/// Joins (retrying while the cluster is unreachable), then runs until shutdown. A
+/// refused join or an unusable config is fatal: waiting will not fix it.
+pub async fn run(
+    config: Config,
+    host_uuid: String,
+    readiness: Readiness,
+    mut shutdown: watch::Receiver<bool>,
+    fatal: mpsc::Sender<anyhow::Error>,
+) {
+    let agent = match agent_config(&config, &host_uuid) {
+        Ok(agent) => agent,
+        Err(err) => {
+            let _ = fatal.send(anyhow!(err)).await;
+            return;
+        }
+    };
+    let mut backoff = jumpgate_node::tunnel::Backoff::default();
+    let identity = loop {
+        match jumpgate_node::identity(&agent).await {
+            Ok(identity) => break identity,
+            Err(AgentError::Unreachable(err)) => {
+                readiness.not_ready("agent", format!("joining: {err}"));
+                warn!(%err, "cannot reach the cluster to join; retrying");
+            }
+            Err(err) => {
+                let _ = fatal
+                    .send(anyhow!(err).context("joining the cluster"))
+                    .await;
+                return;
+            }
+        }
+        tokio::select! {
+            _ = shutdown.wait_for(|stopping| *stopping) => return,
+            () = tokio::time::sleep(backoff.next_delay().max(Duration::from_millis(200))) => {}
+        }
+    };
+    readiness.ready("agent");
+    jumpgate_node::run(agent, identity, shutdown).await;
+}

@@ -1,0 +1,273 @@
+//! An agent end to end: a cluster (auth + proxy) and a separate `jumpgate` agent
+//! process that knows only the proxy's address, a join token and the `ca_pin`. It joins
+//! through the proxy, appears in `jctl nodes ls` with its labels and its tunnel, keeps
+//! working across a proxy restart, and restarts without its token. Bad tokens and a
+//! wrong pin are refused with clear errors.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+use support::{Daemon, free_port, jumpgate, text, wait_until};
+
+fn jctl(data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_jctl"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn jctl_ok(data: &Path, args: &[&str]) -> String {
+    let out = jctl(data, args);
+    assert!(
+        out.status.success(),
+        "jctl {args:?}: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// A cluster daemon (auth + proxy, no ssh_service) whose proxy listens on `proxy_port`.
+fn start_cluster(dir: &Path, data: &Path, proxy_port: u16, log: &str) -> Daemon {
+    let config = dir.join("cluster.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: v3\njumpgate:\n  data_dir: {}\nauth_service:\n  cluster_name: edge\nproxy_service:\n  web_listen_addr: 127.0.0.1:{proxy_port}\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let proxy_addr = format!("127.0.0.1:{proxy_port}");
+    let daemon = Daemon::start(
+        &["-c", config.to_str().unwrap(), "--proxy-addr", &proxy_addr],
+        &dir.join(log),
+    );
+    let ready = wait_until(Duration::from_secs(30), || {
+        daemon.readyz().is_some_and(|(status, body)| {
+            status == 200 && body.contains("auth") && body.contains("proxy")
+        })
+    });
+    assert!(ready, "cluster not ready:\n{}", daemon.log_text());
+    daemon
+}
+
+fn agent_config(dir: &Path, name: &str, proxy: &str, token: Option<&str>, pin: &str) -> PathBuf {
+    let data = dir.join(format!("{name}-data"));
+    let token_line = token
+        .map(|token| format!("  auth_token: \"{token}\"\n"))
+        .unwrap_or_default();
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(
+        &path,
+        format!(
+            "version: v3\njumpgate:\n  data_dir: {data}\n  nodename: {name}\n  proxy_server: {proxy}\n{token_line}  ca_pin: \"{pin}\"\nssh_service:\n  labels:\n    env: staging\n  commands:\n    - name: kernel\n      command: [uname, -s]\n      period: 1s\n",
+            data = data.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// The node records `jctl nodes ls` shows, by host name.
+fn node(data: &Path, host: &str) -> Option<Value> {
+    let listed = jctl(data, &["nodes", "ls", "--format", "json"]);
+    if !listed.status.success() {
+        return None;
+    }
+    let nodes: Vec<Value> = serde_json::from_slice(&listed.stdout).ok()?;
+    nodes.into_iter().find(|n| n["spec"]["hostname"] == host)
+}
+
+fn has_tunnel(node: &Value) -> bool {
+    node["spec"]["tunnels"]
+        .as_array()
+        .is_some_and(|tunnels| !tunnels.is_empty())
+}
+
+/// Runs an agent that must fail at start; returns its stderr.
+fn failing_agent(config: &Path) -> String {
+    let mut child = jumpgate()
+        .args(["start", "-c", config.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let exited = wait_until(Duration::from_secs(30), || {
+        matches!(child.try_wait(), Ok(Some(_)))
+    });
+    if !exited {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(exited, "the agent did not stop: {}", text(&out.stderr));
+    assert!(!out.status.success());
+    text(&out.stderr)
+}
+
+#[test]
+fn an_agent_joins_through_the_proxy_and_survives_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cluster-data");
+    let proxy_port = free_port();
+    let proxy = format!("127.0.0.1:{proxy_port}");
+    let mut cluster = start_cluster(dir.path(), &data, proxy_port, "cluster.log");
+
+    let token: Value = serde_json::from_str(&jctl_ok(
+        &data,
+        &[
+            "tokens", "add", "--type", "node", "--ttl", "1h", "--format", "json",
+        ],
+    ))
+    .unwrap();
+    let pin = token["ca_pins"][0].as_str().unwrap().to_string();
+    let token = token["token"].as_str().unwrap().to_string();
+
+    // The agent knows only the proxy, the token and the pin.
+    let config = agent_config(dir.path(), "web-1", &proxy, Some(&token), &pin);
+    let mut agent = Daemon::start(
+        &["-c", config.to_str().unwrap()],
+        &dir.path().join("agent.log"),
+    );
+    let joined = wait_until(Duration::from_secs(20), || {
+        node(&data, "web-1").is_some_and(|n| {
+            has_tunnel(&n)
+                && n["metadata"]["labels"]["env"] == "staging"
+                && n["metadata"]["labels"]["kernel"] == "Linux"
+        })
+    });
+    assert!(
+        joined,
+        "the agent did not appear with labels and a tunnel: {:?}\nagent:\n{}\ncluster:\n{}",
+        node(&data, "web-1"),
+        agent.log_text(),
+        cluster.log_text()
+    );
+    let table = jctl_ok(&data, &["nodes", "ls"]);
+    assert!(
+        table.contains("web-1") && table.contains("env=staging") && table.contains("up via"),
+        "{table}"
+    );
+    // The identity is kept, private.
+    let key = dir.path().join("web-1-data/host_identity/tls.key");
+    assert!(key.exists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    // The proxy restarts: the agent reconnects by itself.
+    assert!(cluster.terminate(), "cluster did not stop cleanly");
+    let cluster = start_cluster(dir.path(), &data, proxy_port, "cluster-2.log");
+    assert!(
+        wait_until(Duration::from_secs(30), || cluster
+            .log_text()
+            .contains("reverse tunnel up")),
+        "the agent did not reconnect:\nagent:\n{}\ncluster:\n{}",
+        agent.log_text(),
+        cluster.log_text()
+    );
+
+    // The agent restarts without its token, with the identity it stored.
+    assert!(agent.terminate(), "agent did not stop cleanly");
+    let config = agent_config(dir.path(), "web-1", &proxy, None, &pin);
+    let agent = Daemon::start(
+        &["-c", config.to_str().unwrap()],
+        &dir.path().join("agent-2.log"),
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || agent
+            .log_text()
+            .contains("using the stored host identity")
+            && cluster.log_text().matches("reverse tunnel up").count() >= 2),
+        "restart without a token failed:\n{}",
+        agent.log_text()
+    );
+    let joins = jctl_ok(
+        &data,
+        &[
+            "audit",
+            "search",
+            "--type",
+            "instance.join",
+            "--format",
+            "json",
+        ],
+    );
+    let joins: Vec<Value> = serde_json::from_str(&joins).unwrap();
+    let successes = joins.iter().filter(|e| e["success"] == true).count();
+    assert_eq!(successes, 1, "joined more than once: {joins:#?}");
+
+    // A wrong token, an expired token and a wrong pin are refused, clearly.
+    let wrong = agent_config(
+        dir.path(),
+        "bad-token",
+        &proxy,
+        Some("0123456789abcdef0123456789abcdef"),
+        &pin,
+    );
+    let err = failing_agent(&wrong);
+    assert!(err.contains("refused to let this host join"), "{err}");
+    let short: Value = serde_json::from_str(&jctl_ok(
+        &data,
+        &[
+            "tokens", "add", "--type", "node", "--ttl", "1s", "--format", "json",
+        ],
+    ))
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let expired = agent_config(
+        dir.path(),
+        "late",
+        &proxy,
+        Some(short["token"].as_str().unwrap()),
+        &pin,
+    );
+    let err = failing_agent(&expired);
+    assert!(err.contains("refused to let this host join"), "{err}");
+    let wrong_pin = format!("sha256:{}", "ab".repeat(32));
+    let mitm = agent_config(dir.path(), "wrong-pin", &proxy, Some(&token), &wrong_pin);
+    let mut child = jumpgate()
+        .args(["start", "-c", mitm.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A wrong pin looks like an impostor: the agent keeps refusing and never joins.
+    std::thread::sleep(Duration::from_secs(3));
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let err = text(&out.stderr);
+    assert!(err.contains("ca_pin") || err.contains("pin"), "{err}");
+    assert!(node(&data, "wrong-pin").is_none());
+    let joins: Vec<Value> = serde_json::from_str(&jctl_ok(
+        &data,
+        &[
+            "audit",
+            "search",
+            "--type",
+            "instance.join",
+            "--format",
+            "json",
+        ],
+    ))
+    .unwrap();
+    let failures = joins.iter().filter(|e| e["success"] == false).count();
+    assert!(failures >= 2, "refused joins not audited: {joins:#?}");
+}

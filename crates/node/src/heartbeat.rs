@@ -1,0 +1,182 @@
+//! The node's presence record: written to the auth service every [`HEARTBEAT_EVERY`]
+//! with a TTL of three beats, so a host that goes away disappears from `jctl nodes ls`
+//! by itself. It carries the static labels, the labels computed by commands, and which
+//! proxies hold this host's reverse tunnels.
+
+use crate::AgentError;
+use crate::identity::HostIdentity;
+use jumpgate_api::{AuthClient, TlsCredentials, proto};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tracing::{debug, warn};
+
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+const HEARTBEAT_TTL: Duration = Duration::from_secs(15);
+/// Longest a label command may run.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A label whose value is a command's output (trimmed), re-run every `period`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandLabel {
+    pub name: String,
+    pub command: Vec<String>,
+    pub period: Duration,
+}
+
+/// What the heartbeat reports, shared with the tunnel and label tasks.
+#[derive(Debug, Default)]
+pub struct NodeState {
+    pub command_labels: BTreeMap<String, String>,
+    /// Proxy identity name → Unix seconds since the tunnel is up.
+    pub tunnels: BTreeMap<String, u64>,
+}
+
+pub type SharedState = Arc<Mutex<NodeState>>;
+
+pub(crate) fn lock(state: &SharedState) -> std::sync::MutexGuard<'_, NodeState> {
+    state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The record as JSON.
+pub fn document(
+    identity: &HostIdentity,
+    host_name: &str,
+    labels: &BTreeMap<String, String>,
+    state: &NodeState,
+) -> String {
+    let mut all_labels = labels.clone();
+    all_labels.extend(state.command_labels.clone());
+    let tunnels: Vec<serde_json::Value> = state
+        .tunnels
+        .iter()
+        .map(|(proxy, since)| serde_json::json!({ "proxy": proxy, "since_unix": since }))
+        .collect();
+    serde_json::json!({
+        "kind": "node",
+        "version": "v2",
+        "metadata": { "name": identity.host_uuid, "labels": all_labels },
+        "spec": {
+            "hostname": host_name,
+            "tunnels": tunnels,
+            "version": env!("CARGO_PKG_VERSION"),
+        },
+    })
+    .to_string()
+}
+
+/// A client of the auth API with the node's identity, through `server` (the proxy
+/// passes it through, or an auth server directly).
+pub async fn auth_client(server: &str, identity: &HostIdentity) -> Result<AuthClient, AgentError> {
+    let tls = TlsCredentials::from_pem(
+        &identity.tls_cert_pem,
+        &identity.tls_key_pem,
+        &identity.tls_ca_pem,
+    )
+    .map_err(|err| AgentError::Identity(err.to_string()))?
+    .client_config()
+    .map_err(|err| AgentError::Identity(err.to_string()))?;
+    jumpgate_api::connect(server, tls)
+        .await
+        .map_err(|err| AgentError::Unreachable(err.to_string()))
+}
+
+/// Sends heartbeats until `stop` resolves, reconnecting when the auth API goes away.
+pub async fn run(
+    server: String,
+    identity: HostIdentity,
+    host_name: String,
+    labels: BTreeMap<String, String>,
+    state: SharedState,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    let mut client: Option<AuthClient> = None;
+    let mut beat = tokio::time::interval(HEARTBEAT_EVERY);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            _ = beat.tick() => {}
+        }
+        if client.is_none() {
+            match auth_client(&server, &identity).await {
+                Ok(connected) => client = Some(connected),
+                Err(err) => {
+                    warn!(%err, "cannot reach the auth service for heartbeats; retrying");
+                    continue;
+                }
+            }
+        }
+        let document = document(&identity, &host_name, &labels, &lock(&state));
+        if let Some(connected) = client.as_mut() {
+            let sent = connected
+                .heartbeat(proto::HeartbeatRequest {
+                    document,
+                    ttl_seconds: i64::try_from(HEARTBEAT_TTL.as_secs()).unwrap_or(15),
+                })
+                .await;
+            match sent {
+                Ok(_) => debug!("heartbeat sent"),
+                Err(status) => {
+                    warn!(error = %status.message(), "heartbeat failed");
+                    if status.code() == tonic::Code::Unavailable {
+                        client = None;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Runs a label command every `label.period` until `stop` resolves.
+pub async fn run_command_label(
+    label: CommandLabel,
+    state: SharedState,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    let Some((program, args)) = label.command.split_first() else {
+        return;
+    };
+    loop {
+        let run = tokio::process::Command::new(program)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let value = match tokio::time::timeout(COMMAND_TIMEOUT, run).await {
+            Ok(Ok(out)) if out.status.success() => {
+                String::from_utf8_lossy(&out.stdout).trim().to_string()
+            }
+            Ok(Ok(out)) => {
+                warn!(label = %label.name, status = %out.status, "label command failed");
+                String::new()
+            }
+            Ok(Err(err)) => {
+                warn!(label = %label.name, %err, "cannot run label command");
+                String::new()
+            }
+            Err(_) => {
+                warn!(label = %label.name, "label command timed out");
+                String::new()
+            }
+        };
+        lock(&state)
+            .command_labels
+            .insert(label.name.clone(), value);
+        tokio::select! {
+            () = &mut stop => return,
+            () = tokio::time::sleep(label.period) => {}
+        }
+    }
+}

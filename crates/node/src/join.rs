@@ -1,0 +1,93 @@
+//! Joining a cluster: fresh keys made here, a join token, and the cluster's CA pin.
+//!
+//! The agent reaches the auth API through the proxy's public port (the proxy passes it
+//! through by SNI, untouched) or directly, and checks the auth server's certificate
+//! chains to a CA whose public key hashes to one of the configured `ca_pin`s, so the
+//! token is only ever sent to the real cluster, even through an untrusted network or a
+//! proxy with a public certificate.
+
+use crate::AgentError;
+use crate::identity::HostIdentity;
+use jumpgate_api::proto;
+use jumpgate_pki::{TlsCa, generate_ssh_key, generate_tls_key};
+
+/// What a join needs.
+#[derive(Clone)]
+pub struct JoinParams<'a> {
+    /// The proxy's public address or an auth server's, `host:port`.
+    pub server: &'a str,
+    pub token: &'a str,
+    pub ca_pins: &'a [String],
+    pub host_uuid: &'a str,
+    pub host_name: &'a str,
+}
+
+impl std::fmt::Debug for JoinParams<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinParams")
+            .field("server", &self.server)
+            .field("token", &"[redacted]")
+            .field("ca_pins", &self.ca_pins)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Joins as a node; the identity is returned, not yet saved.
+pub async fn join(params: JoinParams<'_>) -> Result<HostIdentity, AgentError> {
+    if params.ca_pins.is_empty() {
+        return Err(AgentError::Config(
+            "jumpgate.ca_pin is empty: a host joining for the first time must check that it \
+             talks to the right cluster; copy the ca_pin that `jctl tokens add` printed"
+                .to_string(),
+        ));
+    }
+    let tls = jumpgate_api::tls::pinned_client_config(params.ca_pins)
+        .map_err(|err| AgentError::Config(format!("jumpgate.ca_pin: {err}")))?;
+    let mut client = jumpgate_api::connect(params.server, tls)
+        .await
+        .map_err(|err| AgentError::Unreachable(err.to_string()))?;
+    let ssh =
+        generate_ssh_key(params.host_name).map_err(|err| AgentError::Identity(err.to_string()))?;
+    let (tls_key_pem, tls_public_pem) =
+        generate_tls_key().map_err(|err| AgentError::Identity(err.to_string()))?;
+    let joined = client
+        .join(proto::JoinRequest {
+            token: params.token.to_string(),
+            role: "node".to_string(),
+            host_name: params.host_name.to_string(),
+            host_uuid: params.host_uuid.to_string(),
+            ssh_public_key: ssh.public_openssh,
+            tls_public_key_pem: tls_public_pem,
+            addresses: Vec::new(),
+            client_addr: String::new(),
+        })
+        .await
+        .map_err(|status| match status.code() {
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
+                AgentError::Unreachable(status.message().to_string())
+            }
+            _ => AgentError::JoinRefused(status.message().to_string()),
+        })?
+        .into_inner();
+    // The TLS handshake already checked the pin; the CAs handed to us must match too.
+    let pinned = joined
+        .tls_ca_pems
+        .iter()
+        .any(|pem| TlsCa::pin_of_cert_pem(pem).is_ok_and(|pin| params.ca_pins.contains(&pin)));
+    if !pinned {
+        return Err(AgentError::JoinRefused(
+            "the cluster's answer carries no CA matching jumpgate.ca_pin".to_string(),
+        ));
+    }
+    Ok(HostIdentity {
+        cluster: joined.cluster_name,
+        host_uuid: params.host_uuid.to_string(),
+        tls_cert_pem: joined.tls_certificate_pem,
+        tls_key_pem,
+        tls_ca_pem: joined.tls_ca_pems.concat(),
+        ssh_host_key: ssh.private_openssh,
+        ssh_host_cert: joined.ssh_host_certificate,
+        user_ca_keys: joined.user_ca_keys,
+        host_ca_known_hosts: joined.host_ca_known_hosts,
+    })
+}

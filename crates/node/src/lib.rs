@@ -1,0 +1,137 @@
+//! The Jumpgate agent (`crates/node`), used by every service that is not auth:
+//!
+//! - [`join`]: the first start joins with a token and the cluster's `ca_pin`, through the
+//!   proxy's public port (or an auth server); [`identity`] keeps what it got in the data
+//!   directory, so later starts need no token.
+//! - [`tunnel`]: a reverse tunnel to the proxy, which opens streams to the agent through
+//!   it (hosts behind NAT need no inbound port).
+//! - [`heartbeat`]: the node's presence record with its labels and tunnels.
+#![forbid(unsafe_code)]
+
+pub mod heartbeat;
+pub mod identity;
+pub mod join;
+pub mod tunnel;
+
+pub use heartbeat::{CommandLabel, NodeState, SharedState};
+pub use identity::HostIdentity;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+use tracing::info;
+
+/// Why the agent cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot reach the cluster: {0}")]
+    Unreachable(String),
+    #[error("the cluster refused to let this host join: {0}")]
+    JoinRefused(String),
+    #[error("host identity: {0}")]
+    Identity(String),
+}
+
+/// What the agent needs.
+#[derive(Clone)]
+pub struct AgentConfig {
+    pub data_dir: PathBuf,
+    /// `proxy_server` (public port: joins, heartbeats and tunnels) or, when `tunnel` is
+    /// false, an auth server.
+    pub server: String,
+    pub tunnel: bool,
+    /// For the first join only.
+    pub token: Option<String>,
+    pub ca_pins: Vec<String>,
+    pub host_uuid: String,
+    pub host_name: String,
+    pub labels: BTreeMap<String, String>,
+    pub commands: Vec<CommandLabel>,
+}
+
+impl std::fmt::Debug for AgentConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentConfig")
+            .field("server", &self.server)
+            .field("tunnel", &self.tunnel)
+            .field("token", &self.token.as_ref().map(|_| "[redacted]"))
+            .field("host_uuid", &self.host_uuid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Loads the stored identity, or joins (and stores it) when there is none.
+pub async fn identity(config: &AgentConfig) -> Result<HostIdentity, AgentError> {
+    if let Some(stored) = HostIdentity::load(&config.data_dir)? {
+        if stored.host_uuid != config.host_uuid {
+            return Err(AgentError::Identity(format!(
+                "the stored identity belongs to host {} but this host is {}; remove {} to join again",
+                stored.host_uuid,
+                config.host_uuid,
+                identity::identity_dir(&config.data_dir).display()
+            )));
+        }
+        info!(cluster = %stored.cluster, "using the stored host identity");
+        return Ok(stored);
+    }
+    let Some(token) = &config.token else {
+        return Err(AgentError::Config(
+            "this host has not joined a cluster yet: set jumpgate.auth_token (or join_params) \
+             to a token from `jctl tokens add --type node`, and jumpgate.ca_pin"
+                .to_string(),
+        ));
+    };
+    let joined = join::join(join::JoinParams {
+        server: &config.server,
+        token,
+        ca_pins: &config.ca_pins,
+        host_uuid: &config.host_uuid,
+        host_name: &config.host_name,
+    })
+    .await?;
+    joined.save(&config.data_dir)?;
+    info!(cluster = %joined.cluster, "joined the cluster; identity stored");
+    Ok(joined)
+}
+
+/// Runs the agent's background work (heartbeats, label commands, the tunnel) with
+/// `identity` until `shutdown` turns true.
+pub async fn run(config: AgentConfig, identity: HostIdentity, shutdown: watch::Receiver<bool>) {
+    let state: SharedState = Arc::new(Mutex::new(NodeState::default()));
+    let stop = || {
+        let mut shutdown = shutdown.clone();
+        async move {
+            let _ = shutdown.wait_for(|stopping| *stopping).await;
+        }
+    };
+    let mut tasks = Vec::new();
+    for label in config.commands.clone() {
+        tasks.push(tokio::spawn(heartbeat::run_command_label(
+            label,
+            state.clone(),
+            stop(),
+        )));
+    }
+    if config.tunnel {
+        tasks.push(tokio::spawn(tunnel::run(
+            config.server.clone(),
+            identity.clone(),
+            state.clone(),
+            stop(),
+        )));
+    }
+    tasks.push(tokio::spawn(heartbeat::run(
+        config.server.clone(),
+        identity,
+        config.host_name.clone(),
+        config.labels.clone(),
+        state,
+        stop(),
+    )));
+    for task in tasks {
+        let _ = task.await;
+    }
+}

@@ -1,0 +1,162 @@
+//! The proxy's end of agents' reverse tunnels (protocol: `jumpgate_api::tunnel`): the
+//! registry of which node is reachable through which tunnel, and how the proxy opens
+//! a stream to a node through it.
+//!
+//! The proxy is the HTTP/2 client on the connection the agent dialled. It PINGs the
+//! agent and drops a tunnel that stops answering within seconds; a node that
+//! reconnects replaces its older tunnel.
+
+use bytes::Bytes;
+use jumpgate_api::tunnel::{
+    CONNECTION_WINDOW, H2Stream, HEARTBEAT_EVERY, HEARTBEAT_TIMEOUT, STREAM_WINDOW,
+};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tracing::{info, warn};
+
+/// Why a stream to a node could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum DialError {
+    #[error("node {0} has no tunnel to this proxy")]
+    NoTunnel(String),
+    #[error("the tunnel to node {node} failed: {reason}")]
+    Tunnel { node: String, reason: String },
+    #[error("node {node} refused the stream: {status}")]
+    Refused { node: String, status: u16 },
+}
+
+/// A live tunnel, as the registry lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelInfo {
+    pub node: String,
+    pub remote: SocketAddr,
+    pub since: SystemTime,
+}
+
+struct Entry {
+    id: u64,
+    info: TunnelInfo,
+    send: h2::client::SendRequest<Bytes>,
+}
+
+/// The tunnels held by this proxy, by node (host UUID).
+#[derive(Default)]
+pub struct Tunnels {
+    entries: Mutex<HashMap<String, Entry>>,
+    next_id: AtomicU64,
+}
+
+impl std::fmt::Debug for Tunnels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tunnels")
+            .field("nodes", &self.list().len())
+            .finish()
+    }
+}
+
+impl Tunnels {
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The live tunnels, sorted by node.
+    pub fn list(&self) -> Vec<TunnelInfo> {
+        let mut list: Vec<TunnelInfo> = self.entries().values().map(|e| e.info.clone()).collect();
+        list.sort_by(|a, b| a.node.cmp(&b.node));
+        list
+    }
+
+    /// Runs one agent's tunnel (already authenticated as `node`) until it ends.
+    pub async fn serve<S>(self: Arc<Self>, stream: S, node: String, remote: SocketAddr)
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let handshake = h2::client::Builder::new()
+            .initial_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .handshake::<_, Bytes>(stream)
+            .await;
+        let (send, mut connection) = match handshake {
+            Ok(pair) => pair,
+            Err(err) => {
+                warn!(%node, %remote, %err, "reverse tunnel handshake failed");
+                return;
+            }
+        };
+        let Some(mut ping) = connection.ping_pong() else {
+            return;
+        };
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let info = TunnelInfo {
+            node: node.clone(),
+            remote,
+            since: SystemTime::now(),
+        };
+        if self
+            .entries()
+            .insert(node.clone(), Entry { id, info, send })
+            .is_some()
+        {
+            info!(%node, "a node reconnected; its newer tunnel replaces the older one");
+        }
+        info!(%node, %remote, "reverse tunnel up");
+        let heartbeat = async move {
+            loop {
+                tokio::time::sleep(HEARTBEAT_EVERY).await;
+                match tokio::time::timeout(HEARTBEAT_TIMEOUT, ping.ping(h2::Ping::opaque())).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(err)) => return format!("heartbeat failed: {err}"),
+                    Err(_) => return "the agent stopped answering heartbeats".to_string(),
+                }
+            }
+        };
+        let reason = tokio::select! {
+            reason = heartbeat => reason,
+            ended = &mut connection => match ended {
+                Ok(()) => "the agent closed the tunnel".to_string(),
+                Err(err) => format!("HTTP/2 error: {err}"),
+            },
+        };
+        // Remove only our own entry: a newer tunnel of the same node may have replaced it.
+        let mut entries = self.entries();
+        if entries.get(&node).is_some_and(|entry| entry.id == id) {
+            entries.remove(&node);
+        }
+        drop(entries);
+        warn!(%node, %remote, %reason, "reverse tunnel down");
+    }
+
+    /// Opens a stream to `target` on `node` through its tunnel.
+    pub async fn dial(&self, node: &str, target: &str) -> Result<H2Stream, DialError> {
+        let send = self
+            .entries()
+            .get(node)
+            .map(|entry| entry.send.clone())
+            .ok_or_else(|| DialError::NoTunnel(node.to_string()))?;
+        let failed = |reason: String| DialError::Tunnel {
+            node: node.to_string(),
+            reason,
+        };
+        let mut send = send.ready().await.map_err(|err| failed(err.to_string()))?;
+        let request = http::Request::post(format!("https://{node}{target}"))
+            .body(())
+            .map_err(|err| failed(err.to_string()))?;
+        let (response, stream) = send
+            .send_request(request, false)
+            .map_err(|err| failed(err.to_string()))?;
+        let response = response.await.map_err(|err| failed(err.to_string()))?;
+        if response.status() != http::StatusCode::OK {
+            return Err(DialError::Refused {
+                node: node.to_string(),
+                status: response.status().as_u16(),
+            });
+        }
+        Ok(H2Stream::new(stream, response.into_body()))
+    }
+}
