@@ -210,8 +210,8 @@ pub async fn run(params: AuthServiceParams) -> Result<()> {
     let proxy = if config.proxy_service.enabled {
         let started = crate::proxy_service::start(crate::proxy_service::ProxyServiceParams {
             config: config.clone(),
-            auth_addr: dialable(bound),
-            authorities: subscription,
+            auth_addr: dialable(bound).to_string(),
+            credentials: crate::proxy_service::ProxyCredentials::Local(subscription),
             host_uuid: host_uuid.clone(),
             readiness: readiness.clone(),
             shutdown: shutdown.clone(),

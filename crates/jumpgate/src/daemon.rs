@@ -90,6 +90,16 @@ pub async fn run(config: Config, dev: bool) -> Result<()> {
             fatal_tx.clone(),
         ));
     }
+    if config.proxy_service.enabled && !config.auth_service.enabled {
+        readiness.register("proxy", "joining the cluster");
+        tasks.spawn(crate::proxy_service::run_standalone(
+            config.clone(),
+            host_uuid.to_string(),
+            readiness.clone(),
+            shutdown_rx.clone(),
+            fatal_tx.clone(),
+        ));
+    }
     drop(fatal_tx);
     announce_unbuilt_services(&config);
 
@@ -294,20 +304,12 @@ fn cluster_name(config: &Config) -> String {
 /// The services arrive issue by issue; say plainly which configured parts this build
 /// does not run yet instead of pretending they started.
 fn announce_unbuilt_services(config: &Config) {
-    let configured = [
-        (
-            "proxy_service",
-            config.proxy_service.enabled && !config.auth_service.enabled,
-            "a proxy on a host without the auth service (joining with a token) is not part of \
-             this build yet; run it where auth_service is enabled",
-        ),
-        (
-            "ssh_service",
-            config.ssh_service.enabled,
-            "serving SSH is not part of this build yet; on a host without the auth service \
+    let configured = [(
+        "ssh_service",
+        config.ssh_service.enabled,
+        "serving SSH is not part of this build yet; on a host without the auth service \
              the agent joins, heartbeats and keeps its reverse tunnel",
-        ),
-    ];
+    )];
     for (service, enabled, status) in configured {
         if enabled {
             warn!(service, "{status}");

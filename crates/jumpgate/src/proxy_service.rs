@@ -1,17 +1,24 @@
-//! Runs the proxy next to the auth service in one process (`--dev`, or a config that
-//! enables both): its identity comes straight from the cluster's CA, it reaches the
-//! local auth API for the web API's calls and for the auth passthrough, and it
-//! heartbeats its `proxy` presence record.
+//! Runs the proxy.
 //!
-//! A proxy on a host without the auth service joins with a token first; that comes
-//! with the agent's join code (issue 4's next step) and is refused at start until then.
+//! - Next to the auth service in one process (`--dev`, or a config that enables both):
+//!   its certificates come straight from the cluster's CA, and are re-issued after a CA
+//!   rotation.
+//! - On its own (`proxy_service` without `auth_service`, as in multi-region
+//!   deployments): it joins once with a `proxy` token through `jumpgate.auth_server` and
+//!   the `ca_pin`, keeps that identity in the data directory, and uses it for the auth
+//!   API, for agents' tunnels, and as its public certificate when no `https_keypairs`
+//!   are configured.
+//!
+//! Either way it serves the public port, passes the auth API through to the auth
+//! server, and heartbeats its `proxy` presence record.
 
 use crate::diag::Readiness;
 use crate::identity::LocalIdentity;
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow};
 use jumpgate_api::tunnel::{ALPN_REVERSE_TUNNEL, PROXY_SERVER_NAME};
-use jumpgate_api::{AuthClient, TlsCredentials, proto};
+use jumpgate_api::{AuthClient, ClientConfig, ServerConfig, TlsCredentials, proto};
 use jumpgate_auth::ClusterAuthorities;
+use jumpgate_node::HostIdentity;
 use jumpgate_pki::IdentityKind;
 use jumpgate_proxy::{
     KeypairFiles, PublicCerts, Router, RouterSettings, TunnelEndpoint, Tunnels, WEB_ALPN, WebApi,
@@ -31,16 +38,111 @@ const HEARTBEAT_TTL: Duration = Duration::from_secs(45);
 /// How often `https_keypairs` files are checked for a renewal.
 const KEYPAIR_CHECK_EVERY: Duration = Duration::from_secs(2);
 
+/// Where the proxy's certificates come from.
+#[derive(Debug)]
+pub enum ProxyCredentials {
+    /// Next to the auth service: issued from its CAs, followed through rotations.
+    Local(watch::Receiver<Arc<ClusterAuthorities>>),
+    /// A proxy that joined with a token.
+    Joined(HostIdentity),
+}
+
 /// What the proxy needs from the daemon.
 #[derive(Debug)]
 pub struct ProxyServiceParams {
     pub config: Config,
-    /// The local auth API (dialable).
-    pub auth_addr: SocketAddr,
-    pub authorities: watch::Receiver<Arc<ClusterAuthorities>>,
+    /// The auth API (`host:port`): for the web API's calls and the passthrough.
+    pub auth_addr: String,
+    pub credentials: ProxyCredentials,
     pub host_uuid: String,
     pub readiness: Readiness,
     pub shutdown: watch::Receiver<bool>,
+}
+
+/// The TLS material the proxy runs with.
+struct Material {
+    cluster: String,
+    /// Client config for the auth API.
+    auth_tls: Arc<ClientConfig>,
+    /// Server config reverse tunnels end in (node certificates required).
+    tunnel_tls: Arc<ServerConfig>,
+    /// The public certificate when no `https_keypairs` are configured.
+    fallback_cert_pem: String,
+    fallback_key_pem: String,
+}
+
+/// The three identities of a proxy next to the auth service (one key each, kept
+/// across rotations).
+struct LocalIdentities {
+    api: LocalIdentity,
+    tunnel: LocalIdentity,
+    public: LocalIdentity,
+}
+
+impl LocalIdentities {
+    fn new(host_uuid: &str, dns: Vec<String>, ips: Vec<IpAddr>) -> Result<LocalIdentities> {
+        Ok(LocalIdentities {
+            api: LocalIdentity::new(IdentityKind::Proxy, host_uuid, Vec::new(), Vec::new())?,
+            tunnel: LocalIdentity::new(
+                IdentityKind::Proxy,
+                host_uuid,
+                vec![PROXY_SERVER_NAME.to_string()],
+                Vec::new(),
+            )?,
+            public: LocalIdentity::new(IdentityKind::Proxy, host_uuid, dns, ips)?,
+        })
+    }
+
+    fn material(&self, authorities: &ClusterAuthorities) -> Result<Material> {
+        let trusted = authorities.tls.trusted_cert_pems().concat();
+        Ok(Material {
+            cluster: authorities.cluster.clone(),
+            auth_tls: TlsCredentials::from_pem(
+                &self.api.issue(authorities)?,
+                &self.api.key_pem,
+                &trusted,
+            )?
+            .client_config()?,
+            tunnel_tls: TlsCredentials::from_pem(
+                &self.tunnel.issue(authorities)?,
+                &self.tunnel.key_pem,
+                &trusted,
+            )?
+            .server_config_requiring_clients(&[ALPN_REVERSE_TUNNEL])?,
+            fallback_cert_pem: self.public.issue(authorities)?,
+            fallback_key_pem: self.public.key_pem.clone(),
+        })
+    }
+}
+
+/// The material of a proxy that joined: one identity for everything (its certificate
+/// names the addresses it joined with, `proxy.jumpgate.cluster.local` among them).
+fn joined_material(identity: &HostIdentity) -> Result<Material> {
+    let credentials = TlsCredentials::from_pem(
+        &identity.tls_cert_pem,
+        &identity.tls_key_pem,
+        &identity.tls_ca_pem,
+    )
+    .context("the stored proxy identity")?;
+    Ok(Material {
+        cluster: identity.cluster.clone(),
+        auth_tls: credentials.client_config()?,
+        tunnel_tls: credentials.server_config_requiring_clients(&[ALPN_REVERSE_TUNNEL])?,
+        fallback_cert_pem: identity.tls_cert_pem.clone(),
+        fallback_key_pem: identity.tls_key_pem.clone(),
+    })
+}
+
+/// The addresses a joining proxy asks to have in its certificate.
+pub fn join_addresses(config: &Config) -> Vec<String> {
+    let mut addresses = vec![PROXY_SERVER_NAME.to_string(), "localhost".to_string()];
+    for addr in &config.proxy_service.public_addr {
+        if !addresses.contains(&addr.host) {
+            addresses.push(addr.host.clone());
+        }
+    }
+    addresses.push("127.0.0.1".to_string());
+    addresses
 }
 
 /// The host names and addresses clients reach the proxy at, for its dev certificate.
@@ -64,29 +166,8 @@ fn public_names(config: &Config, bound: SocketAddr) -> (Vec<String>, Vec<IpAddr>
     (dns, ips)
 }
 
-/// The TLS config reverse tunnels end in: the proxy's certificate for
-/// `PROXY_SERVER_NAME` from the cluster's CA, node certificates required.
-fn tunnel_tls(
-    identity: &LocalIdentity,
-    authorities: &ClusterAuthorities,
-) -> Result<Arc<jumpgate_api::ServerConfig>> {
-    let trusted = authorities.tls.trusted_cert_pems().concat();
-    Ok(
-        TlsCredentials::from_pem(&identity.issue(authorities)?, &identity.key_pem, &trusted)?
-            .server_config_requiring_clients(&[ALPN_REVERSE_TUNNEL])?,
-    )
-}
-
-/// The proxy's client of the local auth API, under the current CAs.
-async fn auth_client(
-    identity: &LocalIdentity,
-    authorities: &ClusterAuthorities,
-    auth_addr: SocketAddr,
-) -> Result<AuthClient> {
-    let trusted = authorities.tls.trusted_cert_pems().concat();
-    let tls = TlsCredentials::from_pem(&identity.issue(authorities)?, &identity.key_pem, &trusted)?
-        .client_config()?;
-    Ok(jumpgate_api::connect(&auth_addr.to_string(), tls).await?)
+async fn auth_client(auth_addr: &str, tls: Arc<ClientConfig>) -> Result<AuthClient> {
+    Ok(jumpgate_api::connect(auth_addr, tls).await?)
 }
 
 fn presence_document(config: &Config, host_uuid: &str, bound: SocketAddr) -> String {
@@ -124,7 +205,7 @@ pub async fn start(params: ProxyServiceParams) -> Result<tokio::task::JoinHandle
     let ProxyServiceParams {
         config,
         auth_addr,
-        mut authorities,
+        credentials,
         host_uuid,
         readiness,
         shutdown,
@@ -136,12 +217,22 @@ pub async fn start(params: ProxyServiceParams) -> Result<tokio::task::JoinHandle
         .await
         .with_context(|| format!("proxy_service.web_listen_addr: cannot listen on {listen}"))?;
     let bound = listener.local_addr().context("proxy listener address")?;
-    let current = authorities.borrow_and_update().clone();
 
-    let identity = LocalIdentity::new(IdentityKind::Proxy, &host_uuid, Vec::new(), Vec::new())?;
-    let auth = auth_client(&identity, &current, auth_addr)
+    let (material, mut renewal) = match credentials {
+        ProxyCredentials::Local(mut authorities) => {
+            let (dns, ips) = public_names(&config, bound);
+            let identities = LocalIdentities::new(&host_uuid, dns, ips)?;
+            let current = authorities.borrow_and_update().clone();
+            (
+                identities.material(&current)?,
+                Some((identities, authorities)),
+            )
+        }
+        ProxyCredentials::Joined(identity) => (joined_material(&identity)?, None),
+    };
+    let auth = auth_client(&auth_addr, material.auth_tls.clone())
         .await
-        .context("the proxy cannot reach the local auth API")?;
+        .context("the proxy cannot reach the auth API")?;
     let public_addrs: Vec<String> = if settings.public_addr.is_empty() {
         vec![bound.to_string()]
     } else {
@@ -153,10 +244,8 @@ pub async fn start(params: ProxyServiceParams) -> Result<tokio::task::JoinHandle
     };
     let web = WebApi::new(auth.clone(), public_addrs);
 
-    // The public certificate: configured files (watched for renewal), else one from the
-    // cluster's CA for the names clients use locally.
-    let (dns, ips) = public_names(&config, bound);
-    let dev_identity = LocalIdentity::new(IdentityKind::Proxy, &host_uuid, dns, ips)?;
+    // The public certificate: configured files (watched for renewal), else the
+    // cluster-issued fallback.
     let keypairs: Vec<KeypairFiles> = settings
         .https_keypairs
         .iter()
@@ -171,7 +260,7 @@ pub async fn start(params: ProxyServiceParams) -> Result<tokio::task::JoinHandle
              cluster's own CA, which browsers do not trust; configure a public certificate for \
              production"
         );
-        PublicCerts::from_pem(&dev_identity.issue(&current)?, &dev_identity.key_pem)?
+        PublicCerts::from_pem(&material.fallback_cert_pem, &material.fallback_key_pem)?
     } else {
         let certs = PublicCerts::load(&keypairs).context("proxy_service.https_keypairs")?;
         let watched = certs.clone();
@@ -188,45 +277,36 @@ pub async fn start(params: ProxyServiceParams) -> Result<tokio::task::JoinHandle
     };
     let web_tls = certs
         .server_config(&WEB_ALPN)
-        .map_err(|err| anyhow::anyhow!("proxy TLS: {err}"))?;
+        .map_err(|err| anyhow!("proxy TLS: {err}"))?;
 
-    let tunnel_identity = LocalIdentity::new(
-        IdentityKind::Proxy,
-        &host_uuid,
-        vec![PROXY_SERVER_NAME.to_string()],
-        Vec::new(),
-    )?;
-    let tunnel_config = Arc::new(std::sync::RwLock::new(tunnel_tls(
-        &tunnel_identity,
-        &current,
-    )?));
+    let tunnel_config = Arc::new(std::sync::RwLock::new(material.tunnel_tls.clone()));
     let tunnels = Arc::new(Tunnels::default());
     let router = Router::new(
         RouterSettings {
             proxy_protocol: settings.proxy_protocol,
-            auth_addrs: vec![auth_addr.to_string()],
+            auth_addrs: vec![auth_addr.clone()],
             ..RouterSettings::default()
         },
         web_tls,
         web.clone(),
         Some(TunnelEndpoint {
             tls: tunnel_config.clone(),
-            tunnels: tunnels.clone(),
-            cluster: current.cluster.clone(),
+            tunnels,
+            cluster: material.cluster.clone(),
         }),
     );
     let addr_file = config.jumpgate.data_dir.join("proxy_addr");
     std::fs::write(&addr_file, format!("{bound}\n"))
         .with_context(|| format!("cannot write {}", addr_file.display()))?;
 
-    // Heartbeats, and a new identity (and dev certificate) after CA rotations.
+    // Heartbeats, and (next to the auth service) new certificates after CA rotations.
     let follower = {
         let mut auth = auth;
         let mut shutdown = shutdown.clone();
         let document = presence_document(&config, &host_uuid, bound);
-        let keep_dev_cert = keypairs.is_empty();
-        let certs = certs.clone();
+        let keep_fallback_cert = keypairs.is_empty();
         let web = web.clone();
+        let auth_addr = auth_addr.clone();
         tokio::spawn(async move {
             let mut beat = tokio::time::interval(HEARTBEAT_EVERY);
             let stopping = async move {
@@ -234,6 +314,12 @@ pub async fn start(params: ProxyServiceParams) -> Result<tokio::task::JoinHandle
             };
             tokio::pin!(stopping);
             loop {
+                let rotated = async {
+                    match renewal.as_mut() {
+                        Some((_, authorities)) => authorities.changed().await.is_ok(),
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     () = &mut stopping => return,
                     _ = beat.tick() => {
@@ -247,33 +333,38 @@ pub async fn start(params: ProxyServiceParams) -> Result<tokio::task::JoinHandle
                             warn!(error = %status.message(), "proxy heartbeat failed");
                         }
                     }
-                    changed = authorities.changed() => {
-                        if changed.is_err() {
+                    open = rotated => {
+                        if !open {
                             return;
                         }
+                        let Some((identities, authorities)) = renewal.as_mut() else {
+                            continue;
+                        };
                         let current = authorities.borrow_and_update().clone();
-                        match auth_client(&identity, &current, auth_addr).await {
+                        let renewed = match identities.material(&current) {
+                            Ok(renewed) => renewed,
+                            Err(err) => {
+                                warn!(%err, "cannot renew the proxy's certificates");
+                                continue;
+                            }
+                        };
+                        match auth_client(&auth_addr, renewed.auth_tls.clone()).await {
                             Ok(client) => {
                                 auth = client.clone();
                                 web.set_auth_client(client);
                             }
-                            Err(err) => warn!(%err, "cannot renew the proxy's identity"),
+                            Err(err) => warn!(%err, "cannot renew the proxy's auth client"),
                         }
-                        match tunnel_tls(&tunnel_identity, &current) {
-                            Ok(config) => {
-                                *tunnel_config
-                                    .write()
-                                    .unwrap_or_else(std::sync::PoisonError::into_inner) = config;
-                            }
-                            Err(err) => warn!(%err, "cannot renew the proxy's tunnel certificate"),
-                        }
-                        if keep_dev_cert {
-                            let renewed = dev_identity.issue(&current).and_then(|cert| {
-                                Ok(certs.replace_pem(&cert, &dev_identity.key_pem)?)
-                            });
-                            if let Err(err) = renewed {
-                                warn!(%err, "cannot renew the proxy's certificate");
-                            }
+                        *tunnel_config
+                            .write()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner) = renewed.tunnel_tls;
+                        let replaced = if keep_fallback_cert {
+                            certs.replace_pem(&renewed.fallback_cert_pem, &renewed.fallback_key_pem)
+                        } else {
+                            Ok(())
+                        };
+                        if let Err(err) = replaced {
+                            warn!(%err, "cannot renew the proxy's certificate");
                         }
                         info!("the proxy follows the rotated certificate authorities");
                     }
@@ -282,7 +373,7 @@ pub async fn start(params: ProxyServiceParams) -> Result<tokio::task::JoinHandle
         })
     };
 
-    info!(addr = %bound, proxy_protocol = settings.proxy_protocol, "proxy listening (TLS routing: web API, auth API passthrough, reverse tunnels)");
+    info!(addr = %bound, proxy_protocol = settings.proxy_protocol, auth = %auth_addr, "proxy listening (TLS routing: web API, auth API passthrough, reverse tunnels)");
     readiness.ready("proxy");
     let mut stop = shutdown.clone();
     Ok(tokio::spawn(async move {
@@ -293,4 +384,100 @@ pub async fn start(params: ProxyServiceParams) -> Result<tokio::task::JoinHandle
             .await;
         let _ = follower.await;
     }))
+}
+
+/// A proxy on a host without the auth service: joins once through
+/// `jumpgate.auth_server` (retrying while it is unreachable), then serves until
+/// shutdown. A refused join or missing settings are fatal.
+pub async fn run_standalone(
+    config: Config,
+    host_uuid: String,
+    readiness: Readiness,
+    mut shutdown: watch::Receiver<bool>,
+    fatal: tokio::sync::mpsc::Sender<anyhow::Error>,
+) {
+    let Some(auth_server) = config
+        .jumpgate
+        .auth_server
+        .as_ref()
+        .map(ToString::to_string)
+    else {
+        let _ = fatal
+            .send(anyhow!(
+                "jumpgate.auth_server: a proxy on a host without the auth service must know \
+                 where the auth API is (e.g. auth.example.com:3025)"
+            ))
+            .await;
+        return;
+    };
+    let token = config
+        .jumpgate
+        .auth_token
+        .as_ref()
+        .map(|token| token.expose().to_string())
+        .or_else(|| {
+            config
+                .jumpgate
+                .join_params
+                .as_ref()
+                .map(|params| params.token_name.expose().to_string())
+        });
+    let host_name = config
+        .jumpgate
+        .nodename
+        .clone()
+        .unwrap_or_else(|| host_uuid.clone());
+    let addresses = join_addresses(&config);
+    let mut backoff = jumpgate_node::tunnel::Backoff::default();
+    let identity = loop {
+        // Apart from an agent's identity on the same host.
+        let joined = jumpgate_node::load_or_join(
+            &config.jumpgate.data_dir.join("proxy"),
+            token.as_deref(),
+            jumpgate_node::join::JoinParams {
+                server: &auth_server,
+                token: "",
+                ca_pins: &config.jumpgate.ca_pin,
+                host_uuid: &host_uuid,
+                host_name: &host_name,
+                role: "proxy",
+                addresses: &addresses,
+            },
+        )
+        .await;
+        match joined {
+            Ok(identity) => break identity,
+            Err(jumpgate_node::AgentError::Unreachable(err)) => {
+                readiness.not_ready("proxy", format!("joining: {err}"));
+                warn!(%err, "cannot reach the auth service to join; retrying");
+            }
+            Err(err) => {
+                let _ = fatal
+                    .send(anyhow!(err).context("the proxy cannot join"))
+                    .await;
+                return;
+            }
+        }
+        tokio::select! {
+            _ = shutdown.wait_for(|stopping| *stopping) => return,
+            () = tokio::time::sleep(backoff.next_delay().max(Duration::from_millis(200))) => {}
+        }
+    };
+    let started = start(ProxyServiceParams {
+        config: config.clone(),
+        auth_addr: auth_server,
+        credentials: ProxyCredentials::Joined(identity),
+        host_uuid,
+        readiness,
+        shutdown,
+    })
+    .await;
+    match started {
+        Ok(task) => {
+            let _ = task.await;
+        }
+        Err(err) => {
+            let _ = fatal.send(err.context("proxy service")).await;
+        }
+    }
 }

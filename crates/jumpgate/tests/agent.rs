@@ -271,3 +271,109 @@ fn an_agent_joins_through_the_proxy_and_survives_restarts() {
     let failures = joins.iter().filter(|e| e["success"] == false).count();
     assert!(failures >= 2, "refused joins not audited: {joins:#?}");
 }
+
+/// A proxy on a host of its own (as in multi-region deployments) joins with a proxy
+/// token through the auth API, serves the web API with its joined identity, and carries
+/// an agent's join and tunnel.
+#[test]
+fn a_proxy_of_its_own_joins_and_carries_agents() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cluster-data");
+    let _cluster = start_cluster(dir.path(), &data, free_port(), "cluster.log");
+    let auth_addr = std::fs::read_to_string(data.join("admin/auth_addr"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let proxy_token: Value = serde_json::from_str(&jctl_ok(
+        &data,
+        &["tokens", "add", "--type", "proxy", "--format", "json"],
+    ))
+    .unwrap();
+    let pin = proxy_token["ca_pins"][0].as_str().unwrap().to_string();
+    let edge_port = free_port();
+    let edge_addr = format!("127.0.0.1:{edge_port}");
+    let edge_config = |token: Option<&str>| {
+        let path = dir.path().join("edge.yaml");
+        let token_line = token
+            .map(|token| format!("  auth_token: \"{token}\"\n"))
+            .unwrap_or_default();
+        std::fs::write(
+            &path,
+            format!(
+                "version: v3\njumpgate:\n  data_dir: {}\n  nodename: proxy-eu\n  auth_server: {auth_addr}\n{token_line}  ca_pin: \"{pin}\"\nproxy_service:\n  web_listen_addr: {edge_addr}\n",
+                dir.path().join("edge-data").display()
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let config = edge_config(proxy_token["token"].as_str());
+    let mut edge = Daemon::start(
+        &["-c", config.to_str().unwrap(), "--proxy-addr", &edge_addr],
+        &dir.path().join("edge.log"),
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || edge.readyz().is_some_and(
+            |(status, body)| status == 200 && body.contains("proxy")
+        )),
+        "the edge proxy did not come up:\n{}",
+        edge.log_text()
+    );
+    // Both proxies are present; the web API answers with the joined identity.
+    assert!(wait_until(Duration::from_secs(20), || {
+        jctl_ok(&data, &["get", "proxies", "--format", "json"]).contains(&edge_addr)
+    }));
+    let ping = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--cacert"])
+        .arg(data.join("admin/ca.pem"))
+        .arg(format!("https://{edge_addr}/webapi/ping"))
+        .output()
+        .unwrap();
+    assert!(
+        text(&ping.stdout).contains("\"cluster_name\":\"edge\""),
+        "{}{}",
+        text(&ping.stdout),
+        text(&ping.stderr)
+    );
+
+    // An agent that knows only the edge proxy joins and tunnels through it.
+    let node_token: Value = serde_json::from_str(&jctl_ok(
+        &data,
+        &["tokens", "add", "--type", "node", "--format", "json"],
+    ))
+    .unwrap();
+    let agent_config = agent_config(
+        dir.path(),
+        "db-1",
+        &edge_addr,
+        node_token["token"].as_str(),
+        &pin,
+    );
+    let agent = Daemon::start(
+        &["-c", agent_config.to_str().unwrap()],
+        &dir.path().join("agent.log"),
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || node(&data, "db-1")
+            .is_some_and(|n| has_tunnel(&n))),
+        "agent not seen through the edge proxy:\nagent:\n{}\nedge:\n{}",
+        agent.log_text(),
+        edge.log_text()
+    );
+
+    // The edge proxy restarts without its token, from its stored identity.
+    assert!(edge.terminate());
+    let config = edge_config(None);
+    let edge = Daemon::start(
+        &["-c", config.to_str().unwrap(), "--proxy-addr", &edge_addr],
+        &dir.path().join("edge-2.log"),
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || edge
+            .log_text()
+            .contains("reverse tunnel up")),
+        "the agent did not come back through the restarted edge proxy:\n{}",
+        edge.log_text()
+    );
+    assert!(edge.log_text().contains("using the stored host identity"));
+}

@@ -20,6 +20,10 @@ pub struct JoinParams<'a> {
     pub ca_pins: &'a [String],
     pub host_uuid: &'a str,
     pub host_name: &'a str,
+    /// `node` or `proxy`.
+    pub role: &'a str,
+    /// DNS names and IP addresses the host serves under (put in its certificates).
+    pub addresses: &'a [String],
 }
 
 impl std::fmt::Debug for JoinParams<'_> {
@@ -32,7 +36,7 @@ impl std::fmt::Debug for JoinParams<'_> {
     }
 }
 
-/// Joins as a node; the identity is returned, not yet saved.
+/// Joins with `params.role`; the identity is returned, not yet saved.
 pub async fn join(params: JoinParams<'_>) -> Result<HostIdentity, AgentError> {
     if params.ca_pins.is_empty() {
         return Err(AgentError::Config(
@@ -53,12 +57,12 @@ pub async fn join(params: JoinParams<'_>) -> Result<HostIdentity, AgentError> {
     let joined = client
         .join(proto::JoinRequest {
             token: params.token.to_string(),
-            role: "node".to_string(),
+            role: params.role.to_string(),
             host_name: params.host_name.to_string(),
             host_uuid: params.host_uuid.to_string(),
             ssh_public_key: ssh.public_openssh,
             tls_public_key_pem: tls_public_pem,
-            addresses: Vec::new(),
+            addresses: params.addresses.to_vec(),
             client_addr: String::new(),
         })
         .await

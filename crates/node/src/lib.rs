@@ -65,35 +65,52 @@ impl std::fmt::Debug for AgentConfig {
 
 /// Loads the stored identity, or joins (and stores it) when there is none.
 pub async fn identity(config: &AgentConfig) -> Result<HostIdentity, AgentError> {
-    if let Some(stored) = HostIdentity::load(&config.data_dir)? {
-        if stored.host_uuid != config.host_uuid {
+    load_or_join(
+        &config.data_dir,
+        config.token.as_deref(),
+        join::JoinParams {
+            server: &config.server,
+            token: "",
+            ca_pins: &config.ca_pins,
+            host_uuid: &config.host_uuid,
+            host_name: &config.host_name,
+            role: "node",
+            addresses: &[],
+        },
+    )
+    .await
+}
+
+/// The identity stored in `data_dir`, or a new one from joining with `token` (stored
+/// before it is returned). `params.token` is ignored; `token` is used only when there is
+/// nothing stored, and its absence then is an error saying what to configure.
+pub async fn load_or_join(
+    data_dir: &std::path::Path,
+    token: Option<&str>,
+    params: join::JoinParams<'_>,
+) -> Result<HostIdentity, AgentError> {
+    if let Some(stored) = HostIdentity::load(data_dir)? {
+        if stored.host_uuid != params.host_uuid {
             return Err(AgentError::Identity(format!(
                 "the stored identity belongs to host {} but this host is {}; remove {} to join again",
                 stored.host_uuid,
-                config.host_uuid,
-                identity::identity_dir(&config.data_dir).display()
+                params.host_uuid,
+                identity::identity_dir(data_dir).display()
             )));
         }
         info!(cluster = %stored.cluster, "using the stored host identity");
         return Ok(stored);
     }
-    let Some(token) = &config.token else {
-        return Err(AgentError::Config(
+    let Some(token) = token else {
+        return Err(AgentError::Config(format!(
             "this host has not joined a cluster yet: set jumpgate.auth_token (or join_params) \
-             to a token from `jctl tokens add --type node`, and jumpgate.ca_pin"
-                .to_string(),
-        ));
+             to a token from `jctl tokens add --type {}`, and jumpgate.ca_pin",
+            params.role
+        )));
     };
-    let joined = join::join(join::JoinParams {
-        server: &config.server,
-        token,
-        ca_pins: &config.ca_pins,
-        host_uuid: &config.host_uuid,
-        host_name: &config.host_name,
-    })
-    .await?;
-    joined.save(&config.data_dir)?;
-    info!(cluster = %joined.cluster, "joined the cluster; identity stored");
+    let joined = join::join(join::JoinParams { token, ..params }).await?;
+    joined.save(data_dir)?;
+    info!(cluster = %joined.cluster, role = params.role, "joined the cluster; identity stored");
     Ok(joined)
 }
 
