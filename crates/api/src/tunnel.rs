@@ -36,6 +36,19 @@ pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const STREAM_WINDOW: u32 = 1024 * 1024;
 pub const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
 
+/// Pings the peer every [`HEARTBEAT_EVERY`] until an answer does not come within
+/// [`HEARTBEAT_TIMEOUT`] (or the connection fails); returns why. Both ends run it.
+pub async fn heartbeat(mut ping: h2::PingPong, peer: &str) -> String {
+    loop {
+        tokio::time::sleep(HEARTBEAT_EVERY).await;
+        match tokio::time::timeout(HEARTBEAT_TIMEOUT, ping.ping(h2::Ping::opaque())).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => return format!("heartbeat failed: {err}"),
+            Err(_) => return format!("the {peer} stopped answering heartbeats"),
+        }
+    }
+}
+
 /// One HTTP/2 stream as a byte stream (after the request and the `200` answer).
 #[derive(Debug)]
 pub struct H2Stream {

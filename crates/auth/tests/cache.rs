@@ -189,13 +189,17 @@ async fn expired_items_disappear_before_their_delete_event() {
     let backend = sqlite(&dir, Some(Duration::from_secs(3600))).await;
     let cache = StateCache::start(Arc::clone(&backend), keys(&["/nodes/"]));
     cache.wait_ready(WITHIN).await.unwrap();
-    let expires = SystemTime::now() + Duration::from_millis(700);
+    // Long enough for a loaded CI machine to see the item before it expires.
+    let expires = SystemTime::now() + Duration::from_millis(2500);
     backend
         .put(NewItem::new(key("/nodes/n1"), "heartbeat").expiring(expires))
         .await
         .unwrap();
     put(&backend, "/nodes/n2", "forever").await;
-    eventually("both nodes", WITHIN, || cache.list("/nodes/").len() == 2).await;
+    eventually("both nodes", Duration::from_secs(2), || {
+        cache.list("/nodes/").len() == 2
+    })
+    .await;
     assert!(cache.get("/nodes/n1").is_some());
 
     while SystemTime::now() <= expires {
@@ -599,12 +603,17 @@ async fn etcd_fell_behind_and_expiry() {
     let stats = cache.stats();
     assert!(stats.loads >= 2, "the cache never re-synced: {stats:?}");
 
-    let expires = SystemTime::now() + Duration::from_millis(600);
+    // Long enough that a loaded CI machine sees the item before it expires (the cache
+    // hides an item from its expiry on, whether or not it saw it arrive).
+    let expires = SystemTime::now() + Duration::from_millis(2500);
     backend
         .put(NewItem::new(key("/hb/node"), "alive").expiring(expires))
         .await
         .unwrap();
-    eventually("the heartbeat", WITHIN, || cache.get("/hb/node").is_some()).await;
+    eventually("the heartbeat", Duration::from_secs(2), || {
+        cache.get("/hb/node").is_some()
+    })
+    .await;
     while SystemTime::now() <= expires {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -14,30 +14,9 @@ mod support;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
-use support::{Daemon, free_port, jumpgate, text, wait_until};
-
-fn jctl(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_jctl"))
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn jctl_ok(data: &Path, args: &[&str]) -> String {
-    let out = jctl(data, args);
-    assert!(
-        out.status.success(),
-        "jctl {args:?}: {}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
+use support::{Daemon, free_port, jctl, jctl_ok, jumpgate, text, wait_until};
 
 /// A cluster daemon (auth + proxy, no ssh_service) whose proxy listens on `proxy_port`.
 fn start_cluster(dir: &Path, data: &Path, proxy_port: u16, log: &str) -> Daemon {
@@ -83,7 +62,7 @@ fn agent_config(dir: &Path, name: &str, proxy: &str, token: Option<&str>, pin: &
 
 /// The node records `jctl nodes ls` shows, by host name.
 fn node(data: &Path, host: &str) -> Option<Value> {
-    let listed = jctl(data, &["nodes", "ls", "--format", "json"]);
+    let listed = jctl(data, &["nodes", "ls", "--format", "json"], None);
     if !listed.status.success() {
         return None;
     }

@@ -14,7 +14,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-use support::{Daemon, text, wait_until};
+use support::{Daemon, jctl, jctl_ok, text, wait_until};
 
 /// A dev daemon whose auth API is up (the admin identity is written then).
 fn auth_daemon(dir: &Path, name: &str) -> (Daemon, PathBuf) {
@@ -31,40 +31,6 @@ fn auth_daemon(dir: &Path, name: &str) -> (Daemon, PathBuf) {
     });
     assert!(ready, "auth service not ready; log:\n{}", daemon.log_text());
     (daemon, data)
-}
-
-/// Runs `jctl --data-dir DATA ARGS` with optional stdin.
-fn jctl(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_jctl"))
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let input = child.stdin.take().unwrap();
-    if let Some(stdin) = stdin {
-        use std::io::Write;
-        let mut input = input;
-        input.write_all(stdin.as_bytes()).unwrap();
-    } else {
-        drop(input);
-    }
-    child.wait_with_output().unwrap()
-}
-
-/// `jctl` that must succeed; returns stdout.
-fn jctl_ok(data: &Path, args: &[&str]) -> String {
-    let out = jctl(data, args, None);
-    assert!(
-        out.status.success(),
-        "jctl {args:?} failed:\n{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
 }
 
 /// `jctl` that must fail; returns stderr.

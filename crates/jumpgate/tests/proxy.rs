@@ -14,9 +14,9 @@ use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use support::{Daemon, free_port, text, wait_until};
+use support::{Daemon, free_port, jctl_ok, jctl_ok_stdin, text, wait_until};
 
 /// Waits until the daemon's auth and proxy are ready; returns the proxy's address.
 fn wait_ready(daemon: &Daemon, data: &Path) -> String {
@@ -32,35 +32,6 @@ fn wait_ready(daemon: &Daemon, data: &Path) -> String {
         .unwrap()
         .trim()
         .to_string()
-}
-
-fn jctl(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_jctl"))
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    if let Some(stdin) = stdin {
-        input.write_all(stdin.as_bytes()).unwrap();
-    }
-    drop(input);
-    child.wait_with_output().unwrap()
-}
-
-fn jctl_ok(data: &Path, args: &[&str], stdin: Option<&str>) -> String {
-    let out = jctl(data, args, stdin);
-    assert!(
-        out.status.success(),
-        "jctl {args:?}: {}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
 }
 
 /// An HTTPS request with curl: (HTTP status, JSON body). `extra` goes before the URL.
@@ -113,7 +84,6 @@ fn events(data: &Path, event_type: &str) -> Vec<Value> {
     let out = jctl_ok(
         data,
         &["audit", "search", "--type", event_type, "--format", "json"],
-        None,
     );
     serde_json::from_str(&out).unwrap()
 }
@@ -159,15 +129,15 @@ fn the_proxy_serves_the_web_api_and_passes_the_auth_api_through() {
     assert_eq!(status, 404, "{body}");
 
     // The proxy's presence record is there, with its address.
-    let proxies = jctl_ok(&data, &["get", "proxies", "--format", "json"], None);
+    let proxies = jctl_ok(&data, &["get", "proxies", "--format", "json"]);
     assert!(proxies.contains(&proxy), "{proxies}");
 
     // jctl reaches the auth API through the proxy's port (routed by SNI, untouched).
-    let through = jctl_ok(&data, &["--auth-server", &proxy, "status"], None);
+    let through = jctl_ok(&data, &["--auth-server", &proxy, "status"]);
     assert!(through.contains("You are:        admin"), "{through}");
 
     // Login: password and one-time code for the client's own key.
-    let enrolled = jctl_ok(
+    let enrolled = jctl_ok_stdin(
         &data,
         &[
             "users",
@@ -179,7 +149,7 @@ fn the_proxy_serves_the_web_api_and_passes_the_auth_api_through() {
             "alice",
             "--password-stdin",
         ],
-        Some("correct horse battery staple\n"),
+        "correct horse battery staple\n",
     );
     let uri = enrolled
         .split_whitespace()
@@ -252,7 +222,6 @@ fn the_proxy_serves_the_web_api_and_passes_the_auth_api_through() {
         &[
             "users", "add", "bob", "--roles", "access", "--logins", "bob",
         ],
-        None,
     );
     let token = added
         .lines()
@@ -292,7 +261,6 @@ fn the_proxy_serves_the_web_api_and_passes_the_auth_api_through() {
     let tokens = jctl_ok(
         &data,
         &["tokens", "add", "--type", "node", "--format", "json"],
-        None,
     );
     let join_token: Value = serde_json::from_str(&tokens).unwrap();
     let join_token = join_token["token"].as_str().unwrap().to_string();
@@ -489,7 +457,7 @@ fn behind_haproxy_the_audited_address_is_the_clients_and_keypairs_reload() {
     assert_eq!(status, 0, "a connection without a PROXY header was served");
 
     // Through HAProxy, from two other loopback addresses, one per header version.
-    jctl_ok(
+    jctl_ok_stdin(
         &data,
         &[
             "users",
@@ -501,7 +469,7 @@ fn behind_haproxy_the_audited_address_is_the_clients_and_keypairs_reload() {
             "carol",
             "--password-stdin",
         ],
-        Some("carol's long password\n"),
+        "carol's long password\n",
     );
     for (port, source) in [(v1, "127.0.0.2"), (v2, "127.0.0.3")] {
         let (status, ping) = curl(

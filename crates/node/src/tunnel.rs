@@ -9,8 +9,8 @@ use crate::identity::HostIdentity;
 use bytes::Bytes;
 use jumpgate_api::TlsCredentials;
 use jumpgate_api::tunnel::{
-    ALPN_REVERSE_TUNNEL, CONNECTION_WINDOW, H2Stream, HEARTBEAT_EVERY, HEARTBEAT_TIMEOUT,
-    PROXY_SERVER_NAME, STREAM_WINDOW, TARGET_PING,
+    ALPN_REVERSE_TUNNEL, CONNECTION_WINDOW, H2Stream, PROXY_SERVER_NAME, STREAM_WINDOW,
+    TARGET_PING, heartbeat,
 };
 use jumpgate_pki::TlsIdentity;
 use rand::RngExt;
@@ -136,19 +136,10 @@ async fn connect(
 
 /// Serves the proxy's streams until the tunnel ends; returns why it ended.
 async fn serve(mut connection: TunnelConnection) -> String {
-    let Some(mut ping) = connection.ping_pong() else {
+    let Some(ping) = connection.ping_pong() else {
         return "no PING handle".to_string();
     };
-    let heartbeat = async move {
-        loop {
-            tokio::time::sleep(HEARTBEAT_EVERY).await;
-            match tokio::time::timeout(HEARTBEAT_TIMEOUT, ping.ping(h2::Ping::opaque())).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(err)) => return format!("heartbeat failed: {err}"),
-                Err(_) => return "the proxy stopped answering heartbeats".to_string(),
-            }
-        }
-    };
+    let heartbeat = heartbeat(ping, "proxy");
     let accept = async {
         loop {
             match connection.accept().await {

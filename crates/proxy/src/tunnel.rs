@@ -7,9 +7,7 @@
 //! reconnects replaces its older tunnel.
 
 use bytes::Bytes;
-use jumpgate_api::tunnel::{
-    CONNECTION_WINDOW, H2Stream, HEARTBEAT_EVERY, HEARTBEAT_TIMEOUT, STREAM_WINDOW,
-};
+use jumpgate_api::tunnel::{CONNECTION_WINDOW, H2Stream, STREAM_WINDOW, heartbeat};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -89,7 +87,7 @@ impl Tunnels {
                 return;
             }
         };
-        let Some(mut ping) = connection.ping_pong() else {
+        let Some(ping) = connection.ping_pong() else {
             return;
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -106,16 +104,7 @@ impl Tunnels {
             info!(%node, "a node reconnected; its newer tunnel replaces the older one");
         }
         info!(%node, %remote, "reverse tunnel up");
-        let heartbeat = async move {
-            loop {
-                tokio::time::sleep(HEARTBEAT_EVERY).await;
-                match tokio::time::timeout(HEARTBEAT_TIMEOUT, ping.ping(h2::Ping::opaque())).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(err)) => return format!("heartbeat failed: {err}"),
-                    Err(_) => return "the agent stopped answering heartbeats".to_string(),
-                }
-            }
-        };
+        let heartbeat = heartbeat(ping, "agent");
         let reason = tokio::select! {
             reason = heartbeat => reason,
             ended = &mut connection => match ended {

@@ -845,8 +845,10 @@ impl AuthService for AuthServer {
             Timestamp::from_unix_millis(millis)
                 .map_err(|err| ServiceError::invalid(format!("{what}: {err}")))
         };
+        // No end given: up to now, including events of this very millisecond (the end is
+        // exclusive, and an event written just before this call may carry it).
         let to = if request.to_unix_millis == 0 {
-            Timestamp::now()
+            Timestamp::now().saturating_add_millis(1)
         } else {
             timestamp(request.to_unix_millis, "to")?
         };

@@ -167,3 +167,43 @@ impl Drop for Daemon {
         let _ = self.child.wait();
     }
 }
+
+/// Runs `jctl --data-dir DATA ARGS` with optional standard input.
+pub fn jctl(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_jctl"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn jctl");
+    let mut input = child.stdin.take().expect("stdin");
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).expect("write stdin");
+    }
+    drop(input);
+    child.wait_with_output().expect("wait for jctl")
+}
+
+/// `jctl` that must succeed, with standard input; returns stdout.
+pub fn jctl_ok_stdin(data: &Path, args: &[&str], stdin: &str) -> String {
+    checked_jctl(data, args, Some(stdin))
+}
+
+/// `jctl` that must succeed; returns stdout.
+pub fn jctl_ok(data: &Path, args: &[&str]) -> String {
+    checked_jctl(data, args, None)
+}
+
+fn checked_jctl(data: &Path, args: &[&str], stdin: Option<&str>) -> String {
+    let out = jctl(data, args, stdin);
+    assert!(
+        out.status.success(),
+        "jctl {args:?} failed:\n{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
