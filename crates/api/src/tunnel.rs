@@ -27,6 +27,38 @@ pub const ALPN_REVERSE_TUNNEL: &[u8] = b"jumpgate-reversetunnel";
 pub const PROXY_SERVER_NAME: &str = "proxy.jumpgate.cluster.local";
 /// A stream that echoes what it receives.
 pub const TARGET_PING: &str = "/ping";
+/// A stream on which the proxy tells the agent which proxies exist and how many
+/// tunnels to keep ([`Discovery`], JSON), so agents learn the set of proxies from the
+/// proxies themselves.
+pub const TARGET_DISCOVERY: &str = "/discovery";
+/// Largest discovery message accepted.
+pub const MAX_DISCOVERY_LEN: usize = 256 * 1024;
+
+/// What a proxy tells its agents.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Discovery {
+    /// Identity names (host UUIDs) of the live proxies.
+    pub proxies: Vec<String>,
+    /// `agent_mesh` or `proxy_peering`.
+    pub tunnel_strategy: String,
+    /// With `proxy_peering`: tunnels to keep to distinct proxies.
+    pub agent_connection_count: u32,
+}
+
+impl Discovery {
+    /// How many tunnels to distinct proxies an agent should hold: one to every proxy
+    /// (agent_mesh), or `agent_connection_count` of them (proxy_peering); at least one,
+    /// never more than there are proxies.
+    pub fn desired_tunnels(&self) -> usize {
+        let proxies = self.proxies.len().max(1);
+        match self.tunnel_strategy.as_str() {
+            "proxy_peering" => usize::try_from(self.agent_connection_count)
+                .unwrap_or(1)
+                .clamp(1, proxies),
+            _ => proxies,
+        }
+    }
+}
 /// Both ends send an HTTP/2 PING this often and drop the tunnel when no answer comes
 /// within [`HEARTBEAT_TIMEOUT`]: a dead tunnel is noticed within seconds.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(3);

@@ -270,6 +270,7 @@ async fn auth_server(backend: Arc<dyn Backend>, dir: &std::path::Path, name: &st
         cache,
         second_factor: SecondFactor::Otp,
         static_tokens: Vec::new(),
+        tunnel_strategy: Default::default(),
     })
 }
 

@@ -159,6 +159,7 @@ pub async fn run(params: AuthServiceParams) -> Result<()> {
         cache: cache.clone(),
         second_factor: second_factor(&config),
         static_tokens: config.auth_service.tokens.clone(),
+        tunnel_strategy: config.auth_service.tunnel_strategy,
     });
 
     // CA rotations (here or on another auth server) and ends of grace periods: new

@@ -15,7 +15,7 @@
 use crate::diag::Readiness;
 use crate::identity::LocalIdentity;
 use anyhow::{Context, Result, anyhow};
-use jumpgate_api::tunnel::{ALPN_REVERSE_TUNNEL, PROXY_SERVER_NAME};
+use jumpgate_api::tunnel::{ALPN_REVERSE_TUNNEL, Discovery, PROXY_SERVER_NAME};
 use jumpgate_api::{AuthClient, ClientConfig, ServerConfig, TlsCredentials, proto};
 use jumpgate_auth::ClusterAuthorities;
 use jumpgate_node::HostIdentity;
@@ -33,8 +33,8 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 /// How often the proxy writes its presence record, and how long the record lives.
-const HEARTBEAT_EVERY: Duration = Duration::from_secs(15);
-const HEARTBEAT_TTL: Duration = Duration::from_secs(45);
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+const HEARTBEAT_TTL: Duration = Duration::from_secs(15);
 /// How often `https_keypairs` files are checked for a renewal.
 const KEYPAIR_CHECK_EVERY: Duration = Duration::from_secs(2);
 
@@ -170,6 +170,38 @@ async fn auth_client(auth_addr: &str, tls: Arc<ClientConfig>) -> Result<AuthClie
     Ok(jumpgate_api::connect(auth_addr, tls).await?)
 }
 
+/// What agents are told: the live proxies (from their presence records) and the
+/// cluster's tunnel strategy. This proxy is always among them.
+async fn discovery(auth: &mut AuthClient, host_uuid: &str) -> Result<Discovery, tonic::Status> {
+    let status = auth.status(proto::StatusRequest {}).await?.into_inner();
+    let documents = auth
+        .get_resources(proto::GetResourcesRequest {
+            kind: "proxy".to_string(),
+            name: String::new(),
+        })
+        .await?
+        .into_inner()
+        .documents;
+    let mut proxies: Vec<String> = documents
+        .iter()
+        .filter_map(|doc| serde_json::from_str::<serde_json::Value>(doc).ok())
+        .filter_map(|doc| {
+            doc.pointer("/metadata/name")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string)
+        })
+        .collect();
+    if !proxies.iter().any(|name| name == host_uuid) {
+        proxies.push(host_uuid.to_string());
+    }
+    proxies.sort();
+    Ok(Discovery {
+        proxies,
+        tunnel_strategy: status.tunnel_strategy,
+        agent_connection_count: status.agent_connection_count,
+    })
+}
+
 fn presence_document(config: &Config, host_uuid: &str, bound: SocketAddr) -> String {
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|name| name.trim().to_string())
@@ -281,6 +313,10 @@ pub async fn start(params: ProxyServiceParams) -> Result<tokio::task::JoinHandle
 
     let tunnel_config = Arc::new(std::sync::RwLock::new(material.tunnel_tls.clone()));
     let tunnels = Arc::new(Tunnels::default());
+    tunnels.set_discovery(Discovery {
+        proxies: vec![host_uuid.clone()],
+        ..Discovery::default()
+    });
     let router = Router::new(
         RouterSettings {
             proxy_protocol: settings.proxy_protocol,
@@ -291,7 +327,7 @@ pub async fn start(params: ProxyServiceParams) -> Result<tokio::task::JoinHandle
         web.clone(),
         Some(TunnelEndpoint {
             tls: tunnel_config.clone(),
-            tunnels,
+            tunnels: tunnels.clone(),
             cluster: material.cluster.clone(),
         }),
     );
@@ -307,6 +343,7 @@ pub async fn start(params: ProxyServiceParams) -> Result<tokio::task::JoinHandle
         let keep_fallback_cert = keypairs.is_empty();
         let web = web.clone();
         let auth_addr = auth_addr.clone();
+        let host_uuid = host_uuid.clone();
         tokio::spawn(async move {
             let mut beat = tokio::time::interval(HEARTBEAT_EVERY);
             let stopping = async move {
@@ -331,6 +368,10 @@ pub async fn start(params: ProxyServiceParams) -> Result<tokio::task::JoinHandle
                             .await;
                         if let Err(status) = sent {
                             warn!(error = %status.message(), "proxy heartbeat failed");
+                        }
+                        match discovery(&mut auth, &host_uuid).await {
+                            Ok(found) => tunnels.set_discovery(found),
+                            Err(status) => warn!(error = %status.message(), "cannot list the cluster's proxies"),
                         }
                     }
                     open = rotated => {

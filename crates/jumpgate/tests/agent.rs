@@ -16,7 +16,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use support::{Daemon, free_port, jctl, jctl_ok, jumpgate, text, wait_until};
+use support::{Daemon, free_port, jctl, jctl_ok, jumpgate, start_haproxy, text, wait_until};
 
 /// A cluster daemon (auth + proxy, no ssh_service) whose proxy listens on `proxy_port`.
 fn start_cluster(dir: &Path, data: &Path, proxy_port: u16, log: &str) -> Daemon {
@@ -355,4 +355,78 @@ fn a_proxy_of_its_own_joins_and_carries_agents() {
         edge.log_text()
     );
     assert!(edge.log_text().contains("using the stored host identity"));
+}
+
+/// Two proxies behind one load balancer (HAProxy, round robin), as in seed 004: with the
+/// default `agent_mesh` strategy an agent that knows only the load balancer learns both
+/// proxies from them and holds a tunnel to each.
+#[test]
+fn with_two_proxies_behind_a_load_balancer_an_agent_tunnels_to_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cluster-data");
+    let main_port = free_port();
+    let _cluster = start_cluster(dir.path(), &data, main_port, "cluster.log");
+    let auth_addr = std::fs::read_to_string(data.join("admin/auth_addr"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let proxy_token: Value = serde_json::from_str(&jctl_ok(
+        &data,
+        &["tokens", "add", "--type", "proxy,node", "--format", "json"],
+    ))
+    .unwrap();
+    let pin = proxy_token["ca_pins"][0].as_str().unwrap().to_string();
+    let token = proxy_token["token"].as_str().unwrap().to_string();
+    let edge_port = free_port();
+    let edge_addr = format!("127.0.0.1:{edge_port}");
+    let edge_config = dir.path().join("edge.yaml");
+    std::fs::write(
+        &edge_config,
+        format!(
+            "version: v3\njumpgate:\n  data_dir: {}\n  nodename: proxy-b\n  auth_server: {auth_addr}\n  auth_token: \"{token}\"\n  ca_pin: \"{pin}\"\nproxy_service:\n  web_listen_addr: {edge_addr}\n",
+            dir.path().join("edge-data").display()
+        ),
+    )
+    .unwrap();
+    let edge = Daemon::start(
+        &[
+            "-c",
+            edge_config.to_str().unwrap(),
+            "--proxy-addr",
+            &edge_addr,
+        ],
+        &dir.path().join("edge.log"),
+    );
+    let lb_port = free_port();
+    let _lb = start_haproxy(
+        dir.path(),
+        &format!(
+            "frontend proxies\n  bind 127.0.0.1:{lb_port}\n  default_backend all\n\
+             backend all\n  balance roundrobin\n  server a 127.0.0.1:{main_port}\n  server b {edge_addr}\n"
+        ),
+        &[lb_port],
+    );
+    let lb = format!("127.0.0.1:{lb_port}");
+    let agent_config = agent_config(dir.path(), "app-1", &lb, Some(&token), &pin);
+    let agent = Daemon::start(
+        &["-c", agent_config.to_str().unwrap()],
+        &dir.path().join("agent.log"),
+    );
+    let both = wait_until(Duration::from_secs(40), || {
+        node(&data, "app-1").is_some_and(|n| {
+            n["spec"]["tunnels"]
+                .as_array()
+                .is_some_and(|tunnels| tunnels.len() == 2)
+        })
+    });
+    assert!(
+        both,
+        "the agent does not hold a tunnel to each proxy: {:?}\nagent:\n{}\nedge:\n{}",
+        node(&data, "app-1"),
+        agent.log_text(),
+        edge.log_text()
+    );
+    let table = jctl_ok(&data, &["nodes", "ls"]);
+    assert!(table.contains("app-1"), "{table}");
+    assert!(agent.log_text().contains("learned the cluster's proxies"));
 }

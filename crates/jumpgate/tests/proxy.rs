@@ -13,10 +13,10 @@ mod support;
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
-use support::{Daemon, free_port, jctl_ok, jctl_ok_stdin, text, wait_until};
+use support::{Daemon, Haproxy, free_port, jctl_ok, jctl_ok_stdin, text, wait_until};
 
 /// Waits until the daemon's auth and proxy are ready; returns the proxy's address.
 fn wait_ready(daemon: &Daemon, data: &Path) -> String {
@@ -330,56 +330,18 @@ fn the_proxy_serves_the_web_api_and_passes_the_auth_api_through() {
     assert_eq!(status, 200);
 }
 
-/// A real HAProxy in TCP mode in front of the proxy, one frontend per PROXY protocol
-/// version.
-struct Haproxy {
-    child: Child,
-}
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn haproxy_binary() -> PathBuf {
-    ["/usr/sbin/haproxy", "/usr/bin/haproxy"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|path| path.exists())
-        .expect("haproxy not found: install Debian's haproxy (./test.sh does)")
-}
-
+/// A real HAProxy in front of the proxy, one frontend per PROXY protocol version.
 fn start_haproxy(dir: &Path, backend: &str, v1_port: u16, v2_port: u16) -> Haproxy {
-    let config = format!(
-        "global\n  log stderr format raw local0\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\
-         frontend v1\n  bind 127.0.0.1:{v1_port}\n  default_backend jumpgate_v1\n\
-         frontend v2\n  bind 127.0.0.1:{v2_port}\n  default_backend jumpgate_v2\n\
-         backend jumpgate_v1\n  server proxy {backend} send-proxy\n\
-         backend jumpgate_v2\n  server proxy {backend} send-proxy-v2\n"
-    );
-    let path = dir.join("haproxy.cfg");
-    std::fs::write(&path, config).unwrap();
-    let child = Command::new(haproxy_binary())
-        .arg("-db")
-        .arg("-f")
-        .arg(&path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("haproxy.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let up = wait_until(Duration::from_secs(10), || {
-        TcpStream::connect(("127.0.0.1", v1_port)).is_ok()
-            && TcpStream::connect(("127.0.0.1", v2_port)).is_ok()
-    });
-    assert!(
-        up,
-        "haproxy did not start: {}",
-        std::fs::read_to_string(dir.join("haproxy.log")).unwrap_or_default()
-    );
-    Haproxy { child }
+    support::start_haproxy(
+        dir,
+        &format!(
+            "frontend v1\n  bind 127.0.0.1:{v1_port}\n  default_backend jumpgate_v1\n\
+             frontend v2\n  bind 127.0.0.1:{v2_port}\n  default_backend jumpgate_v2\n\
+             backend jumpgate_v1\n  server proxy {backend} send-proxy\n\
+             backend jumpgate_v2\n  server proxy {backend} send-proxy-v2\n"
+        ),
+        &[v1_port, v2_port],
+    )
 }
 
 /// Writes a self-signed certificate for `name` into `cert`/`key` (via a temporary file

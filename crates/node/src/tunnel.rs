@@ -9,14 +9,17 @@ use crate::identity::HostIdentity;
 use bytes::Bytes;
 use jumpgate_api::TlsCredentials;
 use jumpgate_api::tunnel::{
-    ALPN_REVERSE_TUNNEL, CONNECTION_WINDOW, H2Stream, PROXY_SERVER_NAME, STREAM_WINDOW,
-    TARGET_PING, heartbeat,
+    ALPN_REVERSE_TUNNEL, CONNECTION_WINDOW, Discovery, H2Stream, MAX_DISCOVERY_LEN,
+    PROXY_SERVER_NAME, STREAM_WINDOW, TARGET_DISCOVERY, TARGET_PING, heartbeat,
 };
 use jumpgate_pki::TlsIdentity;
 use rand::RngExt;
 use rustls::pki_types::ServerName;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tokio_rustls::TlsConnector;
 use tracing::{debug, info, warn};
 
@@ -52,7 +55,11 @@ impl Backoff {
     }
 }
 
-/// Keeps one tunnel to the proxy at `proxy_addr` until `stop` resolves.
+/// Keeps tunnels to distinct proxies through `proxy_addr` (usually a load balancer in
+/// front of every proxy) until `stop` resolves: as many as the proxies' [`Discovery`]
+/// asks for (one to every proxy with `agent_mesh`, `agent_connection_count` with
+/// `proxy_peering`), at least one. A dial that lands on a proxy already held is closed
+/// and retried after a jittered pause, so the load balancer spreads the next one.
 pub async fn run(
     proxy_addr: String,
     identity: HostIdentity,
@@ -60,32 +67,78 @@ pub async fn run(
     stop: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(stop);
+    let (discovery_tx, mut discovery_rx) = watch::channel(Discovery::default());
+    let discovery_tx = Arc::new(discovery_tx);
+    let mut attempts: tokio::task::JoinSet<()> = tokio::task::JoinSet::new();
+    let held: Arc<Mutex<BTreeSet<String>>> = Arc::default();
+    loop {
+        let desired = discovery_rx.borrow_and_update().desired_tunnels();
+        // One connection task per wanted tunnel; each keeps one tunnel up (or retries).
+        while attempts.len() < desired {
+            attempts.spawn(keep_one(
+                proxy_addr.clone(),
+                identity.clone(),
+                state.clone(),
+                held.clone(),
+                discovery_tx.clone(),
+            ));
+        }
+        tokio::select! {
+            () = &mut stop => {
+                attempts.shutdown().await;
+                return;
+            }
+            changed = discovery_rx.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let desired = discovery_rx.borrow().desired_tunnels();
+                if attempts.len() > desired {
+                    // Fewer proxies than before: start over with the right number.
+                    attempts.shutdown().await;
+                }
+            }
+            Some(_) = attempts.join_next() => {}
+        }
+    }
+}
+
+/// Keeps one tunnel to a proxy not already held by another task, reconnecting with
+/// jittered backoff.
+async fn keep_one(
+    proxy_addr: String,
+    identity: HostIdentity,
+    state: SharedState,
+    held: Arc<Mutex<BTreeSet<String>>>,
+    discovery: Arc<watch::Sender<Discovery>>,
+) {
     let mut backoff = Backoff::default();
     loop {
-        let attempt = async {
-            let (proxy, connection) = connect(&proxy_addr, &identity).await?;
-            info!(proxy = %proxy, addr = %proxy_addr, "reverse tunnel up");
-            lock(&state).tunnels.insert(proxy.clone(), unix_now());
-            let ended = serve(connection).await;
-            lock(&state).tunnels.remove(&proxy);
-            Ok::<_, AgentError>((proxy, ended))
-        };
-        tokio::select! {
-            () = &mut stop => return,
-            result = attempt => match result {
-                Ok((proxy, ended)) => {
+        match connect(&proxy_addr, &identity).await {
+            Ok((proxy, connection)) => {
+                let fresh = held
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(proxy.clone());
+                if fresh {
+                    info!(proxy = %proxy, addr = %proxy_addr, "reverse tunnel up");
+                    lock(&state).tunnels.insert(proxy.clone(), unix_now());
+                    let ended = serve(connection, discovery.clone()).await;
+                    lock(&state).tunnels.remove(&proxy);
+                    held.lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .remove(&proxy);
                     warn!(proxy = %proxy, reason = %ended, "reverse tunnel down; reconnecting");
                     backoff.reset();
+                } else {
+                    debug!(proxy = %proxy, "landed on a proxy already held; trying again");
                 }
-                Err(err) => warn!(addr = %proxy_addr, %err, "cannot open a reverse tunnel"),
-            },
+            }
+            Err(err) => warn!(addr = %proxy_addr, %err, "cannot open a reverse tunnel"),
         }
         let wait = backoff.next_delay();
         debug!(?wait, "next tunnel attempt");
-        tokio::select! {
-            () = &mut stop => return,
-            () = tokio::time::sleep(wait) => {}
-        }
+        tokio::time::sleep(wait).await;
     }
 }
 
@@ -135,7 +188,10 @@ async fn connect(
 }
 
 /// Serves the proxy's streams until the tunnel ends; returns why it ended.
-async fn serve(mut connection: TunnelConnection) -> String {
+async fn serve(
+    mut connection: TunnelConnection,
+    discovery: Arc<watch::Sender<Discovery>>,
+) -> String {
     let Some(ping) = connection.ping_pong() else {
         return "no PING handle".to_string();
     };
@@ -144,7 +200,7 @@ async fn serve(mut connection: TunnelConnection) -> String {
         loop {
             match connection.accept().await {
                 Some(Ok((request, respond))) => {
-                    tokio::spawn(handle_stream(request, respond));
+                    tokio::spawn(handle_stream(request, respond, discovery.clone()));
                 }
                 Some(Err(err)) => return format!("HTTP/2 error: {err}"),
                 None => return "the proxy closed the tunnel".to_string(),
@@ -160,9 +216,10 @@ async fn serve(mut connection: TunnelConnection) -> String {
 async fn handle_stream(
     request: http::Request<h2::RecvStream>,
     mut respond: h2::server::SendResponse<Bytes>,
+    discovery: Arc<watch::Sender<Discovery>>,
 ) {
     let target = request.uri().path().to_string();
-    let status = if target == TARGET_PING {
+    let status = if target == TARGET_PING || target == TARGET_DISCOVERY {
         http::StatusCode::OK
     } else {
         http::StatusCode::NOT_IMPLEMENTED
@@ -182,6 +239,32 @@ async fn handle_stream(
         return;
     }
     let mut stream = H2Stream::new(send, request.into_body());
+    if target == TARGET_DISCOVERY {
+        let mut body = Vec::new();
+        let read = tokio::io::AsyncReadExt::read_to_end(
+            &mut tokio::io::AsyncReadExt::take(&mut stream, MAX_DISCOVERY_LEN as u64),
+            &mut body,
+        )
+        .await;
+        match read
+            .map_err(|err| err.to_string())
+            .and_then(|_| serde_json::from_slice::<Discovery>(&body).map_err(|err| err.to_string()))
+        {
+            Ok(found) => {
+                discovery.send_if_modified(|current| {
+                    let changed = *current != found;
+                    if changed {
+                        info!(proxies = found.proxies.len(), strategy = %found.tunnel_strategy, "learned the cluster's proxies");
+                        *current = found;
+                    }
+                    changed
+                });
+            }
+            Err(err) => warn!(%err, "unusable discovery message from the proxy"),
+        }
+        let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
+        return;
+    }
     let (mut reader, mut writer) = tokio::io::split(&mut stream);
     let _ = tokio::io::copy(&mut reader, &mut writer).await;
     let _ = tokio::io::AsyncWriteExt::shutdown(&mut writer).await;

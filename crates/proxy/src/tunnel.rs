@@ -7,12 +7,15 @@
 //! reconnects replaces its older tunnel.
 
 use bytes::Bytes;
-use jumpgate_api::tunnel::{CONNECTION_WINDOW, H2Stream, STREAM_WINDOW, heartbeat};
+use jumpgate_api::tunnel::{
+    CONNECTION_WINDOW, Discovery, H2Stream, STREAM_WINDOW, TARGET_DISCOVERY, heartbeat,
+};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
+use tokio::io::AsyncWriteExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{info, warn};
 
@@ -41,11 +44,16 @@ struct Entry {
     send: h2::client::SendRequest<Bytes>,
 }
 
+/// How often a proxy tells each agent which proxies exist.
+const DISCOVERY_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The tunnels held by this proxy, by node (host UUID).
 #[derive(Default)]
 pub struct Tunnels {
     entries: Mutex<HashMap<String, Entry>>,
     next_id: AtomicU64,
+    /// What agents are told about the cluster's proxies (set by the proxy service).
+    discovery: Mutex<Option<Discovery>>,
 }
 
 impl std::fmt::Debug for Tunnels {
@@ -61,6 +69,42 @@ impl Tunnels {
         self.entries
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Sets what agents are told about the proxies; sent on every tunnel at once and
+    /// then every [`DISCOVERY_EVERY`].
+    pub fn set_discovery(&self, discovery: Discovery) {
+        *self
+            .discovery
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(discovery);
+    }
+
+    fn current_discovery(&self) -> Option<Discovery> {
+        self.discovery
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    async fn send_discovery(&self, node: &str, discovery: &Discovery) -> Result<(), String> {
+        let body = serde_json::to_vec(discovery).map_err(|err| err.to_string())?;
+        let mut stream = self
+            .dial(node, TARGET_DISCOVERY)
+            .await
+            .map_err(|err| err.to_string())?;
+        stream
+            .write_all(&body)
+            .await
+            .map_err(|err| err.to_string())?;
+        stream.shutdown().await.map_err(|err| err.to_string())?;
+        // Wait for the agent to close its side once it has read everything: dropping the
+        // stream earlier would reset it under the agent's feet.
+        let mut rest = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut rest)
+            .await
+            .map(|_| ())
+            .map_err(|err| err.to_string())
     }
 
     /// The live tunnels, sorted by node.
@@ -105,8 +149,19 @@ impl Tunnels {
         }
         info!(%node, %remote, "reverse tunnel up");
         let heartbeat = heartbeat(ping, "agent");
+        let discovery = async {
+            loop {
+                if let Some(discovery) = self.current_discovery()
+                    && let Err(err) = self.send_discovery(&node, &discovery).await
+                {
+                    tracing::debug!(%node, %err, "cannot send discovery");
+                }
+                tokio::time::sleep(DISCOVERY_EVERY).await;
+            }
+        };
         let reason = tokio::select! {
             reason = heartbeat => reason,
+            () = discovery => "discovery ended".to_string(),
             ended = &mut connection => match ended {
                 Ok(()) => "the agent closed the tunnel".to_string(),
                 Err(err) => format!("HTTP/2 error: {err}"),

@@ -25,7 +25,7 @@ use jumpgate_api::proto::auth_service_server::AuthService;
 use jumpgate_audit::{AuditLog, EventType, Order, SearchQuery, Timestamp};
 use jumpgate_backend::Backend;
 use jumpgate_pki::IdentityKind;
-use jumpgate_types::config::{JoinRole, StaticToken};
+use jumpgate_types::config::{JoinRole, StaticToken, TunnelStrategy};
 use jumpgate_types::role::{kinds, verbs};
 use jumpgate_types::{Resource, Role};
 use std::net::IpAddr;
@@ -52,6 +52,8 @@ pub struct AuthServerConfig {
     pub cache: StateCache,
     pub second_factor: SecondFactor,
     pub static_tokens: Vec<StaticToken>,
+    /// `auth_service.tunnel_strategy`, told to proxies (and through them to agents).
+    pub tunnel_strategy: TunnelStrategy,
 }
 
 /// The auth service; cheap to clone (one shared state).
@@ -69,6 +71,7 @@ struct Inner {
     cache: StateCache,
     second_factor: SecondFactor,
     static_tokens: Vec<StaticToken>,
+    tunnel_strategy: TunnelStrategy,
     login_limit: RateLimiter,
     join_limit: RateLimiter,
 }
@@ -111,6 +114,7 @@ impl AuthServer {
                 cache: config.cache,
                 second_factor: config.second_factor,
                 static_tokens: config.static_tokens,
+                tunnel_strategy: config.tunnel_strategy,
                 login_limit: RateLimiter::new(LOGIN_BURST, LOGIN_EVERY),
                 join_limit: RateLimiter::new(JOIN_BURST, JOIN_EVERY),
             }),
@@ -353,6 +357,17 @@ impl AuthService for AuthServer {
                 SecondFactor::Off => "off",
             }
             .to_string(),
+            tunnel_strategy: match self.inner.tunnel_strategy {
+                TunnelStrategy::AgentMesh => "agent_mesh",
+                TunnelStrategy::ProxyPeering { .. } => "proxy_peering",
+            }
+            .to_string(),
+            agent_connection_count: match self.inner.tunnel_strategy {
+                TunnelStrategy::AgentMesh => 0,
+                TunnelStrategy::ProxyPeering {
+                    agent_connection_count,
+                } => agent_connection_count,
+            },
             authorities: authorities
                 .rotations
                 .iter()

@@ -207,3 +207,53 @@ fn checked_jctl(data: &Path, args: &[&str], stdin: Option<&str>) -> String {
     );
     text(&out.stdout)
 }
+
+/// A real HAProxy (TCP mode), killed on drop.
+pub struct Haproxy {
+    child: Child,
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn haproxy_binary() -> PathBuf {
+    ["/usr/sbin/haproxy", "/usr/bin/haproxy"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|path| path.exists())
+        .expect("haproxy not found: install Debian's haproxy (./test.sh does)")
+}
+
+/// Starts HAProxy with `sections` (frontends and backends) after TCP-mode defaults, and
+/// waits until every port in `ports` accepts connections.
+pub fn start_haproxy(dir: &Path, sections: &str, ports: &[u16]) -> Haproxy {
+    let config = format!(
+        "global\n  log stderr format raw local0\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n{sections}"
+    );
+    let path = dir.join("haproxy.cfg");
+    std::fs::write(&path, config).expect("haproxy config");
+    let child = Command::new(haproxy_binary())
+        .arg("-db")
+        .arg("-f")
+        .arg(&path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("haproxy.log")).expect("haproxy log"))
+        .spawn()
+        .expect("spawn haproxy");
+    let up = wait_until(Duration::from_secs(10), || {
+        ports
+            .iter()
+            .all(|port| TcpStream::connect(("127.0.0.1", *port)).is_ok())
+    });
+    assert!(
+        up,
+        "haproxy did not start: {}",
+        std::fs::read_to_string(dir.join("haproxy.log")).unwrap_or_default()
+    );
+    Haproxy { child }
+}
