@@ -313,6 +313,7 @@ pub async fn start(params: ProxyServiceParams) -> Result<tokio::task::JoinHandle
 
     let tunnel_config = Arc::new(std::sync::RwLock::new(material.tunnel_tls.clone()));
     let tunnels = Arc::new(Tunnels::default());
+    let (refusals_tx, mut refusals_rx) = tokio::sync::mpsc::channel(256);
     tunnels.set_discovery(Discovery {
         proxies: vec![host_uuid.clone()],
         ..Discovery::default()
@@ -329,8 +330,29 @@ pub async fn start(params: ProxyServiceParams) -> Result<tokio::task::JoinHandle
             tls: tunnel_config.clone(),
             tunnels: tunnels.clone(),
             cluster: material.cluster.clone(),
+            refusals: Some(refusals_tx),
         }),
     );
+    // Refused tunnels go to the audit log through the auth API.
+    let reporter = {
+        let web = web.clone();
+        tokio::spawn(async move {
+            while let Some(refusal) = refusals_rx.recv().await {
+                let reported = web
+                    .auth_client()
+                    .report_refusal(proto::ReportRefusalRequest {
+                        remote_addr: refusal.remote.to_string(),
+                        protocol: refusal.protocol.to_string(),
+                        reason: refusal.reason,
+                        identity: refusal.identity.unwrap_or_default(),
+                    })
+                    .await;
+                if let Err(status) = reported {
+                    warn!(error = %status.message(), "cannot audit a refused connection");
+                }
+            }
+        })
+    };
     let addr_file = config.jumpgate.data_dir.join("proxy_addr");
     std::fs::write(&addr_file, format!("{bound}\n"))
         .with_context(|| format!("cannot write {}", addr_file.display()))?;
@@ -424,6 +446,7 @@ pub async fn start(params: ProxyServiceParams) -> Result<tokio::task::JoinHandle
             })
             .await;
         let _ = follower.await;
+        reporter.abort();
     }))
 }
 

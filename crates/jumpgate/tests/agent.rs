@@ -430,3 +430,66 @@ fn with_two_proxies_behind_a_load_balancer_an_agent_tunnels_to_both() {
     assert!(table.contains("app-1"), "{table}");
     assert!(agent.log_text().contains("learned the cluster's proxies"));
 }
+
+/// An agent whose identity comes from another cluster (same name, other CA) gets no
+/// tunnel: each side refuses the other's certificate, and the proxy's refusal is in its
+/// cluster's audit log.
+#[test]
+fn an_agent_of_another_cluster_is_refused_on_both_sides_and_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(&a_dir).unwrap();
+    std::fs::create_dir_all(&b_dir).unwrap();
+    let (a_data, b_data) = (a_dir.join("data"), b_dir.join("data"));
+    let (a_port, b_port) = (free_port(), free_port());
+    let _a = start_cluster(&a_dir, &a_data, a_port, "a.log");
+    let _b = start_cluster(&b_dir, &b_data, b_port, "b.log");
+
+    // The agent joins cluster B…
+    let token: Value = serde_json::from_str(&jctl_ok(
+        &b_data,
+        &["tokens", "add", "--type", "node", "--format", "json"],
+    ))
+    .unwrap();
+    let pin = token["ca_pins"][0].as_str().unwrap().to_string();
+    let b_proxy = format!("127.0.0.1:{b_port}");
+    let config = agent_config(dir.path(), "stray", &b_proxy, token["token"].as_str(), &pin);
+    let mut agent = Daemon::start(
+        &["-c", config.to_str().unwrap()],
+        &dir.path().join("agent.log"),
+    );
+    assert!(wait_until(Duration::from_secs(20), || node(
+        &b_data, "stray"
+    )
+    .is_some_and(|n| has_tunnel(&n))));
+    assert!(agent.terminate());
+
+    // …then is pointed at cluster A's proxy with B's identity.
+    let a_proxy = format!("127.0.0.1:{a_port}");
+    let config = agent_config(dir.path(), "stray", &a_proxy, None, &pin);
+    let agent = Daemon::start(
+        &["-c", config.to_str().unwrap()],
+        &dir.path().join("agent-2.log"),
+    );
+    let audited = wait_until(Duration::from_secs(20), || {
+        let events: Vec<Value> = serde_json::from_str(&jctl_ok(
+            &a_data,
+            &["audit", "search", "--type", "auth", "--format", "json"],
+        ))
+        .unwrap_or_default();
+        events
+            .iter()
+            .any(|e| e["method"] == "proxy:jumpgate-reversetunnel" && e["success"] == false)
+    });
+    assert!(
+        audited,
+        "the refused tunnel was not audited:\n{}",
+        agent.log_text()
+    );
+    assert!(
+        agent.log_text().contains("cannot open a reverse tunnel"),
+        "{}",
+        agent.log_text()
+    );
+    assert!(node(&a_data, "stray").is_none());
+}

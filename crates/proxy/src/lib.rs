@@ -22,7 +22,7 @@ pub mod tunnel;
 pub mod web;
 
 pub use certs::{CertError, KeypairFiles, PublicCerts, watch_keypairs};
-pub use router::{Route, Router, RouterSettings, TunnelEndpoint, route};
+pub use router::{Refusal, Route, Router, RouterSettings, TunnelEndpoint, route};
 pub use tunnel::{DialError, TunnelInfo, Tunnels};
 pub use web::WebApi;
 

@@ -115,6 +115,36 @@ pub struct TunnelEndpoint {
     pub tls: Arc<std::sync::RwLock<Arc<ServerConfig>>>,
     pub tunnels: Arc<Tunnels>,
     pub cluster: String,
+    /// Where refused tunnels are reported (for the audit log); a full queue drops the
+    /// report rather than slow the accept path.
+    pub refusals: Option<tokio::sync::mpsc::Sender<Refusal>>,
+}
+
+/// A connection the proxy refused, to be audited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub remote: SocketAddr,
+    pub protocol: &'static str,
+    pub reason: String,
+    /// The identity presented, as its URI.
+    pub identity: Option<String>,
+}
+
+impl TunnelEndpoint {
+    fn refuse(&self, remote: SocketAddr, reason: String, identity: Option<String>) {
+        info!(client = %remote, %reason, "reverse tunnel refused");
+        if let Some(refusals) = &self.refusals {
+            let report = Refusal {
+                remote,
+                protocol: "jumpgate-reversetunnel",
+                reason,
+                identity,
+            };
+            if refusals.try_send(report).is_err() {
+                warn!(client = %remote, "too many refusals to audit at once; one was only logged");
+            }
+        }
+    }
 }
 
 /// The public port's listener.
@@ -247,7 +277,7 @@ impl Router {
                 let tls_stream = match accepted {
                     Ok(Ok(tls_stream)) => tls_stream,
                     Ok(Err(err)) => {
-                        info!(client = %client, %err, "reverse tunnel refused at the TLS handshake");
+                        endpoint.refuse(client, format!("TLS handshake failed: {err}"), None);
                         return;
                     }
                     Err(_) => {
@@ -271,15 +301,15 @@ impl Router {
                             .serve(tls_stream, id.name, client)
                             .await;
                     }
-                    Some(Ok(id)) => {
-                        info!(client = %client, identity = %id.to_uri(), "reverse tunnel refused: not a node of this cluster")
-                    }
+                    Some(Ok(id)) => endpoint.refuse(
+                        client,
+                        "not a node of this cluster".to_string(),
+                        Some(id.to_uri()),
+                    ),
                     Some(Err(err)) => {
-                        info!(client = %client, %err, "reverse tunnel refused: unreadable identity")
+                        endpoint.refuse(client, format!("unreadable identity: {err}"), None);
                     }
-                    None => {
-                        info!(client = %client, "reverse tunnel refused: no client certificate")
-                    }
+                    None => endpoint.refuse(client, "no client certificate".to_string(), None),
                 }
             }
             Route::NotServed(protocol) => {

@@ -91,6 +91,11 @@ impl WebApi {
         WebApi { router, state }
     }
 
+    /// The auth client the web API uses now (the proxy's current identity).
+    pub fn auth_client(&self) -> AuthClient {
+        self.state.auth()
+    }
+
     /// Uses `auth` for the calls from now on.
     pub fn set_auth_client(&self, auth: AuthClient) {
         *self

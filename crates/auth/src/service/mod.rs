@@ -848,6 +848,34 @@ impl AuthService for AuthServer {
         Ok(Response::new(proto::HeartbeatResponse {}))
     }
 
+    async fn report_refusal(
+        &self,
+        request: Request<proto::ReportRefusalRequest>,
+    ) -> Reply<proto::ReportRefusalResponse> {
+        let caller = self.caller(&request)?;
+        self.require_kind(&caller, "ReportRefusal", &[IdentityKind::Proxy])
+            .await?;
+        let request = request.into_inner();
+        let limit = |text: &str| text.chars().take(512).collect::<String>();
+        let reporter = caller
+            .identity
+            .as_ref()
+            .map(|identity| identity.name.clone())
+            .unwrap_or_default();
+        let mut event =
+            jumpgate_audit::AuditEvent::failure(EventType::Auth, limit(&request.reason))
+                .server_id(reporter)
+                .field("method", format!("proxy:{}", limit(&request.protocol)));
+        if !request.identity.is_empty() {
+            event = event.user(limit(&request.identity));
+        }
+        if let Ok(addr) = request.remote_addr.parse::<std::net::SocketAddr>() {
+            event = event.remote_addr(addr);
+        }
+        self.audit(event).await?;
+        Ok(Response::new(proto::ReportRefusalResponse {}))
+    }
+
     async fn search_events(
         &self,
         request: Request<proto::SearchEventsRequest>,
