@@ -60,6 +60,34 @@ fn agent_config(dir: &Path, name: &str, proxy: &str, token: Option<&str>, pin: &
     path
 }
 
+/// The config of a proxy on a host of its own, joining cluster data `data` through its
+/// auth API with `token` (first start only) and `pin`, listening on `addr`.
+fn edge_proxy_config(
+    dir: &Path,
+    data: &Path,
+    addr: &str,
+    token: Option<&str>,
+    pin: &str,
+) -> PathBuf {
+    let auth_addr = std::fs::read_to_string(data.join("admin/auth_addr"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let token_line = token
+        .map(|token| format!("  auth_token: \"{token}\"\n"))
+        .unwrap_or_default();
+    let path = dir.join("edge.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "version: v3\njumpgate:\n  data_dir: {}\n  nodename: proxy-b\n  auth_server: {auth_addr}\n{token_line}  ca_pin: \"{pin}\"\nproxy_service:\n  web_listen_addr: {addr}\n",
+            dir.join("edge-data").display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
 /// The node records `jctl nodes ls` shows, by host name.
 fn node(data: &Path, host: &str) -> Option<Value> {
     let listed = jctl(data, &["nodes", "ls", "--format", "json"], None);
@@ -259,10 +287,6 @@ fn a_proxy_of_its_own_joins_and_carries_agents() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("cluster-data");
     let _cluster = start_cluster(dir.path(), &data, free_port(), "cluster.log");
-    let auth_addr = std::fs::read_to_string(data.join("admin/auth_addr"))
-        .unwrap()
-        .trim()
-        .to_string();
     let proxy_token: Value = serde_json::from_str(&jctl_ok(
         &data,
         &["tokens", "add", "--type", "proxy", "--format", "json"],
@@ -271,21 +295,8 @@ fn a_proxy_of_its_own_joins_and_carries_agents() {
     let pin = proxy_token["ca_pins"][0].as_str().unwrap().to_string();
     let edge_port = free_port();
     let edge_addr = format!("127.0.0.1:{edge_port}");
-    let edge_config = |token: Option<&str>| {
-        let path = dir.path().join("edge.yaml");
-        let token_line = token
-            .map(|token| format!("  auth_token: \"{token}\"\n"))
-            .unwrap_or_default();
-        std::fs::write(
-            &path,
-            format!(
-                "version: v3\njumpgate:\n  data_dir: {}\n  nodename: proxy-eu\n  auth_server: {auth_addr}\n{token_line}  ca_pin: \"{pin}\"\nproxy_service:\n  web_listen_addr: {edge_addr}\n",
-                dir.path().join("edge-data").display()
-            ),
-        )
-        .unwrap();
-        path
-    };
+    let edge_config =
+        |token: Option<&str>| edge_proxy_config(dir.path(), &data, &edge_addr, token, &pin);
     let config = edge_config(proxy_token["token"].as_str());
     let mut edge = Daemon::start(
         &["-c", config.to_str().unwrap(), "--proxy-addr", &edge_addr],
@@ -366,10 +377,6 @@ fn with_two_proxies_behind_a_load_balancer_an_agent_tunnels_to_both() {
     let data = dir.path().join("cluster-data");
     let main_port = free_port();
     let _cluster = start_cluster(dir.path(), &data, main_port, "cluster.log");
-    let auth_addr = std::fs::read_to_string(data.join("admin/auth_addr"))
-        .unwrap()
-        .trim()
-        .to_string();
     let proxy_token: Value = serde_json::from_str(&jctl_ok(
         &data,
         &["tokens", "add", "--type", "proxy,node", "--format", "json"],
@@ -379,15 +386,7 @@ fn with_two_proxies_behind_a_load_balancer_an_agent_tunnels_to_both() {
     let token = proxy_token["token"].as_str().unwrap().to_string();
     let edge_port = free_port();
     let edge_addr = format!("127.0.0.1:{edge_port}");
-    let edge_config = dir.path().join("edge.yaml");
-    std::fs::write(
-        &edge_config,
-        format!(
-            "version: v3\njumpgate:\n  data_dir: {}\n  nodename: proxy-b\n  auth_server: {auth_addr}\n  auth_token: \"{token}\"\n  ca_pin: \"{pin}\"\nproxy_service:\n  web_listen_addr: {edge_addr}\n",
-            dir.path().join("edge-data").display()
-        ),
-    )
-    .unwrap();
+    let edge_config = edge_proxy_config(dir.path(), &data, &edge_addr, Some(&token), &pin);
     let edge = Daemon::start(
         &[
             "-c",

@@ -94,8 +94,13 @@ pub async fn run(
                 }
                 let desired = discovery_rx.borrow().desired_tunnels();
                 if attempts.len() > desired {
-                    // Fewer proxies than before: start over with the right number.
+                    // Fewer proxies than before: start over with the right number. The
+                    // aborted tasks cannot clean up after themselves, so do it here.
                     attempts.shutdown().await;
+                    held.lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .clear();
+                    lock(&state).tunnels.clear();
                 }
             }
             Some(_) = attempts.join_next() => {}
