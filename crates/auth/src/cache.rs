@@ -276,6 +276,24 @@ impl StateCache {
         self.shared.generation.subscribe()
     }
 
+    /// Waits until `check` holds for the cache (re-checked on every change), at most
+    /// `timeout`; returns whether it held. How a writer gets read-your-writes: after
+    /// writing to the backend it waits for the watch to bring the change here.
+    pub async fn wait_until(&self, timeout: Duration, check: impl Fn(&StateCache) -> bool) -> bool {
+        let mut changes = self.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if check(self) {
+                return true;
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => {}
+                // Closed or timed out: one last look.
+                _ => return check(self),
+            }
+        }
+    }
+
     /// Counters for logs and metrics.
     pub fn stats(&self) -> CacheStats {
         let now = SystemTime::now();

@@ -42,6 +42,14 @@ const LOGIN_EVERY: Duration = Duration::from_secs(6);
 const JOIN_BURST: u32 = 20;
 const JOIN_EVERY: Duration = Duration::from_secs(1);
 
+/// What a write should look like in the cache once it has arrived there.
+#[derive(Debug)]
+pub(crate) enum Settled<'a> {
+    Present,
+    Absent,
+    Value(&'a [u8]),
+}
+
 /// What the auth service runs on.
 #[allow(missing_debug_implementations)]
 pub struct AuthServerConfig {
@@ -237,6 +245,30 @@ impl AuthServer {
             audit: self.inner.audit.as_ref(),
             cluster: authorities.cluster.as_str(),
             second_factor: self.inner.second_factor,
+        }
+    }
+
+    /// Read-your-writes on this auth server: after a write to `key`, waits briefly until
+    /// the watch-fed cache shows `expected`, so the caller's next call (e.g. `jctl users
+    /// add` then `jctl auth sign`) sees its own change. Gives up quietly after 2 s.
+    pub(crate) async fn settle(&self, key: &str, expected: Settled<'_>) {
+        let settled = self
+            .inner
+            .cache
+            .wait_until(Duration::from_secs(2), |cache| {
+                let held = cache.get(key);
+                match &expected {
+                    Settled::Present => held.is_some(),
+                    Settled::Absent => held.is_none(),
+                    Settled::Value(value) => held.is_some_and(|held| &held[..] == *value),
+                }
+            })
+            .await;
+        if !settled {
+            warn!(
+                key,
+                "the cache did not show a write within 2 s; the next read may be stale"
+            );
         }
     }
 
@@ -455,6 +487,8 @@ impl AuthService for AuthServer {
             .create(&user, password, now)
             .await
             .map_err(ServiceError::from)?;
+        self.settle(&format!("/users/{}", request.name), Settled::Present)
+            .await;
         let mut response = proto::CreateUserResponse {
             otpauth_uri: enrollment.otpauth_uri.unwrap_or_default(),
             ..Default::default()

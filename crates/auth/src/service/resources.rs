@@ -9,7 +9,7 @@
 
 use super::caller::Caller;
 use super::errors::ServiceError;
-use super::{AuthServer, unix};
+use super::{AuthServer, Settled, unix};
 use crate::users::User;
 use jumpgate_api::proto;
 use jumpgate_audit::{AuditEvent, EventType};
@@ -361,12 +361,17 @@ impl AuthServer {
         let document = role
             .to_json()
             .map_err(|err| ServiceError::Internal(err.to_string()))?;
-        let item = NewItem::new(key(format!("/roles/{name}"))?, document);
+        let role_key = format!("/roles/{name}");
+        let item = NewItem::new(key(role_key.clone())?, document.clone());
         let outcome = if request.force {
             self.inner.backend.put(item).await.map(|_| ())
         } else {
             self.inner.backend.create(item).await.map(|_| ())
         };
+        if outcome.is_ok() {
+            self.settle(&role_key, Settled::Value(document.as_bytes()))
+                .await;
+        }
         let existed = matches!(outcome, Err(BackendError::AlreadyExists { .. }));
         let event = match &outcome {
             Ok(()) => AuditEvent::success(EventType::RoleCreated),
@@ -456,6 +461,8 @@ impl AuthServer {
                 .create(&user, None, SystemTime::now())
                 .await
                 .map_err(ServiceError::from)?;
+            self.settle(&format!("/users/{name}"), Settled::Present)
+                .await;
             warnings.push(format!(
                 "user {name:?} has no password yet: `jctl users reset {name}` makes a signup token"
             ));
@@ -479,8 +486,12 @@ impl AuthServer {
         let outcome = self
             .inner
             .backend
-            .update(NewItem::new(key(format!("/users/{name}"))?, value))
+            .update(NewItem::new(key(format!("/users/{name}"))?, value.clone()))
             .await;
+        if outcome.is_ok() {
+            self.settle(&format!("/users/{name}"), Settled::Value(&value))
+                .await;
+        }
         let event = match &outcome {
             Ok(_) => AuditEvent::success(EventType::UserUpdate),
             Err(err) => AuditEvent::failure(EventType::UserUpdate, err.to_string()),
@@ -520,6 +531,8 @@ impl AuthServer {
                     .delete(name, now)
                     .await
                     .map_err(ServiceError::from)?;
+                self.settle(&format!("/users/{name}"), Settled::Absent)
+                    .await;
                 self.tokens()
                     .delete_signups_for(name)
                     .await
@@ -533,7 +546,7 @@ impl AuthServer {
                 .map_err(ServiceError::from),
             kinds::CERT_AUTHORITY => Err(ServiceError::invalid(
                 "certificate authorities cannot be removed: every certificate of the cluster \
-                 depends on them; rotation (a later build) replaces their keys",
+                 depends on them; `jctl auth rotate` replaces their keys",
             )),
             presence => {
                 check_name(presence, name)?;
@@ -570,7 +583,11 @@ impl AuthServer {
                 .delete(&key(format!("/roles/{name}"))?)
                 .await
             {
-                Ok(()) => Ok(()),
+                Ok(()) => {
+                    self.settle(&format!("/roles/{name}"), Settled::Absent)
+                        .await;
+                    Ok(())
+                }
                 Err(BackendError::NotFound { .. }) => Err(ServiceError::NotFound(format!(
                     "role {name:?} does not exist; `jctl get roles` lists them"
                 ))),
