@@ -43,8 +43,61 @@ const KEYPAIR_CHECK_EVERY: Duration = Duration::from_secs(2);
 pub enum ProxyCredentials {
     /// Next to the auth service: issued from its CAs, followed through rotations.
     Local(watch::Receiver<Arc<ClusterAuthorities>>),
-    /// A proxy that joined with a token.
-    Joined(HostIdentity),
+    /// A proxy that joined with a token; renews that identity (in `data_dir`) after CA
+    /// rotations.
+    Joined {
+        identity: Box<HostIdentity>,
+        data_dir: std::path::PathBuf,
+        host_name: String,
+        addresses: Vec<String>,
+    },
+}
+
+/// How the proxy's certificates follow CA rotations.
+enum Renewal {
+    /// Re-issued here when the local auth service's CAs change.
+    Local(LocalIdentities, watch::Receiver<Arc<ClusterAuthorities>>),
+    /// Renewed through the auth API when the cluster's active CA is not one it holds.
+    Joined {
+        identity: HostIdentity,
+        data_dir: std::path::PathBuf,
+        host_name: String,
+        addresses: Vec<String>,
+    },
+}
+
+/// Puts renewed material in service: the auth client, the tunnel config, and (when no
+/// `https_keypairs` are configured) the public certificate.
+struct InService {
+    auth_addr: String,
+    web: WebApi,
+    tunnel_config: Arc<std::sync::RwLock<Arc<ServerConfig>>>,
+    certs: Arc<PublicCerts>,
+    keep_fallback_cert: bool,
+}
+
+impl InService {
+    async fn apply(&self, auth: &mut AuthClient, renewed: Material) {
+        match auth_client(&self.auth_addr, renewed.auth_tls.clone()).await {
+            Ok(client) => {
+                *auth = client.clone();
+                self.web.set_auth_client(client);
+            }
+            Err(err) => warn!(%err, "cannot renew the proxy's auth client"),
+        }
+        *self
+            .tunnel_config
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = renewed.tunnel_tls;
+        if self.keep_fallback_cert
+            && let Err(err) = self
+                .certs
+                .replace_pem(&renewed.fallback_cert_pem, &renewed.fallback_key_pem)
+        {
+            warn!(%err, "cannot renew the proxy's certificate");
+        }
+        info!("the proxy follows the rotated certificate authorities");
+    }
 }
 
 /// What the proxy needs from the daemon.
@@ -257,10 +310,23 @@ pub async fn start(params: ProxyServiceParams) -> Result<tokio::task::JoinHandle
             let current = authorities.borrow_and_update().clone();
             (
                 identities.material(&current)?,
-                Some((identities, authorities)),
+                Renewal::Local(identities, authorities),
             )
         }
-        ProxyCredentials::Joined(identity) => (joined_material(&identity)?, None),
+        ProxyCredentials::Joined {
+            identity,
+            data_dir,
+            host_name,
+            addresses,
+        } => (
+            joined_material(&identity)?,
+            Renewal::Joined {
+                identity: *identity,
+                data_dir,
+                host_name,
+                addresses,
+            },
+        ),
     };
     let auth = auth_client(&auth_addr, material.auth_tls.clone())
         .await
@@ -362,8 +428,13 @@ pub async fn start(params: ProxyServiceParams) -> Result<tokio::task::JoinHandle
         let mut auth = auth;
         let mut shutdown = shutdown.clone();
         let document = presence_document(&config, &host_uuid, bound);
-        let keep_fallback_cert = keypairs.is_empty();
-        let web = web.clone();
+        let in_service = InService {
+            auth_addr: auth_addr.clone(),
+            web: web.clone(),
+            tunnel_config: tunnel_config.clone(),
+            certs: certs.clone(),
+            keep_fallback_cert: keypairs.is_empty(),
+        };
         let auth_addr = auth_addr.clone();
         let host_uuid = host_uuid.clone();
         tokio::spawn(async move {
@@ -374,9 +445,9 @@ pub async fn start(params: ProxyServiceParams) -> Result<tokio::task::JoinHandle
             tokio::pin!(stopping);
             loop {
                 let rotated = async {
-                    match renewal.as_mut() {
-                        Some((_, authorities)) => authorities.changed().await.is_ok(),
-                        None => std::future::pending().await,
+                    match &mut renewal {
+                        Renewal::Local(_, authorities) => authorities.changed().await.is_ok(),
+                        Renewal::Joined { .. } => std::future::pending().await,
                     }
                 };
                 tokio::select! {
@@ -395,41 +466,35 @@ pub async fn start(params: ProxyServiceParams) -> Result<tokio::task::JoinHandle
                             Ok(found) => tunnels.set_discovery(found),
                             Err(status) => warn!(error = %status.message(), "cannot list the cluster's proxies"),
                         }
+                        if let Renewal::Joined { identity, data_dir, host_name, addresses } = &mut renewal {
+                            match jumpgate_node::renew::check_and_renew(&auth_addr, identity, host_name, addresses).await {
+                                Ok(Some(renewed)) => {
+                                    let stored = renewed.save(data_dir).map_err(anyhow::Error::from);
+                                    match stored.and_then(|()| joined_material(&renewed)) {
+                                        Ok(material) => {
+                                            *identity = renewed;
+                                            in_service.apply(&mut auth, material).await;
+                                        }
+                                        Err(err) => warn!(%err, "cannot use the renewed proxy identity"),
+                                    }
+                                }
+                                Ok(None) => {}
+                                Err(err) => warn!(%err, "cannot check the cluster's CAs"),
+                            }
+                        }
                     }
                     open = rotated => {
                         if !open {
                             return;
                         }
-                        let Some((identities, authorities)) = renewal.as_mut() else {
+                        let Renewal::Local(identities, authorities) = &mut renewal else {
                             continue;
                         };
                         let current = authorities.borrow_and_update().clone();
-                        let renewed = match identities.material(&current) {
-                            Ok(renewed) => renewed,
-                            Err(err) => {
-                                warn!(%err, "cannot renew the proxy's certificates");
-                                continue;
-                            }
-                        };
-                        match auth_client(&auth_addr, renewed.auth_tls.clone()).await {
-                            Ok(client) => {
-                                auth = client.clone();
-                                web.set_auth_client(client);
-                            }
-                            Err(err) => warn!(%err, "cannot renew the proxy's auth client"),
+                        match identities.material(&current) {
+                            Ok(renewed) => in_service.apply(&mut auth, renewed).await,
+                            Err(err) => warn!(%err, "cannot renew the proxy's certificates"),
                         }
-                        *tunnel_config
-                            .write()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner) = renewed.tunnel_tls;
-                        let replaced = if keep_fallback_cert {
-                            certs.replace_pem(&renewed.fallback_cert_pem, &renewed.fallback_key_pem)
-                        } else {
-                            Ok(())
-                        };
-                        if let Err(err) = replaced {
-                            warn!(%err, "cannot renew the proxy's certificate");
-                        }
-                        info!("the proxy follows the rotated certificate authorities");
                     }
                 }
             }
@@ -530,7 +595,12 @@ pub async fn run_standalone(
     let started = start(ProxyServiceParams {
         config: config.clone(),
         auth_addr: auth_server,
-        credentials: ProxyCredentials::Joined(identity),
+        credentials: ProxyCredentials::Joined {
+            identity: Box::new(identity),
+            data_dir: config.jumpgate.data_dir.join("proxy"),
+            host_name,
+            addresses,
+        },
         host_uuid,
         readiness,
         shutdown,

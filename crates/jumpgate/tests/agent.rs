@@ -366,6 +366,32 @@ fn a_proxy_of_its_own_joins_and_carries_agents() {
         edge.log_text()
     );
     assert!(edge.log_text().contains("using the stored host identity"));
+
+    // After a CA rotation the edge proxy renews its own identity through the auth API.
+    jctl_ok(
+        &data,
+        &["auth", "rotate", "--type", "all", "--grace-period", "1h"],
+    );
+    let status: Value =
+        serde_json::from_str(&jctl_ok(&data, &["status", "--format", "json"])).unwrap();
+    let new_pin = status["ca_pins"][0].as_str().unwrap().to_string();
+    let stored_ca = dir.path().join("edge-data/proxy/host_identity/tls_ca.pem");
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            std::fs::read_to_string(&stored_ca)
+                .map(|pem| jumpgate_node::renew::pins_of(&pem).contains(&new_pin))
+                .unwrap_or(false)
+        }),
+        "the edge proxy did not renew:\n{}",
+        edge.log_text()
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || edge
+            .log_text()
+            .contains("the proxy follows the rotated certificate authorities")),
+        "{}",
+        edge.log_text()
+    );
 }
 
 /// Two proxies behind one load balancer (HAProxy, round robin), as in seed 004: with the
@@ -491,4 +517,78 @@ fn an_agent_of_another_cluster_is_refused_on_both_sides_and_audited() {
         agent.log_text()
     );
     assert!(node(&a_data, "stray").is_none());
+}
+
+/// After a CA rotation an agent renews its identity by itself (no token), in the grace
+/// period, and keeps working once the old CAs are gone, also across its own restart.
+#[test]
+fn an_agent_renews_its_identity_after_a_ca_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cluster-data");
+    let proxy_port = free_port();
+    let cluster = start_cluster(dir.path(), &data, proxy_port, "cluster.log");
+    let token: Value = serde_json::from_str(&jctl_ok(
+        &data,
+        &["tokens", "add", "--type", "node", "--format", "json"],
+    ))
+    .unwrap();
+    let pin = token["ca_pins"][0].as_str().unwrap().to_string();
+    let proxy = format!("127.0.0.1:{proxy_port}");
+    let config = agent_config(dir.path(), "db-2", &proxy, token["token"].as_str(), &pin);
+    let mut agent = Daemon::start(
+        &["-c", config.to_str().unwrap()],
+        &dir.path().join("agent.log"),
+    );
+    assert!(wait_until(Duration::from_secs(20), || node(&data, "db-2")
+        .is_some_and(|n| has_tunnel(&n))));
+
+    let rotated = jctl_ok(
+        &data,
+        &["auth", "rotate", "--type", "all", "--grace-period", "8s"],
+    );
+    assert!(rotated.contains("Rotated"), "{rotated}");
+    let status: Value =
+        serde_json::from_str(&jctl_ok(&data, &["status", "--format", "json"])).unwrap();
+    let new_pin = status["ca_pins"][0].as_str().unwrap().to_string();
+    assert_ne!(new_pin, pin);
+    let stored_ca = dir.path().join("db-2-data/host_identity/tls_ca.pem");
+    let renewed = wait_until(Duration::from_secs(20), || {
+        std::fs::read_to_string(&stored_ca)
+            .map(|pem| jumpgate_node::renew::pins_of(&pem).contains(&new_pin))
+            .unwrap_or(false)
+    });
+    assert!(renewed, "the agent did not renew:\n{}", agent.log_text());
+    assert!(agent.log_text().contains("renewed the host identity"));
+
+    // The old CAs are gone after 8 s; the agent restarts with its renewed identity.
+    std::thread::sleep(Duration::from_secs(9));
+    assert!(agent.terminate());
+    let tunnels_before = cluster.log_text().matches("reverse tunnel up").count();
+    let config = agent_config(dir.path(), "db-2", &proxy, None, &pin);
+    let agent = Daemon::start(
+        &["-c", config.to_str().unwrap()],
+        &dir.path().join("agent-2.log"),
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || cluster
+            .log_text()
+            .matches("reverse tunnel up")
+            .count()
+            > tunnels_before),
+        "no tunnel with the renewed identity:\nagent:\n{}",
+        agent.log_text()
+    );
+    let joins: Vec<Value> = serde_json::from_str(&jctl_ok(
+        &data,
+        &[
+            "audit",
+            "search",
+            "--type",
+            "instance.join",
+            "--format",
+            "json",
+        ],
+    ))
+    .unwrap();
+    assert_eq!(joins.len(), 1, "renewal must not need a join: {joins:#?}");
 }

@@ -93,7 +93,7 @@ pub async fn auth_client(server: &str, identity: &HostIdentity) -> Result<AuthCl
 /// Sends heartbeats until `stop` resolves, reconnecting when the auth API goes away.
 pub async fn run(
     server: String,
-    identity: HostIdentity,
+    mut identity: tokio::sync::watch::Receiver<HostIdentity>,
     host_name: String,
     labels: BTreeMap<String, String>,
     state: SharedState,
@@ -108,8 +108,14 @@ pub async fn run(
             () = &mut stop => return,
             _ = beat.tick() => {}
         }
+        if identity.has_changed().unwrap_or(false) {
+            // Renewed: reconnect with the new certificate.
+            identity.borrow_and_update();
+            client = None;
+        }
+        let current = identity.borrow().clone();
         if client.is_none() {
-            match auth_client(&server, &identity).await {
+            match auth_client(&server, &current).await {
                 Ok(connected) => client = Some(connected),
                 Err(err) => {
                     warn!(%err, "cannot reach the auth service for heartbeats; retrying");
@@ -117,7 +123,7 @@ pub async fn run(
                 }
             }
         }
-        let document = document(&identity, &host_name, &labels, &lock(&state));
+        let document = document(&current, &host_name, &labels, &lock(&state));
         if let Some(connected) = client.as_mut() {
             let sent = connected
                 .heartbeat(proto::HeartbeatRequest {

@@ -11,6 +11,7 @@
 pub mod heartbeat;
 pub mod identity;
 pub mod join;
+pub mod renew;
 pub mod tunnel;
 
 pub use heartbeat::{CommandLabel, NodeState, SharedState};
@@ -132,17 +133,26 @@ pub async fn run(config: AgentConfig, identity: HostIdentity, shutdown: watch::R
             stop(),
         )));
     }
+    let (identity_tx, identity_rx) = watch::channel(identity);
     if config.tunnel {
         tasks.push(tokio::spawn(tunnel::run(
             config.server.clone(),
-            identity.clone(),
+            identity_rx.clone(),
             state.clone(),
             stop(),
         )));
     }
+    tasks.push(tokio::spawn(renew::run(
+        config.server.clone(),
+        identity_tx,
+        config.data_dir.clone(),
+        config.host_name.clone(),
+        Vec::new(),
+        stop(),
+    )));
     tasks.push(tokio::spawn(heartbeat::run(
         config.server.clone(),
-        identity,
+        identity_rx,
         config.host_name.clone(),
         config.labels.clone(),
         state,

@@ -62,7 +62,7 @@ impl Backoff {
 /// and retried after a jittered pause, so the load balancer spreads the next one.
 pub async fn run(
     proxy_addr: String,
-    identity: HostIdentity,
+    identity: watch::Receiver<HostIdentity>,
     state: SharedState,
     stop: impl std::future::Future<Output = ()>,
 ) {
@@ -112,14 +112,16 @@ pub async fn run(
 /// jittered backoff.
 async fn keep_one(
     proxy_addr: String,
-    identity: HostIdentity,
+    identity: watch::Receiver<HostIdentity>,
     state: SharedState,
     held: Arc<Mutex<BTreeSet<String>>>,
     discovery: Arc<watch::Sender<Discovery>>,
 ) {
     let mut backoff = Backoff::default();
     loop {
-        match connect(&proxy_addr, &identity).await {
+        // The identity of the moment: renewed after a CA rotation.
+        let current = identity.borrow().clone();
+        match connect(&proxy_addr, &current).await {
             Ok((proxy, connection)) => {
                 let fresh = held
                     .lock()

@@ -95,7 +95,7 @@ fn start_agent(addr: &str, identity: HostIdentity) -> tokio::sync::oneshot::Send
     let state = Arc::new(Mutex::new(NodeState::default()));
     tokio::spawn(jumpgate_node::tunnel::run(
         addr.to_string(),
-        identity,
+        tokio::sync::watch::channel(identity).1,
         state,
         async move {
             let _ = stop_rx.await;

@@ -236,28 +236,7 @@ impl AuthServer {
                 )));
             }
         };
-        for (what, value) in [
-            ("host_name", &request.host_name),
-            ("host_uuid", &request.host_uuid),
-        ] {
-            if !valid_principal(value) {
-                return Err(ServiceError::invalid(format!(
-                    "{what} {value:?} must be 1-253 letters, digits, '-', '_', '.'"
-                )));
-            }
-        }
-        // Both keys must be usable before the token is checked: a join that cannot
-        // finish must not be audited as one that did.
-        parse_ssh_public_key(&request.ssh_public_key)?;
-        jumpgate_pki::check_public_key_pem(&request.tls_public_key_pem)
-            .map_err(|err| ServiceError::invalid(format!("tls_public_key_pem: {err}")))?;
-        for address in &request.addresses {
-            if !valid_principal(address) {
-                return Err(ServiceError::invalid(format!(
-                    "address {address:?} must be a host name or IP address"
-                )));
-            }
-        }
+        Self::check_host_request(&request)?;
         let remote = Self::client_addr_text(caller, &request.client_addr);
         self.tokens()
             .check_join(
@@ -268,6 +247,80 @@ impl AuthServer {
                 SystemTime::now(),
             )
             .await?;
+        self.issue_host_identity(caller, role, kind, &request).await
+    }
+
+    /// A joined host (node or proxy) asks for new certificates for new keys, under the
+    /// current CAs: after a CA rotation, or before its certificates expire. Its identity
+    /// (kind and host UUID) comes from the certificate it calls with, never from the
+    /// request.
+    pub(crate) async fn renew_host_identity(
+        &self,
+        caller: &Caller,
+        request: proto::RenewHostRequest,
+    ) -> Result<proto::JoinResponse, ServiceError> {
+        let Some(identity) = caller.identity.as_ref() else {
+            return Err(ServiceError::Unauthenticated(
+                "renewing needs the host's current certificate".to_string(),
+            ));
+        };
+        let (role, kind) = match identity.kind {
+            IdentityKind::Node => (JoinRole::Node, IdentityKind::Node),
+            IdentityKind::Proxy => (JoinRole::Proxy, IdentityKind::Proxy),
+            other => {
+                return Err(ServiceError::PermissionDenied(format!(
+                    "only nodes and proxies renew host certificates, not {other}"
+                )));
+            }
+        };
+        let request = proto::JoinRequest {
+            token: String::new(),
+            role: role.to_string(),
+            host_name: request.host_name,
+            host_uuid: identity.name.clone(),
+            ssh_public_key: request.ssh_public_key,
+            tls_public_key_pem: request.tls_public_key_pem,
+            addresses: request.addresses,
+            client_addr: String::new(),
+        };
+        Self::check_host_request(&request)?;
+        self.issue_host_identity(caller, role, kind, &request).await
+    }
+
+    /// Names, addresses and both keys must be usable before anything is checked or
+    /// issued: a join that cannot finish must not be audited as one that did.
+    fn check_host_request(request: &proto::JoinRequest) -> Result<(), ServiceError> {
+        for (what, value) in [
+            ("host_name", &request.host_name),
+            ("host_uuid", &request.host_uuid),
+        ] {
+            if !valid_principal(value) {
+                return Err(ServiceError::invalid(format!(
+                    "{what} {value:?} must be 1-253 letters, digits, '-', '_', '.'"
+                )));
+            }
+        }
+        parse_ssh_public_key(&request.ssh_public_key)?;
+        jumpgate_pki::check_public_key_pem(&request.tls_public_key_pem)
+            .map_err(|err| ServiceError::invalid(format!("tls_public_key_pem: {err}")))?;
+        for address in &request.addresses {
+            if !valid_principal(address) {
+                return Err(ServiceError::invalid(format!(
+                    "address {address:?} must be a host name or IP address"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Issues a host's SSH and X.509 certificates and answers with the cluster's CAs.
+    async fn issue_host_identity(
+        &self,
+        caller: &Caller,
+        role: JoinRole,
+        kind: IdentityKind,
+        request: &proto::JoinRequest,
+    ) -> Result<proto::JoinResponse, ServiceError> {
         let (ssh_host_certificate, _) = self
             .issue_host_ssh_cert(
                 &request.host_name,

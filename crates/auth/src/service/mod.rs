@@ -870,6 +870,23 @@ impl AuthService for AuthServer {
         Ok(Response::new(self.join_host(&caller, request).await?))
     }
 
+    async fn renew_host(
+        &self,
+        request: Request<proto::RenewHostRequest>,
+    ) -> Reply<proto::JoinResponse> {
+        let caller = self.caller(&request)?;
+        self.require_kind(
+            &caller,
+            "RenewHost",
+            &[IdentityKind::Node, IdentityKind::Proxy],
+        )
+        .await?;
+        let request = request.into_inner();
+        Ok(Response::new(
+            self.renew_host_identity(&caller, request).await?,
+        ))
+    }
+
     async fn heartbeat(
         &self,
         request: Request<proto::HeartbeatRequest>,
