@@ -355,6 +355,7 @@ async fn join_proxy(admin: &mut AuthClient, addr: &str) -> AuthClient {
         .create_join_token(CreateJoinTokenRequest {
             roles: vec!["proxy".to_string()],
             ttl_seconds: 0,
+            reusable: false,
         })
         .await
         .unwrap()

@@ -8,9 +8,11 @@
 //! that hash (`static:` + 8 hex characters for the static tokens of the config).
 //!
 //! Rules:
-//! - Join tokens are multi-use until they expire, as Teleport's are; signup tokens are
-//!   single-use: redeeming one deletes it in a compare-and-delete on its revision, so of
-//!   two concurrent uses exactly one wins.
+//! - Join tokens made with [`Tokens::create`] are multi-use until they expire, as
+//!   Teleport's are; [`Tokens::create_single_use`] makes tokens that one join consumes
+//!   (what `jctl tokens add` makes unless `--reusable`). Signup tokens are single-use.
+//!   A single-use token is consumed by a compare-and-delete on its revision, so of two
+//!   concurrent uses exactly one wins, and a reused one is refused like an unknown one.
 //! - A joining host is told only "invalid or expired" or "not allowed for this role":
 //!   never whether a token exists.
 //! - Input that cannot be a token (empty, too long, not hex) is refused before the backend
@@ -88,6 +90,8 @@ pub struct TokenInfo {
     pub expires: Option<SystemTime>,
     /// `"dynamic"` (made with `jctl tokens add`) or `"static"` (from the config).
     pub kind: &'static str,
+    /// Consumed by the first join.
+    pub single_use: bool,
 }
 
 /// A single-use invite for a user to set a password. `Debug` hides the token.
@@ -145,6 +149,9 @@ struct Metadata {
 struct JoinSpec {
     roles: Vec<String>,
     join_method: String,
+    /// Consumed by the first join (absent in tokens stored by earlier builds: reusable).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    single_use: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -164,6 +171,7 @@ struct StoredJoin {
     id: String,
     roles: Vec<JoinRole>,
     expires: SystemTime,
+    single_use: bool,
 }
 
 /// A signup token read back and checked.
@@ -185,11 +193,31 @@ impl Tokens<'_> {
     /// TTL of a signup invite when none is given.
     pub const SIGNUP_TTL: Duration = Duration::from_secs(3600);
 
-    /// Makes a join token for `roles`, valid for `ttl` from `now`.
+    /// Makes a join token for `roles`, valid (and reusable) for `ttl` from `now`.
     pub async fn create(
         &self,
         roles: &[JoinRole],
         ttl: Duration,
+        now: SystemTime,
+    ) -> Result<IssuedToken, AuthError> {
+        self.create_token(roles, ttl, false, now).await
+    }
+
+    /// Makes a join token for `roles` that the first successful join consumes.
+    pub async fn create_single_use(
+        &self,
+        roles: &[JoinRole],
+        ttl: Duration,
+        now: SystemTime,
+    ) -> Result<IssuedToken, AuthError> {
+        self.create_token(roles, ttl, true, now).await
+    }
+
+    async fn create_token(
+        &self,
+        roles: &[JoinRole],
+        ttl: Duration,
+        single_use: bool,
         now: SystemTime,
     ) -> Result<IssuedToken, AuthError> {
         let mut unique: Vec<JoinRole> = Vec::new();
@@ -227,6 +255,7 @@ impl Tokens<'_> {
             spec: JoinSpec {
                 roles: role_names(&unique),
                 join_method: "token".to_string(),
+                single_use,
             },
         };
         let key = join_key(&hash)?;
@@ -242,6 +271,7 @@ impl Tokens<'_> {
         .at(timestamp(now))
         .field("token_id", id.as_str())
         .field("roles", role_names(&unique))
+        .field("single_use", single_use)
         .field("expires", rfc3339(expires)?);
         if let Err(err) = self.record(event).await {
             if written.is_ok() {
@@ -276,6 +306,7 @@ impl Tokens<'_> {
                     roles: role_names(&stored.roles),
                     expires: Some(stored.expires),
                     kind: "dynamic",
+                    single_use: stored.single_use,
                 });
             }
         }
@@ -285,6 +316,7 @@ impl Tokens<'_> {
             roles: role_names(&t.roles),
             expires: None,
             kind: "static",
+            single_use: false,
         });
         Ok(dynamic.into_iter().chain(statics).collect())
     }
@@ -568,6 +600,25 @@ impl Tokens<'_> {
                 id,
                 Err(JoinError::RoleNotAllowed(role.as_str().to_string())),
             )
+        } else if stored.single_use {
+            // Consume it: only the use that deletes this revision joins.
+            let consumed = self
+                .backend
+                .atomic_write(
+                    vec![jumpgate_backend::Condition::Revision(
+                        key.clone(),
+                        item.revision,
+                    )],
+                    vec![jumpgate_backend::Action::Delete(key)],
+                )
+                .await;
+            match consumed {
+                Ok(_) => (id, Ok(())),
+                Err(BackendError::ConditionFailed { .. } | BackendError::NotFound { .. }) => {
+                    (id, Err(JoinError::InvalidToken))
+                }
+                Err(err) => (id, Err(AuthError::from(err).into())),
+            }
         } else {
             (id, Ok(()))
         }
@@ -765,7 +816,12 @@ fn decode_join(key: &Key, value: &[u8]) -> Result<StoredJoin, AuthError> {
     }
     let expires =
         parse_rfc3339(&record.metadata.expires).map_err(|err| corrupt_at(JOIN_PREFIX, &id, err))?;
-    Ok(StoredJoin { id, roles, expires })
+    Ok(StoredJoin {
+        id,
+        roles,
+        expires,
+        single_use: record.spec.single_use,
+    })
 }
 
 fn decode_signup(key: &Key, value: &[u8]) -> Result<StoredSignup, AuthError> {

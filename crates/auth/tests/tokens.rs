@@ -733,3 +733,68 @@ async fn a_new_invite_replaces_the_old_and_removing_a_user_removes_its_invites()
     }
     assert!(f.state().await.is_empty());
 }
+
+/// A single-use token (what `jctl tokens add` makes unless `--reusable`): the first join
+/// consumes it, a reuse is refused like an unknown token and audited, a refused role
+/// does not consume it, and of concurrent uses exactly one wins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_use_token_joins_once_and_a_reuse_is_refused() {
+    let f = fixture().await;
+    let tokens = f.tokens();
+    let now = SystemTime::now();
+    let issued = tokens
+        .create_single_use(&[JoinRole::Node], Tokens::DEFAULT_TTL, now)
+        .await
+        .unwrap();
+    let listed = tokens.list(now).await.unwrap();
+    assert!(listed.iter().any(|t| t.id == issued.id && t.single_use));
+
+    // The wrong role is refused without consuming the token.
+    let err = tokens
+        .check_join(&issued.token, JoinRole::Proxy, "web-1", ADDR, now)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, JoinError::RoleNotAllowed(_)), "{err}");
+    tokens
+        .check_join(&issued.token, JoinRole::Node, "web-1", ADDR, now)
+        .await
+        .unwrap();
+    let err = tokens
+        .check_join(&issued.token, JoinRole::Node, "web-2", ADDR, now)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, JoinError::InvalidToken), "{err}");
+    assert!(
+        tokens
+            .list(now)
+            .await
+            .unwrap()
+            .iter()
+            .all(|t| t.id != issued.id)
+    );
+    let joins = f.events_of("instance.join").await;
+    let outcomes: Vec<bool> = joins.iter().map(|(success, _, _)| *success).collect();
+    assert_eq!(outcomes, [false, true, false], "{joins:?}");
+
+    // Eight hosts race for one token: one joins.
+    let raced = tokens
+        .create_single_use(&[JoinRole::Node], Tokens::DEFAULT_TTL, now)
+        .await
+        .unwrap();
+    let attempts = (0..8).map(|i| {
+        let tokens = f.tokens();
+        let token = raced.token.clone();
+        async move {
+            tokens
+                .check_join(&token, JoinRole::Node, &format!("racer-{i}"), ADDR, now)
+                .await
+                .is_ok()
+        }
+    });
+    let winners = futures::future::join_all(attempts)
+        .await
+        .into_iter()
+        .filter(|won| *won)
+        .count();
+    assert_eq!(winners, 1);
+}

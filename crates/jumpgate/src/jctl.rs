@@ -386,12 +386,18 @@ async fn nodes_ls(client: &mut AuthClient, format: OutputFormat) -> Result<()> {
 
 async fn tokens(client: &mut AuthClient, command: TokensCommand) -> Result<()> {
     match command {
-        TokensCommand::Add { roles, ttl, format } => {
+        TokensCommand::Add {
+            roles,
+            ttl,
+            reusable,
+            format,
+        } => {
             let ttl_seconds = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
             let response = client
                 .create_join_token(proto::CreateJoinTokenRequest {
                     roles: roles.clone(),
                     ttl_seconds,
+                    reusable,
                 })
                 .await
                 .map_err(status_error)?
@@ -402,20 +408,26 @@ async fn tokens(client: &mut AuthClient, command: TokensCommand) -> Result<()> {
                 "roles": roles,
                 "expires": time_text(response.expires_unix),
                 "ca_pins": response.ca_pins,
+                "single_use": !reusable,
             });
             print_data(format.format, &value, || {
                 format!(
-                    "The join token {} (id {}) lets hosts join as {} until {}.\n\n\
+                    "The join token {} (id {}) lets {} join as {} until {}.\n\n\
                      On the host, put this in /etc/jumpgate.yaml:\n\
                      \x20 jumpgate:\n\
                      \x20   join_params:\n\
                      \x20     method: token\n\
                      \x20     token_name: {}\n\
                      \x20   ca_pin: \"{}\"\n\
-                     \x20   auth_server: <this auth server's or a proxy's address>\n\n\
+                     \x20   proxy_server: <the proxy's public address>   # or auth_server: <this auth server>\n\n\
                      The token is shown once; jctl tokens rm {} revokes it.\n",
                     response.token,
                     response.id,
+                    if reusable {
+                        "any number of hosts"
+                    } else {
+                        "one host (once)"
+                    },
                     roles.join(","),
                     time_text(response.expires_unix),
                     response.token,
@@ -440,6 +452,7 @@ async fn tokens(client: &mut AuthClient, command: TokensCommand) -> Result<()> {
                             "roles": token.roles,
                             "expires": time_text(token.expires_unix),
                             "kind": token.kind,
+                            "single_use": token.single_use,
                         })
                     })
                     .collect(),
@@ -451,12 +464,18 @@ async fn tokens(client: &mut AuthClient, command: TokensCommand) -> Result<()> {
                         token.id.clone(),
                         token.roles.join(","),
                         time_text(token.expires_unix),
+                        if token.single_use {
+                            "once"
+                        } else {
+                            "until expiry"
+                        }
+                        .to_string(),
                         token.kind.clone(),
                     ]
                 })
                 .collect();
             print_data(format.format, &value, || {
-                table(&["Id", "Type", "Expires", "Source"], &rows)
+                table(&["Id", "Type", "Expires", "Use", "Source"], &rows)
             })
         }
         TokensCommand::Rm { token } => {

@@ -126,7 +126,7 @@ pub enum UsersCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum TokensCommand {
-    /// Make a join token.
+    /// Make a join token. One host may join with it, once, unless --reusable.
     Add {
         /// What hosts with the token may join as: node, proxy, or node,proxy.
         #[arg(long = "type", value_delimiter = ',', required = true)]
@@ -134,6 +134,10 @@ pub enum TokensCommand {
         /// How long the token is valid (e.g. 30m, 2h).
         #[arg(long, default_value = "30m", value_parser = parse_duration)]
         ttl: std::time::Duration,
+        /// Let any number of hosts join with the token until it expires (autoscaling
+        /// groups); by default the first join consumes it.
+        #[arg(long)]
+        reusable: bool,
         #[command(flatten)]
         format: FormatArg,
     },

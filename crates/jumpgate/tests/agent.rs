@@ -220,7 +220,11 @@ fn an_agent_joins_through_the_proxy_and_survives_restarts() {
     let successes = joins.iter().filter(|e| e["success"] == true).count();
     assert_eq!(successes, 1, "joined more than once: {joins:#?}");
 
-    // A wrong token, an expired token and a wrong pin are refused, clearly.
+    // A reused token, a wrong token, an expired token and a wrong pin are refused,
+    // clearly.
+    let reused = agent_config(dir.path(), "web-2", &proxy, Some(&token), &pin);
+    let err = failing_agent(&reused);
+    assert!(err.contains("refused to let this host join"), "{err}");
     let wrong = agent_config(
         dir.path(),
         "bad-token",
@@ -405,7 +409,15 @@ fn with_two_proxies_behind_a_load_balancer_an_agent_tunnels_to_both() {
     let _cluster = start_cluster(dir.path(), &data, main_port, "cluster.log");
     let proxy_token: Value = serde_json::from_str(&jctl_ok(
         &data,
-        &["tokens", "add", "--type", "proxy,node", "--format", "json"],
+        &[
+            "tokens",
+            "add",
+            "--type",
+            "proxy,node",
+            "--reusable",
+            "--format",
+            "json",
+        ],
     ))
     .unwrap();
     let pin = proxy_token["ca_pins"][0].as_str().unwrap().to_string();
@@ -558,7 +570,13 @@ fn an_agent_renews_its_identity_after_a_ca_rotation() {
             .unwrap_or(false)
     });
     assert!(renewed, "the agent did not renew:\n{}", agent.log_text());
-    assert!(agent.log_text().contains("renewed the host identity"));
+    assert!(
+        wait_until(Duration::from_secs(5), || agent
+            .log_text()
+            .contains("renewed the host identity")),
+        "{}",
+        agent.log_text()
+    );
 
     // The old CAs are gone after 8 s; the agent restarts with its renewed identity.
     std::thread::sleep(Duration::from_secs(9));

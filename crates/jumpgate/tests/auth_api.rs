@@ -189,6 +189,7 @@ async fn join_token(admin: &mut AuthClient, role: &str) -> proto::CreateJoinToke
         .create_join_token(proto::CreateJoinTokenRequest {
             roles: vec![role.to_string()],
             ttl_seconds: 0,
+            reusable: false,
         })
         .await
         .unwrap()
@@ -905,6 +906,7 @@ async fn roles_decide_what_a_user_identity_may_do() {
         .create_join_token(proto::CreateJoinTokenRequest {
             roles: vec!["node".to_string()],
             ttl_seconds: 0,
+            reusable: false,
         })
         .await
         .unwrap_err();

@@ -610,11 +610,14 @@ impl AuthService for AuthServer {
         let roles = parse_join_roles(&request.roles)?;
         let ttl =
             requested_ttl(request.ttl_seconds, "the token TTL")?.unwrap_or(Tokens::DEFAULT_TTL);
-        let issued = self
-            .tokens()
-            .create(&roles, ttl, SystemTime::now())
-            .await
-            .map_err(ServiceError::from)?;
+        let tokens = self.tokens();
+        let now = SystemTime::now();
+        let issued = if request.reusable {
+            tokens.create(&roles, ttl, now).await
+        } else {
+            tokens.create_single_use(&roles, ttl, now).await
+        }
+        .map_err(ServiceError::from)?;
         Ok(Response::new(proto::CreateJoinTokenResponse {
             token: issued.token.clone(),
             id: issued.id.clone(),
@@ -643,6 +646,7 @@ impl AuthService for AuthServer {
                     roles: token.roles,
                     expires_unix: token.expires.map(unix).unwrap_or(0),
                     kind: token.kind.to_string(),
+                    single_use: token.single_use,
                 })
                 .collect(),
         }))
