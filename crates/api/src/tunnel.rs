@@ -33,6 +33,9 @@ pub const TARGET_PING: &str = "/ping";
 pub const TARGET_DISCOVERY: &str = "/discovery";
 /// Largest discovery message accepted.
 pub const MAX_DISCOVERY_LEN: usize = 256 * 1024;
+/// Most tunnels an agent keeps, whatever a discovery message says: a bound on the
+/// connections one message can make an agent open.
+pub const MAX_TUNNELS: usize = 64;
 
 /// What a proxy tells its agents.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -48,9 +51,9 @@ pub struct Discovery {
 impl Discovery {
     /// How many tunnels to distinct proxies an agent should hold: one to every proxy
     /// (agent_mesh), or `agent_connection_count` of them (proxy_peering); at least one,
-    /// never more than there are proxies.
+    /// never more than there are proxies (nor [`MAX_TUNNELS`]).
     pub fn desired_tunnels(&self) -> usize {
-        let proxies = self.proxies.len().max(1);
+        let proxies = self.proxies.len().clamp(1, MAX_TUNNELS);
         match self.tunnel_strategy.as_str() {
             "proxy_peering" => usize::try_from(self.agent_connection_count)
                 .unwrap_or(1)
@@ -170,5 +173,31 @@ impl AsyncWrite for H2Stream {
     fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.send.reserve_capacity(0);
         Poll::Ready(self.send.send_data(Bytes::new(), true).map_err(h2_io))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn discovery(proxies: usize, strategy: &str, count: u32) -> Discovery {
+        Discovery {
+            proxies: (0..proxies).map(|i| format!("p{i}")).collect(),
+            tunnel_strategy: strategy.to_string(),
+            agent_connection_count: count,
+        }
+    }
+
+    #[test]
+    fn desired_tunnels_follow_the_strategy_within_bounds() {
+        assert_eq!(discovery(0, "agent_mesh", 0).desired_tunnels(), 1);
+        assert_eq!(discovery(3, "agent_mesh", 0).desired_tunnels(), 3);
+        assert_eq!(discovery(3, "proxy_peering", 2).desired_tunnels(), 2);
+        assert_eq!(discovery(1, "proxy_peering", 2).desired_tunnels(), 1);
+        assert_eq!(discovery(3, "proxy_peering", 0).desired_tunnels(), 1);
+        assert_eq!(
+            discovery(10_000, "agent_mesh", 0).desired_tunnels(),
+            MAX_TUNNELS
+        );
     }
 }
