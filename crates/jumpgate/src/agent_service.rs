@@ -4,8 +4,10 @@
 
 use crate::diag::Readiness;
 use anyhow::anyhow;
-use jumpgate_node::{AgentConfig, AgentError, CommandLabel};
+use jumpgate_node::join::JoinParams;
+use jumpgate_node::{AgentConfig, AgentError, CommandLabel, HostIdentity};
 use jumpgate_types::Config;
+use std::path::Path;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tracing::warn;
@@ -23,16 +25,7 @@ fn agent_config(config: &Config, host_uuid: &str) -> Result<AgentConfig, String>
             );
         }
     };
-    let token = global
-        .auth_token
-        .as_ref()
-        .map(|token| token.expose().to_string())
-        .or_else(|| {
-            global
-                .join_params
-                .as_ref()
-                .map(|params| params.token_name.expose().to_string())
-        });
+    let token = configured_join_token(config);
     let host_name = global.nodename.clone().unwrap_or_else(|| {
         std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|name| name.trim().to_string())
@@ -60,6 +53,64 @@ fn agent_config(config: &Config, host_uuid: &str) -> Result<AgentConfig, String>
     })
 }
 
+/// The join token of the config: `auth_token`, or `join_params.token_name`.
+pub(crate) fn configured_join_token(config: &Config) -> Option<String> {
+    let global = &config.jumpgate;
+    global
+        .auth_token
+        .as_ref()
+        .map(|token| token.expose().to_string())
+        .or_else(|| {
+            global
+                .join_params
+                .as_ref()
+                .map(|params| params.token_name.expose().to_string())
+        })
+}
+
+/// How an agent or a remote proxy gets its identity at start.
+pub(crate) struct JoinRun<'a> {
+    /// The readiness component (`agent`, `proxy`).
+    pub component: &'static str,
+    pub readiness: &'a Readiness,
+    pub shutdown: &'a mut watch::Receiver<bool>,
+    pub fatal: &'a mpsc::Sender<anyhow::Error>,
+}
+
+/// The identity stored in `data_dir`, or a new one from joining, retrying with backoff
+/// while the cluster is unreachable. `None` when shutdown came first, or when the join
+/// failed for good (a refused token, an unusable config), which is then sent to `fatal`:
+/// waiting will not fix it.
+pub(crate) async fn load_or_join_retrying(
+    data_dir: &Path,
+    token: Option<&str>,
+    params: JoinParams<'_>,
+    run: JoinRun<'_>,
+) -> Option<HostIdentity> {
+    let mut backoff = jumpgate_node::tunnel::Backoff::default();
+    loop {
+        match jumpgate_node::load_or_join(data_dir, token, params.clone()).await {
+            Ok(identity) => return Some(identity),
+            Err(AgentError::Unreachable(err)) => {
+                run.readiness
+                    .not_ready(run.component, format!("joining: {err}"));
+                warn!(%err, component = run.component, "cannot reach the cluster to join; retrying");
+            }
+            Err(err) => {
+                let _ = run
+                    .fatal
+                    .send(anyhow!(err).context(format!("{}: joining the cluster", run.component)))
+                    .await;
+                return None;
+            }
+        }
+        tokio::select! {
+            _ = run.shutdown.wait_for(|stopping| *stopping) => return None,
+            () = tokio::time::sleep(backoff.next_delay().max(Duration::from_millis(200))) => {}
+        }
+    }
+}
+
 /// Joins (retrying while the cluster is unreachable), then runs until shutdown. A
 /// refused join or an unusable config is fatal: waiting will not fix it.
 pub async fn run(
@@ -76,25 +127,20 @@ pub async fn run(
             return;
         }
     };
-    let mut backoff = jumpgate_node::tunnel::Backoff::default();
-    let identity = loop {
-        match jumpgate_node::identity(&agent).await {
-            Ok(identity) => break identity,
-            Err(AgentError::Unreachable(err)) => {
-                readiness.not_ready("agent", format!("joining: {err}"));
-                warn!(%err, "cannot reach the cluster to join; retrying");
-            }
-            Err(err) => {
-                let _ = fatal
-                    .send(anyhow!(err).context("joining the cluster"))
-                    .await;
-                return;
-            }
-        }
-        tokio::select! {
-            _ = shutdown.wait_for(|stopping| *stopping) => return,
-            () = tokio::time::sleep(backoff.next_delay().max(Duration::from_millis(200))) => {}
-        }
+    let Some(identity) = load_or_join_retrying(
+        &agent.data_dir,
+        agent.token.as_deref(),
+        agent.join_params(),
+        JoinRun {
+            component: "agent",
+            readiness: &readiness,
+            shutdown: &mut shutdown,
+            fatal: &fatal,
+        },
+    )
+    .await
+    else {
+        return;
     };
     readiness.ready("agent");
     jumpgate_node::run(agent, identity, shutdown).await;

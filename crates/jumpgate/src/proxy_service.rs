@@ -539,58 +539,36 @@ pub async fn run_standalone(
             .await;
         return;
     };
-    let token = config
-        .jumpgate
-        .auth_token
-        .as_ref()
-        .map(|token| token.expose().to_string())
-        .or_else(|| {
-            config
-                .jumpgate
-                .join_params
-                .as_ref()
-                .map(|params| params.token_name.expose().to_string())
-        });
+    let token = crate::agent_service::configured_join_token(&config);
     let host_name = config
         .jumpgate
         .nodename
         .clone()
         .unwrap_or_else(|| host_uuid.clone());
     let addresses = join_addresses(&config);
-    let mut backoff = jumpgate_node::tunnel::Backoff::default();
-    let identity = loop {
-        // Apart from an agent's identity on the same host.
-        let joined = jumpgate_node::load_or_join(
-            &config.jumpgate.data_dir.join("proxy"),
-            token.as_deref(),
-            jumpgate_node::join::JoinParams {
-                server: &auth_server,
-                token: "",
-                ca_pins: &config.jumpgate.ca_pin,
-                host_uuid: &host_uuid,
-                host_name: &host_name,
-                role: "proxy",
-                addresses: &addresses,
-            },
-        )
-        .await;
-        match joined {
-            Ok(identity) => break identity,
-            Err(jumpgate_node::AgentError::Unreachable(err)) => {
-                readiness.not_ready("proxy", format!("joining: {err}"));
-                warn!(%err, "cannot reach the auth service to join; retrying");
-            }
-            Err(err) => {
-                let _ = fatal
-                    .send(anyhow!(err).context("the proxy cannot join"))
-                    .await;
-                return;
-            }
-        }
-        tokio::select! {
-            _ = shutdown.wait_for(|stopping| *stopping) => return,
-            () = tokio::time::sleep(backoff.next_delay().max(Duration::from_millis(200))) => {}
-        }
+    // Apart from an agent's identity on the same host.
+    let Some(identity) = crate::agent_service::load_or_join_retrying(
+        &config.jumpgate.data_dir.join("proxy"),
+        token.as_deref(),
+        jumpgate_node::join::JoinParams {
+            server: &auth_server,
+            token: "",
+            ca_pins: &config.jumpgate.ca_pin,
+            host_uuid: &host_uuid,
+            host_name: &host_name,
+            role: "proxy",
+            addresses: &addresses,
+        },
+        crate::agent_service::JoinRun {
+            component: "proxy",
+            readiness: &readiness,
+            shutdown: &mut shutdown,
+            fatal: &fatal,
+        },
+    )
+    .await
+    else {
+        return;
     };
     let started = start(ProxyServiceParams {
         config: config.clone(),

@@ -3,6 +3,8 @@
 //! Private keys are made here and never leave the host.
 
 use crate::AgentError;
+use jumpgate_api::proto;
+use jumpgate_pki::{SshKeyPair, generate_ssh_key, generate_tls_key};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -32,6 +34,47 @@ impl std::fmt::Debug for HostIdentity {
             .field("host_uuid", &self.host_uuid)
             .field("keys", &"[redacted]")
             .finish()
+    }
+}
+
+/// Fresh keys for a join or a renewal, made here: only the public halves are sent.
+pub(crate) struct HostKeys {
+    pub(crate) ssh: SshKeyPair,
+    tls_key_pem: String,
+    pub(crate) tls_public_pem: String,
+}
+
+impl HostKeys {
+    pub(crate) fn generate(host_name: &str) -> Result<HostKeys, AgentError> {
+        let ssh =
+            generate_ssh_key(host_name).map_err(|err| AgentError::Identity(err.to_string()))?;
+        let (tls_key_pem, tls_public_pem) =
+            generate_tls_key().map_err(|err| AgentError::Identity(err.to_string()))?;
+        Ok(HostKeys {
+            ssh,
+            tls_key_pem,
+            tls_public_pem,
+        })
+    }
+
+    /// The identity these keys form with the certificates the cluster issued for them.
+    pub(crate) fn into_identity(
+        self,
+        cluster: String,
+        host_uuid: String,
+        issued: proto::JoinResponse,
+    ) -> HostIdentity {
+        HostIdentity {
+            cluster,
+            host_uuid,
+            tls_cert_pem: issued.tls_certificate_pem,
+            tls_key_pem: self.tls_key_pem,
+            tls_ca_pem: issued.tls_ca_pems.concat(),
+            ssh_host_key: self.ssh.private_openssh,
+            ssh_host_cert: issued.ssh_host_certificate,
+            user_ca_keys: issued.user_ca_keys,
+            host_ca_known_hosts: issued.host_ca_known_hosts,
+        }
     }
 }
 

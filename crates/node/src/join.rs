@@ -7,9 +7,9 @@
 //! proxy with a public certificate.
 
 use crate::AgentError;
-use crate::identity::HostIdentity;
+use crate::identity::{HostIdentity, HostKeys};
 use jumpgate_api::proto;
-use jumpgate_pki::{TlsCa, generate_ssh_key, generate_tls_key};
+use jumpgate_pki::TlsCa;
 
 /// What a join needs.
 #[derive(Clone)]
@@ -50,18 +50,15 @@ pub async fn join(params: JoinParams<'_>) -> Result<HostIdentity, AgentError> {
     let mut client = jumpgate_api::connect(params.server, tls)
         .await
         .map_err(|err| AgentError::Unreachable(err.to_string()))?;
-    let ssh =
-        generate_ssh_key(params.host_name).map_err(|err| AgentError::Identity(err.to_string()))?;
-    let (tls_key_pem, tls_public_pem) =
-        generate_tls_key().map_err(|err| AgentError::Identity(err.to_string()))?;
+    let keys = HostKeys::generate(params.host_name)?;
     let joined = client
         .join(proto::JoinRequest {
             token: params.token.to_string(),
             role: params.role.to_string(),
             host_name: params.host_name.to_string(),
             host_uuid: params.host_uuid.to_string(),
-            ssh_public_key: ssh.public_openssh,
-            tls_public_key_pem: tls_public_pem,
+            ssh_public_key: keys.ssh.public_openssh.clone(),
+            tls_public_key_pem: keys.tls_public_pem.clone(),
             addresses: params.addresses.to_vec(),
             client_addr: String::new(),
         })
@@ -83,15 +80,6 @@ pub async fn join(params: JoinParams<'_>) -> Result<HostIdentity, AgentError> {
             "the cluster's answer carries no CA matching jumpgate.ca_pin".to_string(),
         ));
     }
-    Ok(HostIdentity {
-        cluster: joined.cluster_name,
-        host_uuid: params.host_uuid.to_string(),
-        tls_cert_pem: joined.tls_certificate_pem,
-        tls_key_pem,
-        tls_ca_pem: joined.tls_ca_pems.concat(),
-        ssh_host_key: ssh.private_openssh,
-        ssh_host_cert: joined.ssh_host_certificate,
-        user_ca_keys: joined.user_ca_keys,
-        host_ca_known_hosts: joined.host_ca_known_hosts,
-    })
+    let cluster = joined.cluster_name.clone();
+    Ok(keys.into_identity(cluster, params.host_uuid.to_string(), joined))
 }

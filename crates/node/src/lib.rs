@@ -64,22 +64,19 @@ impl std::fmt::Debug for AgentConfig {
     }
 }
 
-/// Loads the stored identity, or joins (and stores it) when there is none.
-pub async fn identity(config: &AgentConfig) -> Result<HostIdentity, AgentError> {
-    load_or_join(
-        &config.data_dir,
-        config.token.as_deref(),
+impl AgentConfig {
+    /// What joining as a node takes (the token goes to [`load_or_join`] separately).
+    pub fn join_params(&self) -> join::JoinParams<'_> {
         join::JoinParams {
-            server: &config.server,
+            server: &self.server,
             token: "",
-            ca_pins: &config.ca_pins,
-            host_uuid: &config.host_uuid,
-            host_name: &config.host_name,
+            ca_pins: &self.ca_pins,
+            host_uuid: &self.host_uuid,
+            host_name: &self.host_name,
             role: "node",
             addresses: &[],
-        },
-    )
-    .await
+        }
+    }
 }
 
 /// The identity stored in `data_dir`, or a new one from joining with `token` (stored

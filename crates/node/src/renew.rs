@@ -5,9 +5,9 @@
 
 use crate::AgentError;
 use crate::heartbeat::auth_client;
-use crate::identity::HostIdentity;
+use crate::identity::{HostIdentity, HostKeys};
 use jumpgate_api::{AuthClient, proto};
-use jumpgate_pki::{TlsCa, generate_ssh_key, generate_tls_key};
+use jumpgate_pki::TlsCa;
 
 /// The `ca_pin`s of the CA certificates in a PEM text (several certificates).
 pub fn pins_of(ca_pem: &str) -> Vec<String> {
@@ -35,30 +35,22 @@ pub async fn renew(
     host_name: &str,
     addresses: &[String],
 ) -> Result<HostIdentity, AgentError> {
-    let ssh = generate_ssh_key(host_name).map_err(|err| AgentError::Identity(err.to_string()))?;
-    let (tls_key_pem, tls_public_pem) =
-        generate_tls_key().map_err(|err| AgentError::Identity(err.to_string()))?;
+    let keys = HostKeys::generate(host_name)?;
     let renewed = client
         .renew_host(proto::RenewHostRequest {
             host_name: host_name.to_string(),
-            ssh_public_key: ssh.public_openssh,
-            tls_public_key_pem: tls_public_pem,
+            ssh_public_key: keys.ssh.public_openssh.clone(),
+            tls_public_key_pem: keys.tls_public_pem.clone(),
             addresses: addresses.to_vec(),
         })
         .await
         .map_err(|status| AgentError::JoinRefused(status.message().to_string()))?
         .into_inner();
-    Ok(HostIdentity {
-        cluster: identity.cluster.clone(),
-        host_uuid: identity.host_uuid.clone(),
-        tls_cert_pem: renewed.tls_certificate_pem,
-        tls_key_pem,
-        tls_ca_pem: renewed.tls_ca_pems.concat(),
-        ssh_host_key: ssh.private_openssh,
-        ssh_host_cert: renewed.ssh_host_certificate,
-        user_ca_keys: renewed.user_ca_keys,
-        host_ca_known_hosts: renewed.host_ca_known_hosts,
-    })
+    Ok(keys.into_identity(
+        identity.cluster.clone(),
+        identity.host_uuid.clone(),
+        renewed,
+    ))
 }
 
 /// Checks the cluster's CAs and renews `identity` when needed; returns the new one.
