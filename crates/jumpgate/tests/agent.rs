@@ -16,7 +16,10 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use support::{Daemon, free_port, jctl, jctl_ok, jumpgate, start_haproxy, text, wait_until};
+use support::{
+    Daemon, audit_events, free_port, jctl, jctl_ok, jumpgate, new_join_token, start_haproxy, text,
+    wait_until,
+};
 
 /// A cluster daemon (auth + proxy, no ssh_service) whose proxy listens on `proxy_port`.
 fn start_cluster(dir: &Path, data: &Path, proxy_port: u16, log: &str) -> Daemon {
@@ -88,6 +91,24 @@ fn edge_proxy_config(
     path
 }
 
+/// The cluster's active TLS CA pin (`jctl status`).
+fn active_pin(data: &Path) -> String {
+    let status: Value =
+        serde_json::from_str(&jctl_ok(data, &["status", "--format", "json"])).unwrap();
+    status["ca_pins"][0].as_str().unwrap().to_string()
+}
+
+/// Whether a stored `tls_ca.pem` holds the CA with `pin`.
+fn holds_pin(stored_ca: &Path, pin: &str) -> bool {
+    std::fs::read_to_string(stored_ca)
+        .map(|pem| {
+            jumpgate_node::renew::pins_of(&pem)
+                .iter()
+                .any(|held| held == pin)
+        })
+        .unwrap_or(false)
+}
+
 /// The node records `jctl nodes ls` shows, by host name.
 fn node(data: &Path, host: &str) -> Option<Value> {
     let listed = jctl(data, &["nodes", "ls", "--format", "json"], None);
@@ -133,15 +154,7 @@ fn an_agent_joins_through_the_proxy_and_survives_restarts() {
     let proxy = format!("127.0.0.1:{proxy_port}");
     let mut cluster = start_cluster(dir.path(), &data, proxy_port, "cluster.log");
 
-    let token: Value = serde_json::from_str(&jctl_ok(
-        &data,
-        &[
-            "tokens", "add", "--type", "node", "--ttl", "1h", "--format", "json",
-        ],
-    ))
-    .unwrap();
-    let pin = token["ca_pins"][0].as_str().unwrap().to_string();
-    let token = token["token"].as_str().unwrap().to_string();
+    let (token, pin) = new_join_token(&data, &["--type", "node", "--ttl", "1h"]);
 
     // The agent knows only the proxy, the token and the pin.
     let config = agent_config(dir.path(), "web-1", &proxy, Some(&token), &pin);
@@ -205,18 +218,7 @@ fn an_agent_joins_through_the_proxy_and_survives_restarts() {
         "restart without a token failed:\n{}",
         agent.log_text()
     );
-    let joins = jctl_ok(
-        &data,
-        &[
-            "audit",
-            "search",
-            "--type",
-            "instance.join",
-            "--format",
-            "json",
-        ],
-    );
-    let joins: Vec<Value> = serde_json::from_str(&joins).unwrap();
+    let joins = audit_events(&data, "instance.join");
     let successes = joins.iter().filter(|e| e["success"] == true).count();
     assert_eq!(successes, 1, "joined more than once: {joins:#?}");
 
@@ -234,21 +236,9 @@ fn an_agent_joins_through_the_proxy_and_survives_restarts() {
     );
     let err = failing_agent(&wrong);
     assert!(err.contains("refused to let this host join"), "{err}");
-    let short: Value = serde_json::from_str(&jctl_ok(
-        &data,
-        &[
-            "tokens", "add", "--type", "node", "--ttl", "1s", "--format", "json",
-        ],
-    ))
-    .unwrap();
+    let (short, _) = new_join_token(&data, &["--type", "node", "--ttl", "1s"]);
     std::thread::sleep(Duration::from_secs(2));
-    let expired = agent_config(
-        dir.path(),
-        "late",
-        &proxy,
-        Some(short["token"].as_str().unwrap()),
-        &pin,
-    );
+    let expired = agent_config(dir.path(), "late", &proxy, Some(&short), &pin);
     let err = failing_agent(&expired);
     assert!(err.contains("refused to let this host join"), "{err}");
     let wrong_pin = format!("sha256:{}", "ab".repeat(32));
@@ -267,18 +257,7 @@ fn an_agent_joins_through_the_proxy_and_survives_restarts() {
     let err = text(&out.stderr);
     assert!(err.contains("ca_pin") || err.contains("pin"), "{err}");
     assert!(node(&data, "wrong-pin").is_none());
-    let joins: Vec<Value> = serde_json::from_str(&jctl_ok(
-        &data,
-        &[
-            "audit",
-            "search",
-            "--type",
-            "instance.join",
-            "--format",
-            "json",
-        ],
-    ))
-    .unwrap();
+    let joins = audit_events(&data, "instance.join");
     let failures = joins.iter().filter(|e| e["success"] == false).count();
     assert!(failures >= 2, "refused joins not audited: {joins:#?}");
 }
@@ -291,17 +270,12 @@ fn a_proxy_of_its_own_joins_and_carries_agents() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("cluster-data");
     let _cluster = start_cluster(dir.path(), &data, free_port(), "cluster.log");
-    let proxy_token: Value = serde_json::from_str(&jctl_ok(
-        &data,
-        &["tokens", "add", "--type", "proxy", "--format", "json"],
-    ))
-    .unwrap();
-    let pin = proxy_token["ca_pins"][0].as_str().unwrap().to_string();
+    let (proxy_token, pin) = new_join_token(&data, &["--type", "proxy"]);
     let edge_port = free_port();
     let edge_addr = format!("127.0.0.1:{edge_port}");
     let edge_config =
         |token: Option<&str>| edge_proxy_config(dir.path(), &data, &edge_addr, token, &pin);
-    let config = edge_config(proxy_token["token"].as_str());
+    let config = edge_config(Some(&proxy_token));
     let mut edge = Daemon::start(
         &["-c", config.to_str().unwrap(), "--proxy-addr", &edge_addr],
         &dir.path().join("edge.log"),
@@ -331,18 +305,8 @@ fn a_proxy_of_its_own_joins_and_carries_agents() {
     );
 
     // An agent that knows only the edge proxy joins and tunnels through it.
-    let node_token: Value = serde_json::from_str(&jctl_ok(
-        &data,
-        &["tokens", "add", "--type", "node", "--format", "json"],
-    ))
-    .unwrap();
-    let agent_config = agent_config(
-        dir.path(),
-        "db-1",
-        &edge_addr,
-        node_token["token"].as_str(),
-        &pin,
-    );
+    let (node_token, _) = new_join_token(&data, &["--type", "node"]);
+    let agent_config = agent_config(dir.path(), "db-1", &edge_addr, Some(&node_token), &pin);
     let agent = Daemon::start(
         &["-c", agent_config.to_str().unwrap()],
         &dir.path().join("agent.log"),
@@ -376,15 +340,11 @@ fn a_proxy_of_its_own_joins_and_carries_agents() {
         &data,
         &["auth", "rotate", "--type", "all", "--grace-period", "1h"],
     );
-    let status: Value =
-        serde_json::from_str(&jctl_ok(&data, &["status", "--format", "json"])).unwrap();
-    let new_pin = status["ca_pins"][0].as_str().unwrap().to_string();
+    let new_pin = active_pin(&data);
     let stored_ca = dir.path().join("edge-data/proxy/host_identity/tls_ca.pem");
     assert!(
         wait_until(Duration::from_secs(20), || {
-            std::fs::read_to_string(&stored_ca)
-                .map(|pem| jumpgate_node::renew::pins_of(&pem).contains(&new_pin))
-                .unwrap_or(false)
+            holds_pin(&stored_ca, &new_pin)
         }),
         "the edge proxy did not renew:\n{}",
         edge.log_text()
@@ -407,21 +367,7 @@ fn with_two_proxies_behind_a_load_balancer_an_agent_tunnels_to_both() {
     let data = dir.path().join("cluster-data");
     let main_port = free_port();
     let _cluster = start_cluster(dir.path(), &data, main_port, "cluster.log");
-    let proxy_token: Value = serde_json::from_str(&jctl_ok(
-        &data,
-        &[
-            "tokens",
-            "add",
-            "--type",
-            "proxy,node",
-            "--reusable",
-            "--format",
-            "json",
-        ],
-    ))
-    .unwrap();
-    let pin = proxy_token["ca_pins"][0].as_str().unwrap().to_string();
-    let token = proxy_token["token"].as_str().unwrap().to_string();
+    let (token, pin) = new_join_token(&data, &["--type", "proxy,node", "--reusable"]);
     let edge_port = free_port();
     let edge_addr = format!("127.0.0.1:{edge_port}");
     let edge_config = edge_proxy_config(dir.path(), &data, &edge_addr, Some(&token), &pin);
@@ -483,14 +429,9 @@ fn an_agent_of_another_cluster_is_refused_on_both_sides_and_audited() {
     let _b = start_cluster(&b_dir, &b_data, b_port, "b.log");
 
     // The agent joins cluster B…
-    let token: Value = serde_json::from_str(&jctl_ok(
-        &b_data,
-        &["tokens", "add", "--type", "node", "--format", "json"],
-    ))
-    .unwrap();
-    let pin = token["ca_pins"][0].as_str().unwrap().to_string();
+    let (token, pin) = new_join_token(&b_data, &["--type", "node"]);
     let b_proxy = format!("127.0.0.1:{b_port}");
-    let config = agent_config(dir.path(), "stray", &b_proxy, token["token"].as_str(), &pin);
+    let config = agent_config(dir.path(), "stray", &b_proxy, Some(&token), &pin);
     let mut agent = Daemon::start(
         &["-c", config.to_str().unwrap()],
         &dir.path().join("agent.log"),
@@ -509,12 +450,7 @@ fn an_agent_of_another_cluster_is_refused_on_both_sides_and_audited() {
         &dir.path().join("agent-2.log"),
     );
     let audited = wait_until(Duration::from_secs(20), || {
-        let events: Vec<Value> = serde_json::from_str(&jctl_ok(
-            &a_data,
-            &["audit", "search", "--type", "auth", "--format", "json"],
-        ))
-        .unwrap_or_default();
-        events
+        audit_events(&a_data, "auth")
             .iter()
             .any(|e| e["method"] == "proxy:jumpgate-reversetunnel" && e["success"] == false)
     });
@@ -539,14 +475,9 @@ fn an_agent_renews_its_identity_after_a_ca_rotation() {
     let data = dir.path().join("cluster-data");
     let proxy_port = free_port();
     let cluster = start_cluster(dir.path(), &data, proxy_port, "cluster.log");
-    let token: Value = serde_json::from_str(&jctl_ok(
-        &data,
-        &["tokens", "add", "--type", "node", "--format", "json"],
-    ))
-    .unwrap();
-    let pin = token["ca_pins"][0].as_str().unwrap().to_string();
+    let (token, pin) = new_join_token(&data, &["--type", "node"]);
     let proxy = format!("127.0.0.1:{proxy_port}");
-    let config = agent_config(dir.path(), "db-2", &proxy, token["token"].as_str(), &pin);
+    let config = agent_config(dir.path(), "db-2", &proxy, Some(&token), &pin);
     let mut agent = Daemon::start(
         &["-c", config.to_str().unwrap()],
         &dir.path().join("agent.log"),
@@ -559,16 +490,10 @@ fn an_agent_renews_its_identity_after_a_ca_rotation() {
         &["auth", "rotate", "--type", "all", "--grace-period", "8s"],
     );
     assert!(rotated.contains("Rotated"), "{rotated}");
-    let status: Value =
-        serde_json::from_str(&jctl_ok(&data, &["status", "--format", "json"])).unwrap();
-    let new_pin = status["ca_pins"][0].as_str().unwrap().to_string();
+    let new_pin = active_pin(&data);
     assert_ne!(new_pin, pin);
     let stored_ca = dir.path().join("db-2-data/host_identity/tls_ca.pem");
-    let renewed = wait_until(Duration::from_secs(20), || {
-        std::fs::read_to_string(&stored_ca)
-            .map(|pem| jumpgate_node::renew::pins_of(&pem).contains(&new_pin))
-            .unwrap_or(false)
-    });
+    let renewed = wait_until(Duration::from_secs(20), || holds_pin(&stored_ca, &new_pin));
     assert!(renewed, "the agent did not renew:\n{}", agent.log_text());
     assert!(
         wait_until(Duration::from_secs(5), || agent
@@ -596,17 +521,6 @@ fn an_agent_renews_its_identity_after_a_ca_rotation() {
         "no tunnel with the renewed identity:\nagent:\n{}",
         agent.log_text()
     );
-    let joins: Vec<Value> = serde_json::from_str(&jctl_ok(
-        &data,
-        &[
-            "audit",
-            "search",
-            "--type",
-            "instance.join",
-            "--format",
-            "json",
-        ],
-    ))
-    .unwrap();
+    let joins = audit_events(&data, "instance.join");
     assert_eq!(joins.len(), 1, "renewal must not need a join: {joins:#?}");
 }

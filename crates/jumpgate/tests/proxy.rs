@@ -16,7 +16,7 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use support::{Daemon, Haproxy, free_port, jctl_ok, jctl_ok_stdin, text, wait_until};
+use support::{Daemon, Haproxy, audit_events, free_port, jctl_ok, jctl_ok_stdin, text, wait_until};
 
 /// Waits until the daemon's auth and proxy are ready; returns the proxy's address.
 fn wait_ready(daemon: &Daemon, data: &Path) -> String {
@@ -77,15 +77,6 @@ fn ssh_public_key(dir: &Path, name: &str) -> String {
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     std::fs::read_to_string(path.with_extension("pub")).unwrap()
-}
-
-/// The audit events of `event_type`, newest last.
-fn events(data: &Path, event_type: &str) -> Vec<Value> {
-    let out = jctl_ok(
-        data,
-        &["audit", "search", "--type", event_type, "--format", "json"],
-    );
-    serde_json::from_str(&out).unwrap()
 }
 
 /// Sends `bytes` on a raw TCP connection and reads until the peer closes (or 5 s).
@@ -180,7 +171,7 @@ fn the_proxy_serves_the_web_api_and_passes_the_auth_api_through() {
     assert_eq!(status, 401, "{refused}");
     assert_eq!(refused["error"]["code"], "unauthenticated");
     // The audit log has the client's address as the proxy saw it.
-    let logins = events(&data, "user.login");
+    let logins = audit_events(&data, "user.login");
     let last = logins.last().unwrap();
     assert_eq!(last["success"], false, "{last}");
     assert!(
@@ -296,7 +287,7 @@ fn the_proxy_serves_the_web_api_and_passes_the_auth_api_through() {
     );
     let (status, refused) = join("not-a-real-token-0123456789abcdef");
     assert!(status == 401 || status == 403, "{status} {refused}");
-    let joins = events(&data, "instance.join");
+    let joins = audit_events(&data, "instance.join");
     assert!(
         joins.iter().any(|e| e["success"] == false
             && e["addr.remote"]
@@ -450,7 +441,7 @@ fn behind_haproxy_the_audited_address_is_the_clients_and_keypairs_reload() {
         );
         assert!(status == 401 || status == 400, "{status} {refused}");
     }
-    let logins = events(&data, "user.login");
+    let logins = audit_events(&data, "user.login");
     for source in ["127.0.0.2:", "127.0.0.3:"] {
         assert!(
             logins

@@ -257,3 +257,29 @@ pub fn start_haproxy(dir: &Path, sections: &str, ports: &[u16]) -> Haproxy {
     );
     Haproxy { child }
 }
+
+/// Every audit event of `event_type`, oldest first (`jctl audit search`).
+pub fn audit_events(data: &Path, event_type: &str) -> Vec<serde_json::Value> {
+    let out = jctl_ok(
+        data,
+        &["audit", "search", "--type", event_type, "--format", "json"],
+    );
+    serde_json::from_str(&out).expect("audit search output is JSON")
+}
+
+/// `jctl tokens add ARGS --format json`: the token and the active `ca_pin`.
+pub fn new_join_token(data: &Path, args: &[&str]) -> (String, String) {
+    let mut full = vec!["tokens", "add"];
+    full.extend_from_slice(args);
+    full.extend_from_slice(&["--format", "json"]);
+    let issued: serde_json::Value =
+        serde_json::from_str(&jctl_ok(data, &full)).expect("tokens add output is JSON");
+    let field = |pointer: &str| {
+        issued
+            .pointer(pointer)
+            .and_then(serde_json::Value::as_str)
+            .expect("tokens add answers token and ca_pins")
+            .to_string()
+    };
+    (field("/token"), field("/ca_pins/0"))
+}
