@@ -5,7 +5,9 @@
 #    the backend conformance suite), protobuf-compiler (etcd-client's build) and
 #    openssh-server/-client and openssl (real sshd, ssh and an independent X.509
 #    verifier for the certificate tests), curl (a real HTTPS client for the proxy's web
-#    API) and haproxy (a real layer-4 load balancer sending PROXY protocol headers).
+#    API) and haproxy (a real layer-4 load balancer sending PROXY protocol headers),
+#    tmux (interactive SSH sessions under a real terminal) and asciinema (a standard
+#    player for the session recordings).
 # 2. cargo fmt --check, cargo clippy -D warnings, then every test with cargo-nextest
 #    (falling back to cargo test), then the doc tests.
 set -euo pipefail
@@ -17,6 +19,11 @@ install_packages() {
     local missing=()
     command -v etcd >/dev/null 2>&1 || [ -x /usr/bin/etcd ] || missing+=(etcd-server)
     command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+    # protoc's well-known types (google/protobuf/*.proto), which etcd-client's protos import.
+    [ -e /usr/include/google/protobuf/descriptor.proto ] || missing+=(libprotobuf-dev)
+    # tmux drives interactive sessions under a real PTY; asciinema plays recordings.
+    command -v tmux >/dev/null 2>&1 || missing+=(tmux)
+    command -v asciinema >/dev/null 2>&1 || missing+=(asciinema)
     [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
     command -v ssh >/dev/null 2>&1 && command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
     command -v openssl >/dev/null 2>&1 || missing+=(openssl)

@@ -34,6 +34,7 @@ fn main() {
         user: "alice".to_string(),
         logins: vec!["alice".to_string(), "ubuntu".to_string()],
         roles: vec!["access".to_string()],
+        traits: Default::default(),
         ttl: Duration::from_secs(12 * 3600),
         permissions: Permissions {
             pty: true,

@@ -170,6 +170,7 @@ async fn tunnel(ca: &TlsCa) -> Arc<Tunnels> {
         addr,
         tokio::sync::watch::channel(identity).1,
         state,
+        None,
         std::future::pending::<()>(),
     ));
     for _ in 0..200 {

@@ -7,12 +7,16 @@
 //!   callers in, because a joining host has none yet; each call then decides what
 //!   the caller's identity (or its absence) may do.
 //! - [`server`]: serves the API on a listener, handing every call its [`PeerInfo`].
+//! - [`mirror`]: roles, users and nodes kept in memory by proxies and nodes.
+//! - [`ssh_route`]: how a user's SSH connection asks the proxy for a node.
 //! - [`client`]: dials an auth server (directly; through the proxy later) and returns the
 //!   typed client.
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod mirror;
 pub mod server;
+pub mod ssh_route;
 pub mod tls;
 pub mod tunnel;
 

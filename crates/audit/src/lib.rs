@@ -21,6 +21,7 @@ mod file;
 mod log;
 mod multi;
 mod query;
+pub mod recording;
 mod sqlite;
 mod timestamp;
 
@@ -30,5 +31,6 @@ pub use file::FileAuditLog;
 pub use log::{AuditLog, BoxFuture};
 pub use multi::MultiLog;
 pub use query::{DEFAULT_LIMIT, MAX_LIMIT, Order, Page, SearchQuery};
+pub use recording::{FileRecordingStore, RecordingError, RecordingStore};
 pub use sqlite::SqliteAuditLog;
 pub use timestamp::Timestamp;

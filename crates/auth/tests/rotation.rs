@@ -263,9 +263,13 @@ async fn auth_server(backend: Arc<dyn Backend>, dir: &std::path::Path, name: &st
         .collect();
     let cache = StateCache::start(backend.clone(), prefixes);
     cache.wait_ready(Duration::from_secs(10)).await.unwrap();
+    let recordings = jumpgate_audit::FileRecordingStore::open(dir.join(format!("{name}-sessions")))
+        .await
+        .unwrap();
     AuthServer::new(AuthServerConfig {
         backend,
         audit,
+        recordings: Arc::new(recordings),
         authorities,
         cache,
         second_factor: SecondFactor::Otp,

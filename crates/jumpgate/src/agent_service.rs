@@ -25,13 +25,20 @@ fn agent_config(config: &Config, host_uuid: &str) -> Result<AgentConfig, String>
             );
         }
     };
+    Ok(agent_settings(config, host_uuid, server, tunnel))
+}
+
+/// The agent's settings, joining and heartbeating through `server` (the proxy's public
+/// port when `tunnel`, else an auth server).
+fn agent_settings(config: &Config, host_uuid: &str, server: String, tunnel: bool) -> AgentConfig {
+    let global = &config.jumpgate;
     let token = configured_join_token(config);
     let host_name = global.nodename.clone().unwrap_or_else(|| {
         std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|name| name.trim().to_string())
             .unwrap_or_else(|_| host_uuid.to_string())
     });
-    Ok(AgentConfig {
+    AgentConfig {
         data_dir: global.data_dir.clone(),
         server,
         tunnel,
@@ -50,7 +57,12 @@ fn agent_config(config: &Config, host_uuid: &str) -> Result<AgentConfig, String>
                 period: label.period,
             })
             .collect(),
-    })
+        listen_addr: config
+            .ssh_service
+            .listen_addr
+            .as_ref()
+            .map(ToString::to_string),
+    }
 }
 
 /// The join token of the config: `auth_token`, or `join_params.token_name`.
@@ -109,6 +121,82 @@ pub(crate) async fn load_or_join_retrying(
             () = tokio::time::sleep(backoff.next_delay().max(Duration::from_millis(200))) => {}
         }
     }
+}
+
+/// The SSH service next to the auth service in one process (`--dev`, or an all-in-one
+/// config): the host joins its own cluster like any agent, through the local proxy
+/// (or the auth API when no proxy runs), with a single-use token it makes with the
+/// admin identity the first time; later starts reuse the stored identity.
+pub async fn run_local(
+    config: Config,
+    host_uuid: String,
+    server: String,
+    tunnel: bool,
+    readiness: Readiness,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut agent = agent_settings(&config, &host_uuid, server, tunnel);
+    let admin = crate::identity::read(&crate::identity::admin_dir(&agent.data_dir))?;
+    agent.ca_pins = admin_ca_pins(&admin.ca_pem)?;
+    let token = if HostIdentity::load(&agent.data_dir)?.is_some() {
+        None
+    } else {
+        let auth_addr = admin
+            .auth_addr
+            .clone()
+            .ok_or_else(|| anyhow!("the admin identity does not say where the auth API is"))?;
+        let mut client = jumpgate_api::connect(&auth_addr, admin.credentials()?.client_config()?)
+            .await
+            .map_err(|err| anyhow!("the local ssh service cannot reach the auth API: {err}"))?;
+        let created = client
+            .create_join_token(jumpgate_api::proto::CreateJoinTokenRequest {
+                roles: vec!["node".to_string()],
+                ttl_seconds: 300,
+                reusable: false,
+            })
+            .await
+            .map_err(|status| {
+                anyhow!(
+                    "cannot make a join token for this host: {}",
+                    status.message()
+                )
+            })?
+            .into_inner();
+        Some(created.token)
+    };
+    let (fatal_tx, mut fatal_rx) = mpsc::channel(1);
+    let identity = load_or_join_retrying(
+        &agent.data_dir,
+        token.as_deref(),
+        agent.join_params(),
+        JoinRun {
+            component: "agent",
+            readiness: &readiness,
+            shutdown: &mut shutdown,
+            fatal: &fatal_tx,
+        },
+    )
+    .await;
+    let Some(identity) = identity else {
+        return match fatal_rx.try_recv() {
+            Ok(err) => Err(err),
+            Err(_) => Ok(()),
+        };
+    };
+    readiness.ready("agent");
+    jumpgate_node::run(agent, identity, shutdown).await;
+    Ok(())
+}
+
+/// The pins of the CAs in a PEM bundle.
+fn admin_ca_pins(ca_pem: &str) -> anyhow::Result<Vec<String>> {
+    let mut pins = Vec::new();
+    for block in ca_pem.split_inclusive("-----END CERTIFICATE-----") {
+        if block.contains("BEGIN CERTIFICATE") {
+            pins.push(jumpgate_pki::TlsCa::pin_of_cert_pem(block.trim())?);
+        }
+    }
+    Ok(pins)
 }
 
 /// Joins (retrying while the cluster is unreachable), then runs until shutdown. A

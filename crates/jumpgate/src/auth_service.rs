@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 /// How long the first load of the cache may take before the daemon gives up.
 const CACHE_READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -152,9 +152,14 @@ pub async fn run(params: AuthServiceParams) -> Result<()> {
     let admin_dir = identity::admin_dir(&data_dir);
     write_admin_identity(&admin_identity, &authorities, &admin_dir, bound)?;
 
+    let recordings_dir = data_dir.join("log").join("sessions");
+    let recordings = jumpgate_audit::FileRecordingStore::open(&recordings_dir)
+        .await
+        .with_context(|| format!("session recordings in {}", recordings_dir.display()))?;
     let server = AuthServer::new(AuthServerConfig {
         backend,
         audit: audit.clone(),
+        recordings: Arc::new(recordings),
         authorities,
         cache: cache.clone(),
         second_factor: second_factor(&config),
@@ -234,7 +239,48 @@ pub async fn run(params: AuthServiceParams) -> Result<()> {
     } else {
         None
     };
+    // The SSH service of this host joins its own cluster, through the local proxy.
+    let agent = if config.ssh_service.enabled {
+        let (server, tunnel) = if proxy.is_some() {
+            let addr_file = config.jumpgate.data_dir.join("proxy_addr");
+            let proxy_addr = std::fs::read_to_string(&addr_file)
+                .ok()
+                .and_then(|text| text.trim().parse::<SocketAddr>().ok())
+                .map(dialable)
+                .with_context(|| {
+                    format!(
+                        "cannot read the proxy's address from {}",
+                        addr_file.display()
+                    )
+                })?;
+            (proxy_addr.to_string(), true)
+        } else {
+            (dialable(bound).to_string(), false)
+        };
+        readiness.register("agent", "joining the cluster");
+        let local = crate::agent_service::run_local(
+            config.clone(),
+            host_uuid.clone(),
+            server,
+            tunnel,
+            readiness.clone(),
+            shutdown.clone(),
+        );
+        let readiness = readiness.clone();
+        Some(tokio::spawn(async move {
+            if let Err(err) = local.await {
+                let reason = format!("{err:#}");
+                error!(err = %reason, "the local ssh service cannot run");
+                readiness.not_ready("agent", reason);
+            }
+        }))
+    } else {
+        None
+    };
     let served = serving.await;
+    if let Some(agent) = agent {
+        let _ = agent.await;
+    }
     if let Some(proxy) = proxy {
         let _ = proxy.await;
     }

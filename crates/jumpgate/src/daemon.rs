@@ -101,7 +101,6 @@ pub async fn run(config: Config, dev: bool) -> Result<()> {
         ));
     }
     drop(fatal_tx);
-    announce_unbuilt_services(&config);
 
     let diag_addr = match diag_listener {
         Some(listener) => {
@@ -299,22 +298,6 @@ fn cluster_name(config: &Config) -> String {
         .filter(|name| !name.is_empty())
         .or_else(|| config.jumpgate.nodename.clone())
         .unwrap_or_else(|| "jumpgate".to_string())
-}
-
-/// The services arrive issue by issue; say plainly which configured parts this build
-/// does not run yet instead of pretending they started.
-fn announce_unbuilt_services(config: &Config) {
-    let configured = [(
-        "ssh_service",
-        config.ssh_service.enabled,
-        "serving SSH is not part of this build yet; on a host without the auth service \
-             the agent joins, heartbeats and keeps its reverse tunnel",
-    )];
-    for (service, enabled, status) in configured {
-        if enabled {
-            warn!(service, "{status}");
-        }
-    }
 }
 
 fn print_dev_banner(config: &Config, diag_addr: Option<std::net::SocketAddr>) {

@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod jctl_cli;
+pub mod jsh_cli;
 
 mod agent_service;
 mod audit_store;
@@ -16,6 +17,7 @@ mod datadir;
 mod diag;
 pub mod identity;
 mod jctl;
+mod jsh;
 mod logging;
 mod metrics;
 mod proxy_service;
@@ -28,6 +30,8 @@ use jumpgate_types::Config;
 use jumpgate_types::config::HostPort;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+pub use jsh::jsh_main;
 
 /// The `jumpgate` program.
 pub fn jumpgate_main() -> ExitCode {

@@ -15,14 +15,16 @@
 use crate::diag::Readiness;
 use crate::identity::LocalIdentity;
 use anyhow::{Context, Result, anyhow};
+use jumpgate_api::mirror::{Connect, Mirror};
+use jumpgate_api::ssh_route::ALPN_SSH;
 use jumpgate_api::tunnel::{ALPN_REVERSE_TUNNEL, Discovery, PROXY_SERVER_NAME};
 use jumpgate_api::{AuthClient, ClientConfig, ServerConfig, TlsCredentials, proto};
 use jumpgate_auth::ClusterAuthorities;
 use jumpgate_node::HostIdentity;
 use jumpgate_pki::IdentityKind;
 use jumpgate_proxy::{
-    KeypairFiles, PublicCerts, Router, RouterSettings, TunnelEndpoint, Tunnels, WEB_ALPN, WebApi,
-    watch_keypairs,
+    KeypairFiles, PublicCerts, Router, RouterSettings, SshRouting, TunnelEndpoint, Tunnels,
+    WEB_ALPN, WebApi, ssh, watch_keypairs,
 };
 use jumpgate_types::Config;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -100,6 +102,49 @@ impl InService {
     }
 }
 
+/// How often the proxy re-reads the nodes, roles and users it routes SSH with.
+const ROUTING_REFRESH: Duration = Duration::from_secs(2);
+
+/// The in-memory view SSH routing decides from, refreshed through the proxy's auth
+/// client of the moment.
+fn ssh_routing(
+    web: &WebApi,
+    tunnels: Arc<Tunnels>,
+    shutdown: &watch::Receiver<bool>,
+) -> SshRouting {
+    let connect: Connect = {
+        let web = web.clone();
+        Arc::new(move || {
+            let client = web.auth_client();
+            Box::pin(async move { Ok(client) })
+        })
+    };
+    let stop = || {
+        let mut shutdown = shutdown.clone();
+        async move {
+            let _ = shutdown.wait_for(|stopping| *stopping).await;
+        }
+    };
+    SshRouting {
+        nodes: Mirror::spawn(
+            "node",
+            ROUTING_REFRESH,
+            connect.clone(),
+            ssh::parse_node,
+            stop(),
+        ),
+        roles: Mirror::spawn(
+            "role",
+            ROUTING_REFRESH,
+            connect.clone(),
+            ssh::parse_role,
+            stop(),
+        ),
+        users: Mirror::spawn("user", ROUTING_REFRESH, connect, ssh::parse_user, stop()),
+        tunnels,
+    }
+}
+
 /// What the proxy needs from the daemon.
 #[derive(Debug)]
 pub struct ProxyServiceParams {
@@ -161,7 +206,7 @@ impl LocalIdentities {
                 &self.tunnel.key_pem,
                 &trusted,
             )?
-            .server_config_requiring_clients(&[ALPN_REVERSE_TUNNEL])?,
+            .server_config_requiring_clients(&[ALPN_REVERSE_TUNNEL, ALPN_SSH])?,
             fallback_cert_pem: self.public.issue(authorities)?,
             fallback_key_pem: self.public.key_pem.clone(),
         })
@@ -180,7 +225,8 @@ fn joined_material(identity: &HostIdentity) -> Result<Material> {
     Ok(Material {
         cluster: identity.cluster.clone(),
         auth_tls: credentials.client_config()?,
-        tunnel_tls: credentials.server_config_requiring_clients(&[ALPN_REVERSE_TUNNEL])?,
+        tunnel_tls: credentials
+            .server_config_requiring_clients(&[ALPN_REVERSE_TUNNEL, ALPN_SSH])?,
         fallback_cert_pem: identity.tls_cert_pem.clone(),
         fallback_key_pem: identity.tls_key_pem.clone(),
     })
@@ -397,6 +443,7 @@ pub async fn start(params: ProxyServiceParams) -> Result<tokio::task::JoinHandle
             tunnels: tunnels.clone(),
             cluster: material.cluster.clone(),
             refusals: Some(refusals_tx),
+            ssh: Some(ssh_routing(&web, tunnels.clone(), &shutdown)),
         }),
     );
     // Refused tunnels go to the audit log through the auth API.

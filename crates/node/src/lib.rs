@@ -6,12 +6,14 @@
 //! - [`tunnel`]: a reverse tunnel to the proxy, which opens streams to the agent through
 //!   it (hosts behind NAT need no inbound port).
 //! - [`heartbeat`]: the node's presence record with its labels and tunnels.
+//! - [`ssh`]: the SSH service, for the connections the proxy opens through the tunnel.
 #![forbid(unsafe_code)]
 
 pub mod heartbeat;
 pub mod identity;
 pub mod join;
 pub mod renew;
+pub mod ssh;
 pub mod tunnel;
 
 pub use heartbeat::{CommandLabel, NodeState, SharedState};
@@ -51,6 +53,9 @@ pub struct AgentConfig {
     pub host_name: String,
     pub labels: BTreeMap<String, String>,
     pub commands: Vec<CommandLabel>,
+    /// `ssh_service.listen_addr`: also serve SSH on this address (direct dial), besides
+    /// the reverse tunnel.
+    pub listen_addr: Option<String>,
 }
 
 impl std::fmt::Debug for AgentConfig {
@@ -112,6 +117,25 @@ pub async fn load_or_join(
     Ok(joined)
 }
 
+/// How often the node re-reads the roles it checks SSH logins against.
+const ROLES_REFRESH: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Connects to the auth API (through `server`) with the identity of the moment.
+fn auth_connector(
+    server: String,
+    identity: watch::Receiver<HostIdentity>,
+) -> jumpgate_api::mirror::Connect {
+    Arc::new(move || {
+        let server = server.clone();
+        let identity = identity.borrow().clone();
+        Box::pin(async move {
+            heartbeat::auth_client(&server, &identity)
+                .await
+                .map_err(|err| err.to_string())
+        })
+    })
+}
+
 /// Runs the agent's background work (heartbeats, label commands, the tunnel) with
 /// `identity` until `shutdown` turns true.
 pub async fn run(config: AgentConfig, identity: HostIdentity, shutdown: watch::Receiver<bool>) {
@@ -131,11 +155,40 @@ pub async fn run(config: AgentConfig, identity: HostIdentity, shutdown: watch::R
         )));
     }
     let (identity_tx, identity_rx) = watch::channel(identity);
+    let connect = auth_connector(config.server.clone(), identity_rx.clone());
+    let events = ssh::events::EventSink::default();
+    tasks.push(tokio::spawn(events.clone().run(connect.clone(), stop())));
+    let roles = jumpgate_api::mirror::Mirror::spawn(
+        "role",
+        ROLES_REFRESH,
+        connect,
+        |document| {
+            jumpgate_types::Role::from_json("auth:role", document).map_err(|e| e.to_string())
+        },
+        stop(),
+    );
+    let labels_state = state.clone();
+    let static_labels = config.labels.clone();
+    let ssh = Arc::new(ssh::SshService {
+        host_name: config.host_name.clone(),
+        identity: identity_rx.clone(),
+        labels: Arc::new(move || {
+            let mut labels = static_labels.clone();
+            labels.extend(heartbeat::lock(&labels_state).command_labels.clone());
+            labels
+        }),
+        roles,
+        events,
+    });
+    if let Some(addr) = config.listen_addr.clone() {
+        tasks.push(tokio::spawn(ssh::listen(ssh.clone(), addr, stop())));
+    }
     if config.tunnel {
         tasks.push(tokio::spawn(tunnel::run(
             config.server.clone(),
             identity_rx.clone(),
             state.clone(),
+            Some(ssh.clone()),
             stop(),
         )));
     }

@@ -6,8 +6,10 @@
 use crate::AgentError;
 use crate::heartbeat::{SharedState, lock, unix_now};
 use crate::identity::HostIdentity;
+use crate::ssh::SshService;
 use bytes::Bytes;
 use jumpgate_api::TlsCredentials;
+use jumpgate_api::ssh_route::{HEADER_CLIENT_ADDR, TARGET_SSH};
 use jumpgate_api::tunnel::{
     ALPN_REVERSE_TUNNEL, CONNECTION_WINDOW, Discovery, H2Stream, MAX_DISCOVERY_LEN,
     PROXY_SERVER_NAME, STREAM_WINDOW, TARGET_DISCOVERY, TARGET_PING, heartbeat,
@@ -64,6 +66,7 @@ pub async fn run(
     proxy_addr: String,
     identity: watch::Receiver<HostIdentity>,
     state: SharedState,
+    ssh: Option<Arc<SshService>>,
     stop: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(stop);
@@ -81,6 +84,7 @@ pub async fn run(
                 state.clone(),
                 held.clone(),
                 discovery_tx.clone(),
+                ssh.clone(),
             ));
         }
         tokio::select! {
@@ -116,6 +120,7 @@ async fn keep_one(
     state: SharedState,
     held: Arc<Mutex<BTreeSet<String>>>,
     discovery: Arc<watch::Sender<Discovery>>,
+    ssh: Option<Arc<SshService>>,
 ) {
     let mut backoff = Backoff::default();
     loop {
@@ -130,7 +135,7 @@ async fn keep_one(
                 if fresh {
                     info!(proxy = %proxy, addr = %proxy_addr, "reverse tunnel up");
                     lock(&state).tunnels.insert(proxy.clone(), unix_now());
-                    let ended = serve(connection, discovery.clone()).await;
+                    let ended = serve(connection, discovery.clone(), ssh.clone()).await;
                     lock(&state).tunnels.remove(&proxy);
                     held.lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -198,6 +203,7 @@ async fn connect(
 async fn serve(
     mut connection: TunnelConnection,
     discovery: Arc<watch::Sender<Discovery>>,
+    ssh: Option<Arc<SshService>>,
 ) -> String {
     let Some(ping) = connection.ping_pong() else {
         return "no PING handle".to_string();
@@ -207,7 +213,12 @@ async fn serve(
         loop {
             match connection.accept().await {
                 Some(Ok((request, respond))) => {
-                    tokio::spawn(handle_stream(request, respond, discovery.clone()));
+                    tokio::spawn(handle_stream(
+                        request,
+                        respond,
+                        discovery.clone(),
+                        ssh.clone(),
+                    ));
                 }
                 Some(Err(err)) => return format!("HTTP/2 error: {err}"),
                 None => return "the proxy closed the tunnel".to_string(),
@@ -224,9 +235,11 @@ async fn handle_stream(
     request: http::Request<h2::RecvStream>,
     mut respond: h2::server::SendResponse<Bytes>,
     discovery: Arc<watch::Sender<Discovery>>,
+    ssh: Option<Arc<SshService>>,
 ) {
     let target = request.uri().path().to_string();
-    let status = if target == TARGET_PING || target == TARGET_DISCOVERY {
+    let serves_ssh = target == TARGET_SSH && ssh.is_some();
+    let status = if target == TARGET_PING || target == TARGET_DISCOVERY || serves_ssh {
         http::StatusCode::OK
     } else {
         http::StatusCode::NOT_IMPLEMENTED
@@ -245,7 +258,17 @@ async fn handle_stream(
         debug!(%target, "refused a tunnel stream for a target this agent does not serve");
         return;
     }
+    // Set by the proxy, which the tunnel's mutual TLS authenticated.
+    let client_addr = request
+        .headers()
+        .get(HEADER_CLIENT_ADDR)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<std::net::SocketAddr>().ok());
     let mut stream = H2Stream::new(send, request.into_body());
+    if let (true, Some(ssh)) = (serves_ssh, ssh) {
+        ssh.serve(stream, client_addr).await;
+        return;
+    }
     if target == TARGET_DISCOVERY {
         let mut body = Vec::new();
         let read = tokio::io::AsyncReadExt::read_to_end(

@@ -8,13 +8,16 @@
 //! - extensions: `permit-pty`, `permit-port-forwarding`, `permit-agent-forwarding`,
 //!   `permit-X11-forwarding`, `permit-user-rc` as the roles allow, plus
 //!   `jumpgate-user@jumpgate`, `jumpgate-roles@jumpgate` (comma-separated) and
-//!   `jumpgate-cluster@jumpgate`, which OpenSSH ignores and Jumpgate nodes read;
+//!   `jumpgate-cluster@jumpgate` and `jumpgate-traits@jumpgate` (the user's traits as
+//!   JSON, for role templates such as `{{internal.logins}}`), which OpenSSH ignores and
+//!   Jumpgate nodes read;
 //! - critical option `source-address` when the roles pin client addresses;
 //! - validity from one minute before issuance (clock skew between hosts) to the TTL.
 
 use ipnet::IpNet;
 use ssh_key::certificate::{Builder, CertType};
 use ssh_key::{Algorithm, Certificate, Fingerprint, HashAlg, LineEnding, PrivateKey, PublicKey};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -25,6 +28,9 @@ pub const EXT_USER: &str = "jumpgate-user@jumpgate";
 pub const EXT_ROLES: &str = "jumpgate-roles@jumpgate";
 /// Extension naming the issuing cluster.
 pub const EXT_CLUSTER: &str = "jumpgate-cluster@jumpgate";
+/// Extension carrying the user's traits (`{"logins": [...]}`) as JSON, so a node can
+/// expand role templates exactly as the auth service did.
+pub const EXT_TRAITS: &str = "jumpgate-traits@jumpgate";
 /// The only critical option Jumpgate issues and honours.
 pub const OPT_SOURCE_ADDRESS: &str = "source-address";
 /// How far before "now" a certificate becomes valid, to absorb clock skew between hosts.
@@ -203,6 +209,11 @@ impl SshCa {
         builder.extension(EXT_USER, params.user.as_str())?;
         builder.extension(EXT_ROLES, params.roles.join(","))?;
         builder.extension(EXT_CLUSTER, self.cluster.as_str())?;
+        if !params.traits.is_empty() {
+            let traits = serde_json::to_string(&params.traits)
+                .map_err(|err| PkiError::InvalidRequest(format!("traits: {err}")))?;
+            builder.extension(EXT_TRAITS, traits)?;
+        }
         if let Some(sources) = &params.source_address {
             let list: Vec<String> = sources.iter().map(IpNet::to_string).collect();
             builder.critical_option(OPT_SOURCE_ADDRESS, list.join(","))?;
@@ -314,6 +325,8 @@ pub struct UserCertParams {
     /// OS logins allowed (SSH principals); must not be empty.
     pub logins: Vec<String>,
     pub roles: Vec<String>,
+    /// The user's traits, for role templates on nodes.
+    pub traits: BTreeMap<String, Vec<String>>,
     pub ttl: Duration,
     pub permissions: Permissions,
     /// Client networks the certificate may be used from (`source-address`).
@@ -390,6 +403,8 @@ pub enum CertError {
     UnknownCriticalOption { name: String },
     #[error("the certificate was issued by cluster {found:?}, not {expected:?}")]
     WrongCluster { expected: String, found: String },
+    #[error("the certificate's traits extension is malformed: {0}")]
+    MalformedTraits(String),
 }
 
 /// What to check a user certificate against.
@@ -411,6 +426,8 @@ pub struct UserCertCheck<'a> {
 pub struct VerifiedUser {
     pub user: String,
     pub roles: Vec<String>,
+    /// The user's traits as issued (empty when the certificate carries none).
+    pub traits: BTreeMap<String, Vec<String>>,
     pub logins: Vec<String>,
     pub permissions: Permissions,
     /// Unix seconds after which the certificate is no longer valid.
@@ -455,12 +472,19 @@ pub fn verify_user_cert(
                 .collect()
         })
         .unwrap_or_default();
+    let traits = match extensions.get(EXT_TRAITS) {
+        Some(json) => {
+            serde_json::from_str(json).map_err(|err| CertError::MalformedTraits(err.to_string()))?
+        }
+        None => BTreeMap::new(),
+    };
     Ok(VerifiedUser {
         user: extensions
             .get(EXT_USER)
             .cloned()
             .unwrap_or_else(|| cert.key_id().to_string()),
         roles,
+        traits,
         logins: cert.valid_principals().to_vec(),
         permissions: Permissions {
             pty: extensions.contains_key("permit-pty"),

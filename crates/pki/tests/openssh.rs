@@ -192,6 +192,7 @@ fn user_params(public_key: &PublicKey, logins: &[&str]) -> UserCertParams {
         user: "alice".to_string(),
         logins: logins.iter().map(|l| l.to_string()).collect(),
         roles: vec!["access".to_string()],
+        traits: Default::default(),
         ttl: Duration::from_secs(3600),
         permissions: Permissions {
             pty: true,

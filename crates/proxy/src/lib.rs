@@ -9,6 +9,8 @@
 //!   change) or issued by the cluster's CA.
 //! - [`tunnel`]: agents' reverse tunnels (HTTP/2 over mutual TLS) and the registry of
 //!   which node is reachable through which tunnel.
+//! - [`ssh`]: users' SSH connections, authorised from memory and spliced into a stream
+//!   through the node's tunnel.
 //! - [`web`]: `/webapi/` (ping, login, signup, host join), calling the auth API with the
 //!   proxy's own identity.
 #![forbid(unsafe_code)]
@@ -18,11 +20,13 @@ pub mod client_hello;
 pub mod prefixed;
 pub mod proxy_protocol;
 pub mod router;
+pub mod ssh;
 pub mod tunnel;
 pub mod web;
 
 pub use certs::{CertError, KeypairFiles, PublicCerts, watch_keypairs};
 pub use router::{Refusal, Route, Router, RouterSettings, TunnelEndpoint, route};
+pub use ssh::SshRouting;
 pub use tunnel::{DialError, TunnelInfo, Tunnels};
 pub use web::WebApi;
 

@@ -17,6 +17,7 @@
 use crate::client_hello::{ClientHelloInfo, PeekError, read_client_hello};
 use crate::prefixed::PrefixedStream;
 use crate::proxy_protocol::{self, read_header};
+use crate::ssh::SshRouting;
 use crate::tunnel::Tunnels;
 use crate::web::WebApi;
 use jumpgate_api::{AUTH_SERVER_NAME, ServerConfig};
@@ -30,8 +31,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
-/// ALPN of a user's SSH connection to a node, through the proxy.
-pub const ALPN_SSH: &[u8] = b"jumpgate-ssh";
+pub use jumpgate_api::ssh_route::ALPN_SSH;
 pub use jumpgate_api::tunnel::ALPN_REVERSE_TUNNEL;
 /// ALPN of the auth API passed through to an auth server.
 pub const ALPN_AUTH: &[u8] = b"jumpgate-auth";
@@ -71,8 +71,8 @@ pub enum Route {
     Web,
     /// An agent's reverse tunnel: TLS ends here, a node certificate is required.
     ReverseTunnel,
-    /// A protocol this proxy knows but does not serve yet (SSH).
-    NotServed(&'static str),
+    /// A user's SSH connection to a node: TLS ends here, a user certificate is required.
+    Ssh,
     /// Nothing this proxy speaks.
     Unknown(Vec<String>),
 }
@@ -93,7 +93,7 @@ pub fn route(hello: &ClientHelloInfo) -> Route {
         return Route::ReverseTunnel;
     }
     if offers(ALPN_SSH) {
-        return Route::NotServed("jumpgate-ssh");
+        return Route::Ssh;
     }
     if hello.alpn.is_empty() || offers(ALPN_H2) || offers(ALPN_HTTP1) {
         return Route::Web;
@@ -118,6 +118,8 @@ pub struct TunnelEndpoint {
     /// Where refused tunnels are reported (for the audit log); a full queue drops the
     /// report rather than slow the accept path.
     pub refusals: Option<tokio::sync::mpsc::Sender<Refusal>>,
+    /// Users' SSH connections (`jumpgate-ssh`), when this proxy routes them.
+    pub ssh: Option<SshRouting>,
 }
 
 /// A connection the proxy refused, to be audited.
@@ -132,11 +134,21 @@ pub struct Refusal {
 
 impl TunnelEndpoint {
     fn refuse(&self, remote: SocketAddr, reason: String, identity: Option<String>) {
-        info!(client = %remote, %reason, "reverse tunnel refused");
+        self.report("jumpgate-reversetunnel", remote, reason, identity);
+    }
+
+    fn report(
+        &self,
+        protocol: &'static str,
+        remote: SocketAddr,
+        reason: String,
+        identity: Option<String>,
+    ) {
+        info!(client = %remote, protocol, %reason, "connection refused");
         if let Some(refusals) = &self.refusals {
             let report = Refusal {
                 remote,
-                protocol: "jumpgate-reversetunnel",
+                protocol,
                 reason,
                 identity,
             };
@@ -265,59 +277,70 @@ impl Router {
                     info!(client = %client, "closed a reverse tunnel: this proxy does not take tunnels");
                     return;
                 };
-                let tls = endpoint
-                    .tls
-                    .read()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .clone();
-                let stream = PrefixedStream::new(buffer, tcp);
-                let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-                let accepted =
-                    tokio::time::timeout(remaining, TlsAcceptor::from(tls).accept(stream)).await;
-                let tls_stream = match accepted {
-                    Ok(Ok(tls_stream)) => tls_stream,
-                    Ok(Err(err)) => {
-                        endpoint.refuse(client, format!("TLS handshake failed: {err}"), None);
-                        return;
-                    }
-                    Err(_) => {
-                        info!(client = %client, "reverse tunnel TLS handshake timed out");
-                        return;
-                    }
+                let protocol = "jumpgate-reversetunnel";
+                let Some((tls_stream, id)) =
+                    accept_mutual(endpoint, protocol, tcp, buffer, client, deadline).await
+                else {
+                    return;
                 };
-                let identity = tls_stream
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|certs| certs.first())
-                    .map(|leaf| TlsIdentity::from_cert_der(leaf.as_ref()));
-                match identity {
-                    Some(Ok(id))
-                        if id.kind == IdentityKind::Node && id.cluster == endpoint.cluster =>
-                    {
-                        endpoint
-                            .tunnels
-                            .clone()
-                            .serve(tls_stream, id.name, client)
-                            .await;
-                    }
-                    Some(Ok(id)) => endpoint.refuse(
+                if id.kind == IdentityKind::Node {
+                    endpoint
+                        .tunnels
+                        .clone()
+                        .serve(tls_stream, id.name, client)
+                        .await;
+                } else {
+                    endpoint.refuse(
                         client,
                         "not a node of this cluster".to_string(),
                         Some(id.to_uri()),
-                    ),
-                    Some(Err(err)) => {
-                        endpoint.refuse(client, format!("unreadable identity: {err}"), None);
-                    }
-                    None => endpoint.refuse(client, "no client certificate".to_string(), None),
+                    );
                 }
             }
-            Route::NotServed(protocol) => {
-                info!(client = %client, protocol, "closed a connection: this proxy does not serve that protocol yet");
-            }
+            Route::Ssh => self.serve_ssh(tcp, buffer, client, deadline).await,
             Route::Unknown(offered) => {
                 info!(client = %client, ?offered, sni = ?hello.server_name, "closed a connection: no protocol this proxy speaks (ALPN)");
             }
+        }
+    }
+
+    /// A user's SSH connection: mutual TLS with a user certificate, then the dial
+    /// request (see [`crate::ssh`]).
+    async fn serve_ssh(
+        &self,
+        tcp: TcpStream,
+        buffer: Vec<u8>,
+        client: SocketAddr,
+        deadline: tokio::time::Instant,
+    ) {
+        let protocol = "jumpgate-ssh";
+        let Some(endpoint) = &self.tunnel else {
+            info!(client = %client, "closed an SSH connection: this proxy does not route SSH");
+            return;
+        };
+        let Some(routing) = &endpoint.ssh else {
+            info!(client = %client, "closed an SSH connection: this proxy does not route SSH");
+            return;
+        };
+        let Some((tls_stream, id)) =
+            accept_mutual(endpoint, protocol, tcp, buffer, client, deadline).await
+        else {
+            return;
+        };
+        if id.kind != IdentityKind::User {
+            endpoint.report(
+                protocol,
+                client,
+                format!(
+                    "a {} certificate cannot open SSH sessions; log in as a user",
+                    id.kind
+                ),
+                Some(id.to_uri()),
+            );
+            return;
+        }
+        if let Err(refusal) = routing.serve(tls_stream, &id, client).await {
+            endpoint.report(protocol, client, refusal.reason, Some(id.to_uri()));
         }
     }
 
@@ -354,6 +377,77 @@ impl Router {
     }
 }
 
+/// Ends TLS with the proxy's internal certificate, requiring a client certificate of
+/// this cluster (rustls checks the chain); returns the client's identity. A refusal is
+/// reported for the audit log.
+async fn accept_mutual(
+    endpoint: &TunnelEndpoint,
+    protocol: &'static str,
+    tcp: TcpStream,
+    buffer: Vec<u8>,
+    client: SocketAddr,
+    deadline: tokio::time::Instant,
+) -> Option<(
+    tokio_rustls::server::TlsStream<PrefixedStream<TcpStream>>,
+    TlsIdentity,
+)> {
+    let tls = endpoint
+        .tls
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let stream = PrefixedStream::new(buffer, tcp);
+    let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+    let accepted = tokio::time::timeout(remaining, TlsAcceptor::from(tls).accept(stream)).await;
+    let tls_stream = match accepted {
+        Ok(Ok(tls_stream)) => tls_stream,
+        Ok(Err(err)) => {
+            endpoint.report(
+                protocol,
+                client,
+                format!("TLS handshake failed: {err}"),
+                None,
+            );
+            return None;
+        }
+        Err(_) => {
+            info!(client = %client, protocol, "TLS handshake timed out");
+            return None;
+        }
+    };
+    let identity = tls_stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|certs| certs.first())
+        .map(|leaf| TlsIdentity::from_cert_der(leaf.as_ref()));
+    match identity {
+        Some(Ok(id)) if id.cluster == endpoint.cluster => Some((tls_stream, id)),
+        Some(Ok(id)) => {
+            endpoint.report(
+                protocol,
+                client,
+                "an identity of another cluster".to_string(),
+                Some(id.to_uri()),
+            );
+            None
+        }
+        Some(Err(err)) => {
+            endpoint.report(
+                protocol,
+                client,
+                format!("unreadable identity: {err}"),
+                None,
+            );
+            None
+        }
+        None => {
+            endpoint.report(protocol, client, "no client certificate".to_string(), None);
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,6 +472,7 @@ mod tests {
             route(&hello(None, &[b"h2", ALPN_REVERSE_TUNNEL])),
             Route::ReverseTunnel
         );
+        assert_eq!(route(&hello(None, &[ALPN_SSH])), Route::Ssh);
         assert_eq!(
             route(&hello(None, &[b"imap"])),
             Route::Unknown(vec!["imap".to_string()])

@@ -7,6 +7,7 @@
 //! reconnects replaces its older tunnel.
 
 use bytes::Bytes;
+use jumpgate_api::ssh_route::HEADER_CLIENT_ADDR;
 use jumpgate_api::tunnel::{
     CONNECTION_WINDOW, Discovery, H2Stream, STREAM_WINDOW, TARGET_DISCOVERY, heartbeat,
 };
@@ -178,6 +179,17 @@ impl Tunnels {
 
     /// Opens a stream to `target` on `node` through its tunnel.
     pub async fn dial(&self, node: &str, target: &str) -> Result<H2Stream, DialError> {
+        self.dial_from(node, target, None).await
+    }
+
+    /// Opens a stream to `target` on `node` for a user at `client`, whose address the
+    /// node then audits (and checks a certificate's `source-address` against).
+    pub async fn dial_from(
+        &self,
+        node: &str,
+        target: &str,
+        client: Option<SocketAddr>,
+    ) -> Result<H2Stream, DialError> {
         let send = self
             .entries()
             .get(node)
@@ -188,9 +200,11 @@ impl Tunnels {
             reason,
         };
         let mut send = send.ready().await.map_err(|err| failed(err.to_string()))?;
-        let request = http::Request::post(format!("https://{node}{target}"))
-            .body(())
-            .map_err(|err| failed(err.to_string()))?;
+        let mut request = http::Request::post(format!("https://{node}{target}"));
+        if let Some(client) = client {
+            request = request.header(HEADER_CLIENT_ADDR, client.to_string());
+        }
+        let request = request.body(()).map_err(|err| failed(err.to_string()))?;
         let (response, stream) = send
             .send_request(request, false)
             .map_err(|err| failed(err.to_string()))?;

@@ -97,6 +97,7 @@ fn start_agent(addr: &str, identity: HostIdentity) -> tokio::sync::oneshot::Send
         addr.to_string(),
         tokio::sync::watch::channel(identity).1,
         state,
+        None,
         async move {
             let _ = stop_rx.await;
         },

@@ -67,7 +67,8 @@ fn service_may(kind: IdentityKind, resource: &str, verb: &str) -> bool {
                 ]
                 .contains(&resource)
         }
-        IdentityKind::Node => reading && resource == kinds::CERT_AUTHORITY,
+        // Nodes re-check every SSH login against the roles themselves.
+        IdentityKind::Node => reading && [kinds::CERT_AUTHORITY, kinds::ROLE].contains(&resource),
         IdentityKind::User => false,
     }
 }

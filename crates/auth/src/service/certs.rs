@@ -91,6 +91,7 @@ impl AuthServer {
                     user: user.name.clone(),
                     logins: principals.clone(),
                     roles: user.roles.clone(),
+                    traits: traits_of(user),
                     ttl,
                     permissions: Permissions {
                         pty: true,
@@ -321,11 +322,18 @@ impl AuthServer {
         kind: IdentityKind,
         request: &proto::JoinRequest,
     ) -> Result<proto::JoinResponse, ServiceError> {
+        // `NAME.CLUSTER` and `UUID.CLUSTER` too, as Teleport: the names OpenSSH users
+        // type with `jsh config`'s `Host *.CLUSTER` block, which OpenSSH checks the host
+        // certificate against.
+        let cluster = self.authorities().cluster.clone();
+        let mut principals = request.addresses.clone();
+        principals.push(format!("{}.{cluster}", request.host_name));
+        principals.push(format!("{}.{cluster}", request.host_uuid));
         let (ssh_host_certificate, _) = self
             .issue_host_ssh_cert(
                 &request.host_name,
                 &request.host_uuid,
-                &request.addresses,
+                &principals,
                 &request.ssh_public_key,
                 None,
                 caller,

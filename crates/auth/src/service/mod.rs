@@ -22,7 +22,8 @@ use crate::tokens::Tokens;
 use crate::users::{SecondFactor, User, Users};
 use jumpgate_api::proto;
 use jumpgate_api::proto::auth_service_server::AuthService;
-use jumpgate_audit::{AuditLog, EventType, Order, SearchQuery, Timestamp};
+use jumpgate_audit::recording::{RecordingInfo, SessionId};
+use jumpgate_audit::{AuditLog, EventType, Order, RecordingStore, SearchQuery, Timestamp};
 use jumpgate_backend::Backend;
 use jumpgate_pki::IdentityKind;
 use jumpgate_types::config::{JoinRole, StaticToken, TunnelStrategy};
@@ -41,6 +42,46 @@ const LOGIN_EVERY: Duration = Duration::from_secs(6);
 /// Join and signup attempts allowed from one address at once, then one per second.
 const JOIN_BURST: u32 = 20;
 const JOIN_EVERY: Duration = Duration::from_secs(1);
+/// Most bytes of a recording one GetRecording call returns.
+const MAX_RECORDING_READ: u64 = 4 * 1024 * 1024;
+
+fn session_id(text: &str) -> Result<SessionId, ServiceError> {
+    SessionId::new(text).map_err(|err| ServiceError::invalid(err.to_string()))
+}
+
+fn recording_error(err: jumpgate_audit::RecordingError) -> ServiceError {
+    use jumpgate_audit::RecordingError as E;
+    match err {
+        E::Io { .. } => ServiceError::Internal(err.to_string()),
+        other => ServiceError::invalid(other.to_string()),
+    }
+}
+
+fn recording_info(info: &RecordingInfo) -> proto::RecordingInfo {
+    proto::RecordingInfo {
+        session_id: info.session_id.to_string(),
+        size: info.size,
+        completed: info.completed,
+        modified_unix_millis: info
+            .modified
+            .duration_since(UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0),
+    }
+}
+
+/// Most events one EmitEvents call may carry.
+const MAX_EMITTED_EVENTS: usize = 1000;
+/// What a node reports about the sessions it serves.
+const NODE_EVENTS: [EventType; 7] = [
+    EventType::SessionStart,
+    EventType::SessionEnd,
+    EventType::Exec,
+    EventType::Scp,
+    EventType::Sftp,
+    EventType::Port,
+    EventType::Auth,
+];
 
 /// What a write should look like in the cache once it has arrived there.
 #[derive(Debug)]
@@ -55,6 +96,8 @@ pub(crate) enum Settled<'a> {
 pub struct AuthServerConfig {
     pub backend: Arc<dyn Backend>,
     pub audit: Arc<dyn AuditLog>,
+    /// Where session recordings are kept.
+    pub recordings: Arc<dyn RecordingStore>,
     pub authorities: ClusterAuthorities,
     /// Must watch `/roles/`, `/users/` (see [`AuthServer::CACHED_PREFIXES`]).
     pub cache: StateCache,
@@ -73,6 +116,7 @@ pub struct AuthServer {
 struct Inner {
     backend: Arc<dyn Backend>,
     audit: Arc<dyn AuditLog>,
+    recordings: Arc<dyn RecordingStore>,
     /// Replaced as a whole on rotation, so a call sees one consistent set; subscribers
     /// (the daemon's TLS server config, the admin identity) follow the changes.
     authorities: watch::Sender<Arc<ClusterAuthorities>>,
@@ -118,6 +162,7 @@ impl AuthServer {
             inner: Arc::new(Inner {
                 backend: config.backend,
                 audit: config.audit,
+                recordings: config.recordings,
                 authorities: watch::Sender::new(Arc::new(config.authorities)),
                 cache: config.cache,
                 second_factor: config.second_factor,
@@ -929,6 +974,139 @@ impl AuthService for AuthServer {
         }
         self.audit(event).await?;
         Ok(Response::new(proto::ReportRefusalResponse {}))
+    }
+
+    async fn emit_events(
+        &self,
+        request: Request<proto::EmitEventsRequest>,
+    ) -> Reply<proto::EmitEventsResponse> {
+        let caller = self.caller(&request)?;
+        self.require_kind(&caller, "EmitEvents", &[IdentityKind::Node])
+            .await?;
+        let node = caller
+            .identity
+            .as_ref()
+            .map(|identity| identity.name.clone())
+            .unwrap_or_default();
+        let request = request.into_inner();
+        if request.events.len() > MAX_EMITTED_EVENTS {
+            return Err(ServiceError::invalid(format!(
+                "at most {MAX_EMITTED_EVENTS} events per call; send the rest in another"
+            ))
+            .into());
+        }
+        // Check every event before writing any, so a bad batch changes nothing.
+        let mut events = Vec::with_capacity(request.events.len());
+        for (index, text) in request.events.iter().enumerate() {
+            let event: jumpgate_audit::AuditEvent = serde_json::from_str(text).map_err(|err| {
+                ServiceError::invalid(format!("event {index} is not an audit event: {err}"))
+            })?;
+            if !NODE_EVENTS.contains(&event.event_type()) {
+                return Err(ServiceError::PermissionDenied(format!(
+                    "a node may not emit {} events",
+                    event.event_type().name()
+                ))
+                .into());
+            }
+            events.push(event.server_id(node.clone()));
+        }
+        for event in events {
+            self.audit(event).await?;
+        }
+        Ok(Response::new(proto::EmitEventsResponse {}))
+    }
+
+    async fn upload_recording(
+        &self,
+        request: Request<proto::UploadRecordingRequest>,
+    ) -> Reply<proto::UploadRecordingResponse> {
+        let caller = self.caller(&request)?;
+        self.require_kind(&caller, "UploadRecording", &[IdentityKind::Node])
+            .await?;
+        let request = request.into_inner();
+        let session = session_id(&request.session_id)?;
+        let recordings = &self.inner.recordings;
+        let mut stored = if request.data.is_empty() {
+            recordings
+                .stat(&session)
+                .await
+                .map_err(recording_error)?
+                .map_or(0, |info| info.size)
+        } else {
+            recordings
+                .append_part(&session, request.offset, request.data)
+                .await
+                .map_err(recording_error)?
+        };
+        if request.complete {
+            stored = recordings
+                .complete(&session)
+                .await
+                .map_err(recording_error)?
+                .size;
+        }
+        Ok(Response::new(proto::UploadRecordingResponse { stored }))
+    }
+
+    async fn list_recordings(
+        &self,
+        request: Request<proto::ListRecordingsRequest>,
+    ) -> Reply<proto::ListRecordingsResponse> {
+        let caller = self.caller(&request)?;
+        self.require_rule(&caller, "ListRecordings", kinds::SESSION, verbs::LIST)
+            .await?;
+        let recordings = self
+            .inner
+            .recordings
+            .list()
+            .await
+            .map_err(recording_error)?
+            .iter()
+            .map(recording_info)
+            .collect();
+        Ok(Response::new(proto::ListRecordingsResponse { recordings }))
+    }
+
+    async fn get_recording(
+        &self,
+        request: Request<proto::GetRecordingRequest>,
+    ) -> Reply<proto::GetRecordingResponse> {
+        let caller = self.caller(&request)?;
+        self.require_rule(&caller, "GetRecording", kinds::SESSION, verbs::READ)
+            .await?;
+        let request = request.into_inner();
+        let session = session_id(&request.session_id)?;
+        let info = self
+            .inner
+            .recordings
+            .stat(&session)
+            .await
+            .map_err(recording_error)?
+            .ok_or_else(|| {
+                ServiceError::NotFound(format!(
+                    "no recording of session {session}; `jsh recordings ls` lists them"
+                ))
+            })?;
+        let data = self
+            .inner
+            .recordings
+            .read(&session)
+            .await
+            .map_err(recording_error)?;
+        let max_len = match request.max_len {
+            0 => MAX_RECORDING_READ,
+            n => n.min(MAX_RECORDING_READ),
+        };
+        let start = usize::try_from(request.offset)
+            .unwrap_or(usize::MAX)
+            .min(data.len());
+        let end = start
+            .saturating_add(usize::try_from(max_len).unwrap_or(usize::MAX))
+            .min(data.len());
+        Ok(Response::new(proto::GetRecordingResponse {
+            data: data.get(start..end).unwrap_or_default().to_vec(),
+            info: Some(recording_info(&info)),
+        }))
     }
 
     async fn search_events(

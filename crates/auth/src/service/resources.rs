@@ -102,6 +102,14 @@ fn check_name(kind: &str, name: &str) -> Result<(), ServiceError> {
     }
 }
 
+/// The `metadata.labels` of a JSON resource document (none when it has none).
+fn labels_of(document: &str) -> BTreeMap<String, String> {
+    serde_json::from_str::<Value>(document)
+        .ok()
+        .and_then(|value| serde_json::from_value(value.pointer("/metadata/labels")?.clone()).ok())
+        .unwrap_or_default()
+}
+
 impl AuthServer {
     pub(crate) async fn get_resources_for(
         &self,
@@ -115,8 +123,21 @@ impl AuthServer {
         } else {
             verbs::READ
         };
-        self.require_rule(caller, "GetResources", kind, verb)
-            .await?;
+        // A user sees the nodes their roles let them log in to, whatever their rules say
+        // (as `jsh ls` in Teleport); everything else is up to the rules.
+        let node_filter = match &caller.identity {
+            Some(identity) if identity.kind == IdentityKind::User && kind == kinds::NODE => {
+                match self.user_checker(identity) {
+                    Ok(checker) => Some(checker),
+                    Err(err) => return Err(self.refuse(caller, "GetResources", err).await),
+                }
+            }
+            _ => {
+                self.require_rule(caller, "GetResources", kind, verb)
+                    .await?;
+                None
+            }
+        };
         if !name.is_empty() {
             check_name(kind, name)?;
         }
@@ -127,6 +148,10 @@ impl AuthServer {
             kinds::CERT_AUTHORITY => self.authority_documents()?,
             presence => self.presence_documents(presence).await?,
         };
+        if let Some(checker) = node_filter {
+            documents
+                .retain(|(_, document)| !checker.allowed_logins(&labels_of(document)).is_empty());
+        }
         if !name.is_empty() {
             documents.retain(|(doc_name, _)| doc_name == name);
             if documents.is_empty() {

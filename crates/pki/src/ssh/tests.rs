@@ -11,6 +11,7 @@ fn params(key: &PrivateKey) -> UserCertParams {
         user: "alice".to_string(),
         logins: vec!["alice".to_string(), "ubuntu".to_string()],
         roles: vec!["access".to_string(), "dev".to_string()],
+        traits: [("logins".to_string(), vec!["alice".to_string()])].into(),
         ttl: Duration::from_secs(3600),
         permissions: Permissions {
             pty: true,
@@ -41,6 +42,10 @@ fn an_issued_user_certificate_verifies_and_says_what_was_asked() {
     assert_eq!(verified.user, "alice");
     assert_eq!(verified.roles, ["access", "dev"]);
     assert_eq!(verified.logins, ["alice", "ubuntu"]);
+    assert_eq!(
+        verified.traits.get("logins"),
+        Some(&vec!["alice".to_string()])
+    );
     assert!(verified.permissions.pty && verified.permissions.port_forwarding);
     assert!(!verified.permissions.agent_forwarding);
     assert_eq!(cert.key_id(), "alice");

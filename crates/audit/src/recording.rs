@@ -1,0 +1,44 @@
+//! Session recordings (DESIGN.md, "Flows: Recording"): every interactive session is recorded
+//! by its node as an [asciicast v2](https://docs.asciinema.org/manual/asciicast/v2/) stream, so
+//! standard players (`asciinema play`, asciinema-player) work on the files as they are.
+//!
+//! - The first line is the [`Header`]; Jumpgate's own facts (session id, user, login, node,
+//!   cluster) sit under one extra header key, `"jumpgate"` ([`SessionMeta`]), which players
+//!   ignore. Then one [`Event`] per line: `[seconds, "o"|"i"|"r"|"m", data]`.
+//! - Node side: [`CastEncoder`] turns events into lines without I/O (keeping UTF-8 split
+//!   across PTY reads whole, invalid bytes as U+FFFD); [`RecordingWriter`] writes them to a
+//!   local spool file ([`SpoolFile`]); [`read_part`] reads the spool back from the
+//!   acknowledged offset for upload in parts of up to [`MAX_PART_LEN`].
+//! - Auth side: [`RecordingStore`] receives the parts (idempotently, refusing gaps), and
+//!   [`FileRecordingStore`] keeps them as `DIR/<session_id>.cast`; an S3 store comes later
+//!   behind the same trait.
+//! - Reading: [`parse_cast`] validates untrusted recordings with bounded memory, naming the
+//!   bad line; [`to_text`], [`to_json`] and [`play`] are what `jsh play` shows.
+
+mod cast;
+mod encode;
+mod error;
+mod export;
+mod parse;
+mod spool;
+mod store;
+
+pub use cast::{
+    Event, EventKind, Header, MAX_SESSION_ID_LEN, Recording, SessionId, SessionMeta, TruncatedTail,
+};
+pub use encode::{CastEncoder, MAX_MARKER_LEN};
+pub use error::{LineProblem, RecordingError};
+pub use export::{MAX_SPEED, MIN_SPEED, PlayOptions, play, to_json, to_text};
+pub use parse::{ParseOptions, parse_cast};
+pub use spool::{RecordingWriter, SpoolFile, SpoolOptions, read_part};
+pub use store::{FileRecordingStore, MAX_PART_LEN, RecordingInfo, RecordingStore};
+
+/// The longest line (without its newline) a recording may have.
+pub const MAX_LINE_LEN: usize = 1024 * 1024;
+
+/// The default size limit of a whole recording, for parsing and for the store.
+pub const DEFAULT_MAX_RECORDING_LEN: u64 = 256 * 1024 * 1024;
+
+/// The latest event time accepted, in seconds (136 years): far beyond any session, and small
+/// enough that microsecond times stay exact in the f64 seconds of the file format.
+pub const MAX_EVENT_TIME_SECS: u32 = u32::MAX;

@@ -1,0 +1,34 @@
+//! The Jumpgate client (DESIGN.md "Programs": `jsh`; "Flows": login and connect): what
+//! `jsh` does, as a library, so that tests, `jctl` and later the web terminal share it.
+//!
+//! - [`profile`]: the user's keys and certificates in `~/.jumpgate` (`JUMPGATE_HOME`).
+//! - [`web`] and [`login`]: the proxy's web API; a login makes fresh keys here and gets
+//!   certificates for them.
+//! - [`nodes`]: the nodes a user may reach (the auth API through the proxy).
+//! - [`dial`]: a stream to a node through the proxy (ALPN `jumpgate-ssh`).
+//! - [`ssh`]: the SSH session over that stream: host certificate check, certificate
+//!   login, commands, shells, port and agent forwarding.
+//! - [`terminal`]: raw mode and window sizes for interactive sessions.
+//! - [`openssh`]: the `ssh_config` block for OpenSSH through `jsh proxy ssh`.
+#![forbid(unsafe_code)]
+
+pub mod dial;
+pub mod error;
+pub mod login;
+pub mod nodes;
+pub mod openssh;
+pub mod profile;
+pub mod ssh;
+pub mod terminal;
+pub mod web;
+
+pub use dial::{NodeStream, dial_node};
+pub use error::ClientError;
+pub use login::{LoginParams, Password, login};
+pub use nodes::{LabelSelector, NodeInfo, list_nodes};
+pub use profile::{Home, Profile, ProfileMeta};
+pub use ssh::{
+    ForwardSpec, PtyRequest, SessionEnd, SessionIo, SessionRequest, SshConnection, connect,
+    connect_node, connect_stream,
+};
+pub use web::{Ping, ProxyAddr, WebTrust, ping};

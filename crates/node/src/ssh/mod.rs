@@ -1,0 +1,671 @@
+//! The node's SSH service (DESIGN.md "Services": ssh), on russh: serves the SSH
+//! connections the proxy forwards through the reverse tunnel.
+//!
+//! - It presents the node's host certificate and accepts only user certificates. russh
+//!   checks a certificate's signature and validity window only; everything else is
+//!   checked here with `jumpgate_pki::verify_user_cert`: the cluster's user CA, the
+//!   certificate type, the requested login among the principals, `source-address`
+//!   against the user's real address (from the proxy), the issuing cluster.
+//! - Then it checks the user's roles (named in the certificate, definitions mirrored
+//!   from the auth service) against this node's labels and the login, deny beating
+//!   allow, so a stale or forged routing decision in the proxy cannot grant access.
+//! - Every refusal is an `auth` audit event with the reason; every session has
+//!   `session.start`, `exec` and `session.end` events ([`events`]).
+//! - Sessions run as the OS user ([`process`]): shell or command, with or without a PTY;
+//!   `sftp` and `scp` only when the roles allow file copy; `direct-tcpip` port forwarding
+//!   only when they allow port forwarding.
+
+pub mod events;
+pub mod process;
+mod session;
+
+use crate::HostIdentity;
+use events::EventSink;
+use jumpgate_api::mirror::Mirror;
+use jumpgate_audit::{AuditEvent, EventType};
+use jumpgate_pki::{UserCertCheck, VerifiedUser, verify_user_cert};
+use jumpgate_types::{AccessChecker, Role, SessionOptions};
+use russh::keys::{Certificate, HashAlg, PrivateKey, PublicKey};
+use russh::server::{Auth, ChannelOpenHandle, Msg, Session};
+use russh::{Channel, ChannelId, MethodKind, MethodSet, Pty, Sig};
+use session::{Input, PtyRequest, SessionChannel};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+/// How long a client may take from the first byte to a successful authentication.
+const AUTH_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The node's labels of the moment (static plus command labels).
+pub type Labels = Arc<dyn Fn() -> BTreeMap<String, String> + Send + Sync>;
+
+/// What the SSH service needs; one per node, shared by every connection.
+pub struct SshService {
+    pub host_name: String,
+    pub identity: watch::Receiver<HostIdentity>,
+    pub labels: Labels,
+    pub roles: Arc<Mirror<Role>>,
+    pub events: EventSink,
+}
+
+impl std::fmt::Debug for SshService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshService")
+            .field("host_name", &self.host_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a connection could not be served at all.
+#[derive(Debug, thiserror::Error)]
+pub enum SshError {
+    #[error("the node's host identity is unusable: {0}")]
+    Identity(String),
+    #[error("ssh: {0}")]
+    Ssh(#[from] russh::Error),
+}
+
+impl SshService {
+    fn server_config(&self) -> Result<Arc<russh::server::Config>, SshError> {
+        let identity = self.identity.borrow().clone();
+        let key = PrivateKey::from_openssh(&identity.ssh_host_key)
+            .map_err(|err| SshError::Identity(format!("host key: {err}")))?;
+        let cert = Certificate::from_openssh(identity.ssh_host_cert.trim())
+            .map_err(|err| SshError::Identity(format!("host certificate: {err}")))?;
+        Ok(Arc::new(russh::server::Config {
+            server_id: russh::SshId::Standard(
+                format!("SSH-2.0-Jumpgate_{}", env!("CARGO_PKG_VERSION")).into(),
+            ),
+            methods: MethodSet::from(&[MethodKind::PublicKey][..]),
+            auth_rejection_time: Duration::from_millis(200),
+            auth_rejection_time_initial: Some(Duration::ZERO),
+            keys: vec![key],
+            certificates: vec![cert],
+            inactivity_timeout: None,
+            keepalive_interval: Some(Duration::from_secs(30)),
+            keepalive_max: 3,
+            nodelay: true,
+            ..Default::default()
+        }))
+    }
+
+    /// Serves one SSH connection (a tunnel stream) until it ends. `client` is the
+    /// user's address as the proxy saw it.
+    pub async fn serve<S>(self: Arc<Self>, stream: S, client: Option<SocketAddr>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let config = match self.server_config() {
+            Ok(config) => config,
+            Err(err) => {
+                warn!(%err, "cannot serve SSH");
+                return;
+            }
+        };
+        let handler = Connection {
+            service: self.clone(),
+            client,
+            authorized: None,
+            channels: HashMap::new(),
+            refused: false,
+            last_input: Arc::new(std::sync::Mutex::new(tokio::time::Instant::now())),
+            watchdog_started: false,
+        };
+        let running = match tokio::time::timeout(
+            AUTH_DEADLINE,
+            russh::server::run_stream(config, stream, handler),
+        )
+        .await
+        {
+            Ok(Ok(running)) => running,
+            Ok(Err(err)) => {
+                debug!(client = ?client, %err, "SSH handshake failed");
+                return;
+            }
+            Err(_) => {
+                debug!(client = ?client, "SSH handshake timed out");
+                return;
+            }
+        };
+        if let Err(err) = running.await {
+            debug!(client = ?client, %err, "SSH connection ended with an error");
+        }
+    }
+
+    fn trusted_user_cas(&self) -> Vec<russh::keys::ssh_key::Fingerprint> {
+        self.identity
+            .borrow()
+            .user_ca_keys
+            .lines()
+            .filter_map(|line| PublicKey::from_openssh(line.trim()).ok())
+            .map(|key| key.fingerprint(HashAlg::Sha256))
+            .collect()
+    }
+
+    /// The whole access decision for `login` with `cert` from `client`.
+    fn authorize(
+        &self,
+        login: &str,
+        cert: &Certificate,
+        client: Option<SocketAddr>,
+    ) -> Result<Authorized, String> {
+        let trusted = self.trusted_user_cas();
+        let cluster = self.identity.borrow().cluster.clone();
+        let verified = verify_user_cert(
+            cert,
+            &UserCertCheck {
+                trusted: &trusted,
+                cluster: &cluster,
+                login,
+                client_addr: client.map(|addr| addr.ip()),
+                now: SystemTime::now(),
+            },
+        )
+        .map_err(|err| err.to_string())?;
+        let now = SystemTime::now();
+        let known = self.roles.current();
+        let roles: Vec<&Role> = verified
+            .roles
+            .iter()
+            .filter_map(|name| {
+                known
+                    .iter()
+                    .find(|role| role.name() == name && !role.metadata.is_expired(now))
+            })
+            .collect();
+        if roles.is_empty() {
+            return Err(format!(
+                "access denied: none of the certificate's roles {:?} is known on this node",
+                verified.roles
+            ));
+        }
+        let checker = AccessChecker::new(roles, &verified.traits);
+        let labels = (self.labels)();
+        checker
+            .check_ssh_access(&labels, login)
+            .map_err(|denied| denied.to_string())?;
+        Ok(Authorized {
+            login: login.to_string(),
+            options: *checker.options(),
+            verified,
+        })
+    }
+
+    fn event(&self, kind: EventType, client: Option<SocketAddr>) -> AuditEvent {
+        let mut event = AuditEvent::success(kind)
+            .server_id(self.identity.borrow().host_uuid.clone())
+            .field("server_hostname", self.host_name.clone());
+        if let Some(client) = client {
+            event = event.remote_addr(client);
+        }
+        event
+    }
+
+    fn refusal(&self, reason: &str, client: Option<SocketAddr>) -> AuditEvent {
+        let mut event = AuditEvent::failure(EventType::Auth, reason)
+            .server_id(self.identity.borrow().host_uuid.clone())
+            .field("server_hostname", self.host_name.clone())
+            .field("method", "ssh");
+        if let Some(client) = client {
+            event = event.remote_addr(client);
+        }
+        event
+    }
+}
+
+/// Serves SSH on `addr` (`ssh_service.listen_addr`) for clients that dial the node
+/// directly, until `stop` resolves.
+pub async fn listen(
+    service: Arc<SshService>,
+    addr: String,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let listener = match tokio::net::TcpListener::bind(&addr).await {
+        Ok(listener) => listener,
+        Err(err) => {
+            warn!(%addr, %err, "cannot listen for SSH connections");
+            return;
+        }
+    };
+    info!(%addr, "SSH service listening");
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    let _ = tcp.set_nodelay(true);
+                    tokio::spawn(service.clone().serve(tcp, Some(peer)));
+                }
+                Err(err) => {
+                    debug!(%err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+}
+
+/// A user who passed every check, with what their roles allow.
+#[derive(Debug, Clone)]
+struct Authorized {
+    login: String,
+    verified: VerifiedUser,
+    options: SessionOptions,
+}
+
+/// One SSH connection's state.
+struct Connection {
+    service: Arc<SshService>,
+    client: Option<SocketAddr>,
+    authorized: Option<Arc<Authorized>>,
+    channels: HashMap<ChannelId, SessionChannel>,
+    /// A refusal was audited already (clients try again; one event is enough).
+    refused: bool,
+    /// When the client last sent data (for `client_idle_timeout`).
+    last_input: Arc<std::sync::Mutex<tokio::time::Instant>>,
+    watchdog_started: bool,
+}
+
+impl Connection {
+    /// Ends the connection when the certificate expires (`disconnect_expired_cert`) or
+    /// the client sends nothing for `client_idle_timeout`, as the roles say.
+    fn start_watchdog(&mut self, session: &Session) {
+        let Some(user) = self.authorized.clone() else {
+            return;
+        };
+        if self.watchdog_started {
+            return;
+        }
+        self.watchdog_started = true;
+        let expires = user.options.disconnect_expired_cert.then(|| {
+            let valid_before =
+                std::time::UNIX_EPOCH + Duration::from_secs(user.verified.valid_before);
+            let left = valid_before
+                .duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO);
+            tokio::time::Instant::now() + left
+        });
+        let idle = user.options.client_idle_timeout;
+        if expires.is_none() && idle.is_none() {
+            return;
+        }
+        let handle = session.handle();
+        let last_input = self.last_input.clone();
+        tokio::spawn(async move {
+            let reason = loop {
+                let last = *last_input
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let idle_deadline = idle.map(|timeout| last + timeout);
+                let next = [expires, idle_deadline].into_iter().flatten().min();
+                let Some(next) = next else { return };
+                tokio::time::sleep_until(next).await;
+                let now = tokio::time::Instant::now();
+                if expires.is_some_and(|at| now >= at) {
+                    break "your certificate expired; log in again";
+                }
+                let last = *last_input
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if idle.is_some_and(|timeout| now >= last + timeout) {
+                    break "the session was idle for longer than the roles allow";
+                }
+            };
+            info!(reason, "ending an SSH connection");
+            let _ = handle
+                .disconnect(
+                    russh::Disconnect::ByApplication,
+                    reason.to_string(),
+                    String::new(),
+                )
+                .await;
+        });
+    }
+
+    fn refuse_request(&self, reason: &str) {
+        info!(client = ?self.client, %reason, "refused an SSH request");
+        let mut event = self.service.refusal(reason, self.client);
+        if let Some(user) = &self.authorized {
+            event = event
+                .user(user.verified.user.clone())
+                .login(user.login.clone());
+        }
+        self.service.events.emit(event);
+    }
+
+    /// Starts the channel's program, or says why not.
+    fn start(
+        &mut self,
+        channel: ChannelId,
+        program: process::Program,
+        session: &mut Session,
+    ) -> Result<(), String> {
+        let Some(user) = self.authorized.clone() else {
+            return Err("not authenticated".to_string());
+        };
+        let file_copy = match &program {
+            process::Program::Sftp => Some("sftp"),
+            process::Program::Command(line) if session::is_scp(line) => Some("scp"),
+            _ => None,
+        };
+        if let Some(what) = file_copy
+            && !user.options.ssh_file_copy
+        {
+            return Err(format!(
+                "access denied: file copy ({what}) is not allowed by the roles of user {}",
+                user.verified.user
+            ));
+        }
+        let state = self
+            .channels
+            .get_mut(&channel)
+            .ok_or_else(|| "no such channel".to_string())?;
+        if state.started() {
+            return Err("the channel already runs a program".to_string());
+        }
+        let login_user = process::LoginUser::lookup(&user.login).map_err(|err| err.to_string())?;
+        let start = session::Start {
+            handle: session.handle(),
+            channel,
+            program,
+            user: login_user,
+            authorized_user: user.verified.user.clone(),
+            client: self.client,
+            service: self.service.clone(),
+        };
+        state.start(start).map_err(|err| err.to_string())
+    }
+}
+
+impl russh::server::Handler for Connection {
+    type Error = russh::Error;
+
+    // `auth_publickey` keeps russh's default, which refuses: plain keys are never
+    // enough, only cluster-signed certificates.
+
+    async fn auth_openssh_certificate(
+        &mut self,
+        user: &str,
+        certificate: &Certificate,
+    ) -> Result<Auth, Self::Error> {
+        match self.service.authorize(user, certificate, self.client) {
+            Ok(authorized) => {
+                info!(user = %authorized.verified.user, login = user, client = ?self.client, "SSH login accepted");
+                self.authorized = Some(Arc::new(authorized));
+                Ok(Auth::Accept)
+            }
+            Err(reason) => {
+                info!(login = user, client = ?self.client, %reason, "SSH login refused");
+                if !self.refused {
+                    self.refused = true;
+                    let event = self
+                        .service
+                        .refusal(&reason, self.client)
+                        .user(certificate.key_id().to_string())
+                        .login(user.to_string());
+                    self.service.events.emit(event);
+                }
+                Ok(Auth::reject())
+            }
+        }
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if self.authorized.is_none() {
+            reply
+                .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        }
+        self.start_watchdog(session);
+        // The channel's requests and data arrive through the callbacks below; the
+        // `Channel` object itself is not read.
+        self.channels
+            .insert(channel.id(), SessionChannel::default());
+        drop(channel);
+        reply.accept().await;
+        Ok(())
+    }
+
+    async fn channel_open_direct_tcpip(
+        &mut self,
+        channel: Channel<Msg>,
+        host_to_connect: &str,
+        port_to_connect: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let Some(user) = self.authorized.clone() else {
+            reply
+                .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        };
+        let target = format!("{host_to_connect}:{port_to_connect}");
+        if !(user.options.port_forwarding && user.verified.permissions.port_forwarding) {
+            let reason = format!(
+                "access denied: port forwarding to {target} is not allowed by the roles of user {}",
+                user.verified.user
+            );
+            self.refuse_request(&reason);
+            reply
+                .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        }
+        let connected = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::net::TcpStream::connect((host_to_connect, port_to_connect as u16)),
+        )
+        .await;
+        let event = self
+            .service
+            .event(EventType::Port, self.client)
+            .user(user.verified.user.clone())
+            .login(user.login.clone())
+            .field("addr.local", target.clone());
+        match connected {
+            Ok(Ok(mut tcp)) => {
+                self.service.events.emit(event);
+                reply.accept().await;
+                tokio::spawn(async move {
+                    let mut stream = channel.into_stream();
+                    let _ = tokio::io::copy_bidirectional(&mut stream, &mut tcp).await;
+                });
+            }
+            result => {
+                let reason = match result {
+                    Ok(Err(err)) => err.to_string(),
+                    _ => "no answer in 10 s".to_string(),
+                };
+                debug!(%target, %reason, "port forwarding: cannot connect");
+                reply.reject(russh::ChannelOpenFailure::ConnectFailed).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn pty_request(
+        &mut self,
+        channel: ChannelId,
+        term: &str,
+        col_width: u32,
+        row_height: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _modes: &[(Pty, u32)],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let permitted = self
+            .authorized
+            .as_ref()
+            .is_some_and(|user| user.verified.permissions.pty);
+        match self.channels.get_mut(&channel) {
+            Some(state) if permitted && !state.started() => {
+                state.pty = Some(PtyRequest {
+                    term: term.to_string(),
+                    cols: col_width,
+                    rows: row_height,
+                });
+                session.channel_success(channel)?;
+            }
+            _ => session.channel_failure(channel)?,
+        }
+        Ok(())
+    }
+
+    async fn env_request(
+        &mut self,
+        channel: ChannelId,
+        variable_name: &str,
+        variable_value: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        match self.channels.get_mut(&channel) {
+            Some(state) if process::accepted_env(variable_name) && !state.started() => {
+                state
+                    .env
+                    .insert(variable_name.to_string(), variable_value.to_string());
+                session.channel_success(channel)?;
+            }
+            _ => session.channel_failure(channel)?,
+        }
+        Ok(())
+    }
+
+    async fn shell_request(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.reply_start(channel, process::Program::Shell, session)
+    }
+
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let line = String::from_utf8_lossy(data).into_owned();
+        self.reply_start(channel, process::Program::Command(line), session)
+    }
+
+    async fn subsystem_request(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if name == "sftp" {
+            return self.reply_start(channel, process::Program::Sftp, session);
+        }
+        debug!(subsystem = name, "refused an unknown subsystem");
+        session.channel_failure(channel)?;
+        Ok(())
+    }
+
+    async fn data(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        *self
+            .last_input
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = tokio::time::Instant::now();
+        if let Some(state) = self.channels.get(&channel) {
+            state.send(Input::Data(data.to_vec())).await;
+        }
+        Ok(())
+    }
+
+    async fn channel_eof(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if let Some(state) = self.channels.get(&channel) {
+            state.send(Input::Eof).await;
+        }
+        Ok(())
+    }
+
+    async fn window_change_request(
+        &mut self,
+        channel: ChannelId,
+        col_width: u32,
+        row_height: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if let Some(state) = self.channels.get(&channel) {
+            state
+                .send(Input::Resize {
+                    cols: col_width,
+                    rows: row_height,
+                })
+                .await;
+        }
+        Ok(())
+    }
+
+    async fn signal(
+        &mut self,
+        channel: ChannelId,
+        signal: Sig,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if let Some(state) = self.channels.get(&channel) {
+            state.signal(&signal);
+        }
+        Ok(())
+    }
+
+    async fn channel_close(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        // Dropping the state closes the program's input; a program still running is
+        // ended when the session task sees the channel gone.
+        if let Some(state) = self.channels.remove(&channel) {
+            state.hang_up();
+        }
+        Ok(())
+    }
+}
+
+impl Connection {
+    fn reply_start(
+        &mut self,
+        channel: ChannelId,
+        program: process::Program,
+        session: &mut Session,
+    ) -> Result<(), russh::Error> {
+        match self.start(channel, program, session) {
+            Ok(()) => session.channel_success(channel)?,
+            Err(reason) => {
+                self.refuse_request(&reason);
+                // Tell the user why, as OpenSSH's sshd does on stderr, then fail.
+                let _ = session.extended_data(channel, 1, format!("jumpgate: {reason}\r\n"));
+                session.channel_failure(channel)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,291 @@
+//! Users' SSH connections (ALPN `jumpgate-ssh`, protocol in `jumpgate_api::ssh_route`):
+//! the proxy authenticates the user by their X.509 certificate, finds the node, checks
+//! the user's roles allow the login there, and splices the connection into a stream
+//! through the node's reverse tunnel. SSH runs end to end; the node checks everything
+//! again.
+//!
+//! Everything a decision needs (nodes, roles, users) comes from memory
+//! ([`jumpgate_api::mirror`]): nothing on this path waits for the auth service.
+
+use crate::tunnel::{DialError, Tunnels};
+use jumpgate_api::mirror::Mirror;
+use jumpgate_api::ssh_route::{
+    DialErrorCode, DialRequest, DialResponse, TARGET_SSH, read_line, to_line,
+};
+use jumpgate_pki::TlsIdentity;
+use jumpgate_types::{AccessChecker, Role, Traits};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tracing::{debug, info};
+
+/// How long a client may take to send its request after the TLS handshake.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A node as its presence record describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeEntry {
+    pub uuid: String,
+    pub hostname: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A user's roles and traits, from their record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserEntry {
+    pub name: String,
+    pub roles: Vec<String>,
+    pub traits: Traits,
+}
+
+#[derive(Deserialize)]
+struct Document<S> {
+    metadata: Metadata,
+    #[serde(default = "Option::default")]
+    spec: Option<S>,
+}
+
+#[derive(Deserialize)]
+struct Metadata {
+    name: String,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize, Default)]
+struct NodeSpec {
+    #[serde(default)]
+    hostname: String,
+}
+
+#[derive(Deserialize, Default)]
+struct UserSpec {
+    #[serde(default)]
+    roles: Vec<String>,
+    #[serde(default)]
+    traits: Traits,
+}
+
+/// Parses a `node` presence document.
+pub fn parse_node(document: &str) -> Result<NodeEntry, String> {
+    let doc: Document<NodeSpec> = serde_json::from_str(document).map_err(|e| e.to_string())?;
+    Ok(NodeEntry {
+        uuid: doc.metadata.name,
+        hostname: doc.spec.unwrap_or_default().hostname,
+        labels: doc.metadata.labels,
+    })
+}
+
+/// Parses a `user` document (as the auth API lists them, without secrets).
+pub fn parse_user(document: &str) -> Result<UserEntry, String> {
+    let doc: Document<UserSpec> = serde_json::from_str(document).map_err(|e| e.to_string())?;
+    let spec = doc.spec.unwrap_or_default();
+    Ok(UserEntry {
+        name: doc.metadata.name,
+        roles: spec.roles,
+        traits: spec.traits,
+    })
+}
+
+/// Parses a `role` document.
+pub fn parse_role(document: &str) -> Result<Role, String> {
+    Role::from_json("auth:role", document).map_err(|e| e.to_string())
+}
+
+/// What the proxy knows to route SSH connections.
+#[derive(Debug, Clone)]
+pub struct SshRouting {
+    pub nodes: Arc<Mirror<NodeEntry>>,
+    pub roles: Arc<Mirror<Role>>,
+    pub users: Arc<Mirror<UserEntry>>,
+    pub tunnels: Arc<Tunnels>,
+}
+
+/// A refused dial, for the log and the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshRefusal {
+    pub code: DialErrorCode,
+    pub reason: String,
+}
+
+impl SshRouting {
+    /// The node a user means: by UUID, else by host name (which must be unique).
+    pub fn find_node(&self, wanted: &str) -> Result<NodeEntry, SshRefusal> {
+        let nodes = self.nodes.current();
+        if let Some(node) = nodes.iter().find(|node| node.uuid == wanted) {
+            return Ok(node.clone());
+        }
+        let named: Vec<&NodeEntry> = nodes.iter().filter(|n| n.hostname == wanted).collect();
+        match named.as_slice() {
+            [node] => Ok((*node).clone()),
+            [] => Err(SshRefusal {
+                code: DialErrorCode::NotFound,
+                reason: format!(
+                    "no node named {wanted:?} is online; `jsh ls` lists the nodes you can reach"
+                ),
+            }),
+            several => Err(SshRefusal {
+                code: DialErrorCode::NotFound,
+                reason: format!(
+                    "{} nodes are named {wanted:?}; connect by UUID: {}",
+                    several.len(),
+                    several
+                        .iter()
+                        .map(|n| n.uuid.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }),
+        }
+    }
+
+    /// Whether `identity` (a user certificate, chain already verified) may log in as
+    /// `login` on `node`: the roles the certificate names that the user still holds.
+    pub fn check_access(
+        &self,
+        identity: &TlsIdentity,
+        node: &NodeEntry,
+        login: &str,
+    ) -> Result<(), SshRefusal> {
+        let denied = |reason: String| SshRefusal {
+            code: DialErrorCode::AccessDenied,
+            reason,
+        };
+        let users = self.users.current();
+        let user = users
+            .iter()
+            .find(|user| user.name == identity.name)
+            .ok_or_else(|| {
+                denied(format!(
+                    "access denied: user {:?} does not exist",
+                    identity.name
+                ))
+            })?;
+        let roles = self.roles.current();
+        let now = SystemTime::now();
+        let held: Vec<&Role> = identity
+            .roles
+            .iter()
+            .filter(|name| user.roles.contains(name))
+            .filter_map(|name| {
+                roles
+                    .iter()
+                    .find(|role| role.name() == name && !role.metadata.is_expired(now))
+            })
+            .collect();
+        AccessChecker::new(held, &user.traits)
+            .check_ssh_access(&node.labels, login)
+            .map_err(|err| denied(format!("{err} ({})", node.hostname)))
+    }
+
+    /// Serves one user connection (TLS done, identity checked to be a user of this
+    /// cluster): reads the request, decides, and splices. A refusal is answered and
+    /// returned for auditing.
+    pub async fn serve<S>(
+        &self,
+        mut stream: S,
+        identity: &TlsIdentity,
+        client: SocketAddr,
+    ) -> Result<(), SshRefusal>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let request: DialRequest =
+            match tokio::time::timeout(REQUEST_TIMEOUT, read_line(&mut stream)).await {
+                Ok(Ok(request)) => request,
+                Ok(Err(err)) => {
+                    return self
+                        .refuse(
+                            &mut stream,
+                            DialErrorCode::BadRequest,
+                            format!("bad request: {err}"),
+                        )
+                        .await;
+                }
+                Err(_) => {
+                    return self
+                        .refuse(
+                            &mut stream,
+                            DialErrorCode::BadRequest,
+                            "no request within 10 s".to_string(),
+                        )
+                        .await;
+                }
+            };
+        let node = match self.find_node(&request.node) {
+            Ok(node) => node,
+            Err(refusal) => return self.refuse(&mut stream, refusal.code, refusal.reason).await,
+        };
+        if let Err(refusal) = self.check_access(identity, &node, &request.login) {
+            return self.refuse(&mut stream, refusal.code, refusal.reason).await;
+        }
+        let mut upstream = match self
+            .tunnels
+            .dial_from(&node.uuid, TARGET_SSH, Some(client))
+            .await
+        {
+            Ok(upstream) => upstream,
+            Err(err) => {
+                let reason = match err {
+                    DialError::NoTunnel(_) => format!(
+                        "node {} ({}) has no tunnel to this proxy: it is offline or reconnecting",
+                        node.hostname, node.uuid
+                    ),
+                    other => format!("node {} is unreachable: {other}", node.hostname),
+                };
+                return self
+                    .refuse(&mut stream, DialErrorCode::Offline, reason)
+                    .await;
+            }
+        };
+        let answer = to_line(&DialResponse::connected(&node.uuid, &node.hostname));
+        if stream.write_all(&answer).await.is_err() {
+            return Ok(());
+        }
+        info!(user = %identity.name, login = %request.login, node = %node.hostname, client = %client, "SSH connection to a node");
+        match tokio::io::copy_bidirectional(&mut stream, &mut upstream).await {
+            Ok((up, down)) => debug!(up, down, "SSH connection ended"),
+            Err(err) => debug!(%err, "SSH connection ended with an error"),
+        }
+        Ok(())
+    }
+
+    async fn refuse<S: AsyncWrite + Unpin>(
+        &self,
+        stream: &mut S,
+        code: DialErrorCode,
+        reason: String,
+    ) -> Result<(), SshRefusal> {
+        let _ = stream
+            .write_all(&to_line(&DialResponse::refused(code, reason.clone())))
+            .await;
+        let _ = stream.shutdown().await;
+        Err(SshRefusal { code, reason })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_parse_to_entries() {
+        let node = parse_node(
+            r#"{"kind":"node","metadata":{"name":"u-1","labels":{"env":"dev"}},"spec":{"hostname":"web-1"}}"#,
+        )
+        .unwrap();
+        assert_eq!(node.uuid, "u-1");
+        assert_eq!(node.hostname, "web-1");
+        assert_eq!(node.labels.get("env").map(String::as_str), Some("dev"));
+        let user = parse_user(
+            r#"{"kind":"user","metadata":{"name":"alice"},"spec":{"roles":["access"],"traits":{"logins":["root"]}}}"#,
+        )
+        .unwrap();
+        assert_eq!(user.roles, ["access"]);
+        assert_eq!(user.traits.get("logins"), Some(&vec!["root".to_string()]));
+        assert!(parse_node("{}").is_err());
+    }
+}
