@@ -161,12 +161,16 @@ pub async fn run(config: AgentConfig, identity: HostIdentity, shutdown: watch::R
     let roles = jumpgate_api::mirror::Mirror::spawn(
         "role",
         ROLES_REFRESH,
-        connect,
+        connect.clone(),
         |document| {
             jumpgate_types::Role::from_json("auth:role", document).map_err(|e| e.to_string())
         },
         stop(),
     );
+    let recordings = ssh::recording::Recordings::new(&config.data_dir, false);
+    tasks.push(tokio::spawn(
+        recordings.clone().upload(connect.clone(), stop()),
+    ));
     let labels_state = state.clone();
     let static_labels = config.labels.clone();
     let ssh = Arc::new(ssh::SshService {
@@ -179,6 +183,7 @@ pub async fn run(config: AgentConfig, identity: HostIdentity, shutdown: watch::R
         }),
         roles,
         events,
+        recordings,
     });
     if let Some(addr) = config.listen_addr.clone() {
         tasks.push(tokio::spawn(ssh::listen(ssh.clone(), addr, stop())));

@@ -9,6 +9,8 @@
 //! - Then it checks the user's roles (named in the certificate, definitions mirrored
 //!   from the auth service) against this node's labels and the login, deny beating
 //!   allow, so a stale or forged routing decision in the proxy cannot grant access.
+//! - Every session with a PTY is recorded as asciicast v2 ([`recording`]), spooled on
+//!   disk and uploaded to the auth service.
 //! - Every refusal is an `auth` audit event with the reason; every session has
 //!   `session.start`, `exec` and `session.end` events ([`events`]).
 //! - Sessions run as the OS user ([`process`]): shell or command, with or without a PTY;
@@ -17,6 +19,7 @@
 
 pub mod events;
 pub mod process;
+pub mod recording;
 mod session;
 
 use crate::HostIdentity;
@@ -50,6 +53,7 @@ pub struct SshService {
     pub labels: Labels,
     pub roles: Arc<Mirror<Role>>,
     pub events: EventSink,
+    pub recordings: recording::Recordings,
 }
 
 impl std::fmt::Debug for SshService {

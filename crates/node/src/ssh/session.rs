@@ -3,6 +3,7 @@
 
 use super::SshService;
 use super::process::{self, LoginUser, Program, SpawnError};
+use super::recording::{Recorder, RecordingStart};
 use bytes::Bytes;
 use jumpgate_audit::EventType;
 use nix::sys::signal::{Signal, kill};
@@ -126,10 +127,6 @@ impl SessionChannel {
         self.input = Some(input_tx);
         self.hang_up = Some(hang_up_tx);
         let interactive = matches!(start.program, Program::Shell);
-        let size = self
-            .pty
-            .as_ref()
-            .map(|pty| format!("{}:{}", pty.cols, pty.rows));
         tokio::spawn(run(
             start,
             running,
@@ -137,7 +134,7 @@ impl SessionChannel {
             hang_up_rx,
             sid,
             interactive,
-            size,
+            self.pty.clone(),
         ));
         Ok(())
     }
@@ -218,6 +215,7 @@ async fn pump_output(
     handle: Handle,
     channel: ChannelId,
     ext: Option<u32>,
+    recorder: Option<Arc<Recorder>>,
 ) {
     let mut buffer = vec![0u8; 32 * 1024];
     loop {
@@ -226,6 +224,9 @@ async fn pump_output(
             Ok(n) => n,
         };
         let chunk = Bytes::copy_from_slice(buffer.get(..n).unwrap_or_default());
+        if let Some(recorder) = &recorder {
+            recorder.output(&chunk);
+        }
         let sent = match ext {
             None => handle.data(channel, chunk).await,
             Some(ext) => handle.extended_data(channel, ext, chunk).await,
@@ -262,8 +263,11 @@ async fn run(
     hang_up: oneshot::Receiver<()>,
     sid: String,
     interactive: bool,
-    size: Option<String>,
+    pty_request: Option<PtyRequest>,
 ) {
+    let size = pty_request
+        .as_ref()
+        .map(|pty| format!("{}:{}", pty.cols, pty.rows));
     let Start {
         handle,
         channel,
@@ -294,7 +298,22 @@ async fn run(
     let Running { mut child, io } = running;
     let (output, input_task) = match io {
         Io::Pty { reader, writer } => {
-            let output = tokio::spawn(pump_output(reader, handle.clone(), channel, None));
+            let recorder = start_recording(
+                &service,
+                &sid,
+                &authorized_user,
+                &user.name,
+                &command,
+                pty_request.as_ref(),
+            )
+            .map(Arc::new);
+            let output = tokio::spawn(pump_output(
+                reader,
+                handle.clone(),
+                channel,
+                None,
+                recorder.clone(),
+            ));
             let input_task = tokio::spawn(async move {
                 // The PTY's writer also resizes; EOF on a terminal is the user's ^D,
                 // not the channel's end, so a PTY's input is never shut.
@@ -304,12 +323,18 @@ async fn run(
                     let mut writer = writer.lock().await;
                     match item {
                         Input::Data(data) => {
+                            if let Some(recorder) = &recorder {
+                                recorder.input(&data);
+                            }
                             if writer.write_all(&data).await.is_err() {
                                 return;
                             }
                         }
                         Input::Eof => {}
                         Input::Resize { cols, rows } => {
+                            if let Some(recorder) = &recorder {
+                                recorder.resize(cols, rows);
+                            }
                             let _ = writer.resize(terminal_size(cols, rows));
                         }
                     }
@@ -322,8 +347,8 @@ async fn run(
             stdout,
             stderr,
         } => {
-            let stdout = tokio::spawn(pump_output(stdout, handle.clone(), channel, None));
-            let stderr = tokio::spawn(pump_output(stderr, handle.clone(), channel, Some(1)));
+            let stdout = tokio::spawn(pump_output(stdout, handle.clone(), channel, None, None));
+            let stderr = tokio::spawn(pump_output(stderr, handle.clone(), channel, Some(1), None));
             let input_task = match stdin {
                 Some(stdin) => tokio::spawn(pump_input(input, stdin)),
                 None => tokio::spawn(async {}),
@@ -340,10 +365,12 @@ async fn run(
         }
     };
     let pty = size.is_some();
-    for task in output {
+    for mut task in output {
         if pty {
             // A background job may hold the terminal open: read what is there, not more.
-            let _ = tokio::time::timeout(PTY_DRAIN, task).await;
+            if tokio::time::timeout(PTY_DRAIN, &mut task).await.is_err() {
+                task.abort();
+            }
         } else {
             let _ = task.await;
         }
@@ -405,6 +432,31 @@ async fn run(
             u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         );
     service.events.emit(end);
+}
+
+/// Starts the recording of a PTY session.
+fn start_recording(
+    service: &SshService,
+    sid: &str,
+    user: &str,
+    login: &str,
+    command: &str,
+    pty: Option<&PtyRequest>,
+) -> Option<Recorder> {
+    let pty = pty?;
+    let identity = service.identity.borrow().clone();
+    service.recordings.start(RecordingStart {
+        session_id: sid.to_string(),
+        user: user.to_string(),
+        login: login.to_string(),
+        node: service.host_name.clone(),
+        node_uuid: identity.host_uuid,
+        cluster: identity.cluster,
+        cols: pty.cols,
+        rows: pty.rows,
+        term: pty.term.clone(),
+        command: Some(command.to_string()).filter(|c| !c.is_empty()),
+    })
 }
 
 fn to_signal(signal: &Sig) -> Option<Signal> {
