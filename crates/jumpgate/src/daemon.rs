@@ -124,6 +124,16 @@ pub async fn run(config: Config, dev: bool) -> Result<()> {
     };
 
     if dev {
+        // Print once the proxy has bound its port (the banner shows it), 15 s at most.
+        let waited = tokio::time::Instant::now();
+        while waited.elapsed() < Duration::from_secs(15)
+            && readiness
+                .snapshot()
+                .get("proxy")
+                .is_none_or(Option::is_some)
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         print_dev_banner(&config, diag_addr);
     }
     info!("jumpgate started");
@@ -308,22 +318,47 @@ fn print_dev_banner(config: &Config, diag_addr: Option<std::net::SocketAddr>) {
     let diag = diag_addr
         .map(|addr| format!("http://{addr}/readyz"))
         .unwrap_or_else(|| "off".to_string());
-    let auth_addr = &config.auth_service.listen_addr;
-    let proxy_addr = &config.proxy_service.web_listen_addr;
+    // The bound addresses (a port 0 in the config means "any").
+    let bound = |file: &str, configured: String| {
+        std::fs::read_to_string(config.jumpgate.data_dir.join(file))
+            .map(|addr| addr.trim().to_string())
+            .unwrap_or(configured)
+    };
+    let auth_addr = bound(
+        "admin/auth_addr",
+        config.auth_service.listen_addr.to_string(),
+    );
+    let proxy_addr = bound(
+        "proxy_addr",
+        config.proxy_service.web_listen_addr.to_string(),
+    );
+    // The OS account the SSH service can start sessions as: any when run as root.
+    let login = std::env::var("USER")
+        .ok()
+        .filter(|user| !user.is_empty())
+        .unwrap_or_else(|| "root".to_string());
+    let node = config.jumpgate.nodename.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|name| name.trim().to_string())
+            .unwrap_or_else(|_| "localhost".to_string())
+    });
     println!(
-        "Jumpgate dev cluster is running.\n\
+        "Jumpgate dev cluster is running: auth, proxy and this host's SSH service.\n\
          \x20 data directory:  {data_dir}\n\
          \x20 cluster state:   {state}\n\
          \x20 diagnostics:     {diag}\n\
-         \x20 back up state:   jumpgate backup create jumpgate-backup.db --data-dir {data_dir}\n\
          \x20 auth API:        {auth_addr} (gRPC, mutual TLS)\n\
-         \x20 proxy:           https://{proxy_addr}/webapi/ping (TLS routing: web API, auth API)\n\
-         \x20 admin tool:      jctl --data-dir {data_dir} status\n\
-         \x20 add a user:      jctl --data-dir {data_dir} users add alice --roles access --logins alice\n\
-         \x20 sign for ssh:    jctl --data-dir {data_dir} auth sign --user alice --out alice\n\
-         This build runs the auth service (users, roles, tokens, certificates, audit log), the\n\
-         proxy's web API and diagnostics; `jsh login`, reverse tunnels and the ssh service are\n\
-         not built yet.\n\
+         \x20 proxy:           https://{proxy_addr}/webapi/ping (TLS routing: web, SSH, tunnels, auth API)\n\
+         \x20 back up state:   jumpgate backup create jumpgate-backup.db --data-dir {data_dir}\n\
+         Next, in another terminal:\n\
+         \x20 1. create a user (prints an otpauth:// URI for your authenticator app):\n\
+         \x20      jctl --data-dir {data_dir} users add alice --roles access,auditor --logins {login} --password-stdin\n\
+         \x20 2. log in (password, then the app's code):\n\
+         \x20      jsh login --proxy {proxy_addr} --user alice --ca-cert {data_dir}/admin/ca.pem\n\
+         \x20 3. connect to this host, list its recordings:\n\
+         \x20      jsh ls\n\
+         \x20      jsh ssh {login}@{node}\n\
+         \x20      jsh recordings ls\n\
          Stop with Ctrl-C."
     );
 }
