@@ -104,6 +104,16 @@ impl<T: Send + Sync + 'static> Mirror<T> {
         }
     }
 
+    /// A mirror holding `items` that is never refreshed (tests, fixed views).
+    pub fn fixed(kind: &'static str, items: Vec<T>) -> Arc<Mirror<T>> {
+        let (loaded, _) = watch::channel(true);
+        Arc::new(Mirror {
+            kind,
+            current: RwLock::new(Arc::new(items)),
+            loaded,
+        })
+    }
+
     /// The last copy (empty until the first refresh).
     pub fn current(&self) -> Arc<Vec<T>> {
         self.current

@@ -270,6 +270,142 @@ impl SshRouting {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jumpgate_api::ssh_route::DialErrorCode;
+    use jumpgate_pki::IdentityKind;
+
+    fn node(uuid: &str, hostname: &str, env: &str) -> NodeEntry {
+        NodeEntry {
+            uuid: uuid.to_string(),
+            hostname: hostname.to_string(),
+            labels: [("env".to_string(), env.to_string())].into(),
+        }
+    }
+
+    fn routing(users: Vec<UserEntry>) -> SshRouting {
+        let prod_only = parse_role(
+            r#"{"kind":"role","version":"v7","metadata":{"name":"prod-root"},
+                "spec":{"allow":{"logins":["root"],"node_labels":{"env":"prod"}}}}"#,
+        )
+        .unwrap();
+        let no_staging = parse_role(
+            r#"{"kind":"role","version":"v7","metadata":{"name":"no-staging"},
+                "spec":{"deny":{"node_labels":{"env":"staging"}}}}"#,
+        )
+        .unwrap();
+        SshRouting {
+            nodes: Mirror::fixed(
+                "node",
+                vec![
+                    node("u-1", "web-1", "prod"),
+                    node("u-2", "twin", "prod"),
+                    node("u-3", "twin", "prod"),
+                    node("u-4", "stage-1", "staging"),
+                ],
+            ),
+            roles: Mirror::fixed("role", vec![Role::builtin_access(), prod_only, no_staging]),
+            users: Mirror::fixed("user", users),
+            tunnels: Arc::new(Tunnels::default()),
+        }
+    }
+
+    fn user(name: &str, roles: &[&str], logins: &[&str]) -> UserEntry {
+        UserEntry {
+            name: name.to_string(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            traits: [(
+                "logins".to_string(),
+                logins.iter().map(|l| l.to_string()).collect(),
+            )]
+            .into(),
+        }
+    }
+
+    fn identity(name: &str, roles: &[&str]) -> TlsIdentity {
+        TlsIdentity {
+            cluster: "dev".to_string(),
+            kind: IdentityKind::User,
+            name: name.to_string(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn nodes_are_found_by_uuid_or_unique_host_name() {
+        let routing = routing(Vec::new());
+        assert_eq!(routing.find_node("u-1").unwrap().hostname, "web-1");
+        assert_eq!(routing.find_node("web-1").unwrap().uuid, "u-1");
+        assert_eq!(routing.find_node("u-3").unwrap().uuid, "u-3");
+        let twins = routing.find_node("twin").unwrap_err();
+        assert_eq!(twins.code, DialErrorCode::NotFound);
+        assert!(
+            twins.reason.contains("u-2") && twins.reason.contains("u-3"),
+            "{}",
+            twins.reason
+        );
+        let missing = routing.find_node("db-9").unwrap_err();
+        assert!(
+            missing.reason.contains("no node named"),
+            "{}",
+            missing.reason
+        );
+    }
+
+    #[test]
+    fn access_follows_the_roles_the_user_still_holds() {
+        let routing = routing(vec![
+            user("alice", &["access"], &["alice"]),
+            user("bob", &["prod-root", "no-staging"], &[]),
+            user("carol", &["access"], &["root"]),
+        ]);
+        let prod = routing.find_node("web-1").unwrap();
+        let staging = routing.find_node("stage-1").unwrap();
+        // Templated logins from the user's traits.
+        assert!(
+            routing
+                .check_access(&identity("alice", &["access"]), &prod, "alice")
+                .is_ok()
+        );
+        let denied = routing
+            .check_access(&identity("alice", &["access"]), &prod, "root")
+            .unwrap_err();
+        assert_eq!(denied.code, DialErrorCode::AccessDenied);
+        assert!(denied.reason.contains("root"), "{}", denied.reason);
+        // A role named in the certificate but no longer held grants nothing.
+        assert!(
+            routing
+                .check_access(&identity("alice", &["prod-root"]), &prod, "root")
+                .is_err()
+        );
+        // Labels select nodes, and deny beats allow.
+        assert!(
+            routing
+                .check_access(
+                    &identity("bob", &["prod-root", "no-staging"]),
+                    &prod,
+                    "root"
+                )
+                .is_ok()
+        );
+        let staged = routing
+            .check_access(
+                &identity("bob", &["prod-root", "no-staging"]),
+                &staging,
+                "root",
+            )
+            .unwrap_err();
+        assert!(staged.reason.contains("no-staging"), "{}", staged.reason);
+        // Unknown users are refused, whatever their certificate says.
+        assert!(
+            routing
+                .check_access(&identity("mallory", &["access"]), &prod, "root")
+                .is_err()
+        );
+        assert!(
+            routing
+                .check_access(&identity("carol", &["access"]), &staging, "root")
+                .is_ok()
+        );
+    }
 
     #[test]
     fn documents_parse_to_entries() {
