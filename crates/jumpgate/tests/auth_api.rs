@@ -212,13 +212,18 @@ fn join_request(token: &str, role: &str, host_name: &str, keys: &Keys) -> proto:
 
 /// Joins as a proxy with a fresh token and fresh keys; a client with the proxy identity.
 async fn join_as_proxy(cluster: &Cluster, admin: &mut AuthClient) -> AuthClient {
+    join_as(cluster, admin, "proxy", "proxy1").await
+}
+
+/// A host identity of `role` (`node`, `proxy`), joined with a fresh token.
+async fn join_as(cluster: &Cluster, admin: &mut AuthClient, role: &str, host: &str) -> AuthClient {
     let pins = ca_pins(admin).await;
-    let token = join_token(admin, "proxy").await.token;
+    let token = join_token(admin, role).await.token;
     let keys = fresh_keys();
     let joined = cluster
         .pinned(&pins)
         .await
-        .join(join_request(&token, "proxy", "proxy1", &keys))
+        .join(join_request(&token, role, host, &keys))
         .await
         .unwrap()
         .into_inner();
@@ -1260,4 +1265,176 @@ async fn a_join_refused_for_an_unusable_key_is_not_audited_as_a_success() {
             && (field(e, "node_name") == "badtls" || field(e, "server_id") == "badtls-uuid")),
         "{audited:#?}"
     );
+}
+
+/// Nodes report their sessions' events and upload recordings; nobody else may, and a
+/// node can neither forge another server's id nor write other kinds of events.
+#[tokio::test]
+async fn nodes_report_sessions_and_upload_recordings_for_auditors() {
+    use jumpgate_audit::{AuditEvent, EventType};
+    let cluster = Cluster::start();
+    let mut admin = cluster.admin().await;
+    let mut node = join_as(&cluster, &mut admin, "node", "web-9").await;
+
+    let start = AuditEvent::success(EventType::SessionStart)
+        .user("alice")
+        .login("root")
+        .session_id("6f1c2a4e-0000-4000-8000-000000000001")
+        .server_id("forged-server");
+    node.emit_events(proto::EmitEventsRequest {
+        events: vec![serde_json::to_string(&start).unwrap()],
+    })
+    .await
+    .unwrap();
+    let found = events(&mut admin, &["session.start"]).await;
+    let ours: Vec<&Value> = found
+        .iter()
+        .filter(|e| field(e, "sid") == "6f1c2a4e-0000-4000-8000-000000000001")
+        .collect();
+    assert_eq!(ours.len(), 1, "{found:?}");
+    let server_id = field(ours[0], "server_id");
+    assert!(
+        !server_id.is_empty() && server_id != "forged-server",
+        "{server_id}"
+    );
+
+    // Other kinds of events, and garbage, are refused and write nothing.
+    let forged = AuditEvent::success(EventType::UserCreate).user("mallory");
+    let refused = node
+        .emit_events(proto::EmitEventsRequest {
+            events: vec![serde_json::to_string(&forged).unwrap()],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    let garbage = node
+        .emit_events(proto::EmitEventsRequest {
+            events: vec!["{not json".to_string()],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(garbage.code(), Code::InvalidArgument, "{garbage:?}");
+    assert!(
+        !events(&mut admin, &["user.create"])
+            .await
+            .iter()
+            .any(|e| field(e, "user") == "mallory")
+    );
+
+    // A recording in parts: a gap is refused, a repeated part acknowledged, then complete.
+    let sid = "6f1c2a4e-0000-4000-8000-000000000002";
+    let cast =
+        b"{\"version\": 2, \"width\": 80, \"height\": 24}\n[0.5, \"o\", \"hello\"]\n".to_vec();
+    let (first, rest) = cast.split_at(20);
+    let upload = |offset: u64, data: &[u8], complete: bool| proto::UploadRecordingRequest {
+        session_id: sid.to_string(),
+        offset,
+        data: data.to_vec(),
+        complete,
+    };
+    let stored = node
+        .upload_recording(upload(0, first, false))
+        .await
+        .unwrap();
+    assert_eq!(stored.into_inner().stored, 20);
+    let gap = node
+        .upload_recording(upload(30, rest, false))
+        .await
+        .unwrap_err();
+    assert_eq!(gap.code(), Code::InvalidArgument, "{gap:?}");
+    let again = node
+        .upload_recording(upload(0, first, false))
+        .await
+        .unwrap();
+    assert_eq!(again.into_inner().stored, 20);
+    let done = node.upload_recording(upload(20, rest, true)).await.unwrap();
+    assert_eq!(done.into_inner().stored, cast.len() as u64);
+    let bad_id = node
+        .upload_recording(proto::UploadRecordingRequest {
+            session_id: "../../etc/passwd".to_string(),
+            ..upload(0, first, false)
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_id.code(), Code::InvalidArgument, "{bad_id:?}");
+
+    // Reading needs the session rule: auditor yes, access no; users cannot upload.
+    create_user(&mut admin, "ada", &["auditor"], &[], PASSWORD).await;
+    create_user(&mut admin, "carl", &["access"], &["root"], PASSWORD).await;
+    let mut auditor = user_identity(&cluster, &mut admin, "ada").await;
+    let listed = auditor
+        .list_recordings(proto::ListRecordingsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .recordings;
+    assert!(
+        listed.iter().any(|r| r.session_id == sid && r.completed),
+        "{listed:?}"
+    );
+    let read = auditor
+        .get_recording(proto::GetRecordingRequest {
+            session_id: sid.to_string(),
+            offset: 0,
+            max_len: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(read.data, cast);
+    let mut user = user_identity(&cluster, &mut admin, "carl").await;
+    let denied = user
+        .get_recording(proto::GetRecordingRequest {
+            session_id: sid.to_string(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+    let upload_denied = user
+        .upload_recording(upload(0, first, false))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        upload_denied.code(),
+        Code::PermissionDenied,
+        "{upload_denied:?}"
+    );
+    let emit_denied = user
+        .emit_events(proto::EmitEventsRequest {
+            events: vec![serde_json::to_string(&start).unwrap()],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        emit_denied.code(),
+        Code::PermissionDenied,
+        "{emit_denied:?}"
+    );
+
+    // Users see the nodes their roles reach: the dev host's own node for `access` with
+    // a login, none for `auditor`, which has no logins.
+    let sees = |mut client: AuthClient| async move {
+        client
+            .get_resources(proto::GetResourcesRequest {
+                kind: "node".to_string(),
+                name: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .documents
+            .len()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut visible = false;
+    while !visible && tokio::time::Instant::now() < deadline {
+        visible = sees(user.clone()).await > 0;
+        if !visible {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    assert!(visible, "the access user never saw the dev node");
+    assert_eq!(sees(auditor).await, 0);
+    drop(cluster.daemon);
 }
