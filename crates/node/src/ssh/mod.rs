@@ -17,6 +17,7 @@
 //!   `sftp` and `scp` only when the roles allow file copy; `direct-tcpip` port forwarding
 //!   only when they allow port forwarding.
 
+mod agent;
 pub mod events;
 pub mod process;
 pub mod recording;
@@ -565,6 +566,30 @@ impl russh::server::Handler for Connection {
     ) -> Result<(), Self::Error> {
         let line = String::from_utf8_lossy(data).into_owned();
         self.reply_start(channel, process::Program::Command(line), session)
+    }
+
+    async fn agent_request(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        let Some(user) = self.authorized.clone() else {
+            return Ok(false);
+        };
+        if !(user.options.forward_agent && user.verified.permissions.agent_forwarding) {
+            self.refuse_request(&format!(
+                "access denied: agent forwarding is not allowed by the roles of user {}",
+                user.verified.user
+            ));
+            return Ok(false);
+        }
+        match self.channels.get_mut(&channel) {
+            Some(state) if !state.started() => {
+                state.agent = true;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     async fn subsystem_request(

@@ -2,6 +2,7 @@
 //! and exit status, and its audit events.
 
 use super::SshService;
+use super::agent::ForwardedAgent;
 use super::process::{self, LoginUser, Program, SpawnError};
 use super::recording::{Recorder, RecordingStart};
 use bytes::Bytes;
@@ -47,6 +48,8 @@ pub(super) enum Input {
 pub(super) struct SessionChannel {
     pub pty: Option<PtyRequest>,
     pub env: BTreeMap<String, String>,
+    /// The client asked for agent forwarding (and the roles allow it).
+    pub agent: bool,
     input: Option<mpsc::Sender<Input>>,
     pid: Option<u32>,
     hang_up: Option<oneshot::Sender<()>>,
@@ -116,13 +119,24 @@ impl SessionChannel {
                 format!("{} {} 0", client.ip(), client.port()),
             );
         }
+        let agent = if self.agent {
+            let agent = ForwardedAgent::start(&start.user, start.handle.clone())?;
+            env.insert(
+                "SSH_AUTH_SOCK".to_string(),
+                agent.socket().display().to_string(),
+            );
+            Some(agent)
+        } else {
+            None
+        };
         let command = process::command(&start.user, &start.program, &env)?;
         let (input_tx, input_rx) = mpsc::channel(INPUT_QUEUE);
         let (hang_up_tx, hang_up_rx) = oneshot::channel();
-        let running = match &self.pty {
+        let mut running = match &self.pty {
             Some(pty) => spawn_with_pty(command, pty)?,
             None => spawn_with_pipes(command)?,
         };
+        running.agent = agent;
         self.pid = running.child.id();
         self.input = Some(input_tx);
         self.hang_up = Some(hang_up_tx);
@@ -144,6 +158,8 @@ impl SessionChannel {
 struct Running {
     child: tokio::process::Child,
     io: Io,
+    /// Held until the session ends, then its socket is removed.
+    agent: Option<ForwardedAgent>,
 }
 
 enum Io {
@@ -173,6 +189,7 @@ fn spawn_with_pty(
     Ok(Running {
         child,
         io: Io::Pty { reader, writer },
+        agent: None,
     })
 }
 
@@ -196,6 +213,7 @@ fn spawn_with_pipes(mut command: tokio::process::Command) -> Result<Running, Spa
             stdout,
             stderr,
         },
+        agent: None,
     })
 }
 
@@ -295,7 +313,11 @@ async fn run(
     }
     service.events.emit(start_event);
 
-    let Running { mut child, io } = running;
+    let Running {
+        mut child,
+        io,
+        agent: _agent,
+    } = running;
     let (output, input_task) = match io {
         Io::Pty { reader, writer } => {
             let recorder = start_recording(
