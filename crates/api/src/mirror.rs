@@ -24,6 +24,10 @@ pub struct Mirror<T> {
     kind: &'static str,
     current: RwLock<Arc<Vec<T>>>,
     loaded: watch::Sender<bool>,
+    /// Counts successful refreshes, so a caller can wait for the next one.
+    generation: watch::Sender<u64>,
+    /// Asks the refresher for a refresh now.
+    wake: tokio::sync::Notify,
 }
 
 impl<T: Send + Sync + 'static> Mirror<T> {
@@ -41,6 +45,8 @@ impl<T: Send + Sync + 'static> Mirror<T> {
             kind,
             current: RwLock::new(Arc::new(Vec::new())),
             loaded,
+            generation: watch::Sender::new(0),
+            wake: tokio::sync::Notify::new(),
         });
         let refresher = mirror.clone();
         tokio::spawn(async move {
@@ -51,6 +57,7 @@ impl<T: Send + Sync + 'static> Mirror<T> {
                 tokio::select! {
                     () = &mut stop => return,
                     () = tokio::time::sleep(every) => {}
+                    () = refresher.wake.notified() => {}
                 }
             }
         });
@@ -95,6 +102,7 @@ impl<T: Send + Sync + 'static> Mirror<T> {
                     .write()
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(parsed);
                 self.loaded.send_replace(true);
+                self.generation.send_modify(|generation| *generation += 1);
             }
             Err(status) => {
                 warn!(kind = self.kind, error = %status.message(), "refreshing from the auth API failed; serving the last copy");
@@ -111,6 +119,8 @@ impl<T: Send + Sync + 'static> Mirror<T> {
             kind,
             current: RwLock::new(Arc::new(items)),
             loaded,
+            generation: watch::Sender::new(0),
+            wake: tokio::sync::Notify::new(),
         })
     }
 
@@ -120,6 +130,18 @@ impl<T: Send + Sync + 'static> Mirror<T> {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    /// Refreshes now and waits for it, at most `timeout`: for a decision that would
+    /// refuse on the copy held (a user, role or node created a moment ago), so a write
+    /// is seen at once rather than at the next periodic refresh. Says whether it did.
+    pub async fn refresh_now(&self, timeout: Duration) -> bool {
+        let mut generation = self.generation.subscribe();
+        let seen = *generation.borrow_and_update();
+        self.wake.notify_one();
+        tokio::time::timeout(timeout, generation.wait_for(|current| *current > seen))
+            .await
+            .is_ok_and(|result| result.is_ok())
     }
 
     /// Waits until the first refresh succeeded, at most `timeout`; says whether it did.

@@ -24,6 +24,8 @@ use tracing::{debug, info};
 
 /// How long a client may take to send its request after the TLS handshake.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a refusal waits for a fresh copy of nodes, roles and users.
+const FRESH_VIEW_WAIT: Duration = Duration::from_secs(2);
 
 /// A node as its presence record describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -215,13 +217,10 @@ impl SshRouting {
                         .await;
                 }
             };
-        let node = match self.find_node(&request.node) {
+        let node = match self.decide(identity, &request).await {
             Ok(node) => node,
             Err(refusal) => return self.refuse(&mut stream, refusal.code, refusal.reason).await,
         };
-        if let Err(refusal) = self.check_access(identity, &node, &request.login) {
-            return self.refuse(&mut stream, refusal.code, refusal.reason).await;
-        }
         let mut upstream = match self
             .tunnels
             .dial_from(&node.uuid, TARGET_SSH, Some(client))
@@ -251,6 +250,32 @@ impl SshRouting {
             Err(err) => debug!(%err, "SSH connection ended with an error"),
         }
         Ok(())
+    }
+
+    /// Finds the node and checks access. A refusal on the copy held is checked once more
+    /// after a fresh refresh (at most [`FRESH_VIEW_WAIT`]), so a user, role or node
+    /// created a moment ago is not refused.
+    async fn decide(
+        &self,
+        identity: &TlsIdentity,
+        request: &DialRequest,
+    ) -> Result<NodeEntry, SshRefusal> {
+        let attempt = || {
+            let node = self.find_node(&request.node)?;
+            self.check_access(identity, &node, &request.login)?;
+            Ok(node)
+        };
+        match attempt() {
+            Ok(node) => Ok(node),
+            Err(_) => {
+                tokio::join!(
+                    self.nodes.refresh_now(FRESH_VIEW_WAIT),
+                    self.roles.refresh_now(FRESH_VIEW_WAIT),
+                    self.users.refresh_now(FRESH_VIEW_WAIT),
+                );
+                attempt()
+            }
+        }
     }
 
     async fn refuse<S: AsyncWrite + Unpin>(

@@ -398,7 +398,13 @@ impl russh::server::Handler for Connection {
         user: &str,
         certificate: &Certificate,
     ) -> Result<Auth, Self::Error> {
-        match self.service.authorize(user, certificate, self.client) {
+        let mut decision = self.service.authorize(user, certificate, self.client);
+        if decision.is_err() {
+            // Roles created or changed a moment ago: decide once more on a fresh copy.
+            self.service.roles.refresh_now(Duration::from_secs(2)).await;
+            decision = self.service.authorize(user, certificate, self.client);
+        }
+        match decision {
             Ok(authorized) => {
                 info!(user = %authorized.verified.user, login = user, client = ?self.client, "SSH login accepted");
                 self.authorized = Some(Arc::new(authorized));
