@@ -98,7 +98,15 @@ fn locate(cli: &JctlCli) -> Result<(PathBuf, Option<String>)> {
 
 async fn connect(cli: &JctlCli) -> Result<AuthClient> {
     let (data_dir, config_addr) = locate(cli)?;
-    let files = identity::read(&identity::admin_dir(&data_dir))?;
+    let admin_dir = identity::admin_dir(&data_dir);
+    let explicit = cli.data_dir.is_some() || cli.config.is_some();
+    if !explicit && !admin_dir.exists() {
+        // Away from the auth host: a `jsh login` profile, through the proxy.
+        if let Some(client) = connect_with_profile(cli).await? {
+            return Ok(client);
+        }
+    }
+    let files = identity::read(&admin_dir)?;
     let addr = cli
         .auth_server
         .clone()
@@ -110,6 +118,26 @@ async fn connect(cli: &JctlCli) -> Result<AuthClient> {
         .context("the admin identity is unusable; restart the auth service to renew it")?
         .client_config()?;
     Ok(jumpgate_api::connect(&addr, tls).await?)
+}
+
+/// The auth API through the proxy with the user identity of a `jsh login` profile
+/// (`JUMPGATE_HOME` or `~/.jumpgate`), as Teleport's `tctl` uses a `tsh` profile; `None`
+/// when there is no profile. What the user may do is what their roles' rules allow.
+async fn connect_with_profile(cli: &JctlCli) -> Result<Option<AuthClient>> {
+    let Ok(home) = jumpgate_client::Home::from_env() else {
+        return Ok(None);
+    };
+    if !home.file("profile.json").exists() {
+        return Ok(None);
+    }
+    let profile = home.load()?;
+    profile.check_valid(std::time::SystemTime::now())?;
+    let addr = cli
+        .auth_server
+        .clone()
+        .unwrap_or_else(|| profile.meta.proxy.clone());
+    let tls = profile.tls_credentials()?.client_config()?;
+    Ok(Some(jumpgate_api::connect(&addr, tls).await?))
 }
 
 /// Runs one jctl command.
