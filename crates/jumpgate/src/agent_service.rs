@@ -136,6 +136,12 @@ pub async fn run_local(
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let mut agent = agent_settings(&config, &host_uuid, server, tunnel);
+    if !tunnel && agent.listen_addr.is_none() {
+        warn!(
+            "ssh_service runs next to the auth service without a proxy and without \
+             ssh_service.listen_addr: nobody can reach it; enable proxy_service or set listen_addr"
+        );
+    }
     let admin = crate::identity::read(&crate::identity::admin_dir(&agent.data_dir))?;
     agent.ca_pins = admin_ca_pins(&admin.ca_pem)?;
     let token = if HostIdentity::load(&agent.data_dir)?.is_some() {
