@@ -685,6 +685,15 @@ impl SshConnection {
         outcome.map(|()| end)
     }
 
+    /// Opens a session channel for a caller that drives it itself: the `sftp` subsystem
+    /// of file copy ([`crate::scp`]).
+    pub async fn open_session_channel(&self) -> Result<Channel<Msg>, ClientError> {
+        self.handle
+            .channel_open_session()
+            .await
+            .map_err(|err| self.ssh_error(&err))
+    }
+
     /// Listens on `spec`'s local address and forwards every connection to `spec`'s
     /// host and port as seen from the node (`direct-tcpip`).
     pub async fn forward_local(&self, spec: &ForwardSpec) -> Result<Forwarding, ClientError> {
@@ -705,6 +714,8 @@ impl SshConnection {
         let task = tokio::spawn(async move {
             loop {
                 let Ok((mut socket, peer)) = listener.accept().await else {
+                    // Out of file descriptors and the like: back off, don't spin.
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     continue;
                 };
                 let handle = Arc::clone(&handle);

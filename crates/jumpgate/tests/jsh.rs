@@ -9,14 +9,11 @@
 
 mod support;
 
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
-use support::{Daemon, jctl_ok_stdin, new_join_token, text, wait_until};
-
-const PASSWORD: &str = "correct horse battery staple";
+use support::{Cluster, Daemon, PASSWORD, jsh, jsh_ok, new_join_token, text, totp_now, wait_until};
 
 /// Every file a login writes (see `jumpgate_client::profile`).
 const PROFILE_FILES: [&str; 8] = [
@@ -29,105 +26,6 @@ const PROFILE_FILES: [&str; 8] = [
     "tls_ca.pem",
     "known_hosts",
 ];
-
-/// Runs `jsh ARGS` with `JUMPGATE_HOME=home` and optional standard input.
-fn jsh(home: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_jsh"))
-        .args(args)
-        .env("JUMPGATE_HOME", home)
-        .env_remove("SSH_AUTH_SOCK")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn jsh");
-    let mut input = child.stdin.take().expect("stdin");
-    if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).expect("write stdin");
-    }
-    drop(input);
-    child.wait_with_output().expect("wait for jsh")
-}
-
-fn jsh_ok(home: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let out = jsh(home, args, stdin);
-    assert!(
-        out.status.success(),
-        "jsh {args:?} failed:\n{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    out
-}
-
-/// A started dev cluster: the daemon, its data directory and its proxy address.
-struct Cluster {
-    _daemon: Daemon,
-    data: PathBuf,
-    proxy: String,
-}
-
-impl Cluster {
-    fn start(dir: &Path) -> Cluster {
-        let data = dir.join("data");
-        let daemon = Daemon::start(
-            &["--dev", "--data-dir", data.to_str().unwrap()],
-            &dir.join("daemon.log"),
-        );
-        let ready = wait_until(Duration::from_secs(30), || {
-            data.join("proxy_addr").exists()
-                && data.join("admin/auth_addr").exists()
-                && daemon.readyz().is_some_and(|(status, body)| {
-                    status == 200 && body.contains("auth") && body.contains("proxy")
-                })
-        });
-        assert!(ready, "proxy not ready; log:\n{}", daemon.log_text());
-        let proxy = std::fs::read_to_string(data.join("proxy_addr"))
-            .unwrap()
-            .trim()
-            .to_string();
-        Cluster {
-            _daemon: daemon,
-            data,
-            proxy,
-        }
-    }
-
-    fn ca(&self) -> String {
-        self.data.join("admin/ca.pem").to_str().unwrap().to_string()
-    }
-
-    /// `jctl users add NAME --roles access --logins LOGINS --password-stdin`; returns
-    /// the otpauth URI.
-    fn add_user(&self, name: &str, logins: &str) -> String {
-        let enrolled = jctl_ok_stdin(
-            &self.data,
-            &[
-                "users",
-                "add",
-                name,
-                "--roles",
-                "access",
-                "--logins",
-                logins,
-                "--password-stdin",
-            ],
-            &format!("{PASSWORD}\n"),
-        );
-        enrolled
-            .split_whitespace()
-            .find(|word| word.starts_with("otpauth://"))
-            .expect("users add prints the otpauth URI")
-            .to_string()
-    }
-}
-
-fn totp_now(otpauth_uri: &str) -> String {
-    totp_rs::Totp::from_url(otpauth_uri)
-        .unwrap()
-        .generate_current()
-        .to_string()
-}
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777

@@ -283,3 +283,196 @@ pub fn new_join_token(data: &Path, args: &[&str]) -> (String, String) {
     };
     (field("/token"), field("/ca_pins/0"))
 }
+
+/// The password of every user the tests make.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Runs `command` to completion with optional standard input, within `limit`: a
+/// program that hangs is killed and the test fails, instead of hanging the suite.
+pub fn output_within(command: &mut Command, stdin: Option<&str>, limit: Duration) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|err| panic!("cannot start {command:?}: {err}"));
+    let mut input = child.stdin.take().expect("stdin");
+    let text = stdin.map(str::to_string);
+    // A thread, so that a program that reads no input cannot block us on a full pipe.
+    let writer = std::thread::spawn(move || {
+        if let Some(text) = text {
+            let _ = input.write_all(text.as_bytes());
+        }
+    });
+    let pid = child.id();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(child.wait_with_output());
+    });
+    match done_rx.recv_timeout(limit) {
+        Ok(out) => {
+            let _ = writer.join();
+            out.expect("wait for the program")
+        }
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("{command:?} did not finish within {limit:?}");
+        }
+    }
+}
+
+/// Runs `jsh ARGS` with `JUMPGATE_HOME=home` and optional standard input (at most 60 s).
+pub fn jsh(home: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    output_within(
+        Command::new(env!("CARGO_BIN_EXE_jsh"))
+            .args(args)
+            .env("JUMPGATE_HOME", home)
+            .env_remove("SSH_AUTH_SOCK"),
+        stdin,
+        Duration::from_secs(60),
+    )
+}
+
+pub fn jsh_ok(home: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let out = jsh(home, args, stdin);
+    assert!(
+        out.status.success(),
+        "jsh {args:?} failed:\n{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    out
+}
+
+/// A started dev cluster: the daemon, its data directory and its proxy address.
+pub struct Cluster {
+    pub daemon: Daemon,
+    pub data: PathBuf,
+    pub proxy: String,
+}
+
+impl Cluster {
+    pub fn start(dir: &Path) -> Cluster {
+        let data = dir.join("data");
+        let daemon = Daemon::start(
+            &["--dev", "--data-dir", data.to_str().unwrap()],
+            &dir.join("daemon.log"),
+        );
+        let ready = wait_until(Duration::from_secs(30), || {
+            data.join("proxy_addr").exists()
+                && data.join("admin/auth_addr").exists()
+                && daemon.readyz().is_some_and(|(status, body)| {
+                    status == 200 && body.contains("auth") && body.contains("proxy")
+                })
+        });
+        assert!(ready, "proxy not ready; log:\n{}", daemon.log_text());
+        let proxy = std::fs::read_to_string(data.join("proxy_addr"))
+            .unwrap()
+            .trim()
+            .to_string();
+        Cluster {
+            daemon,
+            data,
+            proxy,
+        }
+    }
+
+    pub fn ca(&self) -> String {
+        self.data.join("admin/ca.pem").to_str().unwrap().to_string()
+    }
+
+    /// `jctl users add NAME --roles access --logins LOGINS --password-stdin`; returns
+    /// the otpauth URI.
+    pub fn add_user(&self, name: &str, logins: &str) -> String {
+        self.add_user_with_roles(name, "access", logins)
+    }
+
+    /// `jctl users add NAME --roles ROLES --logins LOGINS --password-stdin`; returns the
+    /// otpauth URI.
+    pub fn add_user_with_roles(&self, name: &str, roles: &str, logins: &str) -> String {
+        let enrolled = jctl_ok_stdin(
+            &self.data,
+            &[
+                "users",
+                "add",
+                name,
+                "--roles",
+                roles,
+                "--logins",
+                logins,
+                "--password-stdin",
+            ],
+            &format!("{PASSWORD}\n"),
+        );
+        enrolled
+            .split_whitespace()
+            .find(|word| word.starts_with("otpauth://"))
+            .expect("users add prints the otpauth URI")
+            .to_string()
+    }
+
+    /// `jsh login` as `user` (made with [`Cluster::add_user`], whose TOTP secret is in
+    /// `otpauth_uri`) into the profile directory `home`.
+    pub fn login(&self, home: &Path, user: &str, otpauth_uri: &str) -> Output {
+        jsh_ok(
+            home,
+            &[
+                "login",
+                "--proxy",
+                &self.proxy,
+                "--user",
+                user,
+                "--ca-cert",
+                &self.ca(),
+                "--password-stdin",
+                "--otp",
+                &totp_now(otpauth_uri),
+            ],
+            Some(&format!("{PASSWORD}\n")),
+        )
+    }
+}
+
+pub fn totp_now(otpauth_uri: &str) -> String {
+    totp_rs::Totp::from_url(otpauth_uri)
+        .unwrap()
+        .generate_current()
+        .to_string()
+}
+
+/// This machine's host name: the name of the dev node (`jumpgate start --dev`).
+pub fn dev_node_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .expect("read the host name")
+        .trim()
+        .to_string()
+}
+
+impl Cluster {
+    /// Waits until `jctl nodes ls` shows the dev node (its first heartbeat); returns
+    /// its name.
+    pub fn wait_for_dev_node(&self) -> String {
+        let name = dev_node_name();
+        let mut last = String::new();
+        let listed = wait_until(Duration::from_secs(30), || {
+            last = jctl_ok(&self.data, &["nodes", "ls"]);
+            last.lines()
+                .any(|line| line.split_whitespace().next() == Some(&name))
+        });
+        assert!(
+            listed,
+            "the dev node {name:?} never showed in `jctl nodes ls`:\n{last}\nlog:\n{}",
+            self.daemon.log_text()
+        );
+        name
+    }
+
+    /// `jctl create FILE` of `yaml`, written to `dir/FILE_NAME`.
+    pub fn create_resource(&self, dir: &Path, file_name: &str, yaml: &str) {
+        let path = dir.join(file_name);
+        std::fs::write(&path, yaml).expect("write the resource file");
+        jctl_ok(&self.data, &["create", path.to_str().expect("UTF-8 path")]);
+    }
+}

@@ -117,6 +117,7 @@ impl SshService {
             authorized: None,
             channels: HashMap::new(),
             refused: false,
+            tried_login: None,
             last_input: Arc::new(std::sync::Mutex::new(tokio::time::Instant::now())),
             watchdog_started: false,
         };
@@ -271,9 +272,33 @@ struct Connection {
     channels: HashMap<ChannelId, SessionChannel>,
     /// A refusal was audited already (clients try again; one event is enough).
     refused: bool,
+    /// The login the client last asked for (method `none` or a key offer), for the
+    /// `Drop` impl.
+    tried_login: Option<String>,
     /// When the client last sent data (for `client_idle_timeout`).
     last_input: Arc<std::sync::Mutex<tokio::time::Instant>>,
     watchdog_started: bool,
+}
+
+/// russh refuses an expired or not yet valid certificate, or one with a bad signature,
+/// before `auth_openssh_certificate` sees it, so such refusals would go unaudited. A
+/// connection that asked to log in and ends with neither a login nor an audited
+/// refusal is audited here, when the connection is over.
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if self.authorized.is_some() || self.refused {
+            return;
+        }
+        let Some(login) = self.tried_login.take() else {
+            return;
+        };
+        let reason = "access denied: the client offered no certificate the node accepts \
+            (an expired or not yet valid certificate, a bad signature, or a plain key); \
+            log in again with `jsh login`";
+        info!(login, client = ?self.client, reason, "SSH login refused");
+        let event = self.service.refusal(reason, self.client).login(login);
+        self.service.events.emit(event);
+    }
 }
 
 impl Connection {
@@ -390,8 +415,26 @@ impl Connection {
 impl russh::server::Handler for Connection {
     type Error = russh::Error;
 
-    // `auth_publickey` keeps russh's default, which refuses: plain keys are never
-    // enough, only cluster-signed certificates.
+    // Plain keys are never enough, only cluster-signed certificates: `auth_none`
+    // refuses, and `auth_publickey` keeps russh's default, which refuses. `auth_none`
+    // and `auth_publickey_offered` note the login, for the audit event of a connection
+    // that never logs in (the `Drop` impl).
+
+    async fn auth_none(&mut self, user: &str) -> Result<Auth, Self::Error> {
+        self.tried_login = Some(user.to_string());
+        Ok(Auth::reject())
+    }
+
+    async fn auth_publickey_offered(
+        &mut self,
+        user: &str,
+        _offer: russh::server::PublicKeyOffer<'_>,
+    ) -> Result<Auth, Self::Error> {
+        self.tried_login = Some(user.to_string());
+        // Certificates pass here too, before their signature is checked: the decision
+        // is in `auth_openssh_certificate`.
+        Ok(Auth::Accept)
+    }
 
     async fn auth_openssh_certificate(
         &mut self,
