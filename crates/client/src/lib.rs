@@ -8,6 +8,8 @@
 //! - [`dial`]: a stream to a node through the proxy (ALPN `jumpgate-ssh`).
 //! - [`ssh`]: the SSH session over that stream: host certificate check, certificate
 //!   login, commands, shells, port and agent forwarding.
+//! - [`scp`]: copying files to and from a node over its `sftp` subsystem (`jsh scp`).
+//! - [`recordings`]: session recordings from the auth API (`jsh recordings`, `jsh play`).
 //! - [`terminal`]: raw mode and window sizes for interactive sessions.
 //! - [`openssh`]: the `ssh_config` block for OpenSSH through `jsh proxy ssh`.
 #![forbid(unsafe_code)]
@@ -18,6 +20,8 @@ pub mod login;
 pub mod nodes;
 pub mod openssh;
 pub mod profile;
+pub mod recordings;
+pub mod scp;
 pub mod ssh;
 pub mod terminal;
 pub mod web;

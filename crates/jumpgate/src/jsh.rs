@@ -1,16 +1,21 @@
 //! `jsh`: the user's tool. Each command is a thin layer over `jumpgate_client`: parse
 //! the arguments, prompt where needed, print the result.
 
-use crate::jsh_cli::{JshCli, JshCommand, LoginArgs, LsArgs, OutputFormat, ProxyCommand, SshArgs};
+use crate::jsh_cli::{
+    JshCli, JshCommand, LoginArgs, LsArgs, OutputFormat, PlayArgs, PlayFormat, ProxyCommand,
+    RecordingsCommand, ScpArgs, SshArgs,
+};
 use anyhow::{Context, Result, anyhow, bail};
 use jumpgate_client::nodes::{self, LabelSelector};
 use jumpgate_client::openssh::{openssh_config, strip_cluster_suffix};
+use jumpgate_client::recordings;
+use jumpgate_client::scp::{self, CopyOptions, CopyPlan};
 use jumpgate_client::ssh::{Forwarding, PtyRequest, SessionIo, SessionRequest};
 use jumpgate_client::terminal::{self, RawMode};
 use jumpgate_client::{
     ClientError, ForwardSpec, Home, LoginParams, Password, Profile, ProxyAddr, WebTrust,
 };
-use std::io::BufRead;
+use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
@@ -60,6 +65,11 @@ async fn run(command: JshCommand) -> Result<u8> {
         JshCommand::Logout => logout().map(|()| 0),
         JshCommand::Ls(args) => ls(args).await.map(|()| 0),
         JshCommand::Ssh(args) => ssh(args).await,
+        JshCommand::Scp(args) => scp(args).await,
+        JshCommand::Recordings(RecordingsCommand::Ls { format }) => {
+            recordings_ls(format).await.map(|()| 0)
+        }
+        JshCommand::Play(args) => play(args).await.map(|()| 0),
         JshCommand::Config => config().map(|()| 0),
         JshCommand::Proxy(ProxyCommand::Ssh { target }) => proxy_ssh(&target).await,
         JshCommand::Version => {
@@ -459,6 +469,65 @@ async fn ssh_many(
         }
     }
     Ok(code)
+}
+
+/// `jsh scp`: exit status 1 if anything failed (as scp), after trying every source.
+async fn scp(args: ScpArgs) -> Result<u8> {
+    let plan = CopyPlan::parse(&args.paths)?;
+    let profile = valid_profile()?;
+    let login = choose_login(None, plan.login.as_deref(), &profile)?;
+    let connection = jumpgate_client::connect_node(&profile, &plan.node, &login, None).await?;
+    let options = CopyOptions {
+        recursive: args.recursive,
+        progress: !args.quiet && std::io::stderr().is_terminal(),
+    };
+    let report = scp::copy(&connection, &plan.direction, &options).await;
+    connection.disconnect().await;
+    let report = report?;
+    for err in &report.errors {
+        eprintln!("jsh: error: {err}");
+    }
+    Ok(u8::from(!report.errors.is_empty()))
+}
+
+async fn recordings_ls(format: OutputFormat) -> Result<()> {
+    let profile = valid_profile()?;
+    let list = recordings::list_recordings(&profile).await?;
+    match format {
+        OutputFormat::Text => print!("{}", recordings::recordings_table(&list)),
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&list)?),
+    }
+    Ok(())
+}
+
+async fn play(args: PlayArgs) -> Result<()> {
+    let profile = valid_profile()?;
+    let bytes = recordings::fetch_recording(&profile, &args.session_id).await?;
+    // Checked whatever the format: the file comes from a node.
+    let recording = recordings::parse_recording(&args.session_id, &bytes)?;
+    let mut stdout = tokio::io::stdout();
+    match args.format {
+        PlayFormat::Asciicast => stdout.write_all(&bytes).await?,
+        PlayFormat::Text => {
+            stdout
+                .write_all(jumpgate_audit::recording::to_text(&recording).as_bytes())
+                .await?;
+        }
+        PlayFormat::Json => {
+            let mut json = jumpgate_audit::recording::to_json(&recording);
+            json.push('\n');
+            stdout.write_all(json.as_bytes()).await?;
+        }
+        PlayFormat::Pty => {
+            let options = jumpgate_audit::recording::PlayOptions {
+                speed: args.speed,
+                idle_limit: Some(Duration::from_secs(2)),
+            };
+            jumpgate_audit::recording::play(&recording, &options, &mut stdout).await?;
+        }
+    }
+    stdout.flush().await?;
+    Ok(())
 }
 
 fn config() -> Result<()> {

@@ -8,8 +8,9 @@ use std::time::Duration;
 #[command(
     name = "jsh",
     version,
-    about = "Log in to a Jumpgate cluster, list its nodes and connect to them with SSH",
-    long_about = "Log in to a Jumpgate cluster, list its nodes and connect to them with SSH.\n\n\
+    about = "Log in to a Jumpgate cluster, list its nodes, connect to them with SSH, copy files and play recorded sessions",
+    long_about = "Log in to a Jumpgate cluster, list its nodes, connect to them with SSH, copy \
+        files and play recorded sessions.\n\n\
         `jsh login --proxy HOST:PORT` makes fresh keys on this machine and gets short-lived \
         certificates for them; they are kept in ~/.jumpgate (or $JUMPGATE_HOME), readable \
         only by you. Every other command uses them: `jsh ls`, `jsh ssh root@web-1`, and \
@@ -19,6 +20,8 @@ use std::time::Duration;
         jsh ls env=prod\n  \
         jsh ssh root@web-1\n  \
         jsh ssh root@env=prod uptime\n  \
+        jsh scp -r ./site root@web-1:/srv/\n  \
+        jsh recordings ls && jsh play SESSION_ID\n  \
         jsh config >> ~/.ssh/config && ssh root@web-1.CLUSTER"
 )]
 pub struct JshCli {
@@ -41,6 +44,13 @@ pub enum JshCommand {
     Ls(LsArgs),
     /// Connect to a node with SSH, or run a command on it (or on every node with a label).
     Ssh(SshArgs),
+    /// Copy files to or from a node (over SFTP), like scp: one side is [LOGIN@]NODE:PATH.
+    Scp(ScpArgs),
+    /// Session recordings.
+    #[command(subcommand)]
+    Recordings(RecordingsCommand),
+    /// Play a recorded session back, or print it as text, JSON or asciicast.
+    Play(PlayArgs),
     /// Print an OpenSSH client config block for this cluster (add it to ~/.ssh/config).
     Config,
     /// Plumbing for other programs.
@@ -148,4 +158,78 @@ pub enum ProxyCommand {
         #[arg(value_name = "[LOGIN@]NODE[:PORT]")]
         target: String,
     },
+}
+
+#[derive(Debug, Args)]
+#[command(
+    override_usage = "jsh scp [-r] [-q] SOURCE... TARGET",
+    after_help = "Examples:\n  \
+        jsh scp app.tar.gz root@web-1:/tmp/\n  \
+        jsh scp -r root@web-1:/var/log/app ./logs\n  \
+        jsh scp notes.txt web-1:          (into the login's home directory)"
+)]
+pub struct ScpArgs {
+    /// Copy directories with everything in them.
+    #[arg(short = 'r')]
+    pub recursive: bool,
+    /// No progress bar.
+    #[arg(short = 'q')]
+    pub quiet: bool,
+    /// SOURCE... TARGET. Exactly one side is on a node: [LOGIN@]NODE:PATH, with PATH
+    /// relative to the login's home directory unless it starts with `/` (`NODE:` is the
+    /// home directory). As scp: an argument is remote if a `:` comes before any `/`
+    /// (write `./a:b` for a local file with a colon).
+    #[arg(value_name = "PATH", num_args = 2.., required = true)]
+    pub paths: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RecordingsCommand {
+    /// List the recorded sessions (needs a role with the `session` rule, e.g. auditor).
+    Ls {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
+}
+
+/// How `jsh play` shows a recording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum PlayFormat {
+    /// Replay the output on this terminal at the recorded pace (pauses cut to 2 s).
+    #[default]
+    Pty,
+    /// The output as plain text: escape sequences removed, for reading and grep.
+    Text,
+    /// The events as a JSON array of {time, type, data}.
+    Json,
+    /// The asciicast v2 file as stored, for `asciinema play` or `asciinema cat`.
+    Asciicast,
+}
+
+#[derive(Debug, Args)]
+pub struct PlayArgs {
+    /// The session's ID (`jsh recordings ls` lists them).
+    #[arg(value_name = "SESSION_ID")]
+    pub session_id: String,
+    /// Playback speed for --format pty: 2 is twice as fast, 0.5 half (0.001 to 1000).
+    #[arg(long, value_name = "N", default_value_t = 1.0, value_parser = parse_speed)]
+    pub speed: f64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = PlayFormat::Pty)]
+    pub format: PlayFormat,
+}
+
+fn parse_speed(text: &str) -> Result<f64, String> {
+    use jumpgate_audit::recording::{MAX_SPEED, MIN_SPEED};
+    let speed: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number (examples: 2, 0.5)"))?;
+    if (MIN_SPEED..=MAX_SPEED).contains(&speed) {
+        Ok(speed)
+    } else {
+        Err(format!(
+            "use a number from {MIN_SPEED} to {MAX_SPEED} (1 is real time)"
+        ))
+    }
 }
