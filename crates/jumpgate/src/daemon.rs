@@ -124,17 +124,26 @@ pub async fn run(config: Config, dev: bool) -> Result<()> {
     };
 
     if dev {
-        // Print once the proxy has bound its port (the banner shows it), 15 s at most.
-        let waited = tokio::time::Instant::now();
-        while waited.elapsed() < Duration::from_secs(15)
-            && readiness
-                .snapshot()
-                .get("proxy")
-                .is_none_or(Option::is_some)
-        {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        print_dev_banner(&config, diag_addr);
+        // Printed once the proxy has bound its port (the banner shows it), 15 s at
+        // most; meanwhile the daemon goes on (a fatal error must still stop it).
+        let readiness = readiness.clone();
+        let config = config.clone();
+        let stopping = shutdown_rx.clone();
+        tasks.spawn(async move {
+            let waited = tokio::time::Instant::now();
+            while waited.elapsed() < Duration::from_secs(15)
+                && !*stopping.borrow()
+                && readiness
+                    .snapshot()
+                    .get("proxy")
+                    .is_none_or(Option::is_some)
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            if !*stopping.borrow() {
+                print_dev_banner(&config, diag_addr);
+            }
+        });
     }
     info!("jumpgate started");
 

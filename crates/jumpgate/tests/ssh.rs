@@ -736,3 +736,70 @@ fn ssh_refusals_are_clear_and_audited() {
     // The session itself still ran: only the forwarding was refused.
     assert_eq!(out.status.code(), Some(0), "{stderr}");
 }
+
+/// A recording survives the abrupt end of its session and of the whole dev cluster
+/// (node, tunnel and auth killed with SIGKILL mid-session): what was flushed to the
+/// node's disk is uploaded when the daemon starts again, and completed.
+#[test]
+fn a_recording_survives_a_crash_mid_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path());
+    let uri = cluster.add_user("alice", "root");
+    let home = dir.path().join("alice-home");
+    cluster.login(&home, "alice", &uri);
+    let (node, _) = wait_for_node(&home);
+    let jsh_bin = env!("CARGO_BIN_EXE_jsh");
+    let tmux = Tmux::start(
+        dir.path(),
+        "crash",
+        &format!("JUMPGATE_HOME={} {jsh_bin} ssh root@{node}", home.display()),
+        100,
+        30,
+    );
+    tmux.type_line("echo before-$((6*7))-crash");
+    tmux.wait_for("before-42-crash");
+    // The node flushes its spool every 2 s.
+    std::thread::sleep(Duration::from_secs(3));
+    let spool = cluster.data.join("log/upload/sessions");
+    let spooled: Vec<_> = std::fs::read_dir(&spool)
+        .unwrap()
+        .flatten()
+        .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "cast"))
+        .collect();
+    assert_eq!(
+        spooled.len(),
+        1,
+        "one live recording in {}",
+        spool.display()
+    );
+    let sid = spooled[0]
+        .path()
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    cluster.daemon.child.kill().unwrap();
+    cluster.daemon.child.wait().unwrap();
+    drop(tmux);
+
+    let restarted = Cluster::start(dir.path());
+    let stored = restarted.data.join("log/sessions");
+    let completed = wait_until(WAIT, || {
+        stored.join(format!("{sid}.complete")).exists()
+            && !spool.join(format!("{sid}.cast")).exists()
+    });
+    assert!(
+        completed,
+        "the recording was not uploaded after the restart; log:\n{}",
+        restarted.daemon.log_text()
+    );
+    let cast = std::fs::read(stored.join(format!("{sid}.cast"))).unwrap();
+    let recording = jumpgate_audit::recording::parse_cast(
+        &cast,
+        &jumpgate_audit::recording::ParseOptions::tolerant(),
+    )
+    .unwrap();
+    let shown = jumpgate_audit::recording::to_text(&recording);
+    assert!(shown.contains("before-42-crash"), "{shown}");
+}

@@ -213,7 +213,26 @@ pub async fn run(config: AgentConfig, identity: HostIdentity, shutdown: watch::R
         state,
         stop(),
     )));
-    for task in tasks {
-        let _ = task.await;
+    // At shutdown, a call in flight to an auth service that is stopping too must not
+    // hold the daemon: what has not ended a moment after the signal is aborted.
+    let aborts: Vec<_> = tasks
+        .iter()
+        .map(tokio::task::JoinHandle::abort_handle)
+        .collect();
+    let all = async {
+        for task in tasks {
+            let _ = task.await;
+        }
+    };
+    let grace = async {
+        stop().await;
+        tokio::time::sleep(STOP_GRACE).await;
+    };
+    tokio::select! {
+        () = all => {}
+        () = grace => aborts.iter().for_each(tokio::task::AbortHandle::abort),
     }
 }
+
+/// How long the agent's tasks may take to end after the shutdown signal.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(3);

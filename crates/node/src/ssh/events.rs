@@ -13,6 +13,8 @@ use tracing::{debug, warn};
 const MAX_QUEUED: usize = 10_000;
 const BATCH: usize = 500;
 const RETRY_EVERY: Duration = Duration::from_secs(2);
+/// How long the last flush at shutdown may take.
+const FINAL_FLUSH: Duration = Duration::from_secs(2);
 
 /// Where the SSH service puts its audit events.
 #[derive(Debug, Clone, Default)]
@@ -72,7 +74,8 @@ impl EventSink {
             };
             tokio::select! {
                 () = &mut stop => {
-                    self.send_all(&mut client, &connect).await;
+                    // A last try, bounded: the auth service may be stopping too.
+                    let _ = tokio::time::timeout(FINAL_FLUSH, self.send_all(&mut client, &connect)).await;
                     return;
                 }
                 () = self.wake.notified() => {}

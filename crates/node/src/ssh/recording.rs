@@ -92,10 +92,24 @@ pub struct RecordingStart {
 }
 
 impl Recordings {
-    /// Spools under `data_dir/log/upload/sessions/`.
+    /// Spools under `data_dir/log/upload/sessions/`. Call once at start, before any
+    /// session: a recording left there by an earlier run (the node crashed or was
+    /// killed mid-session) is finished as it is, so it gets uploaded and completed.
     pub fn new(data_dir: &Path, record_input: bool) -> Recordings {
+        let dir = data_dir.join("log").join("upload").join("sessions");
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for path in entries.flatten().map(|entry| entry.path()) {
+                let done = path.with_extension(DONE_SUFFIX);
+                if path.extension().is_some_and(|ext| ext == "cast") && !done.exists() {
+                    info!(recording = %path.display(), "a session recording from before a restart; uploading it as it is");
+                    if let Err(err) = std::fs::write(&done, b"") {
+                        warn!(%err, "cannot mark a recording complete");
+                    }
+                }
+            }
+        }
         Recordings {
-            dir: data_dir.join("log").join("upload").join("sessions"),
+            dir,
             wake: Arc::new(Notify::new()),
             record_input,
         }
