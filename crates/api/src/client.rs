@@ -53,7 +53,7 @@ pub async fn connect(addr: &str, tls: Arc<ClientConfig>) -> Result<AuthClient, A
 }
 
 /// An error with its causes, which is where TLS and socket errors say what went wrong.
-fn error_chain(err: &dyn std::error::Error) -> String {
+pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

@@ -449,20 +449,7 @@ async fn request(
     })
 }
 
-/// An error with its causes (TLS errors hide the useful part in a source).
-pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
+pub(crate) use jumpgate_api::client::error_chain;
 
 #[cfg(test)]
 mod tests {

@@ -39,11 +39,19 @@ fn dev_cluster_serves_diagnostics_and_stops_cleanly_on_sigterm() {
     );
     assert_eq!(http_get(daemon.diag_port, "/nope").unwrap().0, 404);
 
-    // The banner tells a first-time user where things are.
+    // The banner tells a first-time user where things are (printed once the proxy has
+    // its port, a moment after it is ready).
     assert!(
-        daemon
+        wait_until(Duration::from_secs(10), || daemon
             .log_text()
-            .contains("Jumpgate dev cluster is running")
+            .contains("Jumpgate dev cluster is running")),
+        "{}",
+        daemon.log_text()
+    );
+    assert!(
+        daemon.log_text().contains("jsh ssh"),
+        "{}",
+        daemon.log_text()
     );
     assert!(data.join("backend").join("sqlite.db").exists());
 
