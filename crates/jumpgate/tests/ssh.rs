@@ -803,3 +803,75 @@ fn a_recording_survives_a_crash_mid_session() {
     let shown = jumpgate_audit::recording::to_text(&recording);
     assert!(shown.contains("before-42-crash"), "{shown}");
 }
+
+/// Roles end sessions: `client_idle_timeout` closes a connection that sends nothing,
+/// `disconnect_expired_cert` closes one whose certificate expires.
+#[test]
+fn roles_end_idle_sessions_and_sessions_of_expired_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path());
+    let role = |name: &str, option: &str| {
+        create_role(
+            &cluster,
+            dir.path(),
+            name,
+            &format!(
+                "kind: role\nversion: v7\nmetadata:\n  name: {name}\nspec:\n  allow:\n    logins: [root]\n    node_labels: {{'*': '*'}}\n  options:\n    {option}\n"
+            ),
+        );
+    };
+    role("idle", "client_idle_timeout: 2s");
+    role("expiring", "disconnect_expired_cert: true");
+    let uri = cluster.add_user_with_roles("ivy", "idle", "root");
+    let home = dir.path().join("ivy-home");
+    cluster.login(&home, "ivy", &uri);
+    let (node, _) = wait_for_node(&home);
+
+    // Idle: no input for 2 s ends the connection long before the command would.
+    let started = Instant::now();
+    let out = jsh(&home, &["ssh", &format!("root@{node}"), "sleep 30"], None);
+    let took = started.elapsed();
+    assert!(!out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        took < Duration::from_secs(15),
+        "an idle session ran for {took:?}: {}",
+        text(&out.stderr)
+    );
+
+    // An expiring certificate, without an idle timeout: the session runs until the
+    // certificate expires (4 s), then ends, well before its command would.
+    cluster.add_user_with_roles("jay", "expiring", "root");
+    let key = dir.path().join("short");
+    jctl_ok(
+        &cluster.data,
+        &[
+            "auth",
+            "sign",
+            "--user",
+            "jay",
+            "--ttl",
+            "4s",
+            "--out",
+            key.to_str().unwrap(),
+        ],
+    );
+    let started = Instant::now();
+    let out = ssh_with_key(
+        &home,
+        &key,
+        &format!("root@{node}.{}", profile_cluster(&home)),
+        "for i in $(seq 30); do echo tick; sleep 1; done",
+    );
+    let took = started.elapsed();
+    assert!(!out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(20),
+        "the session did not end with its certificate: {took:?}"
+    );
+    let ticks = text(&out.stdout).matches("tick").count();
+    assert!(
+        (2..20).contains(&ticks),
+        "{ticks} ticks: {}",
+        text(&out.stdout)
+    );
+}
