@@ -46,3 +46,51 @@ fn set_private(path: &Path) {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
 }
+
+/// The median of `samples` (the mean of the middle two for an even count).
+pub fn median(samples: &[Duration]) -> Duration {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    let n = sorted.len();
+    let at = |i: usize| sorted.get(i).copied().unwrap_or_default();
+    if n % 2 == 1 {
+        at(n / 2)
+    } else {
+        (at((n / 2).saturating_sub(1)) + at(n / 2)) / 2
+    }
+}
+
+/// A release binary of the workspace (`target/release/NAME`), or from the directory in
+/// `JUMPGATE_BIN_DIR`. Panics with what to build when it is missing.
+pub fn release_binary(name: &str) -> std::path::PathBuf {
+    let dir = std::env::var_os("JUMPGATE_BIN_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release"),
+        std::path::PathBuf::from,
+    );
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build it first with `cargo build --release -p jumpgate --bins` \
+         (or set JUMPGATE_BIN_DIR)",
+        path.display()
+    );
+    // Absolute, so that `jsh config` and child processes name it the same way.
+    path.canonicalize().unwrap()
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The 1-minute load average: other work on the machine skews every number.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "unknown".to_string())
+}

@@ -1,0 +1,1311 @@
+//! SSH connection time and throughput: `jsh ssh` through the proxy and the node's
+//! reverse tunnel to this host's Jumpgate SSH service, against OpenSSH in the same run.
+//!
+//! `cargo build --release -p jumpgate --bins`
+//! `cargo run --release -p jumpgate-bench --bin ssh -- [--runs N] [--throughput-runs N] [--bytes N] [--append-json FILE]`
+//!
+//! Defaults: 20 runs per connection-time figure, 3 runs of 1 GiB per throughput figure.
+//! Must run as root (two `sshd`s, logins as root). `JUMPGATE_BIN_DIR` overrides where
+//! `jumpgate`, `jctl` and `jsh` are (default `target/release`).
+//!
+//! Everything runs on loopback in a temporary directory, removed at the end, and every
+//! process started here is stopped by its guard (also when a step panics):
+//! - `jumpgate start --dev` (auth, proxy and this host's SSH service), a user `alice`
+//!   (role `access`, login root) and `jsh login` into a private `JUMPGATE_HOME`;
+//! - a target `sshd` trusting the cluster's user CA (`TrustedUserCAKeys` from `jctl auth
+//!   export --type user`) with a host certificate from `jctl auth sign --host`, and a
+//!   second `sshd` the same way as the bastion for `ssh -J`; OpenSSH logs in with a
+//!   certificate from `jctl auth sign --user` and trusts hosts by the `@cert-authority`
+//!   line of `jctl auth export --type host`.
+//!
+//! Measured, each a median over the runs, the variants interleaved (a different one first
+//! in every round) so that load from elsewhere falls on all of them alike:
+//! 1. Wall time of one process running `true` remotely: `jsh ssh root@NODE true`; `ssh`
+//!    straight to the target (`-o ControlMaster=no -o ControlPath=none -o BatchMode=yes`),
+//!    also with `KexAlgorithms=curve25519-sha256` (russh's server has no sntrup761);
+//!    `ssh -J bastion` to the target; and `ssh root@NODE.CLUSTER` with the `jsh config`
+//!    block (ProxyCommand `jsh proxy ssh`).
+//! 2. Throughput: `head -c BYTES /dev/zero` remotely, standard output to /dev/null here,
+//!    for jsh, direct, -J and OpenSSH via `jsh proxy ssh`; the time includes connecting.
+//!    With each run, the CPU seconds it cost: the client processes (this process's reaped
+//!    children) and the servers (the daemon and both sshds with their reaped children).
+//! 3. Where the time goes, measured from outside the product: an in-process client built on
+//!    the same libraries as `jsh` (rustls via `jumpgate_api`, the `jumpgate_api::ssh_route`
+//!    dial, russh with jsh's settings) times each phase: loading the profile, TCP, TLS, the
+//!    dial request, SSH key exchange, certificate login, `exec true`; and the same russh
+//!    client straight to the target sshd. Also: a fresh process's first random number
+//!    (aws-lc seeds its generator from CPU jitter), `jsh status` (process start and profile,
+//!    no network), and the remote shell's own start (`bash -c true` as an SSH server runs
+//!    it, which reads `~/.bashrc`), which every variant pays.
+//!
+//! The negotiated algorithms are read from `ssh -v` and `jsh --debug` and printed.
+// A benchmark harness fails by panicking with the reason.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use jumpgate_api::ssh_route::{ALPN_SSH, DialRequest, DialResponse, read_line, to_line};
+use jumpgate_api::tunnel::PROXY_SERVER_NAME;
+use jumpgate_bench::{free_port, load_average, median, release_binary};
+use jumpgate_client::Home;
+use jumpgate_pki::ssh_key::Fingerprint;
+use russh::keys::{Algorithm, EcdsaCurve, PublicKeyOrCertificate};
+use russh::{ChannelMsg, Disconnect};
+use rustls::pki_types::ServerName;
+use std::borrow::Cow;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+const PASSWORD: &str = "correct-horse-battery-staple-42";
+const LOGIN: &str = "root";
+const GIB: u64 = 1 << 30;
+/// The hidden argument of a child run of this binary that times its first random number.
+const FIRST_RANDOM: &str = "--first-random";
+
+struct Options {
+    runs: usize,
+    throughput_runs: usize,
+    bytes: u64,
+    append_json: Option<PathBuf>,
+}
+
+impl Options {
+    fn parse() -> Options {
+        let mut options = Options {
+            runs: 20,
+            throughput_runs: 3,
+            bytes: GIB,
+            append_json: None,
+        };
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            let mut value = |name: &str| {
+                args.next()
+                    .unwrap_or_else(|| panic!("{name} needs a value"))
+            };
+            match arg.as_str() {
+                "--runs" => options.runs = value("--runs").parse().expect("--runs N"),
+                "--throughput-runs" => {
+                    options.throughput_runs = value("--throughput-runs")
+                        .parse()
+                        .expect("--throughput-runs N");
+                }
+                "--bytes" => options.bytes = value("--bytes").parse().expect("--bytes N"),
+                "--append-json" => options.append_json = Some(value("--append-json").into()),
+                other => panic!(
+                    "unknown argument {other:?}; usage: ssh [--runs N] [--throughput-runs N] \
+                     [--bytes N] [--append-json FILE]"
+                ),
+            }
+        }
+        assert!(options.runs > 0 && options.throughput_runs > 0 && options.bytes > 0);
+        options
+    }
+}
+
+/// A child process stopped when dropped: SIGTERM, then SIGKILL after 5 s.
+struct Guard {
+    child: Child,
+    name: &'static str,
+    log: PathBuf,
+}
+
+impl Guard {
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    fn check_alive(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("{} exited ({status}):\n{}", self.name, self.log_tail());
+        }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Bins {
+    jumpgate: PathBuf,
+    jctl: PathBuf,
+    jsh: PathBuf,
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Runs `jctl --data-dir DATA ARGS`, which must succeed; returns its standard output.
+fn jctl(bins: &Bins, data: &Path, args: &[&str], stdin: Option<&str>) -> String {
+    let mut command = Command::new(&bins.jctl);
+    command.arg("--data-dir").arg(data).args(args);
+    output_of(command, stdin)
+}
+
+fn output_of(mut command: Command, stdin: Option<&str>) -> String {
+    command
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|err| panic!("cannot run {command:?}: {err}"));
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{command:?} failed ({}):\n{}{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `jumpgate start --dev` on loopback; returns it and the proxy's address.
+fn start_daemon(bins: &Bins, data: &Path) -> (Guard, String) {
+    let log = data.with_extension("log");
+    let log_file = std::fs::File::create(&log).unwrap();
+    let child = Command::new(&bins.jumpgate)
+        .arg("start")
+        .arg("--dev")
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--proxy-addr", "127.0.0.1:0", "--auth-addr", "127.0.0.1:0"])
+        .args(["--diag-addr", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().unwrap())
+        .stderr(log_file)
+        .spawn()
+        .unwrap();
+    let mut daemon = Guard {
+        child,
+        name: "jumpgate start --dev",
+        log: log.clone(),
+    };
+    wait_for("the dev cluster", Duration::from_secs(60), || {
+        daemon.check_alive();
+        data.join("proxy_addr").is_file()
+            && std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("Jumpgate dev cluster is running")
+    });
+    let proxy = std::fs::read_to_string(data.join("proxy_addr"))
+        .unwrap()
+        .trim()
+        .to_string();
+    (daemon, proxy)
+}
+
+/// An OpenSSH `sshd` on a free loopback port, configured only from jctl's output: a host
+/// key and certificate (principal 127.0.0.1) and the cluster's user CA.
+fn start_sshd(bins: &Bins, data: &Path, dir: &Path, name: &'static str) -> (Guard, u16) {
+    std::fs::create_dir_all("/run/sshd").expect("create /run/sshd (run as root)");
+    let own = dir.join(name);
+    std::fs::create_dir_all(&own).unwrap();
+    let host_key = own.join("host_key");
+    jctl(
+        bins,
+        data,
+        &[
+            "auth",
+            "sign",
+            "--host",
+            name,
+            "--principals",
+            "127.0.0.1",
+            "--out",
+            host_key.to_str().unwrap(),
+        ],
+        None,
+    );
+    for _ in 0..5 {
+        let port = free_port();
+        let d = own.display();
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\n\
+             HostCertificate {d}/host_key-cert.pub\nTrustedUserCAKeys {}\n\
+             AuthorizedKeysFile none\nPasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
+             PermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\nPidFile none\n",
+            dir.join("user_ca.pub").display()
+        );
+        std::fs::write(own.join("sshd_config"), config).unwrap();
+        let log = own.join("sshd.log");
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(own.join("sshd_config"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("/usr/sbin/sshd (openssh-server) is needed for the comparison");
+        let mut sshd = Guard { child, name, log };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return (sshd, port);
+            }
+            if matches!(sshd.child.try_wait(), Ok(Some(_))) || Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!(
+            "sshd {name} did not start on {port}, trying another port:\n{}",
+            sshd.log_tail()
+        );
+    }
+    panic!("sshd {name} did not start");
+}
+
+/// Everything the variants need, started once.
+struct Setup {
+    bins: Bins,
+    home: PathBuf,
+    node: String,
+    cluster: String,
+    proxy: String,
+    /// `jsh config`'s block.
+    jsh_config: PathBuf,
+    /// Key, certificate and known hosts for OpenSSH to the two sshds.
+    openssh_config: PathBuf,
+    target_port: u16,
+    bastion_port: u16,
+    _guards: Vec<Guard>,
+}
+
+impl Setup {
+    /// CPU seconds so far of the daemon and both sshds, with their reaped children (the
+    /// remote commands, sshd's per-connection processes).
+    fn server_cpu(&self, ticks: f64) -> f64 {
+        self._guards
+            .iter()
+            .map(|guard| cpu_seconds(&guard.child.id().to_string(), ticks))
+            .sum()
+    }
+}
+
+impl Setup {
+    fn start(bins: Bins, dir: &Path) -> Setup {
+        let data = dir.join("data");
+        let (daemon, proxy) = start_daemon(&bins, &data);
+
+        let added = jctl(
+            &bins,
+            &data,
+            &[
+                "users",
+                "add",
+                "alice",
+                "--roles",
+                "access",
+                "--logins",
+                LOGIN,
+                "--password-stdin",
+            ],
+            Some(&format!("{PASSWORD}\n")),
+        );
+        let uri = added
+            .split_whitespace()
+            .find(|word| word.starts_with("otpauth://"))
+            .unwrap_or_else(|| panic!("no otpauth URI in:\n{added}"));
+        let code = totp_rs::Totp::from_url(uri)
+            .unwrap()
+            .generate_current()
+            .to_string();
+        let home = dir.join("jsh-home");
+        let mut login = Command::new(&bins.jsh);
+        login
+            .env("JUMPGATE_HOME", &home)
+            .args(["login", "--proxy", &proxy, "--user", "alice", "--ca-cert"])
+            .arg(data.join("admin/ca.pem"))
+            .args(["--password-stdin", "--otp", &code]);
+        output_of(login, Some(&format!("{PASSWORD}\n")));
+        let profile: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(home.join("profile.json")).unwrap())
+                .unwrap();
+        let cluster = profile["cluster"].as_str().unwrap().to_string();
+        let node = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .unwrap()
+            .trim()
+            .to_string();
+
+        let mut config = Command::new(&bins.jsh);
+        config.env("JUMPGATE_HOME", &home).arg("config");
+        let jsh_config = dir.join("jsh_ssh_config");
+        std::fs::write(&jsh_config, output_of(config, None)).unwrap();
+
+        // OpenSSH's side: the user's certificate, the host CA, the user CA for the sshds.
+        let keys = dir.join("keys");
+        std::fs::create_dir_all(&keys).unwrap();
+        let key = keys.join("alice");
+        jctl(
+            &bins,
+            &data,
+            &[
+                "auth",
+                "sign",
+                "--user",
+                "alice",
+                "--ttl",
+                "4h",
+                "--out",
+                key.to_str().unwrap(),
+            ],
+            None,
+        );
+        let known_hosts = dir.join("known_hosts");
+        std::fs::write(
+            &known_hosts,
+            jctl(&bins, &data, &["auth", "export", "--type", "host"], None),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("user_ca.pub"),
+            jctl(&bins, &data, &["auth", "export", "--type", "user"], None),
+        )
+        .unwrap();
+        let (target, target_port) = start_sshd(&bins, &data, dir, "target");
+        let (bastion, bastion_port) = start_sshd(&bins, &data, dir, "bastion");
+        // `Host *` so that the jump host's own `ssh -W` (which gets `-F` but not `-o`)
+        // uses the same settings.
+        let openssh_config = dir.join("openssh_config");
+        std::fs::write(
+            &openssh_config,
+            format!(
+                "Host *\n  User {LOGIN}\n  IdentityFile {key}\n  CertificateFile {key}-cert.pub\n  \
+                 IdentitiesOnly yes\n  PreferredAuthentications publickey\n  \
+                 UserKnownHostsFile {known_hosts}\n  GlobalKnownHostsFile /dev/null\n  \
+                 StrictHostKeyChecking yes\n  BatchMode yes\n  ControlMaster no\n  \
+                 ControlPath none\n",
+                key = key.display(),
+                known_hosts = known_hosts.display(),
+            ),
+        )
+        .unwrap();
+
+        let mut setup = Setup {
+            bins,
+            home,
+            node,
+            cluster,
+            proxy,
+            jsh_config,
+            openssh_config,
+            target_port,
+            bastion_port,
+            _guards: vec![daemon, target, bastion],
+        };
+        // The node registers and its tunnel comes up a moment after the banner.
+        wait_for("jsh ssh to this host", Duration::from_secs(30), || {
+            for guard in &mut setup._guards {
+                guard.check_alive();
+            }
+            Variant::Jsh
+                .command(&setup, "true", false)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .unwrap()
+                .success()
+        });
+        setup
+    }
+
+    fn jsh(&self) -> Command {
+        let mut command = Command::new(&self.bins.jsh);
+        command.env("JUMPGATE_HOME", &self.home);
+        command
+    }
+
+    fn ssh(&self, config: &Path, verbose: bool) -> Command {
+        let mut command = Command::new("ssh");
+        if verbose {
+            command.arg("-v");
+        }
+        command.arg("-F").arg(config).args([
+            "-o",
+            "ControlMaster=no",
+            "-o",
+            "ControlPath=none",
+            "-o",
+            "BatchMode=yes",
+        ]);
+        command
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    Jsh,
+    Direct,
+    DirectCurve25519,
+    Jump,
+    OpensshViaJsh,
+}
+
+const CONNECT_VARIANTS: [Variant; 5] = [
+    Variant::Jsh,
+    Variant::Direct,
+    Variant::DirectCurve25519,
+    Variant::Jump,
+    Variant::OpensshViaJsh,
+];
+const THROUGHPUT_VARIANTS: [Variant; 4] = [
+    Variant::Jsh,
+    Variant::Direct,
+    Variant::Jump,
+    Variant::OpensshViaJsh,
+];
+
+impl Variant {
+    fn key(self) -> &'static str {
+        match self {
+            Variant::Jsh => "jsh",
+            Variant::Direct => "openssh_direct",
+            Variant::DirectCurve25519 => "openssh_direct_curve25519",
+            Variant::Jump => "openssh_jump",
+            Variant::OpensshViaJsh => "openssh_via_jsh_proxy",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Variant::Jsh => "jsh ssh (proxy + reverse tunnel + Jumpgate node)",
+            Variant::Direct => "OpenSSH ssh straight to sshd (certificate)",
+            Variant::DirectCurve25519 => "  same, -o KexAlgorithms=curve25519-sha256",
+            Variant::Jump => "OpenSSH ssh -J bastion sshd to target sshd",
+            Variant::OpensshViaJsh => "OpenSSH ssh via `jsh proxy ssh` (jsh config)",
+        }
+    }
+
+    /// The command line, with the temporary paths shortened, for the record.
+    fn shown(self, setup: &Setup, remote: &str) -> String {
+        let (t, b) = (setup.target_port, setup.bastion_port);
+        let o = "-o ControlMaster=no -o ControlPath=none -o BatchMode=yes";
+        match self {
+            Variant::Jsh => format!("jsh ssh {LOGIN}@{} {remote}", setup.node),
+            Variant::Direct => {
+                format!("ssh -F openssh_config {o} -p {t} {LOGIN}@127.0.0.1 {remote}")
+            }
+            Variant::DirectCurve25519 => format!(
+                "ssh -F openssh_config {o} -o KexAlgorithms=curve25519-sha256 -p {t} {LOGIN}@127.0.0.1 {remote}"
+            ),
+            Variant::Jump => format!(
+                "ssh -F openssh_config {o} -J {LOGIN}@127.0.0.1:{b} -p {t} {LOGIN}@127.0.0.1 {remote}"
+            ),
+            Variant::OpensshViaJsh => format!(
+                "ssh -F jsh_ssh_config {o} {LOGIN}@{}.{} {remote}",
+                setup.node, setup.cluster
+            ),
+        }
+    }
+
+    fn command(self, setup: &Setup, remote: &str, verbose: bool) -> Command {
+        match self {
+            Variant::Jsh => {
+                let mut command = setup.jsh();
+                if verbose {
+                    command.arg("--debug");
+                }
+                command
+                    .arg("ssh")
+                    .arg(format!("{LOGIN}@{}", setup.node))
+                    .arg(remote);
+                command
+            }
+            Variant::Direct | Variant::DirectCurve25519 => {
+                let mut command = setup.ssh(&setup.openssh_config, verbose);
+                if self == Variant::DirectCurve25519 {
+                    command.args(["-o", "KexAlgorithms=curve25519-sha256"]);
+                }
+                command
+                    .args(["-p", &setup.target_port.to_string()])
+                    .arg(format!("{LOGIN}@127.0.0.1"))
+                    .arg(remote);
+                command
+            }
+            Variant::Jump => {
+                let mut command = setup.ssh(&setup.openssh_config, verbose);
+                command
+                    .arg("-J")
+                    .arg(format!("{LOGIN}@127.0.0.1:{}", setup.bastion_port))
+                    .args(["-p", &setup.target_port.to_string()])
+                    .arg(format!("{LOGIN}@127.0.0.1"))
+                    .arg(remote);
+                command
+            }
+            Variant::OpensshViaJsh => {
+                let mut command = setup.ssh(&setup.jsh_config, verbose);
+                command
+                    .arg(format!("{LOGIN}@{}.{}", setup.node, setup.cluster))
+                    .arg(remote);
+                command
+            }
+        }
+    }
+
+    /// Wall time of one run, standard output to /dev/null; the run must succeed.
+    fn time(self, setup: &Setup, remote: &str) -> Duration {
+        let mut command = self.command(setup, remote, false);
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let started = Instant::now();
+        let out = command.output().unwrap();
+        let elapsed = started.elapsed();
+        assert!(
+            out.status.success(),
+            "{} failed ({}): {}",
+            self.shown(setup, remote),
+            out.status,
+            text(&out.stderr)
+        );
+        elapsed
+    }
+
+    /// The algorithms negotiated (from `ssh -v`, or russh's debug log through `jsh --debug`).
+    fn negotiated(self, setup: &Setup) -> String {
+        let out = self
+            .command(setup, "true", true)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let log = strip_ansi(&text(&out.stderr));
+        if self == Variant::Jsh {
+            let field = |name: &str| {
+                log.split(&format!("{name}: Name(\""))
+                    .nth(1)
+                    .and_then(|rest| rest.split('"').next())
+                    .unwrap_or("?")
+                    .to_string()
+            };
+            let tls = log
+                .split("Using ciphersuite ")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .unwrap_or("?");
+            return format!(
+                "SSH (russh to russh): kex {}, cipher {}; TLS to the proxy {tls}",
+                field("kex"),
+                field("cipher")
+            );
+        }
+        // One kex per SSH connection: with -J the bastion's comes first, then the target's.
+        let mut hops = Vec::new();
+        let mut kex = String::new();
+        for line in log.lines() {
+            if let Some(rest) = line.split("kex: algorithm: ").nth(1) {
+                kex = rest.trim().to_string();
+            }
+            if let Some(rest) = line.split("kex: server->client cipher: ").nth(1) {
+                let cipher = rest.split_whitespace().next().unwrap_or("?");
+                hops.push(format!("kex {kex}, cipher {cipher}"));
+            }
+        }
+        hops.join(" | ")
+    }
+}
+
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// CPU seconds of a process and of the children it has reaped (utime + stime + cutime +
+/// cstime from /proc/PID/stat).
+fn cpu_seconds(pid: &str, ticks_per_second: f64) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let Some((_, fields)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<f64> = fields
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0.0))
+        .collect();
+    // After the command name: state is field 3, utime 14, stime 15, cutime 16, cstime 17.
+    fields.get(11..15).map_or(0.0, |t| t.iter().sum::<f64>()) / ticks_per_second
+}
+
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|out| text(&out.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// russh client callbacks as jsh has them for the part measured: the host certificate
+/// must pass `verify_host_cert` against the profile's host CAs.
+struct BenchHandler {
+    trusted: Vec<Fingerprint>,
+    principal: String,
+}
+
+impl russh::client::Handler for BenchHandler {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        server_key: &PublicKeyOrCertificate,
+    ) -> Result<bool, russh::Error> {
+        match server_key {
+            PublicKeyOrCertificate::Certificate(cert) => Ok(jumpgate_pki::verify_host_cert(
+                cert,
+                &self.trusted,
+                &self.principal,
+                SystemTime::now(),
+            )
+            .is_ok()),
+            PublicKeyOrCertificate::PublicKey { .. } => Ok(false),
+        }
+    }
+}
+
+/// jsh's russh settings (`jumpgate_client::ssh`): host certificates only, no delay.
+fn russh_config() -> Arc<russh::client::Config> {
+    let mut config = russh::client::Config {
+        keepalive_interval: Some(Duration::from_secs(30)),
+        keepalive_max: 3,
+        nodelay: true,
+        ..russh::client::Config::default()
+    };
+    config.preferred.host_key_certificates = Cow::Borrowed(&[
+        Algorithm::Ed25519,
+        Algorithm::Ecdsa {
+            curve: EcdsaCurve::NistP256,
+        },
+    ]);
+    Arc::new(config)
+}
+
+/// Phases of one in-process connection; `None` for what a route does not have.
+#[derive(Default, Clone)]
+struct Phases {
+    profile: Option<Duration>,
+    tcp: Duration,
+    tls: Option<Duration>,
+    dial: Option<Duration>,
+    kex: Duration,
+    auth: Duration,
+    exec: Duration,
+    total: Duration,
+}
+
+struct Loaded {
+    tls: Arc<rustls::ClientConfig>,
+    trusted: Vec<Fingerprint>,
+    key: jumpgate_pki::ssh_key::PrivateKey,
+    cert: jumpgate_pki::ssh_key::Certificate,
+}
+
+/// What `jsh` reads before it connects: profile, TLS credentials, SSH key, host CAs.
+fn load(home: &Path) -> Loaded {
+    let profile = Home::new(home).load().unwrap();
+    let tls = profile
+        .tls_credentials()
+        .unwrap()
+        .client_config_with_alpn(&[ALPN_SSH])
+        .unwrap();
+    let trusted = profile.host_ca_fingerprints().unwrap();
+    let (key, cert) = profile.ssh_identity().unwrap();
+    Loaded {
+        tls,
+        trusted,
+        key,
+        cert,
+    }
+}
+
+/// SSH over `stream`: key exchange, certificate login, `exec true` to its exit status.
+async fn ssh_phases<S>(loaded: Loaded, stream: S, principal: &str, phases: &mut Phases)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let handler = BenchHandler {
+        trusted: loaded.trusted,
+        principal: principal.to_string(),
+    };
+    let started = Instant::now();
+    let mut handle = russh::client::connect_stream(russh_config(), stream, handler)
+        .await
+        .expect("SSH key exchange (or the host certificate) failed");
+    phases.kex = started.elapsed();
+    let started = Instant::now();
+    let auth = handle
+        .authenticate_openssh_cert(LOGIN, Arc::new(loaded.key), loaded.cert)
+        .await
+        .unwrap();
+    assert!(auth.success(), "the certificate login was refused");
+    phases.auth = started.elapsed();
+    let started = Instant::now();
+    let mut channel = handle.channel_open_session().await.unwrap();
+    channel.exec(true, "true").await.unwrap();
+    let mut status = None;
+    while let Some(msg) = channel.wait().await {
+        match msg {
+            ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
+            ChannelMsg::Close => break,
+            _ => {}
+        }
+    }
+    assert_eq!(status, Some(0), "`true` did not exit 0");
+    phases.exec = started.elapsed();
+    let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
+}
+
+/// The jsh route, phase by phase: as `jumpgate_client::dial_node` and `connect` do it.
+async fn via_proxy(setup: &Setup) -> Phases {
+    let mut phases = Phases::default();
+    let all = Instant::now();
+    let loaded = load(&setup.home);
+    phases.profile = Some(all.elapsed());
+    let started = Instant::now();
+    let tcp = TcpStream::connect(&setup.proxy).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    phases.tcp = started.elapsed();
+    let started = Instant::now();
+    let mut stream = TlsConnector::from(loaded.tls.clone())
+        .connect(ServerName::try_from(PROXY_SERVER_NAME).unwrap(), tcp)
+        .await
+        .unwrap();
+    phases.tls = Some(started.elapsed());
+    let started = Instant::now();
+    let request = DialRequest {
+        node: setup.node.clone(),
+        login: LOGIN.to_string(),
+    };
+    stream.write_all(&to_line(&request)).await.unwrap();
+    stream.flush().await.unwrap();
+    let response: DialResponse = read_line(&mut stream).await.unwrap();
+    assert!(response.ok, "dial refused: {}", response.error);
+    phases.dial = Some(started.elapsed());
+    ssh_phases(loaded, stream, &response.node_uuid, &mut phases).await;
+    phases.total = all.elapsed();
+    phases
+}
+
+/// The same russh client straight to the target sshd.
+async fn direct(setup: &Setup) -> Phases {
+    let mut phases = Phases::default();
+    let loaded = load(&setup.home);
+    let all = Instant::now();
+    let tcp = TcpStream::connect(("127.0.0.1", setup.target_port))
+        .await
+        .unwrap();
+    tcp.set_nodelay(true).unwrap();
+    phases.tcp = all.elapsed();
+    ssh_phases(loaded, tcp, "127.0.0.1", &mut phases).await;
+    phases.total = all.elapsed();
+    phases
+}
+
+/// The TLS parameters the in-process client negotiated with the proxy.
+async fn tls_parameters(setup: &Setup) -> String {
+    let loaded = load(&setup.home);
+    let tcp = TcpStream::connect(&setup.proxy).await.unwrap();
+    let stream = TlsConnector::from(loaded.tls)
+        .connect(ServerName::try_from(PROXY_SERVER_NAME).unwrap(), tcp)
+        .await
+        .unwrap();
+    let (_, connection) = stream.get_ref();
+    format!(
+        "{:?}, {:?}, key exchange {:?}",
+        connection.protocol_version().unwrap(),
+        connection.negotiated_cipher_suite().unwrap().suite(),
+        connection
+            .negotiated_key_exchange_group()
+            .map(|group| group.name())
+    )
+}
+
+fn median_of(phases: &[Phases], get: impl Fn(&Phases) -> Option<Duration>) -> Option<Duration> {
+    let samples: Vec<Duration> = phases.iter().filter_map(get).collect();
+    (!samples.is_empty()).then(|| median(&samples))
+}
+
+/// Child mode: print how long this fresh process's first and second random fills took.
+fn first_random_child() {
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    let mut buf = [0u8; 32];
+    let started = Instant::now();
+    provider.secure_random.fill(&mut buf).unwrap();
+    let first = started.elapsed();
+    let started = Instant::now();
+    provider.secure_random.fill(&mut buf).unwrap();
+    println!("{} {}", first.as_nanos(), started.elapsed().as_nanos());
+}
+
+/// Medians of the first and second random fill, each in a fresh process.
+fn first_random(runs: usize) -> (Duration, Duration) {
+    let me = std::env::current_exe().unwrap();
+    let (mut first, mut second) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let out = output_of(
+            {
+                let mut command = Command::new(&me);
+                command.arg(FIRST_RANDOM);
+                command
+            },
+            None,
+        );
+        let mut numbers = out
+            .split_whitespace()
+            .map(|n| Duration::from_nanos(n.parse().unwrap()));
+        first.push(numbers.next().unwrap());
+        second.push(numbers.next().unwrap());
+    }
+    (median(&first), median(&second))
+}
+
+/// Medians of plain commands (process floors).
+fn time_plain(runs: usize, mut make: impl FnMut() -> Command) -> Duration {
+    let mut samples = Vec::new();
+    for _ in 0..runs {
+        let mut command = make();
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let started = Instant::now();
+        let status = command.status().unwrap();
+        samples.push(started.elapsed());
+        assert!(status.success(), "{command:?} failed");
+    }
+    median(&samples)
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+fn ms_or_dash(duration: Option<Duration>) -> String {
+    duration.map_or_else(|| "-".to_string(), |d| format!("{:.1}", ms(d)))
+}
+
+fn git_commit() -> String {
+    Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| text(&out.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+fn main() {
+    if std::env::args().nth(1).as_deref() == Some(FIRST_RANDOM) {
+        first_random_child();
+        return;
+    }
+    let options = Options::parse();
+    let uid = Command::new("id").arg("-u").output().unwrap();
+    assert_eq!(
+        text(&uid.stdout).trim(),
+        "0",
+        "run as root: two sshds and logins as root"
+    );
+    let load_before = load_average();
+    let date = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let bins = Bins {
+        jumpgate: release_binary("jumpgate"),
+        jctl: release_binary("jctl"),
+        jsh: release_binary("jsh"),
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("jumpgate-bench-ssh.")
+        .tempdir()
+        .unwrap();
+    let setup = Setup::start(bins, dir.path());
+    println!(
+        "Setup: dev cluster {:?} (proxy {}), node {:?}, target sshd 127.0.0.1:{}, bastion sshd 127.0.0.1:{}; load average before: {load_before}",
+        setup.cluster, setup.proxy, setup.node, setup.target_port, setup.bastion_port
+    );
+
+    // Every route delivers exactly what the remote command writes.
+    let check_bytes: u64 = 16 << 20;
+    let check_command = format!("head -c {check_bytes} /dev/zero");
+    for variant in THROUGHPUT_VARIANTS {
+        let out = variant
+            .command(&setup, &check_command, false)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(
+            out.stdout.len() as u64,
+            check_bytes,
+            "{} delivered the wrong number of bytes",
+            variant.key()
+        );
+    }
+
+    let negotiated: Vec<(Variant, String)> = THROUGHPUT_VARIANTS
+        .iter()
+        .map(|variant| (*variant, variant.negotiated(&setup)))
+        .collect();
+
+    // 1. Connection time, interleaved; two warm-up rounds first.
+    for _ in 0..2 {
+        for variant in CONNECT_VARIANTS {
+            variant.time(&setup, "true");
+        }
+    }
+    let mut connect: Vec<Vec<Duration>> = vec![Vec::new(); CONNECT_VARIANTS.len()];
+    for round in 0..options.runs {
+        for k in 0..CONNECT_VARIANTS.len() {
+            let index = (round + k) % CONNECT_VARIANTS.len();
+            connect[index].push(CONNECT_VARIANTS[index].time(&setup, "true"));
+        }
+    }
+    let connect_median: Vec<Duration> = connect.iter().map(|s| median(s)).collect();
+    let connect_of = |variant: Variant| {
+        connect_median[CONNECT_VARIANTS.iter().position(|v| *v == variant).unwrap()]
+    };
+
+    // 2. Throughput, interleaved.
+    let bulk_command = format!("head -c {} /dev/zero", options.bytes);
+    let ticks = clock_ticks();
+    let mut bulk: Vec<Vec<Duration>> = vec![Vec::new(); THROUGHPUT_VARIANTS.len()];
+    // CPU seconds per run: this process's reaped children (the client side), and the
+    // daemon's and sshds' with their reaped children (the server side).
+    let mut client_cpu: Vec<Vec<f64>> = vec![Vec::new(); THROUGHPUT_VARIANTS.len()];
+    let mut server_cpu: Vec<Vec<f64>> = vec![Vec::new(); THROUGHPUT_VARIANTS.len()];
+    for round in 0..options.throughput_runs {
+        for k in 0..THROUGHPUT_VARIANTS.len() {
+            let index = (round + k) % THROUGHPUT_VARIANTS.len();
+            let (client_before, server_before) =
+                (cpu_seconds("self", ticks), setup.server_cpu(ticks));
+            bulk[index].push(THROUGHPUT_VARIANTS[index].time(&setup, &bulk_command));
+            // sshd reaps its session process a moment after the client is gone.
+            std::thread::sleep(Duration::from_millis(200));
+            client_cpu[index].push(cpu_seconds("self", ticks) - client_before);
+            server_cpu[index].push(setup.server_cpu(ticks) - server_before);
+        }
+    }
+    let median_f = |samples: &[f64]| {
+        let mut sorted = samples.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        sorted[sorted.len() / 2]
+    };
+    let gib = options.bytes as f64 / GIB as f64;
+    let cpu_per_gib: Vec<(f64, f64)> = client_cpu
+        .iter()
+        .zip(&server_cpu)
+        .map(|(c, s)| (median_f(c) / gib, median_f(s) / gib))
+        .collect();
+    let mib = options.bytes as f64 / f64::from(1u32 << 20);
+    let rate: Vec<f64> = bulk.iter().map(|s| mib / median(s).as_secs_f64()).collect();
+    let rate_of = |variant: Variant| {
+        rate[THROUGHPUT_VARIANTS
+            .iter()
+            .position(|v| *v == variant)
+            .unwrap()]
+    };
+
+    // 3. Where the time goes.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let tls_parameters = runtime.block_on(tls_parameters(&setup));
+    runtime.block_on(via_proxy(&setup));
+    runtime.block_on(direct(&setup));
+    let mut proxied = Vec::new();
+    let mut straight = Vec::new();
+    for _ in 0..options.runs {
+        proxied.push(runtime.block_on(via_proxy(&setup)));
+        straight.push(runtime.block_on(direct(&setup)));
+    }
+    let (random_first, random_second) = first_random(options.runs);
+    let jsh_status = time_plain(options.runs, || {
+        let mut command = setup.jsh();
+        command.arg("status");
+        command
+    });
+    let shell = std::fs::read_to_string("/etc/passwd")
+        .unwrap()
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("root:")
+                .and_then(|rest| rest.rsplit(':').next())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "/bin/sh".to_string());
+    let remote_shell = time_plain(options.runs, || {
+        let mut command = Command::new(&shell);
+        command
+            .env_clear()
+            .env("HOME", "/root")
+            .env("USER", "root")
+            .env("LOGNAME", "root")
+            .env("SHELL", &shell)
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .env("SSH_CLIENT", "127.0.0.1 40000 22")
+            .current_dir("/root")
+            .args(["-c", "true"]);
+        command
+    });
+    let remote_shell_plain = time_plain(options.runs, || {
+        let mut command = Command::new(&shell);
+        command
+            .env_clear()
+            .env("HOME", "/root")
+            .env("PATH", "/usr/bin:/bin")
+            .args(["-c", "true"]);
+        command
+    });
+    drop(runtime);
+
+    // The report.
+    let runs = options.runs;
+    println!();
+    println!("SSH connection time, `true` on the remote side (median of {runs} runs, min-max):");
+    for (index, variant) in CONNECT_VARIANTS.iter().enumerate() {
+        let samples = &connect[index];
+        println!(
+            "  {:<52} {:>7.1} ms   ({:.1}-{:.1})",
+            variant.label(),
+            ms(connect_median[index]),
+            ms(*samples.iter().min().unwrap()),
+            ms(*samples.iter().max().unwrap()),
+        );
+    }
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+    let r_jsh_direct = ratio(connect_of(Variant::Jsh), connect_of(Variant::Direct));
+    let r_jsh_direct_curve = ratio(
+        connect_of(Variant::Jsh),
+        connect_of(Variant::DirectCurve25519),
+    );
+    let r_jsh_jump = ratio(connect_of(Variant::Jsh), connect_of(Variant::Jump));
+    let r_via_direct = ratio(
+        connect_of(Variant::OpensshViaJsh),
+        connect_of(Variant::Direct),
+    );
+    let r_via_direct_curve = ratio(
+        connect_of(Variant::OpensshViaJsh),
+        connect_of(Variant::DirectCurve25519),
+    );
+    println!(
+        "  ratios: jsh/direct {r_jsh_direct:.2} (jsh/direct-curve25519 {r_jsh_direct_curve:.2}), \
+         jsh/-J {r_jsh_jump:.2}, openssh-via-jsh/direct {r_via_direct:.2} \
+         (/direct-curve25519 {r_via_direct_curve:.2})"
+    );
+    println!();
+    println!(
+        "Throughput, `head -c {} /dev/zero` to /dev/null (median of {} runs, connection included):",
+        options.bytes, options.throughput_runs
+    );
+    for (index, variant) in THROUGHPUT_VARIANTS.iter().enumerate() {
+        println!(
+            "  {:<52} {:>7.0} MiB/s   ({:.2} s; CPU s per GiB: client {:.2}, servers {:.2})",
+            variant.label(),
+            rate[index],
+            median(&bulk[index]).as_secs_f64(),
+            cpu_per_gib[index].0,
+            cpu_per_gib[index].1,
+        );
+    }
+    let t_jsh_direct = rate_of(Variant::Jsh) / rate_of(Variant::Direct);
+    let t_jsh_jump = rate_of(Variant::Jsh) / rate_of(Variant::Jump);
+    let t_via_direct = rate_of(Variant::OpensshViaJsh) / rate_of(Variant::Direct);
+    println!(
+        "  ratios: jsh/direct {t_jsh_direct:.2}, jsh/-J {t_jsh_jump:.2}, openssh-via-jsh/direct {t_via_direct:.2}"
+    );
+    println!();
+    println!("Negotiated:");
+    for (variant, algorithms) in &negotiated {
+        println!("  {:<52} {algorithms}", variant.key());
+    }
+    println!(
+        "  {:<52} {tls_parameters}",
+        "in-process client to the proxy (TLS)"
+    );
+    println!();
+    println!(
+        "Where the time goes: an in-process client on jsh's libraries (median of {runs}, ms):"
+    );
+    println!(
+        "  {:<34} {:>7} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7}",
+        "route", "profile", "tcp", "tls", "dial", "kex", "auth", "exec", "total"
+    );
+    for (name, samples) in [
+        ("proxy + tunnel -> Jumpgate node", &proxied),
+        ("straight -> target sshd", &straight),
+    ] {
+        println!(
+            "  {:<34} {:>7} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7}",
+            name,
+            ms_or_dash(median_of(samples, |p| p.profile)),
+            ms_or_dash(median_of(samples, |p| Some(p.tcp))),
+            ms_or_dash(median_of(samples, |p| p.tls)),
+            ms_or_dash(median_of(samples, |p| p.dial)),
+            ms_or_dash(median_of(samples, |p| Some(p.kex))),
+            ms_or_dash(median_of(samples, |p| Some(p.auth))),
+            ms_or_dash(median_of(samples, |p| Some(p.exec))),
+            ms_or_dash(median_of(samples, |p| Some(p.total))),
+        );
+    }
+    println!(
+        "  fresh process, first aws-lc random number: {:.1} ms (the second: {:.3} ms)",
+        ms(random_first),
+        ms(random_second)
+    );
+    println!(
+        "  `jsh status` (process start, profile, no network): {:.1} ms",
+        ms(jsh_status)
+    );
+    println!(
+        "  remote shell `{shell} -c true` as sshd/the node run it (SSH_CLIENT set, reads ~/.bashrc): {:.1} ms; without SSH_CLIENT: {:.1} ms",
+        ms(remote_shell),
+        ms(remote_shell_plain)
+    );
+    println!();
+    println!("Commands (temporary paths shortened):");
+    for variant in CONNECT_VARIANTS {
+        println!("  {}", variant.shown(&setup, "true"));
+    }
+
+    let phase_json = |samples: &[Phases]| {
+        serde_json::json!({
+            "profile": median_of(samples, |p| p.profile).map(ms),
+            "tcp": median_of(samples, |p| Some(p.tcp)).map(ms),
+            "tls": median_of(samples, |p| p.tls).map(ms),
+            "dial": median_of(samples, |p| p.dial).map(ms),
+            "kex": median_of(samples, |p| Some(p.kex)).map(ms),
+            "auth": median_of(samples, |p| Some(p.auth)).map(ms),
+            "exec": median_of(samples, |p| Some(p.exec)).map(ms),
+            "total": median_of(samples, |p| Some(p.total)).map(ms),
+        })
+    };
+    let record = serde_json::json!({
+        "bench": "ssh",
+        "date": date,
+        "commit": git_commit(),
+        "command": format!(
+            "cargo run --release -p jumpgate-bench --bin ssh -- --runs {} --throughput-runs {} --bytes {}",
+            options.runs, options.throughput_runs, options.bytes
+        ),
+        "load_average_before": load_before,
+        "runs": options.runs,
+        "connect_ms_median": CONNECT_VARIANTS.iter().zip(&connect_median)
+            .map(|(v, d)| (v.key().to_string(), serde_json::json!(ms(*d))))
+            .collect::<serde_json::Map<_, _>>(),
+        "connect_ratios": {
+            "jsh_over_direct": r_jsh_direct,
+            "jsh_over_direct_curve25519": r_jsh_direct_curve,
+            "jsh_over_jump": r_jsh_jump,
+            "openssh_via_jsh_over_direct": r_via_direct,
+            "openssh_via_jsh_over_direct_curve25519": r_via_direct_curve,
+        },
+        "throughput_runs": options.throughput_runs,
+        "throughput_bytes": options.bytes,
+        "throughput_mib_s_median": THROUGHPUT_VARIANTS.iter().zip(&rate)
+            .map(|(v, r)| (v.key().to_string(), serde_json::json!(r)))
+            .collect::<serde_json::Map<_, _>>(),
+        "throughput_cpu_seconds_per_gib_median": THROUGHPUT_VARIANTS.iter().zip(&cpu_per_gib)
+            .map(|(v, (c, s))| (v.key().to_string(), serde_json::json!({"client": c, "servers": s})))
+            .collect::<serde_json::Map<_, _>>(),
+        "throughput_ratios": {
+            "jsh_over_direct": t_jsh_direct,
+            "jsh_over_jump": t_jsh_jump,
+            "openssh_via_jsh_over_direct": t_via_direct,
+        },
+        "negotiated": negotiated.iter()
+            .map(|(v, a)| (v.key().to_string(), serde_json::json!(a)))
+            .chain([("jsh_tls_to_proxy".to_string(), serde_json::json!(tls_parameters))])
+            .collect::<serde_json::Map<_, _>>(),
+        "phases_ms_median": {
+            "via_proxy_to_jumpgate_node": phase_json(&proxied),
+            "straight_to_sshd": phase_json(&straight),
+        },
+        "floors_ms": {
+            "first_aws_lc_random_in_fresh_process": ms(random_first),
+            "second_aws_lc_random": ms(random_second),
+            "jsh_status": ms(jsh_status),
+            "remote_shell_with_ssh_client_env": ms(remote_shell),
+            "remote_shell_plain": ms(remote_shell_plain),
+        },
+    });
+    let line = serde_json::to_string(&record).unwrap();
+    println!();
+    println!("JSON: {line}");
+    if let Some(path) = &options.append_json {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        writeln!(file, "{line}").unwrap();
+        println!("appended to {}", path.display());
+    }
+    drop(setup);
+}
