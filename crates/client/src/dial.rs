@@ -4,14 +4,13 @@
 
 use crate::error::ClientError;
 use crate::profile::Profile;
-use crate::web::{ProxyAddr, error_chain};
+use crate::web::{ProxyAddr, connect_tls, error_chain};
 use jumpgate_api::ssh_route::{ALPN_SSH, DialRequest, DialResponse, LineError, read_line, to_line};
 use jumpgate_api::tunnel::PROXY_SERVER_NAME;
 use rustls::pki_types::ServerName;
 use std::time::{Duration, SystemTime};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 /// How long connecting and the proxy's answer may take.
@@ -40,22 +39,13 @@ pub async fn dial_node(
         .client_config_with_alpn(&[ALPN_SSH])?;
     let addr = proxy.to_string();
     let exchange = async {
-        let tcp = TcpStream::connect((proxy.host(), proxy.port()))
-            .await
-            .map_err(|err| ClientError::Connect {
-                addr: addr.clone(),
-                reason: err.to_string(),
-            })?;
-        let _ = tcp.set_nodelay(true);
         let name = ServerName::try_from(PROXY_SERVER_NAME)
             .map_err(|err| ClientError::DialProtocol(format!("proxy server name: {err}")))?;
-        let mut stream = TlsConnector::from(tls)
-            .connect(name, tcp)
-            .await
-            .map_err(|err| ClientError::ClusterTls {
-                addr: addr.clone(),
-                reason: error_chain(&err),
-            })?;
+        let mut stream = connect_tls(&proxy, tls, name, |addr, reason| ClientError::ClusterTls {
+            addr,
+            reason,
+        })
+        .await?;
         let request = DialRequest {
             node: node.to_string(),
             login: login.to_string(),

@@ -358,6 +358,28 @@ pub(crate) async fn post_login(
     })
 }
 
+/// TCP to the proxy (no Nagle), then TLS as `name` with `config`; a TLS failure is
+/// reported as `tls_error(addr, reason)` (the web certificate or the cluster's).
+pub(crate) async fn connect_tls(
+    proxy: &ProxyAddr,
+    config: Arc<ClientConfig>,
+    name: ServerName<'static>,
+    tls_error: fn(String, String) -> ClientError,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ClientError> {
+    let addr = proxy.to_string();
+    let tcp = TcpStream::connect((proxy.host(), proxy.port()))
+        .await
+        .map_err(|err| ClientError::Connect {
+            addr: addr.clone(),
+            reason: err.to_string(),
+        })?;
+    let _ = tcp.set_nodelay(true);
+    TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(|err| tls_error(addr, error_chain(&err)))
+}
+
 /// One HTTPS request; the body of a 2xx answer, or the error the proxy reported.
 async fn request(
     proxy: &ProxyAddr,
@@ -370,20 +392,11 @@ async fn request(
     let name = proxy.server_name()?;
     let addr = proxy.to_string();
     let exchange = async {
-        let tcp = TcpStream::connect((proxy.host(), proxy.port()))
-            .await
-            .map_err(|err| ClientError::Connect {
-                addr: addr.clone(),
-                reason: err.to_string(),
-            })?;
-        let _ = tcp.set_nodelay(true);
-        let tls = TlsConnector::from(config)
-            .connect(name, tcp)
-            .await
-            .map_err(|err| ClientError::WebTls {
-                addr: addr.clone(),
-                reason: error_chain(&err),
-            })?;
+        let tls = connect_tls(proxy, config, name, |addr, reason| ClientError::WebTls {
+            addr,
+            reason,
+        })
+        .await?;
         let http_error = |err: hyper::Error| ClientError::Connect {
             addr: addr.clone(),
             reason: format!("HTTP: {}", error_chain(&err)),
