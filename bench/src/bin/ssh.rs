@@ -5,13 +5,14 @@
 //! `cargo run --release -p jumpgate-bench --bin ssh -- [--runs N] [--throughput-runs N] [--bytes N] [--append-json FILE]`
 //!
 //! Defaults: 20 runs per connection-time figure, 3 runs of 1 GiB per throughput figure.
-//! Must run as root (two `sshd`s, logins as root). `JUMPGATE_BIN_DIR` overrides where
+//! Must run as root (two `sshd`s; it creates the login `jgbench` with a stock home if
+//! missing). `JUMPGATE_BIN_DIR` overrides where
 //! `jumpgate`, `jctl` and `jsh` are (default `target/release`).
 //!
 //! Everything runs on loopback in a temporary directory, removed at the end, and every
 //! process started here is stopped by its guard (also when a step panics):
 //! - `jumpgate start --dev` (auth, proxy and this host's SSH service), a user `alice`
-//!   (role `access`, login root) and `jsh login` into a private `JUMPGATE_HOME`;
+//!   (role `access`, login `jgbench`) and `jsh login` into a private `JUMPGATE_HOME`;
 //! - a target `sshd` trusting the cluster's user CA (`TrustedUserCAKeys` from `jctl auth
 //!   export --type user`) with a host certificate from `jctl auth sign --host`, and a
 //!   second `sshd` the same way as the bastion for `ssh -J`; OpenSSH logs in with a
@@ -20,10 +21,10 @@
 //!
 //! Measured, each a median over the runs, the variants interleaved (a different one first
 //! in every round) so that load from elsewhere falls on all of them alike:
-//! 1. Wall time of one process running `true` remotely: `jsh ssh root@NODE true`; `ssh`
+//! 1. Wall time of one process running `true` remotely: `jsh ssh jgbench@NODE true`; `ssh`
 //!    straight to the target (`-o ControlMaster=no -o ControlPath=none -o BatchMode=yes`),
 //!    also with `KexAlgorithms=curve25519-sha256` (russh's server has no sntrup761);
-//!    `ssh -J bastion` to the target; and `ssh root@NODE.CLUSTER` with the `jsh config`
+//!    `ssh -J bastion` to the target; and `ssh jgbench@NODE.CLUSTER` with the `jsh config`
 //!    block (ProxyCommand `jsh proxy ssh`).
 //! 2. Throughput: `head -c BYTES /dev/zero` remotely, standard output to /dev/null here,
 //!    for jsh, direct, -J and OpenSSH via `jsh proxy ssh`; the time includes connecting.
@@ -66,7 +67,12 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 const PASSWORD: &str = "correct-horse-battery-staple-42";
-const LOGIN: &str = "root";
+/// The login on both servers: a user of its own with a stock home (`/etc/skel`), so the
+/// remote shell's start is the system's, not whatever root's `~/.bashrc` runs on this
+/// machine (here `pyenv init`, ~105 ms that every variant paid alike).
+const LOGIN: &str = "jgbench";
+/// Where uploads go on the node (tmpfs, so the disk is not what is measured).
+const UPLOAD_TARGET: &str = "/dev/shm/jumpgate-bench-upload";
 const GIB: u64 = 1 << 30;
 /// The hidden argument of a child run of this binary that times its first random number.
 const FIRST_RANDOM: &str = "--first-random";
@@ -201,6 +207,46 @@ fn output_of(mut command: Command, stdin: Option<&str>) -> String {
     text(&out.stdout)
 }
 
+/// Creates [`LOGIN`] (a home from `/etc/skel`, bash) unless it exists. Its password
+/// field is `*` (no password) rather than useradd's `!` (locked), which sshd without PAM
+/// refuses even for a certificate login.
+fn ensure_login_user() {
+    let known = Command::new("id").arg(LOGIN).output().unwrap();
+    if !known.status.success() {
+        let made = Command::new("useradd")
+            .args(["--create-home", "--shell", "/bin/bash", LOGIN])
+            .output()
+            .expect("useradd (passwd package) to create the benchmark login");
+        assert!(
+            made.status.success(),
+            "useradd {LOGIN}: {}",
+            text(&made.stderr)
+        );
+    }
+    let made = Command::new("usermod")
+        .args(["--password", "*", LOGIN])
+        .output()
+        .expect("useradd (passwd package) to create the benchmark login");
+    assert!(
+        made.status.success(),
+        "useradd {LOGIN}: {}",
+        text(&made.stderr)
+    );
+}
+
+/// A user's home directory and shell, from /etc/passwd.
+fn home_and_shell(user: &str) -> (String, String) {
+    std::fs::read_to_string("/etc/passwd")
+        .unwrap()
+        .lines()
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            (fields.len() == 7 && fields[0] == user)
+                .then(|| (fields[5].to_string(), fields[6].to_string()))
+        })
+        .unwrap_or_else(|| panic!("{user} is not in /etc/passwd"))
+}
+
 fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !check() {
@@ -274,7 +320,8 @@ fn start_sshd(bins: &Bins, data: &Path, dir: &Path, name: &'static str) -> (Guar
              HostCertificate {d}/host_key-cert.pub\nTrustedUserCAKeys {}\n\
              AuthorizedKeysFile none\nPasswordAuthentication no\n\
              KbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
-             PermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\nPidFile none\n",
+             PermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\nPidFile none\n\
+             Subsystem sftp /usr/lib/openssh/sftp-server\n",
             dir.join("user_ca.pub").display()
         );
         std::fs::write(own.join("sshd_config"), config).unwrap();
@@ -309,6 +356,8 @@ fn start_sshd(bins: &Bins, data: &Path, dir: &Path, name: &'static str) -> (Guar
 /// Everything the variants need, started once.
 struct Setup {
     bins: Bins,
+    /// The temporary directory everything lives in.
+    dir: PathBuf,
     home: PathBuf,
     node: String,
     cluster: String,
@@ -434,6 +483,7 @@ impl Setup {
 
         let mut setup = Setup {
             bins,
+            dir: dir.to_path_buf(),
             home,
             node,
             cluster,
@@ -592,6 +642,101 @@ impl Variant {
                 command
             }
         }
+    }
+
+    /// Copies the local `file` to `target` on the server with `jsh scp` or OpenSSH's `scp`
+    /// (SFTP, as every scp since OpenSSH 9.0).
+    fn upload(self, setup: &Setup, file: &Path, target: &str) -> Command {
+        let o = [
+            "-o",
+            "ControlMaster=no",
+            "-o",
+            "ControlPath=none",
+            "-o",
+            "BatchMode=yes",
+        ];
+        let mut command;
+        match self {
+            Variant::Jsh => {
+                command = setup.jsh();
+                command
+                    .args(["scp", "-q"])
+                    .arg(file)
+                    .arg(format!("{LOGIN}@{}:{target}", setup.node));
+            }
+            Variant::Direct | Variant::DirectCurve25519 | Variant::Jump => {
+                command = Command::new("scp");
+                command
+                    .arg("-q")
+                    .arg("-F")
+                    .arg(&setup.openssh_config)
+                    .args(o);
+                if self == Variant::DirectCurve25519 {
+                    command.args(["-o", "KexAlgorithms=curve25519-sha256"]);
+                }
+                if self == Variant::Jump {
+                    command
+                        .arg("-J")
+                        .arg(format!("{LOGIN}@127.0.0.1:{}", setup.bastion_port));
+                }
+                command
+                    .args(["-P", &setup.target_port.to_string()])
+                    .arg(file)
+                    .arg(format!("{LOGIN}@127.0.0.1:{target}"));
+            }
+            Variant::OpensshViaJsh => {
+                command = Command::new("scp");
+                command
+                    .arg("-q")
+                    .arg("-F")
+                    .arg(&setup.jsh_config)
+                    .args(o)
+                    .arg(file)
+                    .arg(format!("{LOGIN}@{}.{}:{target}", setup.node, setup.cluster));
+            }
+        }
+        command
+    }
+
+    /// The upload command line, with the temporary paths shortened, for the record.
+    fn shown_upload(self, setup: &Setup) -> String {
+        let (t, b) = (setup.target_port, setup.bastion_port);
+        let o = "-o ControlMaster=no -o ControlPath=none -o BatchMode=yes";
+        match self {
+            Variant::Jsh => format!("jsh scp -q FILE {LOGIN}@{}:{UPLOAD_TARGET}", setup.node),
+            Variant::Direct | Variant::DirectCurve25519 => {
+                format!(
+                    "scp -q -F openssh_config {o} -P {t} FILE {LOGIN}@127.0.0.1:{UPLOAD_TARGET}"
+                )
+            }
+            Variant::Jump => format!(
+                "scp -q -F openssh_config {o} -J {LOGIN}@127.0.0.1:{b} -P {t} FILE {LOGIN}@127.0.0.1:{UPLOAD_TARGET}"
+            ),
+            Variant::OpensshViaJsh => format!(
+                "scp -q -F jsh_ssh_config {o} FILE {LOGIN}@{}.{}:{UPLOAD_TARGET}",
+                setup.node, setup.cluster
+            ),
+        }
+    }
+
+    /// Wall time of one upload; it must succeed.
+    fn time_upload(self, setup: &Setup, file: &Path) -> Duration {
+        let mut command = self.upload(setup, file, UPLOAD_TARGET);
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let started = Instant::now();
+        let out = command.output().unwrap();
+        let elapsed = started.elapsed();
+        assert!(
+            out.status.success(),
+            "{} failed ({}): {}",
+            self.shown_upload(setup),
+            out.status,
+            text(&out.stderr)
+        );
+        elapsed
     }
 
     /// Wall time of one run, standard output to /dev/null; the run must succeed.
@@ -968,8 +1113,9 @@ fn main() {
     assert_eq!(
         text(&uid.stdout).trim(),
         "0",
-        "run as root: two sshds and logins as root"
+        "run as root: two sshds, and a login user of the benchmark's own"
     );
+    ensure_login_user();
     let load_before = load_average();
     let date = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let bins = Bins {
@@ -1048,6 +1194,48 @@ fn main() {
             server_cpu[index].push(setup.server_cpu(ticks) - server_before);
         }
     }
+    // 2b. Uploads: a sparse file of the same size (reads cost no disk), copied to tmpfs
+    // on the server. Every route first copies 16 MiB exactly.
+    let upload_file = setup.dir.join("upload");
+    let check_file = setup.dir.join("upload-check");
+    std::fs::File::create(&check_file)
+        .unwrap()
+        .set_len(check_bytes)
+        .unwrap();
+    for variant in THROUGHPUT_VARIANTS {
+        variant.time_upload(&setup, &check_file);
+        let copied = std::fs::metadata(UPLOAD_TARGET)
+            .map(|m| m.len())
+            .unwrap_or(0);
+        assert_eq!(
+            copied,
+            check_bytes,
+            "{} uploaded the wrong number of bytes",
+            variant.key()
+        );
+        let _ = std::fs::remove_file(UPLOAD_TARGET);
+    }
+    std::fs::File::create(&upload_file)
+        .unwrap()
+        .set_len(options.bytes)
+        .unwrap();
+    let mut upload: Vec<Vec<Duration>> = vec![Vec::new(); THROUGHPUT_VARIANTS.len()];
+    let mut upload_client_cpu: Vec<Vec<f64>> = vec![Vec::new(); THROUGHPUT_VARIANTS.len()];
+    let mut upload_server_cpu: Vec<Vec<f64>> = vec![Vec::new(); THROUGHPUT_VARIANTS.len()];
+    for round in 0..options.throughput_runs {
+        for k in 0..THROUGHPUT_VARIANTS.len() {
+            let index = (round + k) % THROUGHPUT_VARIANTS.len();
+            let (client_before, server_before) =
+                (cpu_seconds("self", ticks), setup.server_cpu(ticks));
+            upload[index].push(THROUGHPUT_VARIANTS[index].time_upload(&setup, &upload_file));
+            std::thread::sleep(Duration::from_millis(200));
+            upload_client_cpu[index].push(cpu_seconds("self", ticks) - client_before);
+            upload_server_cpu[index].push(setup.server_cpu(ticks) - server_before);
+            let _ = std::fs::remove_file(UPLOAD_TARGET);
+        }
+    }
+    let _ = std::fs::remove_file(&upload_file);
+
     let median_f = |samples: &[f64]| {
         let mut sorted = samples.to_vec();
         sorted.sort_by(f64::total_cmp);
@@ -1059,7 +1247,22 @@ fn main() {
         .zip(&server_cpu)
         .map(|(c, s)| (median_f(c) / gib, median_f(s) / gib))
         .collect();
+    let upload_cpu_per_gib: Vec<(f64, f64)> = upload_client_cpu
+        .iter()
+        .zip(&upload_server_cpu)
+        .map(|(c, s)| (median_f(c) / gib, median_f(s) / gib))
+        .collect();
     let mib = options.bytes as f64 / f64::from(1u32 << 20);
+    let upload_rate: Vec<f64> = upload
+        .iter()
+        .map(|s| mib / median(s).as_secs_f64())
+        .collect();
+    let upload_rate_of = |variant: Variant| {
+        upload_rate[THROUGHPUT_VARIANTS
+            .iter()
+            .position(|v| *v == variant)
+            .unwrap()]
+    };
     let rate: Vec<f64> = bulk.iter().map(|s| mib / median(s).as_secs_f64()).collect();
     let rate_of = |variant: Variant| {
         rate[THROUGHPUT_VARIANTS
@@ -1088,29 +1291,21 @@ fn main() {
         command.arg("status");
         command
     });
-    let shell = std::fs::read_to_string("/etc/passwd")
-        .unwrap()
-        .lines()
-        .find_map(|line| {
-            line.strip_prefix("root:")
-                .and_then(|rest| rest.rsplit(':').next())
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| "/bin/sh".to_string());
+    let (login_home, shell) = home_and_shell(LOGIN);
     let remote_shell = time_plain(options.runs, || {
         let mut command = Command::new(&shell);
         command
             .env_clear()
-            .env("HOME", "/root")
-            .env("USER", "root")
-            .env("LOGNAME", "root")
+            .env("HOME", &login_home)
+            .env("USER", LOGIN)
+            .env("LOGNAME", LOGIN)
             .env("SHELL", &shell)
             .env(
                 "PATH",
                 "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             )
             .env("SSH_CLIENT", "127.0.0.1 40000 22")
-            .current_dir("/root")
+            .current_dir(&login_home)
             .args(["-c", "true"]);
         command
     });
@@ -1118,7 +1313,7 @@ fn main() {
         let mut command = Command::new(&shell);
         command
             .env_clear()
-            .env("HOME", "/root")
+            .env("HOME", &login_home)
             .env("PATH", "/usr/bin:/bin")
             .args(["-c", "true"]);
         command
@@ -1181,6 +1376,27 @@ fn main() {
         "  ratios: jsh/direct {t_jsh_direct:.2}, jsh/-J {t_jsh_jump:.2}, openssh-via-jsh/direct {t_via_direct:.2}"
     );
     println!();
+    println!(
+        "Upload, a {}-byte file to {UPLOAD_TARGET} (tmpfs) with jsh scp / scp (median of {} runs, connection included):",
+        options.bytes, options.throughput_runs
+    );
+    for (index, variant) in THROUGHPUT_VARIANTS.iter().enumerate() {
+        println!(
+            "  {:<52} {:>7.0} MiB/s   ({:.2} s; CPU s per GiB: client {:.2}, servers {:.2})",
+            variant.label(),
+            upload_rate[index],
+            median(&upload[index]).as_secs_f64(),
+            upload_cpu_per_gib[index].0,
+            upload_cpu_per_gib[index].1,
+        );
+    }
+    let u_jsh_direct = upload_rate_of(Variant::Jsh) / upload_rate_of(Variant::Direct);
+    let u_jsh_jump = upload_rate_of(Variant::Jsh) / upload_rate_of(Variant::Jump);
+    let u_via_direct = upload_rate_of(Variant::OpensshViaJsh) / upload_rate_of(Variant::Direct);
+    println!(
+        "  ratios: jsh/direct {u_jsh_direct:.2}, jsh/-J {u_jsh_jump:.2}, openssh-via-jsh/direct {u_via_direct:.2}"
+    );
+    println!();
     println!("Negotiated:");
     for (variant, algorithms) in &negotiated {
         println!("  {:<52} {algorithms}", variant.key());
@@ -1233,6 +1449,9 @@ fn main() {
     for variant in CONNECT_VARIANTS {
         println!("  {}", variant.shown(&setup, "true"));
     }
+    for variant in THROUGHPUT_VARIANTS {
+        println!("  {}", variant.shown_upload(&setup));
+    }
 
     let phase_json = |samples: &[Phases]| {
         serde_json::json!({
@@ -1279,6 +1498,18 @@ fn main() {
             "jsh_over_jump": t_jsh_jump,
             "openssh_via_jsh_over_direct": t_via_direct,
         },
+        "upload_mib_s_median": THROUGHPUT_VARIANTS.iter().zip(&upload_rate)
+            .map(|(v, r)| (v.key().to_string(), serde_json::json!(r)))
+            .collect::<serde_json::Map<_, _>>(),
+        "upload_cpu_seconds_per_gib_median": THROUGHPUT_VARIANTS.iter().zip(&upload_cpu_per_gib)
+            .map(|(v, (c, s))| (v.key().to_string(), serde_json::json!({"client": c, "servers": s})))
+            .collect::<serde_json::Map<_, _>>(),
+        "upload_ratios": {
+            "jsh_over_direct": u_jsh_direct,
+            "jsh_over_jump": u_jsh_jump,
+            "openssh_via_jsh_over_direct": u_via_direct,
+        },
+        "login": LOGIN,
         "negotiated": negotiated.iter()
             .map(|(v, a)| (v.key().to_string(), serde_json::json!(a)))
             .chain([("jsh_tls_to_proxy".to_string(), serde_json::json!(tls_parameters))])
