@@ -5,9 +5,10 @@ use crate::tls::{AUTH_SERVER_NAME, ApiError};
 use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
 use tonic::transport::{Channel, Endpoint, Uri};
 
@@ -21,6 +22,16 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// join). The server must prove it holds a certificate for [`AUTH_SERVER_NAME`] under the
 /// trusted CA, whatever `addr` is.
 pub async fn connect(addr: &str, tls: Arc<ClientConfig>) -> Result<AuthClient, ApiError> {
+    connect_from(addr, tls, None).await
+}
+
+/// [`connect`] from the source address `local_ip` (any port) when given: a load tool
+/// simulating many hosts on one machine gives each its own loopback address.
+pub async fn connect_from(
+    addr: &str,
+    tls: Arc<ClientConfig>,
+    local_ip: Option<IpAddr>,
+) -> Result<AuthClient, ApiError> {
     let connect_error = |reason: String| ApiError::Connect {
         addr: addr.to_string(),
         reason,
@@ -37,7 +48,7 @@ pub async fn connect(addr: &str, tls: Arc<ClientConfig>) -> Result<AuthClient, A
             let target = target.clone();
             let connector = connector.clone();
             async move {
-                let tcp = TcpStream::connect(&target).await?;
+                let tcp = dial(&target, local_ip).await?;
                 let _ = tcp.set_nodelay(true);
                 let name = ServerName::try_from(AUTH_SERVER_NAME)
                     .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidInput, err))?;
@@ -50,6 +61,36 @@ pub async fn connect(addr: &str, tls: Arc<ClientConfig>) -> Result<AuthClient, A
     Ok(AuthServiceClient::new(channel)
         .max_decoding_message_size(64 * 1024 * 1024)
         .max_encoding_message_size(crate::server::MAX_MESSAGE_SIZE))
+}
+
+/// Opens a TCP connection to `target` (`host:port`), from `local_ip` (any port) when
+/// given.
+pub async fn dial(target: &str, local_ip: Option<IpAddr>) -> std::io::Result<TcpStream> {
+    let Some(local_ip) = local_ip else {
+        return TcpStream::connect(target).await;
+    };
+    let mut last = None;
+    for remote in tokio::net::lookup_host(target).await? {
+        if remote.is_ipv4() != local_ip.is_ipv4() {
+            continue;
+        }
+        let socket = if remote.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.bind(std::net::SocketAddr::new(local_ip, 0))?;
+        match socket.connect(remote).await {
+            Ok(tcp) => return Ok(tcp),
+            Err(err) => last = Some(err),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::AddrNotAvailable,
+            format!("{target}: no address of the family of {local_ip}"),
+        )
+    }))
 }
 
 /// An error with its causes, which is where TLS and socket errors say what went wrong.

@@ -34,7 +34,7 @@ pub mod proto {
     tonic::include_proto!("jumpgate.auth.v1");
 }
 
-pub use client::{AuthClient, connect};
+pub use client::{AuthClient, connect, connect_from};
 pub use rustls::{ClientConfig, ServerConfig};
 pub use server::{PeerInfo, serve};
 pub use tls::{AUTH_SERVER_NAME, ApiError, TlsCredentials};

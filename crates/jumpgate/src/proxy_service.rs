@@ -605,6 +605,7 @@ pub async fn run_standalone(
             host_name: &host_name,
             role: "proxy",
             addresses: &addresses,
+            local_ip: None,
         },
         crate::agent_service::JoinRun {
             component: "proxy",

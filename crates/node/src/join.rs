@@ -24,6 +24,8 @@ pub struct JoinParams<'a> {
     pub role: &'a str,
     /// DNS names and IP addresses the host serves under (put in its certificates).
     pub addresses: &'a [String],
+    /// The source address to dial from (any port); `None`: the system's choice.
+    pub local_ip: Option<std::net::IpAddr>,
 }
 
 impl std::fmt::Debug for JoinParams<'_> {
@@ -47,7 +49,7 @@ pub async fn join(params: JoinParams<'_>) -> Result<HostIdentity, AgentError> {
     }
     let tls = jumpgate_api::tls::pinned_client_config(params.ca_pins)
         .map_err(|err| AgentError::Config(format!("jumpgate.ca_pin: {err}")))?;
-    let mut client = jumpgate_api::connect(params.server, tls)
+    let mut client = jumpgate_api::connect_from(params.server, tls, params.local_ip)
         .await
         .map_err(|err| AgentError::Unreachable(err.to_string()))?;
     let keys = HostKeys::generate(params.host_name)?;

@@ -80,6 +80,7 @@ impl AgentConfig {
             host_name: &self.host_name,
             role: "node",
             addresses: &[],
+            local_ip: None,
         }
     }
 }

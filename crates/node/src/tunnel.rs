@@ -69,6 +69,19 @@ pub async fn run(
     ssh: Option<Arc<SshService>>,
     stop: impl std::future::Future<Output = ()>,
 ) {
+    run_from(proxy_addr, None, identity, state, ssh, stop).await;
+}
+
+/// [`run`], dialling from the source address `local_ip` (any port) when given: a load
+/// tool simulating many hosts on one machine gives each its own loopback address.
+pub async fn run_from(
+    proxy_addr: String,
+    local_ip: Option<std::net::IpAddr>,
+    identity: watch::Receiver<HostIdentity>,
+    state: SharedState,
+    ssh: Option<Arc<SshService>>,
+    stop: impl std::future::Future<Output = ()>,
+) {
     tokio::pin!(stop);
     let (discovery_tx, mut discovery_rx) = watch::channel(Discovery::default());
     let discovery_tx = Arc::new(discovery_tx);
@@ -80,6 +93,7 @@ pub async fn run(
         while attempts.len() < desired {
             attempts.spawn(keep_one(
                 proxy_addr.clone(),
+                local_ip,
                 identity.clone(),
                 state.clone(),
                 held.clone(),
@@ -116,6 +130,7 @@ pub async fn run(
 /// jittered backoff.
 async fn keep_one(
     proxy_addr: String,
+    local_ip: Option<std::net::IpAddr>,
     identity: watch::Receiver<HostIdentity>,
     state: SharedState,
     held: Arc<Mutex<BTreeSet<String>>>,
@@ -126,7 +141,7 @@ async fn keep_one(
     loop {
         // The identity of the moment: renewed after a CA rotation.
         let current = identity.borrow().clone();
-        match connect(&proxy_addr, &current).await {
+        match connect(&proxy_addr, local_ip, &current).await {
             Ok((proxy, connection)) => {
                 let fresh = held
                     .lock()
@@ -160,6 +175,7 @@ type TunnelConnection = h2::server::Connection<tokio_rustls::client::TlsStream<T
 /// proxy's identity name.
 async fn connect(
     proxy_addr: &str,
+    local_ip: Option<std::net::IpAddr>,
     identity: &HostIdentity,
 ) -> Result<(String, TunnelConnection), AgentError> {
     let tls = TlsCredentials::from_pem(
@@ -170,10 +186,13 @@ async fn connect(
     .and_then(|credentials| credentials.client_config_with_alpn(&[ALPN_REVERSE_TUNNEL]))
     .map_err(|err| AgentError::Identity(err.to_string()))?;
     let unreachable = |err: String| AgentError::Unreachable(format!("{proxy_addr}: {err}"));
-    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(proxy_addr))
-        .await
-        .map_err(|_| unreachable("no answer".to_string()))?
-        .map_err(|err| unreachable(err.to_string()))?;
+    let tcp = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        jumpgate_api::client::dial(proxy_addr, local_ip),
+    )
+    .await
+    .map_err(|_| unreachable("no answer".to_string()))?
+    .map_err(|err| unreachable(err.to_string()))?;
     let _ = tcp.set_nodelay(true);
     let name = ServerName::try_from(PROXY_SERVER_NAME)
         .map_err(|err| AgentError::Identity(err.to_string()))?;
