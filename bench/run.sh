@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Jumpgate's benchmarks against the real alternatives, in one command (as root):
+#
+#   bash bench/run.sh            # everything
+#   bash bench/run.sh ssh        # only the named benchmarks (ssh tunnels tunnel auth_api cert_issuance)
+#
+# Installs what the comparisons need if missing (openssh-server/-client), builds the
+# release binaries, runs each benchmark (each starts its processes on loopback in a
+# temporary directory and stops and removes them at the end), keeps every benchmark's
+# full output in bench/out/NAME.txt, and appends the machine-readable JSON lines of those
+# that print one to bench/results.json. bench/RESULTS.md explains the figures.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "bench/run.sh: run as root (it starts sshd and creates the login jgbench)" >&2
+    exit 1
+fi
+missing=()
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+[ -x /usr/lib/openssh/sftp-server ] || missing+=(openssh-sftp-server)
+command -v ssh >/dev/null 2>&1 && command -v scp >/dev/null 2>&1 || missing+=(openssh-client)
+command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler libprotobuf-dev)
+if [ ${#missing[@]} -gt 0 ]; then
+    # Keep the packages' own services from starting: the benchmarks start their own.
+    made_policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod +x /usr/sbin/policy-rc.d
+        made_policy=yes
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    [ -z "$made_policy" ] || rm -f /usr/sbin/policy-rc.d
+fi
+
+benches=("$@")
+[ ${#benches[@]} -gt 0 ] || benches=(cert_issuance auth_api tunnel ssh tunnels)
+
+cargo build --release --locked -p jumpgate --bins -p jumpgate-bench
+mkdir -p bench/out
+for bench in "${benches[@]}"; do
+    [ -x "target/release/$bench" ] || { echo "bench/run.sh: no benchmark named $bench" >&2; exit 1; }
+    case "$bench" in
+        cert_issuance) args=(5000) ;;
+        tunnel) args=(256) ;;
+        ssh|tunnels) args=(--append-json bench/results.json) ;;
+        *) args=() ;;
+    esac
+    echo "==> $bench ${args[*]}"
+    "target/release/$bench" "${args[@]}" 2>&1 | tee "bench/out/$bench.txt"
+done
