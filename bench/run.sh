@@ -2,7 +2,7 @@
 # Jumpgate's benchmarks against the real alternatives, in one command (as root):
 #
 #   bash bench/run.sh            # everything
-#   bash bench/run.sh ssh        # only the named benchmarks (ssh tunnels tunnel auth_api cert_issuance)
+#   bash bench/run.sh ssh        # only the named benchmarks (ssh tunnel auth_api cert_issuance)
 #
 # Installs what the comparisons need if missing (openssh-server/-client), builds the
 # release binaries, runs each benchmark (each starts its processes on loopback in a
@@ -35,7 +35,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 benches=("$@")
-[ ${#benches[@]} -gt 0 ] || benches=(cert_issuance auth_api tunnel ssh tunnels)
+# (tunnels has only its load-tool mode so far, `tunnels agents ...`: see bench/TUNNELS.md)
+[ ${#benches[@]} -gt 0 ] || benches=(cert_issuance auth_api tunnel ssh)
 
 cargo build --release --locked -p jumpgate --bins -p jumpgate-bench
 mkdir -p bench/out
@@ -44,7 +45,7 @@ for bench in "${benches[@]}"; do
     case "$bench" in
         cert_issuance) args=(5000) ;;
         tunnel) args=(256) ;;
-        ssh|tunnels) args=(--append-json bench/results.json) ;;
+        ssh) args=(--append-json bench/results.json) ;;
         *) args=() ;;
     esac
     echo "==> $bench ${args[*]}"
