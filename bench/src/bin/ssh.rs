@@ -1103,6 +1103,85 @@ fn git_commit() -> String {
         .unwrap_or_else(|| "unknown".to_string())
 }
 
+/// One bulk transfer per [`THROUGHPUT_VARIANTS`] entry, medians over the runs.
+struct Bulk {
+    /// MiB/s, connecting included.
+    rate: Vec<f64>,
+    seconds: Vec<Duration>,
+    /// CPU seconds per GiB: the client side (this process's reaped children) and the
+    /// servers (the daemon's and sshds' with their reaped children).
+    cpu_per_gib: Vec<(f64, f64)>,
+}
+
+impl Bulk {
+    /// Runs `transfer` (one copy of `options.bytes`, returning its wall time) for every
+    /// variant, interleaved with a different one first in every round.
+    fn measure(
+        setup: &Setup,
+        options: &Options,
+        ticks: f64,
+        mut transfer: impl FnMut(Variant) -> Duration,
+    ) -> Bulk {
+        let count = THROUGHPUT_VARIANTS.len();
+        let mut times: Vec<Vec<Duration>> = vec![Vec::new(); count];
+        let mut client_cpu: Vec<Vec<f64>> = vec![Vec::new(); count];
+        let mut server_cpu: Vec<Vec<f64>> = vec![Vec::new(); count];
+        for round in 0..options.throughput_runs {
+            for k in 0..count {
+                let index = (round + k) % count;
+                let (client_before, server_before) =
+                    (cpu_seconds("self", ticks), setup.server_cpu(ticks));
+                times[index].push(transfer(THROUGHPUT_VARIANTS[index]));
+                // sshd reaps its session process a moment after the client is gone.
+                std::thread::sleep(Duration::from_millis(200));
+                client_cpu[index].push(cpu_seconds("self", ticks) - client_before);
+                server_cpu[index].push(setup.server_cpu(ticks) - server_before);
+            }
+        }
+        let median_f = |samples: &[f64]| {
+            let mut sorted = samples.to_vec();
+            sorted.sort_by(f64::total_cmp);
+            sorted[sorted.len() / 2]
+        };
+        let gib = options.bytes as f64 / GIB as f64;
+        let mib = options.bytes as f64 / f64::from(1u32 << 20);
+        let seconds: Vec<Duration> = times.iter().map(|s| median(s)).collect();
+        Bulk {
+            rate: seconds.iter().map(|d| mib / d.as_secs_f64()).collect(),
+            seconds,
+            cpu_per_gib: client_cpu
+                .iter()
+                .zip(&server_cpu)
+                .map(|(c, s)| (median_f(c) / gib, median_f(s) / gib))
+                .collect(),
+        }
+    }
+
+    fn rate_of(&self, variant: Variant) -> f64 {
+        self.rate[THROUGHPUT_VARIANTS
+            .iter()
+            .position(|v| *v == variant)
+            .unwrap()]
+    }
+
+    fn ratio(&self, a: Variant, b: Variant) -> f64 {
+        self.rate_of(a) / self.rate_of(b)
+    }
+
+    fn print(&self) {
+        for (index, variant) in THROUGHPUT_VARIANTS.iter().enumerate() {
+            println!(
+                "  {:<52} {:>7.0} MiB/s   ({:.2} s; CPU s per GiB: client {:.2}, servers {:.2})",
+                variant.label(),
+                self.rate[index],
+                self.seconds[index].as_secs_f64(),
+                self.cpu_per_gib[index].0,
+                self.cpu_per_gib[index].1,
+            );
+        }
+    }
+}
+
 fn main() {
     if std::env::args().nth(1).as_deref() == Some(FIRST_RANDOM) {
         first_random_child();
@@ -1177,23 +1256,9 @@ fn main() {
     // 2. Throughput, interleaved.
     let bulk_command = format!("head -c {} /dev/zero", options.bytes);
     let ticks = clock_ticks();
-    let mut bulk: Vec<Vec<Duration>> = vec![Vec::new(); THROUGHPUT_VARIANTS.len()];
-    // CPU seconds per run: this process's reaped children (the client side), and the
-    // daemon's and sshds' with their reaped children (the server side).
-    let mut client_cpu: Vec<Vec<f64>> = vec![Vec::new(); THROUGHPUT_VARIANTS.len()];
-    let mut server_cpu: Vec<Vec<f64>> = vec![Vec::new(); THROUGHPUT_VARIANTS.len()];
-    for round in 0..options.throughput_runs {
-        for k in 0..THROUGHPUT_VARIANTS.len() {
-            let index = (round + k) % THROUGHPUT_VARIANTS.len();
-            let (client_before, server_before) =
-                (cpu_seconds("self", ticks), setup.server_cpu(ticks));
-            bulk[index].push(THROUGHPUT_VARIANTS[index].time(&setup, &bulk_command));
-            // sshd reaps its session process a moment after the client is gone.
-            std::thread::sleep(Duration::from_millis(200));
-            client_cpu[index].push(cpu_seconds("self", ticks) - client_before);
-            server_cpu[index].push(setup.server_cpu(ticks) - server_before);
-        }
-    }
+    let download = Bulk::measure(&setup, &options, ticks, |variant| {
+        variant.time(&setup, &bulk_command)
+    });
     // 2b. Uploads: a sparse file of the same size (reads cost no disk), copied to tmpfs
     // on the server. Every route first copies 16 MiB exactly.
     let upload_file = setup.dir.join("upload");
@@ -1219,57 +1284,12 @@ fn main() {
         .unwrap()
         .set_len(options.bytes)
         .unwrap();
-    let mut upload: Vec<Vec<Duration>> = vec![Vec::new(); THROUGHPUT_VARIANTS.len()];
-    let mut upload_client_cpu: Vec<Vec<f64>> = vec![Vec::new(); THROUGHPUT_VARIANTS.len()];
-    let mut upload_server_cpu: Vec<Vec<f64>> = vec![Vec::new(); THROUGHPUT_VARIANTS.len()];
-    for round in 0..options.throughput_runs {
-        for k in 0..THROUGHPUT_VARIANTS.len() {
-            let index = (round + k) % THROUGHPUT_VARIANTS.len();
-            let (client_before, server_before) =
-                (cpu_seconds("self", ticks), setup.server_cpu(ticks));
-            upload[index].push(THROUGHPUT_VARIANTS[index].time_upload(&setup, &upload_file));
-            std::thread::sleep(Duration::from_millis(200));
-            upload_client_cpu[index].push(cpu_seconds("self", ticks) - client_before);
-            upload_server_cpu[index].push(setup.server_cpu(ticks) - server_before);
-            let _ = std::fs::remove_file(UPLOAD_TARGET);
-        }
-    }
+    let upload = Bulk::measure(&setup, &options, ticks, |variant| {
+        let elapsed = variant.time_upload(&setup, &upload_file);
+        let _ = std::fs::remove_file(UPLOAD_TARGET);
+        elapsed
+    });
     let _ = std::fs::remove_file(&upload_file);
-
-    let median_f = |samples: &[f64]| {
-        let mut sorted = samples.to_vec();
-        sorted.sort_by(f64::total_cmp);
-        sorted[sorted.len() / 2]
-    };
-    let gib = options.bytes as f64 / GIB as f64;
-    let cpu_per_gib: Vec<(f64, f64)> = client_cpu
-        .iter()
-        .zip(&server_cpu)
-        .map(|(c, s)| (median_f(c) / gib, median_f(s) / gib))
-        .collect();
-    let upload_cpu_per_gib: Vec<(f64, f64)> = upload_client_cpu
-        .iter()
-        .zip(&upload_server_cpu)
-        .map(|(c, s)| (median_f(c) / gib, median_f(s) / gib))
-        .collect();
-    let mib = options.bytes as f64 / f64::from(1u32 << 20);
-    let upload_rate: Vec<f64> = upload
-        .iter()
-        .map(|s| mib / median(s).as_secs_f64())
-        .collect();
-    let upload_rate_of = |variant: Variant| {
-        upload_rate[THROUGHPUT_VARIANTS
-            .iter()
-            .position(|v| *v == variant)
-            .unwrap()]
-    };
-    let rate: Vec<f64> = bulk.iter().map(|s| mib / median(s).as_secs_f64()).collect();
-    let rate_of = |variant: Variant| {
-        rate[THROUGHPUT_VARIANTS
-            .iter()
-            .position(|v| *v == variant)
-            .unwrap()]
-    };
 
     // 3. Where the time goes.
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -1359,19 +1379,10 @@ fn main() {
         "Throughput, `head -c {} /dev/zero` to /dev/null (median of {} runs, connection included):",
         options.bytes, options.throughput_runs
     );
-    for (index, variant) in THROUGHPUT_VARIANTS.iter().enumerate() {
-        println!(
-            "  {:<52} {:>7.0} MiB/s   ({:.2} s; CPU s per GiB: client {:.2}, servers {:.2})",
-            variant.label(),
-            rate[index],
-            median(&bulk[index]).as_secs_f64(),
-            cpu_per_gib[index].0,
-            cpu_per_gib[index].1,
-        );
-    }
-    let t_jsh_direct = rate_of(Variant::Jsh) / rate_of(Variant::Direct);
-    let t_jsh_jump = rate_of(Variant::Jsh) / rate_of(Variant::Jump);
-    let t_via_direct = rate_of(Variant::OpensshViaJsh) / rate_of(Variant::Direct);
+    download.print();
+    let t_jsh_direct = download.ratio(Variant::Jsh, Variant::Direct);
+    let t_jsh_jump = download.ratio(Variant::Jsh, Variant::Jump);
+    let t_via_direct = download.ratio(Variant::OpensshViaJsh, Variant::Direct);
     println!(
         "  ratios: jsh/direct {t_jsh_direct:.2}, jsh/-J {t_jsh_jump:.2}, openssh-via-jsh/direct {t_via_direct:.2}"
     );
@@ -1380,19 +1391,10 @@ fn main() {
         "Upload, a {}-byte file to {UPLOAD_TARGET} (tmpfs) with jsh scp / scp (median of {} runs, connection included):",
         options.bytes, options.throughput_runs
     );
-    for (index, variant) in THROUGHPUT_VARIANTS.iter().enumerate() {
-        println!(
-            "  {:<52} {:>7.0} MiB/s   ({:.2} s; CPU s per GiB: client {:.2}, servers {:.2})",
-            variant.label(),
-            upload_rate[index],
-            median(&upload[index]).as_secs_f64(),
-            upload_cpu_per_gib[index].0,
-            upload_cpu_per_gib[index].1,
-        );
-    }
-    let u_jsh_direct = upload_rate_of(Variant::Jsh) / upload_rate_of(Variant::Direct);
-    let u_jsh_jump = upload_rate_of(Variant::Jsh) / upload_rate_of(Variant::Jump);
-    let u_via_direct = upload_rate_of(Variant::OpensshViaJsh) / upload_rate_of(Variant::Direct);
+    upload.print();
+    let u_jsh_direct = upload.ratio(Variant::Jsh, Variant::Direct);
+    let u_jsh_jump = upload.ratio(Variant::Jsh, Variant::Jump);
+    let u_via_direct = upload.ratio(Variant::OpensshViaJsh, Variant::Direct);
     println!(
         "  ratios: jsh/direct {u_jsh_direct:.2}, jsh/-J {u_jsh_jump:.2}, openssh-via-jsh/direct {u_via_direct:.2}"
     );
@@ -1487,10 +1489,10 @@ fn main() {
         },
         "throughput_runs": options.throughput_runs,
         "throughput_bytes": options.bytes,
-        "throughput_mib_s_median": THROUGHPUT_VARIANTS.iter().zip(&rate)
+        "throughput_mib_s_median": THROUGHPUT_VARIANTS.iter().zip(&download.rate)
             .map(|(v, r)| (v.key().to_string(), serde_json::json!(r)))
             .collect::<serde_json::Map<_, _>>(),
-        "throughput_cpu_seconds_per_gib_median": THROUGHPUT_VARIANTS.iter().zip(&cpu_per_gib)
+        "throughput_cpu_seconds_per_gib_median": THROUGHPUT_VARIANTS.iter().zip(&download.cpu_per_gib)
             .map(|(v, (c, s))| (v.key().to_string(), serde_json::json!({"client": c, "servers": s})))
             .collect::<serde_json::Map<_, _>>(),
         "throughput_ratios": {
@@ -1498,10 +1500,10 @@ fn main() {
             "jsh_over_jump": t_jsh_jump,
             "openssh_via_jsh_over_direct": t_via_direct,
         },
-        "upload_mib_s_median": THROUGHPUT_VARIANTS.iter().zip(&upload_rate)
+        "upload_mib_s_median": THROUGHPUT_VARIANTS.iter().zip(&upload.rate)
             .map(|(v, r)| (v.key().to_string(), serde_json::json!(r)))
             .collect::<serde_json::Map<_, _>>(),
-        "upload_cpu_seconds_per_gib_median": THROUGHPUT_VARIANTS.iter().zip(&upload_cpu_per_gib)
+        "upload_cpu_seconds_per_gib_median": THROUGHPUT_VARIANTS.iter().zip(&upload.cpu_per_gib)
             .map(|(v, (c, s))| (v.key().to_string(), serde_json::json!({"client": c, "servers": s})))
             .collect::<serde_json::Map<_, _>>(),
         "upload_ratios": {
