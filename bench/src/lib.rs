@@ -4,6 +4,8 @@
 // A benchmark harness fails by panicking with the reason.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod procs;
+
 use jumpgate_pki::SshCa;
 use std::path::Path;
 use std::process::Command;
@@ -93,4 +95,28 @@ pub fn load_average() -> String {
         .ok()
         .and_then(|text| text.split_whitespace().next().map(str::to_string))
         .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// The commit the benchmark was built from (short hash), or `unknown`.
+pub fn git_commit() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// Appends one JSON line to `path` (`bench/results.json`) and says so.
+pub fn append_line(path: &Path, line: &str) {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    writeln!(file, "{line}").unwrap();
+    println!("appended to {}", path.display());
 }

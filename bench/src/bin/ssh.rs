@@ -50,27 +50,25 @@
 
 use jumpgate_api::ssh_route::{ALPN_SSH, DialRequest, DialResponse, read_line, to_line};
 use jumpgate_api::tunnel::PROXY_SERVER_NAME;
-use jumpgate_bench::{free_port, load_average, median, release_binary};
+use jumpgate_bench::procs::{
+    Bins, Guard, LOGIN, add_user_and_login, clock_ticks, cpu_seconds, ensure_login_user, jctl,
+    output_of, text, wait_for,
+};
+use jumpgate_bench::{append_line, free_port, git_commit, load_average, median};
 use jumpgate_client::Home;
 use jumpgate_pki::ssh_key::Fingerprint;
 use russh::keys::{Algorithm, EcdsaCurve, PublicKeyOrCertificate};
 use russh::{ChannelMsg, Disconnect};
 use rustls::pki_types::ServerName;
 use std::borrow::Cow;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-const PASSWORD: &str = "correct-horse-battery-staple-42";
-/// The login on both servers: a user of its own with a stock home (`/etc/skel`), so the
-/// remote shell's start is the system's, not whatever root's `~/.bashrc` runs on this
-/// machine (here `pyenv init`, ~105 ms that every variant paid alike).
-const LOGIN: &str = "jgbench";
 /// Where uploads go on the node (tmpfs, so the disk is not what is measured).
 const UPLOAD_TARGET: &str = "/dev/shm/jumpgate-bench-upload";
 const GIB: u64 = 1 << 30;
@@ -118,122 +116,6 @@ impl Options {
     }
 }
 
-/// A child process stopped when dropped: SIGTERM, then SIGKILL after 5 s.
-struct Guard {
-    child: Child,
-    name: &'static str,
-    log: PathBuf,
-}
-
-impl Guard {
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-
-    fn check_alive(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!("{} exited ({status}):\n{}", self.name, self.log_tail());
-        }
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(Some(_))) {
-            return;
-        }
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct Bins {
-    jumpgate: PathBuf,
-    jctl: PathBuf,
-    jsh: PathBuf,
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Runs `jctl --data-dir DATA ARGS`, which must succeed; returns its standard output.
-fn jctl(bins: &Bins, data: &Path, args: &[&str], stdin: Option<&str>) -> String {
-    let mut command = Command::new(&bins.jctl);
-    command.arg("--data-dir").arg(data).args(args);
-    output_of(command, stdin)
-}
-
-fn output_of(mut command: Command, stdin: Option<&str>) -> String {
-    command
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = command
-        .spawn()
-        .unwrap_or_else(|err| panic!("cannot run {command:?}: {err}"));
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{command:?} failed ({}):\n{}{}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
-
-/// Creates [`LOGIN`] (a home from `/etc/skel`, bash) unless it exists. Its password
-/// field is `*` (no password) rather than useradd's `!` (locked), which sshd without PAM
-/// refuses even for a certificate login.
-fn ensure_login_user() {
-    let known = Command::new("id").arg(LOGIN).output().unwrap();
-    if !known.status.success() {
-        let made = Command::new("useradd")
-            .args(["--create-home", "--shell", "/bin/bash", LOGIN])
-            .output()
-            .expect("useradd (passwd package) to create the benchmark login");
-        assert!(
-            made.status.success(),
-            "useradd {LOGIN}: {}",
-            text(&made.stderr)
-        );
-    }
-    let made = Command::new("usermod")
-        .args(["--password", "*", LOGIN])
-        .output()
-        .expect("useradd (passwd package) to create the benchmark login");
-    assert!(
-        made.status.success(),
-        "useradd {LOGIN}: {}",
-        text(&made.stderr)
-    );
-}
-
 /// A user's home directory and shell, from /etc/passwd.
 fn home_and_shell(user: &str) -> (String, String) {
     std::fs::read_to_string("/etc/passwd")
@@ -245,14 +127,6 @@ fn home_and_shell(user: &str) -> (String, String) {
                 .then(|| (fields[5].to_string(), fields[6].to_string()))
         })
         .unwrap_or_else(|| panic!("{user} is not in /etc/passwd"))
-}
-
-fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// `jumpgate start --dev` on loopback; returns it and the proxy's address.
@@ -387,37 +261,8 @@ impl Setup {
         let data = dir.join("data");
         let (daemon, proxy) = start_daemon(&bins, &data);
 
-        let added = jctl(
-            &bins,
-            &data,
-            &[
-                "users",
-                "add",
-                "alice",
-                "--roles",
-                "access",
-                "--logins",
-                LOGIN,
-                "--password-stdin",
-            ],
-            Some(&format!("{PASSWORD}\n")),
-        );
-        let uri = added
-            .split_whitespace()
-            .find(|word| word.starts_with("otpauth://"))
-            .unwrap_or_else(|| panic!("no otpauth URI in:\n{added}"));
-        let code = totp_rs::Totp::from_url(uri)
-            .unwrap()
-            .generate_current()
-            .to_string();
         let home = dir.join("jsh-home");
-        let mut login = Command::new(&bins.jsh);
-        login
-            .env("JUMPGATE_HOME", &home)
-            .args(["login", "--proxy", &proxy, "--user", "alice", "--ca-cert"])
-            .arg(data.join("admin/ca.pem"))
-            .args(["--password-stdin", "--otp", &code]);
-        output_of(login, Some(&format!("{PASSWORD}\n")));
+        add_user_and_login(&bins, &data, "alice", &proxy, &home);
         let profile: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(home.join("profile.json")).unwrap())
                 .unwrap();
@@ -820,30 +665,6 @@ fn strip_ansi(text: &str) -> String {
     out
 }
 
-/// CPU seconds of a process and of the children it has reaped (utime + stime + cutime +
-/// cstime from /proc/PID/stat).
-fn cpu_seconds(pid: &str, ticks_per_second: f64) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let Some((_, fields)) = stat.rsplit_once(')') else {
-        return 0.0;
-    };
-    let fields: Vec<f64> = fields
-        .split_whitespace()
-        .map(|f| f.parse().unwrap_or(0.0))
-        .collect();
-    // After the command name: state is field 3, utime 14, stime 15, cutime 16, cstime 17.
-    fields.get(11..15).map_or(0.0, |t| t.iter().sum::<f64>()) / ticks_per_second
-}
-
-fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|out| text(&out.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
 /// russh client callbacks as jsh has them for the part measured: the host certificate
 /// must pass `verify_host_cert` against the profile's host CAs.
 struct BenchHandler {
@@ -1092,17 +913,6 @@ fn ms_or_dash(duration: Option<Duration>) -> String {
     duration.map_or_else(|| "-".to_string(), |d| format!("{:.1}", ms(d)))
 }
 
-fn git_commit() -> String {
-    Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .ok()
-        .filter(|out| out.status.success())
-        .map(|out| text(&out.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".to_string())
-}
-
 /// One bulk transfer per [`THROUGHPUT_VARIANTS`] entry, medians over the runs.
 struct Bulk {
     /// MiB/s, connecting included.
@@ -1197,11 +1007,7 @@ fn main() {
     ensure_login_user();
     let load_before = load_average();
     let date = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    let bins = Bins {
-        jumpgate: release_binary("jumpgate"),
-        jctl: release_binary("jctl"),
-        jsh: release_binary("jsh"),
-    };
+    let bins = Bins::release();
     let dir = tempfile::Builder::new()
         .prefix("jumpgate-bench-ssh.")
         .tempdir()
@@ -1532,13 +1338,7 @@ fn main() {
     println!();
     println!("JSON: {line}");
     if let Some(path) = &options.append_json {
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .unwrap();
-        writeln!(file, "{line}").unwrap();
-        println!("appended to {}", path.display());
+        append_line(path, &line);
     }
     drop(setup);
 }

@@ -100,6 +100,21 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// A proxy holds a socket per agent tunnel and per user connection, far more than the
+/// usual soft limit of 1024 open files: raise it to the hard limit, as Go programs such
+/// as Teleport do at start.
+fn raise_open_files_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < 4096 => tracing::warn!(
+            limit,
+            "few open files allowed (each tunnel and connection is one); raise the hard limit \
+             (LimitNOFILE= in the systemd unit, or ulimit -Hn)"
+        ),
+        Ok(limit) => tracing::info!(limit, "open files allowed"),
+        Err(err) => tracing::warn!(%err, "cannot raise the open files limit"),
+    }
+}
+
 fn start(args: StartArgs) -> Result<()> {
     let mut config = if args.dev {
         Config::dev(
@@ -140,6 +155,7 @@ fn start(args: StartArgs) -> Result<()> {
             .map_err(|reason: String| anyhow::anyhow!("--proxy-addr: {reason}"))?;
     }
     logging::init(&config.jumpgate.log, args.debug)?;
+    raise_open_files_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

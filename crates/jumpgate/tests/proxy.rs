@@ -93,6 +93,10 @@ fn raw_exchange(addr: &str, bytes: &[u8]) -> Vec<u8> {
 
 #[test]
 fn the_proxy_serves_the_web_api_and_passes_the_auth_api_through() {
+    // The usual soft limit of open files, below the hard one, for the daemon to raise
+    // (nextest runs every test in a process of its own).
+    let (_, hard) = rlimit::Resource::NOFILE.get().unwrap();
+    rlimit::Resource::NOFILE.set(1024.min(hard), hard).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let daemon = Daemon::start(
@@ -102,6 +106,24 @@ fn the_proxy_serves_the_web_api_and_passes_the_auth_api_through() {
     let proxy = wait_ready(&daemon, &data);
     let base = format!("https://{proxy}");
     let ca = ca_file(&data);
+
+    // A socket per tunnel and connection: the daemon raised its open-files limit from
+    // the soft limit it was started with to the hard one.
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", daemon.child.id())).unwrap();
+    let open_files: Vec<&str> = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .unwrap()
+        .split_whitespace()
+        .skip(3)
+        .take(2)
+        .collect();
+    assert_eq!(
+        open_files[0],
+        hard.to_string(),
+        "soft limit not raised:\n{limits}"
+    );
+    assert_eq!(open_files[1], hard.to_string(), "{limits}");
 
     // Ping over HTTP/2 and HTTP/1.1, verified against the cluster's CA.
     for version in ["--http2", "--http1.1"] {

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 use tokio::io::AsyncWriteExt;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 /// Why a stream to a node could not be opened.
@@ -45,16 +46,29 @@ struct Entry {
     send: h2::client::SendRequest<Bytes>,
 }
 
-/// How often a proxy tells each agent which proxies exist.
-const DISCOVERY_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+/// How soon a proxy tries again to tell an agent which proxies exist when sending
+/// failed. Otherwise it tells each agent once when its tunnel comes up and again only
+/// when the set changes: with 10,000 tunnels, a periodic message would be thousands
+/// of HTTP/2 streams a second for nothing.
+const DISCOVERY_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The tunnels held by this proxy, by node (host UUID).
-#[derive(Default)]
 pub struct Tunnels {
     entries: Mutex<HashMap<String, Entry>>,
     next_id: AtomicU64,
-    /// What agents are told about the cluster's proxies (set by the proxy service).
-    discovery: Mutex<Option<Discovery>>,
+    /// What agents are told about the cluster's proxies (set by the proxy service);
+    /// every tunnel watches it.
+    discovery: watch::Sender<Option<Discovery>>,
+}
+
+impl Default for Tunnels {
+    fn default() -> Self {
+        Tunnels {
+            entries: Mutex::default(),
+            next_id: AtomicU64::default(),
+            discovery: watch::Sender::new(None),
+        }
+    }
 }
 
 impl std::fmt::Debug for Tunnels {
@@ -72,20 +86,16 @@ impl Tunnels {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Sets what agents are told about the proxies; sent on every tunnel at once and
-    /// then every [`DISCOVERY_EVERY`].
+    /// Sets what agents are told about the proxies; sent on every tunnel at once when
+    /// it differs from what they were told, and to every new tunnel.
     pub fn set_discovery(&self, discovery: Discovery) {
-        *self
-            .discovery
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(discovery);
-    }
-
-    fn current_discovery(&self) -> Option<Discovery> {
-        self.discovery
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        self.discovery.send_if_modified(|current| {
+            let changed = current.as_ref() != Some(&discovery);
+            if changed {
+                *current = Some(discovery);
+            }
+            changed
+        });
     }
 
     async fn send_discovery(&self, node: &str, discovery: &Discovery) -> Result<(), String> {
@@ -151,13 +161,18 @@ impl Tunnels {
         info!(%node, %remote, "reverse tunnel up");
         let heartbeat = heartbeat(ping, "agent");
         let discovery = async {
+            let mut updates = self.discovery.subscribe();
             loop {
-                if let Some(discovery) = self.current_discovery()
+                let current = updates.borrow_and_update().clone();
+                if let Some(discovery) = current
                     && let Err(err) = self.send_discovery(&node, &discovery).await
                 {
-                    tracing::debug!(%node, %err, "cannot send discovery");
+                    tracing::debug!(%node, %err, "cannot send discovery; trying again soon");
+                    tokio::time::sleep(DISCOVERY_RETRY).await;
+                    continue;
                 }
-                tokio::time::sleep(DISCOVERY_EVERY).await;
+                // `self` holds the sender, so this only waits for the next change.
+                let _ = updates.changed().await;
             }
         };
         let reason = tokio::select! {
@@ -216,5 +231,36 @@ impl Tunnels {
             });
         }
         Ok(H2Stream::new(stream, response.into_body()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn discovery(proxies: &[&str]) -> Discovery {
+        Discovery {
+            proxies: proxies.iter().map(ToString::to_string).collect(),
+            ..Discovery::default()
+        }
+    }
+
+    #[test]
+    fn agents_are_told_again_only_when_the_discovery_changes() {
+        let tunnels = Tunnels::default();
+        let mut updates = tunnels.discovery.subscribe();
+        assert_eq!(*updates.borrow_and_update(), None);
+
+        tunnels.set_discovery(discovery(&["a"]));
+        assert!(updates.has_changed().unwrap());
+        assert_eq!(*updates.borrow_and_update(), Some(discovery(&["a"])));
+
+        // Every heartbeat sets the same answer again: no message to the agents.
+        tunnels.set_discovery(discovery(&["a"]));
+        assert!(!updates.has_changed().unwrap());
+
+        tunnels.set_discovery(discovery(&["a", "b"]));
+        assert!(updates.has_changed().unwrap());
+        assert_eq!(*updates.borrow_and_update(), Some(discovery(&["a", "b"])));
     }
 }
