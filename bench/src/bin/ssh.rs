@@ -69,6 +69,11 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+/// The cipher every OpenSSH variant is configured with (`Ciphers` in its config): the one
+/// jsh negotiates with the Jumpgate node, for a like-for-like throughput comparison.
+const SAME_CIPHER: &str = "aes256-gcm@openssh.com";
+/// OpenSSH's own first choice, for the one variant that keeps it.
+const CHACHA20: &str = "chacha20-poly1305@openssh.com";
 /// Where uploads go on the node (tmpfs, so the disk is not what is measured).
 const UPLOAD_TARGET: &str = "/dev/shm/jumpgate-bench-upload";
 const GIB: u64 = 1 << 30;
@@ -275,7 +280,16 @@ impl Setup {
         let mut config = Command::new(&bins.jsh);
         config.env("JUMPGATE_HOME", &home).arg("config");
         let jsh_config = dir.join("jsh_ssh_config");
-        std::fs::write(&jsh_config, output_of(config, None)).unwrap();
+        // The same cipher as jsh for every OpenSSH variant (`Host *` first: the first
+        // value found wins), so that throughput compares like with like.
+        std::fs::write(
+            &jsh_config,
+            format!(
+                "Host *\n  Ciphers {SAME_CIPHER}\n\n{}",
+                output_of(config, None)
+            ),
+        )
+        .unwrap();
 
         // OpenSSH's side: the user's certificate, the host CA, the user CA for the sshds.
         let keys = dir.join("keys");
@@ -317,6 +331,7 @@ impl Setup {
             format!(
                 "Host *\n  User {LOGIN}\n  IdentityFile {key}\n  CertificateFile {key}-cert.pub\n  \
                  IdentitiesOnly yes\n  PreferredAuthentications publickey\n  \
+                 Ciphers {SAME_CIPHER}\n  \
                  UserKnownHostsFile {known_hosts}\n  GlobalKnownHostsFile /dev/null\n  \
                  StrictHostKeyChecking yes\n  BatchMode yes\n  ControlMaster no\n  \
                  ControlPath none\n",
@@ -384,6 +399,7 @@ enum Variant {
     Jsh,
     Direct,
     DirectCurve25519,
+    DirectChacha20,
     Jump,
     OpensshViaJsh,
 }
@@ -395,9 +411,10 @@ const CONNECT_VARIANTS: [Variant; 5] = [
     Variant::Jump,
     Variant::OpensshViaJsh,
 ];
-const THROUGHPUT_VARIANTS: [Variant; 4] = [
+const THROUGHPUT_VARIANTS: [Variant; 5] = [
     Variant::Jsh,
     Variant::Direct,
+    Variant::DirectChacha20,
     Variant::Jump,
     Variant::OpensshViaJsh,
 ];
@@ -408,6 +425,7 @@ impl Variant {
             Variant::Jsh => "jsh",
             Variant::Direct => "openssh_direct",
             Variant::DirectCurve25519 => "openssh_direct_curve25519",
+            Variant::DirectChacha20 => "openssh_direct_chacha20",
             Variant::Jump => "openssh_jump",
             Variant::OpensshViaJsh => "openssh_via_jsh_proxy",
         }
@@ -418,6 +436,7 @@ impl Variant {
             Variant::Jsh => "jsh ssh (proxy + reverse tunnel + Jumpgate node)",
             Variant::Direct => "OpenSSH ssh straight to sshd (certificate)",
             Variant::DirectCurve25519 => "  same, -o KexAlgorithms=curve25519-sha256",
+            Variant::DirectChacha20 => "  same, -c chacha20-poly1305 (OpenSSH's default)",
             Variant::Jump => "OpenSSH ssh -J bastion sshd to target sshd",
             Variant::OpensshViaJsh => "OpenSSH ssh via `jsh proxy ssh` (jsh config)",
         }
@@ -435,6 +454,9 @@ impl Variant {
             Variant::DirectCurve25519 => format!(
                 "ssh -F openssh_config {o} -o KexAlgorithms=curve25519-sha256 -p {t} {LOGIN}@127.0.0.1 {remote}"
             ),
+            Variant::DirectChacha20 => {
+                format!("ssh -F openssh_config {o} -c {CHACHA20} -p {t} {LOGIN}@127.0.0.1 {remote}")
+            }
             Variant::Jump => format!(
                 "ssh -F openssh_config {o} -J {LOGIN}@127.0.0.1:{b} -p {t} {LOGIN}@127.0.0.1 {remote}"
             ),
@@ -458,10 +480,13 @@ impl Variant {
                     .arg(remote);
                 command
             }
-            Variant::Direct | Variant::DirectCurve25519 => {
+            Variant::Direct | Variant::DirectCurve25519 | Variant::DirectChacha20 => {
                 let mut command = setup.ssh(&setup.openssh_config, verbose);
                 if self == Variant::DirectCurve25519 {
                     command.args(["-o", "KexAlgorithms=curve25519-sha256"]);
+                }
+                if self == Variant::DirectChacha20 {
+                    command.args(["-c", CHACHA20]);
                 }
                 command
                     .args(["-p", &setup.target_port.to_string()])
@@ -509,7 +534,10 @@ impl Variant {
                     .arg(file)
                     .arg(format!("{LOGIN}@{}:{target}", setup.node));
             }
-            Variant::Direct | Variant::DirectCurve25519 | Variant::Jump => {
+            Variant::Direct
+            | Variant::DirectCurve25519
+            | Variant::DirectChacha20
+            | Variant::Jump => {
                 command = Command::new("scp");
                 command
                     .arg("-q")
@@ -518,6 +546,9 @@ impl Variant {
                     .args(o);
                 if self == Variant::DirectCurve25519 {
                     command.args(["-o", "KexAlgorithms=curve25519-sha256"]);
+                }
+                if self == Variant::DirectChacha20 {
+                    command.args(["-c", CHACHA20]);
                 }
                 if self == Variant::Jump {
                     command
@@ -554,6 +585,9 @@ impl Variant {
                     "scp -q -F openssh_config {o} -P {t} FILE {LOGIN}@127.0.0.1:{UPLOAD_TARGET}"
                 )
             }
+            Variant::DirectChacha20 => format!(
+                "scp -q -F openssh_config {o} -c {CHACHA20} -P {t} FILE {LOGIN}@127.0.0.1:{UPLOAD_TARGET}"
+            ),
             Variant::Jump => format!(
                 "scp -q -F openssh_config {o} -J {LOGIN}@127.0.0.1:{b} -P {t} FILE {LOGIN}@127.0.0.1:{UPLOAD_TARGET}"
             ),

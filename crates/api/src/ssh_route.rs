@@ -25,6 +25,10 @@ pub const TARGET_SSH: &str = "/ssh";
 pub const HEADER_CLIENT_ADDR: &str = "x-jumpgate-client-addr";
 /// Longest request or response line.
 pub const MAX_LINE: usize = 4096;
+/// Each direction's buffer when the proxy or `jsh proxy ssh` relays an SSH connection
+/// (tokio's default is 8 KiB): a bulk transfer then takes an eighth of the reads,
+/// TLS records written one at a time and syscalls.
+pub const RELAY_BUFFER: usize = 64 * 1024;
 
 /// What the client asks the proxy for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -70,6 +70,10 @@ pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(5);
 /// long-distance link, small enough that a stalled stream holds little memory.
 pub const STREAM_WINDOW: u32 = 1024 * 1024;
 pub const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
+/// Largest HTTP/2 frame each end accepts (the protocol's default is 16 KiB): a bulk
+/// transfer then takes a quarter of the frames, TLS writes and wake-ups, while one
+/// stream's frame still holds up the others' keystrokes for only 64 KiB.
+pub const MAX_FRAME_SIZE: u32 = 64 * 1024;
 
 /// Pings the peer every [`HEARTBEAT_EVERY`] until an answer does not come within
 /// [`HEARTBEAT_TIMEOUT`] (or the connection fails); returns why. Both ends run it.

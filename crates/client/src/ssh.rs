@@ -14,6 +14,7 @@ use crate::dial::{NodeStream, dial_node};
 use crate::error::ClientError;
 use crate::profile::Profile;
 use crate::web::error_chain;
+use futures::FutureExt;
 use jumpgate_pki::ssh_key::{Fingerprint, HashAlg};
 use russh::client::{self, ChannelOpenHandle, Handle, Msg, Session};
 use russh::keys::{Algorithm, EcdsaCurve, PublicKeyOrCertificate};
@@ -195,8 +196,27 @@ impl client::Handler for NodeHandler {
     }
 }
 
+/// How much of a session's output is gathered before it is written out (output is
+/// also written whenever no more is queued): one write per SSH packet of 32 KiB would
+/// cost a hand-off to tokio's blocking pool each.
+const OUTPUT_BUFFER: usize = 256 * 1024;
+
+/// The ciphers jsh offers, best first. AES-GCM leads (OpenSSH puts ChaCha20-Poly1305
+/// first): with AES instructions, which every x86-64 and ARMv8 server CPU of the last
+/// decade has, aws-lc's AES-256-GCM costs several times less CPU per byte than its
+/// ChaCha20-Poly1305 (measured in `bench/src/bin/ssh.rs`, see bench/RESULTS.md), and
+/// bulk transfers through the proxy are CPU-bound.
+const CIPHERS: &[russh::cipher::Name] = &[
+    russh::cipher::AES_256_GCM,
+    russh::cipher::CHACHA20_POLY1305,
+    russh::cipher::AES_256_CTR,
+    russh::cipher::AES_192_CTR,
+    russh::cipher::AES_128_CTR,
+];
+
 /// The russh client configuration: host certificates only (Ed25519 and ECDSA P-256,
-/// the kinds a cluster's host CA signs), keepalives so a dead path is noticed.
+/// the kinds a cluster's host CA signs), [`CIPHERS`], keepalives so a dead path is
+/// noticed.
 fn ssh_config() -> client::Config {
     let mut config = client::Config {
         keepalive_interval: Some(Duration::from_secs(30)),
@@ -210,6 +230,7 @@ fn ssh_config() -> client::Config {
             curve: EcdsaCurve::NistP256,
         },
     ]);
+    config.preferred.cipher = Cow::Borrowed(CIPHERS);
     config
 }
 
@@ -546,11 +567,12 @@ impl SshConnection {
     {
         let SessionIo {
             mut stdin,
-            mut stdout,
+            stdout,
             mut stderr,
             mut resizes,
             line_prefix,
         } = io;
+        let mut stdout = tokio::io::BufWriter::with_capacity(OUTPUT_BUFFER, stdout);
         let channel = self
             .handle
             .channel_open_session()
@@ -618,7 +640,20 @@ impl SshConnection {
         let mut err_lines = line_prefix.map(LineBuffer::new);
         let mut end = SessionEnd::NoStatus;
         let outcome = loop {
-            let Some(message) = read.wait().await else {
+            // Output is written without waiting for it to land, and flushed only when
+            // no more is queued: a flush per message would stop reading from the node
+            // until the local write finished, every 32 KiB.
+            let message = match read.wait().now_or_never() {
+                Some(message) => message,
+                None => {
+                    if let Err(err) = flush_both(&mut stdout, &mut stderr).await {
+                        tracing::debug!(%err, "local output closed");
+                        break Ok(());
+                    }
+                    read.wait().await
+                }
+            };
+            let Some(message) = message else {
                 break Ok(());
             };
             let written = match message {
@@ -677,11 +712,12 @@ impl SshConnection {
             resizer.abort();
         }
         if let Some(lines) = out_lines.as_mut() {
-            let _ = write_flush(&mut stdout, &lines.finish()).await;
+            let _ = stdout.write_all(&lines.finish()).await;
         }
         if let Some(lines) = err_lines.as_mut() {
-            let _ = write_flush(&mut stderr, &lines.finish()).await;
+            let _ = stderr.write_all(&lines.finish()).await;
         }
+        let _ = flush_both(&mut stdout, &mut stderr).await;
         outcome.map(|()| end)
     }
 
@@ -764,25 +800,23 @@ impl SshConnection {
     }
 }
 
-async fn write_flush<W: AsyncWrite + Unpin>(writer: &mut W, bytes: &[u8]) -> std::io::Result<()> {
-    if bytes.is_empty() {
-        return Ok(());
-    }
-    writer.write_all(bytes).await?;
-    writer.flush().await
+async fn flush_both<O: AsyncWrite + Unpin, E: AsyncWrite + Unpin>(
+    stdout: &mut O,
+    stderr: &mut E,
+) -> std::io::Result<()> {
+    stdout.flush().await?;
+    stderr.flush().await
 }
 
+/// Writes a session's output (whole prefixed lines with `lines`); the caller flushes.
 async fn emit<W: AsyncWrite + Unpin>(
     writer: &mut W,
     lines: Option<&mut LineBuffer>,
     data: &[u8],
 ) -> std::io::Result<()> {
     match lines {
-        Some(lines) => {
-            let whole = lines.push(data);
-            write_flush(writer, &whole).await
-        }
-        None => write_flush(writer, data).await,
+        Some(lines) => writer.write_all(&lines.push(data)).await,
+        None => writer.write_all(data).await,
     }
 }
 

@@ -6,6 +6,7 @@ use crate::jsh_cli::{
     RecordingsCommand, ScpArgs, SshArgs,
 };
 use anyhow::{Context, Result, anyhow, bail};
+use jumpgate_api::ssh_route::RELAY_BUFFER;
 use jumpgate_client::nodes::{self, LabelSelector};
 use jumpgate_client::openssh::{openssh_config, strip_cluster_suffix};
 use jumpgate_client::recordings;
@@ -364,7 +365,7 @@ async fn ssh(args: SshArgs) -> Result<u8> {
             &request,
             SessionIo {
                 stdin: tokio::io::stdin(),
-                stdout: tokio::io::stdout(),
+                stdout: session_stdout()?,
                 stderr: tokio::io::stderr(),
                 resizes,
                 line_prefix: None,
@@ -424,6 +425,7 @@ async fn ssh_many(
         let profile = profile.clone();
         let login = login.to_string();
         let command = command.clone();
+        let stdout = session_stdout()?;
         tasks.spawn(async move {
             let prefix = format!("[{}] ", node.hostname);
             let outcome = async {
@@ -438,7 +440,7 @@ async fn ssh_many(
                         },
                         SessionIo {
                             stdin: tokio::io::empty(),
-                            stdout: tokio::io::stdout(),
+                            stdout,
                             stderr: tokio::io::stderr(),
                             resizes: None,
                             line_prefix: Some(prefix.clone()),
@@ -540,6 +542,18 @@ fn config() -> Result<()> {
     Ok(())
 }
 
+/// Standard output for a session's bytes: the file itself rather than std's `Stdout`,
+/// whose line buffering scans every byte for a newline and takes a lock per write (a
+/// session writes whole chunks and flushes when no more output is queued).
+fn session_stdout() -> Result<tokio::fs::File> {
+    use std::os::fd::AsFd;
+    let fd = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .context("cannot use standard output")?;
+    Ok(tokio::fs::File::from_std(std::fs::File::from(fd)))
+}
+
 /// `jsh proxy ssh [LOGIN@]NODE[:PORT]`: raw bytes between stdio and the node.
 async fn proxy_ssh(target: &str) -> Result<u8> {
     let profile = valid_profile()?;
@@ -553,14 +567,15 @@ async fn proxy_ssh(target: &str) -> Result<u8> {
     let node = strip_cluster_suffix(host, &profile.meta.cluster);
     let login = choose_login(None, target_login, &profile)?;
     let dialled = jumpgate_client::dial_node(&profile, node, &login).await?;
-    let (mut from_node, mut to_node) = tokio::io::split(dialled.stream);
+    let (from_node, mut to_node) = tokio::io::split(dialled.stream);
     let upstream = tokio::spawn(async move {
-        let mut stdin = tokio::io::stdin();
-        let _ = tokio::io::copy(&mut stdin, &mut to_node).await;
+        let mut stdin = tokio::io::BufReader::with_capacity(RELAY_BUFFER, tokio::io::stdin());
+        let _ = tokio::io::copy_buf(&mut stdin, &mut to_node).await;
         let _ = to_node.shutdown().await;
     });
-    let mut stdout = tokio::io::stdout();
-    let copied = tokio::io::copy(&mut from_node, &mut stdout).await;
+    let mut stdout = session_stdout()?;
+    let mut from_node = tokio::io::BufReader::with_capacity(RELAY_BUFFER, from_node);
+    let copied = tokio::io::copy_buf(&mut from_node, &mut stdout).await;
     let _ = stdout.flush().await;
     upstream.abort();
     match copied {

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use jumpgate_api::TlsCredentials;
 use jumpgate_api::ssh_route::{HEADER_CLIENT_ADDR, TARGET_SSH};
 use jumpgate_api::tunnel::{
-    ALPN_REVERSE_TUNNEL, CONNECTION_WINDOW, Discovery, H2Stream, MAX_DISCOVERY_LEN,
+    ALPN_REVERSE_TUNNEL, CONNECTION_WINDOW, Discovery, H2Stream, MAX_DISCOVERY_LEN, MAX_FRAME_SIZE,
     PROXY_SERVER_NAME, STREAM_WINDOW, TARGET_DISCOVERY, TARGET_PING, heartbeat,
 };
 use jumpgate_pki::TlsIdentity;
@@ -211,6 +211,7 @@ async fn connect(
     let connection = h2::server::Builder::new()
         .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_frame_size(MAX_FRAME_SIZE)
         .max_concurrent_streams(10_000)
         .handshake(stream)
         .await

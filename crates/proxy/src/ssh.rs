@@ -10,7 +10,7 @@
 use crate::tunnel::{DialError, Tunnels};
 use jumpgate_api::mirror::Mirror;
 use jumpgate_api::ssh_route::{
-    DialErrorCode, DialRequest, DialResponse, TARGET_SSH, read_line, to_line,
+    DialErrorCode, DialRequest, DialResponse, RELAY_BUFFER, TARGET_SSH, read_line, to_line,
 };
 use jumpgate_pki::TlsIdentity;
 use jumpgate_types::{AccessChecker, Role, Traits};
@@ -245,7 +245,14 @@ impl SshRouting {
             return Ok(());
         }
         info!(user = %identity.name, login = %request.login, node = %node.hostname, client = %client, "SSH connection to a node");
-        match tokio::io::copy_bidirectional(&mut stream, &mut upstream).await {
+        match tokio::io::copy_bidirectional_with_sizes(
+            &mut stream,
+            &mut upstream,
+            RELAY_BUFFER,
+            RELAY_BUFFER,
+        )
+        .await
+        {
             Ok((up, down)) => debug!(up, down, "SSH connection ended"),
             Err(err) => debug!(%err, "SSH connection ended with an error"),
         }

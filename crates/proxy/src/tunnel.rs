@@ -9,7 +9,8 @@
 use bytes::Bytes;
 use jumpgate_api::ssh_route::HEADER_CLIENT_ADDR;
 use jumpgate_api::tunnel::{
-    CONNECTION_WINDOW, Discovery, H2Stream, STREAM_WINDOW, TARGET_DISCOVERY, heartbeat,
+    CONNECTION_WINDOW, Discovery, H2Stream, MAX_FRAME_SIZE, STREAM_WINDOW, TARGET_DISCOVERY,
+    heartbeat,
 };
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -133,6 +134,7 @@ impl Tunnels {
         let handshake = h2::client::Builder::new()
             .initial_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
+            .max_frame_size(MAX_FRAME_SIZE)
             .handshake::<_, Bytes>(stream)
             .await;
         let (send, mut connection) = match handshake {
