@@ -7,8 +7,9 @@
 # Installs what the comparisons need if missing (openssh-server/-client), builds the
 # release binaries, runs each benchmark (each starts its processes on loopback in a
 # temporary directory and stops and removes them at the end), keeps every benchmark's
-# full output in bench/out/NAME.txt, and appends the machine-readable JSON lines of those
-# that print one to bench/results.json. bench/RESULTS.md explains the figures.
+# full output in bench/out/NAME.txt, appends the machine-readable line each prints
+# (`JSON: {...}`) to bench/results.json, and writes bench/RESULTS.md from the latest
+# record of each (target/release/report). bench/HISTORY.md explains the figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,8 +36,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 benches=("$@")
-# (tunnels has only its load-tool mode so far, `tunnels agents ...`: see bench/TUNNELS.md)
-[ ${#benches[@]} -gt 0 ] || benches=(cert_issuance auth_api tunnel ssh)
+[ ${#benches[@]} -gt 0 ] || benches=(cert_issuance auth_api tunnel ssh tunnels)
 
 cargo build --release --locked -p jumpgate --bins -p jumpgate-bench
 mkdir -p bench/out
@@ -45,9 +45,11 @@ for bench in "${benches[@]}"; do
     case "$bench" in
         cert_issuance) args=(5000) ;;
         tunnel) args=(256) ;;
-        ssh) args=(--append-json bench/results.json) ;;
+        tunnels) args=(bench --counts 1000,10000) ;;
         *) args=() ;;
     esac
     echo "==> $bench ${args[*]}"
     "target/release/$bench" "${args[@]}" 2>&1 | tee "bench/out/$bench.txt"
+    { grep '^JSON: ' "bench/out/$bench.txt" || true; } | sed 's/^JSON: //' >> bench/results.json
 done
+target/release/report bench/results.json bench/RESULTS.md

@@ -97,10 +97,11 @@ pub fn load_average() -> String {
         .unwrap_or_else(|| "unknown".to_string())
 }
 
-/// The commit the benchmark was built from (short hash), or `unknown`.
+/// The commit the benchmark was built from (short hash, `-dirty` with uncommitted
+/// changes), or `unknown`.
 pub fn git_commit() -> String {
     std::process::Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
+        .args(["describe", "--always", "--dirty", "--abbrev=7"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .ok()

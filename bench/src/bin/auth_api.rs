@@ -37,7 +37,7 @@ use jumpgate_api::proto::{
     StatusRequest,
 };
 use jumpgate_api::{TlsCredentials, connect};
-use jumpgate_bench::{rate, ssh_keygen_sign};
+use jumpgate_bench::{git_commit, load_average, rate, ssh_keygen_sign};
 use jumpgate_pki::{CaKind, SshCa, generate_ssh_key, generate_tls_key};
 use std::future::Future;
 use std::io::{Read, Write};
@@ -436,14 +436,6 @@ fn row(operation: &str, calls: usize, per_second: f64, certs: Option<usize>) {
     println!("{operation:<62} {calls:>6} {per_second:>10.1} {certs:>10}");
 }
 
-/// The 1-minute load average: other work on the machine skews every number here.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|text| text.split_whitespace().next().map(str::to_string))
-        .unwrap_or_else(|| "unknown".to_string())
-}
-
 #[tokio::main]
 async fn main() {
     let sign_count = arg(1, 2000, "SIGN_COUNT");
@@ -565,6 +557,26 @@ async fn main() {
         2 * login_users,
         create_elapsed.as_secs_f64()
     );
+    let record = serde_json::json!({
+        "bench": "auth_api",
+        "date": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        "commit": git_commit(),
+        "command": format!("target/release/auth_api {sign_count} {login_users} {keygen_count}"),
+        "load_average_before": load_before,
+        "sign_user_calls_per_second": sign_outcomes.iter()
+            .map(|(with_tls, concurrency, outcome)| serde_json::json!({
+                "certificates": if *with_tls { "ssh+x509" } else { "ssh" },
+                "concurrency": concurrency,
+                "calls_per_second": outcome.per_second(),
+                "certs_per_second": outcome.per_second() * if *with_tls { 2.0 } else { 1.0 },
+            }))
+            .collect::<Vec<_>>(),
+        "login_per_second": {"concurrency_1": login_1.per_second(), "concurrency_8": login_8.per_second()},
+        "ssh_keygen_sign_per_second": rate(keygen_count, keygen),
+        "argon2id_verify_per_second_one_core": argon2_rate,
+        "ratio_sign_user_ssh_c16_over_ssh_keygen": sign_16 / rate(keygen_count, keygen),
+    });
+    println!("JSON: {record}");
     let errors: Vec<&String> = sign_outcomes
         .iter()
         .flat_map(|(_, _, outcome)| outcome.errors.iter())

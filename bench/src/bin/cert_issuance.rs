@@ -125,4 +125,18 @@ fn main() {
         rate(count, tls_issue)
     );
     println!("ratio jumpgate/ssh-keygen signing: {:.1}x", ours / theirs);
+    let record = serde_json::json!({
+        "bench": "cert_issuance",
+        "date": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        "commit": jumpgate_bench::git_commit(),
+        "command": format!("target/release/cert_issuance {count} {keygen_count}"),
+        "per_second": {
+            "sign_user_ssh": ours,
+            "ssh_keygen_sign": theirs,
+            "verify_user_cert": rate(count, verify),
+            "tls_issue": rate(count, tls_issue),
+        },
+        "ratio_sign_over_ssh_keygen": ours / theirs,
+    });
+    println!("JSON: {record}");
 }

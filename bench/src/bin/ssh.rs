@@ -27,7 +27,10 @@
 //!    `ssh -J bastion` to the target; and `ssh jgbench@NODE.CLUSTER` with the `jsh config`
 //!    block (ProxyCommand `jsh proxy ssh`).
 //! 2. Throughput: `head -c BYTES /dev/zero` remotely, standard output to /dev/null here,
-//!    for jsh, direct, -J and OpenSSH via `jsh proxy ssh`; the time includes connecting.
+//!    and uploads of a BYTES file with `jsh scp` / `scp`, for jsh, direct, -J and OpenSSH
+//!    via `jsh proxy ssh`, every OpenSSH variant with jsh's cipher (`Ciphers
+//!    aes256-gcm@openssh.com` in its config), and direct once more with OpenSSH's default
+//!    `chacha20-poly1305@openssh.com`; the time includes connecting.
 //!    With each run, the CPU seconds it cost: the client processes (this process's reaped
 //!    children) and the servers (the daemon and both sshds with their reaped children).
 //! 3. Where the time goes, measured from outside the product: an in-process client built on
@@ -1352,6 +1355,13 @@ fn main() {
             "openssh_via_jsh_over_direct": u_via_direct,
         },
         "login": LOGIN,
+        "variants": CONNECT_VARIANTS.iter().chain(&[Variant::DirectChacha20])
+            .map(|v| (v.key().to_string(), serde_json::json!({
+                "label": v.label().trim(),
+                "command": v.shown(&setup, "true"),
+                "upload_command": v.shown_upload(&setup),
+            })))
+            .collect::<serde_json::Map<_, _>>(),
         "negotiated": negotiated.iter()
             .map(|(v, a)| (v.key().to_string(), serde_json::json!(a)))
             .chain([("jsh_tls_to_proxy".to_string(), serde_json::json!(tls_parameters))])
