@@ -127,24 +127,22 @@ pub fn output_of(mut command: Command, stdin: Option<&str>) -> String {
 pub fn ensure_login_user() {
     let known = Command::new("id").arg(LOGIN).output().unwrap();
     if !known.status.success() {
-        let made = Command::new("useradd")
-            .args(["--create-home", "--shell", "/bin/bash", LOGIN])
-            .output()
-            .expect("useradd (passwd package) to create the benchmark login");
-        assert!(
-            made.status.success(),
-            "useradd {LOGIN}: {}",
-            text(&made.stderr)
-        );
+        passwd_tool("useradd", &["--create-home", "--shell", "/bin/bash", LOGIN]);
     }
-    let made = Command::new("usermod")
-        .args(["--password", "*", LOGIN])
+    passwd_tool("usermod", &["--password", "*", LOGIN]);
+}
+
+/// Runs `useradd`/`usermod` (the passwd package), which must succeed.
+fn passwd_tool(program: &str, args: &[&str]) {
+    let out = Command::new(program)
+        .args(args)
         .output()
-        .expect("useradd (passwd package) to create the benchmark login");
+        .unwrap_or_else(|err| panic!("{program} (passwd package) for the benchmark login: {err}"));
     assert!(
-        made.status.success(),
-        "useradd {LOGIN}: {}",
-        text(&made.stderr)
+        out.status.success(),
+        "{program} {}: {}",
+        args.join(" "),
+        text(&out.stderr)
     );
 }
 
