@@ -89,6 +89,16 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A duration in milliseconds.
+pub fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+/// A duration in milliseconds with one decimal, or `-` when there is none.
+pub fn ms_or_dash(duration: Option<Duration>) -> String {
+    duration.map_or_else(|| "-".to_string(), |d| format!("{:.1}", ms(d)))
+}
+
 /// The 1-minute load average: other work on the machine skews every number.
 pub fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")

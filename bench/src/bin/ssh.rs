@@ -57,7 +57,7 @@ use jumpgate_bench::procs::{
     Bins, Guard, LOGIN, add_user_and_login, clock_ticks, cpu_seconds, ensure_login_user, jctl,
     output_of, text, wait_for,
 };
-use jumpgate_bench::{append_line, free_port, git_commit, load_average, median};
+use jumpgate_bench::{append_line, free_port, git_commit, load_average, median, ms, ms_or_dash};
 use jumpgate_client::Home;
 use jumpgate_pki::ssh_key::Fingerprint;
 use russh::keys::{Algorithm, EcdsaCurve, PublicKeyOrCertificate};
@@ -940,14 +940,6 @@ fn time_plain(runs: usize, mut make: impl FnMut() -> Command) -> Duration {
         assert!(status.success(), "{command:?} failed");
     }
     median(&samples)
-}
-
-fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1000.0
-}
-
-fn ms_or_dash(duration: Option<Duration>) -> String {
-    duration.map_or_else(|| "-".to_string(), |d| format!("{:.1}", ms(d)))
 }
 
 /// One bulk transfer per [`THROUGHPUT_VARIANTS`] entry, medians over the runs.

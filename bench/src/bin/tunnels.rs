@@ -41,7 +41,7 @@ use jumpgate_bench::procs::{
     Bins, Guard, LOGIN, add_user_and_login, clock_ticks, cpu_seconds, ensure_login_user, jctl,
     rss_kib, wait_for,
 };
-use jumpgate_bench::{append_line, free_port, git_commit, load_average};
+use jumpgate_bench::{append_line, free_port, git_commit, load_average, ms, ms_or_dash};
 use jumpgate_node::{NodeState, SharedState};
 use std::io::BufRead;
 use std::net::{IpAddr, Ipv4Addr};
@@ -437,14 +437,6 @@ fn quantile(samples: &[Duration], q: f64) -> Option<Duration> {
     sorted.get(rank.clamp(1, sorted.len()) - 1).copied()
 }
 
-fn ms(duration: Option<Duration>) -> Option<f64> {
-    duration.map(|d| d.as_secs_f64() * 1000.0)
-}
-
-fn ms_text(duration: Option<Duration>) -> String {
-    ms(duration).map_or_else(|| "-".to_string(), |ms| format!("{ms:.1}"))
-}
-
 /// CPU seconds of each of `pids` (and their reaped children) over `window`.
 fn cpu_over(pids: &[u32], window: Duration) -> Vec<f64> {
     let ticks = clock_ticks();
@@ -617,8 +609,8 @@ fn measure(bins: &Bins, count: usize, user_runs: usize) -> serde_json::Value {
         .collect();
     println!(
         "N={count}: jsh ssh while idle ({user_runs} runs): p50 {} ms, p99 {} ms",
-        ms_text(quantile(&idle_user, 0.5)),
-        ms_text(quantile(&idle_user, 0.99)),
+        ms_or_dash(quantile(&idle_user, 0.5)),
+        ms_or_dash(quantile(&idle_user, 0.99)),
     );
 
     // The restart.
@@ -692,9 +684,9 @@ fn measure(bins: &Bins, count: usize, user_runs: usize) -> serde_json::Value {
          successes p50 {} ms, p99 {} ms{}",
         samples.len(),
         failures.len(),
-        ms_text(first_success_after),
-        ms_text(quantile(&successes, 0.5)),
-        ms_text(quantile(&successes, 0.99)),
+        ms_or_dash(first_success_after),
+        ms_or_dash(quantile(&successes, 0.5)),
+        ms_or_dash(quantile(&successes, 0.99)),
         failures
             .first()
             .map(|err| format!("; first failure: {err}"))
@@ -724,8 +716,8 @@ fn measure(bins: &Bins, count: usize, user_runs: usize) -> serde_json::Value {
         },
         "idle_jsh_ssh_ms": {
             "runs": user_runs,
-            "p50": ms(quantile(&idle_user, 0.5)),
-            "p99": ms(quantile(&idle_user, 0.99)),
+            "p50": quantile(&idle_user, 0.5).map(ms),
+            "p99": quantile(&idle_user, 0.99).map(ms),
         },
         "restart": {
             "exit_s": stop_took.as_secs_f64(),
@@ -739,9 +731,9 @@ fn measure(bins: &Bins, count: usize, user_runs: usize) -> serde_json::Value {
             "jsh_ssh": {
                 "tries": samples.len(),
                 "failed": failures.len(),
-                "first_success_after_sigterm_ms": ms(first_success_after),
-                "p50_ms": ms(quantile(&successes, 0.5)),
-                "p99_ms": ms(quantile(&successes, 0.99)),
+                "first_success_after_sigterm_ms": first_success_after.map(ms),
+                "p50_ms": quantile(&successes, 0.5).map(ms),
+                "p99_ms": quantile(&successes, 0.99).map(ms),
             },
         },
     })

@@ -204,7 +204,7 @@ const OUTPUT_BUFFER: usize = 256 * 1024;
 /// The ciphers jsh offers, best first. AES-GCM leads (OpenSSH puts ChaCha20-Poly1305
 /// first): with AES instructions, which every x86-64 and ARMv8 server CPU of the last
 /// decade has, aws-lc's AES-256-GCM costs several times less CPU per byte than its
-/// ChaCha20-Poly1305 (measured in `bench/src/bin/ssh.rs`, see bench/RESULTS.md), and
+/// ChaCha20-Poly1305 (measured in `bench/src/bin/ssh.rs`, profiles in bench/HISTORY.md), and
 /// bulk transfers through the proxy are CPU-bound.
 const CIPHERS: &[russh::cipher::Name] = &[
     russh::cipher::AES_256_GCM,
