@@ -772,7 +772,7 @@ fn load(home: &Path) -> Loaded {
     let tls = profile
         .tls_credentials()
         .unwrap()
-        .client_config_with_alpn(&[ALPN_SSH])
+        .client_config_for(jumpgate_api::tls::IdentityKind::Proxy, &[ALPN_SSH])
         .unwrap();
     let trusted = profile.host_ca_fingerprints().unwrap();
     let (key, cert) = profile.ssh_identity().unwrap();

@@ -212,7 +212,7 @@ async fn main() {
     let (client_cert, client_key) = issue(&ca, IdentityKind::Node, "client", &[]);
     let client_tls = TlsCredentials::from_pem(&client_cert, &client_key, ca.cert_pem())
         .unwrap()
-        .client_config_with_alpn(&[ALPN_REVERSE_TUNNEL])
+        .client_config_for(IdentityKind::Proxy, &[ALPN_REVERSE_TUNNEL])
         .unwrap();
     let tcp_addr = tcp_echo_server().await;
     let tls_addr = tls_echo_server(server_tls).await;

@@ -3,6 +3,8 @@
 //! Every connection between services is mutual TLS under the cluster's TLS CA
 //! (DESIGN.md "Invariants"). One crypto provider: aws-lc-rs, as rustls' default.
 
+pub use jumpgate_pki::IdentityKind;
+use jumpgate_pki::TlsIdentity;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -148,22 +150,108 @@ impl TlsCredentials {
         Ok(Arc::new(config))
     }
 
-    /// A client config presenting this identity and trusting only the cluster's CAs.
+    /// A client config presenting this identity and trusting only the cluster's CAs,
+    /// for the auth API: the server must hold an **auth** identity.
     pub fn client_config(&self) -> Result<Arc<ClientConfig>, ApiError> {
-        self.client_config_with_alpn(&[ALPN_H2])
+        self.client_config_for(IdentityKind::Auth, &[ALPN_H2])
     }
 
-    /// As [`client_config`](Self::client_config), offering other ALPN protocols (the
-    /// reverse tunnel's).
-    pub fn client_config_with_alpn(&self, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>, ApiError> {
+    /// A client config presenting this identity, offering `alpn`, that accepts only a
+    /// server whose certificate (under the cluster's CAs) carries the identity kind
+    /// `peer`: an agent's tunnel and a user's SSH dial want a proxy, every auth API
+    /// client an auth server. A name in the certificate is not enough, since any host
+    /// certificate may carry names (DESIGN.md "Identity": every peer checks the role).
+    pub fn client_config_for(
+        &self,
+        peer: IdentityKind,
+        alpn: &[&[u8]],
+    ) -> Result<Arc<ClientConfig>, ApiError> {
+        let webpki =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(self.roots()?, provider())
+                .build()
+                .map_err(|err| credentials("trusted CAs", err))?;
+        let verifier = PeerRoleVerifier {
+            inner: webpki,
+            expected: peer,
+        };
         let mut config = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|err| credentials("TLS", err))?
-            .with_root_certificates(self.roots()?)
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
             .with_client_auth_cert(self.chain.clone(), self.key.clone_key())
             .map_err(|err| credentials("certificate and key", err))?;
         config.alpn_protocols = alpn.iter().map(|proto| proto.to_vec()).collect();
         Ok(Arc::new(config))
+    }
+}
+
+/// The identity kind a verified server certificate carries must be the one the client
+/// meant to reach: a node that obtained a certificate naming `jumpgate.cluster.local`
+/// or `proxy.jumpgate.cluster.local` still cannot pose as auth or as a proxy.
+pub fn check_peer_role(end_entity: &[u8], expected: IdentityKind) -> Result<(), rustls::Error> {
+    let identity = TlsIdentity::from_cert_der(end_entity).map_err(|err| {
+        rustls::Error::General(format!(
+            "the server's certificate carries no usable cluster identity ({err})"
+        ))
+    })?;
+    if identity.kind != expected {
+        return Err(rustls::Error::General(format!(
+            "the server is a {} ({}), not the {expected} this client meant to reach; \
+             check the address, or someone is posing as the {expected}",
+            identity.kind, identity.name
+        )));
+    }
+    Ok(())
+}
+
+/// webpki path validation under the cluster's CAs, then [`check_peer_role`].
+#[derive(Debug)]
+struct PeerRoleVerifier {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    expected: IdentityKind,
+}
+
+impl ServerCertVerifier for PeerRoleVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verified = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
+        check_peer_role(end_entity.as_ref(), self.expected)?;
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
     }
 }
 
@@ -215,8 +303,8 @@ pub fn spki_pin(cert_der: &[u8]) -> Option<String> {
 }
 
 /// Trusts a server whose chain includes a CA with a pinned public key, and whose leaf
-/// that CA signed for [`AUTH_SERVER_NAME`]: full webpki path validation, with the
-/// pinned CA as the only root.
+/// that CA signed for [`AUTH_SERVER_NAME`] with an auth identity: full webpki path
+/// validation, with the pinned CA as the only root, then the role.
 #[derive(Debug)]
 struct PinnedCaVerifier {
     pins: Vec<Vec<u8>>,
@@ -255,7 +343,11 @@ impl ServerCertVerifier for PinnedCaVerifier {
         )
         .build()
         .map_err(|err| rustls::Error::General(err.to_string()))?;
-        inner.verify_server_cert(end_entity, &[], server_name, ocsp_response, now)
+        let verified =
+            inner.verify_server_cert(end_entity, &[], server_name, ocsp_response, now)?;
+        // A joining host sends its token to this server: it must be an auth server.
+        check_peer_role(end_entity.as_ref(), IdentityKind::Auth)?;
+        Ok(verified)
     }
 
     fn verify_tls12_signature(

@@ -45,7 +45,11 @@ pub enum LoginError {
         "this user is locked after {MAX_FAILED_LOGINS} failed logins until {until}; an admin can unlock it with `jctl users unlock`"
     )]
     Locked { until: String },
-    #[error("a one-time code from your authenticator app is required")]
+    /// The right password without a code. It says exactly what a wrong password says:
+    /// telling them apart would confirm a guessed password without the second factor
+    /// (clients ask for the code up front when `/webapi/ping` says the cluster needs
+    /// one). Unlike a wrong guess, it does not count towards the lockout.
+    #[error("invalid user name, password or one-time code")]
     SecondFactorRequired,
     #[error(transparent)]
     Internal(#[from] AuthError),
@@ -219,6 +223,11 @@ impl Users<'_> {
             Err(LoginError::Internal(err)) => {
                 AuditEvent::failure(EventType::UserLogin, err.to_string())
             }
+            // The operator may know what the user was not told.
+            Err(LoginError::SecondFactorRequired) => AuditEvent::failure(
+                EventType::UserLogin,
+                "the password was right but no one-time code was given",
+            ),
             Err(err) => AuditEvent::failure(EventType::UserLogin, err.to_string()),
         }
         .at(timestamp(now))

@@ -149,6 +149,13 @@ async fn wrong_password_unknown_user_and_bad_codes_are_refused_alike() {
         matches!(missing, LoginError::SecondFactorRequired),
         "{missing}"
     );
+    // A right password without a code must not be told apart from a wrong one: that
+    // would confirm the password without the second factor.
+    assert_eq!(
+        missing.to_string(),
+        messages[0],
+        "a right password without a code answers like a wrong password"
+    );
     // The unknown user left no trace in the state.
     assert!(
         f.backend

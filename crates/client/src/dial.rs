@@ -36,7 +36,7 @@ pub async fn dial_node(
     let proxy = ProxyAddr::parse(&profile.meta.proxy)?;
     let tls = profile
         .tls_credentials()?
-        .client_config_with_alpn(&[ALPN_SSH])?;
+        .client_config_for(jumpgate_api::tls::IdentityKind::Proxy, &[ALPN_SSH])?;
     let addr = proxy.to_string();
     let exchange = async {
         let name = ServerName::try_from(PROXY_SERVER_NAME)

@@ -83,5 +83,18 @@ pub async fn join(params: JoinParams<'_>) -> Result<HostIdentity, AgentError> {
         ));
     }
     let cluster = joined.cluster_name.clone();
-    Ok(keys.into_identity(cluster, params.host_uuid.to_string(), joined))
+    // Auth decides the UUID: another host may already hold the one this host asked for.
+    let host_uuid = if joined.host_uuid.is_empty() {
+        params.host_uuid.to_string()
+    } else {
+        joined.host_uuid.clone()
+    };
+    if host_uuid != params.host_uuid {
+        tracing::warn!(
+            requested = params.host_uuid,
+            assigned = %host_uuid,
+            "another host holds the UUID this host asked for; auth assigned this one"
+        );
+    }
+    Ok(keys.into_identity(cluster, host_uuid, joined))
 }

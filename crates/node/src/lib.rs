@@ -94,15 +94,13 @@ pub async fn load_or_join(
     params: join::JoinParams<'_>,
 ) -> Result<HostIdentity, AgentError> {
     if let Some(stored) = HostIdentity::load(data_dir)? {
-        if stored.host_uuid != params.host_uuid {
-            return Err(AgentError::Identity(format!(
-                "the stored identity belongs to host {} but this host is {}; remove {} to join again",
-                stored.host_uuid,
-                params.host_uuid,
-                identity::identity_dir(data_dir).display()
-            )));
-        }
-        info!(cluster = %stored.cluster, "using the stored host identity");
+        // Auth decides the UUID at join (another host may have held the one asked
+        // for): the stored identity's UUID is this host's.
+        info!(
+            cluster = %stored.cluster,
+            host_uuid = %stored.host_uuid,
+            "using the stored host identity"
+        );
         return Ok(stored);
     }
     let Some(token) = token else {

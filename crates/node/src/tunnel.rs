@@ -183,7 +183,9 @@ async fn connect(
         &identity.tls_key_pem,
         &identity.tls_ca_pem,
     )
-    .and_then(|credentials| credentials.client_config_with_alpn(&[ALPN_REVERSE_TUNNEL]))
+    .and_then(|credentials| {
+        credentials.client_config_for(jumpgate_pki::IdentityKind::Proxy, &[ALPN_REVERSE_TUNNEL])
+    })
     .map_err(|err| AgentError::Identity(err.to_string()))?;
     let unreachable = |err: String| AgentError::Unreachable(format!("{proxy_addr}: {err}"));
     let tcp = tokio::time::timeout(

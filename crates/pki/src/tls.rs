@@ -58,12 +58,12 @@ impl IdentityKind {
         })
     }
 
-    /// Hosts also serve TLS; users and admins only ever dial.
-    fn is_host(self) -> bool {
-        matches!(
-            self,
-            IdentityKind::Node | IdentityKind::Proxy | IdentityKind::Auth
-        )
+    /// Proxies and auth servers serve TLS. Nodes only dial out (their reverse tunnels;
+    /// what they serve is SSH), like users and admins: their certificates carry no DNS
+    /// names, no addresses and no `serverAuth`, so no TLS client can take one for a
+    /// server.
+    fn serves_tls(self) -> bool {
+        matches!(self, IdentityKind::Proxy | IdentityKind::Auth)
     }
 }
 
@@ -365,7 +365,7 @@ impl TlsCa {
                 "the TTL must be more than zero".to_string(),
             ));
         }
-        if !params.identity.kind.is_host()
+        if !params.identity.kind.serves_tls()
             && (!params.dns_names.is_empty() || !params.ip_addresses.is_empty())
         {
             return Err(PkiError::InvalidRequest(format!(
@@ -396,7 +396,7 @@ impl TlsCa {
         }
         cert.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         cert.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        if params.identity.kind.is_host() {
+        if params.identity.kind.serves_tls() {
             cert.extended_key_usages
                 .push(ExtendedKeyUsagePurpose::ServerAuth);
         }

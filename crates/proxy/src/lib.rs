@@ -17,6 +17,7 @@
 
 pub mod certs;
 pub mod client_hello;
+pub mod idle;
 pub mod prefixed;
 pub mod proxy_protocol;
 pub mod router;

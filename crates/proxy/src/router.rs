@@ -15,6 +15,7 @@
 //! resources; garbage on one connection costs only that connection.
 
 use crate::client_hello::{ClientHelloInfo, PeekError, read_client_hello};
+use crate::idle::Watched;
 use crate::prefixed::PrefixedStream;
 use crate::proxy_protocol::{self, read_header};
 use crate::ssh::SshRouting;
@@ -45,6 +46,12 @@ pub struct RouterSettings {
     pub proxy_protocol: bool,
     /// From accept to the end of the TLS handshake (PROXY header and ClientHello included).
     pub handshake_timeout: Duration,
+    /// Web API connections on which nothing moves for this long are closed (their
+    /// first request must come within `handshake_timeout`).
+    pub web_idle_timeout: Duration,
+    /// Auth API connections passed through on which nothing moves for this long are
+    /// closed (auth servers ping their clients every 30 s, so live ones never are).
+    pub passthrough_idle_timeout: Duration,
     /// Connections open at once; more are closed at accept.
     pub max_connections: usize,
     /// Auth servers (`host:port`) the auth API is passed through to, tried in order.
@@ -56,6 +63,8 @@ impl Default for RouterSettings {
         RouterSettings {
             proxy_protocol: false,
             handshake_timeout: Duration::from_secs(10),
+            web_idle_timeout: Duration::from_secs(90),
+            passthrough_idle_timeout: Duration::from_secs(300),
             max_connections: 20_000,
             auth_addrs: Vec::new(),
         }
@@ -267,7 +276,18 @@ impl Router {
                 )
                 .await;
                 match accepted {
-                    Ok(Ok(tls)) => self.web.serve_connection(tls, client).await,
+                    Ok(Ok(tls)) => {
+                        let first_request =
+                            deadline.saturating_duration_since(tokio::time::Instant::now());
+                        self.web
+                            .serve_connection(
+                                tls,
+                                client,
+                                first_request,
+                                self.settings.web_idle_timeout,
+                            )
+                            .await;
+                    }
                     Ok(Err(err)) => info!(client = %client, %err, "TLS handshake failed"),
                     Err(_) => info!(client = %client, "TLS handshake timed out"),
                 }
@@ -346,12 +366,7 @@ impl Router {
 
     /// Splices the connection to the first auth server that answers, replaying the
     /// bytes read so far.
-    async fn pass_to_auth(
-        &self,
-        mut client_stream: TcpStream,
-        replay: Vec<u8>,
-        client: SocketAddr,
-    ) {
+    async fn pass_to_auth(&self, client_stream: TcpStream, replay: Vec<u8>, client: SocketAddr) {
         let mut upstream = None;
         for addr in &self.settings.auth_addrs {
             match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await {
@@ -373,7 +388,14 @@ impl Router {
             return;
         }
         debug!(client = %client, "auth API connection passed through");
-        let _ = tokio::io::copy_bidirectional(&mut client_stream, &mut upstream).await;
+        let (mut client_stream, activity) = Watched::new(client_stream);
+        let idle = self.settings.passthrough_idle_timeout;
+        tokio::select! {
+            _ = tokio::io::copy_bidirectional(&mut client_stream, &mut upstream) => {}
+            why = activity.expired(idle, idle) => {
+                debug!(client = %client, why, "closed an auth API connection");
+            }
+        }
     }
 }
 

@@ -14,6 +14,7 @@
 //! rate limits and audit events see the real client. Requests are small; bodies over
 //! 64 KiB are refused, and unknown JSON fields are errors naming the field.
 
+use crate::idle::Watched;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, Extension, State};
 use axum::http::StatusCode;
@@ -106,8 +107,18 @@ impl WebApi {
     }
 
     /// Serves HTTP on one TLS connection until the client goes.
-    pub async fn serve_connection<S>(&self, stream: S, client: SocketAddr)
-    where
+    ///
+    /// The first request must start within `first_request` (what is left of the
+    /// handshake deadline), and a connection on which nothing moves for `idle` is
+    /// closed: hyper's auto builder alone would wait for a silent client's first byte
+    /// forever.
+    pub async fn serve_connection<S>(
+        &self,
+        stream: S,
+        client: SocketAddr,
+        first_request: Duration,
+        idle: Duration,
+    ) where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
         let service =
@@ -117,11 +128,17 @@ impl WebApi {
             .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_TIMEOUT);
-        if let Err(err) = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .await
-        {
-            debug!(%client, %err, "web API connection ended");
+        let (stream, activity) = Watched::new(stream);
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        tokio::select! {
+            served = connection => {
+                if let Err(err) = served {
+                    debug!(%client, %err, "web API connection ended");
+                }
+            }
+            why = activity.expired(first_request, idle) => {
+                debug!(%client, why, "closed a web API connection");
+            }
         }
     }
 }
@@ -376,6 +393,8 @@ struct JoinResponse {
     tls_ca_pems: Vec<String>,
     user_ca_keys: String,
     host_ca_known_hosts: String,
+    /// The UUID auth decided: the one asked for unless another host holds it.
+    host_uuid: String,
 }
 
 async fn join(
@@ -405,5 +424,6 @@ async fn join(
         tls_ca_pems: joined.tls_ca_pems,
         user_ca_keys: joined.user_ca_keys,
         host_ca_known_hosts: joined.host_ca_known_hosts,
+        host_uuid: joined.host_uuid,
     }))
 }

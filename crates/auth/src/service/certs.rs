@@ -218,7 +218,8 @@ impl AuthServer {
         Ok((outcome?, now + ttl))
     }
 
-    /// A host with a join token asks for its certificates.
+    /// A host with a join token asks for its certificates. Auth decides the identity:
+    /// no reserved names, and the requested UUID only if no other key holds it.
     pub(crate) async fn join_host(
         &self,
         caller: &Caller,
@@ -238,6 +239,8 @@ impl AuthServer {
             }
         };
         Self::check_host_request(&request)?;
+        self.check_host_names(caller, "Join", kind, &request.host_name, &request.addresses)
+            .await?;
         let remote = Self::client_addr_text(caller, &request.client_addr);
         self.tokens()
             .check_join(
@@ -248,6 +251,20 @@ impl AuthServer {
                 SystemTime::now(),
             )
             .await?;
+        let host_uuid = self
+            .register_host_uuid(
+                caller,
+                remote.as_deref(),
+                kind,
+                &request.host_uuid,
+                &request.host_name,
+                &request.tls_public_key_pem,
+            )
+            .await?;
+        let request = proto::JoinRequest {
+            host_uuid,
+            ..request
+        };
         self.issue_host_identity(caller, role, kind, &request).await
     }
 
@@ -285,6 +302,21 @@ impl AuthServer {
             client_addr: String::new(),
         };
         Self::check_host_request(&request)?;
+        self.check_host_names(
+            caller,
+            "RenewHost",
+            kind,
+            &request.host_name,
+            &request.addresses,
+        )
+        .await?;
+        self.reregister_host_uuid(
+            kind,
+            &request.host_uuid,
+            &request.host_name,
+            &request.tls_public_key_pem,
+        )
+        .await?;
         self.issue_host_identity(caller, role, kind, &request).await
     }
 
@@ -339,7 +371,11 @@ impl AuthServer {
                 caller,
             )
             .await?;
-        let (dns_names, ip_addresses): (Vec<String>, Vec<IpAddr>) = {
+        // Only hosts that serve TLS (proxies) get names in their X.509 certificate; a
+        // node's only dials out.
+        let (dns_names, ip_addresses): (Vec<String>, Vec<IpAddr>) = if kind != IdentityKind::Proxy {
+            (Vec::new(), Vec::new())
+        } else {
             let mut dns = vec![request.host_name.clone()];
             let mut ips = Vec::new();
             for address in &request.addresses {
@@ -387,6 +423,7 @@ impl AuthServer {
             user_ca_keys: export(authorities.user.export_openssh())?,
             host_ca_known_hosts: export(authorities.host.export_openssh())?,
             cluster_name: authorities.cluster.clone(),
+            host_uuid: request.host_uuid.clone(),
         })
     }
 }

@@ -9,6 +9,7 @@
 mod caller;
 mod certs;
 mod errors;
+mod hosts;
 mod resources;
 
 pub use caller::Caller;

@@ -380,7 +380,7 @@ impl Connection {
         };
         let file_copy = match &program {
             process::Program::Sftp => Some("sftp"),
-            process::Program::Command(line) if session::is_scp(line) => Some("scp"),
+            process::Program::Command(line) => session::file_copy_program(line),
             _ => None,
         };
         if let Some(what) = file_copy
@@ -519,9 +519,17 @@ impl russh::server::Handler for Connection {
                 .await;
             return Ok(());
         }
+        // A port above 65535 is refused, not truncated to another port (65536+22 is
+        // not port 22).
+        let Some(port) = valid_forward_port(port_to_connect) else {
+            let reason = format!("port forwarding to {target}: the port must be 1-65535");
+            self.refuse_request(&reason);
+            reply.reject(russh::ChannelOpenFailure::ConnectFailed).await;
+            return Ok(());
+        };
         let connected = tokio::time::timeout(
             Duration::from_secs(10),
-            tokio::net::TcpStream::connect((host_to_connect, port_to_connect as u16)),
+            tokio::net::TcpStream::connect((host_to_connect, port)),
         )
         .await;
         let event = self
@@ -745,5 +753,24 @@ impl Connection {
             }
         }
         Ok(())
+    }
+}
+
+/// A `direct-tcpip` target port as a TCP port: 1-65535 (the SSH message carries 32 bits).
+fn valid_forward_port(port: u32) -> Option<u16> {
+    u16::try_from(port).ok().filter(|port| *port != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_forward_port;
+
+    #[test]
+    fn forward_ports_beyond_16_bits_are_refused_not_truncated() {
+        assert_eq!(valid_forward_port(22), Some(22));
+        assert_eq!(valid_forward_port(65535), Some(65535));
+        assert_eq!(valid_forward_port(65536 + 22), None);
+        assert_eq!(valid_forward_port(u32::MAX), None);
+        assert_eq!(valid_forward_port(0), None);
     }
 }

@@ -74,6 +74,36 @@ pub(super) fn is_scp(line: &str) -> bool {
         && words.any(|w| w.starts_with("-t") || w.starts_with("-f"))
 }
 
+/// Whether an `exec` line runs one of OpenSSH's file-copy servers anywhere in it, for
+/// `ssh_file_copy: false`: scp in server mode (`-t`/`-f`, also after `env`, a path, a
+/// shell's `-c` or other flags), `sftp-server` run as a command, or `rsync --server`.
+/// It errs on the side of refusing (`echo scp -t` is refused too): a user who may run
+/// commands can still copy bytes by hand, but not with the file-copy tools.
+pub(super) fn file_copy_program(line: &str) -> Option<&'static str> {
+    let words: Vec<&str> = line
+        .split(|c: char| c.is_whitespace() || "'\";|&()`$<>{}".contains(c))
+        .filter(|word| !word.is_empty())
+        .collect();
+    let base = |word: &str| word.rsplit('/').next().unwrap_or(word).to_string();
+    for (index, word) in words.iter().enumerate() {
+        let rest = words.get(index + 1..).unwrap_or_default();
+        match base(word).as_str() {
+            "scp" if rest.iter().any(|w| is_scp_server_flag(w)) => return Some("scp"),
+            "sftp-server" | "internal-sftp" => return Some("sftp"),
+            "rsync" if rest.contains(&"--server") => return Some("rsync"),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// `-t`, `-f`, or a bundle of single-letter flags that holds one (`-rt`, `-prf`).
+fn is_scp_server_flag(word: &str) -> bool {
+    word.strip_prefix('-').is_some_and(|flags| {
+        !flags.starts_with('-') && !flags.is_empty() && (flags.contains('t') || flags.contains('f'))
+    })
+}
+
 impl SessionChannel {
     pub fn started(&self) -> bool {
         self.input.is_some()
@@ -529,6 +559,34 @@ mod tests {
         assert!(!is_scp("scpx -t"));
         assert!(!is_scp("echo scp -t"));
         assert!(!is_scp("scp"));
+    }
+
+    #[test]
+    fn every_way_to_run_a_file_copy_server_is_recognised() {
+        for line in [
+            "scp -t /tmp",
+            "scp -r -t /tmp",
+            "scp -rt /tmp",
+            "/usr/bin/scp -f x",
+            "env scp -t /tmp",
+            "env -i /usr/bin/scp -p -t /tmp",
+            "sh -c 'scp -t /tmp'",
+            "true; scp -t /tmp",
+            "/usr/lib/openssh/sftp-server",
+            "exec /usr/lib/openssh/sftp-server -e",
+            "rsync --server -vlogDtpre.iLsfxCIvu . /tmp",
+        ] {
+            assert!(file_copy_program(line).is_some(), "{line}");
+        }
+        for line in [
+            "ls -la",
+            "scpx -t",
+            "scp",
+            "echo hello",
+            "cat /etc/hostname",
+        ] {
+            assert_eq!(file_copy_program(line), None, "{line}");
+        }
     }
 
     #[test]

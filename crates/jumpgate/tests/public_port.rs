@@ -1,0 +1,144 @@
+//! The public port cannot be starved (issue: security hardening, part 2): clients that
+//! complete TLS on the web route (open to anyone) and then send nothing are closed
+//! within the handshake deadline, and do not delay anyone else meanwhile. A real
+//! daemon; the silent clients are real TLS clients (rustls) that verify the proxy.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use std::io::Read;
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::{Daemon, text, wait_until};
+
+/// The proxy's handshake deadline (`RouterSettings::handshake_timeout`'s default).
+const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
+
+fn wait_ready(daemon: &Daemon, data: &Path) -> String {
+    let ready = wait_until(Duration::from_secs(30), || {
+        data.join("proxy_addr").exists()
+            && daemon.readyz().is_some_and(|(status, body)| {
+                status == 200 && body.contains("auth") && body.contains("proxy")
+            })
+    });
+    assert!(ready, "proxy not ready; log:\n{}", daemon.log_text());
+    std::fs::read_to_string(data.join("proxy_addr"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// A TLS client config trusting the cluster's CA, offering `alpn`.
+fn client_config(data: &Path, alpn: &[u8]) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(data.join("admin/ca.pem")).unwrap();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Arc::new(config)
+}
+
+/// Completes a TLS handshake with the proxy and then says nothing.
+fn silent_tls_client(
+    addr: &str,
+    config: Arc<rustls::ClientConfig>,
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let mut tcp = TcpStream::connect(addr).unwrap();
+    let mut tls =
+        rustls::ClientConnection::new(config, ServerName::try_from("localhost").unwrap()).unwrap();
+    while tls.is_handshaking() {
+        tls.complete_io(&mut tcp).unwrap();
+    }
+    rustls::StreamOwned::new(tls, tcp)
+}
+
+/// `curl /webapi/ping`: its HTTP status and how long it took.
+fn ping(base: &str, data: &Path) -> (String, Duration) {
+    let started = Instant::now();
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
+        .arg("--cacert")
+        .arg(data.join("admin/ca.pem"))
+        .arg(format!("{base}/webapi/ping"))
+        .output()
+        .expect("curl (./test.sh installs it)");
+    (text(&out.stdout), started.elapsed())
+}
+
+#[test]
+fn silent_clients_past_tls_on_the_web_route_are_closed_at_the_handshake_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let daemon = Daemon::start(
+        &["--dev", "--data-dir", data.to_str().unwrap()],
+        &dir.path().join("daemon.log"),
+    );
+    let proxy = wait_ready(&daemon, &data);
+    let base = format!("https://{proxy}");
+
+    // Half speak HTTP/1.1, half HTTP/2 (hyper's auto builder waits for the preface).
+    let started = Instant::now();
+    let mut silent: Vec<_> = (0..60)
+        .map(|i| {
+            let alpn: &[u8] = if i % 2 == 0 { b"http/1.1" } else { b"h2" };
+            silent_tls_client(&proxy, client_config(&data, alpn))
+        })
+        .collect();
+
+    // Meanwhile everyone else is served at once.
+    let (status, took) = ping(&base, &data);
+    assert_eq!(status, "200", "ping while 60 silent clients wait");
+    assert!(took < Duration::from_secs(3), "ping took {took:?}");
+
+    // Every silent client is closed by the proxy within its handshake deadline (plus
+    // scheduling slack), not held for ever.
+    let limit = HANDSHAKE_DEADLINE + Duration::from_secs(5);
+    for (index, stream) in silent.iter_mut().enumerate() {
+        let left = limit
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(10));
+        stream.sock.set_read_timeout(Some(left)).unwrap();
+        let mut byte = [0u8; 1];
+        match stream.read(&mut byte) {
+            Ok(0) => {}
+            Ok(_) => panic!("client {index}: the proxy sent data to a client that asked nothing"),
+            Err(err) => assert!(
+                !matches!(
+                    err.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ),
+                "client {index} still open after {:?}: {err}",
+                started.elapsed()
+            ),
+        }
+    }
+    assert!(started.elapsed() >= HANDSHAKE_DEADLINE - Duration::from_secs(1));
+    let (status, _) = ping(&base, &data);
+    assert_eq!(status, "200");
+}
