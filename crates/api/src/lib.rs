@@ -7,13 +7,15 @@
 //!   callers in, because a joining host has none yet; each call then decides what
 //!   the caller's identity (or its absence) may do.
 //! - [`server`]: serves the API on a listener, handing every call its [`PeerInfo`].
-//! - [`mirror`]: roles, users and nodes kept in memory by proxies and nodes.
+//! - [`mirror`]: roles, users, nodes and locks kept in memory by proxies and nodes.
+//! - [`live`]: the live connections a proxy or node holds, so a lock ends them at once.
 //! - [`ssh_route`]: how a user's SSH connection asks the proxy for a node.
 //! - [`client`]: dials an auth server (directly; through the proxy later) and returns the
 //!   typed client.
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod live;
 pub mod mirror;
 pub mod server;
 pub mod ssh_route;

@@ -144,6 +144,12 @@ impl<T: Send + Sync + 'static> Mirror<T> {
             .is_ok_and(|result| result.is_ok())
     }
 
+    /// A receiver that changes after every successful refresh (to act on new state, such
+    /// as locks that end live sessions).
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
     /// Waits until the first refresh succeeded, at most `timeout`; says whether it did.
     pub async fn wait_loaded(&self, timeout: Duration) -> bool {
         let mut loaded = self.loaded.subscribe();

@@ -59,6 +59,12 @@ pub enum EventType {
     /// A certificate authority was rotated.
     #[serde(rename = "cert_authority.rotate")]
     CertAuthorityRotate,
+    /// A lock was created (a user, role, login or node cut off).
+    #[serde(rename = "lock.created")]
+    LockCreated,
+    /// A lock was removed.
+    #[serde(rename = "lock.deleted")]
+    LockDeleted,
 }
 
 /// The one table of event names and codes: (type, name, success code, failure code).
@@ -67,7 +73,7 @@ pub enum EventType {
 /// `T2000I` session start, `T3002I` exec, ...), so Teleport users' alerting keeps working.
 /// The last letter is the severity: `I` info, `W` warning (refused), `E` error (failed).
 /// Where Teleport has no failure code we use the success code with `W`.
-const TABLE: [(EventType, &str, &str, &str); 19] = [
+const TABLE: [(EventType, &str, &str, &str); 21] = [
     (EventType::UserLogin, "user.login", "T1000I", "T1000W"),
     (EventType::UserCreate, "user.create", "T1002I", "T1002W"),
     (EventType::UserUpdate, "user.update", "T1003I", "T1003W"),
@@ -107,6 +113,8 @@ const TABLE: [(EventType, &str, &str, &str); 19] = [
         "TCA01I",
         "TCA01W",
     ),
+    (EventType::LockCreated, "lock.created", "TLK00I", "TLK00W"),
+    (EventType::LockDeleted, "lock.deleted", "TLK01I", "TLK01W"),
 ];
 
 impl EventType {

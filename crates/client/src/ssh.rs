@@ -51,10 +51,31 @@ struct NodeHandler {
     trusted_host_cas: Vec<Fingerprint>,
     node_uuid: String,
     agent_socket: Option<PathBuf>,
+    /// What the node said when it closed the connection (a lock, an expired
+    /// certificate, an idle timeout), for the user.
+    disconnect_reason: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl client::Handler for NodeHandler {
     type Error = HandlerError;
+
+    async fn disconnected(
+        &mut self,
+        reason: client::DisconnectReason<HandlerError>,
+    ) -> Result<(), HandlerError> {
+        match reason {
+            client::DisconnectReason::ReceivedDisconnect(info) => {
+                if !info.message.is_empty() {
+                    *self
+                        .disconnect_reason
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(info.message);
+                }
+                Ok(())
+            }
+            client::DisconnectReason::Error(err) => Err(err),
+        }
+    }
 
     async fn check_server_key(
         &mut self,
@@ -238,6 +259,7 @@ fn ssh_config() -> client::Config {
 pub struct SshConnection {
     handle: Arc<Handle<NodeHandler>>,
     node: String,
+    disconnect_reason: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl std::fmt::Debug for SshConnection {
@@ -489,10 +511,12 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let node = node.to_string();
+    let disconnect_reason = Arc::default();
     let handler = NodeHandler {
         trusted_host_cas: profile.host_ca_fingerprints()?,
         node_uuid: host_principal.to_string(),
         agent_socket,
+        disconnect_reason: Arc::clone(&disconnect_reason),
     };
     let (key, cert) = profile.ssh_identity()?;
     let ssh_error = |reason: String| ClientError::Ssh {
@@ -533,10 +557,19 @@ where
     Ok(SshConnection {
         handle: Arc::new(handle),
         node,
+        disconnect_reason,
     })
 }
 
 impl SshConnection {
+    /// Why the node closed the connection, when it said (OpenSSH prints it too).
+    pub fn disconnect_reason(&self) -> Option<String> {
+        self.disconnect_reason
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// The node's host name (or UUID).
     pub fn node(&self) -> &str {
         &self.node

@@ -4,7 +4,7 @@
 
 use crate::identity;
 use crate::jctl_cli::{
-    AuditCommand, AuthCommand, CaType, CertFormat, JctlCli, JctlCommand, NodesCommand,
+    AuditCommand, AuthCommand, CaType, CertFormat, JctlCli, JctlCommand, LockArgs, NodesCommand,
     OutputFormat, RotateType, TokensCommand, UsersCommand,
 };
 use anyhow::{Context, Result, anyhow, bail};
@@ -151,6 +151,7 @@ pub async fn run(cli: JctlCli) -> Result<()> {
         JctlCommand::Get { target, format } => get(&mut client, &target, format.format).await,
         JctlCommand::Create { file, force } => create(&mut client, &file, force).await,
         JctlCommand::Rm { target } => rm(&mut client, &target).await,
+        JctlCommand::Lock(args) => lock(&mut client, args).await,
         JctlCommand::Auth(command) => auth(&mut client, command).await,
         JctlCommand::Audit(command) => audit(&mut client, command).await,
     }
@@ -621,6 +622,52 @@ async fn create(client: &mut AuthClient, file: &Path, force: bool) -> Result<()>
         };
         println!("{} {:?} has been {verb}.", response.kind, response.name);
     }
+    Ok(())
+}
+
+/// `jctl lock`: a `kind: lock` resource named by a fresh UUID, as Teleport's `tctl lock`.
+async fn lock(client: &mut AuthClient, args: LockArgs) -> Result<()> {
+    let mut target = serde_json::Map::new();
+    for (kind, value) in [
+        ("user", &args.user),
+        ("role", &args.role),
+        ("login", &args.login),
+        ("node", &args.node),
+    ] {
+        if let Some(value) = value {
+            target.insert(kind.to_string(), json!(value));
+        }
+    }
+    let expires = match (&args.ttl, &args.expires) {
+        (Some(ttl), _) => {
+            Some(humantime::format_rfc3339_seconds(SystemTime::now() + *ttl).to_string())
+        }
+        (None, Some(time)) => Some(time.clone()),
+        (None, None) => None,
+    };
+    let mut spec = serde_json::Map::new();
+    spec.insert("target".to_string(), Value::Object(target));
+    spec.insert("message".to_string(), json!(args.message));
+    if let Some(expires) = &expires {
+        spec.insert("expires".to_string(), json!(expires));
+    }
+    let name = uuid::Uuid::new_v4().to_string();
+    let document = json!({
+        "kind": "lock",
+        "version": "v2",
+        "metadata": { "name": name },
+        "spec": spec,
+    });
+    client
+        .upsert_resource(proto::UpsertResourceRequest {
+            document: document.to_string(),
+            source_name: "jctl lock".to_string(),
+            force: false,
+        })
+        .await
+        .map_err(status_error)?;
+    let until = expires.map_or_else(|| "until removed".to_string(), |t| format!("until {t}"));
+    println!("Created lock {name} ({until}); remove it with: jctl rm lock/{name}");
     Ok(())
 }
 

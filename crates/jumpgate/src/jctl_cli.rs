@@ -83,12 +83,43 @@ pub enum JctlCommand {
         /// KIND/NAME.
         target: String,
     },
+    /// Lock a user, role, login or node out of the cluster at once: proxies, nodes and
+    /// auth refuse its certificates and end its live sessions, until the lock expires or
+    /// `jctl rm lock/NAME` removes it. `jctl get locks` lists them.
+    Lock(LockArgs),
     /// Certificate authorities and certificates.
     #[command(subcommand)]
     Auth(AuthCommand),
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+}
+
+/// What `jctl lock` locks, why, and for how long.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["user", "role", "login", "node"])))]
+pub struct LockArgs {
+    /// A user, by name.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Everyone holding this role.
+    #[arg(long)]
+    pub role: Option<String>,
+    /// An OS login, on every node.
+    #[arg(long)]
+    pub login: Option<String>,
+    /// A node (or proxy), by UUID (`jctl nodes ls`): it is cut off and nobody reaches it.
+    #[arg(long, value_name = "UUID")]
+    pub node: Option<String>,
+    /// Shown to whoever is refused.
+    #[arg(long, default_value = "")]
+    pub message: String,
+    /// How long the lock lasts (e.g. 30m, 12h); default: until removed.
+    #[arg(long, value_parser = parse_duration, conflicts_with = "expires")]
+    pub ttl: Option<std::time::Duration>,
+    /// When the lock ends, in RFC 3339 (2030-01-02T15:04:05Z).
+    #[arg(long, value_name = "TIME")]
+    pub expires: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

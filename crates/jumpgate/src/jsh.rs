@@ -374,13 +374,21 @@ async fn ssh(args: SshArgs) -> Result<u8> {
         .await;
     drop(raw);
     drop(forwardings);
+    let closed_by_node = connection.disconnect_reason();
     connection.disconnect().await;
     let end = end?;
-    if let jumpgate_client::SessionEnd::Signalled {
-        signal, message, ..
-    } = &end
-    {
-        eprintln!("jsh: the remote command was killed by signal {signal} {message}");
+    match &end {
+        jumpgate_client::SessionEnd::Signalled {
+            signal, message, ..
+        } => eprintln!("jsh: the remote command was killed by signal {signal} {message}"),
+        jumpgate_client::SessionEnd::NoStatus => match closed_by_node {
+            Some(reason) => eprintln!("jsh: the node closed the connection: {reason}"),
+            None => eprintln!(
+                "jsh: the connection ended without an exit status (closed by the node or \
+                 the proxy)"
+            ),
+        },
+        jumpgate_client::SessionEnd::Exited(_) => {}
     }
     Ok(u8::try_from(end.exit_code()).unwrap_or(EXIT_CONNECTION))
 }

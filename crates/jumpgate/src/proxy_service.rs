@@ -102,7 +102,8 @@ impl InService {
     }
 }
 
-/// How often the proxy re-reads the nodes, roles and users it routes SSH with.
+/// How often the proxy re-reads the nodes, roles, users and locks it routes SSH with (a
+/// lock reaches the proxy within this, and ends live connections it names then).
 const ROUTING_REFRESH: Duration = Duration::from_secs(2);
 
 /// The in-memory view SSH routing decides from, refreshed through the proxy's auth
@@ -125,7 +126,7 @@ fn ssh_routing(
             let _ = shutdown.wait_for(|stopping| *stopping).await;
         }
     };
-    SshRouting {
+    let routing = SshRouting {
         nodes: Mirror::spawn(
             "node",
             ROUTING_REFRESH,
@@ -140,9 +141,19 @@ fn ssh_routing(
             ssh::parse_role,
             stop(),
         ),
-        users: Mirror::spawn("user", ROUTING_REFRESH, connect, ssh::parse_user, stop()),
+        users: Mirror::spawn(
+            "user",
+            ROUTING_REFRESH,
+            connect.clone(),
+            ssh::parse_user,
+            stop(),
+        ),
+        locks: Mirror::spawn("lock", ROUTING_REFRESH, connect, ssh::parse_lock, stop()),
         tunnels,
-    }
+        live: Arc::default(),
+    };
+    tokio::spawn(routing.clone().enforce_locks(stop()));
+    routing
 }
 
 /// What the proxy needs from the daemon.
@@ -618,6 +629,8 @@ pub async fn run_standalone(
     else {
         return;
     };
+    // Auth decided the UUID at join (the one asked for, unless another host held it).
+    let host_uuid = identity.host_uuid.clone();
     let started = start(ProxyServiceParams {
         config: config.clone(),
         auth_addr: auth_server,

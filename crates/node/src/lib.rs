@@ -116,7 +116,7 @@ pub async fn load_or_join(
     Ok(joined)
 }
 
-/// How often the node re-reads the roles it checks SSH logins against.
+/// How often the node re-reads the roles and locks it checks SSH logins against.
 const ROLES_REFRESH: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Connects to the auth API (through `server`) with the identity of the moment.
@@ -166,6 +166,15 @@ pub async fn run(config: AgentConfig, identity: HostIdentity, shutdown: watch::R
         },
         stop(),
     );
+    let locks = jumpgate_api::mirror::Mirror::spawn(
+        "lock",
+        ROLES_REFRESH,
+        connect.clone(),
+        |document| {
+            jumpgate_types::Lock::from_json("auth:lock", document).map_err(|e| e.to_string())
+        },
+        stop(),
+    );
     let recordings = ssh::recording::Recordings::new(&config.data_dir, false);
     tasks.push(tokio::spawn(
         recordings.clone().upload(connect.clone(), stop()),
@@ -181,9 +190,12 @@ pub async fn run(config: AgentConfig, identity: HostIdentity, shutdown: watch::R
             labels
         }),
         roles,
+        locks,
+        live: Arc::default(),
         events,
         recordings,
     });
+    tasks.push(tokio::spawn(ssh.clone().enforce_locks(stop())));
     if let Some(addr) = config.listen_addr.clone() {
         tasks.push(tokio::spawn(ssh::listen(ssh.clone(), addr, stop())));
     }

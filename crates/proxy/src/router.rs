@@ -303,7 +303,15 @@ impl Router {
                 else {
                     return;
                 };
-                if id.kind == IdentityKind::Node {
+                let locked = endpoint.ssh.as_ref().and_then(|ssh| {
+                    ssh.lock_refusal(&jumpgate_types::LockSubject {
+                        node: Some(&id.name),
+                        ..jumpgate_types::LockSubject::default()
+                    })
+                });
+                if let Some(reason) = locked {
+                    endpoint.refuse(client, reason, Some(id.to_uri()));
+                } else if id.kind == IdentityKind::Node {
                     endpoint
                         .tunnels
                         .clone()
@@ -360,7 +368,12 @@ impl Router {
             return;
         }
         if let Err(refusal) = routing.serve(tls_stream, &id, client).await {
-            endpoint.report(protocol, client, refusal.reason, Some(id.to_uri()));
+            endpoint.report(
+                protocol,
+                client,
+                refusal.audit_reason().to_string(),
+                Some(id.to_uri()),
+            );
         }
     }
 

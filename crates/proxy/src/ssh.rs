@@ -8,12 +8,13 @@
 //! ([`jumpgate_api::mirror`]): nothing on this path waits for the auth service.
 
 use crate::tunnel::{DialError, Tunnels};
+use jumpgate_api::live::LiveSet;
 use jumpgate_api::mirror::Mirror;
 use jumpgate_api::ssh_route::{
     DialErrorCode, DialRequest, DialResponse, RELAY_BUFFER, TARGET_SSH, read_line, to_line,
 };
 use jumpgate_pki::TlsIdentity;
-use jumpgate_types::{AccessChecker, Role, Traits};
+use jumpgate_types::{AccessChecker, Lock, LockSubject, Role, Traits, find_lock};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -97,20 +98,75 @@ pub fn parse_role(document: &str) -> Result<Role, String> {
     Role::from_json("auth:role", document).map_err(|e| e.to_string())
 }
 
+/// Parses a `lock` document.
+pub fn parse_lock(document: &str) -> Result<Lock, String> {
+    Lock::from_json("auth:lock", document).map_err(|e| e.to_string())
+}
+
+/// What locks may name about a relayed SSH connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveSsh {
+    pub user: String,
+    /// The roles the user's certificate carries.
+    pub roles: Vec<String>,
+    pub login: String,
+    /// The node's UUID.
+    pub node: String,
+}
+
+impl LiveSsh {
+    fn subject(&self) -> LockSubject<'_> {
+        LockSubject {
+            user: Some(&self.user),
+            roles: &self.roles,
+            login: Some(&self.login),
+            node: Some(&self.node),
+        }
+    }
+}
+
 /// What the proxy knows to route SSH connections.
 #[derive(Debug, Clone)]
 pub struct SshRouting {
     pub nodes: Arc<Mirror<NodeEntry>>,
     pub roles: Arc<Mirror<Role>>,
     pub users: Arc<Mirror<UserEntry>>,
+    pub locks: Arc<Mirror<Lock>>,
     pub tunnels: Arc<Tunnels>,
+    /// The connections being relayed now, so a new lock ends the ones it names.
+    pub live: Arc<LiveSet<LiveSsh>>,
 }
 
 /// A refused dial, for the log and the audit log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SshRefusal {
     pub code: DialErrorCode,
+    /// What the user is told.
     pub reason: String,
+    /// What the audit log says, when it knows more than the user may (a node the
+    /// user's roles hide looks absent to them).
+    pub detail: Option<String>,
+}
+
+impl SshRefusal {
+    fn new(code: DialErrorCode, reason: String) -> SshRefusal {
+        SshRefusal {
+            code,
+            reason,
+            detail: None,
+        }
+    }
+
+    /// The reason for the audit log.
+    pub fn audit_reason(&self) -> &str {
+        self.detail.as_deref().unwrap_or(&self.reason)
+    }
+}
+
+/// Why `node` is not there, as a user who may not see it is told: the same words as for
+/// a node that does not exist.
+fn no_such_node(wanted: &str) -> String {
+    format!("no node named {wanted:?} is online; `jsh ls` lists the nodes you can reach")
 }
 
 impl SshRouting {
@@ -123,14 +179,13 @@ impl SshRouting {
         let named: Vec<&NodeEntry> = nodes.iter().filter(|n| n.hostname == wanted).collect();
         match named.as_slice() {
             [node] => Ok((*node).clone()),
-            [] => Err(SshRefusal {
-                code: DialErrorCode::NotFound,
-                reason: format!(
-                    "no node named {wanted:?} is online; `jsh ls` lists the nodes you can reach"
-                ),
-            }),
+            [] => Err(SshRefusal::new(
+                DialErrorCode::NotFound,
+                no_such_node(wanted),
+            )),
             several => Err(SshRefusal {
                 code: DialErrorCode::NotFound,
+                detail: None,
                 reason: format!(
                     "{} nodes are named {wanted:?}; connect by UUID: {}",
                     several.len(),
@@ -144,18 +199,69 @@ impl SshRouting {
         }
     }
 
+    /// The lock that refuses `subject` now, as the refused party is told.
+    pub fn lock_refusal(&self, subject: &LockSubject<'_>) -> Option<String> {
+        let locks = self.locks.current();
+        find_lock(locks.iter(), subject, SystemTime::now())
+            .map(|lock| format!("access denied: {}", lock.spec.refusal()))
+    }
+
+    /// Ends every relayed connection a lock now names; returns how many.
+    pub fn end_locked_sessions(&self) -> usize {
+        let locks = self.locks.current();
+        let now = SystemTime::now();
+        self.live.end_matching(|session| {
+            find_lock(locks.iter(), &session.subject(), now)
+                .map(|lock| format!("session ended: {}", lock.spec.refusal()))
+        })
+    }
+
+    /// Ends what locks now name: relayed SSH connections, and the tunnels of locked
+    /// nodes. Returns (connections ended, tunnels cut).
+    pub fn enforce_locks_now(&self) -> (usize, usize) {
+        let sessions = self.end_locked_sessions();
+        let mut cut = 0;
+        for tunnel in self.tunnels.list() {
+            let subject = LockSubject {
+                node: Some(&tunnel.node),
+                ..LockSubject::default()
+            };
+            if let Some(reason) = self.lock_refusal(&subject) {
+                info!(node = %tunnel.node, %reason, "cut a locked node's tunnel");
+                if self.tunnels.cut(&tunnel.node) {
+                    cut += 1;
+                }
+            }
+        }
+        (sessions, cut)
+    }
+
+    /// Applies every change of the locks (as the mirror sees them) at once, until `stop`.
+    pub async fn enforce_locks(self, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        let mut changes = self.locks.changes();
+        loop {
+            let (sessions, tunnels) = self.enforce_locks_now();
+            if sessions + tunnels > 0 {
+                info!(sessions, tunnels, "a lock ended live connections");
+            }
+            tokio::select! {
+                () = &mut stop => return,
+                changed = changes.changed() => if changed.is_err() { return },
+            }
+        }
+    }
+
     /// Whether `identity` (a user certificate, chain already verified) may log in as
-    /// `login` on `node`: the roles the certificate names that the user still holds.
+    /// `login` on `node`: the roles the certificate names that the user still holds. A
+    /// node those roles do not let the user see at all is refused as if it did not exist.
     pub fn check_access(
         &self,
         identity: &TlsIdentity,
         node: &NodeEntry,
         login: &str,
     ) -> Result<(), SshRefusal> {
-        let denied = |reason: String| SshRefusal {
-            code: DialErrorCode::AccessDenied,
-            reason,
-        };
+        let denied = |reason: String| SshRefusal::new(DialErrorCode::AccessDenied, reason);
         let users = self.users.current();
         let user = users
             .iter()
@@ -178,7 +284,19 @@ impl SshRouting {
                     .find(|role| role.name() == name && !role.metadata.is_expired(now))
             })
             .collect();
-        AccessChecker::new(held, &user.traits)
+        let checker = AccessChecker::new(held, &user.traits);
+        if checker.allowed_logins(&node.labels).is_empty() {
+            return Err(SshRefusal {
+                code: DialErrorCode::NotFound,
+                reason: no_such_node(&node.hostname),
+                detail: Some(format!(
+                    "access denied: the roles of user {:?} do not let them reach node {} ({}); \
+                     they were told it does not exist",
+                    identity.name, node.hostname, node.uuid
+                )),
+            });
+        }
+        checker
             .check_ssh_access(&node.labels, login)
             .map_err(|err| denied(format!("{err} ({})", node.hostname)))
     }
@@ -199,28 +317,32 @@ impl SshRouting {
             match tokio::time::timeout(REQUEST_TIMEOUT, read_line(&mut stream)).await {
                 Ok(Ok(request)) => request,
                 Ok(Err(err)) => {
-                    return self
-                        .refuse(
-                            &mut stream,
-                            DialErrorCode::BadRequest,
-                            format!("bad request: {err}"),
-                        )
-                        .await;
+                    let refusal =
+                        SshRefusal::new(DialErrorCode::BadRequest, format!("bad request: {err}"));
+                    return self.refuse(&mut stream, refusal).await;
                 }
                 Err(_) => {
-                    return self
-                        .refuse(
-                            &mut stream,
-                            DialErrorCode::BadRequest,
-                            "no request within 10 s".to_string(),
-                        )
-                        .await;
+                    let refusal = SshRefusal::new(
+                        DialErrorCode::BadRequest,
+                        "no request within 10 s".to_string(),
+                    );
+                    return self.refuse(&mut stream, refusal).await;
                 }
             };
         let node = match self.decide(identity, &request).await {
             Ok(node) => node,
-            Err(refusal) => return self.refuse(&mut stream, refusal.code, refusal.reason).await,
+            Err(refusal) => return self.refuse(&mut stream, refusal).await,
         };
+        let session = LiveSsh {
+            user: identity.name.clone(),
+            roles: identity.roles.clone(),
+            login: request.login.clone(),
+            node: node.uuid.clone(),
+        };
+        if let Some(reason) = self.lock_refusal(&session.subject()) {
+            let refusal = SshRefusal::new(DialErrorCode::AccessDenied, reason);
+            return self.refuse(&mut stream, refusal).await;
+        }
         let mut upstream = match self
             .tunnels
             .dial_from(&node.uuid, TARGET_SSH, Some(client))
@@ -235,9 +357,8 @@ impl SshRouting {
                     ),
                     other => format!("node {} is unreachable: {other}", node.hostname),
                 };
-                return self
-                    .refuse(&mut stream, DialErrorCode::Offline, reason)
-                    .await;
+                let refusal = SshRefusal::new(DialErrorCode::Offline, reason);
+                return self.refuse(&mut stream, refusal).await;
             }
         };
         let answer = to_line(&DialResponse::connected(&node.uuid, &node.hostname));
@@ -245,16 +366,23 @@ impl SshRouting {
             return Ok(());
         }
         info!(user = %identity.name, login = %request.login, node = %node.hostname, client = %client, "SSH connection to a node");
-        match tokio::io::copy_bidirectional_with_sizes(
+        // Live until it ends, so a lock created meanwhile ends it.
+        let (_live, ended) = self.live.register(session);
+        let relay = tokio::io::copy_bidirectional_with_sizes(
             &mut stream,
             &mut upstream,
             RELAY_BUFFER,
             RELAY_BUFFER,
-        )
-        .await
-        {
-            Ok((up, down)) => debug!(up, down, "SSH connection ended"),
-            Err(err) => debug!(%err, "SSH connection ended with an error"),
+        );
+        tokio::select! {
+            relayed = relay => match relayed {
+                Ok((up, down)) => debug!(up, down, "SSH connection ended"),
+                Err(err) => debug!(%err, "SSH connection ended with an error"),
+            },
+            Some(reason) = ended.wait() => {
+                info!(user = %identity.name, node = %node.hostname, %reason, "ended an SSH connection");
+                return Err(SshRefusal::new(DialErrorCode::AccessDenied, reason));
+            }
         }
         Ok(())
     }
@@ -288,14 +416,12 @@ impl SshRouting {
     async fn refuse<S: AsyncWrite + Unpin>(
         &self,
         stream: &mut S,
-        code: DialErrorCode,
-        reason: String,
+        refusal: SshRefusal,
     ) -> Result<(), SshRefusal> {
-        let _ = stream
-            .write_all(&to_line(&DialResponse::refused(code, reason.clone())))
-            .await;
+        let answer = DialResponse::refused(refusal.code, refusal.reason.clone());
+        let _ = stream.write_all(&to_line(&answer)).await;
         let _ = stream.shutdown().await;
-        Err(SshRefusal { code, reason })
+        Err(refusal)
     }
 }
 
@@ -336,7 +462,9 @@ mod tests {
             ),
             roles: Mirror::fixed("role", vec![Role::builtin_access(), prod_only, no_staging]),
             users: Mirror::fixed("user", users),
+            locks: Mirror::fixed("lock", Vec::new()),
             tunnels: Arc::new(Tunnels::default()),
+            live: Arc::default(),
         }
     }
 
@@ -425,7 +553,18 @@ mod tests {
                 "root",
             )
             .unwrap_err();
-        assert!(staged.reason.contains("no-staging"), "{}", staged.reason);
+        // A node the roles hide looks exactly like one that does not exist; the audit
+        // log (the detail) says why.
+        assert_eq!(staged.code, DialErrorCode::NotFound);
+        assert_eq!(
+            staged.reason,
+            routing
+                .find_node("db-9")
+                .unwrap_err()
+                .reason
+                .replace("db-9", "stage-1")
+        );
+        assert!(staged.audit_reason().contains("bob"), "{:?}", staged.detail);
         // Unknown users are refused, whatever their certificate says.
         assert!(
             routing

@@ -45,6 +45,8 @@ struct Entry {
     id: u64,
     info: TunnelInfo,
     send: h2::client::SendRequest<Bytes>,
+    /// Set to end the tunnel from outside (a lock on its node).
+    cut: Arc<tokio::sync::Notify>,
 }
 
 /// How soon a proxy tries again to tell an agent which proxies exist when sending
@@ -153,11 +155,14 @@ impl Tunnels {
             remote,
             since: SystemTime::now(),
         };
-        if self
-            .entries()
-            .insert(node.clone(), Entry { id, info, send })
-            .is_some()
-        {
+        let cut = Arc::new(tokio::sync::Notify::new());
+        let entry = Entry {
+            id,
+            info,
+            send,
+            cut: cut.clone(),
+        };
+        if self.entries().insert(node.clone(), entry).is_some() {
             info!(%node, "a node reconnected; its newer tunnel replaces the older one");
         }
         info!(%node, %remote, "reverse tunnel up");
@@ -179,6 +184,7 @@ impl Tunnels {
         };
         let reason = tokio::select! {
             reason = heartbeat => reason,
+            () = cut.notified() => "cut off by the proxy (the node is locked)".to_string(),
             () = discovery => "discovery ended".to_string(),
             ended = &mut connection => match ended {
                 Ok(()) => "the agent closed the tunnel".to_string(),
@@ -192,6 +198,17 @@ impl Tunnels {
         }
         drop(entries);
         warn!(%node, %remote, %reason, "reverse tunnel down");
+    }
+
+    /// Ends `node`'s tunnel now (its node is locked); says whether there was one.
+    pub fn cut(&self, node: &str) -> bool {
+        match self.entries().remove(node) {
+            Some(entry) => {
+                entry.cut.notify_one();
+                true
+            }
+            None => false,
+        }
     }
 
     /// Opens a stream to `target` on `node` through its tunnel.

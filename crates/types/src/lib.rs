@@ -45,11 +45,13 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod lock;
 pub mod rbac;
 pub mod resource;
 pub mod role;
 
 pub use config::{Config, ConfigError, sample_config};
+pub use lock::{Lock, LockSpec, LockSubject, LockTarget, find_lock};
 pub use rbac::{AccessChecker, AccessDenied, SessionOptions};
 pub use resource::{
     Metadata, Resource, ResourceError, ResourceName, ResourceSpec, ResourceVersion, peek_kind,

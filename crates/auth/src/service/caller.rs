@@ -64,11 +64,14 @@ fn service_may(kind: IdentityKind, resource: &str, verb: &str) -> bool {
                     kinds::CERT_AUTHORITY,
                     kinds::ROLE,
                     kinds::USER,
+                    kinds::LOCK,
                 ]
                 .contains(&resource)
         }
-        // Nodes re-check every SSH login against the roles themselves.
-        IdentityKind::Node => reading && [kinds::CERT_AUTHORITY, kinds::ROLE].contains(&resource),
+        // Nodes re-check every SSH login against the roles (and locks) themselves.
+        IdentityKind::Node => {
+            reading && [kinds::CERT_AUTHORITY, kinds::ROLE, kinds::LOCK].contains(&resource)
+        }
         IdentityKind::User => false,
     }
 }
@@ -90,10 +93,13 @@ impl AuthServer {
             .tls
             .verify(cert, SystemTime::now())
             .map_err(|err| ServiceError::Unauthenticated(format!("client certificate: {err}")))?;
-        Ok(Caller {
+        let caller = Caller {
             addr,
             identity: Some(identity),
-        })
+        };
+        // A locked identity gets nothing from any call, at once (not at its expiry).
+        self.check_caller_not_locked(&caller)?;
+        Ok(caller)
     }
 
     /// Refuses anonymous callers.

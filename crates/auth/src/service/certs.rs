@@ -69,6 +69,14 @@ impl AuthServer {
                 "send an ssh_public_key, a tls_public_key_pem, or both",
             ));
         }
+        if let Some(refusal) = self.lock_refusal(&jumpgate_types::LockSubject {
+            user: Some(user.name.as_str()),
+            roles: &user.roles,
+            ..jumpgate_types::LockSubject::default()
+        }) {
+            let err = ServiceError::PermissionDenied(format!("access denied: {refusal}"));
+            return Err(self.refuse(caller, "IssueCertificates", err).await);
+        }
         let roles = self.cached_roles(&user.roles).map_err(|err| match err {
             ServiceError::PermissionDenied(message) => ServiceError::invalid(format!(
                 "user {:?} has a role that does not exist: {message}",

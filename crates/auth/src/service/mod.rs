@@ -10,6 +10,7 @@ mod caller;
 mod certs;
 mod errors;
 mod hosts;
+mod locks;
 mod resources;
 
 pub use caller::Caller;
@@ -100,7 +101,7 @@ pub struct AuthServerConfig {
     /// Where session recordings are kept.
     pub recordings: Arc<dyn RecordingStore>,
     pub authorities: ClusterAuthorities,
-    /// Must watch `/roles/`, `/users/` (see [`AuthServer::CACHED_PREFIXES`]).
+    /// Must watch `/roles/`, `/users/`, `/locks/` (see [`AuthServer::CACHED_PREFIXES`]).
     pub cache: StateCache,
     pub second_factor: SecondFactor,
     pub static_tokens: Vec<StaticToken>,
@@ -156,7 +157,7 @@ fn requested_ttl(seconds: i64, what: &str) -> Result<Option<Duration>, ServiceEr
 
 impl AuthServer {
     /// The backend prefixes the auth service reads through its cache.
-    pub const CACHED_PREFIXES: [&'static str; 2] = ["/roles/", "/users/"];
+    pub const CACHED_PREFIXES: [&'static str; 3] = ["/roles/", "/users/", locks::LOCKS_PREFIX];
 
     pub fn new(config: AuthServerConfig) -> AuthServer {
         AuthServer {

@@ -37,6 +37,7 @@ pub fn canonical_kind(kind: &str) -> Option<&'static str> {
         "proxy" | "proxies" => kinds::PROXY,
         "auth_server" | "auth_servers" | "auth" => kinds::AUTH_SERVER,
         "cert_authority" | "cert_authorities" | "ca" | "cas" => kinds::CERT_AUTHORITY,
+        "lock" | "locks" => kinds::LOCK,
         _ => return None,
     })
 }
@@ -146,6 +147,7 @@ impl AuthServer {
             kinds::USER => self.user_documents(name).await?,
             kinds::TOKEN => self.token_documents().await?,
             kinds::CERT_AUTHORITY => self.authority_documents()?,
+            kinds::LOCK => self.lock_documents(name),
             presence => self.presence_documents(presence).await?,
         };
         if let Some(checker) = node_filter {
@@ -331,6 +333,7 @@ impl AuthServer {
         match kind {
             kinds::ROLE => self.upsert_role(caller, &source, &request).await,
             kinds::USER => self.upsert_user(caller, &source, &request).await,
+            kinds::LOCK => self.upsert_lock(caller, &source, &request).await,
             kinds::TOKEN => Err(ServiceError::invalid(
                 "join tokens are made with `jctl tokens add`, which stores them hashed",
             )),
@@ -345,7 +348,7 @@ impl AuthServer {
     }
 
     /// Audits a document that could not be parsed, and returns the parse error.
-    async fn refuse_malformed(
+    pub(crate) async fn refuse_malformed(
         &self,
         caller: &Caller,
         event: EventType,
@@ -573,6 +576,10 @@ impl AuthServer {
                 "certificate authorities cannot be removed: every certificate of the cluster \
                  depends on them; `jctl auth rotate` replaces their keys",
             )),
+            kinds::LOCK => {
+                check_name(kind, name)?;
+                self.delete_lock(caller, name).await
+            }
             presence => {
                 check_name(presence, name)?;
                 match self

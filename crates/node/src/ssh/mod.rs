@@ -25,10 +25,11 @@ mod session;
 
 use crate::HostIdentity;
 use events::EventSink;
+use jumpgate_api::live::LiveSet;
 use jumpgate_api::mirror::Mirror;
 use jumpgate_audit::{AuditEvent, EventType};
 use jumpgate_pki::{UserCertCheck, VerifiedUser, verify_user_cert};
-use jumpgate_types::{AccessChecker, Role, SessionOptions};
+use jumpgate_types::{AccessChecker, Lock, LockSubject, Role, SessionOptions, find_lock};
 use russh::keys::{Certificate, HashAlg, PrivateKey, PublicKey};
 use russh::server::{Auth, ChannelOpenHandle, Msg, Session};
 use russh::{Channel, ChannelId, MethodKind, MethodSet, Pty, Sig};
@@ -53,8 +54,21 @@ pub struct SshService {
     pub identity: watch::Receiver<HostIdentity>,
     pub labels: Labels,
     pub roles: Arc<Mirror<Role>>,
+    /// Locks: a login they name is refused, and a live connection they name ends.
+    pub locks: Arc<Mirror<Lock>>,
+    /// The logged-in connections, so a new lock ends the ones it names.
+    pub live: Arc<LiveSet<LiveLogin>>,
     pub events: EventSink,
     pub recordings: recording::Recordings,
+}
+
+/// What locks may name about a logged-in SSH connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveLogin {
+    pub user: String,
+    /// The roles the user's certificate carries.
+    pub roles: Vec<String>,
+    pub login: String,
 }
 
 impl std::fmt::Debug for SshService {
@@ -120,6 +134,7 @@ impl SshService {
             tried_login: None,
             last_input: Arc::new(std::sync::Mutex::new(tokio::time::Instant::now())),
             watchdog_started: false,
+            live: None,
         };
         let running = match tokio::time::timeout(
             AUTH_DEADLINE,
@@ -139,6 +154,44 @@ impl SshService {
         };
         if let Err(err) = running.await {
             debug!(client = ?client, %err, "SSH connection ended with an error");
+        }
+    }
+
+    /// The lock that refuses `login` for `user` (holding `roles`) on this node now.
+    fn lock_refusal(&self, user: &str, roles: &[String], login: &str) -> Option<String> {
+        let node = self.identity.borrow().host_uuid.clone();
+        let locks = self.locks.current();
+        let subject = LockSubject {
+            user: Some(user),
+            roles,
+            login: Some(login),
+            node: Some(&node),
+        };
+        find_lock(locks.iter(), &subject, SystemTime::now())
+            .map(|lock| format!("access denied: {}", lock.spec.refusal()))
+    }
+
+    /// Ends every logged-in connection a lock now names; returns how many.
+    pub fn end_locked_sessions(&self) -> usize {
+        self.live.end_matching(|live| {
+            self.lock_refusal(&live.user, &live.roles, &live.login)
+                .map(|reason| reason.replacen("access denied", "session ended", 1))
+        })
+    }
+
+    /// Applies every change of the locks (as the mirror sees them) at once, until `stop`.
+    pub async fn enforce_locks(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        let mut changes = self.locks.changes();
+        loop {
+            let ended = self.end_locked_sessions();
+            if ended > 0 {
+                info!(ended, "a lock ended live SSH connections");
+            }
+            tokio::select! {
+                () = &mut stop => return,
+                changed = changes.changed() => if changed.is_err() { return },
+            }
         }
     }
 
@@ -172,6 +225,9 @@ impl SshService {
             },
         )
         .map_err(|err| err.to_string())?;
+        if let Some(refusal) = self.lock_refusal(&verified.user, &verified.roles, login) {
+            return Err(refusal);
+        }
         let now = SystemTime::now();
         let known = self.roles.current();
         let roles: Vec<&Role> = verified
@@ -278,6 +334,8 @@ struct Connection {
     /// When the client last sent data (for `client_idle_timeout`).
     last_input: Arc<std::sync::Mutex<tokio::time::Instant>>,
     watchdog_started: bool,
+    /// In the service's live set while logged in.
+    live: Option<jumpgate_api::live::LiveGuard<LiveLogin>>,
 }
 
 /// russh refuses an expired or not yet valid certificate, or one with a bad signature,
@@ -467,6 +525,36 @@ impl russh::server::Handler for Connection {
                 Ok(Auth::reject())
             }
         }
+    }
+
+    /// A logged-in connection joins the live set until it ends, so a lock ends it.
+    async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
+        let Some(user) = self.authorized.clone() else {
+            return Ok(());
+        };
+        let (guard, ended) = self.service.live.register(LiveLogin {
+            user: user.verified.user.clone(),
+            roles: user.verified.roles.clone(),
+            login: user.login.clone(),
+        });
+        self.live = Some(guard);
+        let handle = session.handle();
+        let service = self.service.clone();
+        let client = self.client;
+        tokio::spawn(async move {
+            if let Some(reason) = ended.wait().await {
+                info!(user = %user.verified.user, client = ?client, %reason, "ending an SSH connection");
+                let event = service
+                    .refusal(&reason, client)
+                    .user(user.verified.user.clone())
+                    .login(user.login.clone());
+                service.events.emit(event);
+                let _ = handle
+                    .disconnect(russh::Disconnect::ByApplication, reason, String::new())
+                    .await;
+            }
+        });
+        Ok(())
     }
 
     async fn channel_open_session(

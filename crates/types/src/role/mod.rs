@@ -66,6 +66,8 @@ pub mod kinds {
     pub const PROXY: &str = "proxy";
     /// Auth server presence records.
     pub const AUTH_SERVER: &str = "auth_server";
+    /// Locks: who is cut off from the cluster until when (`jctl lock`).
+    pub const LOCK: &str = "lock";
     /// Certificate authorities.
     pub const CERT_AUTHORITY: &str = "cert_authority";
     /// Audit events.
@@ -322,6 +324,7 @@ impl Resource<RoleSpec> {
             kinds::PROXY,
             kinds::AUTH_SERVER,
             kinds::CERT_AUTHORITY,
+            kinds::LOCK,
         ];
         builtin(
             "editor",
