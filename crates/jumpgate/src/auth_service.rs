@@ -184,7 +184,13 @@ pub async fn run(params: AuthServiceParams) -> Result<()> {
         let mut changes = server.subscribe_authorities();
         let admin_dir = admin_dir.clone();
         tokio::spawn(async move {
-            while changes.changed().await.is_ok() {
+            let every = identity::SERVICE_CERT_RENEW_EVERY;
+            let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            loop {
+                tokio::select! {
+                    changed = changes.changed() => if changed.is_err() { break },
+                    _ = renew.tick() => {}
+                }
                 let authorities = changes.borrow_and_update().clone();
                 match server_tls(&server_identity, &authorities) {
                     Ok(config) => {
@@ -197,7 +203,7 @@ pub async fn run(params: AuthServiceParams) -> Result<()> {
                 {
                     warn!(%err, "cannot re-issue the admin identity");
                 }
-                info!("re-issued the auth server and admin certificates under the current CAs");
+                info!("re-issued the auth server and admin certificates");
             }
         })
     };

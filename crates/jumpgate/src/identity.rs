@@ -101,9 +101,14 @@ pub fn read(dir: &Path) -> Result<IdentityFiles> {
     })
 }
 
-/// How long the certificates of this process's own identities last; they are re-issued
-/// at every start and after every CA rotation.
-const SERVICE_CERT_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+/// How long the certificates of this process's own identities (the auth server's, the
+/// admin identity jctl uses, a proxy next to auth) last. They are re-issued at every
+/// start, after every CA rotation and every [`SERVICE_CERT_RENEW_EVERY`], so a copy of
+/// an old admin certificate and key stops working within a day.
+const SERVICE_CERT_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// How often a running process re-issues its own identities' certificates.
+pub(crate) const SERVICE_CERT_RENEW_EVERY: Duration = Duration::from_secs(8 * 3600);
 
 /// A TLS identity of this process: its key stays the same across CA rotations, so a
 /// reader of the admin identity files never sees a certificate for another key.

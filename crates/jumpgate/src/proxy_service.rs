@@ -501,10 +501,17 @@ pub async fn start(params: ProxyServiceParams) -> Result<tokio::task::JoinHandle
                 let _ = shutdown.wait_for(|stopping| *stopping).await;
             };
             tokio::pin!(stopping);
+            let mut renew_local_at =
+                tokio::time::Instant::now() + crate::identity::SERVICE_CERT_RENEW_EVERY;
             loop {
+                // Next to auth: after a CA rotation, and before the certificates
+                // (short-lived, as the auth server's own) run out.
                 let rotated = async {
                     match &mut renewal {
-                        Renewal::Local(_, authorities) => authorities.changed().await.is_ok(),
+                        Renewal::Local(_, authorities) => tokio::select! {
+                            changed = authorities.changed() => changed.is_ok(),
+                            () = tokio::time::sleep_until(renew_local_at) => true,
+                        },
                         Renewal::Joined { .. } => std::future::pending().await,
                     }
                 };
@@ -548,6 +555,8 @@ pub async fn start(params: ProxyServiceParams) -> Result<tokio::task::JoinHandle
                         let Renewal::Local(identities, authorities) = &mut renewal else {
                             continue;
                         };
+                        renew_local_at = tokio::time::Instant::now()
+                            + crate::identity::SERVICE_CERT_RENEW_EVERY;
                         let current = authorities.borrow_and_update().clone();
                         match identities.material(&current) {
                             Ok(renewed) => in_service.apply(&mut auth, renewed).await,

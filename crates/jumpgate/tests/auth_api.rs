@@ -1504,6 +1504,24 @@ async fn a_node_token_buys_no_service_name_and_no_other_hosts_uuid() {
             .contains("/node/victim-uuid?")
     );
 
+    // Lifetimes: a host certificate lives 30 days (hosts renew it), the admin identity
+    // a day (re-issued while auth runs), so neither is good for a year once copied.
+    let lifetime = |pem: &str| {
+        let (from, until) = jumpgate_pki::cert_validity(pem).unwrap();
+        until.duration_since(from).unwrap()
+    };
+    let day = Duration::from_secs(24 * 3600);
+    let host_life = lifetime(&victim.tls_certificate_pem);
+    assert!(
+        host_life <= 30 * day + Duration::from_secs(120),
+        "{host_life:?}"
+    );
+    let admin_life = lifetime(&cluster.admin_file("cert.pem"));
+    assert!(
+        admin_life <= day + Duration::from_secs(120),
+        "{admin_life:?}"
+    );
+
     // Another token holder asks for the victim's UUID: it gets a UUID of its own, and
     // neither its X.509 nor its SSH certificate names the victim's.
     let attacker_token = join_token(&mut admin, "node").await.token;

@@ -1,7 +1,10 @@
 //! Renewing a joined host's identity without a token: after a CA rotation (the
-//! cluster's active TLS CA is not among the CAs the host holds) the host asks, with its
-//! current certificate, for certificates of fresh keys under the current CAs. The old
-//! certificates stay valid through the rotation's grace period, so there is time.
+//! cluster's active TLS CA is not among the CAs the host holds), and when two thirds of
+//! its certificate's lifetime have passed (host certificates live
+//! `DEFAULT_HOST_TTL`, 30 days, in the auth service: a stolen one does not work for a
+//! year), the host asks with its current certificate for certificates of fresh keys under
+//! the current CAs. The old certificates stay valid meanwhile, so there is time; a host
+//! that was off for longer than its certificate lives joins again with a token.
 
 use crate::AgentError;
 use crate::heartbeat::auth_client;
@@ -20,12 +23,27 @@ pub fn pins_of(ca_pem: &str) -> Vec<String> {
 }
 
 /// Whether the cluster's active TLS CA (`cluster_pins[0]`, as `Status` lists them) is
-/// one the host does not hold yet.
-pub fn needs_renewal(identity: &HostIdentity, cluster_pins: &[String]) -> bool {
+/// one the host does not hold yet, or the host's certificate is in the last third of its
+/// lifetime at `now`.
+pub fn needs_renewal(
+    identity: &HostIdentity,
+    cluster_pins: &[String],
+    now: std::time::SystemTime,
+) -> bool {
     let held = pins_of(&identity.tls_ca_pem);
-    cluster_pins
+    let rotated = cluster_pins
         .first()
-        .is_some_and(|active| !held.contains(active))
+        .is_some_and(|active| !held.contains(active));
+    rotated || ageing(&identity.tls_cert_pem, now)
+}
+
+/// Two thirds of the certificate's lifetime have passed (or it cannot be read).
+fn ageing(cert_pem: &str, now: std::time::SystemTime) -> bool {
+    let Ok((not_before, not_after)) = jumpgate_pki::cert_validity(cert_pem) else {
+        return true;
+    };
+    let lifetime = not_after.duration_since(not_before).unwrap_or_default();
+    now >= not_before + lifetime.mul_f64(2.0 / 3.0)
 }
 
 /// Asks the cluster for a renewed identity; `client` must carry `identity`.
@@ -66,7 +84,7 @@ pub async fn check_and_renew(
         .await
         .map_err(|status| AgentError::Unreachable(status.message().to_string()))?
         .into_inner();
-    if !needs_renewal(identity, &status.ca_pins) {
+    if !needs_renewal(identity, &status.ca_pins, std::time::SystemTime::now()) {
         return Ok(None);
     }
     renew(&mut client, identity, host_name, addresses)
@@ -106,5 +124,42 @@ pub async fn run(
             }
             Err(err) => tracing::debug!(%err, "cannot check the cluster's CAs"),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::ageing;
+    use jumpgate_pki::{IdentityKind, TlsCa, TlsCertParams, TlsIdentity, generate_tls_key};
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn a_certificate_is_renewed_when_two_thirds_of_its_life_have_passed() {
+        let now = SystemTime::now();
+        let ca = TlsCa::generate("edge", now).unwrap();
+        let (_, public) = generate_tls_key().unwrap();
+        let day = Duration::from_secs(24 * 3600);
+        let cert = ca
+            .issue(
+                &TlsCertParams {
+                    identity: TlsIdentity {
+                        cluster: "edge".to_string(),
+                        kind: IdentityKind::Node,
+                        name: "n1".to_string(),
+                        roles: vec![],
+                    },
+                    public_key_pem: public,
+                    dns_names: vec![],
+                    ip_addresses: vec![],
+                    ttl: 30 * day,
+                },
+                now,
+            )
+            .unwrap();
+        assert!(!ageing(&cert, now));
+        assert!(!ageing(&cert, now + 19 * day));
+        assert!(ageing(&cert, now + 21 * day));
+        assert!(ageing("not a certificate", now), "unreadable: renew");
     }
 }

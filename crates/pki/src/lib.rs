@@ -20,6 +20,6 @@ pub use ssh::{
 /// The SSH key and certificate types in our API, re-exported so callers use the same version.
 pub use ssh_key;
 pub use tls::{
-    IdentityKind, TlsCa, TlsCertError, TlsCertParams, TlsIdentity, cert_pem_to_der,
+    IdentityKind, TlsCa, TlsCertError, TlsCertParams, TlsIdentity, cert_pem_to_der, cert_validity,
     check_public_key_pem, generate_tls_key,
 };

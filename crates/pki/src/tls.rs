@@ -518,6 +518,23 @@ pub fn check_public_key_pem(pem: &str) -> Result<(), PkiError> {
         .map_err(|err| PkiError::InvalidRequest(format!("public key: {err}")))
 }
 
+/// A PEM certificate's validity window: `(not_before, not_after)`.
+pub fn cert_validity(pem: &str) -> Result<(SystemTime, SystemTime), PkiError> {
+    let der = pem_to_der(pem)?;
+    let (_, cert) = X509Certificate::from_der(&der)
+        .map_err(|err| PkiError::InvalidRequest(format!("certificate: {err}")))?;
+    let time = |seconds: i64| {
+        u64::try_from(seconds)
+            .map(|seconds| UNIX_EPOCH + Duration::from_secs(seconds))
+            .map_err(|_| PkiError::InvalidRequest("a certificate time before 1970".to_string()))
+    };
+    let validity = cert.validity();
+    Ok((
+        time(validity.not_before.timestamp())?,
+        time(validity.not_after.timestamp())?,
+    ))
+}
+
 /// Converts a PEM certificate (as `issue` returns) to DER.
 pub fn cert_pem_to_der(pem: &str) -> Result<Vec<u8>, PkiError> {
     pem_to_der(pem)

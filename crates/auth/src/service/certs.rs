@@ -19,8 +19,9 @@ use std::time::{Duration, SystemTime};
 
 /// A user certificate's TTL when the request names none (DESIGN.md "Identity").
 pub const DEFAULT_USER_TTL: Duration = Duration::from_secs(12 * 3600);
-/// Host certificates from a join live long; rotation replaces them.
-pub const DEFAULT_HOST_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+/// Host certificates from a join or renewal live 30 days; hosts renew them when two
+/// thirds have passed (`jumpgate_node::renew`), so a stolen one is not good for a year.
+pub const DEFAULT_HOST_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Longest certificate anyone may ask for.
 const MAX_HOST_TTL: Duration = Duration::from_secs(5 * 365 * 24 * 3600);
 
