@@ -21,6 +21,12 @@ use tracing::debug;
 /// A TLS handshake that takes longer than this is dropped, so slow or silent clients
 /// cannot hold connections open.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections open at once (every agent and proxy holds one or two); more are closed
+/// at accept, so a flood cannot exhaust the process's file descriptors.
+pub const MAX_CONNECTIONS: usize = 50_000;
+/// TLS handshakes in progress at once: a flood of silent or slow clients waits for its
+/// deadline without holding more than this many slots; new ones beyond it are closed.
+pub const MAX_HANDSHAKES: usize = 2_048;
 /// Largest request a caller may send (a resource document, a key): 4 MiB.
 pub const MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
 
@@ -37,6 +43,8 @@ pub struct PeerInfo {
 struct TlsConnection {
     stream: TlsStream<TcpStream>,
     peer: PeerInfo,
+    /// One of [`MAX_CONNECTIONS`], given back when the connection is dropped.
+    _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Connected for TlsConnection {
@@ -103,6 +111,8 @@ where
     F: Future<Output = ()> + Send,
 {
     let (connections_tx, connections_rx) = tokio::sync::mpsc::channel::<io::Result<_>>(64);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     let accept_loop = tokio::spawn(async move {
         loop {
             let (tcp, remote_addr) = match listener.accept().await {
@@ -114,11 +124,21 @@ where
                     continue;
                 }
             };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                tracing::warn!(%remote_addr, limit = MAX_CONNECTIONS, "auth API connection limit reached; closing a new connection");
+                continue;
+            };
+            let Ok(handshake) = handshakes.clone().try_acquire_owned() else {
+                tracing::warn!(%remote_addr, limit = MAX_HANDSHAKES, "too many TLS handshakes in progress; closing a new connection");
+                continue;
+            };
             let _ = tcp.set_nodelay(true);
             let acceptor = TlsAcceptor::from(tls.borrow().clone());
             let connections_tx = connections_tx.clone();
             tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                let accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
+                drop(handshake);
+                match accepted {
                     Ok(Ok(stream)) => {
                         let client_cert = stream
                             .get_ref()
@@ -132,6 +152,7 @@ where
                                 remote_addr,
                                 client_cert,
                             },
+                            _slot: slot,
                         };
                         let _ = connections_tx.send(Ok(connection)).await;
                     }

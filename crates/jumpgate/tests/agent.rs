@@ -524,3 +524,113 @@ fn an_agent_renews_its_identity_after_a_ca_rotation() {
     let joins = audit_events(&data, "instance.join");
     assert_eq!(joins.len(), 1, "renewal must not need a join: {joins:#?}");
 }
+
+/// The node's own SSH listener (`ssh_service.listen_addr`) cannot be held by clients
+/// that never log in: at most 100 unauthenticated connections at once (the rest are
+/// closed at once, as OpenSSH's `MaxStartups`), and each is disconnected when the login
+/// grace time (30 s) is over.
+#[test]
+fn the_nodes_ssh_listener_limits_and_times_out_unauthenticated_clients() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpStream;
+    use std::time::Instant;
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cluster-data");
+    let proxy_port = free_port();
+    let proxy = format!("127.0.0.1:{proxy_port}");
+    let _cluster = start_cluster(dir.path(), &data, proxy_port, "cluster.log");
+    let (token, pin) = new_join_token(&data, &["--type", "node", "--ttl", "1h"]);
+    let ssh_port = free_port();
+    let config = dir.path().join("direct.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: v3\njumpgate:\n  data_dir: {}\n  nodename: direct-1\n  proxy_server: {proxy}\n  auth_token: \"{token}\"\n  ca_pin: \"{pin}\"\nssh_service:\n  listen_addr: 127.0.0.1:{ssh_port}\n",
+            dir.path().join("direct-data").display()
+        ),
+    )
+    .unwrap();
+    let agent = Daemon::start(
+        &["-c", config.to_str().unwrap()],
+        &dir.path().join("direct.log"),
+    );
+    let listening = wait_until(Duration::from_secs(20), || {
+        TcpStream::connect(("127.0.0.1", ssh_port)).is_ok()
+    });
+    assert!(listening, "the node never listened:\n{}", agent.log_text());
+    std::thread::sleep(Duration::from_millis(300));
+
+    // 120 clients that say their version line and then nothing.
+    let started = Instant::now();
+    let mut banners = Vec::new();
+    let mut closed_at_once = 0;
+    for _ in 0..120 {
+        let mut stream = TcpStream::connect(("127.0.0.1", ssh_port)).unwrap();
+        stream.write_all(b"SSH-2.0-silent\r\n").unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => closed_at_once += 1,
+            Ok(_) => {
+                assert!(line.starts_with("SSH-2.0-Jumpgate"), "{line:?}");
+                banners.push(reader);
+            }
+        }
+    }
+    assert_eq!(
+        banners.len(),
+        100,
+        "served beyond the unauthenticated limit"
+    );
+    assert_eq!(closed_at_once, 20);
+
+    // Each is disconnected at the end of the login grace time.
+    for (index, reader) in banners.iter_mut().enumerate() {
+        let left = Duration::from_secs(40).saturating_sub(started.elapsed());
+        reader
+            .get_mut()
+            .set_read_timeout(Some(left.max(Duration::from_millis(10))))
+            .unwrap();
+        let mut rest = Vec::new();
+        let ended = loop {
+            let mut chunk = [0u8; 4096];
+            match std::io::Read::read(reader.get_mut(), &mut chunk) {
+                Ok(0) => break true,
+                Ok(n) => rest.extend_from_slice(&chunk[..n]),
+                Err(err)
+                    if matches!(
+                        err.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break false;
+                }
+                Err(_) => break true,
+            }
+        };
+        assert!(
+            ended,
+            "client {index} still connected after {:?}",
+            started.elapsed()
+        );
+    }
+    assert!(
+        started.elapsed() >= Duration::from_secs(25),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Slots come back: a new client is served again.
+    let mut stream = TcpStream::connect(("127.0.0.1", ssh_port)).unwrap();
+    stream.write_all(b"SSH-2.0-late\r\n").unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).unwrap();
+    assert!(line.starts_with("SSH-2.0-Jumpgate"), "{line:?}");
+}

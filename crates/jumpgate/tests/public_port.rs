@@ -142,3 +142,105 @@ fn silent_clients_past_tls_on_the_web_route_are_closed_at_the_handshake_deadline
     let (status, _) = ping(&base, &data);
     assert_eq!(status, "200");
 }
+
+/// A TCP connection to `addr` from `source` (any port), as a std stream.
+fn connect_from(source: &str, addr: &str) -> TcpStream {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+        let stream = socket.connect(addr.parse().unwrap()).await.unwrap();
+        stream.into_std().unwrap()
+    })
+}
+
+/// Reads until the peer closes; `Some(elapsed)` when it closed within `limit`.
+fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    stream.set_nonblocking(false).unwrap();
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 256];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return Some(started.elapsed()),
+            Ok(_) => {}
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return None;
+            }
+            Err(_) => return Some(started.elapsed()),
+        }
+    }
+}
+
+#[test]
+fn a_flood_of_silent_and_half_open_connections_from_one_address_starves_nobody() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = support::Cluster::start(dir.path());
+    let node = cluster.wait_for_dev_node();
+    let otpauth = cluster.add_user("alice", "root");
+    let home = dir.path().join("alice");
+    cluster.login(&home, "alice", &otpauth);
+    let base = format!("https://{}", cluster.proxy);
+
+    // 300 silent TCP connections and 300 that stop in the middle of a ClientHello,
+    // all from 127.0.0.3.
+    let started = Instant::now();
+    let mut flood: Vec<TcpStream> = Vec::new();
+    for i in 0..600 {
+        let mut stream = connect_from("127.0.0.3", &cluster.proxy);
+        if i % 2 == 1 {
+            // A TLS handshake record header and the start of a ClientHello.
+            std::io::Write::write_all(&mut stream, &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00])
+                .unwrap();
+        }
+        flood.push(stream);
+    }
+
+    // Everyone else is served at once: the web API, and a user's SSH connection.
+    let (status, took) = ping(&base, &cluster.data);
+    assert_eq!(status, "200");
+    assert!(
+        took < Duration::from_secs(3),
+        "ping took {took:?} during the flood"
+    );
+    let ssh_started = Instant::now();
+    let out = support::jsh(
+        &home,
+        &["ssh", &format!("root@{node}"), "echo through"],
+        None,
+    );
+    assert_eq!(text(&out.stdout).trim(), "through", "{}", text(&out.stderr));
+    assert!(ssh_started.elapsed() < Duration::from_secs(5));
+
+    // Beyond the per-address limit (256) connections are closed at once; the rest
+    // within the handshake deadline.
+    let mut at_once = 0;
+    for stream in flood.iter_mut().rev().take(300) {
+        if closed_within(stream, Duration::from_millis(200)).is_some() {
+            at_once += 1;
+        }
+    }
+    assert!(
+        at_once >= 300,
+        "only {at_once} of the last 300 were closed at once"
+    );
+    let limit = HANDSHAKE_DEADLINE + Duration::from_secs(5);
+    for (index, stream) in flood.iter_mut().enumerate() {
+        let left = limit
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(10));
+        assert!(
+            closed_within(stream, left).is_some(),
+            "connection {index} still open after {:?}",
+            started.elapsed()
+        );
+    }
+}

@@ -194,6 +194,8 @@ pub async fn run(config: AgentConfig, identity: HostIdentity, shutdown: watch::R
         live: Arc::default(),
         events,
         recordings,
+        unauthenticated: Arc::new(tokio::sync::Semaphore::new(ssh::MAX_UNAUTHENTICATED)),
+        last_forced_refresh: std::sync::Mutex::new(None),
     });
     tasks.push(tokio::spawn(ssh.clone().enforce_locks(stop())));
     if let Some(addr) = config.listen_addr.clone() {

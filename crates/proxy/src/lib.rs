@@ -18,6 +18,7 @@
 pub mod certs;
 pub mod client_hello;
 pub mod idle;
+pub mod per_source;
 pub mod prefixed;
 pub mod proxy_protocol;
 pub mod router;

@@ -16,6 +16,7 @@
 
 use crate::client_hello::{ClientHelloInfo, PeekError, read_client_hello};
 use crate::idle::Watched;
+use crate::per_source::{PerSourceLimit, SourceSlot};
 use crate::prefixed::PrefixedStream;
 use crate::proxy_protocol::{self, read_header};
 use crate::ssh::SshRouting;
@@ -54,6 +55,10 @@ pub struct RouterSettings {
     pub passthrough_idle_timeout: Duration,
     /// Connections open at once; more are closed at accept.
     pub max_connections: usize,
+    /// Connections one source address may hold before it authenticates (handshakes,
+    /// the anonymous web API, the auth passthrough until auth answers); more are closed
+    /// at once. See [`crate::per_source`].
+    pub max_unauthenticated_per_source: usize,
     /// Auth servers (`host:port`) the auth API is passed through to, tried in order.
     pub auth_addrs: Vec<String>,
 }
@@ -66,6 +71,7 @@ impl Default for RouterSettings {
             web_idle_timeout: Duration::from_secs(90),
             passthrough_idle_timeout: Duration::from_secs(300),
             max_connections: 20_000,
+            max_unauthenticated_per_source: 256,
             auth_addrs: Vec::new(),
         }
     }
@@ -175,6 +181,7 @@ pub struct Router {
     web: WebApi,
     tunnel: Option<TunnelEndpoint>,
     slots: Arc<Semaphore>,
+    per_source: Arc<PerSourceLimit>,
 }
 
 impl std::fmt::Debug for Router {
@@ -194,12 +201,14 @@ impl Router {
         tunnel: Option<TunnelEndpoint>,
     ) -> Arc<Router> {
         let slots = Arc::new(Semaphore::new(settings.max_connections));
+        let per_source = PerSourceLimit::new(settings.max_unauthenticated_per_source);
         Arc::new(Router {
             settings,
             web_tls,
             web,
             tunnel,
             slots,
+            per_source,
         })
     }
 
@@ -251,6 +260,14 @@ impl Router {
         } else {
             (peer, Vec::new())
         };
+        let Some(source_slot) = self.per_source.acquire(client.ip()) else {
+            info!(
+                client = %client,
+                limit = self.settings.max_unauthenticated_per_source,
+                "closed a connection: this address holds too many unauthenticated connections"
+            );
+            return;
+        };
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
         let hello = match read_client_hello(&mut tcp, &mut buffer, remaining).await {
             Ok(hello) => hello,
@@ -266,7 +283,7 @@ impl Router {
             }
         };
         match route(&hello) {
-            Route::Auth => self.pass_to_auth(tcp, buffer, client).await,
+            Route::Auth => self.pass_to_auth(tcp, buffer, client, source_slot).await,
             Route::Web => {
                 let stream = PrefixedStream::new(buffer, tcp);
                 let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -276,7 +293,9 @@ impl Router {
                 )
                 .await;
                 match accepted {
+                    // Anonymous: counted against its source for as long as it lasts.
                     Ok(Ok(tls)) => {
+                        let _counted = source_slot;
                         let first_request =
                             deadline.saturating_duration_since(tokio::time::Instant::now());
                         self.web
@@ -303,6 +322,8 @@ impl Router {
                 else {
                     return;
                 };
+                // Authenticated by a cluster certificate: no longer counted.
+                source_slot.release();
                 let locked = endpoint.ssh.as_ref().and_then(|ssh| {
                     ssh.lock_refusal(&jumpgate_types::LockSubject {
                         node: Some(&id.name),
@@ -325,7 +346,10 @@ impl Router {
                     );
                 }
             }
-            Route::Ssh => self.serve_ssh(tcp, buffer, client, deadline).await,
+            Route::Ssh => {
+                self.serve_ssh(tcp, buffer, client, deadline, source_slot)
+                    .await;
+            }
             Route::Unknown(offered) => {
                 info!(client = %client, ?offered, sni = ?hello.server_name, "closed a connection: no protocol this proxy speaks (ALPN)");
             }
@@ -340,6 +364,7 @@ impl Router {
         buffer: Vec<u8>,
         client: SocketAddr,
         deadline: tokio::time::Instant,
+        source_slot: SourceSlot,
     ) {
         let protocol = "jumpgate-ssh";
         let Some(endpoint) = &self.tunnel else {
@@ -355,6 +380,7 @@ impl Router {
         else {
             return;
         };
+        source_slot.release();
         if id.kind != IdentityKind::User {
             endpoint.report(
                 protocol,
@@ -379,7 +405,13 @@ impl Router {
 
     /// Splices the connection to the first auth server that answers, replaying the
     /// bytes read so far.
-    async fn pass_to_auth(&self, client_stream: TcpStream, replay: Vec<u8>, client: SocketAddr) {
+    async fn pass_to_auth(
+        &self,
+        client_stream: TcpStream,
+        replay: Vec<u8>,
+        client: SocketAddr,
+        source_slot: SourceSlot,
+    ) {
         let mut upstream = None;
         for addr in &self.settings.auth_addrs {
             match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await {
@@ -403,6 +435,28 @@ impl Router {
         debug!(client = %client, "auth API connection passed through");
         let (mut client_stream, activity) = Watched::new(client_stream);
         let idle = self.settings.passthrough_idle_timeout;
+        // Counted against its source until the auth server answers its handshake (auth
+        // keeps its own deadline and limits from there); agents behind one NAT each
+        // hold a connection here.
+        let mut first = vec![0u8; 16 * 1024];
+        let answered = tokio::time::timeout(
+            self.settings.handshake_timeout,
+            tokio::io::AsyncReadExt::read(&mut upstream, &mut first),
+        )
+        .await;
+        match answered {
+            Ok(Ok(n)) if n > 0 => {
+                let Some(answer) = first.get(..n) else { return };
+                if client_stream.write_all(answer).await.is_err() {
+                    return;
+                }
+            }
+            _ => {
+                debug!(client = %client, "the auth server did not answer a passed-through connection");
+                return;
+            }
+        }
+        source_slot.release();
         tokio::select! {
             _ = tokio::io::copy_bidirectional(&mut client_stream, &mut upstream) => {}
             why = activity.expired(idle, idle) => {

@@ -19,6 +19,7 @@
 
 mod agent;
 pub mod events;
+mod killable;
 pub mod process;
 pub mod recording;
 mod session;
@@ -42,8 +43,17 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-/// How long a client may take from the first byte to a successful authentication.
+/// How long a client may take to exchange SSH version lines.
 const AUTH_DEADLINE: Duration = Duration::from_secs(30);
+/// How long a client may take from connecting to a successful authentication
+/// (OpenSSH's `LoginGraceTime`, 120 s there; certificates need no typing).
+pub const LOGIN_GRACE: Duration = Duration::from_secs(30);
+/// Connections not yet authenticated at once (OpenSSH's `MaxStartups`); more are
+/// closed at once, so a flood cannot crowd out users.
+pub const MAX_UNAUTHENTICATED: usize = 100;
+/// A refused login re-reads the roles at most this often (the refresh is for a role
+/// created a moment ago, not something a stream of bad certificates may drive).
+const FORCED_REFRESH_EVERY: Duration = Duration::from_secs(1);
 
 /// The node's labels of the moment (static plus command labels).
 pub type Labels = Arc<dyn Fn() -> BTreeMap<String, String> + Send + Sync>;
@@ -60,6 +70,10 @@ pub struct SshService {
     pub live: Arc<LiveSet<LiveLogin>>,
     pub events: EventSink,
     pub recordings: recording::Recordings,
+    /// Slots for connections that have not authenticated yet ([`MAX_UNAUTHENTICATED`]).
+    pub unauthenticated: Arc<tokio::sync::Semaphore>,
+    /// When a refused login last forced a re-read of the roles.
+    pub last_forced_refresh: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 /// What locks may name about a logged-in SSH connection.
@@ -125,7 +139,15 @@ impl SshService {
                 return;
             }
         };
+        let Ok(startup) = self.unauthenticated.clone().try_acquire_owned() else {
+            info!(client = ?client, limit = MAX_UNAUTHENTICATED, "closed an SSH connection: too many connections are still authenticating");
+            return;
+        };
+        let (authenticated_tx, authenticated) = tokio::sync::oneshot::channel();
+        let (stream, kill) = killable::Killable::new(stream);
         let handler = Connection {
+            startup: Some(startup),
+            authenticated: Some(authenticated_tx),
             service: self.clone(),
             client,
             authorized: None,
@@ -152,6 +174,17 @@ impl SshService {
                 return;
             }
         };
+        // Login grace: a client that has not authenticated in time is cut off (russh
+        // cannot disconnect a session before its key exchange, so the stream ends).
+        tokio::spawn(async move {
+            if tokio::time::timeout(LOGIN_GRACE, authenticated)
+                .await
+                .is_err()
+            {
+                debug!(client = ?client, "SSH login grace time over; closing the connection");
+                kill.kill();
+            }
+        });
         if let Err(err) = running.await {
             debug!(client = ?client, %err, "SSH connection ended with an error");
         }
@@ -193,6 +226,21 @@ impl SshService {
                 changed = changes.changed() => if changed.is_err() { return },
             }
         }
+    }
+
+    /// Whether a refused login may force a re-read of the roles now (at most once per
+    /// [`FORCED_REFRESH_EVERY`], whoever asks).
+    fn may_force_refresh(&self) -> bool {
+        let now = tokio::time::Instant::now();
+        let mut last = self
+            .last_forced_refresh
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.is_some_and(|at| now < at + FORCED_REFRESH_EVERY) {
+            return false;
+        }
+        *last = Some(now);
+        true
     }
 
     fn trusted_user_cas(&self) -> Vec<russh::keys::ssh_key::Fingerprint> {
@@ -336,6 +384,10 @@ struct Connection {
     watchdog_started: bool,
     /// In the service's live set while logged in.
     live: Option<jumpgate_api::live::LiveGuard<LiveLogin>>,
+    /// One of the service's unauthenticated slots, until the login succeeds.
+    startup: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// Told when the login succeeds (ends the login grace timer).
+    authenticated: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// russh refuses an expired or not yet valid certificate, or one with a bad signature,
@@ -500,7 +552,7 @@ impl russh::server::Handler for Connection {
         certificate: &Certificate,
     ) -> Result<Auth, Self::Error> {
         let mut decision = self.service.authorize(user, certificate, self.client);
-        if decision.is_err() {
+        if decision.is_err() && self.service.may_force_refresh() {
             // Roles created or changed a moment ago: decide once more on a fresh copy.
             self.service.roles.refresh_now(Duration::from_secs(2)).await;
             decision = self.service.authorize(user, certificate, self.client);
@@ -532,6 +584,10 @@ impl russh::server::Handler for Connection {
         let Some(user) = self.authorized.clone() else {
             return Ok(());
         };
+        self.startup = None;
+        if let Some(authenticated) = self.authenticated.take() {
+            let _ = authenticated.send(());
+        }
         let (guard, ended) = self.service.live.register(LiveLogin {
             user: user.verified.user.clone(),
             roles: user.verified.roles.clone(),
