@@ -64,7 +64,8 @@ pub enum JctlCommand {
     Nodes(NodesCommand),
     /// Show resources: `jctl get roles`, `jctl get role/access`, `jctl get users`.
     Get {
-        /// KIND or KIND/NAME (user, role, token, node, proxy, auth_server, cert_authority).
+        /// KIND or KIND/NAME (user, role, token, node, proxy, auth_server, cert_authority,
+        /// lock).
         target: String,
         #[command(flatten)]
         format: FormatArg,

@@ -1324,6 +1324,10 @@ async fn nodes_report_sessions_and_upload_recordings_for_auditors() {
 
     // A recording in parts: a gap is refused, a repeated part acknowledged, then complete.
     let sid = "6f1c2a4e-0000-4000-8000-000000000002";
+    let other_start = AuditEvent::success(EventType::SessionStart)
+        .user("alice")
+        .login("root")
+        .session_id(sid);
     let cast =
         b"{\"version\": 2, \"width\": 80, \"height\": 24}\n[0.5, \"o\", \"hello\"]\n".to_vec();
     let (first, rest) = cast.split_at(20);
@@ -1333,11 +1337,43 @@ async fn nodes_report_sessions_and_upload_recordings_for_auditors() {
         data: data.to_vec(),
         complete,
     };
+    // Before its session.start reached auth, an upload is "try again", not lost.
+    let early = node
+        .upload_recording(upload(0, first, false))
+        .await
+        .unwrap_err();
+    assert_eq!(early.code(), Code::Unavailable, "{early:?}");
+    node.emit_events(proto::EmitEventsRequest {
+        events: vec![serde_json::to_string(&other_start).unwrap()],
+    })
+    .await
+    .unwrap();
     let stored = node
         .upload_recording(upload(0, first, false))
         .await
         .unwrap();
     assert_eq!(stored.into_inner().stored, 20);
+
+    // Another node can neither write to this session's recording nor speak for it,
+    // nor claim it with a session.start of its own.
+    let mut intruder = join_as(&cluster, &mut admin, "node", "web-10").await;
+    let overwrite = intruder
+        .upload_recording(upload(20, rest, true))
+        .await
+        .unwrap_err();
+    assert_eq!(overwrite.code(), Code::PermissionDenied, "{overwrite:?}");
+    for event in [
+        other_start.clone(),
+        AuditEvent::success(EventType::SessionEnd).session_id(sid),
+    ] {
+        let forged = intruder
+            .emit_events(proto::EmitEventsRequest {
+                events: vec![serde_json::to_string(&event).unwrap()],
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(forged.code(), Code::PermissionDenied, "{forged:?}");
+    }
     let gap = node
         .upload_recording(upload(30, rest, false))
         .await

@@ -12,6 +12,7 @@ mod errors;
 mod hosts;
 mod locks;
 mod resources;
+mod sessions;
 
 pub use caller::Caller;
 pub use errors::ServiceError;
@@ -128,6 +129,7 @@ struct Inner {
     tunnel_strategy: TunnelStrategy,
     login_limit: RateLimiter,
     join_limit: RateLimiter,
+    upload_quota: sessions::UploadQuota,
 }
 
 impl std::fmt::Debug for AuthServer {
@@ -172,6 +174,7 @@ impl AuthServer {
                 tunnel_strategy: config.tunnel_strategy,
                 login_limit: RateLimiter::new(LOGIN_BURST, LOGIN_EVERY),
                 join_limit: RateLimiter::new(JOIN_BURST, JOIN_EVERY),
+                upload_quota: sessions::UploadQuota::default(),
             }),
         }
     }
@@ -1012,6 +1015,26 @@ impl AuthService for AuthServer {
             }
             events.push(event.server_id(node.clone()));
         }
+        // A node names only its own sessions: the first session.start claims one.
+        if !caller.is_admin() {
+            for event in &events {
+                let Some(session) = event.sid() else { continue };
+                let owned = if event.event_type() == EventType::SessionStart {
+                    self.claim_session(&node, session).await
+                } else {
+                    self.check_session_owner(&node, session).await
+                };
+                if let Err(err) = owned {
+                    return Err(match err {
+                        ServiceError::PermissionDenied(_) => {
+                            self.refuse(&caller, "EmitEvents", err).await
+                        }
+                        other => other,
+                    }
+                    .into());
+                }
+            }
+        }
         for event in events {
             self.audit(event).await?;
         }
@@ -1027,6 +1050,37 @@ impl AuthService for AuthServer {
             .await?;
         let request = request.into_inner();
         let session = session_id(&request.session_id)?;
+        if let Some(node) = caller
+            .identity
+            .as_ref()
+            .filter(|identity| identity.kind == IdentityKind::Node)
+        {
+            // Only the node that started the session writes its recording, within its
+            // upload quota.
+            if let Err(err) = self
+                .check_session_owner(&node.name, &request.session_id)
+                .await
+            {
+                return Err(match err {
+                    ServiceError::PermissionDenied(_) => {
+                        self.refuse(&caller, "UploadRecording", err).await
+                    }
+                    other => other,
+                }
+                .into());
+            }
+            if let Err(wait) =
+                self.inner
+                    .upload_quota
+                    .take(&node.name, request.data.len(), Instant::now())
+            {
+                return Err(ServiceError::RateLimited(format!(
+                    "this node's recording upload quota is used up; try again in {} s",
+                    wait.as_secs().max(1)
+                ))
+                .into());
+            }
+        }
         let recordings = &self.inner.recordings;
         let mut stored = if request.data.is_empty() {
             recordings
