@@ -7,7 +7,8 @@
 #    verifier for the certificate tests), curl (a real HTTPS client for the proxy's web
 #    API) and haproxy (a real layer-4 load balancer sending PROXY protocol headers),
 #    tmux (interactive SSH sessions under a real terminal) and asciinema (a standard
-#    player for the session recordings).
+#    player for the session recordings); from PyPI, ssh-audit and sslyze (independent
+#    scanners of the node's SSH algorithms and the proxy's TLS).
 # 2. cargo fmt --check, cargo clippy -D warnings, then every test with cargo-nextest
 #    (falling back to cargo test), then the doc tests.
 set -euo pipefail
@@ -56,6 +57,20 @@ install_packages() {
     fi
 }
 
+# Pinned, so a new release's stricter rules change the suite only when we choose.
+install_scanners() {
+    if command -v ssh-audit >/dev/null 2>&1 && command -v sslyze >/dev/null 2>&1; then
+        return
+    fi
+    log "installing ssh-audit and sslyze (PyPI)"
+    python3 -m pip install --quiet --disable-pip-version-check \
+        "ssh-audit==3.9.0" "sslyze==6.3.1"
+    # pyenv puts new console scripts behind its shims only after a rehash.
+    if command -v pyenv >/dev/null 2>&1; then
+        pyenv rehash || true
+    fi
+}
+
 check_toolchain() {
     for component in fmt clippy; do
         if ! cargo "$component" --version >/dev/null 2>&1; then
@@ -66,6 +81,7 @@ check_toolchain() {
 }
 
 install_packages
+install_scanners
 check_toolchain
 
 log "cargo fmt --check"

@@ -57,6 +57,7 @@ fn agent_settings(config: &Config, host_uuid: &str, server: String, tunnel: bool
                 period: label.period,
             })
             .collect(),
+        ssh_algorithms: global.ssh_algorithms.clone(),
         listen_addr: config
             .ssh_service
             .listen_addr

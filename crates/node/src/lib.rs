@@ -56,6 +56,8 @@ pub struct AgentConfig {
     /// `ssh_service.listen_addr`: also serve SSH on this address (direct dial), besides
     /// the reverse tunnel.
     pub listen_addr: Option<String>,
+    /// The SSH algorithms to offer (`jumpgate.kex_algos`, `ciphers`, `mac_algos`).
+    pub ssh_algorithms: jumpgate_types::config::SshAlgorithms,
 }
 
 impl std::fmt::Debug for AgentConfig {
@@ -195,6 +197,7 @@ pub async fn run(config: AgentConfig, identity: HostIdentity, shutdown: watch::R
         events,
         recordings,
         unauthenticated: Arc::new(tokio::sync::Semaphore::new(ssh::MAX_UNAUTHENTICATED)),
+        preferred: ssh::preferred_algorithms(&config.ssh_algorithms),
         last_forced_refresh: std::sync::Mutex::new(None),
     });
     tasks.push(tokio::spawn(ssh.clone().enforce_locks(stop())));

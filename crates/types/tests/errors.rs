@@ -80,6 +80,18 @@ const FIELD_ERRORS: &[(&str, &str, &str, &str)] = &[
         "`peers` is for storage type etcd, not sqlite",
     ),
     (
+        "a misspelt key exchange",
+        "jumpgate:\n  kex_algos: [mlkem768x25519-sha256, curve25519-sha265]\n",
+        "jumpgate.kex_algos[1]",
+        "did you mean curve25519-sha256?",
+    ),
+    (
+        "an empty MAC list",
+        "jumpgate:\n  mac_algos: []\n",
+        "jumpgate.mac_algos",
+        "must name at least one algorithm",
+    ),
+    (
         "etcd without peers",
         "jumpgate:\n  storage:\n    type: etcd\n",
         "jumpgate.storage.peers",

@@ -34,6 +34,9 @@ const KEYS: &[&str] = &[
     "storage",
     "log",
     "diag_addr",
+    "kex_algos",
+    "ciphers",
+    "mac_algos",
     // storage
     "type",
     "path",

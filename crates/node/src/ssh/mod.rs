@@ -74,6 +74,38 @@ pub struct SshService {
     pub unauthenticated: Arc<tokio::sync::Semaphore>,
     /// When a refused login last forced a re-read of the roles.
     pub last_forced_refresh: std::sync::Mutex<Option<tokio::time::Instant>>,
+    /// The algorithms offered ([`preferred_algorithms`]).
+    pub preferred: russh::Preferred,
+}
+
+/// russh's preferences from the configured (or default) algorithm lists, plus the
+/// extension markers every server offers (RFC 8308 `ext-info-s`, and the strict key
+/// exchange that defeats the Terrapin attack). Names the config validated; one russh
+/// does not know is skipped with a warning.
+pub fn preferred_algorithms(
+    algorithms: &jumpgate_types::config::SshAlgorithms,
+) -> russh::Preferred {
+    fn names<N: for<'a> TryFrom<&'a str>>(wanted: &[String], what: &str) -> Vec<N> {
+        wanted
+            .iter()
+            .filter_map(|name| {
+                let parsed = N::try_from(name.as_str()).ok();
+                if parsed.is_none() {
+                    warn!(%name, what, "an SSH algorithm this build does not support is skipped");
+                }
+                parsed
+            })
+            .collect()
+    }
+    let mut kex: Vec<russh::kex::Name> = names(&algorithms.kex_or_default(), "kex");
+    kex.push(russh::kex::EXTENSION_SUPPORT_AS_SERVER);
+    kex.push(russh::kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER);
+    russh::Preferred {
+        kex: kex.into(),
+        cipher: names::<russh::cipher::Name>(&algorithms.ciphers_or_default(), "cipher").into(),
+        mac: names::<russh::mac::Name>(&algorithms.macs_or_default(), "mac").into(),
+        ..russh::Preferred::DEFAULT
+    }
 }
 
 /// What locks may name about a logged-in SSH connection.
@@ -122,6 +154,7 @@ impl SshService {
             keepalive_interval: Some(Duration::from_secs(30)),
             keepalive_max: 3,
             nodelay: true,
+            preferred: self.preferred.clone(),
             ..Default::default()
         }))
     }

@@ -48,6 +48,9 @@ pub(super) struct RawGlobal {
     pub log: Option<RawLog>,
     #[serde(default, deserialize_with = "empty_as_none")]
     pub diag_addr: Option<HostPort>,
+    pub kex_algos: Option<OneOrMany<String>>,
+    pub ciphers: Option<OneOrMany<String>>,
+    pub mac_algos: Option<OneOrMany<String>>,
     // Service sections indented under `jumpgate:` by mistake, as in seed 004's agent snippet;
     // read as if they were at the top level.
     #[serde(default, deserialize_with = "present")]

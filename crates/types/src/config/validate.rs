@@ -15,9 +15,9 @@ use super::raw::{
 use super::sections::{
     AuthServiceConfig, Authentication, CommandLabel, DEFAULT_ETCD_PREFIX, EtcdConfig, GlobalConfig,
     JoinParams, JoinRole, LOG_EXTRA_FIELDS, LogConfig, LogOutput, ProxyServiceConfig,
-    SshServiceConfig, StaticToken, StorageBackend, StorageConfig, TunnelStrategy,
+    SshAlgorithms, SshServiceConfig, StaticToken, StorageBackend, StorageConfig, TunnelStrategy,
 };
-use super::values::{Secret, WordOrMap};
+use super::values::{OneOrMany, Secret, WordOrMap};
 
 impl RawConfig {
     pub(super) fn validate(self) -> Result<Config, Invalid> {
@@ -157,7 +157,62 @@ fn validate_global(raw: RawGlobal) -> Result<GlobalConfig, Invalid> {
             None => LogConfig::default(),
         },
         diag_addr: raw.diag_addr,
+        ssh_algorithms: SshAlgorithms {
+            kex: algorithms(
+                raw.kex_algos,
+                &join(P, "kex_algos"),
+                SshAlgorithms::SUPPORTED_KEX,
+            )?,
+            ciphers: algorithms(
+                raw.ciphers,
+                &join(P, "ciphers"),
+                SshAlgorithms::SUPPORTED_CIPHERS,
+            )?,
+            macs: algorithms(
+                raw.mac_algos,
+                &join(P, "mac_algos"),
+                SshAlgorithms::SUPPORTED_MACS,
+            )?,
+        },
     })
+}
+
+/// An SSH algorithm list: not empty, every name one Jumpgate supports (with a "did you
+/// mean" for a near miss).
+fn algorithms(
+    raw: Option<OneOrMany<String>>,
+    path: &str,
+    supported: &[&str],
+) -> Result<Option<Vec<String>>, Invalid> {
+    let Some(OneOrMany(names)) = raw else {
+        return Ok(None);
+    };
+    if names.is_empty() {
+        return Err(Invalid::new(
+            path,
+            format!(
+                "must name at least one algorithm, e.g. {}",
+                supported.join(", ")
+            ),
+        ));
+    }
+    for (i, name) in names.iter().enumerate() {
+        if !supported.contains(&name.as_str()) {
+            let near = supported
+                .iter()
+                .find(|known| strsim::jaro_winkler(known, name) > 0.85)
+                .map(|known| format!(" (did you mean {known}?)"))
+                .unwrap_or_default();
+            return Err(Invalid::new(
+                item_path(path, i, names.len()),
+                format!(
+                    "{name:?} is not an algorithm Jumpgate offers{near}; supported: {}",
+                    supported.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(Some(names))
 }
 
 fn check_ca_pin(pin: &str) -> Result<(), String> {
