@@ -11,7 +11,8 @@
 //!   acknowledged offset for upload in parts of up to [`MAX_PART_LEN`].
 //! - Auth side: [`RecordingStore`] receives the parts (idempotently, refusing gaps), and
 //!   [`FileRecordingStore`] keeps them as `DIR/<session_id>.cast`; an S3 store comes later
-//!   behind the same trait.
+//!   behind the same trait. [`read_header`] reads a stored recording's header alone, for
+//!   deciding who may see it.
 //! - Reading: [`parse_cast`] validates untrusted recordings with bounded memory, naming the
 //!   bad line; [`to_text`], [`to_json`] and [`play`] are what `jsh play` shows.
 
@@ -31,7 +32,7 @@ pub use error::{LineProblem, RecordingError};
 pub use export::{MAX_SPEED, MIN_SPEED, PlayOptions, play, to_json, to_text};
 pub use parse::{ParseOptions, parse_cast};
 pub use spool::{RecordingWriter, SpoolFile, SpoolOptions, read_part};
-pub use store::{FileRecordingStore, MAX_PART_LEN, RecordingInfo, RecordingStore};
+pub use store::{FileRecordingStore, MAX_PART_LEN, RecordingInfo, RecordingStore, read_header};
 
 /// The longest line (without its newline) a recording may have.
 pub const MAX_LINE_LEN: usize = 1024 * 1024;

@@ -15,7 +15,8 @@ use std::time::Duration;
 use jumpgate_audit::recording::{
     CastEncoder, EventKind, FileRecordingStore, Header, LineProblem, MAX_LINE_LEN, MAX_PART_LEN,
     ParseOptions, PlayOptions, Recording, RecordingError, RecordingStore, RecordingWriter,
-    SessionId, SessionMeta, SpoolOptions, parse_cast, play, read_part, to_json, to_text,
+    SessionId, SessionMeta, SpoolOptions, parse_cast, play, read_header, read_part, to_json,
+    to_text,
 };
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
@@ -560,6 +561,85 @@ async fn store_lists_reads_and_refuses_bad_input() {
         assert!(err.to_string().contains("1 to 64 ASCII letters"), "{err}");
     }
     assert!(!dir.path().parent().unwrap().join("x.cast").exists());
+}
+
+#[tokio::test]
+async fn store_reads_ranges_and_headers_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileRecordingStore::open(dir.path()).await.unwrap();
+    let sid = id("0b6c2a8e-5f3c-4c7e-9d1e-2f8b6a4c1d00");
+    let bytes = sample();
+    store.append_part(&sid, 0, bytes.clone()).await.unwrap();
+
+    let range = |offset: u64, len: u64| {
+        let store = &store;
+        let sid = &sid;
+        async move { store.read_range(sid, offset, len).await.unwrap() }
+    };
+    assert_eq!(range(0, 10).await, &bytes[..10]);
+    assert_eq!(range(5, 10).await, &bytes[5..15]);
+    assert_eq!(range(0, u64::MAX).await, bytes);
+    assert_eq!(
+        range(bytes.len() as u64 - 3, 10).await,
+        &bytes[bytes.len() - 3..]
+    );
+    assert!(range(bytes.len() as u64, 10).await.is_empty());
+    assert!(range(u64::MAX, 10).await.is_empty());
+    assert!(matches!(
+        store.read_range(&id("zz"), 0, 10).await,
+        Err(RecordingError::NotFound { .. })
+    ));
+
+    let got = read_header(&store, &sid).await.unwrap();
+    assert_eq!(got, header());
+
+    // The header alone, without its newline yet (an upload in progress).
+    let line_end = bytes.iter().position(|&b| b == b'\n').unwrap();
+    let partial = id("partial");
+    store
+        .append_part(&partial, 0, bytes[..line_end].to_vec())
+        .await
+        .unwrap();
+    assert_eq!(read_header(&store, &partial).await.unwrap(), header());
+    // Half a header is an error, not a guess.
+    let half = id("half");
+    store
+        .append_part(&half, 0, bytes[..line_end / 2].to_vec())
+        .await
+        .unwrap();
+    assert!(read_header(&store, &half).await.is_err());
+    // A header longer than the first read (a long command) is still read.
+    let mut long = header();
+    long.command = Some("x".repeat(10_000));
+    let mut long_bytes = Vec::new();
+    CastEncoder::header(&long, &mut long_bytes);
+    long_bytes.extend_from_slice(b"[0.1, \"o\", \"hi\"]\n");
+    let long_id = id("long");
+    store.append_part(&long_id, 0, long_bytes).await.unwrap();
+    assert_eq!(read_header(&store, &long_id).await.unwrap(), long);
+    // A first line longer than any line may be is refused, after reading a bounded amount.
+    let endless = id("endless");
+    for part in 0..2 {
+        store
+            .append_part(
+                &endless,
+                (part * MAX_PART_LEN) as u64,
+                vec![b' '; MAX_PART_LEN],
+            )
+            .await
+            .unwrap();
+    }
+    let err = read_header(&store, &endless).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RecordingError::Malformed {
+                problem: LineProblem::TooLong { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[tokio::test]

@@ -1,7 +1,8 @@
 //! Session recordings for `jsh recordings ls` and `jsh play` (DESIGN.md, "Flows:
 //! Recording"): the auth API's `ListRecordings` and `GetRecording`, through the proxy's
 //! auth passthrough with the user's TLS identity, as [`crate::nodes`] reaches it. Auth
-//! allows them to roles with the `session` rule (the built-in `auditor` role).
+//! allows them to roles with the `session` rule: the built-in `access` role for the user's
+//! own sessions (its rule's `where`), the built-in `auditor` role for all.
 //!
 //! A recording is read in parts of [`CHUNK_LEN`] until the size auth reported, then
 //! checked with [`jumpgate_audit::recording::parse_cast`] before anything is shown: it
@@ -29,11 +30,12 @@ pub enum RecordingsError {
     /// Reaching the cluster, or an unusable profile.
     #[error(transparent)]
     Client(#[from] ClientError),
-    /// The user's roles do not allow reading recordings.
+    /// The user's roles do not allow reading recordings, or this one.
     #[error(
-        "access denied: {message}. Session recordings need a role with the `session` rule \
-         (list, read), such as the built-in `auditor` role: ask an administrator to give it to \
-         your user, then run `jsh login` again"
+        "access denied: {message}. The built-in `access` role plays back only your own \
+         sessions; other recordings need a role with the `session` rule (list, read), such as \
+         the built-in `auditor` role: ask an administrator to give it to your user, then run \
+         `jsh login` again"
     )]
     PermissionDenied { message: String },
     /// No recording with that session id.

@@ -1626,3 +1626,228 @@ async fn a_node_token_buys_no_service_name_and_no_other_hosts_uuid() {
     assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
     drop(cluster);
 }
+
+/// A recording as a node uploads it: a header naming the session's user, one output event.
+fn recording_of(sid: &str, user: &str, login: &str) -> Vec<u8> {
+    let header = serde_json::json!({
+        "version": 2, "width": 80, "height": 24,
+        "jumpgate": {
+            "session_id": sid, "user": user, "login": login,
+            "node": "web-9", "node_uuid": "web-9-uuid", "cluster": "test",
+        },
+    });
+    format!("{header}\n[0.5, \"o\", \"{user} was here\"]\n").into_bytes()
+}
+
+/// A session as a node reports it: `session.start`, then the recording in one part.
+async fn record_session(node: &mut AuthClient, sid: &str, user: &str, login: &str) -> Vec<u8> {
+    use jumpgate_audit::{AuditEvent, EventType};
+    let start = AuditEvent::success(EventType::SessionStart)
+        .user(user)
+        .login(login)
+        .session_id(sid);
+    node.emit_events(proto::EmitEventsRequest {
+        events: vec![serde_json::to_string(&start).unwrap()],
+    })
+    .await
+    .unwrap();
+    let cast = recording_of(sid, user, login);
+    node.upload_recording(proto::UploadRecordingRequest {
+        session_id: sid.to_string(),
+        offset: 0,
+        data: cast.clone(),
+        complete: true,
+    })
+    .await
+    .unwrap();
+    cast
+}
+
+async fn listed(client: &mut AuthClient) -> Result<BTreeSet<String>, tonic::Status> {
+    Ok(client
+        .list_recordings(proto::ListRecordingsRequest {})
+        .await?
+        .into_inner()
+        .recordings
+        .into_iter()
+        .map(|r| r.session_id)
+        .collect())
+}
+
+async fn play(client: &mut AuthClient, sid: &str) -> Result<Vec<u8>, tonic::Status> {
+    Ok(client
+        .get_recording(proto::GetRecordingRequest {
+            session_id: sid.to_string(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .data)
+}
+
+/// Rules' `where`: the built-in `access` role lists and plays the user's own recordings and
+/// nobody else's (Teleport's `contains(session.participants, user.metadata.name)`); an
+/// auditor sees them all; a deny with `where` refuses only where it holds; a role whose
+/// `where` does not parse is refused when it is created.
+#[tokio::test]
+async fn the_access_role_sees_only_its_users_recordings() {
+    let cluster = Cluster::start();
+    let mut admin = cluster.admin().await;
+    let mut node = join_as(&cluster, &mut admin, "node", "web-9").await;
+    let hers = "7a1c2a4e-0000-4000-8000-00000000a11c";
+    let his = "7a1c2a4e-0000-4000-8000-000000000b0b";
+    let root = "7a1c2a4e-0000-4000-8000-0000000000f0";
+    let anonymous = "7a1c2a4e-0000-4000-8000-000000000000";
+    let alice_cast = record_session(&mut node, hers, "alice", "alice").await;
+    let bob_cast = record_session(&mut node, his, "bob", "bob").await;
+    record_session(&mut node, root, "bob", "root").await;
+    // A recording whose header names nobody: no rule with `where` can match it.
+    node.upload_recording(proto::UploadRecordingRequest {
+        session_id: anonymous.to_string(),
+        offset: 0,
+        data: b"{\"version\": 2, \"width\": 80, \"height\": 24}\n".to_vec(),
+        complete: true,
+    })
+    .await
+    .unwrap();
+
+    create_user(&mut admin, "alice", &["access"], &["alice"], PASSWORD).await;
+    create_user(&mut admin, "bob", &["access"], &["bob"], PASSWORD).await;
+    create_user(&mut admin, "ada", &["auditor"], &[], PASSWORD).await;
+    create_user(&mut admin, "ed", &["editor"], &[], PASSWORD).await;
+    let mut alice = user_identity(&cluster, &mut admin, "alice").await;
+    let mut bob = user_identity(&cluster, &mut admin, "bob").await;
+    let mut ada = user_identity(&cluster, &mut admin, "ada").await;
+    let mut ed = user_identity(&cluster, &mut admin, "ed").await;
+
+    // Each `access` user lists and plays their own sessions only.
+    assert_eq!(
+        listed(&mut alice).await.unwrap(),
+        BTreeSet::from([hers.to_string()])
+    );
+    assert_eq!(
+        listed(&mut bob).await.unwrap(),
+        BTreeSet::from([his.to_string(), root.to_string()])
+    );
+    assert_eq!(play(&mut alice, hers).await.unwrap(), alice_cast);
+    assert_eq!(play(&mut bob, his).await.unwrap(), bob_cast);
+    for sid in [his, root, anonymous, "7a1c2a4e-0000-4000-8000-00000000dead"] {
+        let denied = play(&mut alice, sid).await.unwrap_err();
+        assert_eq!(denied.code(), Code::PermissionDenied, "{sid}: {denied:?}");
+        assert!(
+            denied
+                .message()
+                .contains("no role allows `read` on this `session`"),
+            "{denied:?}"
+        );
+    }
+    // The refusal is audited, naming the user, the call and the session.
+    let refusals = events(&mut admin, &["auth"]).await;
+    assert!(
+        refusals.iter().any(|e| failed(e)
+            && field(e, "user") == "alice"
+            && field(e, "method") == "GetRecording"
+            && field(e, "error").contains(his)),
+        "{refusals:?}"
+    );
+
+    // The auditor sees everything; a user whose roles cover no session, nothing.
+    let all = listed(&mut ada).await.unwrap();
+    for sid in [hers, his, root, anonymous] {
+        assert!(all.contains(sid), "{sid}: {all:?}");
+    }
+    assert_eq!(play(&mut ada, his).await.unwrap(), bob_cast);
+    let missing = play(&mut ada, "7a1c2a4e-0000-4000-8000-00000000dead")
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
+    let none = listed(&mut ed).await.unwrap_err();
+    assert_eq!(none.code(), Code::PermissionDenied, "{none:?}");
+
+    // A deny with `where` refuses only where it holds, and beats the auditor's allow.
+    let no_root = r#"{"kind":"role","version":"v7","metadata":{"name":"no-root-playback"},
+        "spec":{"deny":{"rules":[{"resources":["session"],"verbs":["read"],
+        "where":"equals(session.login, \"root\")"}]}}}"#;
+    admin
+        .upsert_resource(proto::UpsertResourceRequest {
+            document: no_root.to_string(),
+            source_name: "no-root.json".to_string(),
+            force: false,
+        })
+        .await
+        .unwrap();
+    create_user(
+        &mut admin,
+        "aud",
+        &["auditor", "no-root-playback"],
+        &[],
+        PASSWORD,
+    )
+    .await;
+    let mut aud = user_identity(&cluster, &mut admin, "aud").await;
+    assert!(listed(&mut aud).await.unwrap().contains(root));
+    assert_eq!(play(&mut aud, his).await.unwrap(), bob_cast);
+    let denied = play(&mut aud, root).await.unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+    assert!(
+        denied
+            .message()
+            .contains("role `no-root-playback` denies `read` on `session`"),
+        "{denied:?}"
+    );
+
+    // Events too: a role that lists only the events about its user.
+    let own_events = r#"{"kind":"role","version":"v7","metadata":{"name":"own-events"},
+        "spec":{"allow":{"rules":[{"resources":["event"],"verbs":["list"],
+        "where":"equals(event.user, user.metadata.name)"}]}}}"#;
+    admin
+        .upsert_resource(proto::UpsertResourceRequest {
+            document: own_events.to_string(),
+            source_name: "own-events.json".to_string(),
+            force: false,
+        })
+        .await
+        .unwrap();
+    create_user(
+        &mut admin,
+        "eve",
+        &["access", "own-events"],
+        &["eve"],
+        PASSWORD,
+    )
+    .await;
+    let eves = "7a1c2a4e-0000-4000-8000-000000000e0e";
+    record_session(&mut node, eves, "eve", "eve").await;
+    let mut eve = user_identity(&cluster, &mut admin, "eve").await;
+    let seen: Vec<Value> = events(&mut eve, &["session.start", "user.create"]).await;
+    assert!(seen.iter().any(|e| field(e, "sid") == eves), "{seen:?}");
+    assert!(seen.iter().all(|e| field(e, "user") == "eve"), "{seen:?}");
+    assert!(events(&mut ada, &["session.start"]).await.len() >= 4);
+    let none = alice
+        .search_events(proto::SearchEventsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(none.code(), Code::PermissionDenied, "{none:?}");
+
+    // A `where` that does not parse is refused when the role is created, naming the rule.
+    let typo = r#"{"kind":"role","version":"v7","metadata":{"name":"typo"},
+        "spec":{"allow":{"rules":[{"resources":["session"],"verbs":["list"],
+        "where":"contains(session.participant, user.metadata.name)"}]}}}"#;
+    let refused = admin
+        .upsert_resource(proto::UpsertResourceRequest {
+            document: typo.to_string(),
+            source_name: "typo.json".to_string(),
+            force: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert!(
+        refused.message().contains("spec.allow.rules[0].where")
+            && refused
+                .message()
+                .contains("did you mean `session.participants`?"),
+        "{refused:?}"
+    );
+    drop(cluster.daemon);
+}

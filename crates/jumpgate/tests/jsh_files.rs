@@ -348,7 +348,7 @@ fn jsh_scp_is_refused_when_the_roles_forbid_file_copy() {
 
 /// A PTY session is recorded by the node; `jsh recordings ls` lists it and `jsh play`
 /// shows it as text, JSON, the asciicast file (which asciinema reads) and a replay.
-/// Reading recordings needs the `auditor` role.
+/// Reading other users' recordings needs the `auditor` role; `access` sees one's own.
 #[test]
 fn jsh_plays_a_recorded_session() {
     let (dir, cluster, node) = dev_cluster();
@@ -471,16 +471,41 @@ fn jsh_plays_a_recorded_session() {
         text(&out.stderr)
     );
 
-    // Without the auditor role: refused, with the way out.
+    // With `access` alone: one's own sessions only. Eve has none yet, and dora's is
+    // refused, with the way out.
     let other = logged_in(&cluster, dir.path(), "eve", "access");
-    for args in [
-        &["recordings", "ls"][..],
-        &["play", &id, "--format", "text"],
-    ] {
-        let out = jsh(&other, args, None);
-        assert!(!out.status.success(), "{args:?}");
-        let stderr = text(&out.stderr);
-        assert!(stderr.contains("access denied"), "{stderr}");
-        assert!(stderr.contains("auditor"), "{stderr}");
+    let ls = |home: &Path| -> Vec<serde_json::Value> {
+        let out = jsh_ok(home, &["recordings", "ls", "--format", "json"], None);
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    assert!(ls(&other).is_empty());
+    let out = jsh(&other, &["play", &id, "--format", "text"], None);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("access denied"), "{stderr}");
+    assert!(stderr.contains("auditor"), "{stderr}");
+    // Once she has a session of her own, she lists and plays it, and still only it.
+    jsh_ok(
+        &other,
+        &["ssh", "-t", &format!("root@{node}"), "echo eve-marker"],
+        None,
+    );
+    let mut hers = Vec::new();
+    let completed = wait_until(Duration::from_secs(20), || {
+        hers = ls(&other);
+        hers.iter().any(|r| r["completed"] == true)
+    });
+    assert!(completed, "eve's recording did not appear: {hers:?}");
+    assert!(hers.iter().all(|r| r["user"] == "eve"), "{hers:?}");
+    let eves = hers[0]["session_id"].as_str().unwrap().to_string();
+    let shown = text(&jsh_ok(&other, &["play", &eves, "--format", "text"], None).stdout);
+    assert!(shown.contains("eve-marker"), "{shown}");
+    // The auditor sees both.
+    let all = ls(&home);
+    for sid in [&id, &eves] {
+        assert!(
+            all.iter().any(|r| r["session_id"] == sid.as_str()),
+            "{sid}: {all:?}"
+        );
     }
 }

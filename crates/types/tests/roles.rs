@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use jumpgate_types::rbac::{ResourceFacts, SessionFacts};
 use jumpgate_types::{AccessChecker, ResourceVersion, Role, Traits, UnsupportedEffect, peek_kind};
 
 fn load(file: &str) -> Role {
@@ -51,7 +52,6 @@ const FIXTURES: &[(&str, &[&str])] = &[
         &[
             "spec.options.enhanced_recording",
             "spec.options.idp",
-            "spec.allow.rules[1].where",
             "spec.allow.app_labels",
             "spec.allow.aws_role_arns",
             "spec.allow.azure_identities",
@@ -105,14 +105,14 @@ fn fixtures_parse_and_list_what_is_not_supported() {
             .collect();
         assert_eq!(got, *want, "{file}");
     }
+    // Its session rule's `where` is evaluated, so nothing of it fails closed.
     let access = load("teleport_access_preset.yaml");
-    let fails_closed: Vec<_> = access
-        .unsupported_fields()
-        .into_iter()
-        .filter(|f| f.effect == UnsupportedEffect::FailsClosed)
-        .map(|f| f.path)
-        .collect();
-    assert_eq!(fails_closed, ["spec.allow.rules[1].where"]);
+    assert!(
+        !access
+            .unsupported_fields()
+            .iter()
+            .any(|f| f.effect == UnsupportedEffect::FailsClosed)
+    );
 }
 
 #[test]
@@ -149,10 +149,26 @@ fn teleport_access_preset_grants_what_ours_does() {
         );
     }
     assert_eq!(checker.logins(), ours.logins());
-    // Its rules: events readable; sessions only with a `where` Jumpgate cannot evaluate, so not.
+    // Its rules: events readable; sessions where the user took part, as ours.
     assert!(checker.check_rule("event", "list").is_ok());
-    assert!(checker.check_rule("session", "list").is_err());
     assert!(checker.check_rule("role", "list").is_err());
+    let (checker, ours) = (checker.with_user("alice"), ours.with_user("alice"));
+    for (owner, allowed) in [("alice", true), ("bob", false)] {
+        let session = SessionFacts {
+            participants: vec![owner.to_owned()],
+            ..SessionFacts::default()
+        };
+        for checker in [&checker, &ours] {
+            for verb in ["list", "read"] {
+                let facts = ResourceFacts::Session(&session);
+                assert_eq!(
+                    checker.check_rule_on("session", verb, facts).is_ok(),
+                    allowed,
+                    "{owner} {verb}"
+                );
+            }
+        }
+    }
     // Teleport's 30h is kept; our built-in default is 12h.
     assert_eq!(checker.max_session_ttl(), Duration::from_secs(30 * 3600));
     assert_eq!(ours.max_session_ttl(), Duration::from_secs(12 * 3600));

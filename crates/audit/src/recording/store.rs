@@ -15,7 +15,10 @@ use std::time::SystemTime;
 
 use crate::BoxFuture;
 
-use super::{DEFAULT_MAX_RECORDING_LEN, RecordingError, SessionId};
+use super::{
+    DEFAULT_MAX_RECORDING_LEN, Header, MAX_LINE_LEN, ParseOptions, RecordingError, SessionId,
+    parse_cast,
+};
 
 /// The largest part [`RecordingStore::append_part`] accepts.
 pub const MAX_PART_LEN: usize = 1024 * 1024;
@@ -67,6 +70,39 @@ pub trait RecordingStore: Send + Sync + std::fmt::Debug {
         &'a self,
         session_id: &'a SessionId,
     ) -> BoxFuture<'a, Result<Vec<u8>, RecordingError>>;
+
+    /// Up to `max_len` bytes of the recording from `offset`: fewer at its end, none from past
+    /// it. For reading a part of a recording (its header) without all of it.
+    fn read_range<'a>(
+        &'a self,
+        session_id: &'a SessionId,
+        offset: u64,
+        max_len: u64,
+    ) -> BoxFuture<'a, Result<Vec<u8>, RecordingError>>;
+}
+
+/// What [`read_header`] reads first: real headers are a few hundred bytes.
+const HEADER_PROBE_LEN: u64 = 4096;
+
+/// The header of a stored recording, read without the rest of it: what auth needs to decide
+/// who may see a recording (its [`SessionMeta`](super::SessionMeta) names the user). A header
+/// still being uploaded, or malformed, is an error naming the problem.
+pub async fn read_header(
+    store: &dyn RecordingStore,
+    session_id: &SessionId,
+) -> Result<Header, RecordingError> {
+    let mut head = store.read_range(session_id, 0, HEADER_PROBE_LEN).await?;
+    if !head.contains(&b'\n') && len_u64(head.len()) == HEADER_PROBE_LEN {
+        // A long header (a long command): read up to the longest line allowed, and one byte
+        // more so that a longer one is reported as such.
+        let max = len_u64(MAX_LINE_LEN).saturating_add(1);
+        head = store.read_range(session_id, 0, max).await?;
+    }
+    let line = match head.iter().position(|&b| b == b'\n') {
+        Some(end) => head.get(..end).unwrap_or_default(),
+        None => &head,
+    };
+    Ok(parse_cast(line, &ParseOptions::strict())?.header)
 }
 
 /// Recordings as files: `DIR/<session_id>.cast` holds the bytes, and an empty
@@ -201,6 +237,20 @@ impl RecordingStore for FileRecordingStore {
             let paths = self.paths(session_id);
             let max_len = self.max_len;
             blocking(move || read_blocking(&paths, max_len)).await
+        })
+    }
+
+    fn read_range<'a>(
+        &'a self,
+        session_id: &'a SessionId,
+        offset: u64,
+        max_len: u64,
+    ) -> BoxFuture<'a, Result<Vec<u8>, RecordingError>> {
+        Box::pin(async move {
+            let paths = self.paths(session_id);
+            // Never more than a whole recording may hold.
+            let max_len = max_len.min(self.max_len);
+            blocking(move || read_range_blocking(&paths, offset, max_len)).await
         })
     }
 }
@@ -409,6 +459,28 @@ fn read_blocking(paths: &Paths, max_len: u64) -> Result<Vec<u8>, RecordingError>
             max: max_len,
         });
     }
+    Ok(bytes)
+}
+
+fn read_range_blocking(
+    paths: &Paths,
+    offset: u64,
+    max_len: u64,
+) -> Result<Vec<u8>, RecordingError> {
+    let io = || RecordingError::io(&paths.cast);
+    let mut file = match File::open(&paths.cast) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(paths.not_found()),
+        Err(e) => return Err(io()(e)),
+    };
+    let size = file.metadata().map_err(io())?.len();
+    if offset >= size {
+        return Ok(Vec::new());
+    }
+    file.seek(SeekFrom::Start(offset)).map_err(io())?;
+    let want = max_len.min(size.saturating_sub(offset));
+    let mut bytes = Vec::with_capacity(usize::try_from(want).unwrap_or(0));
+    file.take(want).read_to_end(&mut bytes).map_err(io())?;
     Ok(bytes)
 }
 

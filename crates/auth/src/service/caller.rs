@@ -8,9 +8,10 @@ use crate::users::User;
 use jumpgate_api::PeerInfo;
 use jumpgate_audit::{AuditEvent, EventType};
 use jumpgate_pki::{IdentityKind, TlsIdentity};
+use jumpgate_types::rbac::ResourceFacts;
 use jumpgate_types::role::kinds;
 use jumpgate_types::role::verbs;
-use jumpgate_types::{AccessChecker, Role, Traits};
+use jumpgate_types::{AccessChecker, AccessDenied, Role, Traits};
 use std::net::SocketAddr;
 use std::time::SystemTime;
 
@@ -46,6 +47,33 @@ impl Caller {
 
     pub fn is_admin(&self) -> bool {
         self.kind() == Some(IdentityKind::Admin)
+    }
+}
+
+/// Which resources of a kind a caller may list or read: what
+/// [`AuthServer::require_rule_scoped`] found.
+#[derive(Debug)]
+pub(crate) enum RuleScope {
+    /// Every one: an admin or service identity, or a user whose rules allow the action
+    /// whatever the resource.
+    All,
+    /// Those the user's rules allow one by one (rules with `where` conditions on the
+    /// resource, such as the `access` role's own sessions).
+    Each(Box<AccessChecker>),
+}
+
+impl RuleScope {
+    /// Whether `verb` on this resource of kind `resource`, described by `facts`, is allowed.
+    pub(crate) fn check(
+        &self,
+        resource: &str,
+        verb: &str,
+        facts: ResourceFacts<'_>,
+    ) -> Result<(), AccessDenied> {
+        match self {
+            RuleScope::All => Ok(()),
+            RuleScope::Each(checker) => checker.check_rule_on(resource, verb, facts),
+        }
     }
 }
 
@@ -153,6 +181,42 @@ impl AuthServer {
         }
     }
 
+    /// For calls that list or read resources one by one: requires that the caller may `verb`
+    /// *some* resources of `resource` kind, and says which. A user whose rules allow it only
+    /// where a `where` condition holds gets [`RuleScope::Each`]; the handler checks each
+    /// resource (filtering a list, refusing a read).
+    pub(crate) async fn require_rule_scoped(
+        &self,
+        caller: &Caller,
+        method: &str,
+        resource: &str,
+        verb: &str,
+    ) -> Result<RuleScope, ServiceError> {
+        self.require_identity(caller, method).await?;
+        let Some(identity) = &caller.identity else {
+            return Err(ServiceError::Unauthenticated("no identity".to_string()));
+        };
+        let verdict = match identity.kind {
+            IdentityKind::User => self.user_checker(identity).and_then(|checker| {
+                if checker.check_rule(resource, verb).is_ok() {
+                    return Ok(RuleScope::All);
+                }
+                checker
+                    .check_rule_for_some(resource, verb)
+                    .map(|()| RuleScope::Each(Box::new(checker)))
+                    .map_err(|denied| ServiceError::PermissionDenied(denied.to_string()))
+            }),
+            kind if service_may(kind, resource, verb) => Ok(RuleScope::All),
+            kind => Err(ServiceError::PermissionDenied(format!(
+                "access denied: a {kind} identity may not `{verb}` `{resource}`"
+            ))),
+        };
+        match verdict {
+            Ok(scope) => Ok(scope),
+            Err(err) => Err(self.refuse(caller, method, err).await),
+        }
+    }
+
     /// Requires one of the given identity kinds (admin always passes).
     pub(crate) async fn require_kind(
         &self,
@@ -198,7 +262,7 @@ impl AuthServer {
             .cloned()
             .collect();
         let roles = self.cached_roles(&held)?;
-        Ok(AccessChecker::new(roles.iter(), &traits_of(&user)))
+        Ok(AccessChecker::new(roles.iter(), &traits_of(&user)).with_user(&identity.name))
     }
 
     /// Audits a refusal (an `auth` event) and passes the error on.

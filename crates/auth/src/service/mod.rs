@@ -15,6 +15,7 @@ mod resources;
 mod sessions;
 
 pub use caller::Caller;
+use caller::RuleScope;
 pub use errors::ServiceError;
 
 use crate::ClusterAuthorities;
@@ -25,11 +26,12 @@ use crate::tokens::Tokens;
 use crate::users::{SecondFactor, User, Users};
 use jumpgate_api::proto;
 use jumpgate_api::proto::auth_service_server::AuthService;
-use jumpgate_audit::recording::{RecordingInfo, SessionId};
+use jumpgate_audit::recording::{RecordingInfo, SessionId, read_header};
 use jumpgate_audit::{AuditLog, EventType, Order, RecordingStore, SearchQuery, Timestamp};
 use jumpgate_backend::Backend;
 use jumpgate_pki::IdentityKind;
 use jumpgate_types::config::{JoinRole, StaticToken, TunnelStrategy};
+use jumpgate_types::rbac::{EventFacts, ResourceFacts, SessionFacts};
 use jumpgate_types::role::{kinds, verbs};
 use jumpgate_types::{Resource, Role};
 use std::net::IpAddr;
@@ -37,7 +39,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// Login attempts allowed from one address at once, then one per [`LOGIN_EVERY`].
 const LOGIN_BURST: u32 = 10;
@@ -1109,17 +1111,28 @@ impl AuthService for AuthServer {
         request: Request<proto::ListRecordingsRequest>,
     ) -> Reply<proto::ListRecordingsResponse> {
         let caller = self.caller(&request)?;
-        self.require_rule(&caller, "ListRecordings", kinds::SESSION, verbs::LIST)
+        let scope = self
+            .require_rule_scoped(&caller, "ListRecordings", kinds::SESSION, verbs::LIST)
             .await?;
-        let recordings = self
+        let stored = self
             .inner
             .recordings
             .list()
             .await
-            .map_err(recording_error)?
-            .iter()
-            .map(recording_info)
-            .collect();
+            .map_err(recording_error)?;
+        let mut recordings = Vec::with_capacity(stored.len());
+        for info in &stored {
+            if let RuleScope::Each(_) = scope {
+                let facts = self.session_facts(&info.session_id).await;
+                let facts = facts
+                    .as_ref()
+                    .map_or(ResourceFacts::Unknown, ResourceFacts::Session);
+                if scope.check(kinds::SESSION, verbs::LIST, facts).is_err() {
+                    continue;
+                }
+            }
+            recordings.push(recording_info(info));
+        }
         Ok(Response::new(proto::ListRecordingsResponse { recordings }))
     }
 
@@ -1128,10 +1141,23 @@ impl AuthService for AuthServer {
         request: Request<proto::GetRecordingRequest>,
     ) -> Reply<proto::GetRecordingResponse> {
         let caller = self.caller(&request)?;
-        self.require_rule(&caller, "GetRecording", kinds::SESSION, verbs::READ)
+        let scope = self
+            .require_rule_scoped(&caller, "GetRecording", kinds::SESSION, verbs::READ)
             .await?;
         let request = request.into_inner();
         let session = session_id(&request.session_id)?;
+        // Checked before looking the recording up, so that a caller who may read only some
+        // recordings cannot tell another's from one that does not exist.
+        if let RuleScope::Each(_) = scope {
+            let facts = self.session_facts(&session).await;
+            let facts = facts
+                .as_ref()
+                .map_or(ResourceFacts::Unknown, ResourceFacts::Session);
+            if let Err(denied) = scope.check(kinds::SESSION, verbs::READ, facts) {
+                let err = ServiceError::PermissionDenied(format!("{denied} (session {session})"));
+                return Err(self.refuse(&caller, "GetRecording", err).await.into());
+            }
+        }
         let info = self
             .inner
             .recordings
@@ -1170,7 +1196,8 @@ impl AuthService for AuthServer {
         request: Request<proto::SearchEventsRequest>,
     ) -> Reply<proto::SearchEventsResponse> {
         let caller = self.caller(&request)?;
-        self.require_rule(&caller, "SearchEvents", kinds::EVENT, verbs::LIST)
+        let scope = self
+            .require_rule_scoped(&caller, "SearchEvents", kinds::EVENT, verbs::LIST)
             .await?;
         let request = request.into_inner();
         let timestamp = |millis: i64, what: &str| {
@@ -1221,6 +1248,17 @@ impl AuthService for AuthServer {
             .map_err(|err| ServiceError::invalid(err.to_string()))?;
         let mut events = Vec::with_capacity(page.events.len());
         for event in &page.events {
+            // A page the caller may see only part of comes back shorter, with the same cursor
+            // to the next one.
+            if let RuleScope::Each(_) = scope {
+                let facts = event_facts(event);
+                if scope
+                    .check(kinds::EVENT, verbs::LIST, ResourceFacts::Event(&facts))
+                    .is_err()
+                {
+                    continue;
+                }
+            }
             events.push(
                 event
                     .to_json()
@@ -1231,6 +1269,52 @@ impl AuthService for AuthServer {
             events,
             next_cursor: page.next_cursor.unwrap_or_default(),
         }))
+    }
+}
+
+/// What a rule's `where` reads of an audit event (`event.*`).
+fn event_facts(event: &jumpgate_audit::AuditEvent) -> EventFacts {
+    let text = |value: Option<&str>| value.unwrap_or_default().to_string();
+    EventFacts {
+        event_type: event.event_type().name().to_string(),
+        code: event.code().to_string(),
+        user: text(event.user_name()),
+        login: text(event.login_name()),
+        sid: text(event.sid()),
+        server_id: text(event.server()),
+    }
+}
+
+impl AuthServer {
+    /// What a rule's `where` reads of a recorded session (`session.*`), from the header the
+    /// node wrote: its user, who is the one participant. `None` when the recording does not
+    /// exist or its header does not say (still uploading, malformed, or written for another
+    /// session id); rules then fail closed.
+    async fn session_facts(&self, session: &SessionId) -> Option<SessionFacts> {
+        let header = match read_header(self.inner.recordings.as_ref(), session).await {
+            Ok(header) => header,
+            Err(err) => {
+                debug!(%session, %err, "recording header unreadable; its session is unknown to rules");
+                return None;
+            }
+        };
+        let Some(meta) = header.jumpgate else {
+            debug!(%session, "recording header names no user; its session is unknown to rules");
+            return None;
+        };
+        if meta.session_id != *session {
+            warn!(%session, claimed = %meta.session_id, "recording header names another session; its session is unknown to rules");
+            return None;
+        }
+        Some(SessionFacts {
+            sid: session.to_string(),
+            participants: vec![meta.user.clone()],
+            user: meta.user,
+            login: meta.login,
+            server_id: meta.node_uuid,
+            server_hostname: meta.node,
+            cluster_name: meta.cluster,
+        })
     }
 }
 

@@ -12,15 +12,24 @@
 //! - **Allow is precise**: a login is allowed on a node when one role's allow block matches
 //!   the node's labels *and* lists that login. Two roles do not combine (one's labels with the
 //!   other's logins).
-//! - Admin rules: deny rules first, then allow; `*` matches any resource or verb.
+//! - Admin rules: deny rules first, then allow; `*` matches any resource or verb. A rule's
+//!   `where` ([`Predicate`]) narrows it to the resources it is true for: an allow grants only
+//!   there, a deny refuses only there. Where the condition cannot be decided (it reads a
+//!   resource that was not described), an allow grants nothing and a deny applies.
 //! - Options merge the strictest way; the session TTL is capped by the smallest
 //!   `max_session_ttl`.
 //!
 //! Role expiry (`metadata.expires`) is the caller's business: pass only live roles (this crate
 //! reads no clock).
 
+mod predicate;
 #[cfg(test)]
 mod tests;
+
+pub use predicate::{
+    EventFacts, FIELDS, MAX_PREDICATE_DEPTH, MAX_PREDICATE_LEN, Namespace, Predicate,
+    PredicateError, ResourceFacts, SessionFacts,
+};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -28,6 +37,7 @@ use std::time::Duration;
 use crate::role::{
     DEFAULT_MAX_SESSION_TTL, NodeMatcher, Role, RoleConditions, Rule, Traits, is_valid_login,
 };
+use predicate::{Truth, UserFacts};
 
 /// A user's permissions, from their roles and traits. Cheap to query; build one per identity.
 #[derive(Debug, Clone)]
@@ -35,6 +45,8 @@ pub struct AccessChecker {
     roles: Vec<CheckedRole>,
     options: SessionOptions,
     max_session_ttl: Duration,
+    /// What `where` conditions read as `user.*`.
+    user: UserFacts,
 }
 
 #[derive(Debug, Clone)]
@@ -131,6 +143,18 @@ pub enum AccessDenied {
         /// The verb.
         verb: String,
     },
+    /// Allow rules cover this action only on resources their `where` is true for, and it is
+    /// not true for this one (or cannot be decided).
+    #[error(
+        "access denied: no role allows `{verb}` on this `{resource}`; the rules that allow \
+         `{verb}` on `{resource}` have `where` conditions it does not meet"
+    )]
+    RuleConditionNotMet {
+        /// The resource kind.
+        resource: String,
+        /// The verb.
+        verb: String,
+    },
 }
 
 impl AccessDenied {
@@ -140,7 +164,10 @@ impl AccessDenied {
             Self::NodeDenied { role, .. }
             | Self::LoginDenied { role, .. }
             | Self::RuleDenied { role, .. } => Some(role),
-            Self::NoRoles | Self::NotAllowed { .. } | Self::RuleNotAllowed { .. } => None,
+            Self::NoRoles
+            | Self::NotAllowed { .. }
+            | Self::RuleNotAllowed { .. }
+            | Self::RuleConditionNotMet { .. } => None,
         }
     }
 }
@@ -156,7 +183,7 @@ impl AccessChecker {
     /// of roles only decides which denying role an error names.
     pub fn new<'a>(roles: impl IntoIterator<Item = &'a Role>, traits: &Traits) -> Self {
         let roles: Vec<&Role> = roles.into_iter().collect();
-        let checked = roles
+        let checked: Vec<CheckedRole> = roles
             .iter()
             .map(|role| CheckedRole {
                 name: role.name().to_owned(),
@@ -194,10 +221,23 @@ impl AccessChecker {
             .min()
             .unwrap_or(DEFAULT_MAX_SESSION_TTL);
         Self {
+            user: UserFacts {
+                name: None,
+                roles: checked.iter().map(|r| r.name.clone()).collect(),
+                traits: traits.clone(),
+            },
             roles: checked,
             options,
             max_session_ttl,
         }
+    }
+
+    /// Names the user, for `user.metadata.name` in `where` conditions. Without it the name is
+    /// unknown, and conditions reading it fail closed.
+    #[must_use]
+    pub fn with_user(mut self, name: impl Into<String>) -> Self {
+        self.user.name = Some(name.into());
+        self
     }
 
     /// The names of the user's roles, in the order given.
@@ -284,14 +324,69 @@ impl AccessChecker {
     }
 
     /// Whether the user may take admin action `verb` on resources of kind `resource`
-    /// (see [`kinds`](crate::role::kinds) and [`verbs`](crate::role::verbs)).
+    /// (see [`kinds`](crate::role::kinds) and [`verbs`](crate::role::verbs)), knowing nothing
+    /// about the particular resource: rules whose `where` reads the resource fail closed (an
+    /// allow grants nothing, a deny applies). Conditions on the user alone are decided.
     pub fn check_rule(&self, resource: &str, verb: &str) -> Result<(), AccessDenied> {
+        self.check_rule_on(resource, verb, ResourceFacts::Unknown)
+    }
+
+    /// Whether the user may take `verb` on this particular resource of kind `resource`,
+    /// described by `facts` for the rules' `where` conditions. What the conditions read of a
+    /// resource `facts` does not describe is unknown, and fails closed.
+    pub fn check_rule_on(
+        &self,
+        resource: &str,
+        verb: &str,
+        facts: ResourceFacts<'_>,
+    ) -> Result<(), AccessDenied> {
+        self.decide_rule(resource, verb, facts, Certainty::Certain)
+    }
+
+    /// Whether the user may take `verb` on *some* resource of kind `resource`: the gate of a
+    /// list or read call that then checks each resource with
+    /// [`check_rule_on`](Self::check_rule_on). Refused only when no resource could be allowed:
+    /// a deny applies whatever the resource, or no allow rule covers the action or could be
+    /// true.
+    pub fn check_rule_for_some(&self, resource: &str, verb: &str) -> Result<(), AccessDenied> {
+        self.decide_rule(resource, verb, ResourceFacts::Unknown, Certainty::Possible)
+    }
+
+    fn decide_rule(
+        &self,
+        resource: &str,
+        verb: &str,
+        facts: ResourceFacts<'_>,
+        certainty: Certainty,
+    ) -> Result<(), AccessDenied> {
         if self.roles.is_empty() {
             return Err(AccessDenied::NoRoles);
         }
+        let truth = |rule: &Rule| match &rule.where_clause {
+            None => Truth::True,
+            Some(predicate) => predicate.eval(&self.user, facts),
+        };
+        // An undecided condition counts against the user when a decision is needed, and for
+        // them when the question is whether any resource could be allowed.
+        let holds = |t: Truth| match (t, certainty) {
+            (Truth::True, _) => true,
+            (Truth::False, _) => false,
+            (Truth::Unknown, Certainty::Certain) => false,
+            (Truth::Unknown, Certainty::Possible) => true,
+        };
+        let denies = |t: Truth| match (t, certainty) {
+            (Truth::True, _) => true,
+            (Truth::False, _) => false,
+            (Truth::Unknown, Certainty::Certain) => true,
+            (Truth::Unknown, Certainty::Possible) => false,
+        };
         for role in &self.roles {
-            // A deny rule's `where` cannot be evaluated, so it applies unconditionally.
-            if role.deny.rules.iter().any(|r| r.matches(resource, verb)) {
+            let denied = role
+                .deny
+                .rules
+                .iter()
+                .any(|r| r.matches(resource, verb) && denies(truth(r)));
+            if denied {
                 return Err(AccessDenied::RuleDenied {
                     role: role.name.clone(),
                     resource: resource.to_owned(),
@@ -299,19 +394,25 @@ impl AccessChecker {
                 });
             }
         }
-        let allowed = self.roles.iter().any(|role| {
-            role.allow
+        let mut covered = false;
+        for role in &self.roles {
+            for rule in role
+                .allow
                 .rules
                 .iter()
-                .any(|r| r.where_clause.is_none() && r.matches(resource, verb))
-        });
-        if allowed {
-            Ok(())
+                .filter(|r| r.matches(resource, verb))
+            {
+                if holds(truth(rule)) {
+                    return Ok(());
+                }
+                covered = true;
+            }
+        }
+        let (resource, verb) = (resource.to_owned(), verb.to_owned());
+        if covered {
+            Err(AccessDenied::RuleConditionNotMet { resource, verb })
         } else {
-            Err(AccessDenied::RuleNotAllowed {
-                resource: resource.to_owned(),
-                verb: verb.to_owned(),
-            })
+            Err(AccessDenied::RuleNotAllowed { resource, verb })
         }
     }
 
@@ -334,6 +435,16 @@ impl AccessChecker {
     pub fn options(&self) -> &SessionOptions {
         &self.options
     }
+}
+
+/// How [`AccessChecker::decide_rule`] counts a `where` it cannot decide.
+#[derive(Clone, Copy)]
+enum Certainty {
+    /// Is this allowed? Undecided allows do not grant; undecided denies apply.
+    Certain,
+    /// Could this be allowed for some resource? Undecided allows might; undecided denies
+    /// might not apply.
+    Possible,
 }
 
 #[derive(Clone, Copy)]

@@ -805,17 +805,18 @@ fn admin_rules() {
             Some("role `read-only` denies `update` on `user`"),
         ),
         (
-            "an allow rule with `where` grants nothing",
+            "an allow rule whose `where` reads the resource grants nothing without it",
             &[(
                 "own",
-                "{allow: {rules: [{resources: [session], verbs: [list], where: 'is_owner'}]}}",
+                "{allow: {rules: [{resources: [session], verbs: [list], \
+                 where: 'contains(session.participants, user.metadata.name)'}]}}",
             )],
             "session",
             "list",
-            Some("no role allows"),
+            Some("no role allows `list` on this `session`"),
         ),
         (
-            "a deny rule with `where` applies unconditionally",
+            "a deny rule whose `where` reads the resource applies without it",
             &[
                 (
                     "all",
@@ -823,17 +824,59 @@ fn admin_rules() {
                 ),
                 (
                     "cond",
-                    "{deny: {rules: [{resources: [user], verbs: [delete], where: 'x'}]}}",
+                    "{deny: {rules: [{resources: [session], verbs: [read], \
+                     where: 'equals(session.login, \"root\")'}]}}",
+                ),
+            ],
+            "session",
+            "read",
+            Some("role `cond` denies `read` on `session`"),
+        ),
+        (
+            "a `where` on the user alone is decided: true",
+            &[(
+                "r",
+                "{allow: {rules: [{resources: [role], verbs: [list], \
+                 where: 'contains(user.spec.roles, \"r\")'}]}}",
+            )],
+            "role",
+            "list",
+            None,
+        ),
+        (
+            "a `where` on the user alone is decided: false",
+            &[(
+                "r",
+                "{allow: {rules: [{resources: [role], verbs: [list], \
+                 where: 'contains(user.spec.roles, \"admins\")'}]}}",
+            )],
+            "role",
+            "list",
+            Some("no role allows `list` on this `role`"),
+        ),
+        (
+            "a deny whose `where` on the user is false leaves the allow",
+            &[
+                (
+                    "all",
+                    "{allow: {rules: [{resources: ['*'], verbs: ['*']}]}}",
+                ),
+                (
+                    "cond",
+                    "{deny: {rules: [{resources: [user], verbs: [delete], \
+                     where: 'contains(user.spec.roles, \"interns\")'}]}}",
                 ),
             ],
             "user",
             "delete",
-            Some("role `cond` denies"),
+            None,
         ),
     ];
     for (case, specs, resource, verb, denied) in cases {
         let roles = roles(specs);
-        let result = AccessChecker::new(&roles, &Traits::new()).check_rule(resource, verb);
+        let result = AccessChecker::new(&roles, &Traits::new())
+            .with_user("alice")
+            .check_rule(resource, verb);
         match (denied, &result) {
             (None, Ok(())) => {}
             (Some(why), Err(e)) => assert!(e.to_string().contains(why), "{case}: {e}"),
@@ -861,7 +904,35 @@ fn builtin_roles_do_what_they_say() {
     }
     assert!(editor.check_rule("event", "list").is_err());
 
+    // `access` lists and plays back the user's own sessions, and no one else's.
+    let access = access.with_user("alice");
+    let hers = session("alice");
+    let bobs = session("bob");
+    for verb in ["list", "read"] {
+        assert!(access.check_rule_for_some("session", verb).is_ok());
+        assert!(
+            access
+                .check_rule_on("session", verb, ResourceFacts::Session(&hers))
+                .is_ok()
+        );
+        assert!(
+            access
+                .check_rule_on("session", verb, ResourceFacts::Session(&bobs))
+                .is_err()
+        );
+        assert!(access.check_rule("session", verb).is_err());
+    }
+    assert!(access.check_rule_for_some("session", "delete").is_err());
+    assert!(access.check_rule_for_some("event", "list").is_err());
+
     let auditor = AccessChecker::new(&[Role::builtin_auditor()], &t);
+    for verb in ["list", "read"] {
+        assert!(
+            auditor
+                .check_rule_on("session", verb, ResourceFacts::Session(&bobs))
+                .is_ok()
+        );
+    }
     assert!(auditor.check_ssh_access(&node, "alice").is_err());
     assert!(auditor.check_rule("event", "list").is_ok());
     assert!(auditor.check_rule("session", "read").is_ok());
@@ -1018,4 +1089,196 @@ fn options_merge_as_teleport_does() {
         let checker = AccessChecker::new(&roles, &Traits::new());
         assert_eq!(checker.options(), want, "{case}");
     }
+}
+
+fn session(user: &str) -> SessionFacts {
+    SessionFacts {
+        sid: format!("{user}-session"),
+        participants: vec![user.to_owned()],
+        user: user.to_owned(),
+        login: "root".to_owned(),
+        ..SessionFacts::default()
+    }
+}
+
+const OWN_SESSIONS: &str = "{allow: {rules: [{resources: [session], verbs: [list, read], \
+                            where: 'contains(session.participants, user.metadata.name)'}]}}";
+
+/// Rules with `where` on particular resources: an allow grants where it is true, a deny
+/// refuses where it is true, and deny beats allow.
+#[test]
+fn rules_with_where_decide_per_resource() {
+    type Case = (
+        &'static str,
+        &'static [(&'static str, &'static str)],
+        &'static str,
+        Option<&'static str>,
+    );
+    let cases: &[Case] = &[
+        (
+            "allow with where: own session",
+            &[("own", OWN_SESSIONS)],
+            "alice",
+            None,
+        ),
+        (
+            "allow with where: someone else's session",
+            &[("own", OWN_SESSIONS)],
+            "bob",
+            Some(
+                "no role allows `read` on this `session`; the rules that allow `read` on \
+                  `session` have `where` conditions it does not meet",
+            ),
+        ),
+        (
+            "deny with where refuses where it is true",
+            &[
+                (
+                    "all",
+                    "{allow: {rules: [{resources: [session], verbs: ['*']}]}}",
+                ),
+                (
+                    "not-bob",
+                    "{deny: {rules: [{resources: [session], verbs: [read], \
+                     where: 'equals(session.user, \"bob\")'}]}}",
+                ),
+            ],
+            "bob",
+            Some("role `not-bob` denies `read` on `session`"),
+        ),
+        (
+            "deny with where leaves the rest",
+            &[
+                (
+                    "all",
+                    "{allow: {rules: [{resources: [session], verbs: ['*']}]}}",
+                ),
+                (
+                    "not-bob",
+                    "{deny: {rules: [{resources: [session], verbs: [read], \
+                     where: 'equals(session.user, \"bob\")'}]}}",
+                ),
+            ],
+            "alice",
+            None,
+        ),
+        (
+            "deny with where beats allow with where",
+            &[
+                ("own", OWN_SESSIONS),
+                (
+                    "no-root",
+                    "{deny: {rules: [{resources: ['*'], verbs: [read], \
+                     where: 'equals(session.login, \"root\")'}]}}",
+                ),
+            ],
+            "alice",
+            Some("role `no-root` denies `read` on `session`"),
+        ),
+        (
+            "deny without where beats allow with where",
+            &[
+                ("own", OWN_SESSIONS),
+                (
+                    "none",
+                    "{deny: {rules: [{resources: [session], verbs: [read]}]}}",
+                ),
+            ],
+            "alice",
+            Some("role `none` denies `read` on `session`"),
+        ),
+        (
+            "a where that is false for the user denies nothing",
+            &[
+                ("own", OWN_SESSIONS),
+                (
+                    "interns",
+                    "{deny: {rules: [{resources: [session], verbs: [read], \
+                     where: 'contains(user.spec.roles, \"interns\") && \
+                     !contains(session.participants, user.metadata.name)'}]}}",
+                ),
+            ],
+            "alice",
+            None,
+        ),
+        (
+            "a rule on other verbs does not apply",
+            &[(
+                "list-own",
+                "{allow: {rules: [{resources: [session], verbs: [list], \
+                 where: 'contains(session.participants, user.metadata.name)'}]}}",
+            )],
+            "alice",
+            Some("no role allows `read` on `session`"),
+        ),
+    ];
+    for (case, specs, owner, denied) in cases {
+        let roles = roles(specs);
+        let checker = AccessChecker::new(&roles, &Traits::new()).with_user("alice");
+        let facts = session(owner);
+        let result = checker.check_rule_on("session", "read", ResourceFacts::Session(&facts));
+        match (denied, &result) {
+            (None, Ok(())) => {}
+            (Some(why), Err(e)) => assert!(e.to_string().contains(why), "{case}: {e}"),
+            _ => panic!("{case}: expected {denied:?}, got {result:?}"),
+        }
+    }
+}
+
+/// The gate of a list or read call: refused only when no resource could be allowed.
+#[test]
+fn rules_for_some_resource() {
+    let check = |specs: &[(&str, &str)]| {
+        AccessChecker::new(&roles(specs), &Traits::new())
+            .with_user("alice")
+            .check_rule_for_some("session", "list")
+    };
+    assert!(check(&[("own", OWN_SESSIONS)]).is_ok());
+    assert!(
+        check(&[(
+            "auditor",
+            "{allow: {rules: [{resources: [session], verbs: [list]}]}}"
+        )])
+        .is_ok()
+    );
+    // No allow, an allow that is false whatever the session, or a deny true whatever it is.
+    assert!(check(&[("none", EVERYWHERE_ROOT)]).is_err());
+    assert!(
+        check(&[(
+            "never",
+            "{allow: {rules: [{resources: [session], verbs: [list], \
+             where: 'contains(user.spec.roles, \"admins\") && \
+             contains(session.participants, user.metadata.name)'}]}}"
+        )])
+        .is_err()
+    );
+    let denied = check(&[
+        ("own", OWN_SESSIONS),
+        (
+            "none",
+            "{deny: {rules: [{resources: [session], verbs: [list]}]}}",
+        ),
+    ])
+    .unwrap_err();
+    assert_eq!(denied.denying_role(), Some("none"));
+    // A deny that depends on the session leaves some sessions possible.
+    assert!(
+        check(&[
+            ("own", OWN_SESSIONS),
+            (
+                "no-root",
+                "{deny: {rules: [{resources: [session], verbs: [list], \
+                 where: 'equals(session.login, \"root\")'}]}}"
+            ),
+        ])
+        .is_ok()
+    );
+    // Without the user's name, `user.metadata.name` is unknown: nothing of hers is granted.
+    let unnamed = AccessChecker::new(&roles(&[("own", OWN_SESSIONS)]), &Traits::new());
+    let hers = session("alice");
+    assert!(
+        unnamed
+            .check_rule_on("session", "read", ResourceFacts::Session(&hers))
+            .is_err()
+    );
 }

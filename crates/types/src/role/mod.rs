@@ -41,6 +41,7 @@ pub use template::{INTERNAL_TRAITS, Template, TemplateError, Traits};
 
 use crate::config::error::suggest;
 use crate::config::values::{FlexBool, OneOrMany, ScalarString, parse_duration};
+use crate::rbac::Predicate;
 use crate::resource::{Metadata, Resource, ResourceName, ResourceSpec, ResourceVersion};
 
 /// A role: a [`Resource`] whose spec is a [`RoleSpec`].
@@ -135,10 +136,10 @@ pub struct Rule {
     pub resources: Vec<String>,
     /// Verbs ([`verbs`]), or `*`.
     pub verbs: Vec<String>,
-    /// Teleport's condition on the rule, which Jumpgate cannot evaluate yet: an allow rule
-    /// with one grants nothing, a deny rule with one applies unconditionally.
+    /// Teleport's condition on the rule (`contains(session.participants,
+    /// user.metadata.name)`): the rule applies only to resources it is true for.
     #[serde(rename = "where", skip_serializing_if = "Option::is_none")]
-    pub where_clause: Option<String>,
+    pub where_clause: Option<Predicate>,
     /// Teleport's actions run when a rule matches; ignored.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub actions: Vec<String>,
@@ -218,7 +219,7 @@ impl RoleOptions {
 /// A field of a role that Jumpgate accepted but does not act on: what `jctl` warns about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnsupportedField {
-    /// Dotted path: `spec.allow.kubernetes_groups`, `spec.allow.rules[1].where`.
+    /// Dotted path: `spec.allow.kubernetes_groups`, `spec.allow.rules[1].actions`.
     pub path: String,
     /// What Jumpgate does instead.
     pub effect: UnsupportedEffect,
@@ -268,12 +269,6 @@ impl RoleSpec {
                 });
             }
             for (i, rule) in cond.rules.iter().enumerate() {
-                if rule.where_clause.is_some() {
-                    out.push(UnsupportedField {
-                        path: format!("spec.{side}.rules[{i}].where"),
-                        effect: UnsupportedEffect::FailsClosed,
-                    });
-                }
                 if !rule.actions.is_empty() {
                     out.push(ignored(format!("spec.{side}.rules[{i}].actions")));
                 }
@@ -300,14 +295,19 @@ impl Resource<RoleSpec> {
     }
 
     /// Built-in `access`: log in to every node as the user's own logins (the `logins` trait),
-    /// no admin rights.
+    /// and list and play the recordings of one's own sessions (Teleport's rule); no other
+    /// admin rights.
     pub fn builtin_access() -> Role {
         builtin(
             "access",
-            "Log in to every node as the user's own logins",
+            "Log in to every node as the user's own logins; play back one's own sessions",
             RoleConditions {
                 logins: vec![Template::internal_trait("logins")],
                 node_labels: LabelSelector::everything(),
+                rules: vec![Rule {
+                    where_clause: Some(Predicate::own_sessions()),
+                    ..Rule::trusted(&[kinds::SESSION], &[verbs::LIST, verbs::READ])
+                }],
                 ..RoleConditions::default()
             },
         )
@@ -483,7 +483,7 @@ impl<'de> Deserialize<'de> for Rule {
             #[serde(default)]
             verbs: Option<OneOrMany<RuleName>>,
             #[serde(default, rename = "where")]
-            where_clause: Option<String>,
+            where_clause: Option<WhereClause>,
             #[serde(default)]
             actions: Option<OneOrMany<String>>,
         }
@@ -495,7 +495,7 @@ impl<'de> Deserialize<'de> for Rule {
         let rule = Rule {
             resources: names(raw.resources),
             verbs: names(raw.verbs),
-            where_clause: raw.where_clause.filter(|w| !w.trim().is_empty()),
+            where_clause: raw.where_clause.and_then(|w| w.0),
             actions: raw.actions.map(|a| a.0).unwrap_or_default(),
         };
         if rule.resources.is_empty() {
@@ -508,7 +508,35 @@ impl<'de> Deserialize<'de> for Rule {
                 "a rule needs `verbs`: at least one (e.g. [list, read]) or '*'",
             ));
         }
+        // `session.*` is only ever known for sessions: on any other kind such a condition
+        // could never be true, so the rule would silently grant nothing.
+        if let Some(predicate) = &rule.where_clause {
+            for kind in predicate.namespaces().into_iter().filter_map(|n| n.kind()) {
+                if !rule.resources.iter().any(|r| r == kind || r == WILDCARD) {
+                    return Err(de::Error::custom(format_args!(
+                        "`where` reads `{kind}.*` fields, which only rules on `{kind}` have, but \
+                         this rule is on {}: add `{kind}` to `resources`, or use other fields",
+                        rule.resources.join(", ")
+                    )));
+                }
+            }
+        }
         Ok(rule)
+    }
+}
+
+/// A rule's `where`: blank means none; anything else must parse.
+struct WhereClause(Option<Predicate>);
+
+impl<'de> Deserialize<'de> for WhereClause {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let ScalarString(text) = ScalarString::deserialize(d)?;
+        if text.trim().is_empty() {
+            return Ok(WhereClause(None));
+        }
+        Predicate::parse(&text)
+            .map(|p| WhereClause(Some(p)))
+            .map_err(de::Error::custom)
     }
 }
 

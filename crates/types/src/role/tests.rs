@@ -75,6 +75,37 @@ fn malformed_roles_name_the_field_and_the_reason() {
             "did you mean `verbs`?",
         ),
         (
+            "unknown function in a rule's where",
+            doc(
+                "{allow: {rules: [{resources: [session], verbs: [list], where: 'contain(session.participants, user.metadata.name)'}]}}",
+            ),
+            "spec.allow.rules[0].where",
+            "at column 1: unknown function `contain`; did you mean `contains`?",
+        ),
+        (
+            "unknown field in a deny rule's where",
+            doc(
+                "{deny: {rules: [{resources: [role], verbs: [list]}, {resources: [session], verbs: [read], where: 'equals(session.logn, \"root\")'}]}}",
+            ),
+            "spec.deny.rules[1].where",
+            "at column 8: unknown field `session.logn`; did you mean `session.login`?",
+        ),
+        (
+            "a where that is not a condition",
+            doc("{allow: {rules: [{resources: [session], verbs: [list], where: is_owner}]}}"),
+            "spec.allow.rules[0].where",
+            "`is_owner` is a value, not a condition",
+        ),
+        (
+            "a where reading a resource the rule is not about",
+            doc(
+                "{allow: {rules: [{resources: [user, role], verbs: [list], where: 'contains(session.participants, user.metadata.name)'}]}}",
+            ),
+            "spec.allow.rules[0]",
+            "`where` reads `session.*` fields, which only rules on `session` have, but this rule \
+             is on user, role",
+        ),
+        (
             "invalid regex",
             doc("{allow: {node_labels: {env: '^prod-[0-9$'}}}"),
             "spec.allow.node_labels.env",
@@ -526,7 +557,7 @@ fn unsupported_fields_are_listed_with_their_effect() {
   allow: {
     logins: [a], node_labels: {'*': '*'}, node_labels_expression: 'true',
     kubernetes_groups: [masters], db_labels: {'*': '*'}, app_labels: {},
-    rules: [{resources: [session], verbs: [read], where: 'x'}, {resources: [event], verbs: [list], actions: [y]}]
+    rules: [{resources: [session], verbs: [read], where: 'equals(session.login, "x")'}, {resources: [event], verbs: [list], actions: [y]}]
   },
   deny: {windows_desktop_logins: [Administrator], request: {roles: [admin]}}
 }"#));
@@ -541,8 +572,6 @@ fn unsupported_fields_are_listed_with_their_effect() {
             "spec.options.enhanced_recording (ignored: not supported yet)",
             "spec.allow.node_labels_expression (not evaluated: an allow with it grants nothing, \
              a deny with it applies everywhere)",
-            "spec.allow.rules[0].where (not evaluated: an allow with it grants nothing, a deny \
-             with it applies everywhere)",
             "spec.allow.rules[1].actions (ignored: not supported yet)",
             "spec.allow.db_labels (ignored: not supported yet)",
             "spec.allow.kubernetes_groups (ignored: not supported yet)",
@@ -574,7 +603,9 @@ fn builtin_roles() {
     assert_eq!(
         access.spec,
         parse(&doc(
-            "{allow: {logins: ['{{internal.logins}}'], node_labels: {'*': '*'}}}"
+            "{allow: {logins: ['{{internal.logins}}'], node_labels: {'*': '*'}, rules: [\
+             {resources: [session], verbs: [list, read], \
+             where: 'contains(session.participants, user.metadata.name)'}]}}"
         ))
         .spec
     );
