@@ -1702,6 +1702,13 @@ async fn the_access_role_sees_only_its_users_recordings() {
     let bob_cast = record_session(&mut node, his, "bob", "bob").await;
     record_session(&mut node, root, "bob", "root").await;
     // A recording whose header names nobody: no rule with `where` can match it.
+    let started = jumpgate_audit::AuditEvent::success(jumpgate_audit::EventType::SessionStart)
+        .session_id(anonymous);
+    node.emit_events(proto::EmitEventsRequest {
+        events: vec![serde_json::to_string(&started).unwrap()],
+    })
+    .await
+    .unwrap();
     node.upload_recording(proto::UploadRecordingRequest {
         session_id: anonymous.to_string(),
         offset: 0,

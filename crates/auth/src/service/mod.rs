@@ -351,8 +351,20 @@ impl AuthServer {
 
     pub(crate) fn cached_role(&self, name: &str) -> Option<Role> {
         let value = self.inner.cache.get(&format!("/roles/{name}"))?;
-        let text = std::str::from_utf8(&value).ok()?;
-        Resource::from_json(&format!("backend:/roles/{name}"), text).ok()
+        let source = format!("backend:/roles/{name}");
+        let parsed = std::str::from_utf8(&value)
+            .map_err(|err| err.to_string())
+            .and_then(|text| Resource::from_json(&source, text).map_err(|err| err.to_string()));
+        match parsed {
+            Ok(role) => Some(role),
+            Err(err) => {
+                // A role stored by an older version (say, with a `where` that did not parse
+                // then either) grants nothing now: say so, or its holders lose access
+                // without a trace.
+                warn!(role = name, %err, "a stored role cannot be read and grants nothing; fix it with `jctl create -f`");
+                None
+            }
+        }
     }
 
     /// The address a rate limit and the audit log use: what a proxy says its client
@@ -1169,24 +1181,19 @@ impl AuthService for AuthServer {
                     "no recording of session {session}; `jsh recordings ls` lists them"
                 ))
             })?;
-        let data = self
-            .inner
-            .recordings
-            .read(&session)
-            .await
-            .map_err(recording_error)?;
         let max_len = match request.max_len {
             0 => MAX_RECORDING_READ,
             n => n.min(MAX_RECORDING_READ),
         };
-        let start = usize::try_from(request.offset)
-            .unwrap_or(usize::MAX)
-            .min(data.len());
-        let end = start
-            .saturating_add(usize::try_from(max_len).unwrap_or(usize::MAX))
-            .min(data.len());
+        // One page, read from the store as a range: a recording is never loaded whole.
+        let data = self
+            .inner
+            .recordings
+            .read_range(&session, request.offset, max_len)
+            .await
+            .map_err(recording_error)?;
         Ok(Response::new(proto::GetRecordingResponse {
-            data: data.get(start..end).unwrap_or_default().to_vec(),
+            data,
             info: Some(recording_info(&info)),
         }))
     }
