@@ -444,6 +444,7 @@ pub async fn start(params: ProxyServiceParams) -> Result<tokio::task::JoinHandle
     let router = Router::new(
         RouterSettings {
             proxy_protocol: settings.proxy_protocol,
+            proxy_protocol_trusted: settings.proxy_protocol_trusted_cidrs.clone(),
             auth_addrs: vec![auth_addr.clone()],
             ..RouterSettings::default()
         },

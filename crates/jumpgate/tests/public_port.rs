@@ -266,3 +266,61 @@ fn a_flood_of_silent_and_half_open_connections_from_one_address_starves_nobody()
         );
     }
 }
+
+/// With `proxy_protocol: on` and `proxy_protocol_trusted_cidrs`, only the load balancers'
+/// addresses may send the header that names the client: a client that reaches the proxy
+/// directly cannot claim an address of its choosing.
+#[test]
+fn a_proxy_header_is_taken_only_from_the_trusted_load_balancers() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let config = dir.path().join("cluster.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: v3\njumpgate:\n  data_dir: {}\nauth_service:\n  cluster_name: edge\nproxy_service:\n  web_listen_addr: 127.0.0.1:{port}\n  proxy_protocol: on\n  proxy_protocol_trusted_cidrs: [127.0.0.2/32]\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let daemon = Daemon::start(
+        &["-c", config.to_str().unwrap(), "--proxy-addr", &addr],
+        &dir.path().join("daemon.log"),
+    );
+    let ready = wait_until(Duration::from_secs(30), || {
+        daemon
+            .readyz()
+            .is_some_and(|(status, body)| status == 200 && body.contains("proxy"))
+    });
+    assert!(ready, "not ready:\n{}", daemon.log_text());
+    let ping_from = |source: &str| {
+        let out = Command::new("curl")
+            .args(["-sS", "-k", "--max-time", "5", "--haproxy-protocol"])
+            .args([
+                "--interface",
+                source,
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+            ])
+            .arg(format!("https://{addr}/webapi/ping"))
+            .output()
+            .expect("curl (./test.sh installs it)");
+        text(&out.stdout)
+    };
+    assert_eq!(ping_from("127.0.0.2"), "200", "{}", daemon.log_text());
+    assert_ne!(
+        ping_from("127.0.0.1"),
+        "200",
+        "an untrusted source was served"
+    );
+    assert!(
+        daemon
+            .log_text()
+            .contains("does not come from a trusted load balancer"),
+        "{}",
+        daemon.log_text()
+    );
+}

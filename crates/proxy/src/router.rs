@@ -45,6 +45,9 @@ const ALPN_HTTP1: &[u8] = b"http/1.1";
 pub struct RouterSettings {
     /// Expect a PROXY protocol header on every connection (behind a layer-4 load balancer).
     pub proxy_protocol: bool,
+    /// With `proxy_protocol`: the only source networks a header is taken from (the load
+    /// balancers); others are refused. Empty: any source.
+    pub proxy_protocol_trusted: Vec<ipnet::IpNet>,
     /// From accept to the end of the TLS handshake (PROXY header and ClientHello included).
     pub handshake_timeout: Duration,
     /// Web API connections on which nothing moves for this long are closed (their
@@ -67,6 +70,7 @@ impl Default for RouterSettings {
     fn default() -> Self {
         RouterSettings {
             proxy_protocol: false,
+            proxy_protocol_trusted: Vec::new(),
             handshake_timeout: Duration::from_secs(10),
             web_idle_timeout: Duration::from_secs(90),
             passthrough_idle_timeout: Duration::from_secs(300),
@@ -249,6 +253,14 @@ impl Router {
 
     async fn handle(&self, mut tcp: TcpStream, peer: SocketAddr) {
         let deadline = tokio::time::Instant::now() + self.settings.handshake_timeout;
+        let trusted = &self.settings.proxy_protocol_trusted;
+        if self.settings.proxy_protocol
+            && !trusted.is_empty()
+            && !trusted.iter().any(|net| net.contains(&peer.ip()))
+        {
+            info!(%peer, "refused a connection: proxy_protocol is on and it does not come from a trusted load balancer (proxy_protocol_trusted_cidrs), so its PROXY header could claim any address");
+            return;
+        }
         let (client, mut buffer) = if self.settings.proxy_protocol {
             match read_header(&mut tcp, self.settings.handshake_timeout).await {
                 Ok((header, leftover)) => (header.source.unwrap_or(peer), leftover),

@@ -92,6 +92,18 @@ const FIELD_ERRORS: &[(&str, &str, &str, &str)] = &[
         "must name at least one algorithm",
     ),
     (
+        "a trusted load balancer network that is not one",
+        "proxy_service:\n  proxy_protocol: on\n  proxy_protocol_trusted_cidrs: [10.0.0.0/8, 10.1.2.300]\n",
+        "proxy_service.proxy_protocol_trusted_cidrs[1]",
+        "expected a network such as 10.0.0.0/8",
+    ),
+    (
+        "trusted load balancers without the PROXY protocol",
+        "proxy_service:\n  proxy_protocol_trusted_cidrs: 10.0.0.0/8\n",
+        "proxy_service.proxy_protocol_trusted_cidrs",
+        "is only used with `proxy_protocol: on`",
+    ),
+    (
         "etcd without peers",
         "jumpgate:\n  storage:\n    type: etcd\n",
         "jumpgate.storage.peers",

@@ -77,6 +77,7 @@ const KEYS: &[&str] = &[
     "key_file",
     "cert_file",
     "proxy_protocol",
+    "proxy_protocol_trusted_cidrs",
     // ssh_service
     "ssh_service",
     "labels",

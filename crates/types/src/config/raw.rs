@@ -148,6 +148,7 @@ pub(super) struct RawProxy {
     pub peer_public_addr: Option<HostPort>,
     pub https_keypairs: Option<Vec<KeyPair>>,
     pub proxy_protocol: Option<FlexBool>,
+    pub proxy_protocol_trusted_cidrs: Option<OneOrMany<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -509,6 +509,10 @@ pub struct ProxyServiceConfig {
     pub https_keypairs: Vec<KeyPair>,
     /// Expect a PROXY protocol header from a layer-4 load balancer.
     pub proxy_protocol: bool,
+    /// The load balancers' networks: with `proxy_protocol` on, a connection from any
+    /// other address is refused (it bypassed the load balancer and could claim any
+    /// client address). Empty: every source is trusted.
+    pub proxy_protocol_trusted_cidrs: Vec<ipnet::IpNet>,
 }
 
 impl Default for ProxyServiceConfig {
@@ -521,6 +525,7 @@ impl Default for ProxyServiceConfig {
             peer_public_addr: None,
             https_keypairs: Vec::new(),
             proxy_protocol: false,
+            proxy_protocol_trusted_cidrs: Vec::new(),
         }
     }
 }

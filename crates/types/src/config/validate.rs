@@ -575,8 +575,38 @@ fn validate_tunnel_strategy(raw: RawTunnelStrategy, path: &str) -> Result<Tunnel
 }
 
 fn validate_proxy(raw: RawProxy) -> Result<ProxyServiceConfig, Invalid> {
+    const P: &str = "proxy_service";
     let defaults = ProxyServiceConfig::default();
+    let proxy_protocol = raw.proxy_protocol.is_some_and(|b| b.0);
+    let cidrs = raw
+        .proxy_protocol_trusted_cidrs
+        .map(|c| c.0)
+        .unwrap_or_default();
+    let mut trusted = Vec::with_capacity(cidrs.len());
+    for (i, cidr) in cidrs.iter().enumerate() {
+        let path = item_path(&join(P, "proxy_protocol_trusted_cidrs"), i, cidrs.len());
+        // A bare address is a /32 (or /128).
+        let parsed = cidr
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| cidr.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+        match parsed {
+            Ok(net) => trusted.push(net),
+            Err(_) => {
+                return Err(Invalid::new(
+                    path,
+                    format!("expected a network such as 10.0.0.0/8 or an address, got {cidr:?}"),
+                ));
+            }
+        }
+    }
+    if !trusted.is_empty() && !proxy_protocol {
+        return Err(Invalid::new(
+            join(P, "proxy_protocol_trusted_cidrs"),
+            "is only used with `proxy_protocol: on`; turn that on or remove the list",
+        ));
+    }
     Ok(ProxyServiceConfig {
+        proxy_protocol_trusted_cidrs: trusted,
         enabled: raw.enabled.is_none_or(|b| b.0),
         web_listen_addr: raw.web_listen_addr.unwrap_or(defaults.web_listen_addr),
         public_addr: raw.public_addr.map(|a| a.0).unwrap_or_default(),
