@@ -603,6 +603,15 @@ async fn create(client: &mut AuthClient, file: &Path, force: bool) -> Result<()>
         } else {
             source.clone()
         };
+        // Said here, not as the transport's "h2 protocol error" when the client refuses
+        // to send it.
+        if document.len() > jumpgate_api::server::MAX_MESSAGE_SIZE - 4096 {
+            bail!(
+                "{source_name}: the document is {} KiB; the auth API takes resources of at most {} KiB",
+                document.len() / 1024,
+                jumpgate_api::server::MAX_MESSAGE_SIZE / 1024 - 4
+            );
+        }
         let response = client
             .upsert_resource(proto::UpsertResourceRequest {
                 document,

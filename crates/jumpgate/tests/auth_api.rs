@@ -1858,3 +1858,87 @@ async fn the_access_role_sees_only_its_users_recordings() {
     );
     drop(cluster.daemon);
 }
+
+/// Every size has a limit: an auth API message over 4 MiB (a resource document, a
+/// recording part) and a web API body over 64 KiB are refused with a clear status, and
+/// the services go on serving.
+#[tokio::test]
+async fn oversized_requests_are_refused_and_the_services_go_on() {
+    use jumpgate_audit::{AuditEvent, EventType};
+    let cluster = Cluster::start();
+    let mut admin = cluster.admin().await;
+    let five_mib = 5 * 1024 * 1024;
+
+    // The server's limit, not the client's: this client would send anything.
+    let err = admin
+        .clone()
+        .max_encoding_message_size(usize::MAX)
+        .upsert_resource(proto::UpsertResourceRequest {
+            document: "x".repeat(five_mib),
+            source_name: "huge.yaml".to_string(),
+            force: false,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.code(), Code::OutOfRange | Code::ResourceExhausted),
+        "{err:?}"
+    );
+    admin.status(proto::StatusRequest {}).await.unwrap();
+    // jctl says so before sending, in words.
+    let huge = cluster.data.join("huge.yaml");
+    std::fs::write(&huge, "x".repeat(five_mib)).unwrap();
+    let out = support::jctl(&cluster.data, &["create", huge.to_str().unwrap()], None);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("takes resources of at most"), "{stderr}");
+
+    let mut node = join_as(&cluster, &mut admin, "node", "web-11").await;
+    let sid = "6f1c2a4e-0000-4000-8000-00000000b16b";
+    let start = AuditEvent::success(EventType::SessionStart).session_id(sid);
+    node.emit_events(proto::EmitEventsRequest {
+        events: vec![serde_json::to_string(&start).unwrap()],
+    })
+    .await
+    .unwrap();
+    let err = node
+        .clone()
+        .max_encoding_message_size(usize::MAX)
+        .upload_recording(proto::UploadRecordingRequest {
+            session_id: sid.to_string(),
+            offset: 0,
+            data: vec![b'x'; five_mib],
+            complete: false,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.code(), Code::OutOfRange | Code::ResourceExhausted),
+        "{err:?}"
+    );
+
+    let proxy = read(&cluster.data.join("proxy_addr")).trim().to_string();
+    let body = format!("{{\"user\": \"{}\"}}", "a".repeat(100 * 1024));
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "-k",
+            "--max-time",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
+        .args([
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &body,
+        ])
+        .arg(format!("https://{proxy}/webapi/login"))
+        .output()
+        .expect("curl (./test.sh installs it)");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "413");
+    admin.status(proto::StatusRequest {}).await.unwrap();
+}
