@@ -271,3 +271,25 @@ fn role_login_and_node_locks_refuse_what_they_name() {
     let none = jctl(&cluster.data, &["lock", "--message", "who?"], None);
     assert!(!none.status.success());
 }
+
+/// The login grace time (30 s) bounds only the time to log in: a logged-in session runs
+/// on past it.
+#[test]
+fn a_logged_in_session_outlives_the_login_grace_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path());
+    let node = cluster.wait_for_dev_node();
+    let otpauth = cluster.add_user("carol", "root");
+    let home = dir.path().join("carol");
+    cluster.login(&home, "carol", &otpauth);
+    let ok = jsh_until(&home, &["ssh", &format!("root@{node}"), "true"], |out| {
+        out.status.success()
+    });
+    assert!(ok.status.success(), "{}", both(&ok));
+    let out = jsh(
+        &home,
+        &["ssh", &format!("root@{node}"), "sleep 35; echo survived"],
+        None,
+    );
+    assert_eq!(text(&out.stdout).trim(), "survived", "{}", both(&out));
+}
