@@ -34,9 +34,21 @@ fn agent_settings(config: &Config, host_uuid: &str, server: String, tunnel: bool
     let global = &config.jumpgate;
     let token = configured_join_token(config);
     let host_name = global.nodename.clone().unwrap_or_else(|| {
-        std::fs::read_to_string("/proc/sys/kernel/hostname")
+        let os_name = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|name| name.trim().to_string())
-            .unwrap_or_else(|_| host_uuid.to_string())
+            .unwrap_or_default();
+        // Auth refuses loopback names in host certificates (any host could answer for
+        // them): a host that calls itself localhost (an unset name) joins by its UUID.
+        if os_name.is_empty() || os_name.eq_ignore_ascii_case("localhost") {
+            if !os_name.is_empty() {
+                tracing::warn!(
+                    "this host is named localhost; it joins as {host_uuid}: set jumpgate.nodename for a better name"
+                );
+            }
+            host_uuid.to_string()
+        } else {
+            os_name
+        }
     });
     AgentConfig {
         data_dir: global.data_dir.clone(),
