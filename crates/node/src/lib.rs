@@ -199,6 +199,7 @@ pub async fn run(config: AgentConfig, identity: HostIdentity, shutdown: watch::R
         unauthenticated: Arc::new(tokio::sync::Semaphore::new(ssh::MAX_UNAUTHENTICATED)),
         preferred: ssh::preferred_algorithms(&config.ssh_algorithms),
         last_forced_refresh: std::sync::Mutex::new(None),
+        refusal_budget: std::sync::Mutex::default(),
     });
     tasks.push(tokio::spawn(ssh.clone().enforce_locks(stop())));
     if let Some(addr) = config.listen_addr.clone() {

@@ -51,6 +51,46 @@ pub const LOGIN_GRACE: Duration = Duration::from_secs(30);
 /// Connections not yet authenticated at once (OpenSSH's `MaxStartups`); more are
 /// closed at once, so a flood cannot crowd out users.
 pub const MAX_UNAUTHENTICATED: usize = 100;
+/// Refused logins audited one by one, per second (and at once); beyond that they are
+/// counted and audited as one summary event, so a stream of bad certificates can neither
+/// flood the audit log nor push other events out of the node's queue.
+pub const REFUSALS_PER_SECOND: f64 = 20.0;
+const REFUSAL_BURST: f64 = 100.0;
+
+/// The token bucket behind [`REFUSALS_PER_SECOND`], and what it held back.
+#[derive(Debug)]
+pub struct RefusalBudget {
+    tokens: f64,
+    updated: tokio::time::Instant,
+    suppressed: u64,
+}
+
+impl Default for RefusalBudget {
+    fn default() -> Self {
+        RefusalBudget {
+            tokens: REFUSAL_BURST,
+            updated: tokio::time::Instant::now(),
+            suppressed: 0,
+        }
+    }
+}
+
+impl RefusalBudget {
+    /// `Some(held back so far)` when one more may be audited now (and resets the count).
+    fn take(&mut self, now: tokio::time::Instant) -> Option<u64> {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * REFUSALS_PER_SECOND).min(REFUSAL_BURST);
+        self.updated = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Some(std::mem::take(&mut self.suppressed))
+        } else {
+            self.suppressed += 1;
+            None
+        }
+    }
+}
+
 /// A refused login re-reads the roles at most this often (the refresh is for a role
 /// created a moment ago, not something a stream of bad certificates may drive).
 const FORCED_REFRESH_EVERY: Duration = Duration::from_secs(1);
@@ -74,6 +114,8 @@ pub struct SshService {
     pub unauthenticated: Arc<tokio::sync::Semaphore>,
     /// When a refused login last forced a re-read of the roles.
     pub last_forced_refresh: std::sync::Mutex<Option<tokio::time::Instant>>,
+    /// How many refused logins may still be audited one by one ([`REFUSALS_PER_SECOND`]).
+    pub refusal_budget: std::sync::Mutex<RefusalBudget>,
     /// The algorithms offered ([`preferred_algorithms`]).
     pub preferred: russh::Preferred,
 }
@@ -261,6 +303,24 @@ impl SshService {
         }
     }
 
+    /// Audits a refused login within [`REFUSALS_PER_SECOND`]; beyond it, counts it and
+    /// says how many were held back with the next one audited.
+    fn emit_login_refusal(&self, event: AuditEvent) {
+        let allowed = self
+            .refusal_budget
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take(tokio::time::Instant::now());
+        match allowed {
+            Some(0) => self.events.emit(event),
+            Some(held_back) => {
+                self.events
+                    .emit(event.field("refusals_not_audited_before", held_back));
+            }
+            None => debug!("a refused SSH login was counted, not audited (rate limit)"),
+        }
+    }
+
     /// Whether a refused login may force a re-read of the roles now (at most once per
     /// [`FORCED_REFRESH_EVERY`], whoever asks).
     fn may_force_refresh(&self) -> bool {
@@ -440,7 +500,7 @@ impl Drop for Connection {
             log in again with `jsh login`";
         info!(login, client = ?self.client, reason, "SSH login refused");
         let event = self.service.refusal(reason, self.client).login(login);
-        self.service.events.emit(event);
+        self.service.emit_login_refusal(event);
     }
 }
 
@@ -605,7 +665,7 @@ impl russh::server::Handler for Connection {
                         .refusal(&reason, self.client)
                         .user(certificate.key_id().to_string())
                         .login(user.to_string());
-                    self.service.events.emit(event);
+                    self.service.emit_login_refusal(event);
                 }
                 Ok(Auth::reject())
             }
@@ -949,5 +1009,27 @@ mod tests {
         assert_eq!(valid_forward_port(65536 + 22), None);
         assert_eq!(valid_forward_port(u32::MAX), None);
         assert_eq!(valid_forward_port(0), None);
+    }
+}
+
+#[cfg(test)]
+mod refusal_budget_tests {
+    use super::{REFUSAL_BURST, RefusalBudget};
+    use std::time::Duration;
+
+    #[test]
+    fn refusals_beyond_the_budget_are_counted_and_reported_with_the_next() {
+        let mut budget = RefusalBudget::default();
+        let now = tokio::time::Instant::now();
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let burst = REFUSAL_BURST as usize;
+        for _ in 0..burst {
+            assert_eq!(budget.take(now), Some(0));
+        }
+        assert_eq!(budget.take(now), None);
+        assert_eq!(budget.take(now), None);
+        // A second later there is room again, and the two held back are reported.
+        assert_eq!(budget.take(now + Duration::from_secs(1)), Some(2));
+        assert_eq!(budget.take(now + Duration::from_secs(1)), Some(0));
     }
 }
