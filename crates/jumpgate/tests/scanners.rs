@@ -76,7 +76,9 @@ fn start_node(dir: &Path, name: &str, proxy_port: u16, extra: &str) -> (Daemon, 
 /// `ssh-audit -j` of the SSH service on `port`: every (algorithm, level, note) it rates
 /// `warn` or `fail`.
 fn ssh_audit(port: u16) -> Vec<(String, String, String)> {
-    let out = Command::new("ssh-audit")
+    // As a module of the python3 that test.sh installed it for: no PATH or shim games.
+    let out = Command::new("python3")
+        .args(["-m", "ssh_audit"])
         .args([
             "-j",
             "--skip-rate-test",
@@ -146,7 +148,8 @@ fn sslyze_finds_only_tls_1_2_and_1_3_with_forward_secrecy_on_the_proxy() {
     let proxy_port = free_port();
     let _cluster = start_cluster(dir.path(), proxy_port);
     let json = dir.path().join("sslyze.json");
-    let out = Command::new("sslyze")
+    let out = Command::new("python3")
+        .args(["-m", "sslyze"])
         .arg(format!("--json_out={}", json.display()))
         .arg("--quiet")
         .arg(format!("127.0.0.1:{proxy_port}"))
