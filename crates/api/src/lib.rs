@@ -9,11 +9,14 @@
 //! - [`server`]: serves the API on a listener, handing every call its [`PeerInfo`].
 //! - [`mirror`]: roles, users and nodes kept in memory by proxies and nodes.
 //! - [`ssh_route`]: how a user's SSH connection asks the proxy for a node.
+//! - [`json`]: [`JsonObject`], for JSON messages that must be objects (the dial line, the
+//!   web API's bodies).
 //! - [`client`]: dials an auth server (directly; through the proxy later) and returns the
 //!   typed client.
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod json;
 pub mod mirror;
 pub mod server;
 pub mod ssh_route;
@@ -35,6 +38,7 @@ pub mod proto {
 }
 
 pub use client::{AuthClient, connect, connect_from};
+pub use json::JsonObject;
 pub use rustls::{ClientConfig, ServerConfig};
 pub use server::{PeerInfo, serve};
 pub use tls::{AUTH_SERVER_NAME, ApiError, TlsCredentials};
