@@ -10,11 +10,14 @@
 //! - [`mirror`]: roles, users, nodes and locks kept in memory by proxies and nodes.
 //! - [`live`]: the live connections a proxy or node holds, so a lock ends them at once.
 //! - [`ssh_route`]: how a user's SSH connection asks the proxy for a node.
+//! - [`json`]: [`JsonObject`], for JSON messages that must be objects (the dial line, the
+//!   web API's bodies).
 //! - [`client`]: dials an auth server (directly; through the proxy later) and returns the
 //!   typed client.
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod json;
 pub mod live;
 pub mod mirror;
 pub mod server;
@@ -37,6 +40,7 @@ pub mod proto {
 }
 
 pub use client::{AuthClient, connect, connect_from};
+pub use json::JsonObject;
 pub use rustls::{ClientConfig, ServerConfig};
 pub use server::{PeerInfo, serve};
 pub use tls::{AUTH_SERVER_NAME, ApiError, TlsCredentials};

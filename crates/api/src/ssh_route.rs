@@ -14,6 +14,7 @@
 //! [`HEADER_CLIENT_ADDR`] header (the tunnel is mutually authenticated, so only a proxy
 //! of the cluster can set it): audit events and `source-address` use it.
 
+use crate::json::JsonObject;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -108,7 +109,7 @@ pub enum LineError {
 }
 
 /// Reads one JSON line, byte by byte so nothing after the newline is consumed (the SSH
-/// bytes that follow belong to someone else).
+/// bytes that follow belong to someone else). The line must be a JSON object.
 pub async fn read_line<T, R>(reader: &mut R) -> Result<T, LineError>
 where
     T: for<'de> Deserialize<'de>,
@@ -128,7 +129,9 @@ where
         }
         line.extend_from_slice(&byte);
     }
-    serde_json::from_slice(&line).map_err(|err| LineError::Malformed(err.to_string()))
+    serde_json::from_slice::<JsonObject<T>>(&line)
+        .map(|JsonObject(value)| value)
+        .map_err(|err| LineError::Malformed(err.to_string()))
 }
 
 /// One value as a JSON line.
@@ -176,6 +179,30 @@ mod tests {
             read_line::<DialRequest, _>(&mut &unknown[..]).await,
             Err(LineError::Malformed(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_request_as_a_json_array_is_refused() {
+        // serde alone reads a struct from an array by position; re-encoded as an object
+        // such a request no longer fits the line limit (found by the ssh_dial fuzz target).
+        let node = "n".repeat(MAX_LINE - 10);
+        let array = format!("[\"{node}\",\"\"]\n");
+        assert!(array.len() <= MAX_LINE + 1);
+        assert!(
+            to_line(&DialRequest {
+                node,
+                login: String::new()
+            })
+            .len()
+                > MAX_LINE + 1
+        );
+        for line in [array.as_str(), "[\"web-1\",\"root\"]\n"] {
+            let got = read_line::<DialRequest, _>(&mut line.as_bytes()).await;
+            assert!(
+                matches!(&got, Err(LineError::Malformed(why)) if why.contains("expected a JSON object")),
+                "{got:?}"
+            );
+        }
     }
 
     #[test]

@@ -24,8 +24,8 @@ use axum::{Json, Router};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use jumpgate_api::AuthClient;
 use jumpgate_api::proto;
+use jumpgate_api::{AuthClient, JsonObject};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -275,9 +275,12 @@ async fn ping(State(state): State<Arc<WebState>>) -> ApiResult<PingResponse> {
     }))
 }
 
-#[derive(Debug, Deserialize)]
+/// The body of `POST /webapi/login`.
+/// Read as a [`JsonObject`] (never from a JSON array). Public for fuzzing
+/// (`fuzz/fuzz_targets/webapi_json.rs`); the fields stay private.
+#[derive(Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct LoginRequest {
+pub struct LoginRequest {
     user: String,
     password: String,
     #[serde(default)]
@@ -304,9 +307,9 @@ struct LoginResponse {
 async fn login(
     State(state): State<Arc<WebState>>,
     Extension(ClientAddr(client)): Extension<ClientAddr>,
-    body: Result<Json<LoginRequest>, JsonRejection>,
+    body: Result<Json<JsonObject<LoginRequest>>, JsonRejection>,
 ) -> ApiResult<LoginResponse> {
-    let Json(request) = body?;
+    let Json(JsonObject(request)) = body?;
     if request.ssh_public_key.is_empty() && request.tls_public_key_pem.is_empty() {
         return Err(ApiError::bad_request(
             "send ssh_public_key, tls_public_key_pem or both: the certificates are for your own keys",
@@ -336,9 +339,12 @@ async fn login(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+/// The body of `POST /webapi/signup`.
+/// Read as a [`JsonObject`] (never from a JSON array). Public for fuzzing
+/// (`fuzz/fuzz_targets/webapi_json.rs`); the fields stay private.
+#[derive(Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SignupRequest {
+pub struct SignupRequest {
     token: String,
     password: String,
 }
@@ -353,9 +359,9 @@ struct SignupResponse {
 async fn signup(
     State(state): State<Arc<WebState>>,
     Extension(ClientAddr(client)): Extension<ClientAddr>,
-    body: Result<Json<SignupRequest>, JsonRejection>,
+    body: Result<Json<JsonObject<SignupRequest>>, JsonRejection>,
 ) -> ApiResult<SignupResponse> {
-    let Json(request) = body?;
+    let Json(JsonObject(request)) = body?;
     let done = state
         .auth()
         .complete_signup(proto::CompleteSignupRequest {
@@ -371,9 +377,12 @@ async fn signup(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+/// The body of `POST /webapi/host/join`.
+/// Read as a [`JsonObject`] (never from a JSON array). Public for fuzzing
+/// (`fuzz/fuzz_targets/webapi_json.rs`); the fields stay private.
+#[derive(Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct JoinRequest {
+pub struct JoinRequest {
     token: String,
     /// `node` or `proxy`.
     role: String,
@@ -400,9 +409,9 @@ struct JoinResponse {
 async fn join(
     State(state): State<Arc<WebState>>,
     Extension(ClientAddr(client)): Extension<ClientAddr>,
-    body: Result<Json<JoinRequest>, JsonRejection>,
+    body: Result<Json<JsonObject<JoinRequest>>, JsonRejection>,
 ) -> ApiResult<JoinResponse> {
-    let Json(request) = body?;
+    let Json(JsonObject(request)) = body?;
     let joined = state
         .auth()
         .join(proto::JoinRequest {
@@ -426,4 +435,37 @@ async fn join(
         host_ca_known_hosts: joined.host_ca_known_hosts,
         host_uuid: joined.host_uuid,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the handlers' extractor does with a body, as the fuzz target calls it.
+    fn login(body: &str) -> Result<LoginRequest, JsonRejection> {
+        Json::<JsonObject<LoginRequest>>::from_bytes(body.as_bytes())
+            .map(|Json(JsonObject(request))| request)
+    }
+
+    #[test]
+    fn bodies_are_json_objects_only() {
+        let request = login(r#"{"user":"alice","password":"pw","ssh_public_key":"k"}"#).unwrap();
+        assert_eq!(request.user, "alice");
+        assert_eq!(request.ttl_seconds, 0);
+        // serde alone would read these by position (found by the webapi_json fuzz target).
+        for body in [r#"["alice","pw"]"#, r#"["alice","pw","","k","",0]"#] {
+            let refused = login(body).unwrap_err();
+            assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+            assert!(
+                refused.body_text().contains("expected a JSON object"),
+                "{body}"
+            );
+        }
+        let unknown = login(r#"{"user":"a","password":"b","admin":true}"#).unwrap_err();
+        assert!(
+            unknown.body_text().contains("admin"),
+            "{}",
+            unknown.body_text()
+        );
+    }
 }

@@ -548,13 +548,39 @@ impl<'de> de::DeserializeSeed<'de> for Refused<'_> {
     type Value = Value;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        let value = Value::deserialize(d)?;
+        let value = as_stored(Value::deserialize(d)?)?;
         if teleport::is_inert(self.0, &value) {
             Ok(value)
         } else {
             Err(de::Error::custom(teleport::refusal(self.0)))
         }
     }
+}
+
+/// Reads a Teleport field Jumpgate accepts and ignores, to be written back.
+struct Ignored;
+
+impl<'de> de::DeserializeSeed<'de> for Ignored {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        as_stored(Value::deserialize(d)?)
+    }
+}
+
+/// A Teleport-only value as it will be read back: auth stores roles as JSON, and nodes and
+/// proxies read them from there, so the value is kept as JSON carries it (mapping keys as
+/// strings, `.nan` and `.inf` as null, a YAML tag as a one-key mapping). A value JSON cannot
+/// carry (a sequence or mapping as a key) is refused here, naming the field, instead of
+/// failing as an internal error when the role is stored. Found by the `role` fuzz target: a
+/// role read from YAML differed from the same role read back from its JSON.
+fn as_stored<E: de::Error>(value: Value) -> Result<Value, E> {
+    let json = serde_json::to_value(&value).map_err(|err| {
+        E::custom(format_args!(
+            "cannot be stored ({err}); keys of mappings must be strings, numbers or booleans"
+        ))
+    })?;
+    serde_norway::to_value(json).map_err(E::custom)
 }
 
 /// serde's unknown-field message, which `from_serde` rewrites: with a "did you mean" when the
@@ -625,7 +651,7 @@ impl<'de> Deserialize<'de> for RoleConditions {
                             out.teleport_only.insert(key, value);
                         }
                         k if teleport::CONDITIONS_IGNORED.contains(&k) => {
-                            let value: Value = map.next_value()?;
+                            let value = map.next_value_seed(Ignored)?;
                             out.teleport_only.insert(key, value);
                         }
                         _ => {
@@ -775,7 +801,7 @@ impl<'de> Deserialize<'de> for RoleOptions {
                             out.teleport_only.insert(key, value);
                         }
                         k if teleport::OPTIONS_IGNORED.contains(&k) => {
-                            let value: Value = map.next_value()?;
+                            let value = map.next_value_seed(Ignored)?;
                             out.teleport_only.insert(key, value);
                         }
                         _ => {

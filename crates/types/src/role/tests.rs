@@ -688,3 +688,46 @@ fn peek_kind_reads_either_format() {
     let err = crate::peek_kind("f", "version: v7\n").unwrap_err();
     assert_eq!(err.field_path(), Some("kind"));
 }
+
+/// Found by the `role` fuzz target: a Teleport-only field with a non-string mapping key read
+/// differently from YAML than from the JSON auth stores, and one with a sequence as a key
+/// (or null) could not be stored at all (an internal error for a document auth had accepted).
+#[test]
+fn teleport_only_values_read_back_the_same_from_the_stored_json() {
+    let role = parse(&doc(
+        "{allow: {kubernetes_labels: {TRUE: '*', 12: x}, db_labels: {a: .nan}, \
+         app_labels: {tagged: !custom v}}, options: {enhanced_recording: {1.5: z}}}",
+    ));
+    let json = role.to_json().unwrap();
+    let again = Role::from_json("r.json", &json).unwrap_or_else(|e| panic!("{e}\n{json}"));
+    assert_eq!(again, role);
+    assert_eq!(parse(&role.to_yaml().unwrap()), role);
+
+    for labels in ["{? [a, b] : c}", "{~: c}"] {
+        let spec = format!("{{allow: {{kubernetes_labels: {labels}}}}}");
+        match Role::from_yaml("role.yaml", &doc(&spec)).unwrap_err() {
+            ResourceError::Field { path, reason, .. } => {
+                assert_eq!(path, "spec.allow.kubernetes_labels");
+                assert!(reason.contains("cannot be stored"), "{reason}");
+            }
+            other => panic!("expected a field error, got {other:?}"),
+        }
+    }
+}
+
+/// Found by the `role` fuzz target: serde_json's default float parser is not exact, so a
+/// number in a Teleport-only field (1.1111111111111111e92) came back from the stored JSON
+/// as another one (1.1111111111111113e92). The workspace enables `float_roundtrip`.
+#[test]
+fn numbers_read_back_exactly_from_the_stored_json() {
+    for number in [
+        "1.1111111111111111e92",
+        &"1".repeat(93),
+        "0.30000000000000004",
+    ] {
+        let role = parse(&doc(&format!("{{allow: {{db_labels: {number}}}}}")));
+        let json = role.to_json().unwrap();
+        let again = Role::from_json("r.json", &json).unwrap_or_else(|e| panic!("{e}\n{json}"));
+        assert_eq!(again, role, "{number}");
+    }
+}
