@@ -16,24 +16,10 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-use support::{Cluster, jctl, jctl_ok, jsh, text, wait_until};
+use support::{Cluster, jctl, jctl_ok, jsh, jsh_until, text, wait_until};
 
 /// How long any one wait may take.
 const WAIT: Duration = Duration::from_secs(20);
-
-/// Runs `jsh ARGS` until `done` says so (bounded): proxies and nodes see a lock, or its
-/// removal, within a couple of seconds.
-fn jsh_until(home: &Path, args: &[&str], mut done: impl FnMut(&Output) -> bool) -> Output {
-    let mut out = jsh(home, args, None);
-    wait_until(WAIT, || {
-        if done(&out) {
-            return true;
-        }
-        out = jsh(home, args, None);
-        done(&out)
-    });
-    out
-}
 
 fn both(out: &Output) -> String {
     format!(

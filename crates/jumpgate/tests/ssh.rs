@@ -18,7 +18,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-use support::{Cluster, jctl_ok, jsh, jsh_ok, output_within, text, wait_until};
+use support::{Cluster, jctl_ok, jsh, jsh_ok, jsh_until, output_within, text, wait_until};
 
 /// How long any one wait for a process, a screen or an event may take.
 const WAIT: Duration = Duration::from_secs(20);
@@ -312,21 +312,6 @@ fn ssh_with_key(proxy_home: &Path, key: &Path, target: &str, command: &str) -> O
         ],
         None,
     )
-}
-
-/// Runs `jsh ARGS` until `done` holds for its output, for at most [`WAIT`]: a role
-/// change reaches the proxy and the node through their watch, a moment later. Returns
-/// the last output.
-fn jsh_until(home: &Path, args: &[&str], mut done: impl FnMut(&Output) -> bool) -> Output {
-    let mut out = jsh(home, args, None);
-    wait_until(WAIT, || {
-        if done(&out) {
-            return true;
-        }
-        out = jsh(home, args, None);
-        done(&out)
-    });
-    out
 }
 
 /// `jctl create -f` (overwriting) of a role written to a file.

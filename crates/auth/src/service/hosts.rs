@@ -105,6 +105,24 @@ struct HostRecord {
     registered_unix: u64,
 }
 
+impl HostRecord {
+    fn new(kind: IdentityKind, uuid: &str, host_name: &str, tls_key_sha256: String) -> Self {
+        HostRecord {
+            kind: kind.to_string(),
+            uuid: uuid.to_string(),
+            tls_key_sha256,
+            host_name: host_name.to_string(),
+            registered_unix: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        }
+    }
+
+    fn to_vec(&self) -> Result<Vec<u8>, ServiceError> {
+        serde_json::to_vec(self).map_err(|err| ServiceError::Internal(err.to_string()))
+    }
+}
+
 fn key_digest(public_key_pem: &str) -> String {
     hex::encode(Sha256::digest(public_key_pem.trim().as_bytes()))
 }
@@ -264,17 +282,7 @@ impl AuthServer {
             Err(BackendError::NotFound { .. }) => {}
             Err(err) => return Err(backend_error(err)),
         }
-        let record = HostRecord {
-            kind: kind.to_string(),
-            uuid: uuid.to_string(),
-            tls_key_sha256: digest.to_string(),
-            host_name: host_name.to_string(),
-            registered_unix: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-        };
-        let value =
-            serde_json::to_vec(&record).map_err(|err| ServiceError::Internal(err.to_string()))?;
+        let value = HostRecord::new(kind, uuid, host_name, digest.to_string()).to_vec()?;
         match self.inner.backend.create(NewItem::new(key, value)).await {
             Ok(_) => Ok(true),
             // Another join registered it a moment ago.
@@ -291,17 +299,8 @@ impl AuthServer {
         host_name: &str,
         tls_public_key_pem: &str,
     ) -> Result<(), ServiceError> {
-        let record = HostRecord {
-            kind: kind.to_string(),
-            uuid: uuid.to_string(),
-            tls_key_sha256: key_digest(tls_public_key_pem),
-            host_name: host_name.to_string(),
-            registered_unix: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-        };
         let value =
-            serde_json::to_vec(&record).map_err(|err| ServiceError::Internal(err.to_string()))?;
+            HostRecord::new(kind, uuid, host_name, key_digest(tls_public_key_pem)).to_vec()?;
         self.inner
             .backend
             .put(NewItem::new(host_key(kind, uuid)?, value))

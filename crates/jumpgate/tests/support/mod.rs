@@ -335,6 +335,21 @@ pub fn jsh(home: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     )
 }
 
+/// Runs `jsh ARGS` until `done` holds for its output, for at most 20 s: a change (a role,
+/// a lock) reaches the proxy and the node a moment after it is made. Returns the last
+/// output.
+pub fn jsh_until(home: &Path, args: &[&str], mut done: impl FnMut(&Output) -> bool) -> Output {
+    let mut out = jsh(home, args, None);
+    wait_until(Duration::from_secs(20), || {
+        if done(&out) {
+            return true;
+        }
+        out = jsh(home, args, None);
+        done(&out)
+    });
+    out
+}
+
 pub fn jsh_ok(home: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     let out = jsh(home, args, stdin);
     assert!(
