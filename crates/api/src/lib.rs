@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod forwarded;
 pub mod json;
 pub mod live;
 pub mod mirror;

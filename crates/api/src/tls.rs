@@ -98,6 +98,11 @@ impl TlsCredentials {
         self.chain.first()
     }
 
+    /// The holder's private key, for signing with it (see [`crate::forwarded`]).
+    pub(crate) fn private_key(&self) -> &PrivateKeyDer<'static> {
+        &self.key
+    }
+
     fn roots(&self) -> Result<Arc<RootCertStore>, ApiError> {
         let mut roots = RootCertStore::empty();
         for cert in &self.trusted {

@@ -15,6 +15,7 @@
 use crate::diag::Readiness;
 use crate::identity::LocalIdentity;
 use anyhow::{Context, Result, anyhow};
+use jumpgate_api::forwarded::{ForwardSigner, SharedForwardSigner};
 use jumpgate_api::mirror::{Connect, Mirror};
 use jumpgate_api::ssh_route::ALPN_SSH;
 use jumpgate_api::tunnel::{ALPN_REVERSE_TUNNEL, Discovery, PROXY_SERVER_NAME};
@@ -74,6 +75,7 @@ struct InService {
     auth_addr: String,
     web: WebApi,
     tunnel_config: Arc<std::sync::RwLock<Arc<ServerConfig>>>,
+    forward_signer: SharedForwardSigner,
     certs: Arc<PublicCerts>,
     keep_fallback_cert: bool,
 }
@@ -91,6 +93,10 @@ impl InService {
             .tunnel_config
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = renewed.tunnel_tls;
+        *self
+            .forward_signer
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = renewed.forward_signer;
         if self.keep_fallback_cert
             && let Err(err) = self
                 .certs
@@ -173,6 +179,8 @@ struct Material {
     cluster: String,
     /// Client config for the auth API.
     auth_tls: Arc<ClientConfig>,
+    /// Signs the real client's address on passed-through auth API connections.
+    forward_signer: Arc<ForwardSigner>,
     /// Server config reverse tunnels end in (node certificates required).
     tunnel_tls: Arc<ServerConfig>,
     /// The public certificate when no `https_keypairs` are configured.
@@ -204,14 +212,12 @@ impl LocalIdentities {
 
     fn material(&self, authorities: &ClusterAuthorities) -> Result<Material> {
         let trusted = authorities.tls.trusted_cert_pems().concat();
+        let api =
+            TlsCredentials::from_pem(&self.api.issue(authorities)?, &self.api.key_pem, &trusted)?;
         Ok(Material {
             cluster: authorities.cluster.clone(),
-            auth_tls: TlsCredentials::from_pem(
-                &self.api.issue(authorities)?,
-                &self.api.key_pem,
-                &trusted,
-            )?
-            .client_config()?,
+            auth_tls: api.client_config()?,
+            forward_signer: Arc::new(ForwardSigner::new(&api)?),
             tunnel_tls: TlsCredentials::from_pem(
                 &self.tunnel.issue(authorities)?,
                 &self.tunnel.key_pem,
@@ -236,6 +242,7 @@ fn joined_material(identity: &HostIdentity) -> Result<Material> {
     Ok(Material {
         cluster: identity.cluster.clone(),
         auth_tls: credentials.client_config()?,
+        forward_signer: Arc::new(ForwardSigner::new(&credentials)?),
         tunnel_tls: credentials
             .server_config_requiring_clients(&[ALPN_REVERSE_TUNNEL, ALPN_SSH])?,
         fallback_cert_pem: identity.tls_cert_pem.clone(),
@@ -435,6 +442,7 @@ pub async fn start(params: ProxyServiceParams) -> Result<tokio::task::JoinHandle
         .map_err(|err| anyhow!("proxy TLS: {err}"))?;
 
     let tunnel_config = Arc::new(std::sync::RwLock::new(material.tunnel_tls.clone()));
+    let forward_signer = Arc::new(std::sync::RwLock::new(material.forward_signer.clone()));
     let tunnels = Arc::new(Tunnels::default());
     let (refusals_tx, mut refusals_rx) = tokio::sync::mpsc::channel(256);
     tunnels.set_discovery(Discovery {
@@ -446,6 +454,11 @@ pub async fn start(params: ProxyServiceParams) -> Result<tokio::task::JoinHandle
             proxy_protocol: settings.proxy_protocol,
             proxy_protocol_trusted: settings.proxy_protocol_trusted_cidrs.clone(),
             auth_addrs: vec![auth_addr.clone()],
+            forward_signer: Some(forward_signer.clone()),
+            max_unauthenticated_per_source: usize::try_from(
+                settings.max_unauthenticated_per_source,
+            )
+            .unwrap_or(usize::MAX),
             ..RouterSettings::default()
         },
         web_tls,
@@ -491,6 +504,7 @@ pub async fn start(params: ProxyServiceParams) -> Result<tokio::task::JoinHandle
             auth_addr: auth_addr.clone(),
             web: web.clone(),
             tunnel_config: tunnel_config.clone(),
+            forward_signer,
             certs: certs.clone(),
             keep_fallback_cert: keypairs.is_empty(),
         };

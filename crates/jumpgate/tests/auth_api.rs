@@ -10,6 +10,7 @@
 
 mod support;
 
+use jumpgate_api::forwarded::ForwardSigner;
 use jumpgate_api::proto;
 use jumpgate_api::{AuthClient, TlsCredentials};
 use jumpgate_pki::ssh_key::{Certificate, Fingerprint, PublicKey, certificate::CertType};
@@ -217,6 +218,20 @@ async fn join_as_proxy(cluster: &Cluster, admin: &mut AuthClient) -> AuthClient 
 
 /// A host identity of `role` (`node`, `proxy`), joined with a fresh token.
 async fn join_as(cluster: &Cluster, admin: &mut AuthClient, role: &str, host: &str) -> AuthClient {
+    let tls = joined_credentials(cluster, admin, role, host)
+        .await
+        .client_config()
+        .unwrap();
+    jumpgate_api::connect(&cluster.addr, tls).await.unwrap()
+}
+
+/// The certificate and key of a host of `role` joined with a fresh token.
+async fn joined_credentials(
+    cluster: &Cluster,
+    admin: &mut AuthClient,
+    role: &str,
+    host: &str,
+) -> TlsCredentials {
     let pins = ca_pins(admin).await;
     let token = join_token(admin, role).await.token;
     let keys = fresh_keys();
@@ -227,15 +242,12 @@ async fn join_as(cluster: &Cluster, admin: &mut AuthClient, role: &str, host: &s
         .await
         .unwrap()
         .into_inner();
-    let tls = TlsCredentials::from_pem(
+    TlsCredentials::from_pem(
         &joined.tls_certificate_pem,
         &keys.tls_private_pem,
         &joined.tls_ca_pems.join("\n"),
     )
     .unwrap()
-    .client_config()
-    .unwrap();
-    jumpgate_api::connect(&cluster.addr, tls).await.unwrap()
 }
 
 /// A user identity (TLS certificate for a fresh key) signed by the admin.
@@ -1941,4 +1953,119 @@ async fn oversized_requests_are_refused_and_the_services_go_on() {
         .expect("curl (./test.sh installs it)");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "413");
     admin.status(proto::StatusRequest {}).await.unwrap();
+}
+
+/// A local relay to the auth API that opens every connection with a PROXY header signed
+/// by `signer`, claiming `client`: what a proxy does, with whichever identity the test
+/// chooses. Returns the relay's address.
+async fn signing_relay(auth_addr: &str, signer: ForwardSigner, client: &str) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let relay = listener.local_addr().unwrap().to_string();
+    let auth_addr = auth_addr.to_string();
+    let client: std::net::SocketAddr = client.parse().unwrap();
+    let signer = Arc::new(signer);
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let auth_addr = auth_addr.clone();
+            let signer = signer.clone();
+            tokio::spawn(async move {
+                let mut upstream = tokio::net::TcpStream::connect(&auth_addr).await.unwrap();
+                let header = signer
+                    .header(client, upstream.peer_addr().unwrap(), SystemTime::now())
+                    .unwrap();
+                tokio::io::AsyncWriteExt::write_all(&mut upstream, &header)
+                    .await
+                    .unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut upstream).await;
+            });
+        }
+    });
+    relay
+}
+
+/// Joins attempted with a token that does not exist, through `addr`, from `source`.
+async fn bogus_join(addr: &str, pins: &[String], source: &str) -> tonic::Status {
+    let tls = jumpgate_api::tls::pinned_client_config(pins).unwrap();
+    let mut host = jumpgate_api::connect_from(addr, tls, Some(source.parse().unwrap()))
+        .await
+        .unwrap();
+    host.join(join_request("not-a-token", "node", "bogus", &fresh_keys()))
+        .await
+        .unwrap_err()
+}
+
+#[tokio::test]
+async fn the_proxy_tells_auth_the_real_client_of_a_passed_through_connection() {
+    let cluster = Cluster::start();
+    let mut admin = cluster.admin().await;
+    let pins = ca_pins(&mut admin).await;
+    let proxy = read(&cluster.data.join("proxy_addr")).trim().to_string();
+
+    // Through the proxy's public port from 127.0.0.9: the join rate limit is that
+    // client's own, and the audit log names it.
+    let mut last = None;
+    for _ in 0..30 {
+        let refused = bogus_join(&proxy, &pins, "127.0.0.9").await;
+        if refused.code() == Code::ResourceExhausted {
+            last = Some(refused);
+            break;
+        }
+        assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    }
+    let limited = last.expect("30 bad joins in a row were never rate limited");
+    assert!(limited.message().contains("from 127.0.0.9"), "{limited:?}");
+    let other = bogus_join(&proxy, &pins, "127.0.0.10").await;
+    assert_eq!(
+        other.code(),
+        Code::PermissionDenied,
+        "another client behind the same proxy must not share the limit: {other:?}"
+    );
+    let joins = events(&mut admin, &["instance.join"]).await;
+    for source in ["127.0.0.9:", "127.0.0.10:"] {
+        assert!(
+            joins
+                .iter()
+                .any(|event| failed(event) && field(event, "addr.remote").starts_with(source)),
+            "no failed join audited from {source}: {joins:#?}"
+        );
+    }
+
+    // A header signed by a node (a valid cluster identity, not a proxy) buys nothing.
+    let node = joined_credentials(&cluster, &mut admin, "node", "forger").await;
+    let relay = signing_relay(
+        &cluster.addr,
+        ForwardSigner::new(&node).unwrap(),
+        "198.51.100.7:4000",
+    )
+    .await;
+    let forged = bogus_join(&relay, &pins, "127.0.0.1").await;
+    assert_eq!(forged.code(), Code::Unauthenticated, "{forged:?}");
+    assert!(
+        forged.message().contains("not signed by a proxy"),
+        "{forged:?}"
+    );
+
+    // The same header signed by a proxy identity is taken.
+    let proxy_identity = joined_credentials(&cluster, &mut admin, "proxy", "proxy9").await;
+    let relay = signing_relay(
+        &cluster.addr,
+        ForwardSigner::new(&proxy_identity).unwrap(),
+        "198.51.100.8:4000",
+    )
+    .await;
+    let taken = bogus_join(&relay, &pins, "127.0.0.1").await;
+    assert_eq!(taken.code(), Code::PermissionDenied, "{taken:?}");
+    let joins = events(&mut admin, &["instance.join"]).await;
+    assert!(
+        joins
+            .iter()
+            .any(|event| field(event, "addr.remote") == "198.51.100.8:4000"),
+        "{joins:#?}"
+    );
+    assert!(
+        !joins
+            .iter()
+            .any(|event| field(event, "addr.remote").starts_with("198.51.100.7")),
+        "a node's header was believed: {joins:#?}"
+    );
 }

@@ -324,3 +324,44 @@ fn a_proxy_header_is_taken_only_from_the_trusted_load_balancers() {
         daemon.log_text()
     );
 }
+
+/// `proxy_service.max_unauthenticated_per_source` sets how many connections one client
+/// address may hold before authenticating; more are closed at once.
+#[test]
+fn the_per_source_limit_is_the_configured_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let config = dir.path().join("cluster.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: v3\njumpgate:\n  data_dir: {}\nauth_service:\n  cluster_name: edge\nproxy_service:\n  web_listen_addr: 127.0.0.1:{port}\n  max_unauthenticated_per_source: 3\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let daemon = Daemon::start(
+        &["-c", config.to_str().unwrap(), "--proxy-addr", &addr],
+        &dir.path().join("daemon.log"),
+    );
+    let ready = wait_until(Duration::from_secs(30), || {
+        daemon
+            .readyz()
+            .is_some_and(|(status, body)| status == 200 && body.contains("proxy"))
+    });
+    assert!(ready, "not ready:\n{}", daemon.log_text());
+    let mut held: Vec<TcpStream> = (0..8).map(|_| connect_from("127.0.0.5", &addr)).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut open = 0;
+    for stream in &mut held {
+        if is_open(stream) {
+            open += 1;
+        }
+    }
+    assert_eq!(open, 3, "{open} silent connections from one address held");
+    // Another address is not affected.
+    let mut other = connect_from("127.0.0.6", &addr);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(is_open(&mut other));
+}

@@ -22,11 +22,12 @@ use crate::proxy_protocol::{self, read_header};
 use crate::ssh::SshRouting;
 use crate::tunnel::Tunnels;
 use crate::web::WebApi;
+use jumpgate_api::forwarded::SharedForwardSigner;
 use jumpgate_api::{AUTH_SERVER_NAME, ServerConfig};
 use jumpgate_pki::{IdentityKind, TlsIdentity};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -64,6 +65,10 @@ pub struct RouterSettings {
     pub max_unauthenticated_per_source: usize,
     /// Auth servers (`host:port`) the auth API is passed through to, tried in order.
     pub auth_addrs: Vec<String>,
+    /// Signs the PROXY header that tells auth the real client of a passed-through
+    /// connection (see [`jumpgate_api::forwarded`]). `None`: auth sees this proxy as the
+    /// client.
+    pub forward_signer: Option<SharedForwardSigner>,
 }
 
 impl Default for RouterSettings {
@@ -77,6 +82,7 @@ impl Default for RouterSettings {
             max_connections: 20_000,
             max_unauthenticated_per_source: 256,
             auth_addrs: Vec::new(),
+            forward_signer: None,
         }
     }
 }
@@ -440,7 +446,25 @@ impl Router {
             return;
         };
         let _ = upstream.set_nodelay(true);
-        if let Err(err) = upstream.write_all(&replay).await {
+        let mut first_bytes = match &self.settings.forward_signer {
+            Some(signer) => {
+                let signer = signer
+                    .read()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone();
+                let destination = client_stream.local_addr().unwrap_or(client);
+                match signer.header(client, destination, SystemTime::now()) {
+                    Ok(header) => header,
+                    Err(err) => {
+                        warn!(client = %client, %err, "cannot sign the client's address for auth");
+                        return;
+                    }
+                }
+            }
+            None => Vec::new(),
+        };
+        first_bytes.extend_from_slice(&replay);
+        if let Err(err) = upstream.write_all(&first_bytes).await {
             debug!(%err, "auth server closed the connection");
             return;
         }

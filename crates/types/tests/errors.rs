@@ -104,6 +104,12 @@ const FIELD_ERRORS: &[(&str, &str, &str, &str)] = &[
         "is only used with `proxy_protocol: on`",
     ),
     (
+        "no unauthenticated connection at all per client",
+        "proxy_service:\n  max_unauthenticated_per_source: 0\n",
+        "proxy_service.max_unauthenticated_per_source",
+        "must be between 1 and 100000 (default 256), got 0",
+    ),
+    (
         "etcd without peers",
         "jumpgate:\n  storage:\n    type: etcd\n",
         "jumpgate.storage.peers",

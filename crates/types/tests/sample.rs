@@ -78,6 +78,7 @@ const KEYS: &[&str] = &[
     "cert_file",
     "proxy_protocol",
     "proxy_protocol_trusted_cidrs",
+    "max_unauthenticated_per_source",
     // ssh_service
     "ssh_service",
     "labels",

@@ -6,6 +6,7 @@ use super::AuthServer;
 use super::errors::ServiceError;
 use crate::users::User;
 use jumpgate_api::PeerInfo;
+use jumpgate_api::forwarded::Forwarded;
 use jumpgate_audit::{AuditEvent, EventType};
 use jumpgate_pki::{IdentityKind, TlsIdentity};
 use jumpgate_types::rbac::ResourceFacts;
@@ -109,7 +110,10 @@ impl AuthServer {
     /// cluster's identities (rustls already checked the chain).
     pub(crate) fn caller<T>(&self, request: &tonic::Request<T>) -> Result<Caller, ServiceError> {
         let peer = request.extensions().get::<PeerInfo>();
-        let addr = peer.map(|peer| peer.remote_addr);
+        let addr = match peer.and_then(|peer| peer.forwarded.as_ref()) {
+            Some(forwarded) => Some(self.forwarded_client(forwarded, peer)?),
+            None => peer.map(|peer| peer.remote_addr),
+        };
         let Some(cert) = peer.and_then(|peer| peer.client_cert.as_ref()) else {
             return Ok(Caller {
                 addr,
@@ -128,6 +132,40 @@ impl AuthServer {
         // A locked identity gets nothing from any call, at once (not at its expiry).
         self.check_caller_not_locked(&caller)?;
         Ok(caller)
+    }
+
+    /// The client a proxy passed the connection through for, once the certificate that
+    /// signed the header is a proxy identity of this cluster (the signature and its time
+    /// were checked at accept). Anything else could claim any address.
+    fn forwarded_client(
+        &self,
+        forwarded: &Forwarded,
+        peer: Option<&PeerInfo>,
+    ) -> Result<SocketAddr, ServiceError> {
+        let refused = |reason: String| {
+            tracing::debug!(
+                peer = ?peer.map(|peer| peer.remote_addr),
+                claimed = %forwarded.client,
+                reason,
+                "refused a client address not forwarded by a proxy"
+            );
+            ServiceError::Unauthenticated(format!(
+                "the connection's PROXY header is not signed by a proxy of this cluster: \
+                 {reason}"
+            ))
+        };
+        let signer = self
+            .authorities()
+            .tls
+            .verify(&forwarded.proxy_cert, SystemTime::now())
+            .map_err(|err| refused(err.to_string()))?;
+        if signer.kind != IdentityKind::Proxy {
+            return Err(refused(format!(
+                "it is signed by a {} identity",
+                signer.kind
+            )));
+        }
+        Ok(forwarded.client)
     }
 
     /// Refuses anonymous callers.

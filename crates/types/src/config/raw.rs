@@ -149,6 +149,7 @@ pub(super) struct RawProxy {
     pub https_keypairs: Option<Vec<KeyPair>>,
     pub proxy_protocol: Option<FlexBool>,
     pub proxy_protocol_trusted_cidrs: Option<OneOrMany<String>>,
+    pub max_unauthenticated_per_source: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

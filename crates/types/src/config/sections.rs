@@ -492,6 +492,9 @@ pub enum TunnelStrategy {
     },
 }
 
+/// Default of `proxy_service.max_unauthenticated_per_source`.
+pub const DEFAULT_MAX_UNAUTHENTICATED_PER_SOURCE: u32 = 256;
+
 /// `proxy_service`: the public endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxyServiceConfig {
@@ -513,6 +516,10 @@ pub struct ProxyServiceConfig {
     /// other address is refused (it bypassed the load balancer and could claim any
     /// client address). Empty: every source is trusted.
     pub proxy_protocol_trusted_cidrs: Vec<ipnet::IpNet>,
+    /// Connections one client address may hold on the public port before they
+    /// authenticate (TLS handshakes, the anonymous web API, auth API connections until
+    /// auth answers). Raise it when many agents or users share one NAT address.
+    pub max_unauthenticated_per_source: u32,
 }
 
 impl Default for ProxyServiceConfig {
@@ -526,6 +533,7 @@ impl Default for ProxyServiceConfig {
             https_keypairs: Vec::new(),
             proxy_protocol: false,
             proxy_protocol_trusted_cidrs: Vec::new(),
+            max_unauthenticated_per_source: DEFAULT_MAX_UNAUTHENTICATED_PER_SOURCE,
         }
     }
 }

@@ -605,8 +605,22 @@ fn validate_proxy(raw: RawProxy) -> Result<ProxyServiceConfig, Invalid> {
             "is only used with `proxy_protocol: on`; turn that on or remove the list",
         ));
     }
+    let max_unauthenticated_per_source = match raw.max_unauthenticated_per_source {
+        None => defaults.max_unauthenticated_per_source,
+        Some(limit @ 1..=100_000) => limit,
+        Some(limit) => {
+            return Err(Invalid::new(
+                join(P, "max_unauthenticated_per_source"),
+                format!(
+                    "must be between 1 and 100000 (default {}), got {limit}",
+                    defaults.max_unauthenticated_per_source
+                ),
+            ));
+        }
+    };
     Ok(ProxyServiceConfig {
         proxy_protocol_trusted_cidrs: trusted,
+        max_unauthenticated_per_source,
         enabled: raw.enabled.is_none_or(|b| b.0),
         web_listen_addr: raw.web_listen_addr.unwrap_or(defaults.web_listen_addr),
         public_addr: raw.public_addr.map(|a| a.0).unwrap_or_default(),
