@@ -9,7 +9,7 @@
 # temporary directory and stops and removes them at the end), keeps every benchmark's
 # full output in bench/out/NAME.txt, appends the machine-readable line each prints
 # (`JSON: {...}`) to bench/results.json, and writes bench/RESULTS.md from the latest
-# record of each (target/release/report). bench/HISTORY.md explains the figures.
+# record of each (target/release/bench-report). bench/HISTORY.md explains the figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,7 +41,7 @@ benches=("$@")
 cargo build --release --locked -p jumpgate --bins -p jumpgate-bench
 mkdir -p bench/out
 for bench in "${benches[@]}"; do
-    [ -x "target/release/$bench" ] || { echo "bench/run.sh: no benchmark named $bench" >&2; exit 1; }
+    [ -x "target/release/bench-$bench" ] || { echo "bench/run.sh: no benchmark named $bench" >&2; exit 1; }
     case "$bench" in
         cert_issuance) args=(5000) ;;
         tunnel) args=(256) ;;
@@ -49,7 +49,7 @@ for bench in "${benches[@]}"; do
         *) args=() ;;
     esac
     echo "==> $bench ${args[*]}"
-    "target/release/$bench" "${args[@]}" 2>&1 | tee "bench/out/$bench.txt"
+    "target/release/bench-$bench" "${args[@]}" 2>&1 | tee "bench/out/$bench.txt"
     { grep '^JSON: ' "bench/out/$bench.txt" || true; } | sed 's/^JSON: //' >> bench/results.json
 done
-target/release/report bench/results.json bench/RESULTS.md
+target/release/bench-report bench/results.json bench/RESULTS.md

@@ -2,7 +2,7 @@
 //! the proxy's memory and idle CPU, and what a proxy restart costs.
 //!
 //! `cargo build --release -p jumpgate --bins -p jumpgate-bench`
-//! `target/release/tunnels bench [--counts 1000,10000] [--user-runs 40] [--append-json FILE]`
+//! `target/release/bench-tunnels bench [--counts 1000,10000] [--user-runs 40] [--append-json FILE]`
 //!
 //! Must run as root (it raises the open-files limit for the processes it starts, and a
 //! real agent runs sessions as the login `jgbench`, created if missing). For each N,
@@ -760,7 +760,7 @@ fn bench(args: BenchArgs) {
         "date": date,
         "commit": git_commit(),
         "command": format!(
-            "target/release/tunnels bench --counts {} --user-runs {}",
+            "target/release/bench-tunnels bench --counts {} --user-runs {}",
             args.counts.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
             args.user_runs
         ),

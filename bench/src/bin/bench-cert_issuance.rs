@@ -1,7 +1,7 @@
 //! Certificate issuance throughput: Jumpgate's CAs against OpenSSH's `ssh-keygen -s`,
 //! in the same run on the same machine.
 //!
-//! `cargo run --release -p jumpgate-bench --bin cert_issuance -- [COUNT]`
+//! `cargo run --release -p jumpgate-bench --bin bench-cert_issuance -- [COUNT]`
 //!
 //! What is compared:
 //! - SSH user certificates: `SshCa::sign_user` (in-process, what the auth service does per
@@ -129,7 +129,7 @@ fn main() {
         "bench": "cert_issuance",
         "date": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         "commit": jumpgate_bench::git_commit(),
-        "command": format!("target/release/cert_issuance {count} {keygen_count}"),
+        "command": format!("target/release/bench-cert_issuance {count} {keygen_count}"),
         "per_second": {
             "sign_user_ssh": ours,
             "ssh_keygen_sign": theirs,

@@ -3,7 +3,7 @@
 //! call it, against OpenSSH's `ssh-keygen -s` in the same run on the same machine.
 //!
 //! `cargo build --release -p jumpgate --bins`
-//! `cargo run --release -p jumpgate-bench --bin auth_api -- [SIGN_COUNT] [LOGIN_USERS] [KEYGEN_COUNT]`
+//! `cargo run --release -p jumpgate-bench --bin bench-auth_api -- [SIGN_COUNT] [LOGIN_USERS] [KEYGEN_COUNT]`
 //!
 //! Defaults: 2000 `SignUser` calls per row, 64 users per login row, 100 `ssh-keygen` runs.
 //! `JUMPGATE_BIN` overrides where the daemon binary is (default `target/release/jumpgate`).
@@ -561,7 +561,7 @@ async fn main() {
         "bench": "auth_api",
         "date": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         "commit": git_commit(),
-        "command": format!("target/release/auth_api {sign_count} {login_users} {keygen_count}"),
+        "command": format!("target/release/bench-auth_api {sign_count} {login_users} {keygen_count}"),
         "load_average_before": load_before,
         "sign_user_calls_per_second": sign_outcomes.iter()
             .map(|(with_tls, concurrency, outcome)| serde_json::json!({

@@ -1,7 +1,7 @@
 //! Reverse-tunnel throughput and stream-open latency, against what the tunnel is built
 //! on: plain TCP and TLS over loopback, measured in the same run.
 //!
-//! Usage: `cargo run --release -p jumpgate-bench --bin tunnel -- [MIB]` (default 256).
+//! Usage: `cargo run --release -p jumpgate-bench --bin bench-tunnel -- [MIB]` (default 256).
 //!
 //! Every case echoes: the client writes MIB mebibytes while it reads the echo back, and
 //! the rate is the payload moved one way per second. Cases:

@@ -2,7 +2,7 @@
 //! reverse tunnel to this host's Jumpgate SSH service, against OpenSSH in the same run.
 //!
 //! `cargo build --release -p jumpgate --bins`
-//! `cargo run --release -p jumpgate-bench --bin ssh -- [--runs N] [--throughput-runs N] [--bytes N] [--append-json FILE]`
+//! `cargo run --release -p jumpgate-bench --bin bench-ssh -- [--runs N] [--throughput-runs N] [--bytes N] [--append-json FILE]`
 //!
 //! Defaults: 20 runs per connection-time figure, 3 runs of 1 GiB per throughput figure.
 //! Must run as root (two `sshd`s; it creates the login `jgbench` with a stock home if
@@ -1307,7 +1307,7 @@ fn main() {
         "date": date,
         "commit": git_commit(),
         "command": format!(
-            "cargo run --release -p jumpgate-bench --bin ssh -- --runs {} --throughput-runs {} --bytes {}",
+            "cargo run --release -p jumpgate-bench --bin bench-ssh -- --runs {} --throughput-runs {} --bytes {}",
             options.runs, options.throughput_runs, options.bytes
         ),
         "load_average_before": load_before,
