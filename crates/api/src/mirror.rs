@@ -1,130 +1,185 @@
-//! An in-memory copy of some of the cluster state, refreshed from the auth API in the
-//! background, for services away from the backend (proxies, nodes): what they need on a
-//! connection path (roles, users, nodes) is read from memory, never from a round trip.
+//! An in-memory copy of some of the cluster state, kept current from the auth API, for
+//! services away from the backend (proxies, nodes): what they need on a connection path
+//! (roles, users, locks, nodes) is read from memory, never from a round trip.
 //!
-//! Each kind is re-read every `every` with `GetResources`; a refresh that fails keeps
-//! the last good copy (stale but available), logs why, and reconnects.
+//! Each kind follows one `Watch` stream: a snapshot, then every change as auth applies it,
+//! so a role removed or a lock created reaches every proxy and node within milliseconds
+//! and an idle cluster costs auth nothing. When the stream ends (auth restarts, the
+//! watcher fell behind, the identity was renewed) the mirror keeps serving its last copy,
+//! reconnects with jittered backoff (100 ms doubling up to 5 s; at once after falling
+//! behind), and replaces the copy with the new snapshot.
 
 use crate::AuthClient;
-use crate::proto;
+use crate::proto::{self, watch_event::Op};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::watch;
-use tracing::{debug, warn};
+use tonic::Code;
+use tracing::{debug, info, warn};
 
 /// Makes a fresh auth API client (after a failure, or a renewed identity).
 pub type Connect =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<AuthClient, String>> + Send>> + Send + Sync>;
 
-/// The last copy of one kind's documents, parsed by the owner's parser.
+/// The first delay before reconnecting after a failure; it doubles up to [`MAX_RETRY`].
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const MAX_RETRY: Duration = Duration::from_secs(5);
+
+/// The current copy of one kind's resources, parsed by the owner's parser.
 #[derive(Debug)]
 pub struct Mirror<T> {
     kind: &'static str,
     current: RwLock<Arc<Vec<T>>>,
     loaded: watch::Sender<bool>,
-    /// Counts successful refreshes, so a caller can wait for the next one.
+    /// Counts published copies, so a caller can act on changes.
     generation: watch::Sender<u64>,
-    /// Asks the refresher for a refresh now.
-    wake: tokio::sync::Notify,
 }
 
-impl<T: Send + Sync + 'static> Mirror<T> {
-    /// Starts refreshing `kind` every `every`, parsing each document with `parse`
-    /// (documents it refuses are skipped and logged), until `stop` resolves.
+impl<T: Clone + Send + Sync + 'static> Mirror<T> {
+    /// Starts following `kind`, parsing each document with `parse` (documents it refuses
+    /// are skipped and logged), until `stop` resolves.
     pub fn spawn(
         kind: &'static str,
-        every: Duration,
         connect: Connect,
         parse: fn(&str) -> Result<T, String>,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> Arc<Mirror<T>> {
-        let (loaded, _) = watch::channel(false);
-        let mirror = Arc::new(Mirror {
-            kind,
-            current: RwLock::new(Arc::new(Vec::new())),
-            loaded,
-            generation: watch::Sender::new(0),
-            wake: tokio::sync::Notify::new(),
-        });
-        let refresher = mirror.clone();
+        let mirror = Arc::new(Mirror::empty(kind, false, Vec::new()));
+        let follower = mirror.clone();
         tokio::spawn(async move {
-            tokio::pin!(stop);
-            let mut client: Option<AuthClient> = None;
-            loop {
-                refresher.refresh(&mut client, &connect, parse).await;
-                tokio::select! {
-                    () = &mut stop => return,
-                    () = tokio::time::sleep(every) => {}
-                    () = refresher.wake.notified() => {}
-                }
+            tokio::select! {
+                () = stop => {}
+                () = follower.follow(connect, parse) => {}
             }
         });
         mirror
     }
 
-    async fn refresh(
-        &self,
-        client: &mut Option<AuthClient>,
-        connect: &Connect,
-        parse: fn(&str) -> Result<T, String>,
-    ) {
-        if client.is_none() {
-            match connect().await {
-                Ok(fresh) => *client = Some(fresh),
+    fn empty(kind: &'static str, loaded: bool, items: Vec<T>) -> Mirror<T> {
+        Mirror {
+            kind,
+            current: RwLock::new(Arc::new(items)),
+            loaded: watch::Sender::new(loaded),
+            generation: watch::Sender::new(0),
+        }
+    }
+
+    /// Watches, applies, reconnects: forever (the caller stops it).
+    async fn follow(&self, connect: Connect, parse: fn(&str) -> Result<T, String>) {
+        let mut failures: u32 = 0;
+        loop {
+            if failures > 0 {
+                tokio::time::sleep(retry_delay(failures)).await;
+            }
+            let mut client = match connect().await {
+                Ok(client) => client,
                 Err(err) => {
+                    failures = failures.saturating_add(1);
                     warn!(kind = self.kind, %err, "cannot reach the auth API; serving the last copy");
-                    return;
+                    continue;
+                }
+            };
+            match self.follow_stream(&mut client, parse).await {
+                Ok(()) => {
+                    failures = 1;
+                    info!(
+                        kind = self.kind,
+                        "the auth API ended the watch; reconnecting"
+                    );
+                }
+                Err(status) if status.code() == Code::Aborted => {
+                    // Fell behind: start over from a new snapshot at once.
+                    failures = 0;
+                    info!(kind = self.kind, reason = status.message(), "re-syncing");
+                }
+                Err(status) => {
+                    failures = failures.saturating_add(1);
+                    warn!(kind = self.kind, error = %status.message(), "the watch failed; serving the last copy and reconnecting");
                 }
             }
         }
-        let Some(api) = client.as_mut() else { return };
-        let request = proto::GetResourcesRequest {
+    }
+
+    /// One stream: the snapshot up to READY replaces the copy, then each change (or each
+    /// batch of changes already received) publishes a new copy. Returns when the stream
+    /// ends; `Ok` when auth ended it cleanly.
+    async fn follow_stream(
+        &self,
+        client: &mut AuthClient,
+        parse: fn(&str) -> Result<T, String>,
+    ) -> Result<(), tonic::Status> {
+        let request = proto::WatchRequest {
             kind: self.kind.to_string(),
-            name: String::new(),
         };
-        match api.get_resources(request).await {
-            Ok(response) => {
-                let documents = response.into_inner().documents;
-                let parsed: Vec<T> = documents
-                    .iter()
-                    .filter_map(|document| match parse(document) {
-                        Ok(item) => Some(item),
-                        Err(err) => {
-                            debug!(kind = self.kind, %err, "skipped an unusable document");
-                            None
-                        }
-                    })
-                    .collect();
-                *self
-                    .current
-                    .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(parsed);
-                self.loaded.send_replace(true);
-                self.generation.send_modify(|generation| *generation += 1);
+        let mut stream = client.watch(request).await?.into_inner();
+        let mut items: BTreeMap<String, T> = BTreeMap::new();
+        let mut ready = false;
+        while let Some(event) = stream.message().await? {
+            self.apply(&mut items, &mut ready, event, parse);
+            if !ready {
+                continue;
             }
-            Err(status) => {
-                warn!(kind = self.kind, error = %status.message(), "refreshing from the auth API failed; serving the last copy");
-                // Reconnect next time: the identity may have been renewed.
-                *client = None;
+            // Take what has already arrived before publishing, so a burst of changes
+            // costs one copy.
+            while let Ok(Ok(Some(event))) =
+                tokio::time::timeout(Duration::ZERO, stream.message()).await
+            {
+                self.apply(&mut items, &mut ready, event, parse);
             }
+            self.publish(items.values().cloned().collect());
+        }
+        Ok(())
+    }
+
+    fn apply(
+        &self,
+        items: &mut BTreeMap<String, T>,
+        ready: &mut bool,
+        event: proto::WatchEvent,
+        parse: fn(&str) -> Result<T, String>,
+    ) {
+        match event.op() {
+            Op::Put => match parse(&event.document) {
+                Ok(item) => {
+                    items.insert(event.name, item);
+                }
+                Err(err) => {
+                    debug!(kind = self.kind, name = event.name, %err, "skipped an unusable document");
+                    items.remove(&event.name);
+                }
+            },
+            Op::Delete => {
+                items.remove(&event.name);
+            }
+            Op::Ready => *ready = true,
         }
     }
 
-    /// A mirror holding `items` that is never refreshed (tests, fixed views).
+    fn publish(&self, items: Vec<T>) {
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(items);
+        self.loaded.send_replace(true);
+        self.generation.send_modify(|generation| *generation += 1);
+    }
+}
+
+impl<T> Mirror<T> {
+    /// A mirror holding `items` that never changes (tests, fixed views).
     pub fn fixed(kind: &'static str, items: Vec<T>) -> Arc<Mirror<T>> {
-        let (loaded, _) = watch::channel(true);
         Arc::new(Mirror {
             kind,
             current: RwLock::new(Arc::new(items)),
-            loaded,
+            loaded: watch::Sender::new(true),
             generation: watch::Sender::new(0),
-            wake: tokio::sync::Notify::new(),
         })
     }
 
-    /// The last copy (empty until the first refresh).
+    /// The current copy (empty until the first snapshot arrived).
     pub fn current(&self) -> Arc<Vec<T>> {
         self.current
             .read()
@@ -132,29 +187,35 @@ impl<T: Send + Sync + 'static> Mirror<T> {
             .clone()
     }
 
-    /// Refreshes now and waits for it, at most `timeout`: for a decision that would
-    /// refuse on the copy held (a user, role or node created a moment ago), so a write
-    /// is seen at once rather than at the next periodic refresh. Says whether it did.
-    pub async fn refresh_now(&self, timeout: Duration) -> bool {
-        let mut generation = self.generation.subscribe();
-        let seen = *generation.borrow_and_update();
-        self.wake.notify_one();
-        tokio::time::timeout(timeout, generation.wait_for(|current| *current > seen))
-            .await
-            .is_ok_and(|result| result.is_ok())
-    }
-
-    /// A receiver that changes after every successful refresh (to act on new state, such
-    /// as locks that end live sessions).
+    /// A receiver that changes with every new copy (to act on new state, such as locks
+    /// that end live sessions).
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.generation.subscribe()
     }
 
-    /// Waits until the first refresh succeeded, at most `timeout`; says whether it did.
+    /// Waits until the first snapshot arrived, at most `timeout`; says whether it did.
     pub async fn wait_loaded(&self, timeout: Duration) -> bool {
         let mut loaded = self.loaded.subscribe();
         tokio::time::timeout(timeout, loaded.wait_for(|done| *done))
             .await
             .is_ok_and(|result| result.is_ok())
     }
+}
+
+/// 100 ms doubling per failure up to 5 s, times a random factor in [0.5, 1) so that many
+/// proxies and nodes do not reconnect in lockstep after an auth restart.
+fn retry_delay(failures: u32) -> Duration {
+    let exponent = failures.saturating_sub(1).min(16);
+    let delay = FIRST_RETRY.saturating_mul(1u32 << exponent).min(MAX_RETRY);
+    let jitter = 0.5 + f64::from(rand_fraction()) / 2.0;
+    delay.mul_f64(jitter)
+}
+
+/// A number in [0, 1) from the clock's nanoseconds: jitter needs no more.
+fn rand_fraction() -> f32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|since| since.subsec_nanos())
+        .unwrap_or(0);
+    (nanos % 1000) as f32 / 1000.0
 }

@@ -58,6 +58,25 @@ const STABLE_SESSION: Duration = Duration::from_secs(1);
 /// At most this many already-buffered events are applied under one lock (and one tick).
 const MAX_BATCH: usize = 512;
 
+/// Changes a follower may miss before it must start over from a new snapshot.
+const CHANGES_CAPACITY: usize = 16_384;
+
+/// One change to the cached items, as [`StateCache::snapshot_and_follow`] reports them
+/// (in the order they were applied).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A key was written with a new value. A write that leaves the value as it was (a
+    /// heartbeat renewing its TTL) is not reported.
+    Put { key: String, value: Arc<[u8]> },
+    /// A key was deleted (or expired).
+    Delete { key: String },
+    /// The whole map was replaced by a re-sync: followers must take a new snapshot.
+    Replaced,
+}
+
+/// Live `(key, value)` pairs under a prefix, in key order.
+pub type Snapshot = Vec<(String, Arc<[u8]>)>;
+
 /// Why the cache cannot answer with current state.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CacheError {
@@ -119,6 +138,9 @@ struct Shared {
     /// Normalised: sorted, none nested in another.
     prefixes: Vec<Key>,
     state: RwLock<State>,
+    /// Sent under the state's write lock, so a snapshot taken under its read lock and a
+    /// receiver subscribed there together miss nothing and see nothing twice.
+    changes: tokio::sync::broadcast::Sender<Change>,
     generation: watch::Sender<u64>,
     phase: watch::Sender<Phase>,
     loads: AtomicU64,
@@ -185,6 +207,7 @@ impl StateCache {
             backend_kind: backend.kind(),
             prefixes: normalise(prefixes),
             state: RwLock::new(State::default()),
+            changes: tokio::sync::broadcast::Sender::new(CHANGES_CAPACITY),
             generation,
             phase,
             loads: AtomicU64::new(0),
@@ -267,6 +290,30 @@ impl StateCache {
             .filter(|(_, entry)| entry.live(now))
             .map(|(key, entry)| (key.clone(), Arc::clone(&entry.value)))
             .collect()
+    }
+
+    /// Every live item under `prefix` now, and a receiver of every change applied after
+    /// that snapshot (for all prefixes; the follower filters). A receiver that falls more
+    /// than [`CHANGES_CAPACITY`] changes behind gets `Lagged`, and after a re-sync it
+    /// gets [`Change::Replaced`]: either way it must take a new snapshot.
+    pub fn snapshot_and_follow(
+        &self,
+        prefix: &str,
+    ) -> (Snapshot, tokio::sync::broadcast::Receiver<Change>) {
+        let now = SystemTime::now();
+        let state = self.shared.read();
+        let receiver = self.shared.changes.subscribe();
+        let items = state
+            .items
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .filter(|(_, entry)| entry.live(now))
+            .map(|(key, entry)| (key.clone(), Arc::clone(&entry.value)))
+            .collect();
+        (items, receiver)
     }
 
     /// A receiver whose value (a generation counter) changes every time the cache does,
@@ -352,6 +399,7 @@ impl Shared {
             let mut state = self.write();
             state.items = items;
             state.last_error = None;
+            let _ = self.changes.send(Change::Replaced);
         }
         self.loads.fetch_add(1, Ordering::Relaxed);
         self.tick();
@@ -376,7 +424,7 @@ impl Shared {
             let mut state = self.write();
             for event in events {
                 // Every event is applied: no short-circuit.
-                changed |= apply_event(&mut state.items, floors, event);
+                changed |= apply_event(&mut state.items, floors, event, Some(&self.changes));
             }
         }
         if changed {
@@ -389,7 +437,12 @@ impl Shared {
 type Floor = (Key, Option<Revision>);
 
 /// Applies one event to `items`; returns whether it changed them. See the module docs.
-fn apply_event(items: &mut BTreeMap<String, Entry>, floors: &[Floor], event: Event) -> bool {
+fn apply_event(
+    items: &mut BTreeMap<String, Entry>,
+    floors: &[Floor],
+    event: Event,
+    changes: Option<&tokio::sync::broadcast::Sender<Change>>,
+) -> bool {
     let (key, revision) = match &event {
         Event::Ready => return false,
         Event::Put(item) => (&item.key, item.revision),
@@ -408,10 +461,29 @@ fn apply_event(items: &mut BTreeMap<String, Entry>, floors: &[Floor], event: Eve
     }
     match event {
         Event::Put(item) => {
-            items.insert(item.key.as_str().to_owned(), Entry::from(item));
+            let key = item.key.as_str().to_owned();
+            let entry = Entry::from(item);
+            let same_value = items
+                .get(&key)
+                .is_some_and(|held| held.value == entry.value);
+            if let Some(changes) = changes.filter(|_| !same_value) {
+                let _ = changes.send(Change::Put {
+                    key: key.clone(),
+                    value: Arc::clone(&entry.value),
+                });
+            }
+            items.insert(key, entry);
             true
         }
-        Event::Delete { key, .. } => items.remove(key.as_str()).is_some(),
+        Event::Delete { key, .. } => {
+            let removed = items.remove(key.as_str()).is_some();
+            if let Some(changes) = changes.filter(|_| removed) {
+                let _ = changes.send(Change::Delete {
+                    key: key.as_str().to_owned(),
+                });
+            }
+            removed
+        }
         Event::Ready => false,
     }
 }
@@ -535,7 +607,8 @@ async fn load(shared: &Shared, backend: &dyn Backend) -> Result<(Watcher, Vec<Fl
     let (buffered, ended) = next_batch_now(&mut watcher).await;
     let drained = buffered.len();
     for event in buffered {
-        apply_event(&mut items, &floors, event);
+        // Not published yet: followers learn of the whole new map from `Replaced`.
+        apply_event(&mut items, &floors, event, None);
     }
     if let Some(reason) = ended {
         return Err(LoadError::Watch(reason));
@@ -615,19 +688,35 @@ mod tests {
         let mut items = BTreeMap::new();
         let floors = vec![(key("/r/"), Some(Revision::from_raw(10)))];
         // The load read /r/a at revision 10: a put at 5 and a delete at 7 are older.
-        assert!(!apply_event(&mut items, &floors, put("/r/a", "old", 5)));
-        assert!(!apply_event(&mut items, &floors, delete("/r/a", 7)));
-        assert!(apply_event(&mut items, &floors, put("/r/a", "new", 11)));
-        assert!(!apply_event(&mut items, &floors, put("/r/a", "stale", 11)));
         assert!(!apply_event(
             &mut items,
             &floors,
-            put("/x/a", "outside", 12)
+            put("/r/a", "old", 5),
+            None
+        ));
+        assert!(!apply_event(&mut items, &floors, delete("/r/a", 7), None));
+        assert!(apply_event(
+            &mut items,
+            &floors,
+            put("/r/a", "new", 11),
+            None
+        ));
+        assert!(!apply_event(
+            &mut items,
+            &floors,
+            put("/r/a", "stale", 11),
+            None
+        ));
+        assert!(!apply_event(
+            &mut items,
+            &floors,
+            put("/x/a", "outside", 12),
+            None
         ));
         assert_eq!(&*items["/r/a"].value, b"new");
-        assert!(apply_event(&mut items, &floors, delete("/r/a", 13)));
+        assert!(apply_event(&mut items, &floors, delete("/r/a", 13), None));
         assert!(items.is_empty());
-        assert!(!apply_event(&mut items, &floors, delete("/r/a", 14)));
+        assert!(!apply_event(&mut items, &floors, delete("/r/a", 14), None));
     }
 
     #[test]

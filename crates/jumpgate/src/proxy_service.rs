@@ -108,10 +108,6 @@ impl InService {
     }
 }
 
-/// How often the proxy re-reads the nodes, roles, users and locks it routes SSH with (a
-/// lock reaches the proxy within this, and ends live connections it names then).
-const ROUTING_REFRESH: Duration = Duration::from_secs(2);
-
 /// The in-memory view SSH routing decides from, refreshed through the proxy's auth
 /// client of the moment.
 fn ssh_routing(
@@ -133,28 +129,10 @@ fn ssh_routing(
         }
     };
     let routing = SshRouting {
-        nodes: Mirror::spawn(
-            "node",
-            ROUTING_REFRESH,
-            connect.clone(),
-            ssh::parse_node,
-            stop(),
-        ),
-        roles: Mirror::spawn(
-            "role",
-            ROUTING_REFRESH,
-            connect.clone(),
-            ssh::parse_role,
-            stop(),
-        ),
-        users: Mirror::spawn(
-            "user",
-            ROUTING_REFRESH,
-            connect.clone(),
-            ssh::parse_user,
-            stop(),
-        ),
-        locks: Mirror::spawn("lock", ROUTING_REFRESH, connect, ssh::parse_lock, stop()),
+        nodes: Mirror::spawn("node", connect.clone(), ssh::parse_node, stop()),
+        roles: Mirror::spawn("role", connect.clone(), ssh::parse_role, stop()),
+        users: Mirror::spawn("user", connect.clone(), ssh::parse_user, stop()),
+        locks: Mirror::spawn("lock", connect, ssh::parse_lock, stop()),
         tunnels,
         live: Arc::default(),
     };

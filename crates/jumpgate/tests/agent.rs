@@ -634,3 +634,126 @@ fn the_nodes_ssh_listener_limits_and_times_out_unauthenticated_clients() {
     BufReader::new(stream).read_line(&mut line).unwrap();
     assert!(line.starts_with("SSH-2.0-Jumpgate"), "{line:?}");
 }
+
+/// OpenSSH straight to a node's own listener (no proxy on the way), with a certificate
+/// from `jctl auth sign`.
+fn direct_ssh(dir: &Path, key: &Path, port: u16, command: &str) -> std::process::Output {
+    Command::new("ssh")
+        .args([
+            "-F",
+            "/dev/null",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+        ])
+        .args(["-o", "StrictHostKeyChecking=no", "-o"])
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            dir.join("known_hosts").display()
+        ))
+        .arg("-i")
+        .arg(key)
+        .arg("-o")
+        .arg(format!("CertificateFile={}-cert.pub", key.display()))
+        .args(["-p", &port.to_string(), "root@127.0.0.1", command])
+        .stdin(Stdio::null())
+        .output()
+        .expect("OpenSSH's ssh (./test.sh installs it)")
+}
+
+/// A node dialled directly decides like the proxy and auth: a certificate grants only the
+/// roles its user still holds. Taking the role from the user, or deleting the user, shuts
+/// out a certificate issued before.
+#[test]
+fn a_node_dialled_directly_honours_only_roles_the_user_still_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cluster-data");
+    let proxy_port = free_port();
+    let proxy = format!("127.0.0.1:{proxy_port}");
+    let _cluster = start_cluster(dir.path(), &data, proxy_port, "cluster.log");
+    let (token, pin) = new_join_token(&data, &["--type", "node", "--ttl", "1h"]);
+    let ssh_port = free_port();
+    let config = dir.path().join("direct.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: v3\njumpgate:\n  data_dir: {}\n  nodename: direct-2\n  proxy_server: {proxy}\n  auth_token: \"{token}\"\n  ca_pin: \"{pin}\"\nssh_service:\n  listen_addr: 127.0.0.1:{ssh_port}\n",
+            dir.path().join("direct-data").display()
+        ),
+    )
+    .unwrap();
+    let agent = Daemon::start(
+        &["-c", config.to_str().unwrap()],
+        &dir.path().join("direct.log"),
+    );
+    jctl_ok(
+        &data,
+        &[
+            "users", "add", "bob", "--roles", "access", "--logins", "root",
+        ],
+    );
+    let key = dir.path().join("bob");
+    jctl_ok(
+        &data,
+        &[
+            "auth",
+            "sign",
+            "--user",
+            "bob",
+            "--ttl",
+            "1h",
+            "--out",
+            key.to_str().unwrap(),
+        ],
+    );
+    let allowed = wait_until(Duration::from_secs(20), || {
+        text(&direct_ssh(dir.path(), &key, ssh_port, "echo in").stdout) == "in\n"
+    });
+    assert!(allowed, "bob never got in:\n{}", agent.log_text());
+
+    // The role is taken from bob: the certificate still names it.
+    let user = dir.path().join("bob.yaml");
+    std::fs::write(
+        &user,
+        "kind: user\nversion: v2\nmetadata:\n  name: bob\nspec:\n  roles: [auditor]\n  traits:\n    logins: [root]\n",
+    )
+    .unwrap();
+    jctl_ok(&data, &["create", "-f", user.to_str().unwrap()]);
+    let refused = wait_until(Duration::from_secs(5), || {
+        !direct_ssh(dir.path(), &key, ssh_port, "echo in")
+            .status
+            .success()
+    });
+    assert!(refused, "a role bob no longer holds still let him in");
+    let out = direct_ssh(dir.path(), &key, ssh_port, "echo in");
+    assert!(text(&out.stdout).is_empty(), "{}", text(&out.stdout));
+    assert!(
+        agent
+            .log_text()
+            .contains("holds none of the certificate's roles"),
+        "{}",
+        agent.log_text()
+    );
+
+    // Given back, then bob deleted.
+    std::fs::write(
+        &user,
+        "kind: user\nversion: v2\nmetadata:\n  name: bob\nspec:\n  roles: [access]\n  traits:\n    logins: [root]\n",
+    )
+    .unwrap();
+    jctl_ok(&data, &["create", "-f", user.to_str().unwrap()]);
+    let allowed = wait_until(Duration::from_secs(5), || {
+        direct_ssh(dir.path(), &key, ssh_port, "true")
+            .status
+            .success()
+    });
+    assert!(allowed, "bob's role came back but he was still refused");
+    jctl_ok(&data, &["users", "rm", "bob"]);
+    let refused = wait_until(Duration::from_secs(5), || {
+        !direct_ssh(dir.path(), &key, ssh_port, "true")
+            .status
+            .success()
+    });
+    assert!(refused, "a deleted user's certificate still got in");
+}

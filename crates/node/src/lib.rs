@@ -118,9 +118,6 @@ pub async fn load_or_join(
     Ok(joined)
 }
 
-/// How often the node re-reads the roles and locks it checks SSH logins against.
-const ROLES_REFRESH: std::time::Duration = std::time::Duration::from_secs(3);
-
 /// Connects to the auth API (through `server`) with the identity of the moment.
 fn auth_connector(
     server: String,
@@ -161,16 +158,20 @@ pub async fn run(config: AgentConfig, identity: HostIdentity, shutdown: watch::R
     tasks.push(tokio::spawn(events.clone().run(connect.clone(), stop())));
     let roles = jumpgate_api::mirror::Mirror::spawn(
         "role",
-        ROLES_REFRESH,
         connect.clone(),
         |document| {
             jumpgate_types::Role::from_json("auth:role", document).map_err(|e| e.to_string())
         },
         stop(),
     );
+    let users = jumpgate_api::mirror::Mirror::spawn(
+        "user",
+        connect.clone(),
+        jumpgate_types::UserView::from_json,
+        stop(),
+    );
     let locks = jumpgate_api::mirror::Mirror::spawn(
         "lock",
-        ROLES_REFRESH,
         connect.clone(),
         |document| {
             jumpgate_types::Lock::from_json("auth:lock", document).map_err(|e| e.to_string())
@@ -192,13 +193,13 @@ pub async fn run(config: AgentConfig, identity: HostIdentity, shutdown: watch::R
             labels
         }),
         roles,
+        users,
         locks,
         live: Arc::default(),
         events,
         recordings,
         unauthenticated: Arc::new(tokio::sync::Semaphore::new(ssh::MAX_UNAUTHENTICATED)),
         preferred: ssh::preferred_algorithms(&config.ssh_algorithms),
-        last_forced_refresh: std::sync::Mutex::new(None),
         refusal_budget: std::sync::Mutex::default(),
     });
     tasks.push(tokio::spawn(ssh.clone().enforce_locks(stop())));

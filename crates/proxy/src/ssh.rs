@@ -14,7 +14,7 @@ use jumpgate_api::ssh_route::{
     DialErrorCode, DialRequest, DialResponse, RELAY_BUFFER, TARGET_SSH, read_line, to_line,
 };
 use jumpgate_pki::TlsIdentity;
-use jumpgate_types::{AccessChecker, Lock, LockSubject, Role, Traits, find_lock};
+use jumpgate_types::{AccessChecker, Lock, LockSubject, Role, UserView, find_lock, held_roles};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -25,8 +25,6 @@ use tracing::{debug, info};
 
 /// How long a client may take to send its request after the TLS handshake.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a refusal waits for a fresh copy of nodes, roles and users.
-const FRESH_VIEW_WAIT: Duration = Duration::from_secs(2);
 
 /// A node as its presence record describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,14 +32,6 @@ pub struct NodeEntry {
     pub uuid: String,
     pub hostname: String,
     pub labels: BTreeMap<String, String>,
-}
-
-/// A user's roles and traits, from their record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserEntry {
-    pub name: String,
-    pub roles: Vec<String>,
-    pub traits: Traits,
 }
 
 #[derive(Deserialize)]
@@ -64,14 +54,6 @@ struct NodeSpec {
     hostname: String,
 }
 
-#[derive(Deserialize, Default)]
-struct UserSpec {
-    #[serde(default)]
-    roles: Vec<String>,
-    #[serde(default)]
-    traits: Traits,
-}
-
 /// Parses a `node` presence document.
 pub fn parse_node(document: &str) -> Result<NodeEntry, String> {
     let doc: Document<NodeSpec> = serde_json::from_str(document).map_err(|e| e.to_string())?;
@@ -83,14 +65,8 @@ pub fn parse_node(document: &str) -> Result<NodeEntry, String> {
 }
 
 /// Parses a `user` document (as the auth API lists them, without secrets).
-pub fn parse_user(document: &str) -> Result<UserEntry, String> {
-    let doc: Document<UserSpec> = serde_json::from_str(document).map_err(|e| e.to_string())?;
-    let spec = doc.spec.unwrap_or_default();
-    Ok(UserEntry {
-        name: doc.metadata.name,
-        roles: spec.roles,
-        traits: spec.traits,
-    })
+pub fn parse_user(document: &str) -> Result<UserView, String> {
+    UserView::from_json(document)
 }
 
 /// Parses a `role` document.
@@ -130,7 +106,7 @@ impl LiveSsh {
 pub struct SshRouting {
     pub nodes: Arc<Mirror<NodeEntry>>,
     pub roles: Arc<Mirror<Role>>,
-    pub users: Arc<Mirror<UserEntry>>,
+    pub users: Arc<Mirror<UserView>>,
     pub locks: Arc<Mirror<Lock>>,
     pub tunnels: Arc<Tunnels>,
     /// The connections being relayed now, so a new lock ends the ones it names.
@@ -273,17 +249,7 @@ impl SshRouting {
                 ))
             })?;
         let roles = self.roles.current();
-        let now = SystemTime::now();
-        let held: Vec<&Role> = identity
-            .roles
-            .iter()
-            .filter(|name| user.roles.contains(name))
-            .filter_map(|name| {
-                roles
-                    .iter()
-                    .find(|role| role.name() == name && !role.metadata.is_expired(now))
-            })
-            .collect();
+        let held = held_roles(&identity.roles, user, roles.iter(), SystemTime::now());
         let checker = AccessChecker::new(held, &user.traits);
         if checker.allowed_logins(&node.labels).is_empty() {
             return Err(SshRefusal {
@@ -329,7 +295,7 @@ impl SshRouting {
                     return self.refuse(&mut stream, refusal).await;
                 }
             };
-        let node = match self.decide(identity, &request).await {
+        let node = match self.decide(identity, &request) {
             Ok(node) => node,
             Err(refusal) => return self.refuse(&mut stream, refusal).await,
         };
@@ -387,30 +353,16 @@ impl SshRouting {
         Ok(())
     }
 
-    /// Finds the node and checks access. A refusal on the copy held is checked once more
-    /// after a fresh refresh (at most [`FRESH_VIEW_WAIT`]), so a user, role or node
-    /// created a moment ago is not refused.
-    async fn decide(
+    /// Finds the node and checks access, on the copies held (kept current by watches:
+    /// no round trip on the connection path, also for refusals).
+    fn decide(
         &self,
         identity: &TlsIdentity,
         request: &DialRequest,
     ) -> Result<NodeEntry, SshRefusal> {
-        let attempt = || {
-            let node = self.find_node(&request.node)?;
-            self.check_access(identity, &node, &request.login)?;
-            Ok(node)
-        };
-        match attempt() {
-            Ok(node) => Ok(node),
-            Err(_) => {
-                tokio::join!(
-                    self.nodes.refresh_now(FRESH_VIEW_WAIT),
-                    self.roles.refresh_now(FRESH_VIEW_WAIT),
-                    self.users.refresh_now(FRESH_VIEW_WAIT),
-                );
-                attempt()
-            }
-        }
+        let node = self.find_node(&request.node)?;
+        self.check_access(identity, &node, &request.login)?;
+        Ok(node)
     }
 
     async fn refuse<S: AsyncWrite + Unpin>(
@@ -439,7 +391,7 @@ mod tests {
         }
     }
 
-    fn routing(users: Vec<UserEntry>) -> SshRouting {
+    fn routing(users: Vec<UserView>) -> SshRouting {
         let prod_only = parse_role(
             r#"{"kind":"role","version":"v7","metadata":{"name":"prod-root"},
                 "spec":{"allow":{"logins":["root"],"node_labels":{"env":"prod"}}}}"#,
@@ -468,8 +420,8 @@ mod tests {
         }
     }
 
-    fn user(name: &str, roles: &[&str], logins: &[&str]) -> UserEntry {
-        UserEntry {
+    fn user(name: &str, roles: &[&str], logins: &[&str]) -> UserView {
+        UserView {
             name: name.to_string(),
             roles: roles.iter().map(|r| r.to_string()).collect(),
             traits: [(

@@ -49,6 +49,7 @@ pub mod lock;
 pub mod rbac;
 pub mod resource;
 pub mod role;
+pub mod user;
 
 pub use config::{Config, ConfigError, sample_config};
 pub use lock::{Lock, LockSpec, LockSubject, LockTarget, find_lock};
@@ -60,3 +61,4 @@ pub use role::{
     LabelSelector, LabelValue, Role, RoleConditions, RoleOptions, RoleSpec, Rule, Template, Traits,
     UnsupportedEffect, UnsupportedField,
 };
+pub use user::{UserView, held_roles};

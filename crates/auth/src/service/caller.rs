@@ -12,7 +12,7 @@ use jumpgate_pki::{IdentityKind, TlsIdentity};
 use jumpgate_types::rbac::ResourceFacts;
 use jumpgate_types::role::kinds;
 use jumpgate_types::role::verbs;
-use jumpgate_types::{AccessChecker, AccessDenied, Role, Traits};
+use jumpgate_types::{AccessChecker, AccessDenied, Role, Traits, UserView, held_roles};
 use std::net::SocketAddr;
 use std::time::SystemTime;
 
@@ -97,9 +97,12 @@ fn service_may(kind: IdentityKind, resource: &str, verb: &str) -> bool {
                 ]
                 .contains(&resource)
         }
-        // Nodes re-check every SSH login against the roles (and locks) themselves.
+        // Nodes re-check every SSH login against the roles, the users' current roles
+        // (user documents carry no secrets) and the locks themselves.
         IdentityKind::Node => {
-            reading && [kinds::CERT_AUTHORITY, kinds::ROLE, kinds::LOCK].contains(&resource)
+            reading
+                && [kinds::CERT_AUTHORITY, kinds::ROLE, kinds::USER, kinds::LOCK]
+                    .contains(&resource)
         }
         IdentityKind::User => false,
     }
@@ -293,14 +296,18 @@ impl AuthServer {
                 identity.name
             ))
         })?;
-        let held: Vec<String> = identity
+        let view = UserView {
+            name: user.name.clone(),
+            roles: user.roles.clone(),
+            traits: traits_of(&user),
+        };
+        let defined: Vec<Role> = identity
             .roles
             .iter()
-            .filter(|role| user.roles.contains(role))
-            .cloned()
+            .filter_map(|name| self.cached_role(name))
             .collect();
-        let roles = self.cached_roles(&held)?;
-        Ok(AccessChecker::new(roles.iter(), &traits_of(&user)).with_user(&identity.name))
+        let held = held_roles(&identity.roles, &view, &defined, SystemTime::now());
+        Ok(AccessChecker::new(held, &view.traits).with_user(&identity.name))
     }
 
     /// Audits a refusal (an `auth` event) and passes the error on.

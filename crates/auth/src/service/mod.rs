@@ -13,6 +13,7 @@ mod hosts;
 mod locks;
 mod resources;
 mod sessions;
+mod watch_stream;
 
 pub use caller::Caller;
 use caller::RuleScope;
@@ -161,7 +162,13 @@ fn requested_ttl(seconds: i64, what: &str) -> Result<Option<Duration>, ServiceEr
 
 impl AuthServer {
     /// The backend prefixes the auth service reads through its cache.
-    pub const CACHED_PREFIXES: [&'static str; 3] = ["/roles/", "/users/", locks::LOCKS_PREFIX];
+    pub const CACHED_PREFIXES: [&'static str; 5] = [
+        "/roles/",
+        "/users/",
+        locks::LOCKS_PREFIX,
+        "/presence/node/",
+        "/presence/proxy/",
+    ];
 
     pub fn new(config: AuthServerConfig) -> AuthServer {
         AuthServer {
@@ -486,6 +493,20 @@ impl AuthService for AuthServer {
                 })
                 .collect(),
         }))
+    }
+
+    type WatchStream = watch_stream::WatchStream;
+
+    async fn watch(&self, request: Request<proto::WatchRequest>) -> Reply<Self::WatchStream> {
+        let caller = self.caller(&request)?;
+        let client_cert = request
+            .extensions()
+            .get::<jumpgate_api::PeerInfo>()
+            .and_then(|peer| peer.client_cert.clone());
+        let request = request.into_inner();
+        Ok(Response::new(
+            self.watch_for(&caller, client_cert, &request.kind).await?,
+        ))
     }
 
     async fn get_resources(

@@ -286,6 +286,20 @@ impl AuthServer {
 
     async fn presence_documents(&self, kind: &str) -> Result<Vec<(String, String)>, ServiceError> {
         let prefix = format!("/presence/{kind}/");
+        // Nodes and proxies are in the watch-fed cache (they are watched too); the
+        // rest (auth servers) are few and read from the store.
+        if kind == kinds::NODE || kind == kinds::PROXY {
+            return Ok(self
+                .inner
+                .cache
+                .list(&prefix)
+                .into_iter()
+                .filter_map(|(key, value)| {
+                    let name = key.strip_prefix(&prefix)?.to_string();
+                    Some((name, String::from_utf8_lossy(&value).into_owned()))
+                })
+                .collect());
+        }
         let range =
             KeyRange::prefix(&prefix).map_err(|err| ServiceError::Internal(err.to_string()))?;
         let items = self

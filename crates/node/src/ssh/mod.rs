@@ -30,7 +30,9 @@ use jumpgate_api::live::LiveSet;
 use jumpgate_api::mirror::Mirror;
 use jumpgate_audit::{AuditEvent, EventType};
 use jumpgate_pki::{UserCertCheck, VerifiedUser, verify_user_cert};
-use jumpgate_types::{AccessChecker, Lock, LockSubject, Role, SessionOptions, find_lock};
+use jumpgate_types::{
+    AccessChecker, Lock, LockSubject, Role, SessionOptions, UserView, find_lock, held_roles,
+};
 use russh::keys::{Certificate, HashAlg, PrivateKey, PublicKey};
 use russh::server::{Auth, ChannelOpenHandle, Msg, Session};
 use russh::{Channel, ChannelId, MethodKind, MethodSet, Pty, Sig};
@@ -91,10 +93,6 @@ impl RefusalBudget {
     }
 }
 
-/// A refused login re-reads the roles at most this often (the refresh is for a role
-/// created a moment ago, not something a stream of bad certificates may drive).
-const FORCED_REFRESH_EVERY: Duration = Duration::from_secs(1);
-
 /// The node's labels of the moment (static plus command labels).
 pub type Labels = Arc<dyn Fn() -> BTreeMap<String, String> + Send + Sync>;
 
@@ -104,6 +102,9 @@ pub struct SshService {
     pub identity: watch::Receiver<HostIdentity>,
     pub labels: Labels,
     pub roles: Arc<Mirror<Role>>,
+    /// Users' current roles and traits: a certificate grants only the roles its user
+    /// still holds ([`jumpgate_types::held_roles`]).
+    pub users: Arc<Mirror<UserView>>,
     /// Locks: a login they name is refused, and a live connection they name ends.
     pub locks: Arc<Mirror<Lock>>,
     /// The logged-in connections, so a new lock ends the ones it names.
@@ -112,8 +113,6 @@ pub struct SshService {
     pub recordings: recording::Recordings,
     /// Slots for connections that have not authenticated yet ([`MAX_UNAUTHENTICATED`]).
     pub unauthenticated: Arc<tokio::sync::Semaphore>,
-    /// When a refused login last forced a re-read of the roles.
-    pub last_forced_refresh: std::sync::Mutex<Option<tokio::time::Instant>>,
     /// How many refused logins may still be audited one by one ([`REFUSALS_PER_SECOND`]).
     pub refusal_budget: std::sync::Mutex<RefusalBudget>,
     /// The algorithms offered ([`preferred_algorithms`]).
@@ -321,21 +320,6 @@ impl SshService {
         }
     }
 
-    /// Whether a refused login may force a re-read of the roles now (at most once per
-    /// [`FORCED_REFRESH_EVERY`], whoever asks).
-    fn may_force_refresh(&self) -> bool {
-        let now = tokio::time::Instant::now();
-        let mut last = self
-            .last_forced_refresh
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if last.is_some_and(|at| now < at + FORCED_REFRESH_EVERY) {
-            return false;
-        }
-        *last = Some(now);
-        true
-    }
-
     fn trusted_user_cas(&self) -> Vec<russh::keys::ssh_key::Fingerprint> {
         self.identity
             .borrow()
@@ -369,24 +353,22 @@ impl SshService {
         if let Some(refusal) = self.lock_refusal(&verified.user, &verified.roles, login) {
             return Err(refusal);
         }
-        let now = SystemTime::now();
+        let users = self.users.current();
+        let Some(user) = users.iter().find(|user| user.name == verified.user) else {
+            return Err(format!(
+                "access denied: user {:?} does not exist",
+                verified.user
+            ));
+        };
         let known = self.roles.current();
-        let roles: Vec<&Role> = verified
-            .roles
-            .iter()
-            .filter_map(|name| {
-                known
-                    .iter()
-                    .find(|role| role.name() == name && !role.metadata.is_expired(now))
-            })
-            .collect();
+        let roles = held_roles(&verified.roles, user, known.iter(), SystemTime::now());
         if roles.is_empty() {
             return Err(format!(
-                "access denied: none of the certificate's roles {:?} is known on this node",
-                verified.roles
+                "access denied: user {:?} holds none of the certificate's roles {:?} now",
+                verified.user, verified.roles
             ));
         }
-        let checker = AccessChecker::new(roles, &verified.traits);
+        let checker = AccessChecker::new(roles, &user.traits);
         let labels = (self.labels)();
         checker
             .check_ssh_access(&labels, login)
@@ -644,13 +626,7 @@ impl russh::server::Handler for Connection {
         user: &str,
         certificate: &Certificate,
     ) -> Result<Auth, Self::Error> {
-        let mut decision = self.service.authorize(user, certificate, self.client);
-        if decision.is_err() && self.service.may_force_refresh() {
-            // Roles created or changed a moment ago: decide once more on a fresh copy.
-            self.service.roles.refresh_now(Duration::from_secs(2)).await;
-            decision = self.service.authorize(user, certificate, self.client);
-        }
-        match decision {
+        match self.service.authorize(user, certificate, self.client) {
             Ok(authorized) => {
                 info!(user = %authorized.verified.user, login = user, client = ?self.client, "SSH login accepted");
                 self.authorized = Some(Arc::new(authorized));
