@@ -18,6 +18,6 @@ pub mod tokens;
 pub mod users;
 
 pub use authorities::{AuthError, AuthorityType, ClusterAuthorities, RotationState};
-pub use cache::{CacheError, CacheStats, StateCache};
+pub use cache::{CacheError, CacheStats, Change, StateCache};
 pub use tokens::{IssuedToken, JoinError, SignupError, SignupToken, TokenInfo, Tokens};
 pub use users::{Enrollment, LoginError, SecondFactor, User, Users};

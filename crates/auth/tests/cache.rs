@@ -7,7 +7,7 @@
     clippy::indexing_slicing
 )]
 
-use jumpgate_auth::{CacheError, StateCache};
+use jumpgate_auth::{CacheError, Change, StateCache};
 use jumpgate_backend::testing::EtcdServer;
 use jumpgate_backend::{
     Action, Backend, BackendError, Condition, EtcdBackend, EtcdOptions, Item, Key, KeyRange,
@@ -620,4 +620,67 @@ async fn etcd_fell_behind_and_expiry() {
     assert_eq!(cache.get("/hb/node"), None);
     assert!(cache.list("/hb/").is_empty());
     cache.wait_ready(WITHIN).await.unwrap();
+}
+
+/// What a follower saw: `key=value` for a put, `-key` for a delete, `REPLACED`.
+fn describe(change: &Change) -> String {
+    match change {
+        Change::Put { key, value } => format!("{key}={}", String::from_utf8_lossy(value)),
+        Change::Delete { key } => format!("-{key}"),
+        Change::Replaced => "REPLACED".to_string(),
+    }
+}
+
+/// A follower gets the snapshot, then every change after it in order, each once; a
+/// write that leaves the value as it was (a heartbeat) is not a change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_gets_the_snapshot_then_each_change_once_in_order() {
+    let backend = memory();
+    put(&backend, "/r/a", "1").await;
+    put(&backend, "/r/b", "1").await;
+    put(&backend, "/other/x", "1").await;
+    let cache = StateCache::start(Arc::clone(&backend), keys(&["/r/", "/other/"]));
+    cache.wait_ready(WITHIN).await.unwrap();
+
+    let (snapshot, mut changes) = cache.snapshot_and_follow("/r/");
+    let names: Vec<&str> = snapshot.iter().map(|(key, _)| key.as_str()).collect();
+    assert_eq!(names, ["/r/a", "/r/b"]);
+
+    put(&backend, "/r/a", "2").await;
+    put(&backend, "/r/a", "2").await; // the same value again: not a change
+    backend.delete(&key("/r/b")).await.unwrap();
+    put(&backend, "/r/c", "1").await;
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let change = tokio::time::timeout(WITHIN, changes.recv())
+            .await
+            .expect("a change in time")
+            .unwrap();
+        seen.push(describe(&change));
+    }
+    assert_eq!(seen, ["/r/a=2", "-/r/b", "/r/c=1"]);
+    assert!(
+        changes.try_recv().is_err(),
+        "a write that changed nothing was reported"
+    );
+}
+
+/// After a re-sync (the cache's own watch fell behind) followers are told to start
+/// over, since they cannot know what the new map changed.
+#[tokio::test(flavor = "current_thread")]
+async fn a_resync_tells_followers_to_start_over() {
+    let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::with_watch_buffer(64));
+    put(&backend, "/r/keep", "1").await;
+    let cache = StateCache::start(Arc::clone(&backend), keys(&["/r/"]));
+    cache.wait_ready(WITHIN).await.unwrap();
+    let (_, mut changes) = cache.snapshot_and_follow("/r/");
+    for i in 0..200 {
+        put(&backend, &format!("/r/{i:03}"), &format!("v{i}")).await;
+    }
+    converges(&cache, &backend, "/r/", WITHIN).await;
+    let mut replaced = false;
+    while let Ok(change) = changes.try_recv() {
+        replaced |= change == Change::Replaced;
+    }
+    assert!(replaced, "a re-sync was not reported: {:?}", cache.stats());
 }

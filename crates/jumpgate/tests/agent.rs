@@ -671,7 +671,7 @@ fn a_node_dialled_directly_honours_only_roles_the_user_still_holds() {
     let data = dir.path().join("cluster-data");
     let proxy_port = free_port();
     let proxy = format!("127.0.0.1:{proxy_port}");
-    let _cluster = start_cluster(dir.path(), &data, proxy_port, "cluster.log");
+    let cluster = start_cluster(dir.path(), &data, proxy_port, "cluster.log");
     let (token, pin) = new_join_token(&data, &["--type", "node", "--ttl", "1h"]);
     let ssh_port = free_port();
     let config = dir.path().join("direct.yaml");
@@ -749,8 +749,11 @@ fn a_node_dialled_directly_honours_only_roles_the_user_still_holds() {
             .success()
     });
     assert!(allowed, "bob's role came back but he was still refused");
+    // The cluster restarts: the node follows the new auth server's changes again.
+    drop(cluster);
+    let _cluster = start_cluster(dir.path(), &data, proxy_port, "cluster-2.log");
     jctl_ok(&data, &["users", "rm", "bob"]);
-    let refused = wait_until(Duration::from_secs(5), || {
+    let refused = wait_until(Duration::from_secs(15), || {
         !direct_ssh(dir.path(), &key, ssh_port, "true")
             .status
             .success()

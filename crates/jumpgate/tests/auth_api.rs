@@ -308,7 +308,12 @@ fn failed(event: &Value) -> bool {
 /// The certificate's `jumpgate://` identity URI and its SubjectPublicKeyInfo (DER).
 fn tls_identity(cert_pem: &str) -> (String, Vec<u8>) {
     let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).unwrap();
-    let cert = pem.parse_x509().unwrap();
+    tls_identity_der(&pem.contents)
+}
+
+/// [`tls_identity`] of a DER certificate.
+fn tls_identity_der(der: &[u8]) -> (String, Vec<u8>) {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
     let san = cert
         .subject_alternative_name()
         .unwrap()
@@ -2068,4 +2073,148 @@ async fn the_proxy_tells_auth_the_real_client_of_a_passed_through_connection() {
             .any(|event| field(event, "addr.remote").starts_with("198.51.100.7")),
         "a node's header was believed: {joins:#?}"
     );
+}
+
+/// The next event of a watch stream (failing the test after 5 s).
+async fn next_event(
+    stream: &mut tonic::Streaming<proto::WatchEvent>,
+) -> Result<proto::WatchEvent, tonic::Status> {
+    tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await
+        .expect("no watch event within 5 s")
+        .map(|event| event.expect("the watch ended"))
+}
+
+/// Reads a snapshot up to READY: the names it held.
+async fn snapshot(stream: &mut tonic::Streaming<proto::WatchEvent>) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    loop {
+        let event = next_event(stream).await.unwrap();
+        match event.op() {
+            proto::watch_event::Op::Put => {
+                names.insert(event.name);
+            }
+            proto::watch_event::Op::Ready => return names,
+            proto::watch_event::Op::Delete => panic!("a delete in the snapshot: {event:?}"),
+        }
+    }
+}
+
+fn role_document(name: &str, login: &str) -> String {
+    format!(
+        r#"{{"kind":"role","version":"v7","metadata":{{"name":"{name}"}},"spec":{{"allow":{{"logins":["{login}"]}}}}}}"#
+    )
+}
+
+#[tokio::test]
+async fn watch_streams_a_snapshot_then_changes_in_order_to_the_services_that_may_see_them() {
+    let cluster = Cluster::start();
+    let mut admin = cluster.admin().await;
+    let node_credentials = joined_credentials(&cluster, &mut admin, "node", "watcher").await;
+    let (node_uri, _) = tls_identity_der(node_credentials.leaf().unwrap());
+    let mut node = jumpgate_api::connect(&cluster.addr, node_credentials.client_config().unwrap())
+        .await
+        .unwrap();
+    let mut proxy = join_as_proxy(&cluster, &mut admin).await;
+    create_user(&mut admin, "wanda", &["access"], &["root"], PASSWORD).await;
+
+    let watch = |kind: &str| proto::WatchRequest {
+        kind: kind.to_string(),
+    };
+    // Roles: the snapshot, then a create, a change and a delete, in that order.
+    let mut roles = node.watch(watch("role")).await.unwrap().into_inner();
+    let names = snapshot(&mut roles).await;
+    assert!(names.contains("access"), "{names:?}");
+    for (document, force) in [
+        (role_document("w1", "one"), false),
+        (role_document("w1", "two"), true),
+    ] {
+        admin
+            .upsert_resource(proto::UpsertResourceRequest {
+                document,
+                source_name: "w1.json".to_string(),
+                force,
+            })
+            .await
+            .unwrap();
+    }
+    admin
+        .delete_resource(proto::DeleteResourceRequest {
+            kind: "role".to_string(),
+            name: "w1".to_string(),
+        })
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let event = next_event(&mut roles).await.unwrap();
+        let login = serde_json::from_str::<Value>(&event.document)
+            .ok()
+            .and_then(|document| {
+                document["spec"]["allow"]["logins"][0]
+                    .as_str()
+                    .map(String::from)
+            })
+            .unwrap_or_default();
+        seen.push(format!("{:?} {} {login}", event.op(), event.name));
+    }
+    assert_eq!(seen, ["Put w1 one", "Put w1 two", "Delete w1 "]);
+
+    // Users, as services see them: roles and traits, never secrets.
+    let mut users = node.watch(watch("user")).await.unwrap().into_inner();
+    let mut wanda = None;
+    loop {
+        let event = next_event(&mut users).await.unwrap();
+        if event.op() == proto::watch_event::Op::Ready {
+            break;
+        }
+        if event.name == "wanda" {
+            wanda = Some(event.document);
+        }
+    }
+    let wanda = wanda.expect("wanda is in the snapshot");
+    assert!(wanda.contains("\"access\""), "{wanda}");
+    for secret in ["hash", "argon", "totp", "password"] {
+        assert!(!wanda.to_lowercase().contains(secret), "{wanda}");
+    }
+
+    // Scoping: a node may not watch nodes or proxies, a user nothing; a proxy watches nodes.
+    for kind in ["node", "proxy"] {
+        let refused = node.watch(watch(kind)).await.unwrap_err();
+        assert_eq!(
+            refused.code(),
+            Code::PermissionDenied,
+            "{kind}: {refused:?}"
+        );
+    }
+    let mut user = user_identity(&cluster, &mut admin, "wanda").await;
+    let refused = user.watch(watch("role")).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    let unknown = proxy.watch(watch("token")).await.unwrap_err();
+    assert_eq!(unknown.code(), Code::InvalidArgument, "{unknown:?}");
+    let mut nodes = proxy.watch(watch("node")).await.unwrap().into_inner();
+    snapshot(&mut nodes).await;
+
+    // A lock on the node ends its streams at the next change.
+    let node_uuid = node_uri
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap();
+    let mut locks = node.watch(watch("lock")).await.unwrap().into_inner();
+    snapshot(&mut locks).await;
+    admin
+        .upsert_resource(proto::UpsertResourceRequest {
+            document: format!(
+                r#"{{"kind":"lock","version":"v2","metadata":{{"name":"cut-watcher"}},"spec":{{"target":{{"node":"{node_uuid}"}}}}}}"#
+            ),
+            source_name: "lock.json".to_string(),
+            force: false,
+        })
+        .await
+        .unwrap();
+    let ended = next_event(&mut locks).await.unwrap_err();
+    assert_eq!(ended.code(), Code::PermissionDenied, "{ended:?}");
 }

@@ -77,6 +77,11 @@ impl AuthServer {
                 "unknown resource kind {kind:?}; one may watch role, user, lock, node or proxy"
             ))
         })?;
+        let prefix = watched_prefix(kind).ok_or_else(|| {
+            ServiceError::invalid(format!(
+                "{kind} cannot be watched; one may watch role, user, lock, node or proxy"
+            ))
+        })?;
         // Users ask for what they may see per request (a user's node list is filtered
         // by their roles); a stream is for the cluster's own services.
         self.require_kind(
@@ -87,11 +92,6 @@ impl AuthServer {
         .await?;
         self.require_rule(caller, "Watch", kind, verbs::LIST)
             .await?;
-        let prefix = watched_prefix(kind).ok_or_else(|| {
-            ServiceError::invalid(format!(
-                "{kind} cannot be watched; one may watch role, user, lock, node or proxy"
-            ))
-        })?;
         let (snapshot, mut changes) = self.inner.cache.snapshot_and_follow(prefix);
         let (sender, receiver) = tokio::sync::mpsc::channel(STREAM_BUFFER);
         let server = self.clone();
