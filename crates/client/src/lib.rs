@@ -1,6 +1,8 @@
-//! The Jumpgate client (DESIGN.md "Programs": `jsh`; "Flows": login and connect): what
-//! `jsh` does, as a library, so that tests, `jctl` and later the web terminal share it.
+//! The Jumpgate client (DESIGN.md "Programs": `jsh` and `jctl`; "Flows": login and
+//! connect): what `jsh` and `jctl` do, as a library, so that tests and later the web
+//! terminal share it. The binaries only parse arguments, call this crate and print.
 //!
+//! - [`admin`]: cluster administration (`jctl`): a typed client of the auth API.
 //! - [`profile`]: the user's keys and certificates in `~/.jumpgate` (`JUMPGATE_HOME`).
 //! - [`web`] and [`login`]: the proxy's web API; a login makes fresh keys here and gets
 //!   certificates for them.
@@ -14,6 +16,7 @@
 //! - [`openssh`]: the `ssh_config` block for OpenSSH through `jsh proxy ssh`.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod dial;
 pub mod error;
 pub mod login;
@@ -26,6 +29,7 @@ pub mod ssh;
 pub mod terminal;
 pub mod web;
 
+pub use admin::{AdminClient, AdminError};
 pub use dial::{NodeStream, dial_node};
 pub use error::ClientError;
 pub use login::{LoginParams, Password, login};

@@ -115,6 +115,13 @@ impl<S: ResourceSpec> Resource<S> {
     }
 }
 
+/// Reads a time the way resource documents write one (`metadata.expires`, a lock's
+/// `spec.expires`): RFC 3339, with fractions of a second and `+hh:mm` offsets. For tools that
+/// take such a time on their command line (`jctl lock --expires`) and build the resource.
+pub fn parse_rfc3339(text: &str) -> Result<SystemTime, String> {
+    rfc3339::parse(text)
+}
+
 /// The `kind` of a YAML or JSON resource document, checked to be a non-empty string, so that
 /// `jctl create` can pick the parser for a file before parsing it.
 pub fn peek_kind(source_name: &str, text: &str) -> Result<String, ResourceError> {
