@@ -1,0 +1,226 @@
+//! How fast a revocation reaches the proxy and the node: the time from `jctl` returning
+//! (a role taken from a user, or the user deleted) until a connection with the
+//! certificate the user still holds is refused, through the proxy (`jsh ssh`) and
+//! straight to the node's own SSH listener (OpenSSH `ssh` with a `jctl auth sign`
+//! certificate), measured in parallel, over many tries.
+//!
+//! `target/release/bench-revocation [--tries N] [--append-json FILE]` (default 50 tries;
+//! as root: it adds the OS login `jgbench`).
+//!
+//! Each figure is an upper bound: the end of the first refused attempt (an attempt takes
+//! tens of milliseconds). Proxies and nodes follow auth's changes through `Watch`
+//! streams; before that they re-read everything every 2 s (proxy) and 3 s (node), so a
+//! revocation took up to that long (see bench/HISTORY.md).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use jumpgate_bench::procs::{Bins, Guard, LOGIN, add_user_and_login, ensure_login_user, jctl};
+use jumpgate_bench::{append_line, free_port, git_commit, load_average, median, ms};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const NODE: &str = "revocation-node";
+/// An attempt that is still allowed after this long counts as a failure of the target.
+const GIVE_UP: Duration = Duration::from_secs(10);
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flag = |name: &str| {
+        args.iter()
+            .position(|arg| arg == name)
+            .and_then(|at| args.get(at + 1).cloned())
+    };
+    let tries: usize = flag("--tries").map_or(50, |n| n.parse().expect("--tries N"));
+    let append_json = flag("--append-json").map(PathBuf::from);
+    ensure_login_user();
+    let bins = Bins::release();
+    let dir = tempfile::Builder::new()
+        .prefix("jumpgate-bench-revocation.")
+        .tempdir()
+        .unwrap();
+    let dir = dir.path();
+    let data = dir.join("data");
+    let proxy = format!("127.0.0.1:{}", free_port());
+    let ssh_port = free_port();
+    let config = dir.join("jumpgate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: v3\njumpgate:\n  data_dir: {}\n  nodename: {NODE}\nauth_service:\n  cluster_name: bench\nproxy_service:\n  web_listen_addr: {proxy}\nssh_service:\n  listen_addr: 127.0.0.1:{ssh_port}\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let log = dir.join("jumpgate.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let mut daemon = Guard {
+        child: Command::new(&bins.jumpgate)
+            .arg("start")
+            .arg("-c")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap(),
+        name: "jumpgate",
+        log,
+    };
+    jumpgate_bench::procs::wait_for("the cluster", Duration::from_secs(60), || {
+        daemon.check_alive();
+        data.join("admin/auth_addr").is_file() && data.join("proxy_addr").is_file()
+    });
+    let home = dir.join("jsh-home");
+    add_user_and_login(&bins, &data, "alice", &proxy, &home);
+    let key = sign_for_openssh(&bins, &data, dir);
+    let through_proxy = || jsh_ssh(&bins.jsh, &home);
+    let to_node = || direct_ssh(dir, &key, ssh_port);
+    wait_until_allowed("jsh ssh", &through_proxy);
+    wait_until_allowed("ssh to the node", &to_node);
+
+    let user_yaml = dir.join("alice.yaml");
+    let write_user = |roles: &str| {
+        std::fs::write(
+            &user_yaml,
+            format!(
+                "kind: user\nversion: v2\nmetadata:\n  name: alice\nspec:\n  roles: [{roles}]\n  traits:\n    logins: [{LOGIN}]\n"
+            ),
+        )
+        .unwrap();
+        jctl(
+            &bins,
+            &data,
+            &["create", "-f", user_yaml.to_str().unwrap()],
+            None,
+        );
+    };
+    let mut proxy_times = Vec::new();
+    let mut node_times = Vec::new();
+    for attempt in 0..tries {
+        // Revoke: take the role away, or (every other try) delete the user.
+        let revoked_at = if attempt % 2 == 0 {
+            write_user("auditor");
+            Instant::now()
+        } else {
+            jctl(&bins, &data, &["users", "rm", "alice"], None);
+            Instant::now()
+        };
+        let (proxy_time, node_time) = std::thread::scope(|scope| {
+            let proxy = scope.spawn(|| refused_after(revoked_at, &through_proxy));
+            let node = scope.spawn(|| refused_after(revoked_at, &to_node));
+            (proxy.join().unwrap(), node.join().unwrap())
+        });
+        proxy_times.push(proxy_time.unwrap_or_else(|| {
+            panic!("try {attempt}: the proxy still allowed alice after {GIVE_UP:?}")
+        }));
+        node_times.push(node_time.unwrap_or_else(|| {
+            panic!("try {attempt}: the node still allowed alice after {GIVE_UP:?}")
+        }));
+        // Grant again for the next try.
+        write_user("access");
+        wait_until_allowed("jsh ssh after the grant", &through_proxy);
+        wait_until_allowed("ssh to the node after the grant", &to_node);
+        daemon.check_alive();
+    }
+    let worst = |times: &[Duration]| times.iter().max().copied().unwrap_or_default();
+    println!(
+        "revocation ({tries} tries; half a role taken, half the user deleted): \
+         proxy median {:.0} ms, worst {:.0} ms; node median {:.0} ms, worst {:.0} ms",
+        ms(median(&proxy_times)),
+        ms(worst(&proxy_times)),
+        ms(median(&node_times)),
+        ms(worst(&node_times)),
+    );
+    let record = serde_json::json!({
+        "bench": "revocation",
+        "commit": git_commit(),
+        "load_average_before": load_average(),
+        "command": format!("target/release/bench-revocation --tries {tries}"),
+        "tries": tries,
+        "proxy_ms": { "median": ms(median(&proxy_times)), "worst": ms(worst(&proxy_times)) },
+        "node_ms": { "median": ms(median(&node_times)), "worst": ms(worst(&node_times)) },
+        "target_ms": 1000,
+    });
+    println!("JSON: {record}");
+    if let Some(path) = append_json {
+        append_line(&path, &record.to_string());
+    }
+}
+
+/// A key and an OpenSSH certificate for alice from `jctl auth sign` (what an admin hands
+/// a user for plain OpenSSH).
+fn sign_for_openssh(bins: &Bins, data: &Path, dir: &Path) -> PathBuf {
+    let key = dir.join("alice-openssh");
+    jctl(
+        bins,
+        data,
+        &[
+            "auth",
+            "sign",
+            "--user",
+            "alice",
+            "--ttl",
+            "2h",
+            "--out",
+            key.to_str().unwrap(),
+        ],
+        None,
+    );
+    key
+}
+
+fn jsh_ssh(jsh: &Path, home: &Path) -> bool {
+    Command::new(jsh)
+        .env("JUMPGATE_HOME", home)
+        .args(["ssh", &format!("{LOGIN}@{NODE}"), "true"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+fn direct_ssh(dir: &Path, key: &Path, port: u16) -> bool {
+    let out = Command::new("ssh")
+        .args([
+            "-F",
+            "/dev/null",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+        ])
+        .args(["-o", "StrictHostKeyChecking=no", "-o"])
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            dir.join("known_hosts").display()
+        ))
+        .arg("-i")
+        .arg(key)
+        .arg("-o")
+        .arg(format!("CertificateFile={}-cert.pub", key.display()))
+        .args([
+            "-p",
+            &port.to_string(),
+            &format!("{LOGIN}@127.0.0.1"),
+            "true",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("OpenSSH's ssh");
+    out.status.success()
+}
+
+fn wait_until_allowed(what: &str, attempt: &impl Fn() -> bool) {
+    jumpgate_bench::procs::wait_for(what, GIVE_UP, attempt);
+}
+
+/// When, after `since`, the first refused attempt ended; `None` after [`GIVE_UP`].
+fn refused_after(since: Instant, attempt: &(impl Fn() -> bool + Sync)) -> Option<Duration> {
+    while since.elapsed() < GIVE_UP {
+        if !attempt() {
+            return Some(since.elapsed());
+        }
+    }
+    None
+}
