@@ -93,6 +93,7 @@ impl<T: Clone + Send + Sync + 'static> Mirror<T> {
                 Err(status) if status.code() == Code::Aborted => {
                     // Fell behind: start over from a new snapshot at once.
                     failures = 0;
+                    jumpgate_telemetry::count(|m| &m.watch_resyncs, &[self.kind]);
                     info!(kind = self.kind, reason = status.message(), "re-syncing");
                 }
                 Err(status) => {
@@ -141,6 +142,14 @@ impl<T: Clone + Send + Sync + 'static> Mirror<T> {
         event: proto::WatchEvent,
         parse: fn(&str) -> Result<T, String>,
     ) {
+        if event.sent_unix_micros > 0 {
+            let sent = std::time::UNIX_EPOCH
+                + Duration::from_micros(u64::try_from(event.sent_unix_micros).unwrap_or(0));
+            let delay = std::time::SystemTime::now()
+                .duration_since(sent)
+                .unwrap_or_default();
+            jumpgate_telemetry::watch_delay(self.kind, delay);
+        }
         match event.op() {
             Op::Put => match parse(&event.document) {
                 Ok(item) => {

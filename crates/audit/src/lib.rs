@@ -28,7 +28,7 @@ mod timestamp;
 pub use error::{Error, Result};
 pub use event::{AuditEvent, EventType, RESERVED_KEYS};
 pub use file::FileAuditLog;
-pub use log::{AuditLog, BoxFuture};
+pub use log::{AuditLog, BoxFuture, CountedLog};
 pub use multi::MultiLog;
 pub use query::{DEFAULT_LIMIT, MAX_LIMIT, Order, Page, SearchQuery};
 pub use recording::{FileRecordingStore, RecordingError, RecordingStore};

@@ -5,7 +5,7 @@
 //! before the action it records is answered.
 
 use anyhow::{Context, Result, bail};
-use jumpgate_audit::{AuditLog, FileAuditLog, MultiLog, SqliteAuditLog};
+use jumpgate_audit::{AuditLog, CountedLog, FileAuditLog, MultiLog, SqliteAuditLog};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -43,9 +43,10 @@ pub async fn open(data_dir: &Path, uris: &[String]) -> Result<Arc<dyn AuditLog>>
             || format!("opening the audit directory {}", dir.display()),
         )?));
     }
-    if others.is_empty() {
-        Ok(primary)
+    let all: Arc<dyn AuditLog> = if others.is_empty() {
+        primary
     } else {
-        Ok(Arc::new(MultiLog::new(primary, others)))
-    }
+        Arc::new(MultiLog::new(primary, others))
+    };
+    Ok(Arc::new(CountedLog::new(all)))
 }

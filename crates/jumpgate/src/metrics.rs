@@ -72,8 +72,12 @@ impl Metrics {
     }
 
     /// The text exposition format served on `/metrics`.
+    /// The daemon's metrics and the services' ([`jumpgate_telemetry`]), as one text.
     pub fn render(&self) -> String {
-        let families = self.registry.gather();
+        let mut families = self.registry.gather();
+        if let Some(services) = jumpgate_telemetry::metrics() {
+            families.extend(services.registry.gather());
+        }
         prometheus::TextEncoder::new()
             .encode_to_string(&families)
             .unwrap_or_else(|err| format!("# error encoding metrics: {err}\n"))

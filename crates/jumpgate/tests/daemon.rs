@@ -281,3 +281,92 @@ fn the_cluster_keeps_its_cas_across_restarts_and_refuses_a_new_name() {
         "{err}"
     );
 }
+
+/// The value of the sample `name` (with its labels, as exported) on `/metrics`.
+fn sample(daemon: &Daemon, name: &str) -> Option<f64> {
+    let (_, body) = http_get(daemon.diag_port, "/metrics")?;
+    body.lines().find_map(|line| {
+        line.strip_prefix(name)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// What an operator watches moves with what happens: logins, certificates, the proxy's
+/// connections by route, tunnels, SSH sessions on the node, audit writes, watch streams.
+#[test]
+fn metrics_follow_logins_connections_sessions_and_the_audit_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = support::Cluster::start(dir.path());
+    let node = cluster.wait_for_dev_node();
+    let daemon = &cluster.daemon;
+    let uri = cluster.add_user("alice", "root");
+    let home = dir.path().join("alice");
+    cluster.login(&home, "alice", &uri);
+    let ca = cluster.ca();
+    let bad = support::jsh(
+        &dir.path().join("mallory"),
+        &[
+            "login",
+            "--proxy",
+            &cluster.proxy,
+            "--user",
+            "alice",
+            "--ca-cert",
+            &ca,
+            "--password-stdin",
+            "--otp",
+            "000000",
+        ],
+        Some("wrong password\n"),
+    );
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad.stderr).contains("invalid"),
+        "{}",
+        text(&bad.stderr)
+    );
+    let out = support::jsh_ok(&home, &["ssh", &format!("root@{node}"), "echo hi"], None);
+    assert_eq!(text(&out.stdout), "hi\n");
+
+    let at_least = |name: &str, least: f64| {
+        let value = sample(daemon, name);
+        assert!(
+            value.is_some_and(|value| value >= least),
+            "{name} = {value:?}, expected at least {least}\n{}",
+            http_get(daemon.diag_port, "/metrics").unwrap().1
+        );
+    };
+    at_least("jumpgate_user_logins_total{result=\"success\"}", 1.0);
+    at_least("jumpgate_user_logins_total{result=\"failure\"}", 1.0);
+    at_least("jumpgate_certificates_issued_total{kind=\"user\"}", 1.0);
+    at_least("jumpgate_certificates_issued_total{kind=\"host\"}", 1.0);
+    at_least("jumpgate_reverse_tunnels_connected", 1.0);
+    at_least("jumpgate_node_ssh_logins_total{result=\"accepted\"}", 1.0);
+    at_least("jumpgate_audit_events_total{result=\"written\"}", 3.0);
+    at_least("jumpgate_watch_streams{kind=\"role\"}", 1.0);
+    at_least("jumpgate_watch_streams{kind=\"node\"}", 1.0);
+    // The ssh connection is counted when it ends, a moment after jsh returns.
+    let counted = wait_until(Duration::from_secs(5), || {
+        sample(
+            daemon,
+            "jumpgate_proxy_connections_total{result=\"served\",route=\"ssh\"}",
+        )
+        .is_some_and(|value| value >= 1.0)
+    });
+    assert!(
+        counted,
+        "{}",
+        http_get(daemon.diag_port, "/metrics").unwrap().1
+    );
+    at_least(
+        "jumpgate_proxy_connections_total{result=\"served\",route=\"web\"}",
+        1.0,
+    );
+    assert_eq!(
+        sample(daemon, "jumpgate_node_ssh_sessions_active"),
+        Some(0.0)
+    );
+}

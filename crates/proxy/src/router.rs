@@ -32,7 +32,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, warn};
 
 pub use jumpgate_api::ssh_route::ALPN_SSH;
 pub use jumpgate_api::tunnel::ALPN_REVERSE_TUNNEL;
@@ -87,6 +87,27 @@ impl Default for RouterSettings {
     }
 }
 
+/// How a connection ended, for `jumpgate_proxy_connections_total`.
+#[derive(Debug, Clone, Copy)]
+struct Outcome {
+    route: &'static str,
+    result: &'static str,
+}
+
+const SERVED: &str = "served";
+const REFUSED: &str = "refused";
+const FAILED: &str = "failed";
+
+impl Default for Outcome {
+    /// Closed before a route was chosen (a limit, a bad PROXY header, not TLS).
+    fn default() -> Outcome {
+        Outcome {
+            route: "none",
+            result: REFUSED,
+        }
+    }
+}
+
 /// Where a connection goes, decided from its ClientHello.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
@@ -100,6 +121,19 @@ pub enum Route {
     Ssh,
     /// Nothing this proxy speaks.
     Unknown(Vec<String>),
+}
+
+impl Route {
+    /// The route's name in metrics and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Route::Auth => "auth",
+            Route::Web => "web",
+            Route::ReverseTunnel => "reversetunnel",
+            Route::Ssh => "ssh",
+            Route::Unknown(_) => "unknown",
+        }
+    }
 }
 
 /// Decides the route. The internal protocols win over web ALPNs a client may also
@@ -250,14 +284,30 @@ impl Router {
             };
             let _ = tcp.set_nodelay(true);
             let router = self.clone();
-            tokio::spawn(async move {
-                router.handle(tcp, peer).await;
-                drop(slot);
-            });
+            // One span per connection: what it became and who it was for.
+            let span = tracing::info_span!(
+                "connection",
+                %peer,
+                route = tracing::field::Empty,
+                user = tracing::field::Empty,
+                node = tracing::field::Empty,
+            );
+            tokio::spawn(
+                async move {
+                    let mut outcome = Outcome::default();
+                    router.handle(tcp, peer, &mut outcome).await;
+                    jumpgate_telemetry::count(
+                        |m| &m.proxy_connections,
+                        &[outcome.route, outcome.result],
+                    );
+                    drop(slot);
+                }
+                .instrument(span),
+            );
         }
     }
 
-    async fn handle(&self, mut tcp: TcpStream, peer: SocketAddr) {
+    async fn handle(&self, mut tcp: TcpStream, peer: SocketAddr, outcome: &mut Outcome) {
         let deadline = tokio::time::Instant::now() + self.settings.handshake_timeout;
         let trusted = &self.settings.proxy_protocol_trusted;
         if self.settings.proxy_protocol
@@ -300,8 +350,17 @@ impl Router {
                 return;
             }
         };
-        match route(&hello) {
-            Route::Auth => self.pass_to_auth(tcp, buffer, client, source_slot).await,
+        let chosen = route(&hello);
+        outcome.route = chosen.label();
+        tracing::Span::current().record("route", outcome.route);
+        match chosen {
+            Route::Auth => {
+                if self.pass_to_auth(tcp, buffer, client, source_slot).await {
+                    outcome.result = SERVED;
+                } else {
+                    outcome.result = FAILED;
+                }
+            }
             Route::Web => {
                 let stream = PrefixedStream::new(buffer, tcp);
                 let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -313,6 +372,7 @@ impl Router {
                 match accepted {
                     // Anonymous: counted against its source for as long as it lasts.
                     Ok(Ok(tls)) => {
+                        outcome.result = SERVED;
                         let _counted = source_slot;
                         let first_request =
                             deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -325,8 +385,14 @@ impl Router {
                             )
                             .await;
                     }
-                    Ok(Err(err)) => info!(client = %client, %err, "TLS handshake failed"),
-                    Err(_) => info!(client = %client, "TLS handshake timed out"),
+                    Ok(Err(err)) => {
+                        outcome.result = FAILED;
+                        info!(client = %client, %err, "TLS handshake failed");
+                    }
+                    Err(_) => {
+                        outcome.result = FAILED;
+                        info!(client = %client, "TLS handshake timed out");
+                    }
                 }
             }
             Route::ReverseTunnel => {
@@ -351,6 +417,9 @@ impl Router {
                 if let Some(reason) = locked {
                     endpoint.refuse(client, reason, Some(id.to_uri()));
                 } else if id.kind == IdentityKind::Node {
+                    outcome.result = SERVED;
+                    tracing::Span::current().record("node", id.name.as_str());
+                    let _open = jumpgate_telemetry::Active::new(|m| &m.reverse_tunnels);
                     endpoint
                         .tunnels
                         .clone()
@@ -365,8 +434,12 @@ impl Router {
                 }
             }
             Route::Ssh => {
-                self.serve_ssh(tcp, buffer, client, deadline, source_slot)
-                    .await;
+                if self
+                    .serve_ssh(tcp, buffer, client, deadline, source_slot)
+                    .await
+                {
+                    outcome.result = SERVED;
+                }
             }
             Route::Unknown(offered) => {
                 info!(client = %client, ?offered, sni = ?hello.server_name, "closed a connection: no protocol this proxy speaks (ALPN)");
@@ -383,20 +456,20 @@ impl Router {
         client: SocketAddr,
         deadline: tokio::time::Instant,
         source_slot: SourceSlot,
-    ) {
+    ) -> bool {
         let protocol = "jumpgate-ssh";
         let Some(endpoint) = &self.tunnel else {
             info!(client = %client, "closed an SSH connection: this proxy does not route SSH");
-            return;
+            return false;
         };
         let Some(routing) = &endpoint.ssh else {
             info!(client = %client, "closed an SSH connection: this proxy does not route SSH");
-            return;
+            return false;
         };
         let Some((tls_stream, id)) =
             accept_mutual(endpoint, protocol, tcp, buffer, client, deadline).await
         else {
-            return;
+            return false;
         };
         source_slot.release();
         if id.kind != IdentityKind::User {
@@ -409,15 +482,21 @@ impl Router {
                 ),
                 Some(id.to_uri()),
             );
-            return;
+            return false;
         }
-        if let Err(refusal) = routing.serve(tls_stream, &id, client).await {
-            endpoint.report(
-                protocol,
-                client,
-                refusal.audit_reason().to_string(),
-                Some(id.to_uri()),
-            );
+        tracing::Span::current().record("user", id.name.as_str());
+        let _relayed = jumpgate_telemetry::Active::new(|m| &m.proxy_ssh_sessions);
+        match routing.serve(tls_stream, &id, client).await {
+            Ok(()) => true,
+            Err(refusal) => {
+                endpoint.report(
+                    protocol,
+                    client,
+                    refusal.audit_reason().to_string(),
+                    Some(id.to_uri()),
+                );
+                false
+            }
         }
     }
 
@@ -429,7 +508,7 @@ impl Router {
         replay: Vec<u8>,
         client: SocketAddr,
         source_slot: SourceSlot,
-    ) {
+    ) -> bool {
         let mut upstream = None;
         for addr in &self.settings.auth_addrs {
             match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await {
@@ -443,7 +522,7 @@ impl Router {
         }
         let Some(mut upstream) = upstream else {
             warn!(client = %client, "no auth server reachable for an auth API connection");
-            return;
+            return false;
         };
         let _ = upstream.set_nodelay(true);
         let mut first_bytes = match &self.settings.forward_signer {
@@ -457,7 +536,7 @@ impl Router {
                     Ok(header) => header,
                     Err(err) => {
                         warn!(client = %client, %err, "cannot sign the client's address for auth");
-                        return;
+                        return false;
                     }
                 }
             }
@@ -466,7 +545,7 @@ impl Router {
         first_bytes.extend_from_slice(&replay);
         if let Err(err) = upstream.write_all(&first_bytes).await {
             debug!(%err, "auth server closed the connection");
-            return;
+            return false;
         }
         debug!(client = %client, "auth API connection passed through");
         let (mut client_stream, activity) = Watched::new(client_stream);
@@ -482,14 +561,16 @@ impl Router {
         .await;
         match answered {
             Ok(Ok(n)) if n > 0 => {
-                let Some(answer) = first.get(..n) else { return };
+                let Some(answer) = first.get(..n) else {
+                    return false;
+                };
                 if client_stream.write_all(answer).await.is_err() {
-                    return;
+                    return false;
                 }
             }
             _ => {
                 debug!(client = %client, "the auth server did not answer a passed-through connection");
-                return;
+                return false;
             }
         }
         source_slot.release();
@@ -499,6 +580,7 @@ impl Router {
                 debug!(client = %client, why, "closed an auth API connection");
             }
         }
+        true
     }
 }
 

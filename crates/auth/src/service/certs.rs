@@ -145,6 +145,9 @@ impl AuthServer {
                 principals: principals.clone(),
             })
         })();
+        if outcome.is_ok() {
+            jumpgate_telemetry::count(|m| &m.certificates_issued, &["user"]);
+        }
         let mut event = match &outcome {
             Ok(_) => AuditEvent::success(EventType::CertCreate),
             Err(err) => AuditEvent::failure(EventType::CertCreate, err.to_string()),
@@ -214,6 +217,9 @@ impl AuthServer {
             cert.to_openssh()
                 .map_err(|err| ServiceError::Internal(err.to_string()))
         })();
+        if outcome.is_ok() {
+            jumpgate_telemetry::count(|m| &m.certificates_issued, &["host"]);
+        }
         let event = match &outcome {
             Ok(_) => AuditEvent::success(EventType::CertCreate),
             Err(err) => AuditEvent::failure(EventType::CertCreate, err.to_string()),

@@ -925,7 +925,10 @@ impl AuthService for AuthServer {
                 now,
             )
             .await
-            .map_err(ServiceError::from)?;
+            .map_err(ServiceError::from);
+        let result = if user.is_ok() { "success" } else { "failure" };
+        jumpgate_telemetry::count(|m| &m.user_logins, &[result]);
+        let user = user?;
         let ttl = requested_ttl(request.ttl_seconds, "the certificate TTL")?;
         let issued = self
             .issue_user_certs(

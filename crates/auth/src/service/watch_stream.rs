@@ -61,7 +61,16 @@ fn event(op: Op, name: &str, document: String) -> proto::WatchEvent {
         op: op.into(),
         name: name.to_string(),
         document,
+        sent_unix_micros: 0,
     }
+}
+
+/// Now, in Unix microseconds.
+fn unix_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|since| i64::try_from(since.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 impl AuthServer {
@@ -97,6 +106,7 @@ impl AuthServer {
         let server = self.clone();
         let caller = caller.clone();
         tokio::spawn(async move {
+            let _watching = jumpgate_telemetry::Active::labelled(|m| &m.watch_streams, &[kind]);
             for (key, value) in snapshot {
                 if let Some(put) = server.watched_document(kind, prefix, &key, &value)
                     && sender.send(Ok(put)).await.is_err()
@@ -154,6 +164,10 @@ impl AuthServer {
                     let _ = sender.send(Err(err.into())).await;
                     return;
                 }
+                let next = proto::WatchEvent {
+                    sent_unix_micros: unix_micros(),
+                    ..next
+                };
                 if sender.send(Ok(next)).await.is_err() {
                     return;
                 }

@@ -231,6 +231,13 @@ impl SshService {
             last_input: Arc::new(std::sync::Mutex::new(tokio::time::Instant::now())),
             watchdog_started: false,
             live: None,
+            span: tracing::info_span!(
+                "ssh_connection",
+                client = ?client,
+                user = tracing::field::Empty,
+                login = tracing::field::Empty,
+            ),
+            logged_in: None,
         };
         let running = match tokio::time::timeout(
             AUTH_DEADLINE,
@@ -463,6 +470,12 @@ struct Connection {
     startup: Option<tokio::sync::OwnedSemaphorePermit>,
     /// Told when the login succeeds (ends the login grace timer).
     authenticated: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The connection's span: the client, then the user and login; its sessions log
+    /// their ids in it. (russh runs the handler on a task of its own, so it is entered
+    /// explicitly.)
+    span: tracing::Span,
+    /// Counted in `jumpgate_node_ssh_sessions_active` while logged in.
+    logged_in: Option<jumpgate_telemetry::Active>,
 }
 
 /// russh refuses an expired or not yet valid certificate, or one with a bad signature,
@@ -593,7 +606,9 @@ impl Connection {
             client: self.client,
             service: self.service.clone(),
         };
-        state.start(start).map_err(|err| err.to_string())
+        self.span
+            .in_scope(|| state.start(start))
+            .map_err(|err| err.to_string())
     }
 }
 
@@ -628,14 +643,22 @@ impl russh::server::Handler for Connection {
     ) -> Result<Auth, Self::Error> {
         match self.service.authorize(user, certificate, self.client) {
             Ok(authorized) => {
-                info!(user = %authorized.verified.user, login = user, client = ?self.client, "SSH login accepted");
+                self.span
+                    .record("user", authorized.verified.user.as_str())
+                    .record("login", user);
+                self.span.in_scope(|| {
+                    info!(user = %authorized.verified.user, login = user, client = ?self.client, "SSH login accepted");
+                });
                 self.authorized = Some(Arc::new(authorized));
                 Ok(Auth::Accept)
             }
             Err(reason) => {
-                info!(login = user, client = ?self.client, %reason, "SSH login refused");
+                self.span.in_scope(|| {
+                    info!(login = user, client = ?self.client, %reason, "SSH login refused");
+                });
                 if !self.refused {
                     self.refused = true;
+                    jumpgate_telemetry::count(|m| &m.node_ssh_logins, &["refused"]);
                     let event = self
                         .service
                         .refusal(&reason, self.client)
@@ -657,6 +680,8 @@ impl russh::server::Handler for Connection {
         if let Some(authenticated) = self.authenticated.take() {
             let _ = authenticated.send(());
         }
+        jumpgate_telemetry::count(|m| &m.node_ssh_logins, &["accepted"]);
+        self.logged_in = Some(jumpgate_telemetry::Active::new(|m| &m.node_ssh_sessions));
         let (guard, ended) = self.service.live.register(LiveLogin {
             user: user.verified.user.clone(),
             roles: user.verified.roles.clone(),

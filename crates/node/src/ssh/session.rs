@@ -142,6 +142,7 @@ impl SessionChannel {
             env.insert("TERM".to_string(), pty.term.clone());
         }
         let sid = uuid::Uuid::new_v4().to_string();
+        tracing::info!(session = %sid, "session started");
         env.insert("JUMPGATE_SESSION_ID".to_string(), sid.clone());
         if let Some(client) = start.client {
             env.insert(
