@@ -36,7 +36,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 benches=("$@")
-[ ${#benches[@]} -gt 0 ] || benches=(cert_issuance auth_api tunnel ssh tunnels)
+[ ${#benches[@]} -gt 0 ] || benches=(cert_issuance auth_api tunnel ssh tunnels revocation)
 
 cargo build --release --locked -p jumpgate --bins -p jumpgate-bench
 mkdir -p bench/out

@@ -110,7 +110,44 @@ fn render(latest: &BTreeMap<String, Value>) -> String {
     if let Some(certs) = latest.get("cert_issuance") {
         cert_section(&mut out, certs);
     }
+    if let Some(revocation) = latest.get("revocation") {
+        revocation_section(&mut out, revocation);
+    }
     out
+}
+
+fn revocation_section(out: &mut String, revocation: &Value) {
+    let _ = writeln!(
+        out,
+        "## Revocation
+
+{}
+",
+        provenance(revocation)
+    );
+    out.push_str(
+        "From `jctl` returning (a role taken from the user, or the user deleted; half each) \
+         to the end of the first refused attempt with the certificate the user still holds, \
+         in ms. *Last allowed*: when the last attempt that still got in ended (0: none did). \
+         A refused OpenSSH attempt is slower than an accepted one: the node waits before \
+         answering a refusal, as sshd does.\n\n\
+         | path | median | worst | last allowed (worst) | one attempt |\n|---|---:|---:|---:|---:|\n",
+    );
+    for (path, key) in [
+        ("proxy (`jsh ssh`)", "proxy_ms"),
+        ("node's own listener (OpenSSH)", "node_ms"),
+    ] {
+        let row = &revocation[key];
+        let _ = writeln!(
+            out,
+            "| {path} | {:.0} | {:.0} | {:.0} | {:.0} |",
+            num(&row["median"]),
+            num(&row["worst"]),
+            num(&row["last_allowed_worst"]),
+            num(&row["one_attempt"])
+        );
+    }
+    out.push('\n');
 }
 
 fn targets(out: &mut String, latest: &BTreeMap<String, Value>) {
@@ -176,6 +213,20 @@ fn targets(out: &mut String, latest: &BTreeMap<String, Value>) {
             );
         }
         None => out.push_str("| certificates per second | no `auth_api` record | - |\n"),
+    }
+    match latest.get("revocation") {
+        Some(revocation) => {
+            let proxy = num(&revocation["proxy_ms"]["worst"]);
+            let node_allowed = num(&revocation["node_ms"]["last_allowed_worst"]);
+            let proxy_allowed = num(&revocation["proxy_ms"]["last_allowed_worst"]);
+            let node_attempt = num(&revocation["node_ms"]["one_attempt"]);
+            let _ = writeln!(
+                out,
+                "| a role taken or a user deleted is refused by proxies and nodes within 1 s (issue 14) | proxy: refused within {proxy:.0} ms at worst; node: no attempt allowed after {node_allowed:.0} ms (proxy {proxy_allowed:.0} ms), every first attempt refused (one OpenSSH attempt: {node_attempt:.0} ms) | {} |",
+                yes_no(proxy <= 1000.0 && node_allowed + node_attempt <= 1000.0)
+            );
+        }
+        None => out.push_str("| revocation within 1 s | no `revocation` record | - |\n"),
     }
     out.push('\n');
 }
