@@ -1,0 +1,146 @@
+//! A real etcd server started on free loopback ports, for the etcd backend's tests and
+//! the HA setups built on it.
+//!
+//! Tests use Debian's `etcd-server` package (installed by `./test.sh`); `JUMPGATE_ETCD_BIN`
+//! overrides the binary. Nothing here is a mock.
+
+use crate::wait::free_port;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::process::{Child, Command};
+
+/// An etcd server process on 127.0.0.1, with its data in a temporary directory that
+/// survives [`EtcdServer::stop`]/[`EtcdServer::start_again`] (so a restart keeps data).
+#[derive(Debug)]
+pub struct EtcdServer {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    client_port: u16,
+    peer_port: u16,
+}
+
+fn etcd_binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("JUMPGATE_ETCD_BIN") {
+        return PathBuf::from(bin);
+    }
+    for candidate in ["/usr/bin/etcd", "/usr/local/bin/etcd"] {
+        let path = PathBuf::from(candidate);
+        if path.exists() {
+            return path;
+        }
+    }
+    PathBuf::from("etcd")
+}
+
+impl EtcdServer {
+    /// Starts etcd and waits until it answers. Panics with a hint when etcd is missing.
+    ///
+    /// A "free" port can be taken by a parallel test between our check and etcd's bind,
+    /// so a server that exits at start-up is retried on fresh ports.
+    pub async fn start() -> EtcdServer {
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            let mut server = EtcdServer {
+                child: None,
+                dir: tempfile::tempdir().expect("temp dir for etcd"),
+                client_port: free_port(),
+                peer_port: free_port(),
+            };
+            match server.try_start().await {
+                Ok(()) => return server,
+                Err(err) => last_error = err,
+            }
+        }
+        panic!("etcd failed to start 5 times; last: {last_error}");
+    }
+
+    /// The client URL, e.g. `http://127.0.0.1:41234`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    /// Starts the (stopped) server again on the same ports and data.
+    pub async fn start_again(&mut self) {
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            match self.try_start().await {
+                Ok(()) => return,
+                Err(err) => last_error = err,
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("etcd failed to restart 5 times; last: {last_error}");
+    }
+
+    async fn try_start(&mut self) -> Result<(), String> {
+        assert!(self.child.is_none(), "etcd is already running");
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let child = Command::new(etcd_binary())
+            .arg("--name=jumpgate-test")
+            .arg(format!(
+                "--data-dir={}",
+                self.dir.path().join("data").display()
+            ))
+            .arg(format!("--listen-client-urls={}", self.endpoint()))
+            .arg(format!("--advertise-client-urls={}", self.endpoint()))
+            .arg(format!("--listen-peer-urls={peer}"))
+            .arg(format!("--initial-advertise-peer-urls={peer}"))
+            .arg(format!("--initial-cluster=jumpgate-test={peer}"))
+            .arg("--logger=zap")
+            .arg("--log-level=error")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|err| {
+                panic!(
+                    "cannot start etcd ({}): {err}. Install Debian's etcd-server package \
+                     (./test.sh does) or set JUMPGATE_ETCD_BIN",
+                    etcd_binary().display()
+                )
+            });
+        self.child = Some(child);
+        let ready = self.wait_ready().await;
+        if ready.is_err() {
+            self.stop().await;
+        }
+        ready
+    }
+
+    async fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                return Err(format!("etcd exited during start-up with {status}"));
+            }
+            let endpoint = self.endpoint();
+            let ready = async {
+                let mut client = etcd_client::Client::connect([endpoint], None).await.ok()?;
+                client.status().await.ok()
+            };
+            if tokio::time::timeout(Duration::from_secs(2), ready)
+                .await
+                .ok()
+                .flatten()
+                .is_some()
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err("etcd did not become ready in 30s".to_string());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Kills the server (like a crash) and waits until it is gone.
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+}
