@@ -7,6 +7,7 @@
 pub mod procs;
 
 use jumpgate_pki::SshCa;
+use jumpgate_test_support::write_private;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -21,8 +22,8 @@ pub fn rate(count: usize, elapsed: Duration) -> f64 {
 pub fn ssh_keygen_sign(ca: &SshCa, user_public_openssh: &str, count: usize) -> Duration {
     let dir = tempfile::tempdir().unwrap();
     let ca_path = dir.path().join("ca");
-    std::fs::write(&ca_path, ca.private_key_openssh().unwrap()).unwrap();
-    set_private(&ca_path);
+    // ssh-keygen refuses a CA key others can read.
+    write_private(&ca_path, &ca.private_key_openssh().unwrap());
     let pub_path = dir.path().join("user.pub");
     std::fs::write(&pub_path, user_public_openssh).unwrap();
     let started = Instant::now();
@@ -40,15 +41,6 @@ pub fn ssh_keygen_sign(ca: &SshCa, user_public_openssh: &str, count: usize) -> D
     started.elapsed()
 }
 
-/// ssh-keygen refuses a CA key others can read.
-fn set_private(path: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
-}
-
 /// The median of `samples` (the mean of the middle two for an even count).
 pub fn median(samples: &[Duration]) -> Duration {
     let mut sorted = samples.to_vec();
@@ -60,33 +52,6 @@ pub fn median(samples: &[Duration]) -> Duration {
     } else {
         (at((n / 2).saturating_sub(1)) + at(n / 2)) / 2
     }
-}
-
-/// A release binary of the workspace (`target/release/NAME`), or from the directory in
-/// `JUMPGATE_BIN_DIR`. Panics with what to build when it is missing.
-pub fn release_binary(name: &str) -> std::path::PathBuf {
-    let dir = std::env::var_os("JUMPGATE_BIN_DIR").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release"),
-        std::path::PathBuf::from,
-    );
-    let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: build it first with `cargo build --release -p jumpgate --bins` \
-         (or set JUMPGATE_BIN_DIR)",
-        path.display()
-    );
-    // Absolute, so that `jsh config` and child processes name it the same way.
-    path.canonicalize().unwrap()
-}
-
-/// A loopback port that was free a moment ago.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A duration in milliseconds.

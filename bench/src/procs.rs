@@ -1,125 +1,15 @@
-//! Starting and stopping the processes a benchmark runs against: daemons and sshds
-//! under guards, `jctl` calls, the benchmark login and a logged-in `jsh` user.
+//! What only the benchmarks need of processes: the benchmark login, a logged-in `jsh`
+//! user, and CPU and memory of running processes. Starting daemons, sshds and `jctl` is
+//! `jumpgate-test-support`'s, shared with the tests.
 
-use crate::release_binary;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use jumpgate_test_support::{Bins, text};
+use std::path::Path;
+use std::process::Command;
 
 /// The login on the servers: a user of its own with a stock home (`/etc/skel`), so the
 /// remote shell's start is the system's, not whatever root's `~/.bashrc` runs on this
 /// machine (here `pyenv init`, ~105 ms that every variant paid alike).
 pub const LOGIN: &str = "jgbench";
-/// The password of the benchmark's Jumpgate user.
-pub const PASSWORD: &str = "correct-horse-battery-staple-42";
-
-/// A child process stopped when dropped: SIGTERM, then SIGKILL after 5 s.
-#[derive(Debug)]
-pub struct Guard {
-    pub child: Child,
-    pub name: &'static str,
-    /// Where the process writes its output.
-    pub log: PathBuf,
-}
-
-impl Guard {
-    pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines
-            .get(lines.len().saturating_sub(30)..)
-            .unwrap_or_default()
-            .join("\n")
-    }
-
-    pub fn check_alive(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!("{} exited ({status}):\n{}", self.name, self.log_tail());
-        }
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(Some(_))) {
-            return;
-        }
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The release binaries under test.
-#[derive(Debug)]
-pub struct Bins {
-    pub jumpgate: PathBuf,
-    pub jctl: PathBuf,
-    pub jsh: PathBuf,
-}
-
-impl Bins {
-    /// `target/release` (or `JUMPGATE_BIN_DIR`), see [`release_binary`].
-    pub fn release() -> Bins {
-        Bins {
-            jumpgate: release_binary("jumpgate"),
-            jctl: release_binary("jctl"),
-            jsh: release_binary("jsh"),
-        }
-    }
-}
-
-pub fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Runs `jctl --data-dir DATA ARGS`, which must succeed; returns its standard output.
-pub fn jctl(bins: &Bins, data: &Path, args: &[&str], stdin: Option<&str>) -> String {
-    let mut command = Command::new(&bins.jctl);
-    command.arg("--data-dir").arg(data).args(args);
-    output_of(command, stdin)
-}
-
-pub fn output_of(mut command: Command, stdin: Option<&str>) -> String {
-    command
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = command
-        .spawn()
-        .unwrap_or_else(|err| panic!("cannot run {command:?}: {err}"));
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{command:?} failed ({}):\n{}{}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
 
 /// Creates [`LOGIN`] (a home from `/etc/skel`, bash) unless it exists. Its password
 /// field is `*` (no password) rather than useradd's `!` (locked), which sshd without PAM
@@ -146,48 +36,12 @@ fn passwd_tool(program: &str, args: &[&str]) {
     );
 }
 
-pub fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Adds the Jumpgate user `user` (role `access`, login [`LOGIN`]) to the cluster whose
 /// admin files are in `data`, and logs `jsh` in as that user through `proxy` into the
 /// profile directory `home`.
 pub fn add_user_and_login(bins: &Bins, data: &Path, user: &str, proxy: &str, home: &Path) {
-    let added = jctl(
-        bins,
-        data,
-        &[
-            "users",
-            "add",
-            user,
-            "--roles",
-            "access",
-            "--logins",
-            LOGIN,
-            "--password-stdin",
-        ],
-        Some(&format!("{PASSWORD}\n")),
-    );
-    let uri = added
-        .split_whitespace()
-        .find(|word| word.starts_with("otpauth://"))
-        .unwrap_or_else(|| panic!("no otpauth URI in:\n{added}"));
-    let code = totp_rs::Totp::from_url(uri)
-        .unwrap()
-        .generate_current()
-        .to_string();
-    let mut login = Command::new(&bins.jsh);
-    login
-        .env("JUMPGATE_HOME", home)
-        .args(["login", "--proxy", proxy, "--user", user, "--ca-cert"])
-        .arg(data.join("admin/ca.pem"))
-        .args(["--password-stdin", "--otp", &code]);
-    output_of(login, Some(&format!("{PASSWORD}\n")));
+    let otpauth_uri = bins.add_user(data, user, "access", LOGIN);
+    bins.login(home, proxy, &data.join("admin/ca.pem"), user, &otpauth_uri);
 }
 
 /// CPU seconds of a process and of the children it has reaped (utime + stime + cutime +

@@ -6,7 +6,7 @@
 //! `cargo run --release -p jumpgate-bench --bin bench-auth_api -- [SIGN_COUNT] [LOGIN_USERS] [KEYGEN_COUNT]`
 //!
 //! Defaults: 2000 `SignUser` calls per row, 64 users per login row, 100 `ssh-keygen` runs.
-//! `JUMPGATE_BIN` overrides where the daemon binary is (default `target/release/jumpgate`).
+//! `JUMPGATE_BIN_DIR` overrides where the binaries are (default `target/release`).
 //!
 //! What is measured:
 //! - `SignUser` as the admin for user `alice` (role `access`, logins alice and ubuntu): an
@@ -39,120 +39,12 @@ use jumpgate_api::proto::{
 use jumpgate_api::{TlsCredentials, connect};
 use jumpgate_bench::{git_commit, load_average, rate, ssh_keygen_sign};
 use jumpgate_pki::{CaKind, SshCa, generate_ssh_key, generate_tls_key};
+use jumpgate_test_support::{Bins, Daemon};
 use std::future::Future;
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const PASSWORD: &str = "correct-horse-battery-staple-42";
-
-/// The daemon child process; killed when dropped (also on panic).
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn daemon_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("JUMPGATE_BIN") {
-        let path = PathBuf::from(path);
-        assert!(
-            path.is_file(),
-            "JUMPGATE_BIN={} is not a file",
-            path.display()
-        );
-        return path;
-    }
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/jumpgate");
-    assert!(
-        path.is_file(),
-        "the daemon binary {} is missing: build it first with \
-         `cargo build --release -p jumpgate --bins`, or set JUMPGATE_BIN",
-        path.display()
-    );
-    path
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `GET /readyz` over plain HTTP/1.0: whether it answered 200.
-fn ready(diag: &str) -> bool {
-    let Ok(mut stream) = std::net::TcpStream::connect(diag) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    if stream
-        .write_all(b"GET /readyz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    response
-        .lines()
-        .next()
-        .is_some_and(|status| status.split_whitespace().nth(1) == Some("200"))
-}
-
-/// Starts `jumpgate start --dev` on `data_dir` and waits until it is ready.
-fn start_daemon(data_dir: &Path) -> Daemon {
-    let binary = daemon_binary();
-    let diag = format!("127.0.0.1:{}", free_port());
-    let log = data_dir.with_extension("log");
-    let log_file = std::fs::File::create(&log).unwrap();
-    let child = Command::new(&binary)
-        .arg("start")
-        .arg("--dev")
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(["--auth-addr", "127.0.0.1:0", "--proxy-addr", "127.0.0.1:0"])
-        .args(["--diag-addr", &diag])
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone().unwrap())
-        .stderr(log_file)
-        .spawn()
-        .unwrap_or_else(|err| panic!("cannot start {}: {err}", binary.display()));
-    let mut daemon = Daemon { child, log };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let auth_addr = data_dir.join("admin").join("auth_addr");
-    loop {
-        if let Ok(Some(status)) = daemon.child.try_wait() {
-            panic!("the daemon exited ({status}):\n{}", daemon.log_tail());
-        }
-        if auth_addr.is_file() && ready(&diag) {
-            return daemon;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the daemon was not ready within 60 s:\n{}",
-            daemon.log_tail()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// How a batch of calls went.
 struct Outcome {
@@ -446,7 +338,7 @@ async fn main() {
 
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
-    let daemon = start_daemon(&data_dir);
+    let daemon = Daemon::start_dev(&Bins::release(), &data_dir, &data_dir.with_extension("log"));
     let admin_dir = data_dir.join("admin");
     let read = |name: &str| std::fs::read_to_string(admin_dir.join(name)).unwrap();
     let addr = read("auth_addr").trim().to_string();

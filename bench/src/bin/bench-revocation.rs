@@ -13,8 +13,9 @@
 //! revocation took up to that long (see bench/HISTORY.md).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use jumpgate_bench::procs::{Bins, Guard, LOGIN, add_user_and_login, ensure_login_user, jctl};
-use jumpgate_bench::{append_line, free_port, git_commit, load_average, median, ms};
+use jumpgate_bench::procs::{LOGIN, add_user_and_login, ensure_login_user};
+use jumpgate_bench::{append_line, git_commit, load_average, median, ms};
+use jumpgate_test_support::{Bins, KnownHosts, Process, free_port, openssh_to, wait_for};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -51,22 +52,13 @@ fn main() {
         ),
     )
     .unwrap();
-    let log = dir.join("jumpgate.log");
-    let out = std::fs::File::create(&log).unwrap();
-    let mut daemon = Guard {
-        child: Command::new(&bins.jumpgate)
-            .arg("start")
-            .arg("-c")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap(),
-        name: "jumpgate",
-        log,
-    };
-    jumpgate_bench::procs::wait_for("the cluster", Duration::from_secs(60), || {
+    let mut daemon = Process::spawn(
+        bins.jumpgate().arg("start").arg("-c").arg(&config),
+        "jumpgate",
+        &dir.join("jumpgate.log"),
+    )
+    .stop_gracefully_on_drop(Duration::from_secs(5));
+    wait_for("the cluster", Duration::from_secs(60), || {
         daemon.check_alive();
         data.join("admin/auth_addr").is_file() && data.join("proxy_addr").is_file()
     });
@@ -87,12 +79,7 @@ fn main() {
             ),
         )
         .unwrap();
-        jctl(
-            &bins,
-            &data,
-            &["create", "-f", user_yaml.to_str().unwrap()],
-            None,
-        );
+        bins.jctl_ok(&data, &["create", "-f", user_yaml.to_str().unwrap()]);
     };
     let mut proxy_times = Vec::new();
     let mut node_times = Vec::new();
@@ -113,7 +100,7 @@ fn main() {
             write_user("auditor");
             Instant::now()
         } else {
-            jctl(&bins, &data, &["users", "rm", "alice"], None);
+            bins.jctl_ok(&data, &["users", "rm", "alice"]);
             Instant::now()
         };
         let (proxy_time, node_time) = std::thread::scope(|scope| {
@@ -182,21 +169,7 @@ fn main() {
 /// a user for plain OpenSSH).
 fn sign_for_openssh(bins: &Bins, data: &Path, dir: &Path) -> PathBuf {
     let key = dir.join("alice-openssh");
-    jctl(
-        bins,
-        data,
-        &[
-            "auth",
-            "sign",
-            "--user",
-            "alice",
-            "--ttl",
-            "2h",
-            "--out",
-            key.to_str().unwrap(),
-        ],
-        None,
-    );
+    bins.sign_user(data, "alice", "2h", &key);
     key
 }
 
@@ -212,38 +185,18 @@ fn jsh_ssh(jsh: &Path, home: &Path) -> bool {
 }
 
 fn direct_ssh(dir: &Path, key: &Path, port: u16) -> bool {
-    let out = Command::new("ssh")
-        .args([
-            "-F",
-            "/dev/null",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "BatchMode=yes",
-        ])
-        .args(["-o", "StrictHostKeyChecking=no", "-o"])
-        .arg(format!(
-            "UserKnownHostsFile={}",
-            dir.join("known_hosts").display()
-        ))
-        .arg("-i")
-        .arg(key)
-        .arg("-o")
-        .arg(format!("CertificateFile={}-cert.pub", key.display()))
-        .args([
-            "-p",
-            &port.to_string(),
-            &format!("{LOGIN}@127.0.0.1"),
-            "true",
-        ])
-        .stdin(Stdio::null())
+    let cert = PathBuf::from(format!("{}-cert.pub", key.display()));
+    let known_hosts = dir.join("known_hosts");
+    openssh_to(port, LOGIN, key, &cert, KnownHosts::AcceptAny(&known_hosts))
+        .arg("true")
         .output()
-        .expect("OpenSSH's ssh");
-    out.status.success()
+        .expect("OpenSSH's ssh")
+        .status
+        .success()
 }
 
 fn wait_until_allowed(what: &str, attempt: &impl Fn() -> bool) {
-    jumpgate_bench::procs::wait_for(what, GIVE_UP, attempt);
+    wait_for(what, GIVE_UP, attempt);
 }
 
 /// When the first refused attempt after `since` began and ended: the revocation took

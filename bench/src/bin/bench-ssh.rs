@@ -10,7 +10,7 @@
 //! `jumpgate`, `jctl` and `jsh` are (default `target/release`).
 //!
 //! Everything runs on loopback in a temporary directory, removed at the end, and every
-//! process started here is stopped by its guard (also when a step panics):
+//! process started here is stopped when dropped (also when a step panics):
 //! - `jumpgate start --dev` (auth, proxy and this host's SSH service), a user `alice`
 //!   (role `access`, login `jgbench`) and `jsh login` into a private `JUMPGATE_HOME`;
 //! - a target `sshd` trusting the cluster's user CA (`TrustedUserCAKeys` from `jctl auth
@@ -54,12 +54,12 @@
 use jumpgate_api::ssh_route::{ALPN_SSH, DialRequest, DialResponse, read_line, to_line};
 use jumpgate_api::tunnel::PROXY_SERVER_NAME;
 use jumpgate_bench::procs::{
-    Bins, Guard, LOGIN, add_user_and_login, clock_ticks, cpu_seconds, ensure_login_user, jctl,
-    output_of, text, wait_for,
+    LOGIN, add_user_and_login, clock_ticks, cpu_seconds, ensure_login_user,
 };
-use jumpgate_bench::{append_line, free_port, git_commit, load_average, median, ms, ms_or_dash};
+use jumpgate_bench::{append_line, git_commit, load_average, median, ms, ms_or_dash};
 use jumpgate_client::Home;
 use jumpgate_pki::ssh_key::Fingerprint;
+use jumpgate_test_support::{Bins, Cluster, HostKey, Process, Sshd, run_ok, text, wait_for};
 use russh::keys::{Algorithm, EcdsaCurve, PublicKeyOrCertificate};
 use russh::{ChannelMsg, Disconnect};
 use rustls::pki_types::ServerName;
@@ -82,6 +82,8 @@ const UPLOAD_TARGET: &str = "/dev/shm/jumpgate-bench-upload";
 const GIB: u64 = 1 << 30;
 /// The hidden argument of a child run of this binary that times its first random number.
 const FIRST_RANDOM: &str = "--first-random";
+/// How long the servers get to shut down at the end before they are killed.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 struct Options {
     runs: usize,
@@ -137,102 +139,17 @@ fn home_and_shell(user: &str) -> (String, String) {
         .unwrap_or_else(|| panic!("{user} is not in /etc/passwd"))
 }
 
-/// `jumpgate start --dev` on loopback; returns it and the proxy's address.
-fn start_daemon(bins: &Bins, data: &Path) -> (Guard, String) {
-    let log = data.with_extension("log");
-    let log_file = std::fs::File::create(&log).unwrap();
-    let child = Command::new(&bins.jumpgate)
-        .arg("start")
-        .arg("--dev")
-        .arg("--data-dir")
-        .arg(data)
-        .args(["--proxy-addr", "127.0.0.1:0", "--auth-addr", "127.0.0.1:0"])
-        .args(["--diag-addr", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone().unwrap())
-        .stderr(log_file)
-        .spawn()
-        .unwrap();
-    let mut daemon = Guard {
-        child,
-        name: "jumpgate start --dev",
-        log: log.clone(),
-    };
-    wait_for("the dev cluster", Duration::from_secs(60), || {
-        daemon.check_alive();
-        data.join("proxy_addr").is_file()
-            && std::fs::read_to_string(&log)
-                .unwrap_or_default()
-                .contains("Jumpgate dev cluster is running")
-    });
-    let proxy = std::fs::read_to_string(data.join("proxy_addr"))
-        .unwrap()
-        .trim()
-        .to_string();
-    (daemon, proxy)
-}
-
 /// An OpenSSH `sshd` on a free loopback port, configured only from jctl's output: a host
 /// key and certificate (principal 127.0.0.1) and the cluster's user CA.
-fn start_sshd(bins: &Bins, data: &Path, dir: &Path, name: &'static str) -> (Guard, u16) {
-    std::fs::create_dir_all("/run/sshd").expect("create /run/sshd (run as root)");
-    let own = dir.join(name);
-    std::fs::create_dir_all(&own).unwrap();
-    let host_key = own.join("host_key");
-    jctl(
-        bins,
-        data,
-        &[
-            "auth",
-            "sign",
-            "--host",
-            name,
-            "--principals",
-            "127.0.0.1",
-            "--out",
-            host_key.to_str().unwrap(),
-        ],
-        None,
-    );
-    for _ in 0..5 {
-        let port = free_port();
-        let d = own.display();
-        let config = format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\n\
-             HostCertificate {d}/host_key-cert.pub\nTrustedUserCAKeys {}\n\
-             AuthorizedKeysFile none\nPasswordAuthentication no\n\
-             KbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
-             PermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\nPidFile none\n\
-             Subsystem sftp /usr/lib/openssh/sftp-server\n",
-            dir.join("user_ca.pub").display()
-        );
-        std::fs::write(own.join("sshd_config"), config).unwrap();
-        let log = own.join("sshd.log");
-        let child = Command::new("/usr/sbin/sshd")
-            .args(["-D", "-e", "-f"])
-            .arg(own.join("sshd_config"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("/usr/sbin/sshd (openssh-server) is needed for the comparison");
-        let mut sshd = Guard { child, name, log };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return (sshd, port);
-            }
-            if matches!(sshd.child.try_wait(), Ok(Some(_))) || Instant::now() > deadline {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        eprintln!(
-            "sshd {name} did not start on {port}, trying another port:\n{}",
-            sshd.log_tail()
-        );
-    }
-    panic!("sshd {name} did not start");
+fn start_sshd(bins: &Bins, data: &Path, dir: &Path, name: &str) -> (Process, u16) {
+    let host_key = HostKey::SignedByCluster {
+        host: name,
+        principals: Some("127.0.0.1"),
+    };
+    let sftp = "Subsystem sftp /usr/lib/openssh/sftp-server\n";
+    let mut sshd = Sshd::start_for_cluster(bins, data, &dir.join(name), host_key, sftp);
+    sshd.process.name = format!("sshd {name}");
+    (sshd.process.stop_gracefully_on_drop(STOP_GRACE), sshd.port)
 }
 
 /// Everything the variants need, started once.
@@ -250,16 +167,16 @@ struct Setup {
     openssh_config: PathBuf,
     target_port: u16,
     bastion_port: u16,
-    _guards: Vec<Guard>,
+    servers: Vec<Process>,
 }
 
 impl Setup {
     /// CPU seconds so far of the daemon and both sshds, with their reaped children (the
     /// remote commands, sshd's per-connection processes).
     fn server_cpu(&self, ticks: f64) -> f64 {
-        self._guards
+        self.servers
             .iter()
-            .map(|guard| cpu_seconds(&guard.child.id().to_string(), ticks))
+            .map(|server| cpu_seconds(&server.id().to_string(), ticks))
             .sum()
     }
 }
@@ -267,7 +184,9 @@ impl Setup {
 impl Setup {
     fn start(bins: Bins, dir: &Path) -> Setup {
         let data = dir.join("data");
-        let (daemon, proxy) = start_daemon(&bins, &data);
+        let cluster = Cluster::start_at(&bins, &data, &data.with_extension("log"));
+        let proxy = cluster.proxy;
+        let daemon = cluster.daemon.process.stop_gracefully_on_drop(STOP_GRACE);
 
         let home = dir.join("jsh-home");
         add_user_and_login(&bins, &data, "alice", &proxy, &home);
@@ -289,39 +208,20 @@ impl Setup {
             &jsh_config,
             format!(
                 "Host *\n  Ciphers {SAME_CIPHER}\n\n{}",
-                output_of(config, None)
+                run_ok(&mut config, None)
             ),
         )
         .unwrap();
 
-        // OpenSSH's side: the user's certificate, the host CA, the user CA for the sshds.
+        // OpenSSH's side: the user's certificate and the host CA.
         let keys = dir.join("keys");
         std::fs::create_dir_all(&keys).unwrap();
         let key = keys.join("alice");
-        jctl(
-            &bins,
-            &data,
-            &[
-                "auth",
-                "sign",
-                "--user",
-                "alice",
-                "--ttl",
-                "4h",
-                "--out",
-                key.to_str().unwrap(),
-            ],
-            None,
-        );
+        bins.sign_user(&data, "alice", "4h", &key);
         let known_hosts = dir.join("known_hosts");
         std::fs::write(
             &known_hosts,
-            jctl(&bins, &data, &["auth", "export", "--type", "host"], None),
-        )
-        .unwrap();
-        std::fs::write(
-            dir.join("user_ca.pub"),
-            jctl(&bins, &data, &["auth", "export", "--type", "user"], None),
+            bins.jctl_ok(&data, &["auth", "export", "--type", "host"]),
         )
         .unwrap();
         let (target, target_port) = start_sshd(&bins, &data, dir, "target");
@@ -355,12 +255,12 @@ impl Setup {
             openssh_config,
             target_port,
             bastion_port,
-            _guards: vec![daemon, target, bastion],
+            servers: vec![daemon, target, bastion],
         };
         // The node registers and its tunnel comes up a moment after the banner.
         wait_for("jsh ssh to this host", Duration::from_secs(30), || {
-            for guard in &mut setup._guards {
-                guard.check_alive();
+            for server in &mut setup.servers {
+                server.check_alive();
             }
             Variant::Jsh
                 .command(&setup, "true", false)
@@ -908,14 +808,7 @@ fn first_random(runs: usize) -> (Duration, Duration) {
     let me = std::env::current_exe().unwrap();
     let (mut first, mut second) = (Vec::new(), Vec::new());
     for _ in 0..runs {
-        let out = output_of(
-            {
-                let mut command = Command::new(&me);
-                command.arg(FIRST_RANDOM);
-                command
-            },
-            None,
-        );
+        let out = run_ok(Command::new(&me).arg(FIRST_RANDOM), None);
         let mut numbers = out
             .split_whitespace()
             .map(|n| Duration::from_nanos(n.parse().unwrap()));

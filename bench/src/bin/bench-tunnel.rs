@@ -22,8 +22,9 @@
 use jumpgate_api::TlsCredentials;
 use jumpgate_api::tunnel::{ALPN_REVERSE_TUNNEL, PROXY_SERVER_NAME, TARGET_PING};
 use jumpgate_node::{HostIdentity, NodeState};
-use jumpgate_pki::{IdentityKind, TlsCa, TlsCertParams, TlsIdentity, generate_tls_key};
+use jumpgate_pki::{IdentityKind, TlsCa};
 use jumpgate_proxy::Tunnels;
+use jumpgate_test_support::issue_tls;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -31,28 +32,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 const CHUNK: usize = 64 * 1024;
-
-fn issue(ca: &TlsCa, kind: IdentityKind, name: &str, dns: &[&str]) -> (String, String) {
-    let (key, public) = generate_tls_key().unwrap();
-    let cert = ca
-        .issue(
-            &TlsCertParams {
-                identity: TlsIdentity {
-                    cluster: "bench".to_string(),
-                    kind,
-                    name: name.to_string(),
-                    roles: vec![],
-                },
-                public_key_pem: public,
-                dns_names: dns.iter().map(|d| d.to_string()).collect(),
-                ip_addresses: vec![],
-                ttl: Duration::from_secs(3600),
-            },
-            SystemTime::now(),
-        )
-        .unwrap();
-    (cert, key)
-}
 
 /// Writes `bytes` in chunks while reading the echo; returns the elapsed time.
 async fn echo_through<S: AsyncRead + AsyncWrite + Send + 'static>(
@@ -131,7 +110,13 @@ async fn tls_connect(
 
 /// A proxy end taking tunnels, and one agent tunnelled to it.
 async fn tunnel(ca: &TlsCa) -> Arc<Tunnels> {
-    let (cert, key) = issue(ca, IdentityKind::Proxy, "proxy-1", &[PROXY_SERVER_NAME]);
+    let (cert, key) = issue_tls(
+        ca,
+        "bench",
+        IdentityKind::Proxy,
+        "proxy-1",
+        &[PROXY_SERVER_NAME],
+    );
     let tls = TlsCredentials::from_pem(&cert, &key, ca.cert_pem())
         .unwrap()
         .server_config_requiring_clients(&[ALPN_REVERSE_TUNNEL])
@@ -153,7 +138,7 @@ async fn tunnel(ca: &TlsCa) -> Arc<Tunnels> {
             });
         }
     });
-    let (node_cert, node_key) = issue(ca, IdentityKind::Node, "node-1", &[]);
+    let (node_cert, node_key) = issue_tls(ca, "bench", IdentityKind::Node, "node-1", &[]);
     let identity = HostIdentity {
         cluster: "bench".to_string(),
         host_uuid: "node-1".to_string(),
@@ -204,12 +189,18 @@ async fn main() {
         .unwrap_or(256);
     let bytes = mib * 1024 * 1024;
     let ca = TlsCa::generate("bench", SystemTime::now()).unwrap();
-    let (server_cert, server_key) = issue(&ca, IdentityKind::Proxy, "echo", &[PROXY_SERVER_NAME]);
+    let (server_cert, server_key) = issue_tls(
+        &ca,
+        "bench",
+        IdentityKind::Proxy,
+        "echo",
+        &[PROXY_SERVER_NAME],
+    );
     let server_tls = TlsCredentials::from_pem(&server_cert, &server_key, ca.cert_pem())
         .unwrap()
         .server_config_requiring_clients(&[ALPN_REVERSE_TUNNEL])
         .unwrap();
-    let (client_cert, client_key) = issue(&ca, IdentityKind::Node, "client", &[]);
+    let (client_cert, client_key) = issue_tls(&ca, "bench", IdentityKind::Node, "client", &[]);
     let client_tls = TlsCredentials::from_pem(&client_cert, &client_key, ca.cert_pem())
         .unwrap()
         .client_config_for(IdentityKind::Proxy, &[ALPN_REVERSE_TUNNEL])

@@ -6,7 +6,7 @@
 //!
 //! Must run as root (it raises the open-files limit for the processes it starts, and a
 //! real agent runs sessions as the login `jgbench`, created if missing). For each N,
-//! on loopback in a temporary directory, every process under a guard:
+//! on loopback in a temporary directory, every process stopped when dropped:
 //! 1. an auth-only daemon (SQLite), a proxy-only daemon joined with a proxy token, one
 //!    real agent daemon (`ssh_service`, joined through the proxy), and a user `alice`
 //!    logged in with `jsh login`;
@@ -38,11 +38,11 @@
 )]
 
 use jumpgate_bench::procs::{
-    Bins, Guard, LOGIN, add_user_and_login, clock_ticks, cpu_seconds, ensure_login_user, jctl,
-    rss_kib, wait_for,
+    LOGIN, add_user_and_login, clock_ticks, cpu_seconds, ensure_login_user, rss_kib,
 };
-use jumpgate_bench::{append_line, free_port, git_commit, load_average, ms, ms_or_dash};
+use jumpgate_bench::{append_line, git_commit, load_average, ms, ms_or_dash};
 use jumpgate_node::{NodeState, SharedState};
+use jumpgate_test_support::{Bins, Process, free_port, wait_for};
 use std::io::BufRead;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -317,7 +317,7 @@ impl AgentsLine {
 
 /// The load tool as a child process, its status lines read by a thread.
 struct Agents {
-    guard: Guard,
+    process: Process,
     history: Arc<Mutex<Vec<(Instant, AgentsLine)>>>,
 }
 
@@ -347,48 +347,22 @@ impl Agents {
     }
 }
 
-/// A `jumpgate start -c CONFIG` under a guard, its output in `LOG`.
-fn start_jumpgate(bins: &Bins, config: &Path, log: &Path, name: &'static str) -> Guard {
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    let child = Command::new(&bins.jumpgate)
-        .arg("start")
-        .arg("-c")
-        .arg(config)
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .unwrap();
-    Guard {
-        child,
+/// A `jumpgate start -c CONFIG`, its output appended to `LOG`.
+fn start_jumpgate(bins: &Bins, config: &Path, log: &Path, name: &str) -> Process {
+    Process::spawn_appending(
+        bins.jumpgate().arg("start").arg("-c").arg(config),
         name,
-        log: log.to_path_buf(),
-    }
+        log,
+    )
+    .stop_gracefully_on_drop(Duration::from_secs(5))
 }
 
 /// SIGTERM, then wait for the exit; returns how long the exit took.
-fn terminate(guard: &mut Guard) -> Duration {
-    let started = Instant::now();
-    let status = Command::new("kill")
-        .args(["-TERM", &guard.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -TERM {}", guard.name);
-    loop {
-        if guard.child.try_wait().unwrap().is_some() {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{} did not exit within 30 s of SIGTERM",
-            guard.name
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn terminate(process: &mut Process) -> Duration {
+    let (_, took) = process
+        .terminate(Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("{} did not exit within 30 s of SIGTERM", process.name));
+    took
 }
 
 /// When a user connection started (since the SIGTERM) and how it went.
@@ -487,7 +461,7 @@ fn measure(bins: &Bins, count: usize, user_runs: usize) -> serde_json::Value {
         auth.check_alive();
         auth_data.join("admin/auth_addr").is_file()
     });
-    let status = jctl(bins, &auth_data, &["status", "--format", "json"], None);
+    let status = bins.jctl_ok(&auth_data, &["status", "--format", "json"]);
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     let pin = status["ca_pins"][0].as_str().unwrap().to_string();
     let token_of = |kind: &str, reusable: bool| {
@@ -496,7 +470,7 @@ fn measure(bins: &Bins, count: usize, user_runs: usize) -> serde_json::Value {
             args.push("--reusable");
         }
         args.extend(["--format", "json"]);
-        json_field(&jctl(bins, &auth_data, &args, None), "token")
+        json_field(&bins.jctl_ok(&auth_data, &args), "token")
     };
 
     let proxy_data = dir.join("proxy");
@@ -511,7 +485,7 @@ fn measure(bins: &Bins, count: usize, user_runs: usize) -> serde_json::Value {
         ),
     );
     let proxy_log = dir.join("proxy.log");
-    let proxy_listening = |proxy: &mut Guard| {
+    let proxy_listening = |proxy: &mut Process| {
         proxy.check_alive();
         proxy_data.join("proxy_addr").is_file()
     };
@@ -566,17 +540,14 @@ fn measure(bins: &Bins, count: usize, user_runs: usize) -> serde_json::Value {
         });
     }
     let mut agents = Agents {
-        guard: Guard {
-            child,
-            name: "tunnels agents",
-            log: agents_log,
-        },
+        process: Process::from_child(child, "tunnels agents", &agents_log)
+            .stop_gracefully_on_drop(Duration::from_secs(5)),
         history,
     };
     let started = Instant::now();
     let join_timeout = Duration::from_secs(60 + 10 * u64::try_from(count / 1000).unwrap());
     wait_for("all tunnels up", join_timeout, || {
-        agents.guard.check_alive();
+        agents.process.check_alive();
         proxy.check_alive();
         agents.latest().up == count
     });
@@ -589,7 +560,7 @@ fn measure(bins: &Bins, count: usize, user_runs: usize) -> serde_json::Value {
     );
     std::thread::sleep(Duration::from_secs(10));
     let rss_after = rss_kib(proxy_pid);
-    let agents_pid = agents.guard.child.id();
+    let agents_pid = agents.process.child.id();
     let idle_window = Duration::from_secs(20);
     let idle_cpu = cpu_over(&[proxy_pid, auth.child.id(), agents_pid], idle_window);
     let cpu_share = |seconds: f64| seconds / idle_window.as_secs_f64() * 100.0;
@@ -643,7 +614,7 @@ fn measure(bins: &Bins, count: usize, user_runs: usize) -> serde_json::Value {
     let listening = Instant::now();
     let mut back = None;
     wait_for("all tunnels back", BACK_WITHIN, || {
-        agents.guard.check_alive();
+        agents.process.check_alive();
         proxy.check_alive();
         back = agents.back_at(sigterm, count);
         back.is_some()

@@ -13,6 +13,7 @@ use jumpgate_api::tls::IdentityKind;
 use jumpgate_api::tunnel::PROXY_SERVER_NAME;
 use jumpgate_api::{AUTH_SERVER_NAME, TlsCredentials};
 use jumpgate_pki::{TlsCa, TlsCertParams, TlsIdentity, generate_tls_key};
+use jumpgate_test_support::issue_tls;
 use rustls::pki_types::ServerName;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -21,24 +22,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 fn credentials(ca: &TlsCa, kind: IdentityKind, name: &str, dns: &[&str]) -> TlsCredentials {
-    let (key, public) = generate_tls_key().unwrap();
-    let cert = ca
-        .issue(
-            &TlsCertParams {
-                identity: TlsIdentity {
-                    cluster: "edge".to_string(),
-                    kind,
-                    name: name.to_string(),
-                    roles: vec![],
-                },
-                public_key_pem: public,
-                dns_names: dns.iter().map(|d| d.to_string()).collect(),
-                ip_addresses: vec![],
-                ttl: Duration::from_secs(3600),
-            },
-            SystemTime::now(),
-        )
-        .unwrap();
+    let (cert, key) = issue_tls(ca, "edge", kind, name, dns);
     TlsCredentials::from_pem(&cert, &key, ca.cert_pem()).unwrap()
 }
 

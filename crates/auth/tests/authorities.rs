@@ -9,10 +9,10 @@
 )]
 
 use jumpgate_auth::{AuthError, ClusterAuthorities};
-use jumpgate_backend::testing::EtcdServer;
 use jumpgate_backend::{
     Backend, EtcdBackend, EtcdOptions, Key, MemoryBackend, NewItem, SqliteBackend, SqliteOptions,
 };
+use jumpgate_test_support::EtcdServer;
 use std::sync::Arc;
 use std::time::SystemTime;
 

@@ -8,11 +8,11 @@
 )]
 
 use jumpgate_auth::{CacheError, Change, StateCache};
-use jumpgate_backend::testing::EtcdServer;
 use jumpgate_backend::{
     Action, Backend, BackendError, Condition, EtcdBackend, EtcdOptions, Item, Key, KeyRange,
     MemoryBackend, NewItem, Revision, SqliteBackend, SqliteOptions, Watcher,
 };
+use jumpgate_test_support::{EtcdServer, eventually};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -43,15 +43,6 @@ async fn sqlite(dir: &tempfile::TempDir, sweep_interval: Option<Duration>) -> Ar
         options.sweep_interval = interval;
     }
     Arc::new(SqliteBackend::open(options).await.unwrap())
-}
-
-/// Polls `check` until it holds, failing the test after `within`.
-async fn eventually(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 fn value(cache: &StateCache, k: &str) -> Option<String> {

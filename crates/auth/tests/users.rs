@@ -10,6 +10,7 @@
 use jumpgate_audit::{AuditLog, EventType, SearchQuery, SqliteAuditLog, Timestamp};
 use jumpgate_auth::{LoginError, SecondFactor, User, Users};
 use jumpgate_backend::{Backend, Key, KeyRange, MemoryBackend};
+use jumpgate_test_support::totp_at;
 use std::time::{Duration, SystemTime};
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -20,13 +21,6 @@ fn alice() -> User {
         roles: vec!["access".to_string()],
         logins: vec!["alice".to_string()],
     }
-}
-
-/// The current TOTP code for an enrolment URI, as an authenticator app computes it.
-fn code(uri: &str, at: SystemTime) -> String {
-    let totp = totp_rs::Totp::from_url(uri).unwrap();
-    let seconds = at.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
-    totp.generate(seconds).to_string()
 }
 
 async fn audit_events(audit: &SqliteAuditLog) -> Vec<(String, bool, Option<String>)> {
@@ -91,7 +85,7 @@ async fn password_and_totp_login_works_and_is_audited() {
         .authenticate(
             "alice",
             PASSWORD,
-            Some(&code(&uri, now)),
+            Some(&totp_at(&uri, now)),
             Some("192.0.2.10:5000"),
             now,
         )
@@ -114,7 +108,7 @@ async fn wrong_password_unknown_user_and_bad_codes_are_refused_alike() {
         .unwrap()
         .otpauth_uri
         .unwrap();
-    let good = code(&uri, now);
+    let good = totp_at(&uri, now);
     let refusals = [
         (
             "wrong password",

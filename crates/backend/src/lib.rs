@@ -27,8 +27,6 @@ mod watch;
 
 #[cfg(feature = "test-support")]
 pub mod conformance;
-#[cfg(feature = "test-support")]
-pub mod testing;
 
 pub use error::{BackendError, Result};
 pub use etcd::{EtcdBackend, EtcdOptions, EtcdTls};

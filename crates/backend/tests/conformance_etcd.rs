@@ -7,8 +7,8 @@
     clippy::panic,
     clippy::indexing_slicing
 )]
-use jumpgate_backend::testing::EtcdServer;
 use jumpgate_backend::{Backend, EtcdBackend, EtcdOptions, conformance};
+use jumpgate_test_support::EtcdServer;
 use std::sync::Arc;
 
 async fn etcd() -> (Arc<dyn Backend>, EtcdServer) {

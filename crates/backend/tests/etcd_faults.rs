@@ -8,8 +8,8 @@
     clippy::indexing_slicing
 )]
 use jumpgate_backend::conformance::next_event;
-use jumpgate_backend::testing::{EtcdServer, free_port};
 use jumpgate_backend::{Backend, BackendError, EtcdBackend, EtcdOptions, Event, Key, NewItem};
+use jumpgate_test_support::{EtcdServer, free_port};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};

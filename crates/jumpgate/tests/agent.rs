@@ -17,34 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use support::{
-    Daemon, audit_events, free_port, jctl, jctl_ok, jumpgate, new_join_token, start_haproxy, text,
-    wait_until,
+    KnownHosts, audit_events, free_port, jctl, jctl_ok, jumpgate, new_join_token, openssh_to,
+    start_cluster, start_daemon, start_haproxy, text, wait_until,
 };
-
-/// A cluster daemon (auth + proxy, no ssh_service) whose proxy listens on `proxy_port`.
-fn start_cluster(dir: &Path, data: &Path, proxy_port: u16, log: &str) -> Daemon {
-    let config = dir.join("cluster.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: v3\njumpgate:\n  data_dir: {}\nauth_service:\n  cluster_name: edge\nproxy_service:\n  web_listen_addr: 127.0.0.1:{proxy_port}\n",
-            data.display()
-        ),
-    )
-    .unwrap();
-    let proxy_addr = format!("127.0.0.1:{proxy_port}");
-    let daemon = Daemon::start(
-        &["-c", config.to_str().unwrap(), "--proxy-addr", &proxy_addr],
-        &dir.join(log),
-    );
-    let ready = wait_until(Duration::from_secs(30), || {
-        daemon.readyz().is_some_and(|(status, body)| {
-            status == 200 && body.contains("auth") && body.contains("proxy")
-        })
-    });
-    assert!(ready, "cluster not ready:\n{}", daemon.log_text());
-    daemon
-}
 
 fn agent_config(dir: &Path, name: &str, proxy: &str, token: Option<&str>, pin: &str) -> PathBuf {
     let data = dir.join(format!("{name}-data"));
@@ -158,7 +133,7 @@ fn an_agent_joins_through_the_proxy_and_survives_restarts() {
 
     // The agent knows only the proxy, the token and the pin.
     let config = agent_config(dir.path(), "web-1", &proxy, Some(&token), &pin);
-    let mut agent = Daemon::start(
+    let mut agent = start_daemon(
         &["-c", config.to_str().unwrap()],
         &dir.path().join("agent.log"),
     );
@@ -206,7 +181,7 @@ fn an_agent_joins_through_the_proxy_and_survives_restarts() {
     // The agent restarts without its token, with the identity it stored.
     assert!(agent.terminate(), "agent did not stop cleanly");
     let config = agent_config(dir.path(), "web-1", &proxy, None, &pin);
-    let agent = Daemon::start(
+    let agent = start_daemon(
         &["-c", config.to_str().unwrap()],
         &dir.path().join("agent-2.log"),
     );
@@ -276,7 +251,7 @@ fn a_proxy_of_its_own_joins_and_carries_agents() {
     let edge_config =
         |token: Option<&str>| edge_proxy_config(dir.path(), &data, &edge_addr, token, &pin);
     let config = edge_config(Some(&proxy_token));
-    let mut edge = Daemon::start(
+    let mut edge = start_daemon(
         &["-c", config.to_str().unwrap(), "--proxy-addr", &edge_addr],
         &dir.path().join("edge.log"),
     );
@@ -307,7 +282,7 @@ fn a_proxy_of_its_own_joins_and_carries_agents() {
     // An agent that knows only the edge proxy joins and tunnels through it.
     let (node_token, _) = new_join_token(&data, &["--type", "node"]);
     let agent_config = agent_config(dir.path(), "db-1", &edge_addr, Some(&node_token), &pin);
-    let agent = Daemon::start(
+    let agent = start_daemon(
         &["-c", agent_config.to_str().unwrap()],
         &dir.path().join("agent.log"),
     );
@@ -322,7 +297,7 @@ fn a_proxy_of_its_own_joins_and_carries_agents() {
     // The edge proxy restarts without its token, from its stored identity.
     assert!(edge.terminate());
     let config = edge_config(None);
-    let edge = Daemon::start(
+    let edge = start_daemon(
         &["-c", config.to_str().unwrap(), "--proxy-addr", &edge_addr],
         &dir.path().join("edge-2.log"),
     );
@@ -371,7 +346,7 @@ fn with_two_proxies_behind_a_load_balancer_an_agent_tunnels_to_both() {
     let edge_port = free_port();
     let edge_addr = format!("127.0.0.1:{edge_port}");
     let edge_config = edge_proxy_config(dir.path(), &data, &edge_addr, Some(&token), &pin);
-    let edge = Daemon::start(
+    let edge = start_daemon(
         &[
             "-c",
             edge_config.to_str().unwrap(),
@@ -391,7 +366,7 @@ fn with_two_proxies_behind_a_load_balancer_an_agent_tunnels_to_both() {
     );
     let lb = format!("127.0.0.1:{lb_port}");
     let agent_config = agent_config(dir.path(), "app-1", &lb, Some(&token), &pin);
-    let agent = Daemon::start(
+    let agent = start_daemon(
         &["-c", agent_config.to_str().unwrap()],
         &dir.path().join("agent.log"),
     );
@@ -432,7 +407,7 @@ fn an_agent_of_another_cluster_is_refused_on_both_sides_and_audited() {
     let (token, pin) = new_join_token(&b_data, &["--type", "node"]);
     let b_proxy = format!("127.0.0.1:{b_port}");
     let config = agent_config(dir.path(), "stray", &b_proxy, Some(&token), &pin);
-    let mut agent = Daemon::start(
+    let mut agent = start_daemon(
         &["-c", config.to_str().unwrap()],
         &dir.path().join("agent.log"),
     );
@@ -445,7 +420,7 @@ fn an_agent_of_another_cluster_is_refused_on_both_sides_and_audited() {
     // …then is pointed at cluster A's proxy with B's identity.
     let a_proxy = format!("127.0.0.1:{a_port}");
     let config = agent_config(dir.path(), "stray", &a_proxy, None, &pin);
-    let agent = Daemon::start(
+    let agent = start_daemon(
         &["-c", config.to_str().unwrap()],
         &dir.path().join("agent-2.log"),
     );
@@ -478,7 +453,7 @@ fn an_agent_renews_its_identity_after_a_ca_rotation() {
     let (token, pin) = new_join_token(&data, &["--type", "node"]);
     let proxy = format!("127.0.0.1:{proxy_port}");
     let config = agent_config(dir.path(), "db-2", &proxy, Some(&token), &pin);
-    let mut agent = Daemon::start(
+    let mut agent = start_daemon(
         &["-c", config.to_str().unwrap()],
         &dir.path().join("agent.log"),
     );
@@ -508,7 +483,7 @@ fn an_agent_renews_its_identity_after_a_ca_rotation() {
     assert!(agent.terminate());
     let tunnels_before = cluster.log_text().matches("reverse tunnel up").count();
     let config = agent_config(dir.path(), "db-2", &proxy, None, &pin);
-    let agent = Daemon::start(
+    let agent = start_daemon(
         &["-c", config.to_str().unwrap()],
         &dir.path().join("agent-2.log"),
     );
@@ -551,7 +526,7 @@ fn the_nodes_ssh_listener_limits_and_times_out_unauthenticated_clients() {
         ),
     )
     .unwrap();
-    let agent = Daemon::start(
+    let agent = start_daemon(
         &["-c", config.to_str().unwrap()],
         &dir.path().join("direct.log"),
     );
@@ -638,28 +613,18 @@ fn the_nodes_ssh_listener_limits_and_times_out_unauthenticated_clients() {
 /// OpenSSH straight to a node's own listener (no proxy on the way), with a certificate
 /// from `jctl auth sign`.
 fn direct_ssh(dir: &Path, key: &Path, port: u16, command: &str) -> std::process::Output {
-    Command::new("ssh")
-        .args([
-            "-F",
-            "/dev/null",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "BatchMode=yes",
-        ])
-        .args(["-o", "StrictHostKeyChecking=no", "-o"])
-        .arg(format!(
-            "UserKnownHostsFile={}",
-            dir.join("known_hosts").display()
-        ))
-        .arg("-i")
-        .arg(key)
-        .arg("-o")
-        .arg(format!("CertificateFile={}-cert.pub", key.display()))
-        .args(["-p", &port.to_string(), "root@127.0.0.1", command])
-        .stdin(Stdio::null())
-        .output()
-        .expect("OpenSSH's ssh (./test.sh installs it)")
+    let cert = PathBuf::from(format!("{}-cert.pub", key.display()));
+    let known_hosts = dir.join("known_hosts");
+    openssh_to(
+        port,
+        "root",
+        key,
+        &cert,
+        KnownHosts::AcceptAny(&known_hosts),
+    )
+    .arg(command)
+    .output()
+    .expect("OpenSSH's ssh (./test.sh installs it)")
 }
 
 /// A node dialled directly decides like the proxy and auth: a certificate grants only the
@@ -683,7 +648,7 @@ fn a_node_dialled_directly_honours_only_roles_the_user_still_holds() {
         ),
     )
     .unwrap();
-    let agent = Daemon::start(
+    let agent = start_daemon(
         &["-c", config.to_str().unwrap()],
         &dir.path().join("direct.log"),
     );

@@ -14,17 +14,13 @@ use jumpgate_api::forwarded::ForwardSigner;
 use jumpgate_api::proto;
 use jumpgate_api::{AuthClient, TlsCredentials};
 use jumpgate_pki::ssh_key::{Certificate, Fingerprint, PublicKey, certificate::CertType};
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use support::{Daemon, wait_until};
+use support::{Daemon, PASSWORD, start_dev_daemon, tls_client_trusting, totp_at, totp_now};
 use tonic::Code;
-
-const PASSWORD: &str = "correct horse battery staple";
 
 /// A dev cluster in its own data directory, and where its auth API listens.
 struct Cluster {
@@ -42,21 +38,8 @@ impl Cluster {
     fn start() -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let daemon = Daemon::start(
-            &["--dev", "--data-dir", data.to_str().unwrap()],
-            &dir.path().join("log"),
-        );
+        let daemon = start_dev_daemon(&data, &dir.path().join("log"));
         let admin = data.join("admin");
-        let up = wait_until(Duration::from_secs(30), || {
-            admin.join("auth_addr").exists()
-                && daemon.readyz().is_some_and(|(status, _)| status == 200)
-        });
-        assert!(
-            up,
-            "the auth API did not come up: {:?}\n{}",
-            daemon.readyz(),
-            daemon.log_text()
-        );
         let addr = read(&admin.join("auth_addr")).trim().to_string();
         let ca_pem = read(&admin.join("ca.pem"));
         Cluster {
@@ -89,21 +72,8 @@ impl Cluster {
 
     /// A client without a certificate that trusts this cluster's CA (from its PEM).
     async fn anonymous(&self) -> AuthClient {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
-            roots.add(cert.unwrap()).unwrap();
-        }
-        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        config.alpn_protocols = vec![b"h2".to_vec()];
-        jumpgate_api::connect(&self.addr, Arc::new(config))
-            .await
-            .unwrap()
+        let config = tls_client_trusting(self.ca_pem.as_bytes(), b"h2");
+        jumpgate_api::connect(&self.addr, config).await.unwrap()
     }
 
     /// A client without a certificate that trusts the CA by its `ca_pin`, as a joining
@@ -135,24 +105,9 @@ fn fresh_keys() -> Keys {
     }
 }
 
-/// The code of the user's authenticator app now.
-fn totp_now(otpauth_uri: &str) -> String {
-    totp_rs::Totp::from_url(otpauth_uri)
-        .unwrap()
-        .generate_current()
-        .to_string()
-}
-
 /// A code of the same secret from an hour ago: well-formed, and wrong now.
 fn totp_stale(otpauth_uri: &str) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    totp_rs::Totp::from_url(otpauth_uri)
-        .unwrap()
-        .generate(now - 3600)
-        .to_string()
+    totp_at(otpauth_uri, SystemTime::now() - Duration::from_secs(3600))
 }
 
 async fn ca_pins(admin: &mut AuthClient) -> Vec<String> {

@@ -10,7 +10,7 @@ mod support;
 use jumpgate_backend::{Action, Backend, Key, KeyRange, NewItem, SqliteBackend, SqliteOptions};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use support::{Daemon, run, text};
+use support::{run, start_daemon, text};
 
 fn key(text: &str) -> Key {
     Key::new(text).unwrap()
@@ -21,7 +21,7 @@ async fn backup_while_running_then_restore_round_trips() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let data_arg = data.to_str().unwrap().to_string();
-    let mut daemon = Daemon::start(&["--dev", "--data-dir", &data_arg], &dir.path().join("log"));
+    let mut daemon = start_daemon(&["--dev", "--data-dir", &data_arg], &dir.path().join("log"));
     let db = data.join("backend").join("sqlite.db");
     assert!(support::wait_until(
         std::time::Duration::from_secs(10),

@@ -8,15 +8,15 @@
 )]
 
 mod support;
-use jumpgate_backend::testing::EtcdServer;
+use jumpgate_test_support::EtcdServer;
 use std::time::Duration;
-use support::{Daemon, http_get, run, text, wait_until};
+use support::{Daemon, http_get, run, start_daemon, text, wait_until};
 
 #[test]
 fn dev_cluster_serves_diagnostics_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut daemon = Daemon::start(
+    let mut daemon = start_daemon(
         &["--dev", "--data-dir", data.to_str().unwrap()],
         &dir.path().join("log"),
     );
@@ -95,7 +95,7 @@ fn json_logs_at_the_configured_level() {
         ),
     )
     .unwrap();
-    let mut daemon = Daemon::start(&["-c", config.to_str().unwrap()], &dir.path().join("log"));
+    let mut daemon = start_daemon(&["-c", config.to_str().unwrap()], &dir.path().join("log"));
     // Memory storage is warned about: at least that line must be there, as JSON.
     assert!(wait_until(Duration::from_secs(10), || daemon
         .log_text()
@@ -153,7 +153,7 @@ async fn readyz_follows_an_etcd_outage_and_recovery() {
         ),
     )
     .unwrap();
-    let daemon = Daemon::start(&["-c", config.to_str().unwrap()], &dir.path().join("log"));
+    let daemon = start_daemon(&["-c", config.to_str().unwrap()], &dir.path().join("log"));
     let status = |daemon: &Daemon| daemon.readyz();
     assert!(
         wait_until(Duration::from_secs(10), || status(&daemon)
@@ -246,7 +246,7 @@ fn the_cluster_keeps_its_cas_across_restarts_and_refuses_a_new_name() {
     let prod = config("prod");
     let mut pins = Vec::new();
     for run in 0..2 {
-        let mut daemon = Daemon::start(
+        let mut daemon = start_daemon(
             &["-c", prod.to_str().unwrap()],
             &dir.path().join(format!("log{run}")),
         );
@@ -299,7 +299,7 @@ fn sample(daemon: &Daemon, name: &str) -> Option<f64> {
 #[test]
 fn metrics_follow_logins_connections_sessions_and_the_audit_log() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = support::Cluster::start(dir.path());
+    let cluster = support::start_dev_cluster(dir.path());
     let node = cluster.wait_for_dev_node();
     let daemon = &cluster.daemon;
     let uri = cluster.add_user("alice", "root");

@@ -12,24 +12,17 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-use support::{Daemon, jctl, jctl_ok, text, wait_until};
+use std::process::{Command, Output};
+use std::time::Duration;
+use support::{
+    Daemon, HostKey, KnownHosts, Sshd, bins, current_user, jctl, jctl_ok, openssh_to,
+    start_dev_daemon, text, wait_until,
+};
 
-/// A dev daemon whose auth API is up (the admin identity is written then).
+/// A dev daemon whose auth API is up, its data in `dir/NAME`.
 fn auth_daemon(dir: &Path, name: &str) -> (Daemon, PathBuf) {
     let data = dir.join(name);
-    let daemon = Daemon::start(
-        &["--dev", "--data-dir", data.to_str().unwrap()],
-        &dir.join(format!("{name}.log")),
-    );
-    let ready = wait_until(Duration::from_secs(30), || {
-        data.join("admin/auth_addr").exists()
-            && daemon
-                .readyz()
-                .is_some_and(|(status, body)| status == 200 && body.contains("auth"))
-    });
-    assert!(ready, "auth service not ready; log:\n{}", daemon.log_text());
+    let daemon = start_dev_daemon(&data, &dir.join(format!("{name}.log")));
     (daemon, data)
 }
 
@@ -44,115 +37,29 @@ fn jctl_err(data: &Path, args: &[&str], stdin: Option<&str>) -> String {
     text(&out.stderr)
 }
 
-fn current_user() -> String {
-    let out = Command::new("id").arg("-un").output().unwrap();
-    text(&out.stdout).trim().to_string()
-}
-
-fn sshd_binary() -> PathBuf {
-    ["/usr/sbin/sshd", "/usr/bin/sshd"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|path| path.exists())
-        .expect("sshd not found: install Debian's openssh-server (./test.sh does)")
-}
-
-/// A real sshd configured only with files jctl wrote, killed on drop.
-struct Sshd {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Sshd {
-    fn start(data: &Path, dir: &Path) -> Sshd {
-        std::fs::create_dir_all("/run/sshd").expect("create /run/sshd (run the tests as root)");
-        std::fs::create_dir_all(dir).unwrap();
-        let host_key = dir.join("host_key");
-        jctl_ok(
-            data,
-            &[
-                "auth",
-                "sign",
-                "--host",
-                "node1",
-                "--principals",
-                "127.0.0.1",
-                "--out",
-                host_key.to_str().unwrap(),
-            ],
-        );
-        let user_ca = jctl_ok(data, &["auth", "export", "--type", "user"]);
-        std::fs::write(dir.join("user_ca.pub"), user_ca).unwrap();
-        for _ in 0..5 {
-            let port = support::free_port();
-            let d = dir.display();
-            let config = format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\n\
-                 HostCertificate {d}/host_key-cert.pub\nTrustedUserCAKeys {d}/user_ca.pub\n\
-                 AuthorizedKeysFile none\nPasswordAuthentication no\n\
-                 KbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
-                 PermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\nPidFile none\n\
-                 LogLevel VERBOSE\n"
-            );
-            std::fs::write(dir.join("sshd_config"), config).unwrap();
-            let child = Command::new(sshd_binary())
-                .args(["-D", "-e", "-f"])
-                .arg(dir.join("sshd_config"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(dir.join("sshd.log")).unwrap())
-                .spawn()
-                .unwrap();
-            let mut sshd = Sshd {
-                child,
-                port,
-                dir: dir.to_path_buf(),
-            };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return sshd;
-                }
-                if matches!(sshd.child.try_wait(), Ok(Some(_))) || Instant::now() > deadline {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        panic!("sshd did not start");
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A real sshd configured only with files jctl wrote: host key and certificate from
+/// `jctl auth sign --host node1 --principals 127.0.0.1`, the exported user CA.
+fn start_sshd(data: &Path, dir: &Path) -> Sshd {
+    let host_key = HostKey::SignedByCluster {
+        host: "node1",
+        principals: Some("127.0.0.1"),
+    };
+    Sshd::start_for_cluster(bins(), data, dir, host_key, "LogLevel VERBOSE\n")
 }
 
 /// `ssh` with a key and certificate, trusting hosts by the cluster's host CA only.
 fn ssh(sshd: &Sshd, key: &Path, login: &str, known_hosts: &Path) -> Output {
-    Command::new("ssh")
-        .args(["-F", "/dev/null", "-T", "-i"])
-        .arg(key)
-        .arg("-o")
-        .arg(format!("CertificateFile={}-cert.pub", key.display()))
-        .args(["-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"])
-        .args(["-o", "StrictHostKeyChecking=yes"])
-        .args(["-o", "PreferredAuthentications=publickey"])
-        .arg("-o")
-        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
-        .args(["-o", "ConnectTimeout=10", "-p", &sshd.port.to_string()])
-        .arg(format!("{login}@127.0.0.1"))
-        .arg("echo jumpgate-ok")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    let cert = PathBuf::from(format!("{}-cert.pub", key.display()));
+    openssh_to(
+        sshd.port,
+        login,
+        key,
+        &cert,
+        KnownHosts::Strict(known_hosts),
+    )
+    .arg("echo jumpgate-ok")
+    .output()
+    .unwrap()
 }
 
 #[test]
@@ -172,7 +79,7 @@ fn openssh_accepts_jctl_certificates_for_allowed_logins_only() {
             &format!("{me},alice-ops"),
         ],
     );
-    let sshd = Sshd::start(&data, &dir.path().join("sshd"));
+    let sshd = start_sshd(&data, &dir.path().join("sshd"));
     let known_hosts = dir.path().join("known_hosts");
     std::fs::write(
         &known_hosts,
@@ -182,19 +89,7 @@ fn openssh_accepts_jctl_certificates_for_allowed_logins_only() {
     let keys = dir.path().join("keys");
     std::fs::create_dir_all(&keys).unwrap();
     let alice = keys.join("alice");
-    jctl_ok(
-        &data,
-        &[
-            "auth",
-            "sign",
-            "--user",
-            "alice",
-            "--ttl",
-            "1h",
-            "--out",
-            alice.to_str().unwrap(),
-        ],
-    );
+    sign_user(&data, "alice", &alice);
 
     // ssh-keygen shows what was intended.
     let shown = Command::new("ssh-keygen")
@@ -469,19 +364,7 @@ fn jctl_without_a_running_auth_service_says_what_to_do() {
 
 /// Signs a user certificate for a fresh key at `path` (`path-cert.pub` beside it).
 fn sign_user(data: &Path, user: &str, path: &Path) {
-    jctl_ok(
-        data,
-        &[
-            "auth",
-            "sign",
-            "--user",
-            user,
-            "--ttl",
-            "1h",
-            "--out",
-            path.to_str().unwrap(),
-        ],
-    );
+    bins().sign_user(data, user, "1h", path);
 }
 
 fn gets_in(sshd: &Sshd, key: &Path, login: &str, known_hosts: &Path) -> bool {
@@ -503,7 +386,7 @@ fn ca_rotation_keeps_old_certificates_working_for_the_grace_period_only() {
             "users", "add", "alice", "--roles", "access", "--logins", &me,
         ],
     );
-    let sshd = Sshd::start(&data, &dir.path().join("sshd"));
+    let sshd = start_sshd(&data, &dir.path().join("sshd"));
     let known_hosts = dir.path().join("known_hosts");
     let export_trust = || {
         std::fs::write(
@@ -609,7 +492,7 @@ fn ca_rotation_keeps_old_certificates_working_for_the_grace_period_only() {
     sign_user(&data, "alice", &newest);
     // sshd's host certificate is from a retired host CA now: re-sign it and restart.
     drop(sshd);
-    let sshd = Sshd::start(&data, &dir.path().join("sshd-resigned"));
+    let sshd = start_sshd(&data, &dir.path().join("sshd-resigned"));
     assert!(gets_in(&sshd, &newest, &me, &known_hosts), "{}", sshd.log());
     assert!(
         !gets_in(&sshd, &old_cert, &me, &known_hosts),

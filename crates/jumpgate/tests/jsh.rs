@@ -10,10 +10,13 @@
 mod support;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
-use support::{Cluster, Daemon, PASSWORD, jsh, jsh_ok, new_join_token, text, totp_now, wait_until};
+use support::{
+    HostKey, PASSWORD, Sshd, bins, current_user, jsh, jsh_ok, new_join_token, start_daemon,
+    start_dev_cluster, text, totp_now, wait_until,
+};
 
 /// Every file a login writes (see `jumpgate_client::profile`).
 const PROFILE_FILES: [&str; 8] = [
@@ -34,7 +37,7 @@ fn mode(path: &Path) -> u32 {
 #[test]
 fn jsh_logs_in_shows_the_profile_and_logs_out() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = Cluster::start(dir.path());
+    let cluster = start_dev_cluster(dir.path());
     let ca = cluster.ca();
     let uri = cluster.add_user("alice", "root,alice");
     let home = dir.path().join("alice-home");
@@ -245,7 +248,7 @@ fn jsh_logs_in_shows_the_profile_and_logs_out() {
 #[test]
 fn jsh_login_insecure_works_and_warns() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = Cluster::start(dir.path());
+    let cluster = start_dev_cluster(dir.path());
     let uri = cluster.add_user("bob", "bob");
     let home = dir.path().join("bob-home");
     let out = jsh_ok(
@@ -287,7 +290,7 @@ fn jsh_login_insecure_works_and_warns() {
 #[test]
 fn jsh_ls_lists_nodes_with_labels() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = Cluster::start(dir.path());
+    let cluster = start_dev_cluster(dir.path());
     let (token, pin) = new_join_token(&cluster.data, &["--type", "node", "--ttl", "1h"]);
     let agent_config = dir.path().join("web-1.yaml");
     std::fs::write(
@@ -299,7 +302,7 @@ fn jsh_ls_lists_nodes_with_labels() {
         ),
     )
     .unwrap();
-    let agent = Daemon::start(
+    let agent = start_daemon(
         &["-c", agent_config.to_str().unwrap()],
         &dir.path().join("agent.log"),
     );
@@ -363,94 +366,15 @@ fn jsh_ls_lists_nodes_with_labels() {
 
 /// A real OpenSSH sshd with a host key (and, if `principal` is given, a host
 /// certificate for it from `jctl auth sign --host`) that trusts the cluster's user CA.
-struct Sshd {
-    child: std::process::Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Sshd {
-    fn start(data: &Path, dir: &Path, principal: Option<&str>) -> Sshd {
-        std::fs::create_dir_all("/run/sshd").expect("create /run/sshd (run the tests as root)");
-        std::fs::create_dir_all(dir).unwrap();
-        let host_key = dir.join("host_key");
-        let host_cert = match principal {
-            Some(principal) => {
-                support::jctl_ok(
-                    data,
-                    &[
-                        "auth",
-                        "sign",
-                        "--host",
-                        principal,
-                        "--out",
-                        host_key.to_str().unwrap(),
-                    ],
-                );
-                format!("HostCertificate {}-cert.pub\n", host_key.display())
-            }
-            None => {
-                let out = Command::new("ssh-keygen")
-                    .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-                    .arg(&host_key)
-                    .output()
-                    .unwrap();
-                assert!(out.status.success(), "{}", text(&out.stderr));
-                String::new()
-            }
-        };
-        let user_ca = support::jctl_ok(data, &["auth", "export", "--type", "user"]);
-        std::fs::write(dir.join("user_ca.pub"), user_ca).unwrap();
-        for _ in 0..5 {
-            let port = support::free_port();
-            let d = dir.display();
-            let config = format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\n{host_cert}\
-                 TrustedUserCAKeys {d}/user_ca.pub\nAuthorizedKeysFile none\n\
-                 PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-                 PubkeyAuthentication yes\nPermitRootLogin prohibit-password\nUsePAM no\n\
-                 StrictModes no\nPidFile none\nLogLevel VERBOSE\n"
-            );
-            std::fs::write(dir.join("sshd_config"), config).unwrap();
-            let child = Command::new("/usr/sbin/sshd")
-                .args(["-D", "-e", "-f"])
-                .arg(dir.join("sshd_config"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(dir.join("sshd.log")).unwrap())
-                .spawn()
-                .expect("sshd (Debian's openssh-server; ./test.sh installs it)");
-            let mut sshd = Sshd {
-                child,
-                port,
-                dir: dir.to_path_buf(),
-            };
-            let up = wait_until(Duration::from_secs(10), || {
-                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-                    || matches!(sshd.child.try_wait(), Ok(Some(_)))
-            });
-            if up && matches!(sshd.child.try_wait(), Ok(None)) {
-                return sshd;
-            }
-        }
-        panic!("sshd did not start");
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn current_user() -> String {
-    let out = Command::new("id").arg("-un").output().unwrap();
-    text(&out.stdout).trim().to_string()
+fn start_sshd(data: &Path, dir: &Path, principal: Option<&str>) -> Sshd {
+    let host_key = match principal {
+        Some(host) => HostKey::SignedByCluster {
+            host,
+            principals: None,
+        },
+        None => HostKey::Unsigned,
+    };
+    Sshd::start_for_cluster(bins(), data, dir, host_key, "LogLevel VERBOSE\n")
 }
 
 /// jsh's SSH client (`jumpgate_client::ssh`) against a real OpenSSH server, without the
@@ -463,7 +387,7 @@ fn the_jsh_ssh_client_works_with_a_real_sshd() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let dir = tempfile::tempdir().unwrap();
-    let cluster = Cluster::start(dir.path());
+    let cluster = start_dev_cluster(dir.path());
     let me = current_user();
     let uri = cluster.add_user("dave", &me);
     let home = dir.path().join("dave-home");
@@ -484,8 +408,8 @@ fn the_jsh_ssh_client_works_with_a_real_sshd() {
         Some(&format!("{PASSWORD}\n")),
     );
     let profile = jumpgate_client::Home::new(&home).load().unwrap();
-    let sshd = Sshd::start(&cluster.data, &dir.path().join("sshd"), Some("node-1"));
-    let plain = Sshd::start(&cluster.data, &dir.path().join("plain"), None);
+    let sshd = start_sshd(&cluster.data, &dir.path().join("sshd"), Some("node-1"));
+    let plain = start_sshd(&cluster.data, &dir.path().join("plain"), None);
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {

@@ -16,12 +16,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
-use support::{Cluster, jsh, jsh_ok, output_within, text, wait_until};
+use support::{Cluster, jsh, jsh_ok, output_within, start_dev_cluster, text, wait_until};
 
 /// A dev cluster with its node heartbeating: (dir, cluster, node name).
 fn dev_cluster() -> (tempfile::TempDir, Cluster, String) {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = Cluster::start(dir.path());
+    let cluster = start_dev_cluster(dir.path());
     let node = cluster.wait_for_dev_node();
     (dir, cluster, node)
 }

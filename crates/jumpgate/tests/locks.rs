@@ -16,7 +16,7 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-use support::{Cluster, jctl, jctl_ok, jsh, jsh_until, text, wait_until};
+use support::{bins, jctl, jctl_ok, jsh, jsh_until, start_dev_cluster, text, totp_at, wait_until};
 
 /// How long any one wait may take.
 const WAIT: Duration = Duration::from_secs(20);
@@ -32,14 +32,13 @@ fn both(out: &Output) -> String {
 
 /// A background `jsh ssh` that runs for a minute unless it is ended.
 fn long_session(home: &Path, node: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_jsh"))
+    bins()
+        .jsh_command(home)
         .args([
             "ssh",
             &format!("root@{node}"),
             "echo started; sleep 60; echo finished",
         ])
-        .env("JUMPGATE_HOME", home)
-        .env_remove("SSH_AUTH_SOCK")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -62,14 +61,10 @@ fn lock(data: &Path, args: &[&str]) -> String {
 /// The next time step's code: the current one was spent by the first login (a replay
 /// would be refused before the lock is even looked at).
 fn next_totp(otpauth_uri: &str) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    totp_rs::Totp::from_url(otpauth_uri)
-        .unwrap()
-        .generate(now + 30)
-        .to_string()
+    totp_at(
+        otpauth_uri,
+        std::time::SystemTime::now() + Duration::from_secs(30),
+    )
 }
 
 fn dev_node_uuid(data: &Path) -> String {
@@ -89,7 +84,7 @@ fn dev_node_uuid(data: &Path) -> String {
 #[test]
 fn a_user_lock_ends_live_sessions_refuses_everything_and_lifts() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = Cluster::start(dir.path());
+    let cluster = start_dev_cluster(dir.path());
     let node = cluster.wait_for_dev_node();
     let otpauth = cluster.add_user("alice", "root");
     let home = dir.path().join("alice");
@@ -208,7 +203,7 @@ fn a_user_lock_ends_live_sessions_refuses_everything_and_lifts() {
 #[test]
 fn role_login_and_node_locks_refuse_what_they_name() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = Cluster::start(dir.path());
+    let cluster = start_dev_cluster(dir.path());
     let node = cluster.wait_for_dev_node();
     let uuid = dev_node_uuid(&cluster.data);
     let otpauth = cluster.add_user("bob", "root,nobody");
@@ -263,7 +258,7 @@ fn role_login_and_node_locks_refuse_what_they_name() {
 #[test]
 fn a_logged_in_session_outlives_the_login_grace_time() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = Cluster::start(dir.path());
+    let cluster = start_dev_cluster(dir.path());
     let node = cluster.wait_for_dev_node();
     let otpauth = cluster.add_user("carol", "root");
     let home = dir.path().join("carol");

@@ -16,23 +16,10 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use support::{Daemon, Haproxy, audit_events, free_port, jctl_ok, jctl_ok_stdin, text, wait_until};
-
-/// Waits until the daemon's auth and proxy are ready; returns the proxy's address.
-fn wait_ready(daemon: &Daemon, data: &Path) -> String {
-    let ready = wait_until(Duration::from_secs(30), || {
-        data.join("proxy_addr").exists()
-            && data.join("admin/auth_addr").exists()
-            && daemon.readyz().is_some_and(|(status, body)| {
-                status == 200 && body.contains("auth") && body.contains("proxy")
-            })
-    });
-    assert!(ready, "proxy not ready; log:\n{}", daemon.log_text());
-    std::fs::read_to_string(data.join("proxy_addr"))
-        .unwrap()
-        .trim()
-        .to_string()
-}
+use support::{
+    Cluster, Haproxy, audit_events, free_port, jctl_ok, jctl_ok_stdin, start_daemon,
+    start_dev_cluster, text, totp_now, wait_until,
+};
 
 /// An HTTPS request with curl: (HTTP status, JSON body). `extra` goes before the URL.
 fn curl(url: &str, body: Option<&Value>, extra: &[&str]) -> (u16, Value) {
@@ -59,13 +46,6 @@ fn curl(url: &str, body: Option<&Value>, extra: &[&str]) -> (u16, Value) {
 
 fn ca_file(data: &Path) -> String {
     data.join("admin/ca.pem").to_str().unwrap().to_string()
-}
-
-fn totp_now(otpauth_uri: &str) -> String {
-    totp_rs::Totp::from_url(otpauth_uri)
-        .unwrap()
-        .generate_current()
-        .to_string()
 }
 
 fn ssh_public_key(dir: &Path, name: &str) -> String {
@@ -98,18 +78,18 @@ fn the_proxy_serves_the_web_api_and_passes_the_auth_api_through() {
     let (_, hard) = rlimit::Resource::NOFILE.get().unwrap();
     rlimit::Resource::NOFILE.set(1024.min(hard), hard).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let daemon = Daemon::start(
-        &["--dev", "--data-dir", data.to_str().unwrap()],
-        &dir.path().join("daemon.log"),
-    );
-    let proxy = wait_ready(&daemon, &data);
+    let Cluster {
+        daemon,
+        data,
+        proxy,
+        ..
+    } = start_dev_cluster(dir.path());
     let base = format!("https://{proxy}");
     let ca = ca_file(&data);
 
     // A socket per tunnel and connection: the daemon raised its open-files limit from
     // the soft limit it was started with to the hard one.
-    let limits = std::fs::read_to_string(format!("/proc/{}/limits", daemon.child.id())).unwrap();
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", daemon.process.id())).unwrap();
     let open_files: Vec<&str> = limits
         .lines()
         .find(|line| line.starts_with("Max open files"))
@@ -419,11 +399,11 @@ fn behind_haproxy_the_audited_address_is_the_clients_and_keypairs_reload() {
         ),
     )
     .unwrap();
-    let daemon = Daemon::start(
+    let daemon = start_daemon(
         &["-c", config.to_str().unwrap()],
         &dir.path().join("daemon.log"),
     );
-    let proxy = wait_ready(&daemon, &data);
+    let proxy = daemon.wait_for_proxy(&data);
     let (v1, v2) = (free_port(), free_port());
     let _haproxy = start_haproxy(dir.path(), &proxy, v1, v2);
 

@@ -11,49 +11,21 @@
 
 mod support;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use std::io::Read;
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{Daemon, text, wait_until};
+use support::{Cluster, start_daemon, start_dev_cluster, text, tls_client_trusting};
 
 /// The proxy's handshake deadline (`RouterSettings::handshake_timeout`'s default).
 const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
 
-fn wait_ready(daemon: &Daemon, data: &Path) -> String {
-    let ready = wait_until(Duration::from_secs(30), || {
-        data.join("proxy_addr").exists()
-            && daemon.readyz().is_some_and(|(status, body)| {
-                status == 200 && body.contains("auth") && body.contains("proxy")
-            })
-    });
-    assert!(ready, "proxy not ready; log:\n{}", daemon.log_text());
-    std::fs::read_to_string(data.join("proxy_addr"))
-        .unwrap()
-        .trim()
-        .to_string()
-}
-
 /// A TLS client config trusting the cluster's CA, offering `alpn`.
 fn client_config(data: &Path, alpn: &[u8]) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(data.join("admin/ca.pem")).unwrap();
-    for cert in CertificateDer::pem_slice_iter(&pem) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    config.alpn_protocols = vec![alpn.to_vec()];
-    Arc::new(config)
+    tls_client_trusting(&std::fs::read(data.join("admin/ca.pem")).unwrap(), alpn)
 }
 
 /// Completes a TLS handshake with the proxy and then says nothing.
@@ -94,12 +66,12 @@ fn ping(base: &str, data: &Path) -> (String, Duration) {
 #[test]
 fn silent_clients_past_tls_on_the_web_route_are_closed_at_the_handshake_deadline() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let daemon = Daemon::start(
-        &["--dev", "--data-dir", data.to_str().unwrap()],
-        &dir.path().join("daemon.log"),
-    );
-    let proxy = wait_ready(&daemon, &data);
+    let Cluster {
+        daemon: _daemon,
+        data,
+        proxy,
+        ..
+    } = start_dev_cluster(dir.path());
     let base = format!("https://{proxy}");
 
     // Half speak HTTP/1.1, half HTTP/2 (hyper's auto builder waits for the preface).
@@ -198,7 +170,7 @@ fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<Duration> {
 #[test]
 fn a_flood_of_silent_and_half_open_connections_from_one_address_starves_nobody() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = support::Cluster::start(dir.path());
+    let cluster = support::start_dev_cluster(dir.path());
     let node = cluster.wait_for_dev_node();
     let otpauth = cluster.add_user("alice", "root");
     let home = dir.path().join("alice");
@@ -284,16 +256,11 @@ fn a_proxy_header_is_taken_only_from_the_trusted_load_balancers() {
     )
     .unwrap();
     let addr = format!("127.0.0.1:{port}");
-    let daemon = Daemon::start(
+    let daemon = start_daemon(
         &["-c", config.to_str().unwrap(), "--proxy-addr", &addr],
         &dir.path().join("daemon.log"),
     );
-    let ready = wait_until(Duration::from_secs(30), || {
-        daemon
-            .readyz()
-            .is_some_and(|(status, body)| status == 200 && body.contains("proxy"))
-    });
-    assert!(ready, "not ready:\n{}", daemon.log_text());
+    daemon.wait_ready(&["proxy"], &[]);
     let ping_from = |source: &str| {
         let out = Command::new("curl")
             .args(["-sS", "-k", "--max-time", "5", "--haproxy-protocol"])
@@ -341,16 +308,11 @@ fn the_per_source_limit_is_the_configured_one() {
     )
     .unwrap();
     let addr = format!("127.0.0.1:{port}");
-    let daemon = Daemon::start(
+    let daemon = start_daemon(
         &["-c", config.to_str().unwrap(), "--proxy-addr", &addr],
         &dir.path().join("daemon.log"),
     );
-    let ready = wait_until(Duration::from_secs(30), || {
-        daemon
-            .readyz()
-            .is_some_and(|(status, body)| status == 200 && body.contains("proxy"))
-    });
-    assert!(ready, "not ready:\n{}", daemon.log_text());
+    daemon.wait_ready(&["proxy"], &[]);
     let mut held: Vec<TcpStream> = (0..8).map(|_| connect_from("127.0.0.5", &addr)).collect();
     std::thread::sleep(Duration::from_millis(500));
     let mut open = 0;

@@ -18,31 +18,11 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-use support::{Daemon, free_port, new_join_token, text, wait_until};
+use support::{Daemon, free_port, new_join_token, start_daemon, text, wait_until};
 
-/// A cluster (auth + proxy) on `proxy_port`, and its data directory.
+/// A cluster (auth + proxy) on `proxy_port`, its data in `dir/cluster-data`.
 fn start_cluster(dir: &Path, proxy_port: u16) -> Daemon {
-    let config = dir.join("cluster.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: v3\njumpgate:\n  data_dir: {}\nauth_service:\n  cluster_name: edge\nproxy_service:\n  web_listen_addr: 127.0.0.1:{proxy_port}\n",
-            dir.join("cluster-data").display()
-        ),
-    )
-    .unwrap();
-    let proxy_addr = format!("127.0.0.1:{proxy_port}");
-    let daemon = Daemon::start(
-        &["-c", config.to_str().unwrap(), "--proxy-addr", &proxy_addr],
-        &dir.join("cluster.log"),
-    );
-    let ready = wait_until(Duration::from_secs(30), || {
-        daemon.readyz().is_some_and(|(status, body)| {
-            status == 200 && body.contains("auth") && body.contains("proxy")
-        })
-    });
-    assert!(ready, "cluster not ready:\n{}", daemon.log_text());
-    daemon
+    support::start_cluster(dir, &dir.join("cluster-data"), proxy_port, "cluster.log")
 }
 
 /// An agent serving SSH directly on a free port with `extra` in its `jumpgate:` section;
@@ -62,7 +42,7 @@ fn start_node(dir: &Path, name: &str, proxy_port: u16, extra: &str) -> (Daemon, 
         ),
     )
     .unwrap();
-    let node = Daemon::start(
+    let node = start_daemon(
         &["-c", config.to_str().unwrap()],
         &dir.join(format!("{name}.log")),
     );

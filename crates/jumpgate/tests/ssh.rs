@@ -18,20 +18,17 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-use support::{Cluster, jctl_ok, jsh, jsh_ok, jsh_until, output_within, text, wait_until};
+use support::{
+    Cluster, bins, dev_node_name, jctl_ok, jsh, jsh_ok, jsh_until, output_within,
+    start_dev_cluster, text, wait_until,
+};
 
 /// How long any one wait for a process, a screen or an event may take.
 const WAIT: Duration = Duration::from_secs(20);
 
-/// This machine's host name: the dev node's name.
-fn hostname() -> String {
-    let out = Command::new("hostname").output().unwrap();
-    text(&out.stdout).trim().to_string()
-}
-
 /// The dev node as `jsh ls` shows it (waiting for its first heartbeat): (hostname, UUID).
 fn wait_for_node(home: &Path) -> (String, String) {
-    let wanted = hostname();
+    let wanted = dev_node_name();
     let mut last = String::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
@@ -134,11 +131,11 @@ fn round_trip(port: u16, payload: &[u8]) -> std::io::Result<Vec<u8>> {
 fn start_forwarding(home: &Path, node: &str, target: u16) -> (Child, u16) {
     for _ in 0..3 {
         let port = support::free_port();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_jsh"))
+        let mut child = bins()
+            .jsh_command(home)
             .args(["ssh", "-L", &format!("127.0.0.1:{port}:127.0.0.1:{target}")])
             .arg(format!("root@{node}"))
             .arg("sleep 10")
-            .env("JUMPGATE_HOME", home)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -328,7 +325,7 @@ fn create_role(cluster: &Cluster, dir: &Path, name: &str, yaml: &str) {
 #[test]
 fn jsh_ssh_runs_commands_shells_and_forwards_ports() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = Cluster::start(dir.path());
+    let cluster = start_dev_cluster(dir.path());
     let uri = cluster.add_user("alice", "root");
     let home = dir.path().join("alice-home");
     cluster.login(&home, "alice", &uri);
@@ -479,7 +476,7 @@ fn jsh_ssh_runs_commands_shells_and_forwards_ports() {
 #[test]
 fn openssh_reaches_the_node_through_jsh_proxy_ssh() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = Cluster::start(dir.path());
+    let cluster = start_dev_cluster(dir.path());
     let uri = cluster.add_user("alice", "root");
     let home = dir.path().join("alice-home");
     cluster.login(&home, "alice", &uri);
@@ -574,7 +571,7 @@ fn openssh_reaches_the_node_through_jsh_proxy_ssh() {
 #[test]
 fn ssh_refusals_are_clear_and_audited() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = Cluster::start(dir.path());
+    let cluster = start_dev_cluster(dir.path());
     let uri = cluster.add_user("alice", "root");
     let alice = dir.path().join("alice-home");
     cluster.login(&alice, "alice", &uri);
@@ -669,7 +666,7 @@ fn ssh_refusals_are_clear_and_audited() {
     // A certificate from another cluster's user CA, through this cluster's proxy.
     let other_dir = dir.path().join("other");
     std::fs::create_dir_all(&other_dir).unwrap();
-    let other = Cluster::start(&other_dir);
+    let other = start_dev_cluster(&other_dir);
     other.add_user("alice", "root");
     let foreign = dir.path().join("foreign");
     jctl_ok(
@@ -732,7 +729,7 @@ fn ssh_refusals_are_clear_and_audited() {
 #[test]
 fn a_recording_survives_a_crash_mid_session() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = Cluster::start(dir.path());
+    let mut cluster = start_dev_cluster(dir.path());
     let uri = cluster.add_user("alice", "root");
     let home = dir.path().join("alice-home");
     cluster.login(&home, "alice", &uri);
@@ -768,11 +765,11 @@ fn a_recording_survives_a_crash_mid_session() {
         .to_str()
         .unwrap()
         .to_string();
-    cluster.daemon.child.kill().unwrap();
-    cluster.daemon.child.wait().unwrap();
+    cluster.daemon.process.child.kill().unwrap();
+    cluster.daemon.process.child.wait().unwrap();
     drop(tmux);
 
-    let restarted = Cluster::start(dir.path());
+    let restarted = start_dev_cluster(dir.path());
     let stored = restarted.data.join("log/sessions");
     let completed = wait_until(WAIT, || {
         stored.join(format!("{sid}.complete")).exists()
@@ -798,7 +795,7 @@ fn a_recording_survives_a_crash_mid_session() {
 #[test]
 fn roles_end_idle_sessions_and_sessions_of_expired_certificates() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = Cluster::start(dir.path());
+    let cluster = start_dev_cluster(dir.path());
     let role = |name: &str, option: &str| {
         create_role(
             &cluster,

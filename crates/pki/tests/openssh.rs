@@ -10,131 +10,46 @@
 )]
 
 use jumpgate_pki::{CaKind, HostCertParams, Permissions, SshCa, UserCertParams};
+use jumpgate_test_support::{
+    KnownHosts, Sshd, SshdConfig, current_user, openssh_to, write_private,
+};
 use ssh_key::{Algorithm, LineEnding, PrivateKey, PublicKey};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::process::{Command, Output};
+use std::time::{Duration, SystemTime};
 
-fn write_private(path: &Path, contents: &str) {
-    std::fs::write(path, contents).unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
-}
-
-fn current_user() -> String {
-    let out = Command::new("id").arg("-un").output().unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-fn sshd_binary() -> PathBuf {
-    for candidate in ["/usr/sbin/sshd", "/usr/bin/sshd"] {
-        if Path::new(candidate).exists() {
-            return PathBuf::from(candidate);
-        }
-    }
-    panic!("sshd not found: install Debian's openssh-server (./test.sh does)");
-}
-
-/// A real sshd on a free loopback port, killed on drop.
-struct Sshd {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Sshd {
-    /// Starts sshd, retrying on a fresh port if a parallel test took the one we picked.
-    fn start(user_ca: &SshCa, host_ca: &SshCa) -> Sshd {
-        let mut last = String::new();
-        for _ in 0..5 {
-            match Sshd::try_start(user_ca, host_ca) {
-                Ok(sshd) => return sshd,
-                Err(log) => last = log,
-            }
-        }
-        panic!("sshd did not start; last log:\n{last}");
-    }
-
-    fn try_start(user_ca: &SshCa, host_ca: &SshCa) -> Result<Sshd, String> {
-        // Privilege separation needs this directory (root only; CI runs as root).
-        std::fs::create_dir_all("/run/sshd").expect("create /run/sshd (run the tests as root)");
-        let dir = tempfile::tempdir().unwrap();
-        let host_key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).unwrap();
-        let host_key_path = dir.path().join("host_key");
-        write_private(
-            &host_key_path,
-            &host_key.to_openssh(LineEnding::LF).unwrap(),
-        );
-        let host_cert = host_ca
-            .sign_host(
-                &HostCertParams {
-                    public_key: host_key.public_key().clone(),
-                    host_id: "node-uuid".to_string(),
-                    principals: vec!["127.0.0.1".to_string(), "node1".to_string()],
-                    ttl: Duration::from_secs(3600),
-                },
-                SystemTime::now(),
-            )
-            .unwrap();
-        std::fs::write(
-            dir.path().join("host_key-cert.pub"),
-            host_cert.to_openssh().unwrap(),
+/// A real sshd (files in `dir`) that trusts `user_ca` and presents a host certificate
+/// from `host_ca` for `127.0.0.1` and `node1`.
+fn start_sshd(dir: &Path, user_ca: &SshCa, host_ca: &SshCa) -> Sshd {
+    std::fs::create_dir_all(dir).unwrap();
+    let host_key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).unwrap();
+    let host_key_path = dir.join("host_key");
+    write_private(
+        &host_key_path,
+        &host_key.to_openssh(LineEnding::LF).unwrap(),
+    );
+    let host_cert = host_ca
+        .sign_host(
+            &HostCertParams {
+                public_key: host_key.public_key().clone(),
+                host_id: "node-uuid".to_string(),
+                principals: vec!["127.0.0.1".to_string(), "node1".to_string()],
+                ttl: Duration::from_secs(3600),
+            },
+            SystemTime::now(),
         )
         .unwrap();
-        std::fs::write(
-            dir.path().join("user_ca.pub"),
-            user_ca.export_openssh().unwrap(),
-        )
-        .unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let d = dir.path().display();
-        let config = format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\n\
-             HostCertificate {d}/host_key-cert.pub\nTrustedUserCAKeys {d}/user_ca.pub\n\
-             AuthorizedKeysFile none\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-             PubkeyAuthentication yes\nPermitRootLogin prohibit-password\nUsePAM no\n\
-             StrictModes no\nPidFile none\nLogLevel VERBOSE\n"
-        );
-        std::fs::write(dir.path().join("sshd_config"), config).unwrap();
-        let child = Command::new(sshd_binary())
-            .arg("-D")
-            .arg("-e")
-            .arg("-f")
-            .arg(dir.path().join("sshd_config"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("sshd.log")).unwrap())
-            .spawn()
-            .unwrap();
-        let mut sshd = Sshd { child, port, dir };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            let exited = matches!(sshd.child.try_wait(), Ok(Some(_)));
-            if exited || Instant::now() > deadline {
-                return Err(sshd.log());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(sshd)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    let host_cert_path = dir.join("host_key-cert.pub");
+    std::fs::write(&host_cert_path, host_cert.to_openssh().unwrap()).unwrap();
+    let user_ca_path = dir.join("user_ca.pub");
+    std::fs::write(&user_ca_path, user_ca.export_openssh().unwrap()).unwrap();
+    let config = SshdConfig {
+        host_key: host_key_path,
+        host_cert: Some(host_cert_path),
+        trusted_user_ca_keys: user_ca_path,
+        extra: "LogLevel VERBOSE\n".to_string(),
+    };
+    Sshd::start(dir, "sshd", &config)
 }
 
 /// A user's key and certificate on disk, as `jsh` will keep them.
@@ -163,27 +78,16 @@ fn identity(
 }
 
 fn ssh(sshd: &Sshd, id: &Identity, login: &str, known_hosts: &Path) -> Output {
-    Command::new("ssh")
-        .args(["-F", "/dev/null", "-T"])
-        .arg("-i")
-        .arg(&id.key)
-        .arg("-o")
-        .arg(format!("CertificateFile={}", id.cert.display()))
-        .args(["-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"])
-        .args([
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            "PreferredAuthentications=publickey",
-        ])
-        .arg("-o")
-        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
-        .args(["-o", "ConnectTimeout=10", "-p", &sshd.port.to_string()])
-        .arg(format!("{login}@127.0.0.1"))
-        .arg("echo jumpgate-ok")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    openssh_to(
+        sshd.port,
+        login,
+        &id.key,
+        &id.cert,
+        KnownHosts::Strict(known_hosts),
+    )
+    .arg("echo jumpgate-ok")
+    .output()
+    .unwrap()
 }
 
 fn user_params(public_key: &PublicKey, logins: &[&str]) -> UserCertParams {
@@ -207,8 +111,8 @@ fn user_params(public_key: &PublicKey, logins: &[&str]) -> UserCertParams {
 fn openssh_accepts_exactly_what_jumpgate_allows() {
     let user_ca = SshCa::generate(CaKind::User, "prod").unwrap();
     let host_ca = SshCa::generate(CaKind::Host, "prod").unwrap();
-    let sshd = Sshd::start(&user_ca, &host_ca);
     let dir = tempfile::tempdir().unwrap();
+    let sshd = start_sshd(&dir.path().join("sshd"), &user_ca, &host_ca);
     let known_hosts = dir.path().join("known_hosts");
     std::fs::write(&known_hosts, host_ca.export_openssh().unwrap()).unwrap();
     let login = current_user();

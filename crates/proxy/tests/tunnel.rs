@@ -12,39 +12,24 @@
 use jumpgate_api::TlsCredentials;
 use jumpgate_api::tunnel::{ALPN_REVERSE_TUNNEL, PROXY_SERVER_NAME, TARGET_PING};
 use jumpgate_node::{HostIdentity, NodeState};
-use jumpgate_pki::{IdentityKind, TlsCa, TlsCertParams, TlsIdentity, generate_tls_key};
+use jumpgate_pki::{IdentityKind, TlsCa, TlsIdentity};
 use jumpgate_proxy::{DialError, Tunnels};
+use jumpgate_test_support::issue_tls;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-fn issue(ca: &TlsCa, kind: IdentityKind, name: &str, dns: &[&str]) -> (String, String) {
-    let (key, public) = generate_tls_key().unwrap();
-    let cert = ca
-        .issue(
-            &TlsCertParams {
-                identity: TlsIdentity {
-                    cluster: "edge".to_string(),
-                    kind,
-                    name: name.to_string(),
-                    roles: vec![],
-                },
-                public_key_pem: public,
-                dns_names: dns.iter().map(|d| d.to_string()).collect(),
-                ip_addresses: vec![],
-                ttl: Duration::from_secs(3600),
-            },
-            SystemTime::now(),
-        )
-        .unwrap();
-    (cert, key)
-}
-
 /// A proxy end that takes tunnels on a loopback port, trusting `ca`.
 async fn proxy_end(ca: &TlsCa) -> (String, Arc<Tunnels>) {
-    let (cert, key) = issue(ca, IdentityKind::Proxy, "proxy-1", &[PROXY_SERVER_NAME]);
+    let (cert, key) = issue_tls(
+        ca,
+        "edge",
+        IdentityKind::Proxy,
+        "proxy-1",
+        &[PROXY_SERVER_NAME],
+    );
     let tls = TlsCredentials::from_pem(&cert, &key, ca.cert_pem())
         .unwrap()
         .server_config_requiring_clients(&[ALPN_REVERSE_TUNNEL])
@@ -76,7 +61,7 @@ async fn proxy_end(ca: &TlsCa) -> (String, Arc<Tunnels>) {
 }
 
 fn agent_identity(ca: &TlsCa, trusted: &TlsCa, name: &str) -> HostIdentity {
-    let (cert, key) = issue(ca, IdentityKind::Node, name, &[]);
+    let (cert, key) = issue_tls(ca, "edge", IdentityKind::Node, name, &[]);
     HostIdentity {
         cluster: "edge".to_string(),
         host_uuid: name.to_string(),

@@ -1,10 +1,10 @@
-//! Real peers for tests: an etcd server started on free loopback ports.
+//! A real etcd server started on free loopback ports, for the etcd backend's tests and
+//! the HA setups built on it.
 //!
 //! Tests use Debian's `etcd-server` package (installed by `./test.sh`); `JUMPGATE_ETCD_BIN`
 //! overrides the binary. Nothing here is a mock.
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-use std::net::TcpListener;
+use crate::wait::free_port;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -18,14 +18,6 @@ pub struct EtcdServer {
     dir: tempfile::TempDir,
     client_port: u16,
     peer_port: u16,
-}
-
-/// A port that was free a moment ago (bind to port 0, read it, release it).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("no free loopback port")
 }
 
 fn etcd_binary() -> PathBuf {

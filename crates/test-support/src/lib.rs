@@ -1,0 +1,38 @@
+//! What Jumpgate's tests and benchmarks share to run real processes and real peers
+//! (STYLE.md, "Tests": end-to-end tests start real processes, not mocks).
+//!
+//! One implementation of each helper, used by the crates' `tests/` and by `bench/`:
+//! - [`free_port`], [`wait_until`] / [`wait_for`] / [`eventually`], [`http_get`];
+//! - [`Process`]: a child with its output in a log file, stopped when dropped;
+//! - [`Bins`]: the `jumpgate`, `jctl` and `jsh` binaries and the ways to run them. A
+//!   library cannot name cargo's test binaries (`env!("CARGO_BIN_EXE_jctl")` is only set
+//!   when an integration test is compiled), so the caller builds a `Bins`: tests from
+//!   `env!`, the benchmarks from `target/release` ([`Bins::release`]);
+//! - [`Daemon`] (`jumpgate start`) and [`Cluster`] (a dev cluster with users and logins);
+//! - real peers: [`Sshd`] (OpenSSH), [`Haproxy`], [`EtcdServer`];
+//! - certificates and codes: [`issue_tls`], `jctl auth sign` ([`Bins::sign_user`]),
+//!   [`tls_client_trusting`], [`totp_now`].
+//!
+//! Everything here fails by panicking with the reason, as a test does.
+#![forbid(unsafe_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod bins;
+mod certs;
+mod cluster;
+mod daemon;
+mod etcd;
+mod haproxy;
+mod process;
+mod sshd;
+mod wait;
+
+pub use bins::Bins;
+pub use certs::{issue_tls, tls_client_trusting, totp_at, totp_now, write_private};
+pub use cluster::{Cluster, PASSWORD, dev_node_name};
+pub use daemon::Daemon;
+pub use etcd::EtcdServer;
+pub use haproxy::{Haproxy, start_haproxy};
+pub use process::{Process, output_within, run, run_ok, text};
+pub use sshd::{HostKey, KnownHosts, Sshd, SshdConfig, current_user, openssh_to};
+pub use wait::{eventually, free_port, http_get, wait_for, wait_until};
