@@ -564,7 +564,8 @@ pub struct SshServiceConfig {
     pub commands: Vec<CommandLabel>,
 }
 
-/// A label whose value is a command's output.
+/// A label whose value is a command's output (trimmed), re-run every `period`: the agent
+/// runs these (`jumpgate_node::heartbeat`) and reports them in its presence record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandLabel {
     /// The label key.
