@@ -3,6 +3,7 @@
 //! without re-validating them. `docs/config.md` documents each field for operators.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -490,6 +491,51 @@ pub enum TunnelStrategy {
         /// How many distinct proxies each agent keeps a tunnel to; at least 1.
         agent_connection_count: u32,
     },
+}
+
+impl TunnelStrategy {
+    /// The `type:` of [`TunnelStrategy::AgentMesh`].
+    pub const AGENT_MESH: &'static str = "agent_mesh";
+    /// The `type:` of [`TunnelStrategy::ProxyPeering`].
+    pub const PROXY_PEERING: &'static str = "proxy_peering";
+
+    /// The name, as in the config's `type:` and on the wire (the auth API's status, the
+    /// proxies' discovery message to agents).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::AgentMesh => Self::AGENT_MESH,
+            Self::ProxyPeering { .. } => Self::PROXY_PEERING,
+        }
+    }
+
+    /// `agent_connection_count` as the wire carries it: 0 with agent_mesh.
+    pub fn agent_connection_count(&self) -> u32 {
+        match self {
+            Self::AgentMesh => 0,
+            Self::ProxyPeering {
+                agent_connection_count,
+            } => *agent_connection_count,
+        }
+    }
+
+    /// The strategy from its wire form ([`TunnelStrategy::as_str`] and
+    /// [`TunnelStrategy::agent_connection_count`]). A name this version does not know
+    /// reads as agent_mesh: a tunnel to every proxy reaches every agent, whatever a newer
+    /// cluster does, only with more connections. A proxy_peering count of 0 reads as 1.
+    pub fn from_wire(name: &str, agent_connection_count: u32) -> TunnelStrategy {
+        match name {
+            Self::PROXY_PEERING => Self::ProxyPeering {
+                agent_connection_count: agent_connection_count.max(1),
+            },
+            _ => Self::AgentMesh,
+        }
+    }
+}
+
+impl fmt::Display for TunnelStrategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Default of `proxy_service.max_unauthenticated_per_source`.
