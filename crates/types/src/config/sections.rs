@@ -175,7 +175,8 @@ impl Default for GlobalConfig {
     }
 }
 
-/// `jumpgate.join_params`.
+/// `jumpgate.join_params`: how this host proves itself when it joins. One input of a join;
+/// the whole request is `jumpgate_node::join::JoinParams`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JoinParams {
     /// How the host proves itself.
@@ -417,7 +418,8 @@ pub enum AuthType {
 keyword_enum!(AuthType, "authentication type", { Local => ["local"] },
     unsupported: ["github", "oidc", "saml"]);
 
-/// Second-factor policy for local users.
+/// Second-factor policy for local users, as the config may say it (Teleport's keywords).
+/// Auth enforces it reduced to what Jumpgate implements (`jumpgate_auth::SecondFactor`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SecondFactor {
     /// Passwords only.
