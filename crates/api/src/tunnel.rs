@@ -14,6 +14,7 @@
 
 use bytes::Bytes;
 use h2::{RecvStream, SendStream};
+use jumpgate_types::config::TunnelStrategy;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -38,30 +39,53 @@ pub const MAX_DISCOVERY_LEN: usize = 256 * 1024;
 pub const MAX_TUNNELS: usize = 64;
 
 /// What a proxy tells its agents.
+///
+/// The strategy travels in its wire form (a name and a count, as in the auth API's
+/// status), so agents and proxies of different versions understand each other; code reads
+/// it typed, with [`Discovery::strategy`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Discovery {
     /// Identity names (host UUIDs) of the live proxies.
     pub proxies: Vec<String>,
-    /// `agent_mesh` or `proxy_peering`.
+    /// [`TunnelStrategy::as_str`]: `agent_mesh` or `proxy_peering`.
     pub tunnel_strategy: String,
-    /// With `proxy_peering`: tunnels to keep to distinct proxies.
+    /// [`TunnelStrategy::agent_connection_count`]: with `proxy_peering`, tunnels to keep
+    /// to distinct proxies.
     pub agent_connection_count: u32,
 }
 
 impl Discovery {
+    /// The message for `proxies` and the cluster's `strategy`.
+    pub fn new(proxies: Vec<String>, strategy: TunnelStrategy) -> Discovery {
+        Discovery {
+            proxies,
+            tunnel_strategy: strategy.as_str().to_string(),
+            agent_connection_count: strategy.agent_connection_count(),
+        }
+    }
+
+    /// The cluster's tunnel strategy (agent_mesh when the message names none, or one
+    /// this version does not know).
+    pub fn strategy(&self) -> TunnelStrategy {
+        TunnelStrategy::from_wire(&self.tunnel_strategy, self.agent_connection_count)
+    }
+
     /// How many tunnels to distinct proxies an agent should hold: one to every proxy
     /// (agent_mesh), or `agent_connection_count` of them (proxy_peering); at least one,
     /// never more than there are proxies (nor [`MAX_TUNNELS`]).
     pub fn desired_tunnels(&self) -> usize {
         let proxies = self.proxies.len().clamp(1, MAX_TUNNELS);
-        match self.tunnel_strategy.as_str() {
-            "proxy_peering" => usize::try_from(self.agent_connection_count)
+        match self.strategy() {
+            TunnelStrategy::ProxyPeering {
+                agent_connection_count,
+            } => usize::try_from(agent_connection_count)
                 .unwrap_or(1)
                 .clamp(1, proxies),
-            _ => proxies,
+            TunnelStrategy::AgentMesh => proxies,
         }
     }
 }
+
 /// Both ends send an HTTP/2 PING this often and drop the tunnel when no answer comes
 /// within [`HEARTBEAT_TIMEOUT`]: a dead tunnel is noticed within seconds.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(3);
@@ -203,5 +227,29 @@ mod tests {
             discovery(10_000, "agent_mesh", 0).desired_tunnels(),
             MAX_TUNNELS
         );
+    }
+
+    #[test]
+    fn the_strategy_is_sent_in_its_wire_form_and_read_typed() {
+        let peering = TunnelStrategy::ProxyPeering {
+            agent_connection_count: 2,
+        };
+        let sent = Discovery::new(vec!["p1".to_string()], peering);
+        let json = serde_json::to_value(&sent).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "proxies": ["p1"],
+                "tunnel_strategy": "proxy_peering",
+                "agent_connection_count": 2,
+            })
+        );
+        let received: Discovery = serde_json::from_value(json).unwrap();
+        assert_eq!(received.strategy(), peering);
+        assert_eq!(
+            Discovery::new(Vec::new(), TunnelStrategy::AgentMesh),
+            discovery(0, "agent_mesh", 0)
+        );
+        assert_eq!(Discovery::default().strategy(), TunnelStrategy::AgentMesh);
     }
 }

@@ -16,6 +16,7 @@ use crate::AuthError;
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 use jumpgate_audit::{AuditEvent, AuditLog, EventType, Timestamp};
 use jumpgate_backend::{Backend, BackendError, Key, NewItem};
+use jumpgate_types::config::SecondFactor as ConfiguredSecondFactor;
 use serde::{Deserialize, Serialize};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -29,11 +30,41 @@ pub const MIN_PASSWORD_LEN: usize = 12;
 /// Longest password accepted: argon2id's cost must not be the caller's to choose.
 pub const MAX_PASSWORD_LEN: usize = 1024;
 
-/// Whether logins need a second factor (`auth_service.authentication.second_factor`).
+/// What auth enforces at login: a TOTP code or nothing besides the password.
+///
+/// Not the config's [`jumpgate_types::config::SecondFactor`], which is what an admin may
+/// write in `auth_service.authentication.second_factor` (Teleport's five keywords): this
+/// is that choice reduced to what Jumpgate implements ([`From`] does the reduction).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SecondFactor {
+    /// The password alone.
     Off,
+    /// The password and a TOTP code.
     Otp,
+}
+
+impl SecondFactor {
+    /// As the auth API's status says it: `off` or `otp`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Otp => "otp",
+        }
+    }
+}
+
+impl From<ConfiguredSecondFactor> for SecondFactor {
+    fn from(configured: ConfiguredSecondFactor) -> SecondFactor {
+        match configured {
+            ConfiguredSecondFactor::Off => SecondFactor::Off,
+            // `on` and `optional` mean TOTP as long as TOTP is the only second factor;
+            // WebAuthn is refused by config validation until it exists.
+            ConfiguredSecondFactor::Otp
+            | ConfiguredSecondFactor::On
+            | ConfiguredSecondFactor::Optional
+            | ConfiguredSecondFactor::Webauthn => SecondFactor::Otp,
+        }
+    }
 }
 
 /// Why a login was refused. Deliberately vague towards the client.
@@ -586,6 +617,8 @@ fn hash_password(password: &str) -> Result<String, AuthError> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn the_totp_code_of_a_secret_checks_at_its_time_only() {
         let secret = totp_rs::Secret::generate();
@@ -597,5 +630,27 @@ mod tests {
         let code = totp.generate(1_800_000_000).to_string();
         assert!(totp.check(&code, 1_800_000_000).is_some());
         assert!(totp.check(&code, 1_800_000_000 + 3600).is_none());
+    }
+
+    #[test]
+    fn the_configured_second_factor_is_enforced_as_otp_unless_off() {
+        assert_eq!(
+            SecondFactor::from(ConfiguredSecondFactor::Off),
+            SecondFactor::Off
+        );
+        for configured in [
+            ConfiguredSecondFactor::Otp,
+            ConfiguredSecondFactor::On,
+            ConfiguredSecondFactor::Optional,
+            ConfiguredSecondFactor::Webauthn,
+        ] {
+            assert_eq!(
+                SecondFactor::from(configured),
+                SecondFactor::Otp,
+                "{configured}"
+            );
+        }
+        assert_eq!(SecondFactor::Otp.as_str(), "otp");
+        assert_eq!(SecondFactor::Off.as_str(), "off");
     }
 }

@@ -33,7 +33,7 @@ pub use admin::{AdminClient, AdminError};
 pub use dial::{NodeStream, dial_node};
 pub use error::ClientError;
 pub use login::{LoginParams, Password, login};
-pub use nodes::{LabelSelector, NodeInfo, list_nodes};
+pub use nodes::{LabelFilter, NodeInfo, list_nodes};
 pub use profile::{Home, Profile, ProfileMeta};
 pub use ssh::{
     ForwardSpec, PtyRequest, SessionEnd, SessionIo, SessionRequest, SshConnection, connect,

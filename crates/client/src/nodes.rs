@@ -5,12 +5,13 @@
 use crate::error::ClientError;
 use crate::profile::Profile;
 use jumpgate_api::proto::GetResourcesRequest;
+use jumpgate_types::NodePresence;
 use serde::Serialize;
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-/// One node, as `jsh ls` shows it.
+/// One node, as `jsh ls` shows it (and prints it with `--format json`): the parts of its
+/// [`NodePresence`] a user sees, named by its host name, or its UUID when it has none.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NodeInfo {
     pub hostname: String,
@@ -24,61 +25,17 @@ pub struct NodeInfo {
 }
 
 impl NodeInfo {
-    /// From a `kind: node` JSON document.
+    /// From a `kind: node` JSON document (a [`NodePresence`]).
     pub fn from_document(document: &str) -> Result<NodeInfo, ClientError> {
-        let bad = |reason: String| ClientError::BadResponse {
-            what: "node record",
-            reason,
-        };
-        let value: Value = serde_json::from_str(document).map_err(|err| bad(err.to_string()))?;
-        let text = |pointer: &str| {
-            value
-                .pointer(pointer)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string()
-        };
-        let uuid = text("/metadata/name");
-        if uuid.is_empty() {
-            return Err(bad("no metadata.name".to_string()));
-        }
-        let labels = value
-            .pointer("/metadata/labels")
-            .and_then(Value::as_object)
-            .map(|labels| {
-                labels
-                    .iter()
-                    .map(|(key, value)| {
-                        let value = value
-                            .as_str()
-                            .map_or_else(|| value.to_string(), str::to_string);
-                        (key.clone(), value)
-                    })
-                    .collect()
+        NodePresence::from_json("node record", document)
+            .map(NodeInfo::from)
+            .map_err(|err| ClientError::BadResponse {
+                what: "node record",
+                reason: match err.field_path() {
+                    Some(path) => format!("{path}: {}", err.reason()),
+                    None => err.reason().to_string(),
+                },
             })
-            .unwrap_or_default();
-        let tunnels = value
-            .pointer("/spec/tunnels")
-            .and_then(Value::as_array)
-            .map(|tunnels| {
-                tunnels
-                    .iter()
-                    .filter_map(|tunnel| tunnel.get("proxy").and_then(Value::as_str))
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut hostname = text("/spec/hostname");
-        if hostname.is_empty() {
-            hostname.clone_from(&uuid);
-        }
-        Ok(NodeInfo {
-            hostname,
-            uuid,
-            labels,
-            tunnels,
-            version: text("/spec/version"),
-        })
     }
 
     /// `key=value,key=value`, sorted by key.
@@ -91,28 +48,53 @@ impl NodeInfo {
     }
 }
 
-/// A `KEY=VALUE` label selector.
+impl From<NodePresence> for NodeInfo {
+    fn from(node: NodePresence) -> NodeInfo {
+        let hostname = if node.hostname.is_empty() {
+            node.uuid.clone()
+        } else {
+            node.hostname
+        };
+        NodeInfo {
+            hostname,
+            tunnels: node
+                .tunnels
+                .into_iter()
+                .map(|tunnel| tunnel.proxy)
+                .collect(),
+            uuid: node.uuid,
+            labels: node.labels,
+            version: node.version,
+        }
+    }
+}
+
+/// A `KEY=VALUE` filter from `jsh`'s command line (`jsh ls env=prod`, `jsh ssh
+/// root@env=prod`): a node passes when its label `KEY` is exactly `VALUE`. It only narrows
+/// what the user sees or where a command runs; it decides no access. Unlike a role's
+/// [`jumpgate_types::LabelSelector`] (`node_labels`: several values, wildcards and
+/// regexes, which RBAC evaluates), it matches one value literally.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LabelSelector {
+pub struct LabelFilter {
     pub key: String,
     pub value: String,
 }
 
-impl LabelSelector {
+impl LabelFilter {
     /// `KEY=VALUE`; `None` if `text` has no `=` (it is then a node name).
-    pub fn parse(text: &str) -> Option<LabelSelector> {
+    pub fn parse(text: &str) -> Option<LabelFilter> {
         let (key, value) = text.split_once('=')?;
-        Some(LabelSelector {
+        Some(LabelFilter {
             key: key.trim().to_string(),
             value: value.trim().to_string(),
         })
     }
 
     /// Parses every argument; the error names the first that is not `KEY=VALUE`.
-    pub fn parse_all(args: &[String]) -> Result<Vec<LabelSelector>, ClientError> {
+    pub fn parse_all(args: &[String]) -> Result<Vec<LabelFilter>, ClientError> {
         args.iter()
             .map(|arg| {
-                LabelSelector::parse(arg)
+                LabelFilter::parse(arg)
                     .filter(|selector| !selector.key.is_empty())
                     .ok_or_else(|| ClientError::InvalidArgument {
                         what: "label selector",
@@ -128,14 +110,14 @@ impl LabelSelector {
     }
 }
 
-/// The nodes matching every selector (all nodes for none).
+/// The nodes passing every filter (all nodes for none).
 pub fn select<'a>(
     nodes: &'a [NodeInfo],
-    selectors: &[LabelSelector],
+    filters: &[LabelFilter],
 ) -> impl Iterator<Item = &'a NodeInfo> {
     nodes
         .iter()
-        .filter(move |node| selectors.iter().all(|selector| selector.matches(node)))
+        .filter(move |node| filters.iter().all(|filter| filter.matches(node)))
 }
 
 /// The nodes the user may see, sorted by host name.
@@ -211,20 +193,34 @@ mod tests {
     }
 
     #[test]
+    fn a_node_without_a_host_name_goes_by_its_uuid() {
+        let node = NodeInfo::from_document(r#"{"kind":"node","metadata":{"name":"9f"}}"#).unwrap();
+        assert_eq!((node.hostname.as_str(), node.uuid.as_str()), ("9f", "9f"));
+        assert!(node.labels.is_empty() && node.tunnels.is_empty() && node.version.is_empty());
+        let err = NodeInfo::from_document(r#"{"kind":"node","metadata":{"name":""}}"#)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "the proxy sent an unusable node record: metadata.name: is required: the node's host UUID"
+        );
+    }
+
+    #[test]
     fn selectors_filter_nodes() {
         let web = NodeInfo::from_document(DOC).unwrap();
         let mut db = web.clone();
         db.hostname = "db-1".to_string();
         db.labels.insert("role".to_string(), "db".to_string());
         let nodes = vec![web, db];
-        let selectors = LabelSelector::parse_all(&["role=db".to_string()]).unwrap();
+        let selectors = LabelFilter::parse_all(&["role=db".to_string()]).unwrap();
         let picked: Vec<_> = select(&nodes, &selectors)
             .map(|n| n.hostname.as_str())
             .collect();
         assert_eq!(picked, vec!["db-1"]);
         assert_eq!(select(&nodes, &[]).count(), 2);
-        assert!(LabelSelector::parse_all(&["web-1".to_string()]).is_err());
-        assert!(LabelSelector::parse_all(&["=x".to_string()]).is_err());
+        assert!(LabelFilter::parse_all(&["web-1".to_string()]).is_err());
+        assert!(LabelFilter::parse_all(&["=x".to_string()]).is_err());
         let table = nodes_table(&nodes);
         assert!(table.starts_with("Node"), "{table}");
         assert!(table.contains("db-1   5b0c  env=prod,role=db"), "{table}");

@@ -5,7 +5,7 @@
 use crate::diag::Readiness;
 use anyhow::anyhow;
 use jumpgate_node::join::JoinParams;
-use jumpgate_node::{AgentConfig, AgentError, CommandLabel, HostIdentity};
+use jumpgate_node::{AgentConfig, AgentError, HostIdentity};
 use jumpgate_types::Config;
 use std::path::Path;
 use std::time::Duration;
@@ -59,16 +59,7 @@ fn agent_settings(config: &Config, host_uuid: &str, server: String, tunnel: bool
         host_uuid: host_uuid.to_string(),
         host_name,
         labels: config.ssh_service.labels.clone(),
-        commands: config
-            .ssh_service
-            .commands
-            .iter()
-            .map(|label| CommandLabel {
-                name: label.name.clone(),
-                command: label.command.clone(),
-                period: label.period,
-            })
-            .collect(),
+        commands: config.ssh_service.commands.clone(),
         ssh_algorithms: global.ssh_algorithms.clone(),
         listen_addr: config
             .ssh_service

@@ -10,7 +10,6 @@ use jumpgate_auth::service::{AuthServer, AuthServerConfig};
 use jumpgate_auth::{ClusterAuthorities, SecondFactor, StateCache};
 use jumpgate_backend::{Backend, BackendError, Key, NewItem};
 use jumpgate_pki::IdentityKind;
-use jumpgate_types::config::SecondFactor as ConfiguredSecondFactor;
 use jumpgate_types::{Config, Role};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -61,12 +60,7 @@ async fn seed_builtin_roles(backend: &dyn Backend) -> Result<()> {
 }
 
 fn second_factor(config: &Config) -> SecondFactor {
-    match config.auth_service.authentication.second_factor {
-        ConfiguredSecondFactor::Off => SecondFactor::Off,
-        // `on` and `optional` mean TOTP as long as TOTP is the only second factor;
-        // WebAuthn is refused by config validation until it exists.
-        _ => SecondFactor::Otp,
-    }
+    config.auth_service.authentication.second_factor.into()
 }
 
 /// The auth server's TLS config under the current CAs: it trusts every CA still in its

@@ -7,7 +7,7 @@ use crate::jsh_cli::{
 };
 use anyhow::{Context, Result, anyhow, bail};
 use jumpgate_api::ssh_route::RELAY_BUFFER;
-use jumpgate_client::nodes::{self, LabelSelector};
+use jumpgate_client::nodes::{self, LabelFilter};
 use jumpgate_client::openssh::{openssh_config, strip_cluster_suffix};
 use jumpgate_client::recordings;
 use jumpgate_client::scp::{self, CopyOptions, CopyPlan};
@@ -253,7 +253,7 @@ fn logout() -> Result<()> {
 
 async fn ls(args: LsArgs) -> Result<()> {
     let profile = valid_profile()?;
-    let selectors = LabelSelector::parse_all(&args.labels)?;
+    let selectors = LabelFilter::parse_all(&args.labels)?;
     let all = jumpgate_client::list_nodes(&profile).await?;
     let nodes: Vec<_> = nodes::select(&all, &selectors).collect();
     match args.format {
@@ -417,7 +417,7 @@ async fn ssh_many(
     if !args.forward.is_empty() || args.forward_agent || args.tty {
         bail!("-L, -A and -t work with one node only");
     }
-    let selectors = LabelSelector::parse_all(
+    let selectors = LabelFilter::parse_all(
         &selector_text
             .split(',')
             .map(str::to_string)

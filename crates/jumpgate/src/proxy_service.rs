@@ -27,7 +27,8 @@ use jumpgate_proxy::{
     KeypairFiles, PublicCerts, Router, RouterSettings, SshRouting, TunnelEndpoint, Tunnels,
     WEB_ALPN, WebApi, ssh, watch_keypairs,
 };
-use jumpgate_types::Config;
+use jumpgate_types::config::TunnelStrategy;
+use jumpgate_types::{Config, ProxyPresence};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -279,22 +280,17 @@ async fn discovery(auth: &mut AuthClient, host_uuid: &str) -> Result<Discovery, 
         .documents;
     let mut proxies: Vec<String> = documents
         .iter()
-        .filter_map(|doc| serde_json::from_str::<serde_json::Value>(doc).ok())
-        .filter_map(|doc| {
-            doc.pointer("/metadata/name")
-                .and_then(serde_json::Value::as_str)
-                .map(str::to_string)
-        })
+        .filter_map(|doc| ProxyPresence::from_json("auth:proxy", doc).ok())
+        .map(|proxy| proxy.uuid)
         .collect();
     if !proxies.iter().any(|name| name == host_uuid) {
         proxies.push(host_uuid.to_string());
     }
     proxies.sort();
-    Ok(Discovery {
+    Ok(Discovery::new(
         proxies,
-        tunnel_strategy: status.tunnel_strategy,
-        agent_connection_count: status.agent_connection_count,
-    })
+        TunnelStrategy::from_wire(&status.tunnel_strategy, status.agent_connection_count),
+    ))
 }
 
 fn presence_document(config: &Config, host_uuid: &str, bound: SocketAddr) -> String {
@@ -307,23 +303,19 @@ fn presence_document(config: &Config, host_uuid: &str, bound: SocketAddr) -> Str
         .iter()
         .map(ToString::to_string)
         .collect();
-    serde_json::json!({
-        "kind": "proxy",
-        "version": "v2",
-        "metadata": { "name": host_uuid },
-        "spec": {
-            "hostname": hostname,
-            "addr": bound.to_string(),
-            "public_addr": public_addr,
-            "peer_addr": config
-                .proxy_service
-                .peer_public_addr
-                .as_ref()
-                .map(ToString::to_string),
-            "version": env!("CARGO_PKG_VERSION"),
-        },
-    })
-    .to_string()
+    ProxyPresence {
+        uuid: host_uuid.to_string(),
+        hostname,
+        addr: bound.to_string(),
+        public_addr,
+        peer_addr: config
+            .proxy_service
+            .peer_public_addr
+            .as_ref()
+            .map(ToString::to_string),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    }
+    .to_json()
 }
 
 /// Sets the proxy up (listener, identity, certificates; errors here are fatal to the
@@ -423,10 +415,10 @@ pub async fn start(params: ProxyServiceParams) -> Result<tokio::task::JoinHandle
     let forward_signer = Arc::new(std::sync::RwLock::new(material.forward_signer.clone()));
     let tunnels = Arc::new(Tunnels::default());
     let (refusals_tx, mut refusals_rx) = tokio::sync::mpsc::channel(256);
-    tunnels.set_discovery(Discovery {
-        proxies: vec![host_uuid.clone()],
-        ..Discovery::default()
-    });
+    tunnels.set_discovery(Discovery::new(
+        vec![host_uuid.clone()],
+        TunnelStrategy::AgentMesh,
+    ));
     let router = Router::new(
         RouterSettings {
             proxy_protocol: settings.proxy_protocol,

@@ -6,6 +6,8 @@
 use crate::AgentError;
 use crate::identity::HostIdentity;
 use jumpgate_api::{AuthClient, TlsCredentials, proto};
+use jumpgate_types::config::CommandLabel;
+use jumpgate_types::{NodePresence, NodeTunnel};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -15,14 +17,6 @@ pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 const HEARTBEAT_TTL: Duration = Duration::from_secs(15);
 /// Longest a label command may run.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A label whose value is a command's output (trimmed), re-run every `period`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CommandLabel {
-    pub name: String,
-    pub command: Vec<String>,
-    pub period: Duration,
-}
 
 /// What the heartbeat reports, shared with the tunnel and label tasks.
 #[derive(Debug, Default)]
@@ -47,7 +41,7 @@ pub(crate) fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// The record as JSON.
+/// The record, as JSON.
 pub fn document(
     identity: &HostIdentity,
     host_name: &str,
@@ -56,22 +50,21 @@ pub fn document(
 ) -> String {
     let mut all_labels = labels.clone();
     all_labels.extend(state.command_labels.clone());
-    let tunnels: Vec<serde_json::Value> = state
-        .tunnels
-        .iter()
-        .map(|(proxy, since)| serde_json::json!({ "proxy": proxy, "since_unix": since }))
-        .collect();
-    serde_json::json!({
-        "kind": "node",
-        "version": "v2",
-        "metadata": { "name": identity.host_uuid, "labels": all_labels },
-        "spec": {
-            "hostname": host_name,
-            "tunnels": tunnels,
-            "version": env!("CARGO_PKG_VERSION"),
-        },
-    })
-    .to_string()
+    NodePresence {
+        uuid: identity.host_uuid.clone(),
+        labels: all_labels,
+        hostname: host_name.to_string(),
+        tunnels: state
+            .tunnels
+            .iter()
+            .map(|(proxy, since)| NodeTunnel {
+                proxy: proxy.clone(),
+                since_unix: *since,
+            })
+            .collect(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    }
+    .to_json()
 }
 
 /// A client of the auth API with the node's identity, through `server` (the proxy
@@ -184,5 +177,56 @@ pub async fn run_command_label(
             () = &mut stop => return,
             () = tokio::time::sleep(label.period) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_record_carries_static_and_command_labels_and_the_tunnels() {
+        let identity = HostIdentity {
+            cluster: "c".to_string(),
+            host_uuid: "5b0c".to_string(),
+            tls_cert_pem: String::new(),
+            tls_key_pem: String::new(),
+            tls_ca_pem: String::new(),
+            ssh_host_key: String::new(),
+            ssh_host_cert: String::new(),
+            user_ca_keys: String::new(),
+            host_ca_known_hosts: String::new(),
+        };
+        let labels = BTreeMap::from([
+            ("env".to_string(), "prod".to_string()),
+            ("arch".to_string(), "static".to_string()),
+        ]);
+        let state = NodeState {
+            // A command label wins over a static one of the same name.
+            command_labels: BTreeMap::from([("arch".to_string(), "x86_64".to_string())]),
+            tunnels: BTreeMap::from([("p1".to_string(), 7)]),
+        };
+        let record =
+            NodePresence::from_json("test", &document(&identity, "web-1", &labels, &state))
+                .unwrap();
+        assert_eq!(record.uuid, "5b0c");
+        assert_eq!(record.hostname, "web-1");
+        assert_eq!(
+            record.labels,
+            BTreeMap::from([
+                ("arch".to_string(), "x86_64".to_string()),
+                ("env".to_string(), "prod".to_string()),
+            ])
+        );
+        assert_eq!(
+            record.tunnels,
+            [NodeTunnel {
+                proxy: "p1".to_string(),
+                since_unix: 7
+            }]
+        );
+        assert_eq!(record.version, env!("CARGO_PKG_VERSION"));
     }
 }

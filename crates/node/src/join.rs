@@ -11,7 +11,9 @@ use crate::identity::{HostIdentity, HostKeys};
 use jumpgate_api::proto;
 use jumpgate_pki::TlsCa;
 
-/// What a join needs.
+/// Everything one [`join`] call needs: where to dial, the token, the pins, and the
+/// identity asked for. Not the config's `jumpgate.join_params`
+/// ([`jumpgate_types::config::JoinParams`]: the join method and token), one of its inputs.
 #[derive(Clone)]
 pub struct JoinParams<'a> {
     /// The proxy's public address or an auth server's, `host:port`.

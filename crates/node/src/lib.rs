@@ -16,8 +16,10 @@ pub mod renew;
 pub mod ssh;
 pub mod tunnel;
 
-pub use heartbeat::{CommandLabel, NodeState, SharedState};
+pub use heartbeat::{NodeState, SharedState};
 pub use identity::HostIdentity;
+/// The config's command labels, as the agent runs them.
+pub use jumpgate_types::config::CommandLabel;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

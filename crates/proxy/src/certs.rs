@@ -22,9 +22,12 @@ use std::time::{Duration, SystemTime};
 use tracing::{error, info};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
-/// Why a keypair cannot be used; the message names the file.
+/// Why the proxy's public keypair files cannot be used; the message names the file.
+///
+/// Not [`jumpgate_pki::CertError`], which says why an SSH certificate fails
+/// verification.
 #[derive(Debug, thiserror::Error)]
-pub enum CertError {
+pub enum KeypairError {
     #[error("cannot read {path}: {source}")]
     Read {
         path: PathBuf,
@@ -70,8 +73,8 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
-fn invalid(path: &Path, reason: impl fmt::Display) -> CertError {
-    CertError::Invalid {
+fn invalid(path: &Path, reason: impl fmt::Display) -> KeypairError {
+    KeypairError::Invalid {
         path: path.to_path_buf(),
         reason: reason.to_string(),
     }
@@ -83,7 +86,7 @@ fn certified_key(
     key_pem: &str,
     cert_path: &Path,
     key_path: &Path,
-) -> Result<LoadedCert, CertError> {
+) -> Result<LoadedCert, KeypairError> {
     let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|err| invalid(cert_path, format!("not PEM certificates: {err}")))?;
@@ -132,7 +135,7 @@ fn name_matches(pattern: &str, host: &str) -> bool {
 
 impl PublicCerts {
     /// From PEM texts already in memory (a certificate issued by the cluster's CA).
-    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Arc<PublicCerts>, CertError> {
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Arc<PublicCerts>, KeypairError> {
         let memory = Path::new("(issued certificate)");
         let loaded = certified_key(cert_pem, key_pem, memory, memory)?;
         Ok(Arc::new(PublicCerts {
@@ -142,14 +145,14 @@ impl PublicCerts {
 
     /// Reads every keypair; any error is fatal at start (a proxy must not come up with a
     /// certificate other than the one configured).
-    pub fn load(pairs: &[KeypairFiles]) -> Result<Arc<PublicCerts>, CertError> {
+    pub fn load(pairs: &[KeypairFiles]) -> Result<Arc<PublicCerts>, KeypairError> {
         Ok(Arc::new(PublicCerts {
             current: RwLock::new(Arc::new(read_all(pairs)?)),
         }))
     }
 
     /// Replaces the certificates with one issued in memory (after a CA rotation).
-    pub fn replace_pem(&self, cert_pem: &str, key_pem: &str) -> Result<(), CertError> {
+    pub fn replace_pem(&self, cert_pem: &str, key_pem: &str) -> Result<(), KeypairError> {
         let memory = Path::new("(issued certificate)");
         let loaded = certified_key(cert_pem, key_pem, memory, memory)?;
         self.set(vec![loaded]);
@@ -198,14 +201,14 @@ impl ResolvesServerCert for PublicCerts {
     }
 }
 
-fn read_file(path: &Path) -> Result<String, CertError> {
-    std::fs::read_to_string(path).map_err(|source| CertError::Read {
+fn read_file(path: &Path) -> Result<String, KeypairError> {
+    std::fs::read_to_string(path).map_err(|source| KeypairError::Read {
         path: path.to_path_buf(),
         source,
     })
 }
 
-fn read_all(pairs: &[KeypairFiles]) -> Result<Vec<LoadedCert>, CertError> {
+fn read_all(pairs: &[KeypairFiles]) -> Result<Vec<LoadedCert>, KeypairError> {
     pairs
         .iter()
         .map(|pair| {

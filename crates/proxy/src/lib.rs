@@ -26,7 +26,7 @@ pub mod ssh;
 pub mod tunnel;
 pub mod web;
 
-pub use certs::{CertError, KeypairFiles, PublicCerts, watch_keypairs};
+pub use certs::{KeypairError, KeypairFiles, PublicCerts, watch_keypairs};
 pub use router::{Refusal, Route, Router, RouterSettings, TunnelEndpoint, route};
 pub use ssh::SshRouting;
 pub use tunnel::{DialError, TunnelInfo, Tunnels};

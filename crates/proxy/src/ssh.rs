@@ -14,9 +14,9 @@ use jumpgate_api::ssh_route::{
     DialErrorCode, DialRequest, DialResponse, RELAY_BUFFER, TARGET_SSH, read_line, to_line,
 };
 use jumpgate_pki::TlsIdentity;
-use jumpgate_types::{AccessChecker, Lock, LockSubject, Role, UserView, find_lock, held_roles};
-use serde::Deserialize;
-use std::collections::BTreeMap;
+use jumpgate_types::{
+    AccessChecker, Lock, LockSubject, NodePresence, Role, UserView, find_lock, held_roles,
+};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -26,42 +26,9 @@ use tracing::{debug, info};
 /// How long a client may take to send its request after the TLS handshake.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A node as its presence record describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeEntry {
-    pub uuid: String,
-    pub hostname: String,
-    pub labels: BTreeMap<String, String>,
-}
-
-#[derive(Deserialize)]
-struct Document<S> {
-    metadata: Metadata,
-    #[serde(default = "Option::default")]
-    spec: Option<S>,
-}
-
-#[derive(Deserialize)]
-struct Metadata {
-    name: String,
-    #[serde(default)]
-    labels: BTreeMap<String, String>,
-}
-
-#[derive(Deserialize, Default)]
-struct NodeSpec {
-    #[serde(default)]
-    hostname: String,
-}
-
-/// Parses a `node` presence document.
-pub fn parse_node(document: &str) -> Result<NodeEntry, String> {
-    let doc: Document<NodeSpec> = serde_json::from_str(document).map_err(|e| e.to_string())?;
-    Ok(NodeEntry {
-        uuid: doc.metadata.name,
-        hostname: doc.spec.unwrap_or_default().hostname,
-        labels: doc.metadata.labels,
-    })
+/// Parses a `node` presence record.
+pub fn parse_node(document: &str) -> Result<NodePresence, String> {
+    NodePresence::from_json("auth:node", document).map_err(|e| e.to_string())
 }
 
 /// Parses a `user` document (as the auth API lists them, without secrets).
@@ -104,7 +71,7 @@ impl LiveSsh {
 /// What the proxy knows to route SSH connections.
 #[derive(Debug, Clone)]
 pub struct SshRouting {
-    pub nodes: Arc<Mirror<NodeEntry>>,
+    pub nodes: Arc<Mirror<NodePresence>>,
     pub roles: Arc<Mirror<Role>>,
     pub users: Arc<Mirror<UserView>>,
     pub locks: Arc<Mirror<Lock>>,
@@ -147,12 +114,12 @@ fn no_such_node(wanted: &str) -> String {
 
 impl SshRouting {
     /// The node a user means: by UUID, else by host name (which must be unique).
-    pub fn find_node(&self, wanted: &str) -> Result<NodeEntry, SshRefusal> {
+    pub fn find_node(&self, wanted: &str) -> Result<NodePresence, SshRefusal> {
         let nodes = self.nodes.current();
         if let Some(node) = nodes.iter().find(|node| node.uuid == wanted) {
             return Ok(node.clone());
         }
-        let named: Vec<&NodeEntry> = nodes.iter().filter(|n| n.hostname == wanted).collect();
+        let named: Vec<&NodePresence> = nodes.iter().filter(|n| n.hostname == wanted).collect();
         match named.as_slice() {
             [node] => Ok((*node).clone()),
             [] => Err(SshRefusal::new(
@@ -234,7 +201,7 @@ impl SshRouting {
     pub fn check_access(
         &self,
         identity: &TlsIdentity,
-        node: &NodeEntry,
+        node: &NodePresence,
         login: &str,
     ) -> Result<(), SshRefusal> {
         let denied = |reason: String| SshRefusal::new(DialErrorCode::AccessDenied, reason);
@@ -359,7 +326,7 @@ impl SshRouting {
         &self,
         identity: &TlsIdentity,
         request: &DialRequest,
-    ) -> Result<NodeEntry, SshRefusal> {
+    ) -> Result<NodePresence, SshRefusal> {
         let node = self.find_node(&request.node)?;
         self.check_access(identity, &node, &request.login)?;
         Ok(node)
@@ -383,11 +350,13 @@ mod tests {
     use jumpgate_api::ssh_route::DialErrorCode;
     use jumpgate_pki::IdentityKind;
 
-    fn node(uuid: &str, hostname: &str, env: &str) -> NodeEntry {
-        NodeEntry {
+    fn node(uuid: &str, hostname: &str, env: &str) -> NodePresence {
+        NodePresence {
             uuid: uuid.to_string(),
             hostname: hostname.to_string(),
             labels: [("env".to_string(), env.to_string())].into(),
+            tunnels: Vec::new(),
+            version: String::new(),
         }
     }
 

@@ -41,11 +41,16 @@
 //! # Ok::<(), jumpgate_types::ResourceError>(())
 //! ```
 //!
+//! Hosts' presence records (the heartbeats of nodes and proxies) are typed here too
+//! ([`NodePresence`], [`ProxyPresence`]): one type per record, which its writer serialises and
+//! every reader parses.
+//!
 //! `docs/config.md` and `docs/roles.md` are the references for the file formats.
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod lock;
+pub mod presence;
 pub mod rbac;
 pub mod resource;
 pub mod role;
@@ -53,6 +58,7 @@ pub mod user;
 
 pub use config::{Config, ConfigError, sample_config};
 pub use lock::{Lock, LockSpec, LockSubject, LockTarget, find_lock};
+pub use presence::{NodePresence, NodeTunnel, ProxyPresence};
 pub use rbac::{AccessChecker, AccessDenied, SessionOptions};
 pub use resource::{
     Metadata, Resource, ResourceError, ResourceName, ResourceSpec, ResourceVersion, peek_kind,

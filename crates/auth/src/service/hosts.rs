@@ -15,8 +15,8 @@ use jumpgate_api::tunnel::PROXY_SERVER_NAME;
 use jumpgate_audit::{AuditEvent, EventType};
 use jumpgate_backend::{BackendError, Key, KeyRange, NewItem};
 use jumpgate_pki::IdentityKind;
+use jumpgate_types::ProxyPresence;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -153,16 +153,13 @@ impl AuthServer {
             .map_err(backend_error)?;
         let mut hosts = Vec::new();
         for item in items {
-            let Ok(document) = serde_json::from_slice::<Value>(&item.value) else {
+            let Some(proxy) = std::str::from_utf8(&item.value)
+                .ok()
+                .and_then(|text| ProxyPresence::from_json("auth:proxy", text).ok())
+            else {
                 continue;
             };
-            let addrs = document
-                .pointer("/spec/public_addr")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str);
-            for addr in addrs {
+            for addr in proxy.public_addr.iter().map(String::as_str) {
                 let host = match addr.rsplit_once(':') {
                     Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
                     _ => addr,

@@ -455,22 +455,9 @@ impl AuthService for AuthServer {
                 .collect(),
             ca_pins: authorities.tls.trusted_pins(),
             caller: caller.describe(),
-            second_factor: match self.inner.second_factor {
-                SecondFactor::Otp => "otp",
-                SecondFactor::Off => "off",
-            }
-            .to_string(),
-            tunnel_strategy: match self.inner.tunnel_strategy {
-                TunnelStrategy::AgentMesh => "agent_mesh",
-                TunnelStrategy::ProxyPeering { .. } => "proxy_peering",
-            }
-            .to_string(),
-            agent_connection_count: match self.inner.tunnel_strategy {
-                TunnelStrategy::AgentMesh => 0,
-                TunnelStrategy::ProxyPeering {
-                    agent_connection_count,
-                } => agent_connection_count,
-            },
+            second_factor: self.inner.second_factor.as_str().to_string(),
+            tunnel_strategy: self.inner.tunnel_strategy.as_str().to_string(),
+            agent_connection_count: self.inner.tunnel_strategy.agent_connection_count(),
             authorities: authorities
                 .rotations
                 .iter()

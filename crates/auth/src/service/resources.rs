@@ -17,7 +17,7 @@ use jumpgate_backend::{BackendError, Key, KeyRange, NewItem};
 use jumpgate_pki::IdentityKind;
 use jumpgate_types::resource::ResourceVersion;
 use jumpgate_types::role::{is_valid_login, kinds, verbs};
-use jumpgate_types::{Resource, ResourceSpec, Role, peek_kind};
+use jumpgate_types::{NodePresence, Resource, ResourceSpec, Role, peek_kind};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -103,11 +103,11 @@ fn check_name(kind: &str, name: &str) -> Result<(), ServiceError> {
     }
 }
 
-/// The `metadata.labels` of a JSON resource document (none when it has none).
-fn labels_of(document: &str) -> BTreeMap<String, String> {
-    serde_json::from_str::<Value>(document)
-        .ok()
-        .and_then(|value| serde_json::from_value(value.pointer("/metadata/labels")?.clone()).ok())
+/// The labels of a node's presence record, read as the proxy reads them (none when it
+/// is no node record).
+fn node_labels(document: &str) -> BTreeMap<String, String> {
+    NodePresence::from_json("auth:node", document)
+        .map(|node| node.labels)
         .unwrap_or_default()
 }
 
@@ -152,7 +152,7 @@ impl AuthServer {
         };
         if let Some(checker) = node_filter {
             documents
-                .retain(|(_, document)| !checker.allowed_logins(&labels_of(document)).is_empty());
+                .retain(|(_, document)| !checker.allowed_logins(&node_labels(document)).is_empty());
         }
         if !name.is_empty() {
             documents.retain(|(doc_name, _)| doc_name == name);

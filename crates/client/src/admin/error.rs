@@ -43,9 +43,9 @@ pub enum AdminError {
     /// A resource document from the auth service is not JSON.
     #[error("the auth service sent malformed JSON")]
     MalformedResource(#[source] serde_json::Error),
-    /// A node record (from a host's heartbeat) is not JSON.
-    #[error("a node record from the auth service is not JSON")]
-    MalformedNode(#[source] serde_json::Error),
+    /// A node record (from a host's heartbeat) is not one: no name, or another kind.
+    #[error("the auth service sent a malformed node record")]
+    MalformedNode(#[source] ResourceError),
     /// An audit event from the auth service is not JSON.
     #[error("malformed event from the auth service")]
     MalformedEvent(#[source] serde_json::Error),

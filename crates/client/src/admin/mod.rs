@@ -26,7 +26,8 @@ use crate::profile::Profile;
 use jumpgate_api::{AuthClient, ClientConfig, proto};
 use jumpgate_pki::SshKeyPair;
 use jumpgate_types::{
-    Lock, LockSpec, LockTarget, Metadata, Resource, ResourceError, ResourceName, ResourceSpec,
+    Lock, LockSpec, LockTarget, Metadata, NodePresence, Resource, ResourceError, ResourceName,
+    ResourceSpec,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -151,8 +152,10 @@ impl AdminClient {
         let documents = self.documents("node", None).await?;
         documents
             .iter()
-            .map(|text| Document::parse(text).map_err(AdminError::MalformedNode))
-            .map(|document| document.map(NodeRecord::from_document))
+            .map(|text| {
+                let document = Document::parse(text).map_err(AdminError::MalformedResource)?;
+                NodeRecord::from_document(document)
+            })
             .collect()
     }
 
@@ -670,9 +673,11 @@ impl UserRecord {
     }
 }
 
-/// A node, from the `kind: node` document of its last heartbeat.
+/// A node, as `jctl nodes ls` shows it: the parts of the [`NodePresence`] of its last
+/// heartbeat a table shows, and the document as it came.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeRecord {
+    /// Empty when the record names none.
     pub hostname: String,
     /// Its UUID (the document's name).
     pub uuid: String,
@@ -685,38 +690,23 @@ pub struct NodeRecord {
 }
 
 impl NodeRecord {
-    /// Reads what a table shows; missing fields read as empty.
-    pub fn from_document(document: Document) -> NodeRecord {
-        let labels = document
-            .value()
-            .pointer("/metadata/labels")
-            .and_then(Value::as_object)
-            .map(|labels| {
-                labels
-                    .iter()
-                    .map(|(key, value)| (key.clone(), value.as_str().unwrap_or("").to_string()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let tunnels = document
-            .value()
-            .pointer("/spec/tunnels")
-            .and_then(Value::as_array)
-            .map(|tunnels| {
-                tunnels
-                    .iter()
-                    .filter_map(|tunnel| tunnel.get("proxy").and_then(Value::as_str))
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
-        NodeRecord {
-            hostname: document.text_at("/spec/hostname").to_string(),
-            uuid: document.text_at("/metadata/name").to_string(),
-            labels,
-            tunnels,
+    /// Reads the record. Fields that are missing or of another type read as empty, so
+    /// one odd record does not hide the others; a document that is no node record (no
+    /// name) is refused.
+    pub fn from_document(document: Document) -> Result<NodeRecord, AdminError> {
+        let node = NodePresence::from_value("auth:node", document.value())
+            .map_err(AdminError::MalformedNode)?;
+        Ok(NodeRecord {
+            hostname: node.hostname,
+            uuid: node.uuid,
+            labels: node.labels,
+            tunnels: node
+                .tunnels
+                .into_iter()
+                .map(|tunnel| tunnel.proxy)
+                .collect(),
             document,
-        }
+        })
     }
 }
 

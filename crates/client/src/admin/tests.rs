@@ -198,12 +198,13 @@ fn node_records_show_labels_and_tunnels() {
             "hostname": "web-1",
             "tunnels": [{"proxy": "p1", "since_unix": 1}, {"proxy": "p2"}, {"other": "x"}],
         },
-    })));
+    })))
+    .unwrap();
     assert_eq!(node.uuid, "0b5c");
     assert_eq!(node.hostname, "web-1");
     assert_eq!(node.tunnels, ["p1", "p2"]);
     assert_eq!(node.labels.get("n").map(String::as_str), Some(""));
-    let lonely = NodeRecord::from_document(document(json!({"metadata": {"name": "9f"}})));
+    let lonely = NodeRecord::from_document(document(json!({"metadata": {"name": "9f"}}))).unwrap();
     assert_eq!(
         nodes_table(&[node, lonely]),
         "Host   UUID  Labels            Tunnel\n\
@@ -214,6 +215,17 @@ fn node_records_show_labels_and_tunnels() {
     assert_eq!(
         nodes_table(&[]),
         "No nodes have joined (or none sent a heartbeat in the last 15 s).\n"
+    );
+}
+
+#[test]
+fn a_document_that_is_no_node_record_is_refused() {
+    let err = NodeRecord::from_document(document(json!({"kind": "node", "spec": {}}))).unwrap_err();
+    assert!(matches!(err, AdminError::MalformedNode(_)), "{err}");
+    assert_eq!(
+        chain(&err),
+        "the auth service sent a malformed node record: \
+         auth:node: metadata.name: is required: the node's host UUID"
     );
 }
 

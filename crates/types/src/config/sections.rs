@@ -3,6 +3,7 @@
 //! without re-validating them. `docs/config.md` documents each field for operators.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -174,7 +175,8 @@ impl Default for GlobalConfig {
     }
 }
 
-/// `jumpgate.join_params`.
+/// `jumpgate.join_params`: how this host proves itself when it joins. One input of a join;
+/// the whole request is `jumpgate_node::join::JoinParams`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JoinParams {
     /// How the host proves itself.
@@ -416,7 +418,8 @@ pub enum AuthType {
 keyword_enum!(AuthType, "authentication type", { Local => ["local"] },
     unsupported: ["github", "oidc", "saml"]);
 
-/// Second-factor policy for local users.
+/// Second-factor policy for local users, as the config may say it (Teleport's keywords).
+/// Auth enforces it reduced to what Jumpgate implements (`jumpgate_auth::SecondFactor`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SecondFactor {
     /// Passwords only.
@@ -492,6 +495,51 @@ pub enum TunnelStrategy {
     },
 }
 
+impl TunnelStrategy {
+    /// The `type:` of [`TunnelStrategy::AgentMesh`].
+    pub const AGENT_MESH: &'static str = "agent_mesh";
+    /// The `type:` of [`TunnelStrategy::ProxyPeering`].
+    pub const PROXY_PEERING: &'static str = "proxy_peering";
+
+    /// The name, as in the config's `type:` and on the wire (the auth API's status, the
+    /// proxies' discovery message to agents).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::AgentMesh => Self::AGENT_MESH,
+            Self::ProxyPeering { .. } => Self::PROXY_PEERING,
+        }
+    }
+
+    /// `agent_connection_count` as the wire carries it: 0 with agent_mesh.
+    pub fn agent_connection_count(&self) -> u32 {
+        match self {
+            Self::AgentMesh => 0,
+            Self::ProxyPeering {
+                agent_connection_count,
+            } => *agent_connection_count,
+        }
+    }
+
+    /// The strategy from its wire form ([`TunnelStrategy::as_str`] and
+    /// [`TunnelStrategy::agent_connection_count`]). A name this version does not know
+    /// reads as agent_mesh: a tunnel to every proxy reaches every agent, whatever a newer
+    /// cluster does, only with more connections. A proxy_peering count of 0 reads as 1.
+    pub fn from_wire(name: &str, agent_connection_count: u32) -> TunnelStrategy {
+        match name {
+            Self::PROXY_PEERING => Self::ProxyPeering {
+                agent_connection_count: agent_connection_count.max(1),
+            },
+            _ => Self::AgentMesh,
+        }
+    }
+}
+
+impl fmt::Display for TunnelStrategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Default of `proxy_service.max_unauthenticated_per_source`.
 pub const DEFAULT_MAX_UNAUTHENTICATED_PER_SOURCE: u32 = 256;
 
@@ -564,7 +612,8 @@ pub struct SshServiceConfig {
     pub commands: Vec<CommandLabel>,
 }
 
-/// A label whose value is a command's output.
+/// A label whose value is a command's output (trimmed), re-run every `period`: the agent
+/// runs these (`jumpgate_node::heartbeat`) and reports them in its presence record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandLabel {
     /// The label key.

@@ -293,3 +293,38 @@ fn keywords_are_case_insensitive() {
         TunnelStrategy::ProxyPeering { .. }
     ));
 }
+
+#[test]
+fn a_tunnel_strategy_goes_over_the_wire_as_its_name_and_count() {
+    let peering = TunnelStrategy::ProxyPeering {
+        agent_connection_count: 3,
+    };
+    for strategy in [TunnelStrategy::AgentMesh, peering] {
+        let (name, count) = (strategy.as_str(), strategy.agent_connection_count());
+        assert_eq!(TunnelStrategy::from_wire(name, count), strategy);
+        assert_eq!(strategy.to_string(), name);
+    }
+    assert_eq!(
+        (peering.as_str(), peering.agent_connection_count()),
+        ("proxy_peering", 3)
+    );
+    assert_eq!(
+        (
+            TunnelStrategy::AgentMesh.as_str(),
+            TunnelStrategy::AgentMesh.agent_connection_count()
+        ),
+        ("agent_mesh", 0)
+    );
+    // What this version does not know reads as a tunnel to every proxy; no count as one.
+    assert_eq!(TunnelStrategy::from_wire("", 0), TunnelStrategy::AgentMesh);
+    assert_eq!(
+        TunnelStrategy::from_wire("proxy_mesh_v9", 2),
+        TunnelStrategy::AgentMesh
+    );
+    assert_eq!(
+        TunnelStrategy::from_wire("proxy_peering", 0),
+        TunnelStrategy::ProxyPeering {
+            agent_connection_count: 1
+        }
+    );
+}

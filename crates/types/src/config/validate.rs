@@ -548,14 +548,14 @@ fn parse_static_token(text: &str) -> Result<StaticToken, String> {
 fn validate_tunnel_strategy(raw: RawTunnelStrategy, path: &str) -> Result<TunnelStrategy, Invalid> {
     let kind = raw.kind.as_deref().map(str::to_ascii_lowercase);
     match kind.as_deref() {
-        None | Some("agent_mesh") => match raw.agent_connection_count {
+        None | Some(TunnelStrategy::AGENT_MESH) => match raw.agent_connection_count {
             Some(_) => Err(Invalid::new(
                 join(path, "agent_connection_count"),
                 "only applies to `type: proxy_peering` (agent_mesh connects to every proxy)",
             )),
             None => Ok(TunnelStrategy::AgentMesh),
         },
-        Some("proxy_peering") => match raw.agent_connection_count {
+        Some(TunnelStrategy::PROXY_PEERING) => match raw.agent_connection_count {
             Some(0) => Err(Invalid::new(
                 join(path, "agent_connection_count"),
                 "must be at least 1 (2 or more is recommended)",

@@ -553,24 +553,30 @@ fn document_from_yaml(source_name: &str, text: &str) -> Result<Value, ResourceEr
 /// Step 1 for JSON: syntax, then the same value type as YAML so one pipeline follows.
 fn document_from_json(source_name: &str, text: &str) -> Result<Value, ResourceError> {
     let json: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| ResourceError::Syntax {
-            source_name: source_name.to_owned(),
-            location: (e.line() > 0).then(|| Location {
-                line: e.line(),
-                column: e.column(),
-            }),
-            reason: e.to_string().replacen(
-                &format!(" at line {} column {}", e.line(), e.column()),
-                "",
-                1,
-            ),
-        })?;
+        serde_json::from_str(text).map_err(|e| json_syntax(source_name, &e))?;
     let value = serde_norway::to_value(json).map_err(|e| ResourceError::Syntax {
         source_name: source_name.to_owned(),
         location: None,
         reason: e.to_string(),
     })?;
     check_document(source_name, value)
+}
+
+/// A JSON syntax error as a [`ResourceError::Syntax`], the position moved from the
+/// message into `location`.
+pub(crate) fn json_syntax(source_name: &str, e: &serde_json::Error) -> ResourceError {
+    ResourceError::Syntax {
+        source_name: source_name.to_owned(),
+        location: (e.line() > 0).then(|| Location {
+            line: e.line(),
+            column: e.column(),
+        }),
+        reason: e.to_string().replacen(
+            &format!(" at line {} column {}", e.line(), e.column()),
+            "",
+            1,
+        ),
+    }
 }
 
 fn check_document(source_name: &str, value: Value) -> Result<Value, ResourceError> {
