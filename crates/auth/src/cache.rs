@@ -138,9 +138,11 @@ struct Shared {
     /// Normalised: sorted, none nested in another.
     prefixes: Vec<Key>,
     state: RwLock<State>,
-    /// Sent under the state's write lock, so a snapshot taken under its read lock and a
-    /// receiver subscribed there together miss nothing and see nothing twice.
-    changes: tokio::sync::broadcast::Sender<Change>,
+    /// One channel per cached prefix (a watcher of roles is not woken by node
+    /// heartbeats). Sent under the state's write lock, so a snapshot taken under its
+    /// read lock and a receiver subscribed there together miss nothing and see nothing
+    /// twice.
+    changes: Vec<(Key, tokio::sync::broadcast::Sender<Change>)>,
     generation: watch::Sender<u64>,
     phase: watch::Sender<Phase>,
     loads: AtomicU64,
@@ -203,11 +205,21 @@ impl StateCache {
     pub fn start(backend: Arc<dyn Backend>, prefixes: Vec<Key>) -> StateCache {
         let (generation, _) = watch::channel(0);
         let (phase, _) = watch::channel(Phase::Loading);
+        let prefixes = normalise(prefixes);
+        let changes = prefixes
+            .iter()
+            .map(|prefix| {
+                (
+                    prefix.clone(),
+                    tokio::sync::broadcast::Sender::new(CHANGES_CAPACITY),
+                )
+            })
+            .collect();
         let shared = Arc::new(Shared {
             backend_kind: backend.kind(),
-            prefixes: normalise(prefixes),
+            prefixes,
             state: RwLock::new(State::default()),
-            changes: tokio::sync::broadcast::Sender::new(CHANGES_CAPACITY),
+            changes,
             generation,
             phase,
             loads: AtomicU64::new(0),
@@ -302,7 +314,17 @@ impl StateCache {
     ) -> (Snapshot, tokio::sync::broadcast::Receiver<Change>) {
         let now = SystemTime::now();
         let state = self.shared.read();
-        let receiver = self.shared.changes.subscribe();
+        // The channel of the cached prefix holding `prefix`; a prefix outside the cache
+        // gets a channel that never says anything (and an empty snapshot).
+        let receiver = self
+            .shared
+            .changes
+            .iter()
+            .find(|(cached, _)| prefix.starts_with(cached.as_str()))
+            .map_or_else(
+                || tokio::sync::broadcast::Sender::new(1).subscribe(),
+                |(_, sender)| sender.subscribe(),
+            );
         let items = state
             .items
             .range::<str, _>((
@@ -399,7 +421,9 @@ impl Shared {
             let mut state = self.write();
             state.items = items;
             state.last_error = None;
-            let _ = self.changes.send(Change::Replaced);
+            for (_, sender) in &self.changes {
+                let _ = sender.send(Change::Replaced);
+            }
         }
         self.loads.fetch_add(1, Ordering::Relaxed);
         self.tick();
@@ -424,12 +448,27 @@ impl Shared {
             let mut state = self.write();
             for event in events {
                 // Every event is applied: no short-circuit.
-                changed |= apply_event(&mut state.items, floors, event, Some(&self.changes));
+                let sender = event_key(&event).and_then(|key| {
+                    self.changes
+                        .iter()
+                        .find(|(prefix, _)| key.starts_with(prefix.as_str()))
+                        .map(|(_, sender)| sender)
+                });
+                changed |= apply_event(&mut state.items, floors, event, sender);
             }
         }
         if changed {
             self.tick();
         }
+    }
+}
+
+/// The key an event is about (`None` for `Ready`).
+fn event_key(event: &Event) -> Option<&str> {
+    match event {
+        Event::Ready => None,
+        Event::Put(item) => Some(item.key.as_str()),
+        Event::Delete { key, .. } => Some(key.as_str()),
     }
 }
 

@@ -623,7 +623,8 @@ fn describe(change: &Change) -> String {
 }
 
 /// A follower gets the snapshot, then every change after it in order, each once; a
-/// write that leaves the value as it was (a heartbeat) is not a change.
+/// write that leaves the value as it was (a heartbeat) is not a change, and changes under
+/// other cached prefixes do not wake it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_gets_the_snapshot_then_each_change_once_in_order() {
     let backend = memory();
@@ -639,6 +640,7 @@ async fn a_follower_gets_the_snapshot_then_each_change_once_in_order() {
 
     put(&backend, "/r/a", "2").await;
     put(&backend, "/r/a", "2").await; // the same value again: not a change
+    put(&backend, "/other/x", "2").await; // another prefix: another channel
     backend.delete(&key("/r/b")).await.unwrap();
     put(&backend, "/r/c", "1").await;
     let mut seen = Vec::new();
