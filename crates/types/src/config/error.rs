@@ -173,6 +173,11 @@ pub(crate) fn from_serde<E: fmt::Display>(err: serde_path_to_error::Error<E>) ->
     if let Some(missing) = field_between(&message, "missing field `") {
         return Invalid::new(join(&path, missing), "is required");
     }
+    // Raised on the second key, before serde_path_to_error pushes it: the path is the
+    // mapping's, empty at the top level.
+    if let Some(duplicate) = field_between(&message, "duplicate field `") {
+        return Invalid::new(join(&path, duplicate), "is given twice; keep one");
+    }
     Invalid::new(path, message)
 }
 

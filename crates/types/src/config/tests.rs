@@ -88,6 +88,18 @@ fn an_empty_key_is_named_in_the_path() {
 }
 
 #[test]
+fn a_key_given_twice_is_named_in_the_path() {
+    // Found by the `config` fuzz target (minimized): YAML sees a tagged key and a plain one
+    // as two keys, serde as the same field twice; the error had an empty path.
+    let err = Config::from_yaml("f", "jumpgate: {}\n! jumpgate: {}\n").unwrap_err();
+    assert_eq!(err.field_path(), Some("jumpgate"));
+    assert_eq!(err.to_string(), "f: jumpgate: is given twice; keep one");
+    let err =
+        Config::from_yaml("f", "auth_service:\n  enabled: yes\n  ! enabled: no\n").unwrap_err();
+    assert_eq!(err.field_path(), Some("auth_service.enabled"));
+}
+
+#[test]
 fn defaults_apply_when_fields_are_absent() {
     let c = parse("auth_service: {}\nproxy_service: {}\n");
     assert_eq!(c.version, ConfigVersion::V3);
