@@ -113,8 +113,10 @@ impl Invalid {
     }
 }
 
-/// Joins a parent path and a key: `join("jumpgate", "storage")` is `jumpgate.storage`.
+/// Joins a parent path and a key: `join("jumpgate", "storage")` is `jumpgate.storage`. An
+/// empty key (`"": 1` is valid YAML) is written `""`, so the path still shows where it is.
 pub(super) fn join(parent: &str, key: &str) -> String {
+    let key = if key.is_empty() { "\"\"" } else { key };
     if parent.is_empty() {
         key.to_owned()
     } else {
@@ -157,14 +159,24 @@ pub(crate) fn from_serde<E: fmt::Display>(err: serde_path_to_error::Error<E>) ->
     let mut path = format_path(err.path());
     let message = err.inner().to_string();
     if let Some(unknown) = UnknownField::parse(&message) {
-        // serde_path_to_error has already pushed the unknown key itself onto the path.
-        if path.rsplit('.').next() != Some(unknown.name) {
+        // serde_path_to_error has usually pushed the unknown key itself onto the path. Ask
+        // it, rather than the joined text: an empty key is written `""` there.
+        let pushed = matches!(
+            err.path().iter().next_back(),
+            Some(Segment::Map { key }) if key == unknown.name
+        );
+        if !pushed {
             path = join(&path, unknown.name);
         }
         return Invalid::new(path, unknown.describe());
     }
     if let Some(missing) = field_between(&message, "missing field `") {
         return Invalid::new(join(&path, missing), "is required");
+    }
+    // Raised on the second key, before serde_path_to_error pushes it: the path is the
+    // mapping's, empty at the top level.
+    if let Some(duplicate) = field_between(&message, "duplicate field `") {
+        return Invalid::new(join(&path, duplicate), "is given twice; keep one");
     }
     Invalid::new(path, message)
 }

@@ -72,6 +72,34 @@ fn errors_in_nested_sections_name_the_nested_path() {
 }
 
 #[test]
+fn an_empty_key_is_named_in_the_path() {
+    // Found by the `config` fuzz target: an empty key at the top level gave an empty path,
+    // so the message named no field ("f: : unknown key ``").
+    let err = Config::from_yaml("f", "\u{feff}# :\n!!1nt\t:").unwrap_err();
+    assert_eq!(err.field_path(), Some("\"\""));
+    assert!(
+        err.to_string().starts_with("f: \"\": unknown key ``"),
+        "{err}"
+    );
+    let err = Config::from_yaml("f", "\"\": 1\n").unwrap_err();
+    assert_eq!(err.field_path(), Some("\"\""));
+    let err = Config::from_yaml("f", "jumpgate:\n  \"\": 1\n").unwrap_err();
+    assert_eq!(err.field_path(), Some("jumpgate.\"\""));
+}
+
+#[test]
+fn a_key_given_twice_is_named_in_the_path() {
+    // Found by the `config` fuzz target (minimized): YAML sees a tagged key and a plain one
+    // as two keys, serde as the same field twice; the error had an empty path.
+    let err = Config::from_yaml("f", "jumpgate: {}\n! jumpgate: {}\n").unwrap_err();
+    assert_eq!(err.field_path(), Some("jumpgate"));
+    assert_eq!(err.to_string(), "f: jumpgate: is given twice; keep one");
+    let err =
+        Config::from_yaml("f", "auth_service:\n  enabled: yes\n  ! enabled: no\n").unwrap_err();
+    assert_eq!(err.field_path(), Some("auth_service.enabled"));
+}
+
+#[test]
 fn defaults_apply_when_fields_are_absent() {
     let c = parse("auth_service: {}\nproxy_service: {}\n");
     assert_eq!(c.version, ConfigVersion::V3);
