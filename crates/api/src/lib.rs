@@ -12,11 +12,15 @@
 //! - [`ssh_route`]: how a user's SSH connection asks the proxy for a node.
 //! - [`json`]: [`JsonObject`], for JSON messages that must be objects (the dial line, the
 //!   web API's bodies).
+//! - [`admin_identity`], [`files`]: the admin identity jctl uses on the auth host; files
+//!   written for their owner only.
 //! - [`client`]: dials an auth server (directly; through the proxy later) and returns the
 //!   typed client.
 #![forbid(unsafe_code)]
 
+pub mod admin_identity;
 pub mod client;
+pub mod files;
 pub mod forwarded;
 pub mod json;
 pub mod live;
@@ -44,4 +48,4 @@ pub use client::{AuthClient, connect, connect_from};
 pub use json::JsonObject;
 pub use rustls::{ClientConfig, ServerConfig};
 pub use server::{PeerInfo, serve};
-pub use tls::{AUTH_SERVER_NAME, ApiError, TlsCredentials};
+pub use tls::{AUTH_SERVER_NAME, ApiError, PemIdentity, TlsCredentials};

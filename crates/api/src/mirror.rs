@@ -202,6 +202,11 @@ impl<T> Mirror<T> {
         self.generation.subscribe()
     }
 
+    /// Whether the first snapshot has arrived (before it, [`Mirror::current`] is empty).
+    pub fn is_loaded(&self) -> bool {
+        *self.loaded.borrow()
+    }
+
     /// Waits until the first snapshot arrived, at most `timeout`; says whether it did.
     pub async fn wait_loaded(&self, timeout: Duration) -> bool {
         let mut loaded = self.loaded.subscribe();

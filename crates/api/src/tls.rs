@@ -46,6 +46,33 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
+/// A TLS identity as PEM text, as issued and as stored: the certificate (followed by any
+/// cross certificates), its private key, and the CA certificates to trust for peers.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PemIdentity {
+    /// The cluster whose CA issued it.
+    pub cluster: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub ca_pem: String,
+}
+
+impl fmt::Debug for PemIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PemIdentity")
+            .field("cluster", &self.cluster)
+            .field("key_pem", &"[redacted]")
+            .finish_non_exhaustive()
+    }
+}
+
+impl PemIdentity {
+    /// The parsed credentials, for rustls configs.
+    pub fn credentials(&self) -> Result<TlsCredentials, ApiError> {
+        TlsCredentials::from_pem(&self.cert_pem, &self.key_pem, &self.ca_pem)
+    }
+}
+
 /// A holder's certificate and key, and the CAs it trusts for its peers.
 pub struct TlsCredentials {
     chain: Vec<CertificateDer<'static>>,

@@ -15,6 +15,7 @@
 //! shutdown — or even a crash after `append` returned — never loses an event.
 #![forbid(unsafe_code)]
 
+pub mod configured;
 mod error;
 mod event;
 mod file;
@@ -25,6 +26,7 @@ pub mod recording;
 mod sqlite;
 mod timestamp;
 
+pub use configured::open_configured;
 pub use error::{Error, Result};
 pub use event::{AuditEvent, EventType, RESERVED_KEYS};
 pub use file::FileAuditLog;

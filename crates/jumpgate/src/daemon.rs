@@ -4,20 +4,35 @@
 //! directory lock, the listening addresses) is checked before the daemon reports itself
 //! started, so a bad deployment fails at once with a clear message instead of later.
 
-use crate::auth_service::AuthServiceParams;
 use crate::datadir;
 use crate::diag::{self, Readiness};
 use crate::metrics::{MeteredBackend, Metrics};
 use crate::storage::StoragePlan;
 use anyhow::{Context, Result};
-use jumpgate_auth::{AuthError, ClusterAuthorities};
+use jumpgate_auth::lifecycle::{AuthSettings, RunningAuth, dialable};
+use jumpgate_auth::{AuthError, ClusterAuthorities, LocalIdentity};
 use jumpgate_backend::{Backend, BackendError, Key};
+use jumpgate_node::HostIdentity;
+use jumpgate_pki::IdentityKind;
+use jumpgate_proxy::service::{ProxyIdentity, ProxySettings, RunningProxy};
 use jumpgate_types::Config;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
+
+/// Fatal errors of a component: the daemon stops and exits non-zero.
+type Fatal = mpsc::Sender<anyhow::Error>;
+
+/// The addresses the services bound (a port 0 in the config means "any"), for the banner.
+#[derive(Debug, Clone, Copy)]
+struct Bound {
+    auth: SocketAddr,
+    proxy: Option<SocketAddr>,
+}
 
 /// How often the cluster-state backend is probed for `/readyz`.
 const BACKEND_PROBE_INTERVAL: Duration = Duration::from_secs(2);
@@ -53,7 +68,8 @@ pub async fn run(config: Config, dev: bool) -> Result<()> {
         None => None,
     };
 
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let shutdown = CancellationToken::new();
+    let (bound_tx, mut bound_rx) = watch::channel(None::<Bound>);
     let mut tasks = tokio::task::JoinSet::new();
 
     info!(
@@ -65,38 +81,41 @@ pub async fn run(config: Config, dev: bool) -> Result<()> {
 
     // A component that cannot go on (e.g. a corrupt database) reports here and the
     // daemon exits non-zero instead of limping along.
-    let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::channel::<anyhow::Error>(1);
+    let (fatal_tx, mut fatal_rx) = mpsc::channel::<anyhow::Error>(1);
     if let Some(plan) = storage {
         readiness.register("backend", "connecting");
         readiness.register("auth", "waiting for the cluster state backend");
-        tasks.spawn(run_backend(
+        tasks.spawn(run_auth_host(
             plan,
-            config.clone(),
-            host_uuid.to_string(),
-            cluster_name(&config),
-            metrics.clone(),
-            readiness.clone(),
-            shutdown_rx.clone(),
+            AuthHost {
+                config: config.clone(),
+                host_uuid: host_uuid.to_string(),
+                cluster: cluster_name(&config),
+                metrics: metrics.clone(),
+                readiness: readiness.clone(),
+                bound: bound_tx,
+            },
+            shutdown.clone(),
             fatal_tx.clone(),
         ));
     }
     if config.ssh_service.enabled && !config.auth_service.enabled {
         readiness.register("agent", "joining the cluster");
-        tasks.spawn(crate::agent_service::run(
+        tasks.spawn(run_joined_agent(
             config.clone(),
             host_uuid.to_string(),
             readiness.clone(),
-            shutdown_rx.clone(),
+            shutdown.clone(),
             fatal_tx.clone(),
         ));
     }
     if config.proxy_service.enabled && !config.auth_service.enabled {
         readiness.register("proxy", "joining the cluster");
-        tasks.spawn(crate::proxy_service::run_standalone(
+        tasks.spawn(run_joined_proxy(
             config.clone(),
             host_uuid.to_string(),
             readiness.clone(),
-            shutdown_rx.clone(),
+            shutdown.clone(),
             fatal_tx.clone(),
         ));
     }
@@ -109,11 +128,9 @@ pub async fn run(config: Config, dev: bool) -> Result<()> {
                 .context("diagnostics listener address")?;
             info!(%addr, "diagnostics listening (/healthz, /readyz, /metrics)");
             let router = diag::router(readiness.clone(), metrics.clone());
-            let mut stop = shutdown_rx.clone();
+            let stop = shutdown.clone().cancelled_owned();
             tasks.spawn(async move {
-                let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|stopping| *stopping).await;
-                });
+                let serve = axum::serve(listener, router).with_graceful_shutdown(stop);
                 if let Err(err) = serve.await {
                     error!(%err, "diagnostics listener failed");
                 }
@@ -124,24 +141,21 @@ pub async fn run(config: Config, dev: bool) -> Result<()> {
     };
 
     if dev {
-        // Printed once the proxy has bound its port (the banner shows it), 15 s at
-        // most; meanwhile the daemon goes on (a fatal error must still stop it).
-        let readiness = readiness.clone();
+        // Printed once the services have bound their ports (the banner shows them), 15 s
+        // at most; meanwhile the daemon goes on (a fatal error must still stop it).
         let config = config.clone();
-        let stopping = shutdown_rx.clone();
+        let stopping = shutdown.clone();
         tasks.spawn(async move {
-            let waited = tokio::time::Instant::now();
-            while waited.elapsed() < Duration::from_secs(15)
-                && !*stopping.borrow()
-                && readiness
-                    .snapshot()
-                    .get("proxy")
-                    .is_none_or(Option::is_some)
-            {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            if !*stopping.borrow() {
-                print_dev_banner(&config, diag_addr);
+            let waited = tokio::time::timeout(
+                Duration::from_secs(15),
+                bound_rx.wait_for(|bound| bound.is_some_and(|bound| bound.proxy.is_some())),
+            );
+            let stopped = tokio::select! {
+                () = stopping.cancelled() => true,
+                _ = waited => false,
+            };
+            if !stopped {
+                print_dev_banner(&config, diag_addr, *bound_rx.borrow());
             }
         });
     }
@@ -157,7 +171,7 @@ pub async fn run(config: Config, dev: bool) -> Result<()> {
             Err(err)
         }
     };
-    let _ = shutdown_tx.send(true);
+    shutdown.cancel();
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while tasks.join_next().await.is_some() {}
     })
@@ -170,19 +184,35 @@ pub async fn run(config: Config, dev: bool) -> Result<()> {
     outcome
 }
 
-/// Opens the cluster-state backend (retrying while it is unreachable, so a daemon can
-/// start before etcd does) and keeps probing it for `/readyz`.
-#[allow(clippy::too_many_arguments)]
-async fn run_backend(
-    plan: StoragePlan,
+/// What the auth host's services need from the daemon.
+struct AuthHost {
     config: Config,
     host_uuid: String,
     cluster: String,
     metrics: Metrics,
     readiness: Readiness,
-    mut shutdown: watch::Receiver<bool>,
-    fatal: tokio::sync::mpsc::Sender<anyhow::Error>,
+    /// Told the bound addresses once the services serve.
+    bound: watch::Sender<Option<Bound>>,
+}
+
+/// The services of a host with `auth_service`: opens the cluster-state backend (retrying
+/// while it is unreachable, so a daemon can start before etcd does), loads or creates the
+/// cluster's CAs, starts the auth service, then the proxy and the SSH service next to it
+/// when enabled, and keeps probing the backend for `/readyz`.
+async fn run_auth_host(
+    plan: StoragePlan,
+    host: AuthHost,
+    shutdown: CancellationToken,
+    fatal: Fatal,
 ) {
+    let AuthHost {
+        config,
+        host_uuid,
+        cluster,
+        metrics,
+        readiness,
+        bound,
+    } = host;
     let description = plan.describe();
     let mut retry = Duration::from_millis(200);
     let backend: Arc<dyn Backend> = loop {
@@ -203,7 +233,7 @@ async fn run_backend(
                 warn!(%err, retry_in = ?retry, "cluster state backend unreachable");
             }
         }
-        if !backoff(&mut retry, &mut shutdown).await {
+        if !backoff(&mut retry, &shutdown).await {
             return;
         }
     };
@@ -239,32 +269,43 @@ async fn run_backend(
                 return;
             }
         }
-        if !backoff(&mut retry, &mut shutdown).await {
+        if !backoff(&mut retry, &shutdown).await {
             return;
         }
     };
-    let auth = tokio::spawn(crate::auth_service::run(AuthServiceParams {
-        config,
-        backend: backend.clone(),
+    let services = start_auth_host_services(
+        &config,
+        backend.clone(),
         authorities,
-        host_uuid,
-        readiness: readiness.clone(),
-        shutdown: shutdown.clone(),
+        &host_uuid,
+        &readiness,
+        &shutdown,
+    )
+    .await;
+    let (auth, proxy, agent) = match services {
+        Ok(services) => services,
+        Err(err) => {
+            let _ = fatal.send(err).await;
+            // What did start stops with the daemon; the backend is closed after it.
+            shutdown.cancelled().await;
+            close_backend(backend.as_ref()).await;
+            return;
+        }
+    };
+    bound.send_replace(Some(Bound {
+        auth: auth.addr,
+        proxy: proxy.as_ref().map(|proxy| proxy.addr),
     }));
     let fatal_auth = fatal.clone();
-    let auth = tokio::spawn(async move {
-        match auth.await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => {
-                let _ = fatal_auth.send(err.context("auth service")).await;
-            }
-            Err(err) => {
-                let _ = fatal_auth
-                    .send(anyhow::anyhow!(
-                        "the auth service stopped unexpectedly: {err}"
-                    ))
-                    .await;
-            }
+    let auth_stopped = tokio::spawn(async move {
+        let outcome = match auth.task.await {
+            Ok(outcome) => outcome.map_err(|err| anyhow::Error::new(err).context("auth service")),
+            Err(err) => Err(anyhow::anyhow!(
+                "the auth service stopped unexpectedly: {err}"
+            )),
+        };
+        if let Err(err) = outcome {
+            let _ = fatal_auth.send(err).await;
         }
     });
     // A key nobody writes: NotFound is the healthy answer.
@@ -282,25 +323,230 @@ async fn run_backend(
             }
         }
         tokio::select! {
-            _ = tokio::time::sleep(BACKEND_PROBE_INTERVAL) => {}
-            _ = shutdown.wait_for(|stopping| *stopping) => break,
+            () = tokio::time::sleep(BACKEND_PROBE_INTERVAL) => {}
+            () = shutdown.cancelled() => break,
         }
     }
-    // The auth API stops first (it drains its calls and closes the audit log), then
-    // the backend it writes to.
-    let _ = auth.await;
-    // Close now (SQLite checkpoints its WAL), not whenever the last handle goes.
+    // The services stop first (the auth API drains its calls and closes the audit log),
+    // then the backend they write to.
+    if let Some(agent) = agent {
+        let _ = agent.await;
+    }
+    if let Some(proxy) = proxy {
+        let _ = proxy.task.await;
+    }
+    let _ = auth_stopped.await;
+    close_backend(backend.as_ref()).await;
+}
+
+/// Closes now (SQLite checkpoints its WAL), not whenever the last handle goes.
+async fn close_backend(backend: &dyn Backend) {
     if let Err(err) = backend.close().await {
         warn!(%err, "closing the cluster state backend failed");
     }
 }
 
+/// The auth service, then (a local proxy reaches its API, so once it serves) the proxy
+/// with an identity issued here, then this host's SSH service, which joins its own cluster
+/// like any agent: through the local proxy (or the auth API when no proxy runs), with a
+/// single-use token the first time; later starts reuse the stored identity.
+async fn start_auth_host_services(
+    config: &Config,
+    backend: Arc<dyn Backend>,
+    authorities: ClusterAuthorities,
+    host_uuid: &str,
+    readiness: &Readiness,
+    shutdown: &CancellationToken,
+) -> Result<(
+    RunningAuth,
+    Option<RunningProxy>,
+    Option<tokio::task::JoinHandle<()>>,
+)> {
+    let auth = jumpgate_auth::lifecycle::start(
+        AuthSettings {
+            config: config.clone(),
+            backend,
+            authorities,
+            host_uuid: host_uuid.to_string(),
+            readiness: readiness.clone(),
+        },
+        shutdown.clone(),
+    )
+    .await
+    .context("auth service")?;
+    let proxy = if config.proxy_service.enabled {
+        Some(
+            start_local_proxy(config, &auth, host_uuid, readiness, shutdown)
+                .await
+                .context("proxy service")?,
+        )
+    } else {
+        None
+    };
+    let agent = if config.ssh_service.enabled {
+        readiness.register("agent", "joining the cluster");
+        let local = start_local_agent(
+            config,
+            &auth,
+            proxy.as_ref(),
+            host_uuid,
+            readiness,
+            shutdown,
+        );
+        let readiness = readiness.clone();
+        Some(tokio::spawn(async move {
+            // This host's SSH service failing does not stop the cluster's services.
+            if let Err(err) = local.await {
+                let reason = format!("{err:#}");
+                error!(err = %reason, "the local ssh service cannot run");
+                readiness.not_ready("agent", reason);
+            }
+        }))
+    } else {
+        None
+    };
+    Ok((auth, proxy, agent))
+}
+
+async fn start_local_proxy(
+    config: &Config,
+    auth: &RunningAuth,
+    host_uuid: &str,
+    readiness: &Readiness,
+    shutdown: &CancellationToken,
+) -> Result<RunningProxy> {
+    let settings = &config.proxy_service;
+    let bound = jumpgate_proxy::service::bind(settings).await?;
+    let names = bound.certificate_names(settings);
+    let identity = LocalIdentity::new(IdentityKind::Proxy, host_uuid, names.dns, names.ips)?
+        .follow(auth.authorities(), shutdown.clone().cancelled_owned())?;
+    let proxy = bound
+        .start(
+            ProxySettings {
+                config: settings.clone(),
+                auth_addr: auth.dial_addr().to_string(),
+                host_uuid: host_uuid.to_string(),
+                readiness: readiness.clone(),
+            },
+            ProxyIdentity::Issued(identity),
+            shutdown.clone(),
+        )
+        .await?;
+    write_proxy_addr(config, proxy.addr)?;
+    Ok(proxy)
+}
+
+/// Tells tools where the proxy listens (`DATA_DIR/proxy_addr`; see docs/proxy.md).
+fn write_proxy_addr(config: &Config, addr: SocketAddr) -> Result<()> {
+    let file = config.jumpgate.data_dir.join("proxy_addr");
+    std::fs::write(&file, format!("{addr}\n"))
+        .with_context(|| format!("cannot write {}", file.display()))
+}
+
+fn start_local_agent(
+    config: &Config,
+    auth: &RunningAuth,
+    proxy: Option<&RunningProxy>,
+    host_uuid: &str,
+    readiness: &Readiness,
+    shutdown: &CancellationToken,
+) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
+    let (server, tunnel) = match proxy {
+        Some(proxy) => (dialable(proxy.addr), true),
+        None => (auth.dial_addr(), false),
+    };
+    let mut agent =
+        jumpgate_node::service::agent_settings(config, host_uuid, server.to_string(), tunnel);
+    if !tunnel && agent.listen_addr.is_none() {
+        warn!(
+            "ssh_service runs next to the auth service without a proxy and without \
+             ssh_service.listen_addr: nobody can reach it; enable proxy_service or set listen_addr"
+        );
+    }
+    let pins = auth.ca_pins();
+    let joined = HostIdentity::load(&agent.data_dir);
+    let make_token = auth.local_join_token();
+    let readiness = readiness.clone();
+    let shutdown = shutdown.clone();
+    async move {
+        agent.ca_pins = pins?;
+        agent.token = if joined?.is_some() {
+            None
+        } else {
+            Some(make_token.await?)
+        };
+        jumpgate_node::service::join_and_run(agent, readiness, shutdown).await?;
+        Ok(())
+    }
+}
+
+/// The SSH service on a host without the auth service: joins through
+/// `jumpgate.proxy_server` (or `auth_server`), then runs until shutdown. A refused join or
+/// an unusable config is fatal: waiting will not fix it.
+async fn run_joined_agent(
+    config: Config,
+    host_uuid: String,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+    fatal: Fatal,
+) {
+    let ran = match jumpgate_node::service::agent_config(&config, &host_uuid) {
+        Ok(agent) => jumpgate_node::service::join_and_run(agent, readiness, shutdown).await,
+        Err(err) => Err(err),
+    };
+    if let Err(err) = ran {
+        let _ = fatal
+            .send(anyhow::Error::new(err).context("agent: joining the cluster"))
+            .await;
+    }
+}
+
+/// A proxy on a host without the auth service: joins once through
+/// `jumpgate.auth_server` (retrying while it is unreachable), then serves until shutdown.
+/// A refused join or missing settings are fatal.
+async fn run_joined_proxy(
+    config: Config,
+    host_uuid: String,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+    fatal: Fatal,
+) {
+    let served = async {
+        let joined =
+            jumpgate_proxy::service::join(&config, &host_uuid, &readiness, &shutdown).await?;
+        let Some((auth_addr, joined)) = joined else {
+            return Ok(());
+        };
+        let bound = jumpgate_proxy::service::bind(&config.proxy_service).await?;
+        // Auth decided the UUID at join (the one asked for, unless another host held it).
+        let host_uuid = joined.identity.host_uuid.clone();
+        let proxy = bound
+            .start(
+                ProxySettings {
+                    config: config.proxy_service.clone(),
+                    auth_addr,
+                    host_uuid,
+                    readiness: readiness.clone(),
+                },
+                ProxyIdentity::Joined(Box::new(joined)),
+                shutdown.clone(),
+            )
+            .await?;
+        write_proxy_addr(&config, proxy.addr)?;
+        let _ = proxy.task.await;
+        anyhow::Ok(())
+    };
+    if let Err(err) = served.await {
+        let _ = fatal.send(err.context("proxy service")).await;
+    }
+}
+
 /// Waits `retry` (then doubles it, up to 10 s) unless the daemon is shutting down;
 /// `false` means stop.
-async fn backoff(retry: &mut Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+async fn backoff(retry: &mut Duration, shutdown: &CancellationToken) -> bool {
     tokio::select! {
-        _ = tokio::time::sleep(*retry) => {}
-        _ = shutdown.wait_for(|stopping| *stopping) => return false,
+        () = tokio::time::sleep(*retry) => {}
+        () = shutdown.cancelled() => return false,
     }
     *retry = (*retry * 2).min(Duration::from_secs(10));
     true
@@ -319,7 +565,7 @@ fn cluster_name(config: &Config) -> String {
         .unwrap_or_else(|| "jumpgate".to_string())
 }
 
-fn print_dev_banner(config: &Config, diag_addr: Option<std::net::SocketAddr>) {
+fn print_dev_banner(config: &Config, diag_addr: Option<SocketAddr>, bound: Option<Bound>) {
     let data_dir = config.jumpgate.data_dir.display();
     let state = crate::storage::sqlite_path(config)
         .map(|path| path.display().to_string())
@@ -328,18 +574,13 @@ fn print_dev_banner(config: &Config, diag_addr: Option<std::net::SocketAddr>) {
         .map(|addr| format!("http://{addr}/readyz"))
         .unwrap_or_else(|| "off".to_string());
     // The bound addresses (a port 0 in the config means "any").
-    let bound = |file: &str, configured: String| {
-        std::fs::read_to_string(config.jumpgate.data_dir.join(file))
-            .map(|addr| addr.trim().to_string())
-            .unwrap_or(configured)
-    };
-    let auth_addr = bound(
-        "admin/auth_addr",
-        config.auth_service.listen_addr.to_string(),
+    let auth_addr = bound.map_or_else(
+        || config.auth_service.listen_addr.to_string(),
+        |bound| dialable(bound.auth).to_string(),
     );
-    let proxy_addr = bound(
-        "proxy_addr",
-        config.proxy_service.web_listen_addr.to_string(),
+    let proxy_addr = bound.and_then(|bound| bound.proxy).map_or_else(
+        || config.proxy_service.web_listen_addr.to_string(),
+        |proxy| dialable(proxy).to_string(),
     );
     // The OS account the SSH service can start sessions as: any when run as root.
     let login = std::env::var("USER")

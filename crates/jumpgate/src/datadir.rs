@@ -54,33 +54,7 @@ pub fn lock(dir: &Path) -> Result<DataDirLock> {
 /// directory is left as it is (it may be shared on purpose, like `/tmp`), with a warning
 /// when others can read it.
 pub fn create_private_dir(dir: &Path) -> Result<()> {
-    if dir.is_dir() {
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir)
-                .with_context(|| format!("cannot inspect {}", dir.display()))?
-                .permissions()
-                .mode();
-            if mode & 0o077 != 0 {
-                tracing::warn!(
-                    dir = %dir.display(),
-                    mode = format!("{:o}", mode & 0o777),
-                    "data directory is accessible to other users; `chmod 700` it"
-                );
-            }
-        }
-        return Ok(());
-    }
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create data directory {}", dir.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("cannot make {} private (0700)", dir.display()))?;
-    }
-    Ok(())
+    Ok(jumpgate_api::files::create_private_dir(dir)?)
 }
 
 /// This host's stable identity: made once, kept in the data directory.

@@ -9,42 +9,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-
-/// What `/readyz` reports: each component's current problem, if any.
-#[derive(Debug, Clone, Default)]
-pub struct Readiness {
-    problems: Arc<Mutex<BTreeMap<&'static str, Option<String>>>>,
-}
-
-impl Readiness {
-    /// Registers a component that is not ready yet.
-    pub fn register(&self, component: &'static str, why: &str) {
-        self.set(component, Some(why.to_string()));
-    }
-
-    pub fn ready(&self, component: &'static str) {
-        self.set(component, None);
-    }
-
-    pub fn not_ready(&self, component: &'static str, why: String) {
-        self.set(component, Some(why));
-    }
-
-    fn set(&self, component: &'static str, problem: Option<String>) {
-        let mut problems = self.problems.lock().unwrap_or_else(|p| p.into_inner());
-        problems.insert(component, problem);
-    }
-
-    /// Every component with its problem (`None` = ready).
-    pub fn snapshot(&self) -> BTreeMap<&'static str, Option<String>> {
-        self.problems
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-}
+pub use jumpgate_telemetry::Readiness;
 
 #[derive(Debug, Clone)]
 struct DiagState {

@@ -4,12 +4,12 @@
 //! how answers are read and rendered is in `jumpgate_client::admin`; reading and writing
 //! local files is here.
 
-use crate::identity;
 use crate::jctl_cli::{
     AuditCommand, AuthCommand, CaType, CertFormat, JctlCli, JctlCommand, LockArgs, NodesCommand,
     OutputFormat, RotateType, TokensCommand, UsersCommand,
 };
 use anyhow::{Context, Result, anyhow, bail};
+use jumpgate_api::admin_identity;
 use jumpgate_client::admin::{
     self, AdminClient, Document, EventQuery, NewJoinToken, NewLock, NewUser, ResourceDocument,
     RotateScope, text,
@@ -72,7 +72,7 @@ fn locate(cli: &JctlCli) -> Result<(PathBuf, Option<String>)> {
 
 async fn connect(cli: &JctlCli) -> Result<AdminClient> {
     let (data_dir, config_addr) = locate(cli)?;
-    let admin_dir = identity::admin_dir(&data_dir);
+    let admin_dir = admin_identity::dir(&data_dir);
     let explicit = cli.data_dir.is_some() || cli.config.is_some();
     if !explicit && !admin_dir.exists() {
         // Away from the auth host: a `jsh login` profile, through the proxy.
@@ -80,7 +80,7 @@ async fn connect(cli: &JctlCli) -> Result<AdminClient> {
             return Ok(client);
         }
     }
-    let files = identity::read(&admin_dir)?;
+    let files = admin_identity::read(&admin_dir)?;
     let addr = cli
         .auth_server
         .clone()

@@ -7,20 +7,15 @@ pub mod cli;
 pub mod jctl_cli;
 pub mod jsh_cli;
 
-mod agent_service;
-mod audit_store;
-mod auth_service;
 mod backup;
 mod config_file;
 mod daemon;
 mod datadir;
 mod diag;
-pub mod identity;
 mod jctl;
 mod jsh;
 mod logging;
 mod metrics;
-mod proxy_service;
 mod storage;
 
 use anyhow::{Context, Result};

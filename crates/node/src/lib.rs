@@ -6,6 +6,7 @@
 //! - [`tunnel`]: a reverse tunnel to the proxy, which opens streams to the agent through
 //!   it (hosts behind NAT need no inbound port).
 //! - [`heartbeat`]: the node's presence record with its labels and tunnels.
+//! - [`service`]: the agent's lifecycle in the daemon: settings from the config, join, run.
 //! - [`ssh`]: the SSH service, for the connections the proxy opens through the tunnel.
 #![forbid(unsafe_code)]
 
@@ -13,6 +14,7 @@ pub mod heartbeat;
 pub mod identity;
 pub mod join;
 pub mod renew;
+pub mod service;
 pub mod ssh;
 pub mod tunnel;
 
@@ -25,6 +27,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 /// Why the agent cannot run.
@@ -137,15 +140,10 @@ fn auth_connector(
 }
 
 /// Runs the agent's background work (heartbeats, label commands, the tunnel) with
-/// `identity` until `shutdown` turns true.
-pub async fn run(config: AgentConfig, identity: HostIdentity, shutdown: watch::Receiver<bool>) {
+/// `identity` until `shutdown` is cancelled.
+pub async fn run(config: AgentConfig, identity: HostIdentity, shutdown: CancellationToken) {
     let state: SharedState = Arc::new(Mutex::new(NodeState::default()));
-    let stop = || {
-        let mut shutdown = shutdown.clone();
-        async move {
-            let _ = shutdown.wait_for(|stopping| *stopping).await;
-        }
-    };
+    let stop = || shutdown.clone().cancelled_owned();
     let mut tasks = Vec::new();
     for label in config.commands.clone() {
         tasks.push(tokio::spawn(heartbeat::run_command_label(

@@ -11,6 +11,8 @@
 //!   which node is reachable through which tunnel.
 //! - [`ssh`]: users' SSH connections, authorised from memory and spliced into a stream
 //!   through the node's tunnel.
+//! - [`service`]: the proxy's lifecycle in a daemon: bind, identity (issued next to auth,
+//!   or joined), heartbeats and discovery, serve until cancelled.
 //! - [`web`]: `/webapi/` (ping, login, signup, host join), calling the auth API with the
 //!   proxy's own identity.
 #![forbid(unsafe_code)]
@@ -22,6 +24,7 @@ pub mod per_source;
 pub mod prefixed;
 pub mod proxy_protocol;
 pub mod router;
+pub mod service;
 pub mod ssh;
 pub mod tunnel;
 pub mod web;

@@ -7,6 +7,10 @@
 //! Recording never fails and never panics: if the metrics could not be built (a bad name,
 //! caught by the tests here), every recording is a no-op and the daemon says so once.
 
+mod readiness;
+
+pub use readiness::Readiness;
+
 use prometheus::{
     HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
