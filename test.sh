@@ -87,6 +87,17 @@ cargo fmt --all --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+# jsh is a package of its own so that users' machines get no server code: it must not
+# depend on the database, etcd, HTTP-server or metrics crates.
+log "jsh links no server dependencies"
+server_deps=$(cargo tree --locked -p jsh -e normal --prefix none | grep -E '^(rusqlite|etcd-client|axum|prometheus) ' | sort -u || true)
+if [ -n "$server_deps" ]; then
+    echo "test.sh: jsh depends on server-only crates:" >&2
+    echo "$server_deps" >&2
+    echo "find the path with: cargo tree -p jsh -e normal -i CRATE" >&2
+    exit 1
+fi
+
 log "tests"
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --locked --profile ci

@@ -38,7 +38,7 @@ fi
 benches=("$@")
 [ ${#benches[@]} -gt 0 ] || benches=(cert_issuance auth_api tunnel ssh tunnels revocation)
 
-cargo build --release --locked -p jumpgate --bins -p jumpgate-bench
+cargo build --release --locked -p jumpgate -p jsh -p jumpgate-bench
 mkdir -p bench/out
 for bench in "${benches[@]}"; do
     [ -x "target/release/bench-$bench" ] || { echo "bench/run.sh: no benchmark named $bench" >&2; exit 1; }

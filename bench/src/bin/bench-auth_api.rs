@@ -2,7 +2,7 @@
 //! --dev` as a child process, called over gRPC and mutual TLS the way `jctl` and the proxy
 //! call it, against OpenSSH's `ssh-keygen -s` in the same run on the same machine.
 //!
-//! `cargo build --release -p jumpgate --bins`
+//! `cargo build --release -p jumpgate -p jsh`
 //! `cargo run --release -p jumpgate-bench --bin bench-auth_api -- [SIGN_COUNT] [LOGIN_USERS] [KEYGEN_COUNT]`
 //!
 //! Defaults: 2000 `SignUser` calls per row, 64 users per login row, 100 `ssh-keygen` runs.

@@ -1,7 +1,7 @@
 //! SSH connection time and throughput: `jsh ssh` through the proxy and the node's
 //! reverse tunnel to this host's Jumpgate SSH service, against OpenSSH in the same run.
 //!
-//! `cargo build --release -p jumpgate --bins`
+//! `cargo build --release -p jumpgate -p jsh`
 //! `cargo run --release -p jumpgate-bench --bin bench-ssh -- [--runs N] [--throughput-runs N] [--bytes N] [--append-json FILE]`
 //!
 //! Defaults: 20 runs per connection-time figure, 3 runs of 1 GiB per throughput figure.

@@ -1,7 +1,7 @@
 //! Reverse tunnels at scale: N real agent tunnels with real identities to one proxy,
 //! the proxy's memory and idle CPU, and what a proxy restart costs.
 //!
-//! `cargo build --release -p jumpgate --bins -p jumpgate-bench`
+//! `cargo build --release -p jumpgate -p jsh -p jumpgate-bench`
 //! `target/release/bench-tunnels bench [--counts 1000,10000] [--user-runs 40] [--append-json FILE]`
 //!
 //! Must run as root (it raises the open-files limit for the processes it starts, and a

@@ -60,7 +60,7 @@ pub async fn connect_from(
         .map_err(|err| connect_error(error_chain(&err)))?;
     Ok(AuthServiceClient::new(channel)
         .max_decoding_message_size(64 * 1024 * 1024)
-        .max_encoding_message_size(crate::server::MAX_MESSAGE_SIZE))
+        .max_encoding_message_size(crate::MAX_MESSAGE_SIZE))
 }
 
 /// Opens a TCP connection to `target` (`host:port`), from `local_ip` (any port) when

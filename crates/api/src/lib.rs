@@ -24,7 +24,9 @@ pub mod files;
 pub mod forwarded;
 pub mod json;
 pub mod live;
+#[cfg(feature = "mirror")]
 pub mod mirror;
+#[cfg(feature = "server")]
 pub mod server;
 pub mod ssh_route;
 pub mod tls;
@@ -47,5 +49,10 @@ pub mod proto {
 pub use client::{AuthClient, connect, connect_from};
 pub use json::JsonObject;
 pub use rustls::{ClientConfig, ServerConfig};
+#[cfg(feature = "server")]
 pub use server::{PeerInfo, serve};
+
+/// The largest gRPC message either side sends or accepts (a resource document, a key, a
+/// page of audit events): 4 MiB.
+pub const MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
 pub use tls::{AUTH_SERVER_NAME, ApiError, PemIdentity, TlsCredentials};

@@ -28,8 +28,7 @@ pub const MAX_CONNECTIONS: usize = 50_000;
 /// TLS handshakes in progress at once: a flood of silent or slow clients waits for its
 /// deadline without holding more than this many slots; new ones beyond it are closed.
 pub const MAX_HANDSHAKES: usize = 2_048;
-/// Largest request a caller may send (a resource document, a key): 4 MiB.
-pub const MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
+pub use crate::MAX_MESSAGE_SIZE;
 
 /// Who is on the other end of a connection, as the TLS handshake established it.
 #[derive(Debug, Clone)]

@@ -42,7 +42,9 @@ fn credentials(what: &str, reason: impl fmt::Display) -> ApiError {
     }
 }
 
-pub(crate) fn provider() -> Arc<CryptoProvider> {
+/// The one crypto provider every TLS config of Jumpgate is built with (aws-lc-rs, rustls'
+/// default): the services, the proxy's public port, `jsh` and `jctl`.
+pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 

@@ -44,6 +44,7 @@ pub enum Error {
     },
 
     /// SQLite failed (disk full, locked by another process, ...).
+    #[cfg(feature = "stores")]
     #[error("audit log SQLite error while {action}: {source}")]
     Sqlite {
         action: &'static str,
@@ -69,6 +70,7 @@ pub enum Error {
 }
 
 impl Error {
+    #[cfg(feature = "stores")]
     pub(crate) fn sqlite(action: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {
         move |source| Error::Sqlite { action, source }
     }

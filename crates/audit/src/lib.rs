@@ -15,6 +15,7 @@
 //! shutdown — or even a crash after `append` returned — never loses an event.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "stores")]
 pub mod configured;
 mod error;
 mod event;
@@ -23,16 +24,21 @@ mod log;
 mod multi;
 mod query;
 pub mod recording;
+#[cfg(feature = "stores")]
 mod sqlite;
 mod timestamp;
 
+#[cfg(feature = "stores")]
 pub use configured::open_configured;
 pub use error::{Error, Result};
 pub use event::{AuditEvent, EventType, RESERVED_KEYS};
 pub use file::FileAuditLog;
-pub use log::{AuditLog, BoxFuture, CountedLog};
+#[cfg(feature = "stores")]
+pub use log::CountedLog;
+pub use log::{AuditLog, BoxFuture};
 pub use multi::MultiLog;
 pub use query::{DEFAULT_LIMIT, MAX_LIMIT, Order, Page, SearchQuery};
 pub use recording::{FileRecordingStore, RecordingError, RecordingStore};
+#[cfg(feature = "stores")]
 pub use sqlite::SqliteAuditLog;
 pub use timestamp::Timestamp;

@@ -24,35 +24,43 @@ pub trait AuditLog: Send + Sync + std::fmt::Debug {
     fn close(&self) -> BoxFuture<'_, Result<()>>;
 }
 
-/// An [`AuditLog`] that counts what it writes in `jumpgate_audit_events_total`
-/// (`written` / `failed`): the one an operator alerts on, since a failed audit write
-/// refuses the action it records.
-#[derive(Debug)]
-pub struct CountedLog {
-    inner: std::sync::Arc<dyn AuditLog>,
-}
+#[cfg(feature = "stores")]
+pub use counted::CountedLog;
 
-impl CountedLog {
-    pub fn new(inner: std::sync::Arc<dyn AuditLog>) -> CountedLog {
-        CountedLog { inner }
-    }
-}
+#[cfg(feature = "stores")]
+mod counted {
+    use super::{AuditEvent, AuditLog, BoxFuture, Page, Result, SearchQuery};
 
-impl AuditLog for CountedLog {
-    fn append(&self, event: AuditEvent) -> BoxFuture<'_, Result<()>> {
-        Box::pin(async move {
-            let written = self.inner.append(event).await;
-            let result = if written.is_ok() { "written" } else { "failed" };
-            jumpgate_telemetry::count(|m| &m.audit_events, &[result]);
-            written
-        })
+    /// An [`AuditLog`] that counts what it writes in `jumpgate_audit_events_total`
+    /// (`written` / `failed`): the one an operator alerts on, since a failed audit write
+    /// refuses the action it records.
+    #[derive(Debug)]
+    pub struct CountedLog {
+        inner: std::sync::Arc<dyn AuditLog>,
     }
 
-    fn search(&self, query: SearchQuery) -> BoxFuture<'_, Result<Page>> {
-        self.inner.search(query)
+    impl CountedLog {
+        pub fn new(inner: std::sync::Arc<dyn AuditLog>) -> CountedLog {
+            CountedLog { inner }
+        }
     }
 
-    fn close(&self) -> BoxFuture<'_, Result<()>> {
-        self.inner.close()
+    impl AuditLog for CountedLog {
+        fn append(&self, event: AuditEvent) -> BoxFuture<'_, Result<()>> {
+            Box::pin(async move {
+                let written = self.inner.append(event).await;
+                let result = if written.is_ok() { "written" } else { "failed" };
+                jumpgate_telemetry::count(|m| &m.audit_events, &[result]);
+                written
+            })
+        }
+
+        fn search(&self, query: SearchQuery) -> BoxFuture<'_, Result<Page>> {
+            self.inner.search(query)
+        }
+
+        fn close(&self) -> BoxFuture<'_, Result<()>> {
+            self.inner.close()
+        }
     }
 }

@@ -83,6 +83,7 @@ impl SearchQuery {
     }
 
     /// Checks the caller's input before any store work; returns the decoded cursor.
+    #[cfg_attr(not(feature = "stores"), allow(dead_code))] // only the SQLite store pages by cursor
     pub(crate) fn validate(&self) -> Result<Option<Position>> {
         if self.from > self.to {
             return Err(Error::InvalidRange {
@@ -110,6 +111,7 @@ pub struct Page {
 }
 
 /// Where a page ended: the event's time and its store row.
+#[cfg_attr(not(feature = "stores"), allow(dead_code))] // only the SQLite store pages by cursor
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Position {
     pub(crate) time_ms: i64,
@@ -119,6 +121,7 @@ pub(crate) struct Position {
 /// Version tag, so a future cursor layout can be told apart from this one.
 const PREFIX: &str = "c1";
 
+#[cfg_attr(not(feature = "stores"), allow(dead_code))] // only the SQLite store pages by cursor
 impl Position {
     /// `c1` + 16 hex digits of the time + 16 hex digits of the row.
     pub(crate) fn encode(self) -> String {

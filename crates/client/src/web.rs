@@ -129,9 +129,7 @@ impl fmt::Debug for WebTrust {
     }
 }
 
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
-}
+use jumpgate_api::tls::provider;
 
 impl WebTrust {
     fn client_config(&self) -> Result<Arc<ClientConfig>, ClientError> {

@@ -5,7 +5,6 @@
 
 pub mod cli;
 pub mod jctl_cli;
-pub mod jsh_cli;
 
 mod backup;
 mod config_file;
@@ -13,7 +12,6 @@ mod daemon;
 mod datadir;
 mod diag;
 mod jctl;
-mod jsh;
 mod logging;
 mod metrics;
 mod storage;
@@ -25,8 +23,6 @@ use jumpgate_types::Config;
 use jumpgate_types::config::HostPort;
 use std::path::PathBuf;
 use std::process::ExitCode;
-
-pub use jsh::jsh_main;
 
 /// The `jumpgate` program.
 pub fn jumpgate_main() -> ExitCode {

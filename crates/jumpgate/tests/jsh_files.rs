@@ -56,7 +56,7 @@ fn set_mode(path: &Path, mode: u32) {
 /// `jsh scp ARGS`, which may take a while for big files (but not forever).
 fn scp(home: &Path, args: &[&str]) -> Output {
     output_within(
-        Command::new(env!("CARGO_BIN_EXE_jsh"))
+        Command::new(support::jsh_bin())
             .arg("scp")
             .args(args)
             .env("JUMPGATE_HOME", home)

@@ -139,7 +139,7 @@ fn a_user_lock_ends_live_sessions_refuses_everything_and_lifts() {
     let listed = jsh(&home, &["ls"], None);
     assert!(!listed.status.success(), "{}", both(&listed));
     assert!(both(&listed).contains("locked"), "{}", both(&listed));
-    let relogin = Command::new(env!("CARGO_BIN_EXE_jsh"))
+    let relogin = Command::new(support::jsh_bin())
         .args([
             "login",
             "--proxy",

@@ -282,7 +282,7 @@ fn ssh_with_key(proxy_home: &Path, key: &Path, target: &str, command: &str) -> O
     let proxy_command = format!(
         "env JUMPGATE_HOME={} {} proxy ssh %r@%h:%p",
         proxy_home.display(),
-        env!("CARGO_BIN_EXE_jsh")
+        support::jsh_bin()
     );
     openssh(
         "ssh",
@@ -418,7 +418,7 @@ fn jsh_ssh_runs_commands_shells_and_forwards_ports() {
         &format!(
             "JUMPGATE_HOME={} {} ssh {at_node}; echo $? > {}",
             home.display(),
-            env!("CARGO_BIN_EXE_jsh"),
+            support::jsh_bin(),
             exit_file.display()
         ),
         120,
@@ -734,7 +734,7 @@ fn a_recording_survives_a_crash_mid_session() {
     let home = dir.path().join("alice-home");
     cluster.login(&home, "alice", &uri);
     let (node, _) = wait_for_node(&home);
-    let jsh_bin = env!("CARGO_BIN_EXE_jsh");
+    let jsh_bin = support::jsh_bin();
     let tmux = Tmux::start(
         dir.path(),
         "crash",

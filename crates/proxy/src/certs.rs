@@ -10,7 +10,6 @@
 //! certificate from the cluster's TLS CA (development).
 
 use jumpgate_api::ServerConfig;
-use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -69,9 +68,7 @@ impl fmt::Debug for PublicCerts {
     }
 }
 
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
-}
+use jumpgate_api::tls::provider;
 
 fn invalid(path: &Path, reason: impl fmt::Display) -> KeypairError {
     KeypairError::Invalid {

@@ -40,7 +40,7 @@ impl Bins {
             let path = dir.join(name);
             assert!(
                 path.is_file(),
-                "{} is missing: build it first with `cargo build --release -p jumpgate --bins` \
+                "{} is missing: build it first with `cargo build --release -p jumpgate -p jsh` \
                  (or set JUMPGATE_BIN_DIR)",
                 path.display()
             );

@@ -38,7 +38,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The largest resource document the auth API takes: its message limit, less room for
 /// the rest of the request.
-pub const MAX_DOCUMENT_LEN: usize = jumpgate_api::server::MAX_MESSAGE_SIZE - 4096;
+pub const MAX_DOCUMENT_LEN: usize = jumpgate_api::MAX_MESSAGE_SIZE - 4096;
 
 /// The name locks made by [`AdminClient::create_lock`] are read under, in the auth
 /// service's messages (`jctl lock: spec.target: ...`).

@@ -15,10 +15,25 @@ pub fn bins() -> &'static Bins {
         Bins::new(
             env!("CARGO_BIN_EXE_jumpgate"),
             env!("CARGO_BIN_EXE_jctl"),
-            env!("CARGO_BIN_EXE_jsh"),
+            jsh_bin(),
         )
     });
     &BINS
+}
+
+/// `jsh`, a package of its own (`crates/jsh`, so it links no server code): cargo builds it
+/// next to `jumpgate` when the workspace is tested, as the README's test command does.
+pub fn jsh_bin() -> &'static str {
+    static JSH: LazyLock<String> = LazyLock::new(|| {
+        let path = Path::new(env!("CARGO_BIN_EXE_jumpgate")).with_file_name("jsh");
+        assert!(
+            path.is_file(),
+            "{} is missing: build it with `cargo build -p jsh` (or test the whole workspace)",
+            path.display()
+        );
+        path.display().to_string()
+    });
+    &JSH
 }
 
 /// The seed configuration snippets of `crates/types`.

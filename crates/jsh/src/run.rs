@@ -1,7 +1,7 @@
 //! `jsh`: the user's tool. Each command is a thin layer over `jumpgate_client`: parse
 //! the arguments, prompt where needed, print the result.
 
-use crate::jsh_cli::{
+use crate::cli::{
     JshCli, JshCommand, LoginArgs, LsArgs, OutputFormat, PlayArgs, PlayFormat, ProxyCommand,
     RecordingsCommand, ScpArgs, SshArgs,
 };
