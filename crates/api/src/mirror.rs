@@ -9,8 +9,8 @@
 //! reconnects with jittered backoff (100 ms doubling up to 5 s; at once after falling
 //! behind), and replaces the copy with the new snapshot.
 
-use crate::AuthClient;
 use crate::proto::{self, watch_event::Op};
+use crate::{ApiError, AuthClient};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -21,8 +21,9 @@ use tonic::Code;
 use tracing::{debug, info, warn};
 
 /// Makes a fresh auth API client (after a failure, or a renewed identity).
-pub type Connect =
-    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<AuthClient, String>> + Send>> + Send + Sync>;
+pub type Connect = Arc<
+    dyn Fn() -> Pin<Box<dyn Future<Output = Result<AuthClient, ApiError>> + Send>> + Send + Sync,
+>;
 
 /// The first delay before reconnecting after a failure; it doubles up to [`MAX_RETRY`].
 const FIRST_RETRY: Duration = Duration::from_millis(100);
@@ -41,10 +42,10 @@ pub struct Mirror<T> {
 impl<T: Clone + Send + Sync + 'static> Mirror<T> {
     /// Starts following `kind`, parsing each document with `parse` (documents it refuses
     /// are skipped and logged), until `stop` resolves.
-    pub fn spawn(
+    pub fn spawn<E: std::error::Error + 'static>(
         kind: &'static str,
         connect: Connect,
-        parse: fn(&str) -> Result<T, String>,
+        parse: fn(&str) -> Result<T, E>,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> Arc<Mirror<T>> {
         let mirror = Arc::new(Mirror::empty(kind, false, Vec::new()));
@@ -68,7 +69,11 @@ impl<T: Clone + Send + Sync + 'static> Mirror<T> {
     }
 
     /// Watches, applies, reconnects: forever (the caller stops it).
-    async fn follow(&self, connect: Connect, parse: fn(&str) -> Result<T, String>) {
+    async fn follow<E: std::error::Error + 'static>(
+        &self,
+        connect: Connect,
+        parse: fn(&str) -> Result<T, E>,
+    ) {
         let mut failures: u32 = 0;
         loop {
             if failures > 0 {
@@ -107,10 +112,10 @@ impl<T: Clone + Send + Sync + 'static> Mirror<T> {
     /// One stream: the snapshot up to READY replaces the copy, then each change (or each
     /// batch of changes already received) publishes a new copy. Returns when the stream
     /// ends; `Ok` when auth ended it cleanly.
-    async fn follow_stream(
+    async fn follow_stream<E: std::error::Error + 'static>(
         &self,
         client: &mut AuthClient,
-        parse: fn(&str) -> Result<T, String>,
+        parse: fn(&str) -> Result<T, E>,
     ) -> Result<(), tonic::Status> {
         let request = proto::WatchRequest {
             kind: self.kind.to_string(),
@@ -135,12 +140,12 @@ impl<T: Clone + Send + Sync + 'static> Mirror<T> {
         Ok(())
     }
 
-    fn apply(
+    fn apply<E: std::error::Error + 'static>(
         &self,
         items: &mut BTreeMap<String, T>,
         ready: &mut bool,
         event: proto::WatchEvent,
-        parse: fn(&str) -> Result<T, String>,
+        parse: fn(&str) -> Result<T, E>,
     ) {
         if event.sent_unix_micros > 0 {
             let sent = std::time::UNIX_EPOCH
