@@ -9,8 +9,8 @@
 //! reconnects with jittered backoff (100 ms doubling up to 5 s; at once after falling
 //! behind), and replaces the copy with the new snapshot.
 
-use crate::AuthClient;
 use crate::proto::{self, watch_event::Op};
+use crate::{ApiError, AuthClient};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -21,8 +21,9 @@ use tonic::Code;
 use tracing::{debug, info, warn};
 
 /// Makes a fresh auth API client (after a failure, or a renewed identity).
-pub type Connect =
-    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<AuthClient, String>> + Send>> + Send + Sync>;
+pub type Connect = Arc<
+    dyn Fn() -> Pin<Box<dyn Future<Output = Result<AuthClient, ApiError>> + Send>> + Send + Sync,
+>;
 
 /// The first delay before reconnecting after a failure; it doubles up to [`MAX_RETRY`].
 const FIRST_RETRY: Duration = Duration::from_millis(100);
@@ -41,10 +42,10 @@ pub struct Mirror<T> {
 impl<T: Clone + Send + Sync + 'static> Mirror<T> {
     /// Starts following `kind`, parsing each document with `parse` (documents it refuses
     /// are skipped and logged), until `stop` resolves.
-    pub fn spawn(
+    pub fn spawn<E: std::error::Error + 'static>(
         kind: &'static str,
         connect: Connect,
-        parse: fn(&str) -> Result<T, String>,
+        parse: fn(&str) -> Result<T, E>,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> Arc<Mirror<T>> {
         let mirror = Arc::new(Mirror::empty(kind, false, Vec::new()));
@@ -68,7 +69,11 @@ impl<T: Clone + Send + Sync + 'static> Mirror<T> {
     }
 
     /// Watches, applies, reconnects: forever (the caller stops it).
-    async fn follow(&self, connect: Connect, parse: fn(&str) -> Result<T, String>) {
+    async fn follow<E: std::error::Error + 'static>(
+        &self,
+        connect: Connect,
+        parse: fn(&str) -> Result<T, E>,
+    ) {
         let mut failures: u32 = 0;
         loop {
             if failures > 0 {
@@ -107,10 +112,10 @@ impl<T: Clone + Send + Sync + 'static> Mirror<T> {
     /// One stream: the snapshot up to READY replaces the copy, then each change (or each
     /// batch of changes already received) publishes a new copy. Returns when the stream
     /// ends; `Ok` when auth ended it cleanly.
-    async fn follow_stream(
+    async fn follow_stream<E: std::error::Error + 'static>(
         &self,
         client: &mut AuthClient,
-        parse: fn(&str) -> Result<T, String>,
+        parse: fn(&str) -> Result<T, E>,
     ) -> Result<(), tonic::Status> {
         let request = proto::WatchRequest {
             kind: self.kind.to_string(),
@@ -135,12 +140,12 @@ impl<T: Clone + Send + Sync + 'static> Mirror<T> {
         Ok(())
     }
 
-    fn apply(
+    fn apply<E: std::error::Error + 'static>(
         &self,
         items: &mut BTreeMap<String, T>,
         ready: &mut bool,
         event: proto::WatchEvent,
-        parse: fn(&str) -> Result<T, String>,
+        parse: fn(&str) -> Result<T, E>,
     ) {
         if event.sent_unix_micros > 0 {
             let sent = std::time::UNIX_EPOCH
@@ -232,4 +237,200 @@ fn rand_fraction() -> f32 {
         .map(|since| since.subsec_nanos())
         .unwrap_or(0);
     (nanos % 1000) as f32 / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use std::collections::VecDeque;
+    use std::convert::Infallible;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Poll};
+    use tokio::sync::mpsc;
+    use tokio_stream::StreamExt;
+    use tokio_stream::wrappers::UnboundedReceiverStream;
+    use tonic::Status;
+    use tonic::codegen::{BoxFuture, http};
+    use tonic::server::NamedService;
+    use tonic::transport::{Endpoint, Server, Uri};
+
+    type Script = mpsc::UnboundedSender<Result<proto::WatchEvent, Status>>;
+    type Scripted = mpsc::UnboundedReceiver<Result<proto::WatchEvent, Status>>;
+
+    /// A stand-in auth server that serves only `Watch`: each call takes the next scripted
+    /// stream, whose events the test sends one at a time.
+    #[derive(Clone, Default)]
+    struct WatchOnly {
+        streams: Arc<Mutex<VecDeque<Scripted>>>,
+        /// The kind each call asked for.
+        calls: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl WatchOnly {
+        /// The next `Watch` call's stream; the sender scripts it.
+        fn next_stream(&self) -> Script {
+            let (script, scripted) = mpsc::unbounded_channel();
+            self.streams.lock().unwrap().push_back(scripted);
+            script
+        }
+    }
+
+    impl NamedService for WatchOnly {
+        const NAME: &'static str = "jumpgate.auth.v1.AuthService";
+    }
+
+    impl tower::Service<http::Request<tonic::body::Body>> for WatchOnly {
+        type Response = http::Response<tonic::body::Body>;
+        type Error = Infallible;
+        type Future = BoxFuture<Self::Response, Infallible>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+            let this = self.clone();
+            Box::pin(async move {
+                assert_eq!(request.uri().path(), "/jumpgate.auth.v1.AuthService/Watch");
+                let watch = tower::service_fn(move |call: tonic::Request<proto::WatchRequest>| {
+                    this.calls.lock().unwrap().push(call.into_inner().kind);
+                    let next = this.streams.lock().unwrap().pop_front();
+                    async move {
+                        match next {
+                            Some(scripted) => {
+                                Ok(tonic::Response::new(UnboundedReceiverStream::new(scripted)))
+                            }
+                            None => Err(Status::unavailable("no more scripted streams")),
+                        }
+                    }
+                });
+                let codec =
+                    tonic_prost::ProstCodec::<proto::WatchEvent, proto::WatchRequest>::default();
+                Ok(tonic::server::Grpc::new(codec)
+                    .server_streaming(watch, request)
+                    .await)
+            })
+        }
+    }
+
+    /// The stand-in, served over an in-memory HTTP/2 connection, and a [`Connect`] that
+    /// counts its calls.
+    async fn stand_in() -> (WatchOnly, Connect, Arc<AtomicUsize>) {
+        let server = WatchOnly::default();
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        let incoming =
+            tokio_stream::once(Ok::<_, std::io::Error>(server_io)).chain(tokio_stream::pending());
+        tokio::spawn(
+            Server::builder()
+                .add_service(server.clone())
+                .serve_with_incoming(incoming),
+        );
+        let client_io = Arc::new(Mutex::new(Some(client_io)));
+        let channel = Endpoint::from_static("http://stand-in.invalid")
+            .connect_with_connector(tower::service_fn(move |_: Uri| {
+                let io = client_io.lock().unwrap().take();
+                async move {
+                    io.map(hyper_util::rt::TokioIo::new)
+                        .ok_or_else(|| std::io::Error::other("the stand-in has one connection"))
+                }
+            }))
+            .await
+            .unwrap();
+        let connects = Arc::new(AtomicUsize::new(0));
+        let counter = connects.clone();
+        let connect: Connect = Arc::new(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let client = AuthClient::new(channel.clone());
+            Box::pin(async move { Ok(client) })
+        });
+        (server, connect, connects)
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("not a test document")]
+    struct NotADocument;
+
+    /// The documents are their own parsed form; "bad" is refused.
+    fn parse(document: &str) -> Result<String, NotADocument> {
+        match document {
+            "bad" => Err(NotADocument),
+            other => Ok(other.to_string()),
+        }
+    }
+
+    fn event(op: Op, name: &str, document: &str) -> Result<proto::WatchEvent, Status> {
+        Ok(proto::WatchEvent {
+            op: op as i32,
+            name: name.to_string(),
+            document: document.to_string(),
+            sent_unix_micros: 0,
+        })
+    }
+
+    fn put(name: &str, document: &str) -> Result<proto::WatchEvent, Status> {
+        event(Op::Put, name, document)
+    }
+
+    fn delete(name: &str) -> Result<proto::WatchEvent, Status> {
+        event(Op::Delete, name, "")
+    }
+
+    fn ready() -> Result<proto::WatchEvent, Status> {
+        event(Op::Ready, "", "")
+    }
+
+    /// Lets every task run until all wait (the paused clock advances only then).
+    async fn settle() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    fn copy(mirror: &Mirror<String>) -> Vec<String> {
+        mirror.current().as_ref().clone()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn snapshot_after_ready_then_changes_then_a_resync_after_aborted() {
+        let (server, connect, connects) = stand_in().await;
+        let first = server.next_stream();
+        let second = server.next_stream();
+        let mirror = Mirror::spawn("role", connect, parse, std::future::pending());
+
+        // The snapshot is not served until READY says it is whole.
+        first.send(put("a", "a1")).unwrap();
+        first.send(put("b", "b1")).unwrap();
+        first.send(put("skipped", "bad")).unwrap();
+        settle().await;
+        assert!(copy(&mirror).is_empty());
+        assert!(!mirror.wait_loaded(Duration::ZERO).await);
+        first.send(ready()).unwrap();
+        settle().await;
+        assert!(mirror.wait_loaded(Duration::ZERO).await);
+        assert_eq!(copy(&mirror), ["a1", "b1"]);
+
+        // After READY, each change is applied.
+        first.send(put("c", "c1")).unwrap();
+        first.send(delete("a")).unwrap();
+        settle().await;
+        assert_eq!(copy(&mirror), ["b1", "c1"]);
+
+        // Fell behind: auth ends the stream with ABORTED. The mirror watches again at
+        // once and keeps serving its last copy until the new snapshot is whole.
+        first
+            .send(Err(Status::aborted("the watcher fell behind")))
+            .unwrap();
+        settle().await;
+        assert_eq!(connects.load(Ordering::SeqCst), 2);
+        second.send(put("b", "b2")).unwrap();
+        second.send(put("x", "x1")).unwrap();
+        settle().await;
+        assert_eq!(copy(&mirror), ["b1", "c1"]);
+        second.send(ready()).unwrap();
+        settle().await;
+        // The new snapshot replaces the copy: `c`, absent from it, is gone.
+        assert_eq!(copy(&mirror), ["b2", "x1"]);
+        assert_eq!(*server.calls.lock().unwrap(), ["role", "role"]);
+    }
 }

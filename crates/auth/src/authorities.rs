@@ -32,7 +32,7 @@ pub enum AuthError {
     /// The audit log refused an event: the action is refused too, as nothing may
     /// happen unaudited.
     #[error("cannot write the audit log: {0}")]
-    Audit(String),
+    Audit(#[source] jumpgate_audit::Error),
     /// A stored record (user, credentials) that this version cannot use.
     #[error("stored record at {key} is unusable: {detail}; restore a backup")]
     CorruptRecord { key: String, detail: String },

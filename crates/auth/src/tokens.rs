@@ -722,10 +722,7 @@ impl Tokens<'_> {
     }
 
     async fn record(&self, event: AuditEvent) -> Result<(), AuthError> {
-        self.audit
-            .append(event)
-            .await
-            .map_err(|err| AuthError::Audit(err.to_string()))
+        self.audit.append(event).await.map_err(AuthError::Audit)
     }
 }
 

@@ -88,7 +88,7 @@ pub async fn login(home: &Home, params: &LoginParams) -> Result<Profile, ClientE
     TlsCredentials::from_pem(&answer.tls_certificate_pem, &tls_key, &tls_ca)
         .map_err(|err| bad("TLS certificate", err.to_string()))?;
     let host_cas = parse_host_ca_lines(&answer.host_ca_known_hosts)
-        .map_err(|reason| bad("host CA", reason))?;
+        .map_err(|err| bad("host CA", err.to_string()))?;
     if host_cas.is_empty() {
         return Err(bad("host CA", "no @cert-authority line".to_string()));
     }

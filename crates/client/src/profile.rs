@@ -329,9 +329,24 @@ impl Profile {
     }
 }
 
+/// Why a `@cert-authority` line of a `known_hosts` text is unusable; `line` counts from 1.
+#[derive(Debug, thiserror::Error)]
+pub enum HostCaLineError {
+    /// The line has a host pattern and nothing after it.
+    #[error("line {line}: no key after the host pattern")]
+    NoKey { line: usize },
+    /// What follows the host pattern is not an OpenSSH public key.
+    #[error("line {line}: not an OpenSSH public key: {source}")]
+    BadKey {
+        line: usize,
+        #[source]
+        source: jumpgate_pki::ssh_key::Error,
+    },
+}
+
 /// The keys of the `@cert-authority <hosts> <key>` lines of a `known_hosts` text (other
 /// lines and comments are skipped).
-pub fn parse_host_ca_lines(text: &str) -> Result<Vec<PublicKey>, String> {
+pub fn parse_host_ca_lines(text: &str) -> Result<Vec<PublicKey>, HostCaLineError> {
     let mut keys = Vec::new();
     for (number, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -343,9 +358,11 @@ pub fn parse_host_ca_lines(text: &str) -> Result<Vec<PublicKey>, String> {
             .trim_start()
             .split_once(char::is_whitespace)
             .map(|(_hosts, key)| key.trim())
-            .ok_or_else(|| format!("line {}: no key after the host pattern", number + 1))?;
-        let key = PublicKey::from_openssh(key)
-            .map_err(|err| format!("line {}: not an OpenSSH public key: {err}", number + 1))?;
+            .ok_or(HostCaLineError::NoKey { line: number + 1 })?;
+        let key = PublicKey::from_openssh(key).map_err(|source| HostCaLineError::BadKey {
+            line: number + 1,
+            source,
+        })?;
         keys.push(key);
     }
     Ok(keys)
@@ -433,7 +450,18 @@ mod tests {
         );
         let keys = parse_host_ca_lines(&text).unwrap();
         assert_eq!(keys.len(), 1);
-        assert!(parse_host_ca_lines("@cert-authority *").is_err());
-        assert!(parse_host_ca_lines("@cert-authority * ssh-ed25519 !!!").is_err());
+        let err = parse_host_ca_lines("@cert-authority *").unwrap_err();
+        assert!(matches!(err, HostCaLineError::NoKey { line: 1 }), "{err:?}");
+        assert_eq!(err.to_string(), "line 1: no key after the host pattern");
+        let err = parse_host_ca_lines("\n@cert-authority * ssh-ed25519 !!!").unwrap_err();
+        assert!(
+            matches!(err, HostCaLineError::BadKey { line: 2, .. }),
+            "{err:?}"
+        );
+        let source = std::error::Error::source(&err);
+        assert!(
+            source.is_some_and(|s| s.downcast_ref::<jumpgate_pki::ssh_key::Error>().is_some()),
+            "{err:?}"
+        );
     }
 }

@@ -132,18 +132,18 @@ fn start(args: StartArgs) -> Result<()> {
     if let Some(addr) = &args.diag_addr {
         let parsed: HostPort = addr
             .parse()
-            .map_err(|reason: String| anyhow::anyhow!("--diag-addr: {reason}"))?;
+            .map_err(|reason| anyhow::anyhow!("--diag-addr: {reason}"))?;
         config.jumpgate.diag_addr = Some(parsed);
     }
     if let Some(addr) = &args.auth_addr {
         config.auth_service.listen_addr = addr
             .parse()
-            .map_err(|reason: String| anyhow::anyhow!("--auth-addr: {reason}"))?;
+            .map_err(|reason| anyhow::anyhow!("--auth-addr: {reason}"))?;
     }
     if let Some(addr) = &args.proxy_addr {
         config.proxy_service.web_listen_addr = addr
             .parse()
-            .map_err(|reason: String| anyhow::anyhow!("--proxy-addr: {reason}"))?;
+            .map_err(|reason| anyhow::anyhow!("--proxy-addr: {reason}"))?;
     }
     logging::init(&config.jumpgate.log, args.debug)?;
     raise_open_files_limit();

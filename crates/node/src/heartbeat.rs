@@ -3,8 +3,8 @@
 //! by itself. It carries the static labels, the labels computed by commands, and which
 //! proxies hold this host's reverse tunnels.
 
-use crate::AgentError;
 use crate::identity::HostIdentity;
+use crate::{AgentError, IdentityError, Unreachable};
 use jumpgate_api::{AuthClient, TlsCredentials, proto};
 use jumpgate_types::config::CommandLabel;
 use jumpgate_types::{NodePresence, NodeTunnel};
@@ -70,17 +70,29 @@ pub fn document(
 /// A client of the auth API with the node's identity, through `server` (the proxy
 /// passes it through, or an auth server directly).
 pub async fn auth_client(server: &str, identity: &HostIdentity) -> Result<AuthClient, AgentError> {
-    let tls = TlsCredentials::from_pem(
+    let tls = identity_tls(identity).map_err(IdentityError::Credentials)?;
+    jumpgate_api::connect(server, tls)
+        .await
+        .map_err(|err| AgentError::Unreachable(Unreachable::Connect(err)))
+}
+
+/// [`auth_client`] for the auth API mirrors, which take the API's own error.
+pub(crate) async fn auth_api(
+    server: &str,
+    identity: &HostIdentity,
+) -> Result<AuthClient, jumpgate_api::ApiError> {
+    jumpgate_api::connect(server, identity_tls(identity)?).await
+}
+
+fn identity_tls(
+    identity: &HostIdentity,
+) -> Result<std::sync::Arc<rustls::ClientConfig>, jumpgate_api::ApiError> {
+    TlsCredentials::from_pem(
         &identity.tls_cert_pem,
         &identity.tls_key_pem,
         &identity.tls_ca_pem,
-    )
-    .map_err(|err| AgentError::Identity(err.to_string()))?
+    )?
     .client_config()
-    .map_err(|err| AgentError::Identity(err.to_string()))?;
-    jumpgate_api::connect(server, tls)
-        .await
-        .map_err(|err| AgentError::Unreachable(err.to_string()))
 }
 
 /// Sends heartbeats until `stop` resolves, reconnecting when the auth API goes away.

@@ -2,7 +2,7 @@
 //! at the first join, reused on every later start, so a token is needed only once.
 //! Private keys are made here and never leave the host.
 
-use crate::AgentError;
+use crate::{AgentError, IdentityError};
 use jumpgate_api::proto;
 use jumpgate_pki::{SshKeyPair, generate_ssh_key, generate_tls_key};
 use std::io::Write;
@@ -46,10 +46,8 @@ pub(crate) struct HostKeys {
 
 impl HostKeys {
     pub(crate) fn generate(host_name: &str) -> Result<HostKeys, AgentError> {
-        let ssh =
-            generate_ssh_key(host_name).map_err(|err| AgentError::Identity(err.to_string()))?;
-        let (tls_key_pem, tls_public_pem) =
-            generate_tls_key().map_err(|err| AgentError::Identity(err.to_string()))?;
+        let ssh = generate_ssh_key(host_name).map_err(IdentityError::Keys)?;
+        let (tls_key_pem, tls_public_pem) = generate_tls_key().map_err(IdentityError::Keys)?;
         Ok(HostKeys {
             ssh,
             tls_key_pem,
@@ -95,8 +93,11 @@ pub fn identity_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("host_identity")
 }
 
-fn io_error(path: &Path, err: std::io::Error) -> AgentError {
-    AgentError::Identity(format!("{}: {err}", path.display()))
+fn io_error(path: &Path, source: std::io::Error) -> AgentError {
+    AgentError::Identity(IdentityError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 impl HostIdentity {
@@ -108,13 +109,10 @@ impl HostIdentity {
         }
         let read = |name: &str| {
             let path = dir.join(name);
-            std::fs::read_to_string(&path).map_err(|err| {
-                AgentError::Identity(format!(
-                    "{}: {err}; the stored identity is incomplete: remove {} and join again \
-                     with a new token",
-                    path.display(),
-                    dir.display()
-                ))
+            std::fs::read_to_string(&path).map_err(|source| IdentityError::Incomplete {
+                path,
+                dir: dir.clone(),
+                source,
             })
         };
         Ok(Some(HostIdentity {
@@ -187,7 +185,7 @@ fn write_private(path: &Path, text: &str) -> Result<(), AgentError> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
 
     fn sample() -> HostIdentity {
@@ -223,5 +221,32 @@ mod tests {
         std::fs::remove_file(identity_dir(dir.path()).join("tls.key")).unwrap();
         let err = HostIdentity::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("join again"), "{err}");
+    }
+
+    #[test]
+    fn a_damaged_identity_is_matched_and_keeps_the_io_error() {
+        let dir = tempfile::tempdir().unwrap();
+        sample().save(dir.path()).unwrap();
+        let missing = identity_dir(dir.path()).join("tls.key");
+        std::fs::remove_file(&missing).unwrap();
+        let err = HostIdentity::load(dir.path()).unwrap_err();
+        let AgentError::Identity(IdentityError::Incomplete { path, source, .. }) = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(path, &missing);
+        assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+        // The chain: the agent's error, the identity's, the I/O error.
+        let identity = std::error::Error::source(&err).unwrap();
+        let io = identity.source().unwrap();
+        assert!(io.downcast_ref::<std::io::Error>().is_some(), "{io:?}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "host identity: {}: {source}; the stored identity is incomplete: remove {} and \
+                 join again with a new token",
+                missing.display(),
+                identity_dir(dir.path()).display()
+            )
+        );
     }
 }

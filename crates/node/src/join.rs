@@ -6,8 +6,8 @@
 //! token is only ever sent to the real cluster, even through an untrusted network or a
 //! proxy with a public certificate.
 
-use crate::AgentError;
 use crate::identity::{HostIdentity, HostKeys};
+use crate::{AgentError, JoinRefused, Unreachable};
 use jumpgate_api::proto;
 use jumpgate_pki::TlsCa;
 
@@ -49,11 +49,10 @@ pub async fn join(params: JoinParams<'_>) -> Result<HostIdentity, AgentError> {
                 .to_string(),
         ));
     }
-    let tls = jumpgate_api::tls::pinned_client_config(params.ca_pins)
-        .map_err(|err| AgentError::Config(format!("jumpgate.ca_pin: {err}")))?;
+    let tls = jumpgate_api::tls::pinned_client_config(params.ca_pins).map_err(AgentError::CaPin)?;
     let mut client = jumpgate_api::connect_from(params.server, tls, params.local_ip)
         .await
-        .map_err(|err| AgentError::Unreachable(err.to_string()))?;
+        .map_err(|err| AgentError::Unreachable(Unreachable::Connect(err)))?;
     let keys = HostKeys::generate(params.host_name)?;
     let joined = client
         .join(proto::JoinRequest {
@@ -69,9 +68,9 @@ pub async fn join(params: JoinParams<'_>) -> Result<HostIdentity, AgentError> {
         .await
         .map_err(|status| match status.code() {
             tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
-                AgentError::Unreachable(status.message().to_string())
+                AgentError::Unreachable(Unreachable::Status(status))
             }
-            _ => AgentError::JoinRefused(status.message().to_string()),
+            _ => AgentError::JoinRefused(JoinRefused::Status(status)),
         })?
         .into_inner();
     // The TLS handshake already checked the pin; the CAs handed to us must match too.
@@ -80,9 +79,7 @@ pub async fn join(params: JoinParams<'_>) -> Result<HostIdentity, AgentError> {
         .iter()
         .any(|pem| TlsCa::pin_of_cert_pem(pem).is_ok_and(|pin| params.ca_pins.contains(&pin)));
     if !pinned {
-        return Err(AgentError::JoinRefused(
-            "the cluster's answer carries no CA matching jumpgate.ca_pin".to_string(),
-        ));
+        return Err(AgentError::JoinRefused(JoinRefused::UnpinnedCa));
     }
     let cluster = joined.cluster_name.clone();
     // Auth decides the UUID: another host may already hold the one this host asked for.

@@ -30,17 +30,122 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-/// Why the agent cannot run.
+/// Why the agent cannot run. [`AgentError::Unreachable`] is worth retrying (the cluster
+/// may come back); the others need an operator. Each keeps the error underneath as its
+/// [`source`](std::error::Error::source).
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
+    /// The config lacks what joining needs; the message says what to set.
     #[error("{0}")]
     Config(String),
+    /// `jumpgate.ca_pin` is not a usable pin (ours: fix the config).
+    #[error("jumpgate.ca_pin: {0}")]
+    CaPin(#[source] jumpgate_api::ApiError),
+    /// The cluster did not answer (the network, or the peer is down): try again later.
     #[error("cannot reach the cluster: {0}")]
-    Unreachable(String),
+    Unreachable(#[source] Unreachable),
+    /// The cluster answered and refused (the peer's decision: a used or expired token, a
+    /// CA that does not match the pin).
     #[error("the cluster refused to let this host join: {0}")]
-    JoinRefused(String),
+    JoinRefused(#[source] JoinRefused),
+    /// This host's own keys or stored identity are unusable (internal: files, key
+    /// generation).
     #[error("host identity: {0}")]
-    Identity(String),
+    Identity(#[source] IdentityError),
+}
+
+/// Why the cluster could not be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum Unreachable {
+    /// Dialling the auth API failed.
+    #[error(transparent)]
+    Connect(jumpgate_api::ApiError),
+    /// The auth API failed a call as unavailable (or did not answer in time); the message
+    /// is what it said.
+    #[error("{}", .0.message())]
+    Status(#[source] tonic::Status),
+    /// The reverse tunnel to the proxy at `addr` could not be set up.
+    #[error("{addr}: {failure}")]
+    Tunnel {
+        addr: String,
+        #[source]
+        failure: TunnelFailure,
+    },
+}
+
+/// Which step of setting up a reverse tunnel failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TunnelFailure {
+    /// The TCP connection was not answered in time.
+    #[error("no answer")]
+    DialTimeout,
+    /// The TCP connection failed.
+    #[error("{0}")]
+    Dial(#[source] std::io::Error),
+    /// The TLS handshake was not finished in time.
+    #[error("TLS handshake timed out")]
+    TlsTimeout,
+    /// The TLS handshake failed (the proxy's certificate, or the connection).
+    #[error("TLS: {0}")]
+    Tls(#[source] std::io::Error),
+    /// The peer's certificate is not a proxy's of this host's cluster.
+    #[error("the peer is not a proxy of this cluster")]
+    NotAProxy,
+    /// The HTTP/2 handshake over the tunnel failed.
+    #[error("HTTP/2: {0}")]
+    Http2(#[source] h2::Error),
+}
+
+/// Why the cluster refused this host.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinRefused {
+    /// Auth refused the call; the message is what it said (a bad token, a name it
+    /// reserves).
+    #[error("{}", .0.message())]
+    Status(#[source] tonic::Status),
+    /// The cluster's answer carries no CA matching `jumpgate.ca_pin`.
+    #[error("the cluster's answer carries no CA matching jumpgate.ca_pin")]
+    UnpinnedCa,
+}
+
+/// Why this host's identity (its keys, its stored certificates) is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// The stored TLS certificate, key or CAs do not make a TLS configuration.
+    #[error("{0}")]
+    Credentials(#[source] jumpgate_api::ApiError),
+    /// Making a new key failed (the crypto library).
+    #[error("{0}")]
+    Keys(#[source] jumpgate_pki::PkiError),
+    /// The name the tunnel checks in the proxy's certificate is not a DNS name (a bug).
+    #[error("{0}")]
+    ServerName(#[source] rustls::pki_types::InvalidDnsNameError),
+    /// Writing the identity failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file of the stored identity cannot be read.
+    #[error(
+        "{}: {source}; the stored identity is incomplete: remove {} and join again with a \
+         new token",
+        path.display(),
+        dir.display()
+    )]
+    Incomplete {
+        path: PathBuf,
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl From<IdentityError> for AgentError {
+    fn from(err: IdentityError) -> Self {
+        AgentError::Identity(err)
+    }
 }
 
 /// What the agent needs.
@@ -131,11 +236,7 @@ fn auth_connector(
     Arc::new(move || {
         let server = server.clone();
         let identity = identity.borrow().clone();
-        Box::pin(async move {
-            heartbeat::auth_client(&server, &identity)
-                .await
-                .map_err(|err| err.to_string())
-        })
+        Box::pin(async move { heartbeat::auth_api(&server, &identity).await })
     })
 }
 
@@ -159,9 +260,7 @@ pub async fn run(config: AgentConfig, identity: HostIdentity, shutdown: Cancella
     let roles = jumpgate_api::mirror::Mirror::spawn(
         "role",
         connect.clone(),
-        |document| {
-            jumpgate_types::Role::from_json("auth:role", document).map_err(|e| e.to_string())
-        },
+        |document| jumpgate_types::Role::from_json("auth:role", document),
         stop(),
     );
     let users = jumpgate_api::mirror::Mirror::spawn(
@@ -173,9 +272,7 @@ pub async fn run(config: AgentConfig, identity: HostIdentity, shutdown: Cancella
     let locks = jumpgate_api::mirror::Mirror::spawn(
         "lock",
         connect.clone(),
-        |document| {
-            jumpgate_types::Lock::from_json("auth:lock", document).map_err(|e| e.to_string())
-        },
+        |document| jumpgate_types::Lock::from_json("auth:lock", document),
         stop(),
     );
     let recordings = ssh::recording::Recordings::new(&config.data_dir, false);

@@ -6,9 +6,9 @@
 //! the current CAs. The old certificates stay valid meanwhile, so there is time; a host
 //! that was off for longer than its certificate lives joins again with a token.
 
-use crate::AgentError;
 use crate::heartbeat::auth_client;
 use crate::identity::{HostIdentity, HostKeys};
+use crate::{AgentError, JoinRefused, Unreachable};
 use jumpgate_api::{AuthClient, proto};
 use jumpgate_pki::TlsCa;
 
@@ -62,7 +62,7 @@ pub async fn renew(
             addresses: addresses.to_vec(),
         })
         .await
-        .map_err(|status| AgentError::JoinRefused(status.message().to_string()))?
+        .map_err(|status| AgentError::JoinRefused(JoinRefused::Status(status)))?
         .into_inner();
     Ok(keys.into_identity(
         identity.cluster.clone(),
@@ -82,7 +82,7 @@ pub async fn check_and_renew(
     let status = client
         .status(proto::StatusRequest {})
         .await
-        .map_err(|status| AgentError::Unreachable(status.message().to_string()))?
+        .map_err(|status| AgentError::Unreachable(Unreachable::Status(status)))?
         .into_inner();
     if !needs_renewal(identity, &status.ca_pins, std::time::SystemTime::now()) {
         return Ok(None);

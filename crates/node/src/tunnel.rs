@@ -3,10 +3,10 @@
 //! jittered exponential backoff when the tunnel drops, so a restarted proxy is not hit
 //! by every agent at the same instant.
 
-use crate::AgentError;
 use crate::heartbeat::{SharedState, lock, unix_now};
 use crate::identity::HostIdentity;
 use crate::ssh::SshService;
+use crate::{AgentError, IdentityError, TunnelFailure, Unreachable};
 use bytes::Bytes;
 use jumpgate_api::TlsCredentials;
 use jumpgate_api::ssh_route::{HEADER_CLIENT_ADDR, TARGET_SSH};
@@ -186,22 +186,26 @@ async fn connect(
     .and_then(|credentials| {
         credentials.client_config_for(jumpgate_pki::IdentityKind::Proxy, &[ALPN_REVERSE_TUNNEL])
     })
-    .map_err(|err| AgentError::Identity(err.to_string()))?;
-    let unreachable = |err: String| AgentError::Unreachable(format!("{proxy_addr}: {err}"));
+    .map_err(IdentityError::Credentials)?;
+    let unreachable = |failure: TunnelFailure| {
+        AgentError::Unreachable(Unreachable::Tunnel {
+            addr: proxy_addr.to_string(),
+            failure,
+        })
+    };
     let tcp = tokio::time::timeout(
         CONNECT_TIMEOUT,
         jumpgate_api::client::dial(proxy_addr, local_ip),
     )
     .await
-    .map_err(|_| unreachable("no answer".to_string()))?
-    .map_err(|err| unreachable(err.to_string()))?;
+    .map_err(|_| unreachable(TunnelFailure::DialTimeout))?
+    .map_err(|err| unreachable(TunnelFailure::Dial(err)))?;
     let _ = tcp.set_nodelay(true);
-    let name = ServerName::try_from(PROXY_SERVER_NAME)
-        .map_err(|err| AgentError::Identity(err.to_string()))?;
+    let name = ServerName::try_from(PROXY_SERVER_NAME).map_err(IdentityError::ServerName)?;
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, TlsConnector::from(tls).connect(name, tcp))
         .await
-        .map_err(|_| unreachable("TLS handshake timed out".to_string()))?
-        .map_err(|err| unreachable(format!("TLS: {err}")))?;
+        .map_err(|_| unreachable(TunnelFailure::TlsTimeout))?
+        .map_err(|err| unreachable(TunnelFailure::Tls(err)))?;
     let proxy = stream
         .get_ref()
         .1
@@ -209,7 +213,7 @@ async fn connect(
         .and_then(|certs| certs.first())
         .and_then(|leaf| TlsIdentity::from_cert_der(leaf.as_ref()).ok())
         .filter(|id| id.kind == jumpgate_pki::IdentityKind::Proxy && id.cluster == identity.cluster)
-        .ok_or_else(|| unreachable("the peer is not a proxy of this cluster".to_string()))?;
+        .ok_or_else(|| unreachable(TunnelFailure::NotAProxy))?;
     let connection = h2::server::Builder::new()
         .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
@@ -217,7 +221,7 @@ async fn connect(
         .max_concurrent_streams(10_000)
         .handshake(stream)
         .await
-        .map_err(|err| unreachable(format!("HTTP/2: {err}")))?;
+        .map_err(|err| unreachable(TunnelFailure::Http2(err)))?;
     Ok((proxy.name, connection))
 }
 

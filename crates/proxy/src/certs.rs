@@ -171,10 +171,13 @@ impl PublicCerts {
     }
 
     /// A server config serving these certificates with the given ALPN protocols.
-    pub fn server_config(self: &Arc<Self>, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>, String> {
+    /// Fails only when the crypto provider offers none of the safe protocol versions.
+    pub fn server_config(
+        self: &Arc<Self>,
+        alpn: &[&[u8]],
+    ) -> Result<Arc<ServerConfig>, rustls::Error> {
         let mut config = ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|err| err.to_string())?
+            .with_safe_default_protocol_versions()?
             .with_no_client_auth()
             .with_cert_resolver(self.clone());
         config.alpn_protocols = alpn.iter().map(|proto| proto.to_vec()).collect();

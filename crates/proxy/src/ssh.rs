@@ -15,7 +15,8 @@ use jumpgate_api::ssh_route::{
 };
 use jumpgate_pki::TlsIdentity;
 use jumpgate_types::{
-    AccessChecker, Lock, LockSubject, NodePresence, Role, UserView, find_lock, held_roles,
+    AccessChecker, Lock, LockSubject, NodePresence, ResourceError, Role, UserDocumentError,
+    UserView, find_lock, held_roles,
 };
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,23 +28,23 @@ use tracing::{debug, info};
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Parses a `node` presence record.
-pub fn parse_node(document: &str) -> Result<NodePresence, String> {
-    NodePresence::from_json("auth:node", document).map_err(|e| e.to_string())
+pub fn parse_node(document: &str) -> Result<NodePresence, ResourceError> {
+    NodePresence::from_json("auth:node", document)
 }
 
 /// Parses a `user` document (as the auth API lists them, without secrets).
-pub fn parse_user(document: &str) -> Result<UserView, String> {
+pub fn parse_user(document: &str) -> Result<UserView, UserDocumentError> {
     UserView::from_json(document)
 }
 
 /// Parses a `role` document.
-pub fn parse_role(document: &str) -> Result<Role, String> {
-    Role::from_json("auth:role", document).map_err(|e| e.to_string())
+pub fn parse_role(document: &str) -> Result<Role, ResourceError> {
+    Role::from_json("auth:role", document)
 }
 
 /// Parses a `lock` document.
-pub fn parse_lock(document: &str) -> Result<Lock, String> {
-    Lock::from_json("auth:lock", document).map_err(|e| e.to_string())
+pub fn parse_lock(document: &str) -> Result<Lock, ResourceError> {
+    Lock::from_json("auth:lock", document)
 }
 
 /// What locks may name about a relayed SSH connection.

@@ -33,6 +33,17 @@ pub enum DialError {
     Refused { node: String, status: u16 },
 }
 
+/// Why the list of proxies could not be sent to an agent (it is sent again later).
+#[derive(Debug, thiserror::Error)]
+enum DiscoveryError {
+    #[error("{0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("{0}")]
+    Dial(#[from] DialError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
 /// A live tunnel, as the registry lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TunnelInfo {
@@ -101,24 +112,20 @@ impl Tunnels {
         });
     }
 
-    async fn send_discovery(&self, node: &str, discovery: &Discovery) -> Result<(), String> {
-        let body = serde_json::to_vec(discovery).map_err(|err| err.to_string())?;
-        let mut stream = self
-            .dial(node, TARGET_DISCOVERY)
-            .await
-            .map_err(|err| err.to_string())?;
-        stream
-            .write_all(&body)
-            .await
-            .map_err(|err| err.to_string())?;
-        stream.shutdown().await.map_err(|err| err.to_string())?;
+    async fn send_discovery(
+        &self,
+        node: &str,
+        discovery: &Discovery,
+    ) -> Result<(), DiscoveryError> {
+        let body = serde_json::to_vec(discovery)?;
+        let mut stream = self.dial(node, TARGET_DISCOVERY).await?;
+        stream.write_all(&body).await?;
+        stream.shutdown().await?;
         // Wait for the agent to close its side once it has read everything: dropping the
         // stream earlier would reset it under the agent's feet.
         let mut rest = Vec::new();
-        tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut rest)
-            .await
-            .map(|_| ())
-            .map_err(|err| err.to_string())
+        tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut rest).await?;
+        Ok(())
     }
 
     /// The live tunnels, sorted by node.

@@ -61,10 +61,11 @@ pub use lock::{Lock, LockSpec, LockSubject, LockTarget, find_lock};
 pub use presence::{NodePresence, NodeTunnel, ProxyPresence};
 pub use rbac::{AccessChecker, AccessDenied, SessionOptions};
 pub use resource::{
-    Metadata, Resource, ResourceError, ResourceName, ResourceSpec, ResourceVersion, peek_kind,
+    Metadata, Resource, ResourceError, ResourceName, ResourceSpec, ResourceVersion, TimeError,
+    peek_kind,
 };
 pub use role::{
     LabelSelector, LabelValue, Role, RoleConditions, RoleOptions, RoleSpec, Rule, Template, Traits,
     UnsupportedEffect, UnsupportedField,
 };
-pub use user::{UserView, held_roles};
+pub use user::{UserDocumentError, UserView, held_roles};

@@ -14,6 +14,21 @@ use crate::{Role, Traits};
 use serde::{Deserialize, Serialize};
 use std::time::SystemTime;
 
+/// Why a `user` document from the auth API was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UserDocumentError {
+    /// Not JSON, or not the document's shape.
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    /// A document of another kind (a role sent where a user was expected).
+    #[error("expected a user document, got kind {0:?}")]
+    WrongKind(String),
+    /// `metadata.name` is missing or empty.
+    #[error("a user document without metadata.name")]
+    NoName,
+}
+
 /// A user as proxies and nodes see them: no secrets.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct UserView {
@@ -51,16 +66,13 @@ struct Spec {
 
 impl UserView {
     /// Reads a `user` document as the auth API sends it.
-    pub fn from_json(document: &str) -> Result<UserView, String> {
-        let document: Document = serde_json::from_str(document).map_err(|err| err.to_string())?;
+    pub fn from_json(document: &str) -> Result<UserView, UserDocumentError> {
+        let document: Document = serde_json::from_str(document)?;
         if document.kind != "user" {
-            return Err(format!(
-                "expected a user document, got kind {:?}",
-                document.kind
-            ));
+            return Err(UserDocumentError::WrongKind(document.kind));
         }
         if document.metadata.name.is_empty() {
-            return Err("a user document without metadata.name".to_string());
+            return Err(UserDocumentError::NoName);
         }
         Ok(UserView {
             name: document.metadata.name,
@@ -124,6 +136,32 @@ mod tests {
 
     fn names(roles: &[&Role]) -> Vec<String> {
         roles.iter().map(|role| role.name().to_string()).collect()
+    }
+
+    #[test]
+    fn refused_user_documents_say_why_and_keep_the_json_error() {
+        let err = UserView::from_json("{").unwrap_err();
+        assert!(matches!(err, UserDocumentError::Json(_)), "{err:?}");
+        let source = std::error::Error::source(&err);
+        assert!(
+            source.is_some_and(|s| s.downcast_ref::<serde_json::Error>().is_some()),
+            "{err:?}"
+        );
+        let role = r#"{"kind":"role","metadata":{"name":"x"}}"#;
+        let err = UserView::from_json(role).unwrap_err();
+        assert!(matches!(&err, UserDocumentError::WrongKind(kind) if kind == "role"));
+        assert_eq!(
+            err.to_string(),
+            "expected a user document, got kind \"role\""
+        );
+        let err = UserView::from_json(r#"{"kind":"user","metadata":{"name":""}}"#).unwrap_err();
+        assert!(matches!(err, UserDocumentError::NoName), "{err:?}");
+        let alice = UserView {
+            name: "alice".into(),
+            roles: vec!["access".into()],
+            traits: Traits::new(),
+        };
+        assert_eq!(UserView::from_json(&alice.to_json()).unwrap(), alice);
     }
 
     #[test]

@@ -330,7 +330,7 @@ impl AuthServer {
             event = event.remote_addr(addr);
         }
         if let Err(audit_err) = self.inner.audit.append(event).await {
-            return ServiceError::Internal(format!("cannot audit a refusal: {audit_err}"));
+            return ServiceError::internal_in("cannot audit a refusal", audit_err);
         }
         err
     }

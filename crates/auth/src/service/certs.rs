@@ -115,9 +115,7 @@ impl AuthServer {
                     .user
                     .sign_user(&params, now)
                     .map_err(|err| ServiceError::invalid(err.to_string()))?;
-                ssh_certificate = cert
-                    .to_openssh()
-                    .map_err(|err| ServiceError::Internal(err.to_string()))?;
+                ssh_certificate = cert.to_openssh().map_err(ServiceError::internal)?;
             }
             let mut tls_certificate_pem = String::new();
             if !tls_public_key_pem.trim().is_empty() {
@@ -214,8 +212,7 @@ impl AuthServer {
                     now,
                 )
                 .map_err(|err| ServiceError::invalid(err.to_string()))?;
-            cert.to_openssh()
-                .map_err(|err| ServiceError::Internal(err.to_string()))
+            cert.to_openssh().map_err(ServiceError::internal)
         })();
         if outcome.is_ok() {
             jumpgate_telemetry::count(|m| &m.certificates_issued, &["host"]);
@@ -243,7 +240,7 @@ impl AuthServer {
         let role: JoinRole = request
             .role
             .parse()
-            .map_err(|err: String| ServiceError::invalid(format!("role: {err}")))?;
+            .map_err(|err| ServiceError::invalid(format!("role: {err}")))?;
         let kind = match role {
             JoinRole::Node => IdentityKind::Node,
             JoinRole::Proxy => IdentityKind::Proxy,
@@ -428,9 +425,8 @@ impl AuthServer {
         .field("identity", kind.as_str());
         self.audit(event).await?;
         let tls_certificate_pem = tls.map_err(|err| ServiceError::invalid(err.to_string()))?;
-        let export = |result: Result<String, jumpgate_pki::PkiError>| {
-            result.map_err(|err| ServiceError::Internal(err.to_string()))
-        };
+        let export =
+            |result: Result<String, jumpgate_pki::PkiError>| result.map_err(ServiceError::internal);
         Ok(proto::JoinResponse {
             ssh_host_certificate,
             tls_certificate_pem,

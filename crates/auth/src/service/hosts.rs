@@ -119,7 +119,7 @@ impl HostRecord {
     }
 
     fn to_vec(&self) -> Result<Vec<u8>, ServiceError> {
-        serde_json::to_vec(self).map_err(|err| ServiceError::Internal(err.to_string()))
+        serde_json::to_vec(self).map_err(ServiceError::internal)
     }
 }
 
@@ -143,8 +143,7 @@ const ASSIGN_ATTEMPTS: usize = 3;
 impl AuthServer {
     /// The host parts of every proxy's advertised `public_addr` (from their heartbeats).
     async fn proxy_public_hosts(&self) -> Result<Vec<String>, ServiceError> {
-        let range = KeyRange::prefix("/presence/proxy/")
-            .map_err(|err| ServiceError::Internal(err.to_string()))?;
+        let range = KeyRange::prefix("/presence/proxy/").map_err(ServiceError::internal)?;
         let items = self
             .inner
             .backend

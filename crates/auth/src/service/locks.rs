@@ -137,9 +137,7 @@ impl AuthServer {
         lock.spec.created_by = caller.audit_name();
         lock.spec.created_at = Some(now);
         let name = lock.name().to_string();
-        let document = lock
-            .to_json()
-            .map_err(|err| ServiceError::Internal(err.to_string()))?;
+        let document = lock.to_json().map_err(ServiceError::internal)?;
         let mut item = NewItem::new(lock_key(&name)?, document.clone());
         if let Some(expires) = lock.spec.expires {
             item = item.expiring(expires);

@@ -17,7 +17,7 @@ mod watch_stream;
 
 pub use caller::Caller;
 use caller::RuleScope;
-pub use errors::ServiceError;
+pub use errors::{InternalError, ServiceError};
 
 use crate::ClusterAuthorities;
 use crate::authorities::AuthorityType;
@@ -58,7 +58,7 @@ fn session_id(text: &str) -> Result<SessionId, ServiceError> {
 fn recording_error(err: jumpgate_audit::RecordingError) -> ServiceError {
     use jumpgate_audit::RecordingError as E;
     match err {
-        E::Io { .. } => ServiceError::Internal(err.to_string()),
+        E::Io { .. } => ServiceError::internal(err),
         other => ServiceError::invalid(other.to_string()),
     }
 }
@@ -340,7 +340,7 @@ impl AuthServer {
             .audit
             .append(event)
             .await
-            .map_err(|err| ServiceError::Internal(format!("cannot write the audit log: {err}")))
+            .map_err(|err| ServiceError::internal_in("cannot write the audit log", err))
     }
 
     fn tokens(&self) -> Tokens<'_> {
@@ -756,7 +756,7 @@ impl AuthService for AuthServer {
                 .into());
             }
         }
-        .map_err(|err| ServiceError::Internal(err.to_string()))?;
+        .map_err(ServiceError::internal)?;
         Ok(Response::new(proto::ExportAuthorityResponse { text }))
     }
 
@@ -885,7 +885,7 @@ impl AuthService for AuthServer {
                 .authorities()
                 .user
                 .export_openssh()
-                .map_err(|err| ServiceError::Internal(err.to_string()))?,
+                .map_err(ServiceError::internal)?,
             expires_unix: unix(issued.1),
         }))
     }
@@ -1277,11 +1277,7 @@ impl AuthService for AuthServer {
                     continue;
                 }
             }
-            events.push(
-                event
-                    .to_json()
-                    .map_err(|err| ServiceError::Internal(err.to_string()))?,
-            );
+            events.push(event.to_json().map_err(ServiceError::internal)?);
         }
         Ok(Response::new(proto::SearchEventsResponse {
             events,
@@ -1342,7 +1338,7 @@ fn trust_roots(authorities: &ClusterAuthorities) -> Result<(Vec<String>, String)
     let known_hosts = authorities
         .host
         .export_openssh()
-        .map_err(|err| ServiceError::Internal(err.to_string()))?;
+        .map_err(ServiceError::internal)?;
     Ok((authorities.tls.trusted_cert_pems(), known_hosts))
 }
 
@@ -1356,7 +1352,7 @@ fn parse_join_roles(names: &[String]) -> Result<Vec<JoinRole>, ServiceError> {
     for name in names {
         let role: JoinRole = name
             .parse()
-            .map_err(|err: String| ServiceError::invalid(format!("token type: {err}")))?;
+            .map_err(|err| ServiceError::invalid(format!("token type: {err}")))?;
         if !roles.contains(&role) {
             roles.push(role);
         }

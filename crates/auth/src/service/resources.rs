@@ -85,7 +85,7 @@ pub fn check_logins(logins: &[String]) -> Result<(), ServiceError> {
 }
 
 fn to_json(value: &Value) -> Result<String, ServiceError> {
-    serde_json::to_string_pretty(value).map_err(|err| ServiceError::Internal(err.to_string()))
+    serde_json::to_string_pretty(value).map_err(ServiceError::internal)
 }
 
 fn key(text: String) -> Result<Key, ServiceError> {
@@ -243,9 +243,7 @@ impl AuthServer {
         let authorities = self.authorities();
         let cluster = authorities.cluster.clone();
         let ssh = |kind: &str, ca: &jumpgate_pki::SshCa| -> Result<Value, ServiceError> {
-            let keys = ca
-                .export_openssh()
-                .map_err(|err| ServiceError::Internal(err.to_string()))?;
+            let keys = ca.export_openssh().map_err(ServiceError::internal)?;
             Ok(json!({
                 "kind": "cert_authority",
                 "version": "v2",
@@ -300,8 +298,7 @@ impl AuthServer {
                 })
                 .collect());
         }
-        let range =
-            KeyRange::prefix(&prefix).map_err(|err| ServiceError::Internal(err.to_string()))?;
+        let range = KeyRange::prefix(&prefix).map_err(ServiceError::internal)?;
         let items = self
             .inner
             .backend
@@ -400,9 +397,7 @@ impl AuthServer {
             .iter()
             .map(|field| format!("{field:?}"))
             .collect();
-        let document = role
-            .to_json()
-            .map_err(|err| ServiceError::Internal(err.to_string()))?;
+        let document = role.to_json().map_err(ServiceError::internal)?;
         let role_key = format!("/roles/{name}");
         let item = NewItem::new(key(role_key.clone())?, document.clone());
         let outcome = if request.force {
@@ -523,8 +518,7 @@ impl AuthServer {
             self.audit(event).await?;
             return Err(ServiceError::AlreadyExists(err));
         }
-        let value =
-            serde_json::to_vec(&user).map_err(|err| ServiceError::Internal(err.to_string()))?;
+        let value = serde_json::to_vec(&user).map_err(ServiceError::internal)?;
         let outcome = self
             .inner
             .backend

@@ -85,7 +85,7 @@ impl AuthServer {
         let value = serde_json::to_vec(&SessionOwner {
             node: node.to_string(),
         })
-        .map_err(|err| ServiceError::Internal(err.to_string()))?;
+        .map_err(ServiceError::internal)?;
         let item = NewItem::new(key, value).expiring(SystemTime::now() + OWNER_TTL);
         match self.inner.backend.create(item).await {
             Ok(_) => Ok(()),
@@ -114,7 +114,7 @@ impl AuthServer {
             Err(err) => return Err(backend_error(err)),
         };
         let owner: SessionOwner = serde_json::from_slice(&item.value)
-            .map_err(|err| ServiceError::Internal(format!("session owner record: {err}")))?;
+            .map_err(|err| ServiceError::internal_in("session owner record", err))?;
         if owner.node == node {
             Ok(())
         } else {

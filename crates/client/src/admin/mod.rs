@@ -845,10 +845,10 @@ impl NewLock {
     /// An end given as text (`jctl lock --expires`): RFC 3339, read as the auth service
     /// reads a lock's `spec.expires`, and refused in the words it would use.
     pub fn parse_expires(text: &str) -> Result<SystemTime, ResourceError> {
-        jumpgate_types::resource::parse_rfc3339(text).map_err(|reason| ResourceError::Field {
+        jumpgate_types::resource::parse_rfc3339(text).map_err(|err| ResourceError::Field {
             source_name: LOCK_SOURCE.to_string(),
             path: "spec.expires".to_string(),
-            reason,
+            reason: err.to_string(),
         })
     }
 

@@ -166,6 +166,27 @@ impl std::fmt::Debug for SshService {
     }
 }
 
+/// Why a login was refused: the message is audited and logged as is. The certificate
+/// check and the role decision keep their own errors, so a caller can tell which refused.
+#[derive(Debug, thiserror::Error)]
+enum LoginRefused {
+    /// The certificate does not verify (CA, expiry, principal, source address).
+    #[error(transparent)]
+    Certificate(#[from] jumpgate_pki::CertError),
+    /// A lock names the user, one of their roles, the login or this node.
+    #[error("{0}")]
+    Locked(String),
+    /// The certificate names a user the cluster no longer has.
+    #[error("access denied: user {0:?} does not exist")]
+    UnknownUser(String),
+    /// The user no longer holds any role the certificate names.
+    #[error("access denied: user {user:?} holds none of the certificate's roles {roles:?} now")]
+    NoRoles { user: String, roles: Vec<String> },
+    /// The roles do not allow this login on this node.
+    #[error(transparent)]
+    Denied(#[from] jumpgate_types::AccessDenied),
+}
+
 /// Why a connection could not be served at all.
 #[derive(Debug, thiserror::Error)]
 pub enum SshError {
@@ -343,7 +364,7 @@ impl SshService {
         login: &str,
         cert: &Certificate,
         client: Option<SocketAddr>,
-    ) -> Result<Authorized, String> {
+    ) -> Result<Authorized, LoginRefused> {
         let trusted = self.trusted_user_cas();
         let cluster = self.identity.borrow().cluster.clone();
         let verified = verify_user_cert(
@@ -355,31 +376,25 @@ impl SshService {
                 client_addr: client.map(|addr| addr.ip()),
                 now: SystemTime::now(),
             },
-        )
-        .map_err(|err| err.to_string())?;
+        )?;
         if let Some(refusal) = self.lock_refusal(&verified.user, &verified.roles, login) {
-            return Err(refusal);
+            return Err(LoginRefused::Locked(refusal));
         }
         let users = self.users.current();
         let Some(user) = users.iter().find(|user| user.name == verified.user) else {
-            return Err(format!(
-                "access denied: user {:?} does not exist",
-                verified.user
-            ));
+            return Err(LoginRefused::UnknownUser(verified.user));
         };
         let known = self.roles.current();
         let roles = held_roles(&verified.roles, user, known.iter(), SystemTime::now());
         if roles.is_empty() {
-            return Err(format!(
-                "access denied: user {:?} holds none of the certificate's roles {:?} now",
-                verified.user, verified.roles
-            ));
+            return Err(LoginRefused::NoRoles {
+                user: verified.user,
+                roles: verified.roles,
+            });
         }
         let checker = AccessChecker::new(roles, &user.traits);
         let labels = (self.labels)();
-        checker
-            .check_ssh_access(&labels, login)
-            .map_err(|denied| denied.to_string())?;
+        checker.check_ssh_access(&labels, login)?;
         Ok(Authorized {
             login: login.to_string(),
             options: *checker.options(),
@@ -661,7 +676,7 @@ impl russh::server::Handler for Connection {
                     jumpgate_telemetry::count(|m| &m.node_ssh_logins, &["refused"]);
                     let event = self
                         .service
-                        .refusal(&reason, self.client)
+                        .refusal(&reason.to_string(), self.client)
                         .user(certificate.key_id().to_string())
                         .login(user.to_string());
                     self.service.emit_login_refusal(event);

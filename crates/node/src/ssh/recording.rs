@@ -184,7 +184,7 @@ impl Recordings {
         client: &mut Option<AuthClient>,
         connect: &Connect,
         acknowledged: &mut HashMap<String, u64>,
-    ) -> Result<(), String> {
+    ) -> Result<(), UploadError> {
         let Ok(mut entries) = tokio::fs::read_dir(&self.dir).await else {
             return Ok(()); // nothing recorded yet
         };
@@ -215,7 +215,7 @@ impl Recordings {
             loop {
                 let part = read_part(&path, offset, MAX_PART_LEN)
                     .await
-                    .map_err(|err| err.to_string())?;
+                    .map_err(UploadError::Read)?;
                 let last = part.len() < MAX_PART_LEN;
                 let complete = done && last;
                 if part.is_empty() && !complete {
@@ -229,7 +229,10 @@ impl Recordings {
                         complete,
                     })
                     .await
-                    .map_err(|status| format!("session {session}: {}", status.message()))?
+                    .map_err(|status| UploadError::Refused {
+                        session: session.clone(),
+                        status,
+                    })?
                     .into_inner()
                     .stored;
                 offset = stored;
@@ -248,6 +251,21 @@ impl Recordings {
         }
         Ok(())
     }
+}
+
+/// Why an upload pass stopped early (it is retried).
+#[derive(Debug, thiserror::Error)]
+enum UploadError {
+    #[error(transparent)]
+    Connect(#[from] jumpgate_api::ApiError),
+    #[error(transparent)]
+    Read(jumpgate_audit::RecordingError),
+    #[error("session {session}: {}", status.message())]
+    Refused {
+        session: String,
+        #[source]
+        status: tonic::Status,
+    },
 }
 
 async fn write_recording(

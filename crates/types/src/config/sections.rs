@@ -40,15 +40,13 @@ impl ConfigVersion {
 }
 
 impl std::str::FromStr for ConfigVersion {
-    type Err = String;
+    type Err = super::ValueError;
 
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, super::ValueError> {
         match s.to_ascii_lowercase().as_str() {
             "v3" => Ok(Self::V3),
-            "v1" | "v2" => Err(format!(
-                "version {s:?} is not supported; only v3 is (write `version: v3` and the v3 layout)"
-            )),
-            _ => Err(format!("expected v3, got {s:?}")),
+            "v1" | "v2" => Err(super::ValueError::UnsupportedVersion(s.to_owned())),
+            _ => Err(super::ValueError::UnknownVersion(s.to_owned())),
         }
     }
 }

@@ -17,7 +17,7 @@ use super::sections::{
     JoinParams, JoinRole, LOG_EXTRA_FIELDS, LogConfig, LogOutput, ProxyServiceConfig,
     SshAlgorithms, SshServiceConfig, StaticToken, StorageBackend, StorageConfig, TunnelStrategy,
 };
-use super::values::{OneOrMany, Secret, WordOrMap};
+use super::values::{OneOrMany, Secret, ValueError, WordOrMap};
 
 impl RawConfig {
     pub(super) fn validate(self) -> Result<Config, Invalid> {
@@ -528,7 +528,7 @@ fn parse_static_token(text: &str) -> Result<StaticToken, String> {
     };
     let mut parsed: Vec<JoinRole> = Vec::new();
     for role in roles.split(',').map(str::trim).filter(|r| !r.is_empty()) {
-        let role: JoinRole = role.parse()?;
+        let role: JoinRole = role.parse().map_err(|err: ValueError| err.to_string())?;
         if !parsed.contains(&role) {
             parsed.push(role);
         }

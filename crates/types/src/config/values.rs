@@ -14,6 +14,63 @@ use std::time::Duration;
 use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
 use serde::de::{self, Deserialize, Deserializer, IntoDeserializer, MapAccess, SeqAccess, Visitor};
 
+/// Why a config value (an address, a duration, a keyword) was refused. Its `Display` is the
+/// reason that follows the field path in a [`ConfigError`](super::ConfigError); the variants
+/// let a caller that parses a value itself (`"...".parse::<HostPort>()`) tell the cases apart.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ValueError {
+    /// Not of the form `host:port` (no port, an empty or malformed host, a port that is not
+    /// digits).
+    #[error("expected host:port, got {0:?}")]
+    HostPort(String),
+    /// An IPv6 address without brackets: `::1:3025` is ambiguous.
+    #[error("expected host:port, got {0:?} (write IPv6 addresses as [addr]:port)")]
+    UnbracketedIpv6(String),
+    /// The port is digits but above 65535.
+    #[error("expected host:port with a port up to 65535, got {text:?}")]
+    PortRange {
+        /// The value as written.
+        text: String,
+        /// Why the port did not fit a `u16`.
+        #[source]
+        source: std::num::ParseIntError,
+    },
+    /// Not a duration humantime reads.
+    #[error("expected a duration such as 30s or 12h, got {text:?}")]
+    Duration {
+        /// The value as written.
+        text: String,
+        /// What humantime found wrong.
+        #[source]
+        source: humantime::DurationError,
+    },
+    /// A keyword Teleport knows that Jumpgate does not support yet (`auth_type: github`).
+    #[error("{what} {text:?} is not supported yet; use {choices}")]
+    UnsupportedKeyword {
+        /// What the keyword chooses (`join method`).
+        what: &'static str,
+        /// The value as written.
+        text: String,
+        /// The supported spellings, comma separated.
+        choices: String,
+    },
+    /// A keyword that is not one of the choices.
+    #[error("expected one of {choices}, got {text:?}")]
+    UnknownKeyword {
+        /// The value as written.
+        text: String,
+        /// The supported spellings, comma separated.
+        choices: String,
+    },
+    /// A config `version` of an older layout (`v1`, `v2`).
+    #[error("version {0:?} is not supported; only v3 is (write `version: v3` and the v3 layout)")]
+    UnsupportedVersion(String),
+    /// A config `version` that is no version at all.
+    #[error("expected v3, got {0:?}")]
+    UnknownVersion(String),
+}
+
 /// A network address as written in the config: `host:port`, with IPv6 hosts in brackets
 /// (`[::1]:3025`). The host is kept as text (a name or an IP literal, without brackets): names are
 /// resolved when the daemon dials or binds, not while parsing.
@@ -46,10 +103,10 @@ impl fmt::Display for HostPort {
 }
 
 impl FromStr for HostPort {
-    type Err = String;
+    type Err = ValueError;
 
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("expected host:port, got {s:?}");
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        let bad = || ValueError::HostPort(s.to_owned());
         let (host, port) = if let Some(rest) = s.strip_prefix('[') {
             // Bracketed IPv6 literal: the only form in which a host may contain ':'.
             let (host, port) = rest.split_once("]:").ok_or_else(bad)?;
@@ -59,9 +116,7 @@ impl FromStr for HostPort {
             let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
             if host.contains(':') {
                 // "::1:3025" is ambiguous; say how to write it.
-                return Err(format!(
-                    "expected host:port, got {s:?} (write IPv6 addresses as [addr]:port)"
-                ));
+                return Err(ValueError::UnbracketedIpv6(s.to_owned()));
             }
             (host, port)
         };
@@ -78,7 +133,10 @@ impl FromStr for HostPort {
         }
         let port = port
             .parse::<u16>()
-            .map_err(|_| format!("expected host:port with a port up to 65535, got {s:?}"))?;
+            .map_err(|source| ValueError::PortRange {
+                text: s.to_owned(),
+                source,
+            })?;
         Ok(Self::new(host, port))
     }
 }
@@ -132,9 +190,11 @@ impl<'de> Deserialize<'de> for Secret {
 }
 
 /// Parses a duration such as `30s`, `12h` or `1h30m` (Teleport writes `1m0s`).
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|_| format!("expected a duration such as 30s or 12h, got {s:?}"))
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, ValueError> {
+    humantime::parse_duration(s.trim()).map_err(|source| ValueError::Duration {
+        text: s.to_owned(),
+        source,
+    })
 }
 
 /// `deserialize_with` for a [`Duration`] field.
@@ -355,16 +415,21 @@ macro_rules! keyword_enum {
         }
 
         impl ::std::str::FromStr for $ty {
-            type Err = String;
+            type Err = $crate::config::ValueError;
 
-            fn from_str(s: &str) -> Result<Self, String> {
+            fn from_str(s: &str) -> Result<Self, $crate::config::ValueError> {
                 let choices = [$($first),+].join(", ");
                 match s.to_ascii_lowercase().as_str() {
                     $($first $(| $alias)* => Ok(Self::$variant),)+
-                    $($($unsup)|+ => Err(format!(
-                        "{} {s:?} is not supported yet; use {choices}", $what
-                    )),)?
-                    _ => Err(format!("expected one of {choices}, got {s:?}")),
+                    $($($unsup)|+ => Err($crate::config::ValueError::UnsupportedKeyword {
+                        what: $what,
+                        text: s.to_owned(),
+                        choices,
+                    }),)?
+                    _ => Err($crate::config::ValueError::UnknownKeyword {
+                        text: s.to_owned(),
+                        choices,
+                    }),
                 }
             }
         }
@@ -413,7 +478,7 @@ mod tests {
             "http://x:1",
             "",
         ] {
-            let err = bad.parse::<HostPort>().unwrap_err();
+            let err = bad.parse::<HostPort>().unwrap_err().to_string();
             assert!(err.starts_with("expected host:port"), "{bad}: {err}");
         }
     }
@@ -431,6 +496,34 @@ mod tests {
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("1m0s").unwrap(), Duration::from_secs(60));
         let err = parse_duration("soon").unwrap_err();
-        assert_eq!(err, "expected a duration such as 30s or 12h, got \"soon\"");
+        assert_eq!(
+            err.to_string(),
+            "expected a duration such as 30s or 12h, got \"soon\""
+        );
+        // humantime's own reason is kept as the source, for logs that print the chain.
+        let source = std::error::Error::source(&err);
+        assert!(
+            source.is_some_and(|s| s.downcast_ref::<humantime::DurationError>().is_some()),
+            "{source:?}"
+        );
+    }
+
+    #[test]
+    fn host_port_errors_are_variants() {
+        assert_eq!(
+            "::1:3025".parse::<HostPort>(),
+            Err(ValueError::UnbracketedIpv6("::1:3025".to_owned()))
+        );
+        assert_eq!(
+            "nope".parse::<HostPort>(),
+            Err(ValueError::HostPort("nope".to_owned()))
+        );
+        let err = "host:70000".parse::<HostPort>().unwrap_err();
+        assert!(matches!(err, ValueError::PortRange { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "expected host:port with a port up to 65535, got \"host:70000\""
+        );
+        assert!(std::error::Error::source(&err).is_some());
     }
 }

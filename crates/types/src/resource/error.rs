@@ -66,6 +66,37 @@ impl ResourceError {
     }
 }
 
+/// A `version` that is not one of `v1` to `v8`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected a version from v1 to v8 (Jumpgate writes v7), got {0:?}")]
+pub struct UnknownVersion(pub String);
+
+/// Why a time was refused as RFC 3339 (a resource's `expires`, `jctl lock --expires`), or
+/// cannot be written as one.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TimeError {
+    /// Not an RFC 3339 time with a `Z` or `+hh:mm` offset.
+    #[error(
+        "expected an RFC 3339 time such as 2030-01-02T15:04:05Z or \
+         2030-01-02T15:04:05+02:00, got {text:?}"
+    )]
+    Malformed {
+        /// The text as given (trimmed).
+        text: String,
+        /// What the date parser found wrong, when it was the one to refuse it (the offset
+        /// is checked here).
+        #[source]
+        source: Option<humantime::TimestampError>,
+    },
+    /// A well-formed time before 1970-01-01T00:00:00Z.
+    #[error("{0:?} is before 1970")]
+    BeforeEpoch(String),
+    /// A time outside 1970..=9999, which RFC 3339 (as written here) cannot hold.
+    #[error("a time must be between 1970 and 9999 to be written in RFC 3339")]
+    OutOfRange,
+}
+
 fn at(location: &Option<Location>) -> String {
     match location {
         Some(l) => format!(":{}:{}", l.line, l.column),

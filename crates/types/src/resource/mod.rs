@@ -30,7 +30,7 @@ use serde::de::{self, DeserializeOwned, Deserializer, IgnoredAny, MapAccess, Vis
 use serde::{Deserialize, Serialize, Serializer};
 use serde_norway::Value;
 
-pub use error::ResourceError;
+pub use error::{ResourceError, TimeError, UnknownVersion};
 
 use crate::config::Location;
 use crate::config::error::{from_serde, suggest, yaml_syntax};
@@ -118,7 +118,7 @@ impl<S: ResourceSpec> Resource<S> {
 /// Reads a time the way resource documents write one (`metadata.expires`, a lock's
 /// `spec.expires`): RFC 3339, with fractions of a second and `+hh:mm` offsets. For tools that
 /// take such a time on their command line (`jctl lock --expires`) and build the resource.
-pub fn parse_rfc3339(text: &str) -> Result<SystemTime, String> {
+pub fn parse_rfc3339(text: &str) -> Result<SystemTime, TimeError> {
     rfc3339::parse(text)
 }
 
@@ -238,15 +238,13 @@ impl fmt::Display for ResourceVersion {
 }
 
 impl FromStr for ResourceVersion {
-    type Err = String;
+    type Err = UnknownVersion;
 
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, UnknownVersion> {
         Self::ALL
             .into_iter()
             .find(|v| v.as_str().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| {
-                format!("expected a version from v1 to v8 (Jumpgate writes v7), got {s:?}")
-            })
+            .ok_or_else(|| UnknownVersion(s.to_owned()))
     }
 }
 
@@ -457,16 +455,18 @@ pub(crate) mod rfc3339 {
     /// The first second humantime cannot format (year 10000).
     const LIMIT: Duration = Duration::from_secs(253_402_300_800);
 
-    pub(crate) fn parse(s: &str) -> Result<SystemTime, String> {
+    pub(crate) fn parse(s: &str) -> Result<SystemTime, TimeError> {
         let s = s.trim();
-        let bad = || {
-            format!(
-                "expected an RFC 3339 time such as 2030-01-02T15:04:05Z or \
-                 2030-01-02T15:04:05+02:00, got {s:?}"
-            )
+        let bad = || TimeError::Malformed {
+            text: s.to_owned(),
+            source: None,
+        };
+        let refused = |source| TimeError::Malformed {
+            text: s.to_owned(),
+            source: Some(source),
         };
         if let Some(base) = s.strip_suffix(['Z', 'z']) {
-            return humantime::parse_rfc3339(&format!("{base}Z")).map_err(|_| bad());
+            return humantime::parse_rfc3339(&format!("{base}Z")).map_err(refused);
         }
         // `+hh:mm` or `-hh:mm`: humantime reads only UTC, so shift by hand.
         let split = s.len().checked_sub(6).ok_or_else(bad)?;
@@ -474,7 +474,7 @@ pub(crate) mod rfc3339 {
             s.get(..split).ok_or_else(bad)?,
             s.get(split..).ok_or_else(bad)?,
         );
-        let digits = |range: std::ops::Range<usize>| -> Result<u64, String> {
+        let digits = |range: std::ops::Range<usize>| -> Result<u64, TimeError> {
             let part = offset.get(range).ok_or_else(bad)?;
             if !part.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(bad());
@@ -493,7 +493,7 @@ pub(crate) mod rfc3339 {
         if hours > 23 || minutes > 59 {
             return Err(bad());
         }
-        let local = humantime::parse_rfc3339(&format!("{base}Z")).map_err(|_| bad())?;
+        let local = humantime::parse_rfc3339(&format!("{base}Z")).map_err(refused)?;
         let shift = Duration::from_secs(hours * 3600 + minutes * 60);
         let utc = if east {
             local.checked_sub(shift)
@@ -502,15 +502,15 @@ pub(crate) mod rfc3339 {
         };
         match utc {
             Some(t) if t >= UNIX_EPOCH => Ok(t),
-            _ => Err(format!("{s:?} is before 1970")),
+            _ => Err(TimeError::BeforeEpoch(s.to_owned())),
         }
     }
 
     /// Formats a time, or says why it cannot be (humantime panics outside 1970..10000).
-    pub(crate) fn format(t: SystemTime) -> Result<String, String> {
+    pub(crate) fn format(t: SystemTime) -> Result<String, TimeError> {
         match t.duration_since(UNIX_EPOCH) {
             Ok(since) if since < LIMIT => Ok(humantime::format_rfc3339(t).to_string()),
-            _ => Err("a time must be between 1970 and 9999 to be written in RFC 3339".to_owned()),
+            _ => Err(TimeError::OutOfRange),
         }
     }
 
@@ -653,7 +653,8 @@ mod tests {
         assert_eq!("V3".parse::<ResourceVersion>(), Ok(ResourceVersion::V3));
         assert_eq!(ResourceVersion::V8.to_string(), "v8");
         let err = "v9".parse::<ResourceVersion>().unwrap_err();
-        assert!(err.contains("v1 to v8"), "{err}");
+        assert_eq!(err, UnknownVersion("v9".to_owned()));
+        assert!(err.to_string().contains("v1 to v8"), "{err}");
     }
 
     #[test]
@@ -679,7 +680,47 @@ mod tests {
             assert!(rfc3339::parse(bad).is_err(), "{bad}");
         }
         let far = UNIX_EPOCH + Duration::from_secs(300_000_000_000);
-        assert!(rfc3339::format(far).is_err());
+        assert_eq!(rfc3339::format(far), Err(TimeError::OutOfRange));
+    }
+
+    #[test]
+    fn rfc3339_errors_say_which_case_and_keep_the_parser_reason() {
+        let err = rfc3339::parse("1969-12-31T23:59:59Z").unwrap_err();
+        // humantime refuses times before 1970 itself; its reason is the source.
+        assert!(
+            matches!(
+                err,
+                TimeError::Malformed {
+                    source: Some(_),
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let err = rfc3339::parse("1970-01-01T00:30:00+01:00").unwrap_err();
+        assert_eq!(
+            err,
+            TimeError::BeforeEpoch("1970-01-01T00:30:00+01:00".to_owned())
+        );
+        assert_eq!(
+            err.to_string(),
+            "\"1970-01-01T00:30:00+01:00\" is before 1970"
+        );
+        let err = rfc3339::parse("2030-01-02T03:04:05+2:00").unwrap_err();
+        assert!(
+            matches!(err, TimeError::Malformed { source: None, .. }),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("expected an RFC 3339 time such as")
+        );
+        let err = parse_rfc3339("2030-13-02T03:04:05Z").unwrap_err();
+        let source = std::error::Error::source(&err);
+        assert!(
+            source.is_some_and(|s| s.downcast_ref::<humantime::TimestampError>().is_some()),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::template::{Template, Traits, regex_reason};
+use super::template::{Template, TemplateError, Traits, regex_reason};
 use crate::config::values::ScalarString;
 use crate::resource::check_label_key;
 
@@ -153,24 +153,52 @@ impl fmt::Display for LabelValue {
     }
 }
 
-impl FromStr for LabelValue {
-    type Err = String;
+/// Why a label value (`prod`, `web-*`, `^db-[0-9]+$`, `{{external.env}}`) was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LabelValueError {
+    /// A `{{ }}` value that is not a valid template.
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    /// A `^...$` value that is not a regular expression.
+    #[error("invalid regular expression {value:?}: {}", regex_reason(source))]
+    Pattern {
+        /// The value as written.
+        value: String,
+        /// The regex crate's error.
+        #[source]
+        source: regex::Error,
+    },
+    /// A `*` glob the regex crate could not compile (too large).
+    #[error("invalid glob {value:?}: {}", regex_reason(source))]
+    Glob {
+        /// The value as written.
+        value: String,
+        /// The regex crate's error.
+        #[source]
+        source: regex::Error,
+    },
+}
 
-    fn from_str(s: &str) -> Result<Self, String> {
+impl FromStr for LabelValue {
+    type Err = LabelValueError;
+
+    fn from_str(s: &str) -> Result<Self, LabelValueError> {
         let kind = if s == WILDCARD {
             ValueKind::Any
         } else if s.contains("{{") || s.contains("}}") {
-            ValueKind::Template(
-                s.parse()
-                    .map_err(|e: super::template::TemplateError| e.to_string())?,
-            )
+            ValueKind::Template(s.parse()?)
         } else if s.len() >= 2 && s.starts_with('^') && s.ends_with('$') {
             let body = s
                 .strip_prefix('^')
                 .and_then(|b| b.strip_suffix('$'))
                 .unwrap_or(s);
-            let re = Regex::new(&format!("^(?:{body})$"))
-                .map_err(|e| format!("invalid regular expression {s:?}: {}", regex_reason(&e)))?;
+            let re = Regex::new(&format!("^(?:{body})$")).map_err(|source| {
+                LabelValueError::Pattern {
+                    value: s.to_owned(),
+                    source,
+                }
+            })?;
             ValueKind::Pattern(re)
         } else if s.contains('*') {
             let glob = s
@@ -178,8 +206,10 @@ impl FromStr for LabelValue {
                 .map(regex::escape)
                 .collect::<Vec<_>>()
                 .join(".*");
-            let re = Regex::new(&format!("^{glob}$"))
-                .map_err(|e| format!("invalid glob {s:?}: {}", regex_reason(&e)))?;
+            let re = Regex::new(&format!("^{glob}$")).map_err(|source| LabelValueError::Glob {
+                value: s.to_owned(),
+                source,
+            })?;
             ValueKind::Pattern(re)
         } else {
             ValueKind::Literal

@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_norway::Value;
 
 pub(crate) use labels::NodeMatcher;
-pub use labels::{LabelSelector, LabelValue, WILDCARD};
+pub use labels::{LabelSelector, LabelValue, LabelValueError, WILDCARD};
 pub use template::{INTERNAL_TRAITS, Template, TemplateError, Traits};
 
 use crate::config::error::suggest;

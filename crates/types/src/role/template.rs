@@ -80,10 +80,68 @@ enum Expr {
     },
 }
 
-/// Why a template was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct TemplateError(String);
+/// Why a template was refused. Each variant carries the template as written.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TemplateError {
+    /// A `}}` before any `{{`.
+    #[error("{template:?} has `}}}}` without a matching `{{{{`")]
+    UnmatchedClose {
+        /// The value as written.
+        template: String,
+    },
+    /// A `{{` that is never closed.
+    #[error("{template:?} has `{{{{` without a closing `}}}}`; write e.g. {{{{internal.logins}}}}")]
+    Unclosed {
+        /// The value as written.
+        template: String,
+    },
+    /// More than one `{{ }}` in one value.
+    #[error("{template:?} has more than one `{{{{ }}}}` expression; a value may hold one")]
+    SeveralExpressions {
+        /// The value as written.
+        template: String,
+    },
+    /// The expression between `{{` and `}}` is not one Jumpgate reads (an unknown
+    /// variable or function, a syntax error); the reason says which and how to write it.
+    #[error("in {template:?}: {reason}")]
+    Expression {
+        /// The value as written.
+        template: String,
+        /// What is wrong, with a hint.
+        reason: String,
+    },
+    /// `regexp.replace`'s pattern is not a regular expression.
+    #[error(
+        "in {template:?}: regexp.replace: invalid regular expression {pattern:?}: {}",
+        regex_reason(source)
+    )]
+    Pattern {
+        /// The value as written.
+        template: String,
+        /// The pattern as written.
+        pattern: String,
+        /// The regex crate's error.
+        #[source]
+        source: regex::Error,
+    },
+}
+
+/// Why the text between `{{` and `}}` was refused, before the template is attached.
+#[derive(Debug)]
+enum Problem {
+    Syntax(String),
+    Pattern {
+        pattern: String,
+        source: regex::Error,
+    },
+}
+
+impl From<String> for Problem {
+    fn from(reason: String) -> Self {
+        Problem::Syntax(reason)
+    }
+}
 
 impl Template {
     /// A template that expands to the values of trait `name`: `{{internal.NAME}}` (the built-in
@@ -159,12 +217,12 @@ impl FromStr for Template {
     type Err = TemplateError;
 
     fn from_str(source: &str) -> Result<Self, TemplateError> {
-        let err = |m: String| TemplateError(m);
+        let template = || source.to_owned();
         let Some((prefix, rest)) = source.split_once("{{") else {
             if source.contains("}}") {
-                return Err(err(format!(
-                    "{source:?} has `}}}}` without a matching `{{{{`"
-                )));
+                return Err(TemplateError::UnmatchedClose {
+                    template: template(),
+                });
             }
             return Ok(Self {
                 source: source.to_owned(),
@@ -172,23 +230,33 @@ impl FromStr for Template {
             });
         };
         let Some((inner, suffix)) = rest.split_once("}}") else {
-            return Err(err(format!(
-                "{source:?} has `{{{{` without a closing `}}}}`; write e.g. {{{{internal.logins}}}}"
-            )));
+            return Err(TemplateError::Unclosed {
+                template: template(),
+            });
         };
         if prefix.contains("}}") {
-            return Err(err(format!(
-                "{source:?} has `}}}}` without a matching `{{{{`"
-            )));
+            return Err(TemplateError::UnmatchedClose {
+                template: template(),
+            });
         }
         if suffix.contains("{{") || suffix.contains("}}") {
-            return Err(err(format!(
-                "{source:?} has more than one `{{{{ }}}}` expression; a value may hold one"
-            )));
+            return Err(TemplateError::SeveralExpressions {
+                template: template(),
+            });
         }
         let expr = Parser::new(inner)
             .parse_all()
-            .map_err(|m| err(format!("in {source:?}: {m}")))?;
+            .map_err(|problem| match problem {
+                Problem::Syntax(reason) => TemplateError::Expression {
+                    template: template(),
+                    reason,
+                },
+                Problem::Pattern { pattern, source } => TemplateError::Pattern {
+                    template: template(),
+                    pattern,
+                    source,
+                },
+            })?;
         Ok(Self {
             source: source.to_owned(),
             body: Body::Expr {
@@ -297,17 +365,19 @@ impl Parser {
         self.peeked.as_ref()
     }
 
-    fn parse_all(mut self) -> Result<Expr, String> {
+    fn parse_all(mut self) -> Result<Expr, Problem> {
         if let Some(e) = self.error.take() {
-            return Err(e);
+            return Err(e.into());
         }
         if self.peek().is_none() {
-            return Err("the `{{ }}` is empty; write e.g. {{internal.logins}}".to_owned());
+            return Err(Problem::Syntax(
+                "the `{{ }}` is empty; write e.g. {{internal.logins}}".to_owned(),
+            ));
         }
         let expr = self.expr(0)?;
         match self.next() {
             None => Ok(expr),
-            Some(tok) => Err(format!("unexpected {tok} after the expression")),
+            Some(tok) => Err(format!("unexpected {tok} after the expression").into()),
         }
     }
 
@@ -329,16 +399,16 @@ impl Parser {
         }
     }
 
-    fn expr(&mut self, depth: usize) -> Result<Expr, String> {
+    fn expr(&mut self, depth: usize) -> Result<Expr, Problem> {
         if depth > MAX_DEPTH {
-            return Err(format!("functions nest deeper than {MAX_DEPTH} levels"));
+            return Err(format!("functions nest deeper than {MAX_DEPTH} levels").into());
         }
         let mut names = Vec::new();
         loop {
             match self.next() {
                 Some(Tok::Ident(name)) => names.push(name),
-                Some(tok) => return Err(format!("expected a name, got {tok}")),
-                None => return Err("expected a name, got the end".to_owned()),
+                Some(tok) => return Err(format!("expected a name, got {tok}").into()),
+                None => return Err("expected a name, got the end".to_owned().into()),
             }
             if self.peek() == Some(&Tok::Dot) {
                 self.next();
@@ -357,26 +427,29 @@ impl Parser {
                 let [namespace] = names.as_slice() else {
                     return Err(format!(
                         "`{dotted}[...]`: brackets follow `external` or `internal` directly"
-                    ));
+                    )
+                    .into());
                 };
                 let key = self.string("a trait name in brackets")?;
                 self.expect(Tok::CloseBracket, "after the trait name")?;
-                variable(namespace, &key)
+                Ok(variable(namespace, &key)?)
             }
             _ => match names.as_slice() {
-                [namespace, name] => variable(namespace, name),
+                [namespace, name] => Ok(variable(namespace, name)?),
                 [one] => Err(format!(
                     "`{one}` is not a variable; write internal.NAME or external.NAME"
-                )),
+                )
+                .into()),
                 _ => Err(format!(
                     "`{dotted}` is not a variable; write internal.NAME or external.NAME \
                      (use external[\"a.b\"] for a trait name with dots)"
-                )),
+                )
+                .into()),
             },
         }
     }
 
-    fn call(&mut self, name: &str, depth: usize) -> Result<Expr, String> {
+    fn call(&mut self, name: &str, depth: usize) -> Result<Expr, Problem> {
         match name {
             "email.local" => {
                 let input = self.expr(depth + 1)?;
@@ -390,12 +463,10 @@ impl Parser {
                 self.expect(Tok::Comma, "after regexp.replace's pattern")?;
                 let replacement = self.string("regexp.replace's replacement")?;
                 self.expect(Tok::Close, "to close regexp.replace(")?;
-                let pattern = Regex::new(&pattern).map_err(|e| {
-                    format!(
-                        "regexp.replace: invalid regular expression {pattern:?}: {}",
-                        regex_reason(&e)
-                    )
-                })?;
+                let pattern = match Regex::new(&pattern) {
+                    Ok(compiled) => compiled,
+                    Err(source) => return Err(Problem::Pattern { pattern, source }),
+                };
                 Ok(Expr::RegexpReplace {
                     input: Box::new(input),
                     pattern,
@@ -404,7 +475,8 @@ impl Parser {
             }
             other => Err(format!(
                 "unknown function `{other}`; the functions are email.local and regexp.replace"
-            )),
+            )
+            .into()),
         }
     }
 }
@@ -603,6 +675,38 @@ mod tests {
             let err = template.parse::<Template>().unwrap_err().to_string();
             assert!(err.contains(want), "{template}: {err}");
         }
+    }
+
+    #[test]
+    fn errors_are_variants_and_a_bad_pattern_keeps_the_regex_error() {
+        let unclosed = "{{internal.logins".parse::<Template>().unwrap_err();
+        assert!(
+            matches!(unclosed, TemplateError::Unclosed { .. }),
+            "{unclosed:?}"
+        );
+        let several = "{{a.b}}{{c.d}}".parse::<Template>().unwrap_err();
+        assert!(matches!(several, TemplateError::SeveralExpressions { .. }));
+        let text = r#"{{regexp.replace(external.g, "(", "x")}}"#;
+        let err = text.parse::<Template>().unwrap_err();
+        let TemplateError::Pattern {
+            template, pattern, ..
+        } = &err
+        else {
+            panic!("{err:?}");
+        };
+        assert_eq!((template.as_str(), pattern.as_str()), (text, "("));
+        // The message is the one line of the regex error; the whole error is the source.
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "in {text:?}: regexp.replace: invalid regular expression \"(\": unclosed group"
+            )
+        );
+        let source = std::error::Error::source(&err);
+        assert!(
+            source.is_some_and(|s| s.downcast_ref::<regex::Error>().is_some()),
+            "{err:?}"
+        );
     }
 
     #[test]
