@@ -31,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
     if let Some(discovery) = found {
         let tunnels = discovery.desired_tunnels();
         assert!((1..=MAX_TUNNELS).contains(&tunnels));
-        assert!(tunnels <= discovery.proxies.len().max(1));
+        assert!(tunnels <= discovery.proxies().len().max(1));
         let encoded = serde_json::to_vec(&discovery).expect("a discovery message encodes");
         assert_eq!(parse(&encoded), Some(discovery));
     }

@@ -179,7 +179,7 @@ async fn agents(args: AgentArgs) {
             {
                 let _permit = gate.acquire().await.unwrap();
                 for _ in 0..JOIN_TRIES {
-                    let params = jumpgate_node::join::JoinParams {
+                    let params = jumpgate_node::join::JoinSpec {
                         server: &args.auth,
                         token: &args.token,
                         ca_pins: &pins,

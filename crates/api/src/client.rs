@@ -94,6 +94,8 @@ pub async fn dial(target: &str, local_ip: Option<IpAddr>) -> std::io::Result<Tcp
 }
 
 /// An error with its causes, which is where TLS and socket errors say what went wrong.
+/// A cause whose text the message already quotes is not repeated (errors here both say
+/// what went wrong and keep the error underneath as their source). What the binaries print.
 pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
@@ -106,4 +108,30 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot reach the cluster: {0}")]
+    struct Quoting(#[source] std::io::Error);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("joining the cluster")]
+    struct Context(#[source] Quoting);
+
+    #[test]
+    fn a_cause_is_printed_once_even_when_the_message_quotes_it() {
+        let refused = || std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert_eq!(
+            error_chain(&Quoting(refused())),
+            "cannot reach the cluster: refused"
+        );
+        assert_eq!(
+            error_chain(&Context(Quoting(refused()))),
+            "joining the cluster: cannot reach the cluster: refused"
+        );
+    }
 }

@@ -46,12 +46,12 @@ pub const MAX_TUNNELS: usize = 64;
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Discovery {
     /// Identity names (host UUIDs) of the live proxies.
-    pub proxies: Vec<String>,
+    proxies: Vec<String>,
     /// [`TunnelStrategy::as_str`]: `agent_mesh` or `proxy_peering`.
-    pub tunnel_strategy: String,
+    tunnel_strategy: String,
     /// [`TunnelStrategy::agent_connection_count`]: with `proxy_peering`, tunnels to keep
     /// to distinct proxies.
-    pub agent_connection_count: u32,
+    agent_connection_count: u32,
 }
 
 impl Discovery {
@@ -62,6 +62,11 @@ impl Discovery {
             tunnel_strategy: strategy.as_str().to_string(),
             agent_connection_count: strategy.agent_connection_count(),
         }
+    }
+
+    /// Identity names (host UUIDs) of the live proxies.
+    pub fn proxies(&self) -> &[String] {
+        &self.proxies
     }
 
     /// The cluster's tunnel strategy (agent_mesh when the message names none, or one

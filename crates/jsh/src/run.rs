@@ -53,7 +53,10 @@ pub fn jsh_main() -> ExitCode {
     match outcome {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            eprintln!("jsh: error: {err:#}");
+            eprintln!(
+                "jsh: error: {}",
+                jumpgate_api::client::error_chain(err.as_ref())
+            );
             ExitCode::from(if connects { EXIT_CONNECTION } else { 1 })
         }
     }

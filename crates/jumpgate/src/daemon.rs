@@ -167,7 +167,7 @@ pub async fn run(config: Config, dev: bool) -> Result<()> {
             Ok(())
         }
         Some(err) = fatal_rx.recv() => {
-            error!(err = format!("{err:#}"), "shutting down after a fatal error");
+            error!(err = jumpgate_api::client::error_chain(err.as_ref()), "shutting down after a fatal error");
             Err(err)
         }
     };
@@ -397,7 +397,7 @@ async fn start_auth_host_services(
         Some(tokio::spawn(async move {
             // This host's SSH service failing does not stop the cluster's services.
             if let Err(err) = local.await {
-                let reason = format!("{err:#}");
+                let reason = jumpgate_api::client::error_chain(err.as_ref());
                 error!(err = %reason, "the local ssh service cannot run");
                 readiness.not_ready("agent", reason);
             }

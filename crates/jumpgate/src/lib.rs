@@ -30,7 +30,10 @@ pub fn jumpgate_main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("jumpgate: error: {err:#}");
+            eprintln!(
+                "jumpgate: error: {}",
+                jumpgate_api::client::error_chain(err.as_ref())
+            );
             ExitCode::FAILURE
         }
     }
@@ -47,7 +50,10 @@ pub fn jctl_main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("jctl: error: {err:#}");
+            eprintln!(
+                "jctl: error: {}",
+                jumpgate_api::client::error_chain(err.as_ref())
+            );
             ExitCode::FAILURE
         }
     }

@@ -15,7 +15,7 @@ use jumpgate_pki::TlsCa;
 /// identity asked for. Not the config's `jumpgate.join_params`
 /// ([`jumpgate_types::config::JoinParams`]: the join method and token), one of its inputs.
 #[derive(Clone)]
-pub struct JoinParams<'a> {
+pub struct JoinSpec<'a> {
     /// The proxy's public address or an auth server's, `host:port`.
     pub server: &'a str,
     pub token: &'a str,
@@ -30,9 +30,9 @@ pub struct JoinParams<'a> {
     pub local_ip: Option<std::net::IpAddr>,
 }
 
-impl std::fmt::Debug for JoinParams<'_> {
+impl std::fmt::Debug for JoinSpec<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JoinParams")
+        f.debug_struct("JoinSpec")
             .field("server", &self.server)
             .field("token", &"[redacted]")
             .field("ca_pins", &self.ca_pins)
@@ -41,7 +41,7 @@ impl std::fmt::Debug for JoinParams<'_> {
 }
 
 /// Joins with `params.role`; the identity is returned, not yet saved.
-pub async fn join(params: JoinParams<'_>) -> Result<HostIdentity, AgentError> {
+pub async fn join(params: JoinSpec<'_>) -> Result<HostIdentity, AgentError> {
     if params.ca_pins.is_empty() {
         return Err(AgentError::Config(
             "jumpgate.ca_pin is empty: a host joining for the first time must check that it \

@@ -183,8 +183,8 @@ impl std::fmt::Debug for AgentConfig {
 
 impl AgentConfig {
     /// What joining as a node takes (the token goes to [`load_or_join`] separately).
-    pub fn join_params(&self) -> join::JoinParams<'_> {
-        join::JoinParams {
+    pub fn join_spec(&self) -> join::JoinSpec<'_> {
+        join::JoinSpec {
             server: &self.server,
             token: "",
             ca_pins: &self.ca_pins,
@@ -203,7 +203,7 @@ impl AgentConfig {
 pub async fn load_or_join(
     data_dir: &std::path::Path,
     token: Option<&str>,
-    params: join::JoinParams<'_>,
+    params: join::JoinSpec<'_>,
 ) -> Result<HostIdentity, AgentError> {
     if let Some(stored) = HostIdentity::load(data_dir)? {
         // Auth decides the UUID at join (another host may have held the one asked
@@ -222,7 +222,7 @@ pub async fn load_or_join(
             params.role
         )));
     };
-    let joined = join::join(join::JoinParams { token, ..params }).await?;
+    let joined = join::join(join::JoinSpec { token, ..params }).await?;
     joined.save(data_dir)?;
     info!(cluster = %joined.cluster, role = params.role, "joined the cluster; identity stored");
     Ok(joined)

@@ -3,7 +3,7 @@
 //! daemon's [`CancellationToken`] is cancelled. A standalone proxy joins the same way
 //! ([`load_or_join_retrying`] with the `proxy` role).
 
-use crate::join::JoinParams;
+use crate::join::JoinSpec;
 use crate::{AgentConfig, AgentError, HostIdentity};
 use jumpgate_telemetry::Readiness;
 use jumpgate_types::Config;
@@ -97,7 +97,7 @@ pub fn configured_join_token(config: &Config) -> Option<String> {
 pub async fn load_or_join_retrying(
     data_dir: &Path,
     token: Option<&str>,
-    params: JoinParams<'_>,
+    params: JoinSpec<'_>,
     component: &'static str,
     readiness: &Readiness,
     shutdown: &CancellationToken,
@@ -130,7 +130,7 @@ pub async fn join_and_run(
     let identity = load_or_join_retrying(
         &agent.data_dir,
         agent.token.as_deref(),
-        agent.join_params(),
+        agent.join_spec(),
         "agent",
         &readiness,
         &shutdown,

@@ -310,7 +310,7 @@ async fn handle_stream(
                 discovery.send_if_modified(|current| {
                     let changed = *current != found;
                     if changed {
-                        info!(proxies = found.proxies.len(), strategy = %found.strategy(), "learned the cluster's proxies");
+                        info!(proxies = found.proxies().len(), strategy = %found.strategy(), "learned the cluster's proxies");
                         *current = found;
                     }
                     changed

@@ -21,7 +21,7 @@ use jumpgate_api::mirror::{Connect, Mirror};
 use jumpgate_api::ssh_route::ALPN_SSH;
 use jumpgate_api::tunnel::{ALPN_REVERSE_TUNNEL, Discovery, PROXY_SERVER_NAME};
 use jumpgate_api::{ApiError, ClientConfig, PemIdentity, ServerConfig, proto};
-use jumpgate_node::join::JoinParams;
+use jumpgate_node::join::JoinSpec;
 use jumpgate_node::{AgentError, HostIdentity};
 use jumpgate_telemetry::Readiness;
 use jumpgate_types::config::{ProxyServiceConfig, TunnelStrategy};
@@ -58,7 +58,7 @@ pub enum ProxyServiceError {
     #[error("proxy_service.https_keypairs: {0}")]
     Keypairs(#[source] crate::KeypairError),
     #[error("proxy TLS: {0}")]
-    Tls(String),
+    Tls(#[source] rustls::Error),
     /// A standalone proxy cannot join: a refused token, missing settings.
     #[error("proxy: joining the cluster: {0}")]
     Join(#[source] AgentError),
@@ -216,7 +216,7 @@ pub async fn join(
     let identity = jumpgate_node::service::load_or_join_retrying(
         &data_dir,
         token.as_deref(),
-        JoinParams {
+        JoinSpec {
             server: &auth_server,
             token: "",
             ca_pins: &config.jumpgate.ca_pin,
@@ -347,8 +347,8 @@ fn ssh_routing(web: &WebApi, tunnels: Arc<Tunnels>, shutdown: &CancellationToken
     routing
 }
 
-fn parse_proxy(document: &str) -> Result<ProxyPresence, String> {
-    ProxyPresence::from_json("auth:proxy", document).map_err(|err| err.to_string())
+fn parse_proxy(document: &str) -> Result<ProxyPresence, jumpgate_types::ResourceError> {
+    ProxyPresence::from_json("auth:proxy", document)
 }
 
 /// What agents are told: the live proxies (from their presence records) and the

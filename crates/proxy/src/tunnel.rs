@@ -265,10 +265,10 @@ mod tests {
     use super::*;
 
     fn discovery(proxies: &[&str]) -> Discovery {
-        Discovery {
-            proxies: proxies.iter().map(ToString::to_string).collect(),
-            ..Discovery::default()
-        }
+        Discovery::new(
+            proxies.iter().map(ToString::to_string).collect(),
+            jumpgate_types::config::TunnelStrategy::AgentMesh,
+        )
     }
 
     #[test]

@@ -174,7 +174,7 @@ impl Default for GlobalConfig {
 }
 
 /// `jumpgate.join_params`: how this host proves itself when it joins. One input of a join;
-/// the whole request is `jumpgate_node::join::JoinParams`.
+/// the whole request is `jumpgate_node::join::JoinSpec`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JoinParams {
     /// How the host proves itself.
