@@ -21,6 +21,7 @@
 mod error;
 mod etcd;
 mod memory;
+pub mod metered;
 mod sqlite;
 mod types;
 mod watch;
@@ -31,6 +32,7 @@ pub mod conformance;
 pub use error::{BackendError, Result};
 pub use etcd::{EtcdBackend, EtcdOptions, EtcdTls};
 pub use memory::MemoryBackend;
+pub use metered::MeteredBackend;
 pub use sqlite::{SqliteBackend, SqliteOptions, backup_sqlite, restore_sqlite};
 pub use types::{Action, Condition, Event, Item, Key, KeyRange, NewItem, Revision};
 pub use watch::{WatchError, Watcher};

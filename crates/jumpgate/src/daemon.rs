@@ -6,12 +6,11 @@
 
 use crate::datadir;
 use crate::diag::{self, Readiness};
-use crate::metrics::{MeteredBackend, Metrics};
 use crate::storage::StoragePlan;
 use anyhow::{Context, Result};
 use jumpgate_auth::lifecycle::{AuthSettings, RunningAuth, dialable};
 use jumpgate_auth::{AuthError, ClusterAuthorities, LocalIdentity};
-use jumpgate_backend::{Backend, BackendError, Key};
+use jumpgate_backend::{Backend, BackendError, Key, MeteredBackend};
 use jumpgate_node::HostIdentity;
 use jumpgate_pki::IdentityKind;
 use jumpgate_proxy::service::{ProxyIdentity, ProxySettings, RunningProxy};
@@ -57,7 +56,10 @@ pub async fn run(config: Config, dev: bool) -> Result<()> {
         },
         _ => None,
     };
-    let metrics = Metrics::new().context("setting up metrics")?;
+    // The services record into one registry; building it now dates the process start.
+    if !jumpgate_telemetry::init() {
+        warn!("the metrics could not be built; /metrics serves none");
+    }
     let readiness = Readiness::default();
     let diag_listener = match &config.jumpgate.diag_addr {
         Some(addr) => Some(
@@ -91,7 +93,6 @@ pub async fn run(config: Config, dev: bool) -> Result<()> {
                 config: config.clone(),
                 host_uuid: host_uuid.to_string(),
                 cluster: cluster_name(&config),
-                metrics: metrics.clone(),
                 readiness: readiness.clone(),
                 bound: bound_tx,
             },
@@ -127,7 +128,7 @@ pub async fn run(config: Config, dev: bool) -> Result<()> {
                 .local_addr()
                 .context("diagnostics listener address")?;
             info!(%addr, "diagnostics listening (/healthz, /readyz, /metrics)");
-            let router = diag::router(readiness.clone(), metrics.clone());
+            let router = diag::router(readiness.clone());
             let stop = shutdown.clone().cancelled_owned();
             tasks.spawn(async move {
                 let serve = axum::serve(listener, router).with_graceful_shutdown(stop);
@@ -189,7 +190,6 @@ struct AuthHost {
     config: Config,
     host_uuid: String,
     cluster: String,
-    metrics: Metrics,
     readiness: Readiness,
     /// Told the bound addresses once the services serve.
     bound: watch::Sender<Option<Bound>>,
@@ -209,7 +209,6 @@ async fn run_auth_host(
         config,
         host_uuid,
         cluster,
-        metrics,
         readiness,
         bound,
     } = host;
@@ -217,9 +216,9 @@ async fn run_auth_host(
     let mut retry = Duration::from_millis(200);
     let backend: Arc<dyn Backend> = loop {
         match plan.open().await {
-            Ok(backend) => break Arc::new(MeteredBackend::new(backend, metrics.clone())),
+            Ok(backend) => break Arc::new(MeteredBackend::new(backend)),
             Err(err) => {
-                metrics.backend_up.set(0);
+                jumpgate_telemetry::set(|m| &m.backend_up, 0);
                 readiness.not_ready("backend", format!("{description}: {err}"));
                 if !err.is_retryable() {
                     // Corrupt file, newer schema, bad settings: waiting will not fix it.
@@ -313,11 +312,11 @@ async fn run_auth_host(
     loop {
         match backend.get(&probe_key).await {
             Ok(_) | Err(BackendError::NotFound { .. }) => {
-                metrics.backend_up.set(1);
+                jumpgate_telemetry::set(|m| &m.backend_up, 1);
                 readiness.ready("backend");
             }
             Err(err) => {
-                metrics.backend_up.set(0);
+                jumpgate_telemetry::set(|m| &m.backend_up, 0);
                 warn!(%err, "cluster state backend probe failed");
                 readiness.not_ready("backend", format!("{description}: {err}"));
             }

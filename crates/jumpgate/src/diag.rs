@@ -3,7 +3,6 @@
 //! `/metrics`. Plain HTTP on purpose: it carries no secrets and is meant for the local
 //! monitoring agent; bind it to loopback or a private network.
 
-use crate::metrics::Metrics;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -14,15 +13,14 @@ pub use jumpgate_telemetry::Readiness;
 #[derive(Debug, Clone)]
 struct DiagState {
     readiness: Readiness,
-    metrics: Metrics,
 }
 
-pub fn router(readiness: Readiness, metrics: Metrics) -> Router {
+pub fn router(readiness: Readiness) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .with_state(DiagState { readiness, metrics })
+        .with_state(DiagState { readiness })
 }
 
 async fn readyz(State(state): State<DiagState>) -> impl IntoResponse {
@@ -54,9 +52,9 @@ async fn readyz(State(state): State<DiagState>) -> impl IntoResponse {
     )
 }
 
-async fn metrics_text(State(state): State<DiagState>) -> impl IntoResponse {
+async fn metrics_text() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        jumpgate_telemetry::render(),
     )
 }

@@ -13,7 +13,6 @@ mod datadir;
 mod diag;
 mod jctl;
 mod logging;
-mod metrics;
 mod storage;
 
 use anyhow::{Context, Result};

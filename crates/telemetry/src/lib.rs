@@ -1,6 +1,7 @@
 //! The metrics an operator watches, recorded where things happen (the proxy's router, the
 //! tunnels, the node's SSH service, the auth service, the audit log, the watch streams)
-//! into one process-wide registry that the daemon serves on `/metrics` with its own.
+//! and the backend's requests, into one process-wide registry that the daemon serves on
+//! `/metrics` ([`render`]).
 //! Names follow Teleport's where it has one, with the `jumpgate_` prefix; docs/operations.md
 //! lists them.
 //!
@@ -21,6 +22,12 @@ use std::time::Duration;
 #[derive(Debug)]
 pub struct Metrics {
     pub registry: Registry,
+    /// Cluster-state backend requests, by backend, operation and outcome.
+    pub backend_requests: IntCounterVec,
+    /// Latency of cluster-state backend requests.
+    pub backend_latency: HistogramVec,
+    /// 1 while the cluster-state backend answers, 0 otherwise.
+    pub backend_up: IntGauge,
     /// Connections to the proxy's public port, by route and how they ended.
     pub proxy_connections: IntCounterVec,
     /// Agents' reverse tunnels open on this proxy.
@@ -59,6 +66,42 @@ impl Metrics {
             registry.register(Box::new(metric.clone()))?;
             Ok(metric)
         };
+        let build_info = IntGauge::with_opts(
+            Opts::new("jumpgate_build_info", "Always 1; labels carry the version.")
+                .const_label("version", env!("CARGO_PKG_VERSION")),
+        )?;
+        build_info.set(1);
+        registry.register(Box::new(build_info))?;
+        let start_time = gauge(
+            "jumpgate_process_start_time_seconds",
+            "When this daemon started, in Unix seconds.",
+        )?;
+        start_time.set(
+            std::time::SystemTime::now()
+                .duration_since(std::time::SystemTime::UNIX_EPOCH)
+                .map(|since| i64::try_from(since.as_secs()).unwrap_or(i64::MAX))
+                .unwrap_or(0),
+        );
+        let backend_requests = counter(
+            "jumpgate_backend_requests_total",
+            "Cluster-state backend requests, by operation and outcome.",
+            &["backend", "operation", "outcome"],
+        )?;
+        let backend_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "jumpgate_backend_request_duration_seconds",
+                "Latency of cluster-state backend requests.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            &["backend", "operation"],
+        )?;
+        registry.register(Box::new(backend_latency.clone()))?;
+        let backend_up = gauge(
+            "jumpgate_backend_up",
+            "1 while the cluster-state backend answers, 0 otherwise.",
+        )?;
         let proxy_connections = counter(
             "jumpgate_proxy_connections_total",
             "Connections to the proxy's public port, by route (auth, web, reversetunnel, ssh, \
@@ -123,6 +166,9 @@ impl Metrics {
         registry.register(Box::new(watch_delay.clone()))?;
         Ok(Metrics {
             registry,
+            backend_requests,
+            backend_latency,
+            backend_up,
             proxy_connections,
             reverse_tunnels,
             proxy_ssh_sessions,
@@ -149,6 +195,36 @@ static METRICS: LazyLock<Option<Metrics>> = LazyLock::new(|| match Metrics::buil
 /// The process's metrics (`None` only if they could not be built).
 pub fn metrics() -> Option<&'static Metrics> {
     METRICS.as_ref()
+}
+
+/// Builds the metrics now, so `jumpgate_process_start_time_seconds` is the daemon's start;
+/// says whether they could be built.
+pub fn init() -> bool {
+    metrics().is_some()
+}
+
+/// Every metric in the Prometheus text format, as `/metrics` serves it.
+pub fn render() -> String {
+    let Some(metrics) = metrics() else {
+        return "# the metrics could not be built; see the daemon's log\n".to_string();
+    };
+    prometheus::TextEncoder::new()
+        .encode_to_string(&metrics.registry.gather())
+        .unwrap_or_else(|err| format!("# error encoding metrics: {err}\n"))
+}
+
+/// Sets a gauge.
+pub fn set(pick: impl FnOnce(&Metrics) -> &IntGauge, value: i64) {
+    if let Some(metrics) = metrics() {
+        pick(metrics).set(value);
+    }
+}
+
+/// Records one observation (seconds, bytes...) in a histogram with these label values.
+pub fn observe(pick: impl FnOnce(&Metrics) -> &HistogramVec, labels: &[&str], value: f64) {
+    if let Some(metrics) = metrics() {
+        pick(metrics).with_label_values(labels).observe(value);
+    }
 }
 
 /// Adds one to a counter with these label values.
