@@ -1,6 +1,7 @@
 //! Command-line interface of `jsh`, the user's tool.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use jumpgate_types::config::parse_duration;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -87,10 +88,6 @@ pub struct LoginArgs {
     /// (12h). Your roles may shorten it.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub ttl: Option<Duration>,
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text).map_err(|err| format!("{err} (examples: 30m, 8h, 1h30m)"))
 }
 
 /// How lists are printed.

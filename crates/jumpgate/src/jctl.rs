@@ -516,7 +516,7 @@ async fn sign_host(
 fn parse_time(what: &str, text: &str, now: SystemTime) -> Result<SystemTime> {
     let time = if let Ok(time) = humantime::parse_rfc3339_weak(text) {
         time
-    } else if let Ok(ago) = humantime::parse_duration(text) {
+    } else if let Ok(ago) = jumpgate_types::config::parse_duration(text) {
         now.checked_sub(ago)
             .ok_or_else(|| anyhow!("--{what} {text}: too long ago"))?
     } else {

@@ -1,6 +1,7 @@
 //! Command-line interface of `jctl`, the admin tool.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use jumpgate_types::config::parse_duration;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -278,9 +279,4 @@ pub enum AuditCommand {
         #[command(flatten)]
         format: FormatArg,
     },
-}
-
-fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    humantime::parse_duration(text)
-        .map_err(|err| format!("{text:?} is not a duration such as 30m or 12h: {err}"))
 }

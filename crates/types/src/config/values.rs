@@ -189,8 +189,9 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
-/// Parses a duration such as `30s`, `12h` or `1h30m` (Teleport writes `1m0s`).
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, ValueError> {
+/// Parses a duration such as `30s`, `12h` or `1h30m` (Teleport writes `1m0s`): the one
+/// duration syntax of the config, `jctl` and `jsh`.
+pub fn parse_duration(s: &str) -> Result<Duration, ValueError> {
     humantime::parse_duration(s.trim()).map_err(|source| ValueError::Duration {
         text: s.to_owned(),
         source,
