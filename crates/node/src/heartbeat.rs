@@ -70,6 +70,16 @@ pub fn document(
 /// A client of the auth API with the node's identity, through `server` (the proxy
 /// passes it through, or an auth server directly).
 pub async fn auth_client(server: &str, identity: &HostIdentity) -> Result<AuthClient, AgentError> {
+    auth_client_from(server, None, identity).await
+}
+
+/// [`auth_client`], dialling from the source address `local_ip` (any port) when given: a
+/// load tool simulating many hosts on one machine gives each its own loopback address.
+pub async fn auth_client_from(
+    server: &str,
+    local_ip: Option<std::net::IpAddr>,
+    identity: &HostIdentity,
+) -> Result<AuthClient, AgentError> {
     let tls = TlsCredentials::from_pem(
         &identity.tls_cert_pem,
         &identity.tls_key_pem,
@@ -78,7 +88,7 @@ pub async fn auth_client(server: &str, identity: &HostIdentity) -> Result<AuthCl
     .map_err(|err| AgentError::Identity(err.to_string()))?
     .client_config()
     .map_err(|err| AgentError::Identity(err.to_string()))?;
-    jumpgate_api::connect(server, tls)
+    jumpgate_api::connect_from(server, tls, local_ip)
         .await
         .map_err(|err| AgentError::Unreachable(err.to_string()))
 }
