@@ -50,7 +50,7 @@ for bench in "${benches[@]}"; do
         tunnel) args=(256) ;;
         tunnels) args=(bench --counts 1000,10000) ;;
         watch-cpu)
-            [ -n "${BEFORE_BIN_DIR:-}" ] || { echo "bench/run.sh: watch-cpu needs BEFORE_BIN_DIR (a release build of b68843a with its load tool, see bench/HISTORY.md)" >&2; exit 1; }
+            [ -n "${BEFORE_BIN_DIR:-}" ] || { echo "bench/run.sh: watch-cpu needs BEFORE_BIN_DIR (target/release of a build of branch bench-watch-before, see bench/HISTORY.md)" >&2; exit 1; }
             args=(bench --before-bin-dir "$BEFORE_BIN_DIR" --after-bin-dir target/release ${WATCH_CPU_ARGS:-}) ;;
         *) args=() ;;
     esac
