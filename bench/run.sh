@@ -3,6 +3,9 @@
 #
 #   bash bench/run.sh            # everything
 #   bash bench/run.sh ssh        # only the named benchmarks (ssh tunnel auth_api cert_issuance)
+#   BEFORE_BIN_DIR=/path/to/old/target/release bash bench/run.sh watch-cpu
+#                                # idle CPU, polling (that build) vs Watch (this one):
+#                                # only when named, and only with BEFORE_BIN_DIR
 #
 # Installs what the comparisons need if missing (openssh-server/-client), builds the
 # release binaries, runs each benchmark (each starts its processes on loopback in a
@@ -46,6 +49,9 @@ for bench in "${benches[@]}"; do
         cert_issuance) args=(5000) ;;
         tunnel) args=(256) ;;
         tunnels) args=(bench --counts 1000,10000) ;;
+        watch-cpu)
+            [ -n "${BEFORE_BIN_DIR:-}" ] || { echo "bench/run.sh: watch-cpu needs BEFORE_BIN_DIR (target/release of a build of branch bench-watch-before, see bench/HISTORY.md)" >&2; exit 1; }
+            args=(bench --before-bin-dir "$BEFORE_BIN_DIR" --after-bin-dir target/release ${WATCH_CPU_ARGS:-}) ;;
         *) args=() ;;
     esac
     echo "==> $bench ${args[*]}"

@@ -113,7 +113,94 @@ fn render(latest: &BTreeMap<String, Value>) -> String {
     if let Some(revocation) = latest.get("revocation") {
         revocation_section(&mut out, revocation);
     }
+    if let Some(watch) = latest.get("watch_cpu") {
+        watch_cpu_section(&mut out, watch);
+    }
     out
+}
+
+fn watch_cpu_section(out: &mut String, watch: &Value) {
+    let _ = writeln!(
+        out,
+        "## Idle cluster: polling vs `Watch`
+
+{}
+",
+        provenance(watch)
+    );
+    let _ = writeln!(
+        out,
+        "{} nodes (simulated: real joins, the agent's own caches, {} of them with the real \
+         reverse tunnel), {} proxies (`{}`{}), idle for {} s; the same harness runs \
+         the build before the `Watch` stream (proxies and nodes re-read everything with \
+         `GetResources` every 2–3 s) and the build after it. CPU in % of one core.\n",
+        watch["nodes"],
+        watch["tunnelled_nodes"],
+        watch["proxies"],
+        watch["tunnel_strategy"].as_str().unwrap_or("?"),
+        if watch["heartbeats"].as_bool() == Some(true) {
+            ", heartbeats every 5 s"
+        } else {
+            ", no heartbeats"
+        },
+        watch["idle_s"],
+    );
+    out.push_str(
+        "| figure | before (polling) | after (watch) | after/before |\n|---|---:|---:|---:|\n",
+    );
+    let (before, after, ratios) = (
+        &watch["before"],
+        &watch["after"],
+        &watch["ratio_after_before"],
+    );
+    let mut rows: Vec<(String, f64, f64, f64)> = vec![(
+        "auth CPU %".to_string(),
+        num(&before["cpu_percent_of_one_core"]["auth"]),
+        num(&after["cpu_percent_of_one_core"]["auth"]),
+        num(&ratios["auth_cpu"]),
+    )];
+    let proxies = before["cpu_percent_of_one_core"]["proxies"]
+        .as_array()
+        .map_or(0, Vec::len);
+    for k in 0..proxies {
+        rows.push((
+            format!("proxy {k} CPU %"),
+            num(&before["cpu_percent_of_one_core"]["proxies"][k]),
+            num(&after["cpu_percent_of_one_core"]["proxies"][k]),
+            num(&ratios[format!("proxy_{k}_cpu")]),
+        ));
+    }
+    for (label, path, key) in [
+        (
+            "load tool (the nodes) CPU %",
+            ["cpu_percent_of_one_core", "load_tool"],
+            "load_tool_cpu",
+        ),
+        ("auth RSS MiB", ["rss_kib", "auth"], "auth_rss"),
+    ] {
+        let scale = if key == "auth_rss" { 1024.0 } else { 1.0 };
+        rows.push((
+            label.to_string(),
+            num(&before[path[0]][path[1]]) / scale,
+            num(&after[path[0]][path[1]]) / scale,
+            num(&ratios[key]),
+        ));
+    }
+    rows.push((
+        "auth backend requests/s".to_string(),
+        num(&before["auth_backend_requests_per_s"]),
+        num(&after["auth_backend_requests_per_s"]),
+        num(&ratios["auth_backend_requests"]),
+    ));
+    for (label, before, after, ratio) in rows {
+        let ratio = if ratio.is_nan() {
+            "-".to_string()
+        } else {
+            format!("{ratio:.3}")
+        };
+        let _ = writeln!(out, "| {label} | {before:.1} | {after:.1} | {ratio} |");
+    }
+    out.push('\n');
 }
 
 fn revocation_section(out: &mut String, revocation: &Value) {

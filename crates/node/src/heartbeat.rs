@@ -70,18 +70,29 @@ pub fn document(
 /// A client of the auth API with the node's identity, through `server` (the proxy
 /// passes it through, or an auth server directly).
 pub async fn auth_client(server: &str, identity: &HostIdentity) -> Result<AuthClient, AgentError> {
+    auth_client_from(server, None, identity).await
+}
+
+/// [`auth_client`], dialling from the source address `local_ip` (any port) when given: a
+/// load tool simulating many hosts on one machine gives each its own loopback address.
+pub async fn auth_client_from(
+    server: &str,
+    local_ip: Option<std::net::IpAddr>,
+    identity: &HostIdentity,
+) -> Result<AuthClient, AgentError> {
     let tls = identity_tls(identity).map_err(IdentityError::Credentials)?;
-    jumpgate_api::connect(server, tls)
+    jumpgate_api::connect_from(server, tls, local_ip)
         .await
         .map_err(|err| AgentError::Unreachable(Unreachable::Connect(err)))
 }
 
-/// [`auth_client`] for the auth API mirrors, which take the API's own error.
+/// [`auth_client_from`] for the auth API mirrors, which take the API's own error.
 pub(crate) async fn auth_api(
     server: &str,
+    local_ip: Option<std::net::IpAddr>,
     identity: &HostIdentity,
 ) -> Result<AuthClient, jumpgate_api::ApiError> {
-    jumpgate_api::connect(server, identity_tls(identity)?).await
+    jumpgate_api::connect_from(server, identity_tls(identity)?, local_ip).await
 }
 
 fn identity_tls(

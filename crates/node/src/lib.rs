@@ -233,11 +233,69 @@ fn auth_connector(
     server: String,
     identity: watch::Receiver<HostIdentity>,
 ) -> jumpgate_api::mirror::Connect {
+    auth_connector_from(server, None, identity)
+}
+
+/// [`auth_connector`], dialling from the source address `local_ip` (any port) when given:
+/// a load tool simulating many hosts on one machine gives each its own loopback address.
+pub fn auth_connector_from(
+    server: String,
+    local_ip: Option<std::net::IpAddr>,
+    identity: watch::Receiver<HostIdentity>,
+) -> jumpgate_api::mirror::Connect {
     Arc::new(move || {
         let server = server.clone();
         let identity = identity.borrow().clone();
-        Box::pin(async move { heartbeat::auth_api(&server, &identity).await })
+        Box::pin(async move { heartbeat::auth_api(&server, local_ip, &identity).await })
     })
+}
+
+/// The agent's copies of the cluster state its SSH service checks logins against, each
+/// kept current from the auth API ([`jumpgate_api::mirror::Mirror`]).
+#[derive(Debug, Clone)]
+pub struct Caches {
+    pub roles: Arc<jumpgate_api::mirror::Mirror<jumpgate_types::Role>>,
+    pub users: Arc<jumpgate_api::mirror::Mirror<jumpgate_types::UserView>>,
+    pub locks: Arc<jumpgate_api::mirror::Mirror<jumpgate_types::Lock>>,
+}
+
+impl Caches {
+    /// Starts the agent's caches, each until its `stop()` resolves: what [`run`] starts.
+    pub fn spawn<S>(connect: &jumpgate_api::mirror::Connect, stop: impl Fn() -> S) -> Caches
+    where
+        S: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let roles = jumpgate_api::mirror::Mirror::spawn(
+            "role",
+            connect.clone(),
+            |document| jumpgate_types::Role::from_json("auth:role", document),
+            stop(),
+        );
+        let users = jumpgate_api::mirror::Mirror::spawn(
+            "user",
+            connect.clone(),
+            jumpgate_types::UserView::from_json,
+            stop(),
+        );
+        let locks = jumpgate_api::mirror::Mirror::spawn(
+            "lock",
+            connect.clone(),
+            |document| jumpgate_types::Lock::from_json("auth:lock", document),
+            stop(),
+        );
+        Caches {
+            roles,
+            users,
+            locks,
+        }
+    }
+
+    /// Whether every cache has received its first copy.
+    pub fn loaded(&self) -> bool {
+        *self.roles.changes().borrow() > 0
+            && *self.users.changes().borrow() > 0
+            && *self.locks.changes().borrow() > 0
+    }
 }
 
 /// Runs the agent's background work (heartbeats, label commands, the tunnel) with
@@ -257,24 +315,11 @@ pub async fn run(config: AgentConfig, identity: HostIdentity, shutdown: Cancella
     let connect = auth_connector(config.server.clone(), identity_rx.clone());
     let events = ssh::events::EventSink::default();
     tasks.push(tokio::spawn(events.clone().run(connect.clone(), stop())));
-    let roles = jumpgate_api::mirror::Mirror::spawn(
-        "role",
-        connect.clone(),
-        |document| jumpgate_types::Role::from_json("auth:role", document),
-        stop(),
-    );
-    let users = jumpgate_api::mirror::Mirror::spawn(
-        "user",
-        connect.clone(),
-        jumpgate_types::UserView::from_json,
-        stop(),
-    );
-    let locks = jumpgate_api::mirror::Mirror::spawn(
-        "lock",
-        connect.clone(),
-        |document| jumpgate_types::Lock::from_json("auth:lock", document),
-        stop(),
-    );
+    let Caches {
+        roles,
+        users,
+        locks,
+    } = Caches::spawn(&connect, stop);
     let recordings = ssh::recording::Recordings::new(&config.data_dir, false);
     tasks.push(tokio::spawn(
         recordings.clone().upload(connect.clone(), stop()),
