@@ -98,6 +98,11 @@ if [ -n "$server_deps" ]; then
     exit 1
 fi
 
+# The end-to-end tests run jsh, a package of its own: cargo builds a package's binaries for
+# its own tests only, so build every binary first.
+log "cargo build --bins"
+cargo build --workspace --bins --locked
+
 log "tests"
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --locked --profile ci

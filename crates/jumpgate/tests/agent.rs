@@ -612,6 +612,21 @@ fn the_nodes_ssh_listener_limits_and_times_out_unauthenticated_clients() {
 
 /// OpenSSH straight to a node's own listener (no proxy on the way), with a certificate
 /// from `jctl auth sign`.
+/// Established TCP connections from process `pid` to `127.0.0.1:port` (`ss -tnp`).
+fn agent_connections_to(pid: u32, port: u16) -> usize {
+    let out = Command::new("ss")
+        .args(["-Htnp", "state", "established"])
+        .arg(format!("dst 127.0.0.1:{port}"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ss: {}", text(&out.stderr));
+    let owner = format!("pid={pid},");
+    text(&out.stdout)
+        .lines()
+        .filter(|line| line.contains(&owner))
+        .count()
+}
+
 fn direct_ssh(dir: &Path, key: &Path, port: u16, command: &str) -> std::process::Output {
     let cert = PathBuf::from(format!("{}-cert.pub", key.display()));
     let known_hosts = dir.join("known_hosts");
@@ -676,6 +691,16 @@ fn a_node_dialled_directly_honours_only_roles_the_user_still_holds() {
         text(&direct_ssh(dir.path(), &key, ssh_port, "echo in").stdout) == "in\n"
     });
     assert!(allowed, "bob never got in:\n{}", agent.log_text());
+
+    // The agent's caches (roles, users, locks), audit events and recording uploads share
+    // one connection to the auth API: with the tunnel and the heartbeat, three sockets to
+    // the proxy's port (a renewal check may briefly add one), not seven.
+    let connections = agent_connections_to(agent.process.id(), proxy_port);
+    assert!(
+        (2..=4).contains(&connections),
+        "the agent holds {connections} connections to the proxy:\n{}",
+        agent.log_text()
+    );
 
     // The role is taken from bob: the certificate still names it.
     let user = dir.path().join("bob.yaml");

@@ -238,15 +238,33 @@ fn auth_connector(
 
 /// [`auth_connector`], dialling from the source address `local_ip` (any port) when given:
 /// a load tool simulating many hosts on one machine gives each its own loopback address.
+///
+/// Every caller shares one connection per identity: the caches, the audit events and the
+/// recording uploads are streams multiplexed over one HTTP/2 connection (a tonic channel,
+/// which dials again by itself when the connection breaks), not a connection each, so
+/// auth holds one socket per node rather than five. A renewed identity gets a new one.
 pub fn auth_connector_from(
     server: String,
     local_ip: Option<std::net::IpAddr>,
     identity: watch::Receiver<HostIdentity>,
 ) -> jumpgate_api::mirror::Connect {
+    let shared: Arc<tokio::sync::Mutex<Option<(String, jumpgate_api::AuthClient)>>> =
+        Arc::default();
     Arc::new(move || {
         let server = server.clone();
         let identity = identity.borrow().clone();
-        Box::pin(async move { heartbeat::auth_api(&server, local_ip, &identity).await })
+        let shared = shared.clone();
+        Box::pin(async move {
+            let mut shared = shared.lock().await;
+            if let Some((cert, client)) = shared.as_ref()
+                && *cert == identity.tls_cert_pem
+            {
+                return Ok(client.clone());
+            }
+            let client = heartbeat::auth_api(&server, local_ip, &identity).await?;
+            *shared = Some((identity.tls_cert_pem.clone(), client.clone()));
+            Ok(client)
+        })
     })
 }
 

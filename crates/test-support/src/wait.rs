@@ -5,9 +5,23 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-/// A loopback port that was free a moment ago (bind to port 0, read it, release it).
-/// Another process may take it before ours binds: starters retry on a fresh one.
+/// A loopback port that was free a moment ago, picked at random below the kernel's
+/// ephemeral range (32768-60999 by default). A port from that range (what binding port 0
+/// gives) can be taken, before the test binds it, by any outgoing connection of the tests
+/// running in parallel; below it, only another test's pick can collide, which starters
+/// retry on a fresh port.
 pub fn free_port() -> u16 {
+    use std::hash::{BuildHasher, RandomState};
+    const FIRST: u16 = 10_000;
+    const COUNT: u64 = 22_000;
+    let random = RandomState::new();
+    for attempt in 0..1_000u64 {
+        let offset = u16::try_from(random.hash_one(attempt) % COUNT).unwrap_or(0);
+        let port = FIRST + offset;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())

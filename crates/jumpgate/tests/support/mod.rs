@@ -21,14 +21,15 @@ pub fn bins() -> &'static Bins {
     &BINS
 }
 
-/// `jsh`, a package of its own (`crates/jsh`, so it links no server code): cargo builds it
-/// next to `jumpgate` when the workspace is tested, as the README's test command does.
+/// `jsh`, a package of its own (`crates/jsh`, so it links no server code), next to
+/// `jumpgate`. Cargo builds a package's binaries only for that package's own tests, so
+/// `test.sh` (the README's test command) runs `cargo build --workspace --bins` first.
 pub fn jsh_bin() -> &'static str {
     static JSH: LazyLock<String> = LazyLock::new(|| {
         let path = Path::new(env!("CARGO_BIN_EXE_jumpgate")).with_file_name("jsh");
         assert!(
             path.is_file(),
-            "{} is missing: build it with `cargo build -p jsh` (or test the whole workspace)",
+            "{} is missing: build it with `cargo build -p jsh` (test.sh builds every binary first)",
             path.display()
         );
         path.display().to_string()
