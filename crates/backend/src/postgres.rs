@@ -123,9 +123,7 @@ pub struct PostgresOptions {
 impl fmt::Debug for PostgresOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let endpoint = self
-            .conn_string
-            .parse::<tokio_postgres::Config>()
-            .map(|config| endpoint_of(&config))
+            .endpoint()
             .unwrap_or_else(|_| "[unparsable]".to_string());
         f.debug_struct("PostgresOptions")
             .field("endpoint", &endpoint)
@@ -142,6 +140,20 @@ impl fmt::Debug for PostgresOptions {
 }
 
 impl PostgresOptions {
+    /// The hosts, ports and database of the connection string, for messages (never the
+    /// password); `InvalidArgument` if the string does not parse.
+    pub fn endpoint(&self) -> Result<String> {
+        Ok(endpoint_of(&self.parse()?))
+    }
+
+    fn parse(&self) -> Result<tokio_postgres::Config> {
+        self.conn_string.parse().map_err(|err| {
+            BackendError::InvalidArgument(format!(
+                "the PostgreSQL connection string (storage.conn_string) is invalid: {err}"
+            ))
+        })
+    }
+
     pub fn new(conn_string: impl Into<String>) -> PostgresOptions {
         PostgresOptions {
             conn_string: conn_string.into(),
