@@ -2,7 +2,8 @@
 # Jumpgate's whole test suite, as CI runs it (.ci/run calls this script).
 #
 # 1. Installs what the tests need, idempotently: Debian's etcd-server (real etcd for
-#    the backend conformance suite), protobuf-compiler (etcd-client's build) and
+#    the backend conformance suite), postgresql (real PostgreSQL for the same suite: the
+#    tests make their own clusters with initdb), protobuf-compiler (etcd-client's build) and
 #    openssh-server/-client and openssl (real sshd, ssh and an independent X.509
 #    verifier for the certificate tests), curl (a real HTTPS client for the proxy's web
 #    API) and haproxy (a real layer-4 load balancer sending PROXY protocol headers),
@@ -30,6 +31,8 @@ install_packages() {
     command -v openssl >/dev/null 2>&1 || missing+=(openssl)
     command -v curl >/dev/null 2>&1 || missing+=(curl ca-certificates)
     command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+    # PostgreSQL's server binaries (initdb, postgres): the tests make private clusters.
+    compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
     if [ ${#missing[@]} -eq 0 ]; then
         return
     fi
@@ -38,7 +41,7 @@ install_packages() {
     if [ "$(id -u)" -ne 0 ]; then
         sudo=(sudo)
     fi
-    # The tests start their own etcd and sshd on free loopback ports: keep the packages'
+    # The tests start their own etcd, PostgreSQL and sshd on free loopback ports: keep the packages'
     # system services from starting (policy-rc.d exit 101 = "not allowed").
     local policy=/usr/sbin/policy-rc.d made_policy=""
     if [ ! -e "$policy" ]; then

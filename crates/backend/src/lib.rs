@@ -3,7 +3,8 @@
 //! Users, roles, tokens, nodes and certificate authorities live in a [`Backend`]: a
 //! key-value store with revisions, optional expiry (TTL), conditional writes and a
 //! prefix watch. The embedded default is [`SqliteBackend`] (one file in `data_dir`);
-//! highly available clusters use [`EtcdBackend`]; tests use [`MemoryBackend`].
+//! highly available clusters use [`EtcdBackend`] or [`PostgresBackend`]; tests use
+//! [`MemoryBackend`].
 //!
 //! Every implementation passes the same conformance suite (`conformance`, behind the
 //! `test-support` feature), so the services above never need to know which one runs.
@@ -22,6 +23,7 @@ mod error;
 mod etcd;
 mod memory;
 pub mod metered;
+mod postgres;
 mod sqlite;
 mod types;
 mod watch;
@@ -33,6 +35,7 @@ pub use error::{BackendError, Result};
 pub use etcd::{EtcdBackend, EtcdOptions, EtcdTls};
 pub use memory::MemoryBackend;
 pub use metered::MeteredBackend;
+pub use postgres::{PostgresBackend, PostgresOptions};
 pub use sqlite::{SqliteBackend, SqliteOptions, backup_sqlite, restore_sqlite};
 pub use types::{Action, Condition, Event, Item, Key, KeyRange, NewItem, Revision};
 pub use watch::{WatchError, Watcher};
@@ -46,7 +49,8 @@ use std::time::SystemTime;
 /// (`NotFound`, `AlreadyExists`, `CompareFailed`, `ConditionFailed`) and change nothing.
 #[async_trait]
 pub trait Backend: Send + Sync + std::fmt::Debug {
-    /// Which implementation this is ("memory", "sqlite", "etcd"), for logs and metrics.
+    /// Which implementation this is ("memory", "sqlite", "etcd", "postgresql"), for logs
+    /// and metrics.
     fn kind(&self) -> &'static str;
 
     /// Reads one item; `NotFound` if it is missing or expired.

@@ -1,14 +1,14 @@
 //! Turning `jumpgate.storage` into an open [`Backend`]. Files the config points at
-//! (etcd TLS material, password file) are read here, before any socket is bound, so a
+//! (etcd TLS material, password files) are read here, before any socket is bound, so a
 //! bad path fails the start with the field that named it.
 
 use anyhow::{Context, Result, bail};
 use jumpgate_backend::{
-    Backend, BackendError, EtcdBackend, EtcdOptions, EtcdTls, MemoryBackend, SqliteBackend,
-    SqliteOptions,
+    Backend, BackendError, EtcdBackend, EtcdOptions, EtcdTls, MemoryBackend, PostgresBackend,
+    PostgresOptions, SqliteBackend, SqliteOptions,
 };
 use jumpgate_types::Config;
-use jumpgate_types::config::{EtcdConfig, StorageBackend};
+use jumpgate_types::config::{EtcdConfig, PostgresConfig, StorageBackend};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -21,6 +21,7 @@ pub enum StoragePlan {
     Sqlite(SqliteOptions),
     Memory,
     Etcd(EtcdOptions),
+    Postgres(PostgresOptions),
 }
 
 impl StoragePlan {
@@ -32,6 +33,9 @@ impl StoragePlan {
             )),
             StorageBackend::Memory => StoragePlan::Memory,
             StorageBackend::Etcd(etcd) => StoragePlan::Etcd(etcd_options(etcd)?),
+            StorageBackend::Postgres(postgres) => {
+                StoragePlan::Postgres(postgres_options(postgres)?)
+            }
         })
     }
 
@@ -45,6 +49,12 @@ impl StoragePlan {
                 options.endpoints.join(","),
                 options.prefix
             ),
+            StoragePlan::Postgres(options) => format!(
+                "postgresql at {}",
+                options
+                    .endpoint()
+                    .unwrap_or_else(|_| "[unparsable connection string]".to_string())
+            ),
         }
     }
 
@@ -53,6 +63,9 @@ impl StoragePlan {
             StoragePlan::Sqlite(options) => Arc::new(SqliteBackend::open(options.clone()).await?),
             StoragePlan::Memory => Arc::new(MemoryBackend::new()),
             StoragePlan::Etcd(options) => Arc::new(EtcdBackend::connect(options.clone()).await?),
+            StoragePlan::Postgres(options) => {
+                Arc::new(PostgresBackend::connect(options.clone()).await?)
+            }
         })
     }
 }
@@ -99,17 +112,30 @@ fn etcd_options(etcd: &EtcdConfig) -> Result<EtcdOptions> {
         });
     }
     if let (Some(user), Some(password_file)) = (&etcd.username, &etcd.password_file) {
-        let password =
-            String::from_utf8(read_file("password_file", password_file)?).with_context(|| {
-                format!(
-                    "jumpgate.storage.password_file: {} is not UTF-8 text",
-                    password_file.display()
-                )
-            })?;
-        options.credentials = Some((
-            user.clone(),
-            password.trim_end_matches(['\r', '\n']).to_string(),
-        ));
+        options.credentials = Some((user.clone(), read_password(password_file)?));
     }
     Ok(options)
+}
+
+fn postgres_options(postgres: &PostgresConfig) -> Result<PostgresOptions> {
+    let mut options = PostgresOptions::new(postgres.conn_string.clone());
+    // The driver's own parser, before any socket: the config check only caught the obvious.
+    if let Err(err) = options.endpoint() {
+        bail!("jumpgate.storage.conn_string: {err}");
+    }
+    if let Some(password_file) = &postgres.password_file {
+        options.password = Some(read_password(password_file)?);
+    }
+    Ok(options)
+}
+
+/// A password file's text without its final line break.
+fn read_password(path: &Path) -> Result<String> {
+    let password = String::from_utf8(read_file("password_file", path)?).with_context(|| {
+        format!(
+            "jumpgate.storage.password_file: {} is not UTF-8 text",
+            path.display()
+        )
+    })?;
+    Ok(password.trim_end_matches(['\r', '\n']).to_string())
 }

@@ -9,7 +9,7 @@
 //!   when an integration test is compiled), so the caller builds a `Bins`: tests from
 //!   `env!`, the benchmarks from `target/release` ([`Bins::release`]);
 //! - [`Daemon`] (`jumpgate start`) and [`Cluster`] (a dev cluster with users and logins);
-//! - real peers: [`Sshd`] (OpenSSH), [`Haproxy`], [`EtcdServer`];
+//! - real peers: [`Sshd`] (OpenSSH), [`Haproxy`], [`EtcdServer`], [`Postgres`];
 //! - certificates and codes: [`issue_tls`], `jctl auth sign` ([`Bins::sign_user`]),
 //!   [`tls_client_trusting`], [`totp_now`].
 //!
@@ -23,6 +23,7 @@ mod cluster;
 mod daemon;
 mod etcd;
 mod haproxy;
+mod postgres;
 mod process;
 mod sshd;
 mod wait;
@@ -33,6 +34,7 @@ pub use cluster::{Cluster, PASSWORD, dev_node_name};
 pub use daemon::Daemon;
 pub use etcd::EtcdServer;
 pub use haproxy::{Haproxy, start_haproxy};
+pub use postgres::{PG_DATABASE, PG_PASSWORD, PG_USER, Postgres};
 pub use process::{Process, output_within, run, run_ok, text};
 pub use sshd::{HostKey, KnownHosts, Sshd, SshdConfig, current_user, openssh_to};
 pub use wait::{eventually, free_port, http_get, wait_for, wait_until};

@@ -71,7 +71,7 @@ const FIELD_ERRORS: &[(&str, &str, &str, &str)] = &[
         "unknown storage type",
         "jumpgate:\n  storage:\n    type: dynamodb\n    region: eu-central-1\n    table_name: jumpgate\nauth_service: {}\n",
         "jumpgate.storage.type",
-        "\"dynamodb\" is not supported; use one of sqlite, etcd, memory",
+        "\"dynamodb\" is not supported; use one of sqlite, etcd, postgresql, memory",
     ),
     (
         "key of another storage type",

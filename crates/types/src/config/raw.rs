@@ -86,6 +86,8 @@ pub(super) struct RawStorage {
     pub username: Option<String>,
     pub password_file: Option<PathBuf>,
     pub insecure: Option<FlexBool>,
+    // postgresql (also password_file and the tls_* files above)
+    pub conn_string: Option<String>,
     // any type
     pub audit_events_uri: Option<OneOrMany<String>>,
     pub audit_sessions_uri: Option<String>,

@@ -222,6 +222,8 @@ pub enum StorageBackend {
     Memory,
     /// An etcd cluster, for highly available auth servers.
     Etcd(EtcdConfig),
+    /// A PostgreSQL database, for highly available auth servers (`type: postgresql`).
+    Postgres(PostgresConfig),
 }
 
 impl Default for StorageBackend {
@@ -236,7 +238,7 @@ impl StorageConfig {
         match &self.backend {
             StorageBackend::Sqlite { path: Some(path) } => Some(path.clone()),
             StorageBackend::Sqlite { path: None } => Some(data_dir.join("backend")),
-            StorageBackend::Memory | StorageBackend::Etcd(_) => None,
+            StorageBackend::Memory | StorageBackend::Etcd(_) | StorageBackend::Postgres(_) => None,
         }
     }
 }
@@ -260,6 +262,18 @@ pub struct EtcdConfig {
     pub password_file: Option<PathBuf>,
     /// Skip verification of the etcd servers' certificates. Dangerous; for tests only.
     pub insecure: bool,
+}
+
+/// `storage` with `type: postgresql`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresConfig {
+    /// A libpq connection string (URL or `key=value` form), passed to the driver as is:
+    /// several hosts with `target_session_attrs=read-write` find the primary after a
+    /// failover. Never empty; may hold a password, but `password_file` keeps it out of
+    /// the config.
+    pub conn_string: String,
+    /// File holding the password of the connection string's user.
+    pub password_file: Option<PathBuf>,
 }
 
 /// `jumpgate.log`.

@@ -356,3 +356,75 @@ fn a_tunnel_strategy_goes_over_the_wire_as_its_name_and_count() {
         }
     );
 }
+
+#[test]
+fn postgresql_storage() {
+    let c = parse(
+        "jumpgate:\n  storage:\n    type: postgresql\n    conn_string: \
+         \"postgresql://jumpgate@db1:5432,db2:5432/jumpgate?target_session_attrs=read-write\"\n    \
+         password_file: /etc/jumpgate/pg-password\n",
+    );
+    assert_eq!(
+        c.jumpgate.storage.backend,
+        StorageBackend::Postgres(PostgresConfig {
+            conn_string:
+                "postgresql://jumpgate@db1:5432,db2:5432/jumpgate?target_session_attrs=read-write"
+                    .to_owned(),
+            password_file: Some("/etc/jumpgate/pg-password".into()),
+        })
+    );
+    // The key=value form, and the short type name.
+    let c =
+        parse("jumpgate:\n  storage: {type: postgres, conn_string: \"host=db1,db2 user=jg\"}\n");
+    assert!(matches!(
+        c.jumpgate.storage.backend,
+        StorageBackend::Postgres(_)
+    ));
+
+    let refused = |yaml: &str, field: &str, reason: &str| {
+        let err = Config::from_yaml("f", yaml).unwrap_err();
+        assert_eq!(err.field_path(), Some(field), "{err}");
+        assert!(err.to_string().contains(reason), "{err}");
+    };
+    refused(
+        "jumpgate:\n  storage: {type: postgresql}\n",
+        "jumpgate.storage.conn_string",
+        "is required for storage type postgresql",
+    );
+    refused(
+        "jumpgate:\n  storage: {type: postgresql, conn_string: \"db1:5432\"}\n",
+        "jumpgate.storage.conn_string",
+        "expected a PostgreSQL connection string",
+    );
+    refused(
+        "jumpgate:\n  storage: {type: postgresql, conn_string: \"postgresql://db1/j?sslmode=verify-full\"}\n",
+        "jumpgate.storage.conn_string",
+        "not supported yet",
+    );
+    refused(
+        "jumpgate:\n  storage: {type: postgresql, conn_string: \"host=db1\", tls_ca_file: /ca.pem}\n",
+        "jumpgate.storage.tls_ca_file",
+        "TLS to PostgreSQL is not supported yet",
+    );
+    refused(
+        "jumpgate:\n  storage: {type: postgresql, conn_string: \"host=db1\", peers: [\"http://e:2379\"]}\n",
+        "jumpgate.storage.peers",
+        "`peers` is for storage type etcd, not postgresql",
+    );
+    refused(
+        "jumpgate:\n  storage: {type: etcd, peers: [\"http://e:2379\"], conn_string: \"host=db1\"}\n",
+        "jumpgate.storage.conn_string",
+        "`conn_string` is for storage type postgresql, not etcd",
+    );
+    // Without `type`, conn_string says how to switch.
+    refused(
+        "jumpgate:\n  storage: {conn_string: \"host=db1\"}\n",
+        "jumpgate.storage.conn_string",
+        "add `type: postgresql`",
+    );
+    refused(
+        "jumpgate:\n  storage: {type: memory, password_file: /p}\n",
+        "jumpgate.storage.password_file",
+        "is for storage type etcd or postgresql, not memory",
+    );
+}

@@ -1,0 +1,118 @@
+//! PostgreSQL-specific faults with a real server: unreachable at start, restarted under
+//! a running backend and watcher.
+// Tests fail by panicking; helpers here may unwrap.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+use jumpgate_backend::conformance::next_event;
+use jumpgate_backend::{
+    Backend, BackendError, Event, Key, NewItem, PostgresBackend, PostgresOptions,
+};
+use jumpgate_test_support::{Postgres, free_port};
+use std::time::{Duration, Instant};
+
+fn key(text: &str) -> Key {
+    Key::new(text).unwrap()
+}
+
+#[tokio::test]
+async fn connecting_to_nothing_fails_fast_with_a_clear_error_without_the_password() {
+    let port = free_port();
+    let mut options = PostgresOptions::new(format!(
+        "postgresql://jumpgate:hunter2@127.0.0.1:{port}/jumpgate"
+    ));
+    options.connect_timeout = Duration::from_secs(2);
+    let started = Instant::now();
+    let err = PostgresBackend::connect(options).await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(err.is_retryable(), "{err}");
+    let message = err.to_string();
+    assert!(message.contains(&format!("127.0.0.1:{port}")), "{message}");
+    assert!(!message.contains("hunter2"), "password in {message}");
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_not_retryable_and_says_so() {
+    let server = Postgres::start().await;
+    let mut options = PostgresOptions::new(server.conn_string());
+    options.password = Some("wrong".to_string());
+    let err = PostgresBackend::connect(options).await.unwrap_err();
+    assert!(!err.is_retryable(), "{err}");
+    assert!(err.to_string().contains("password_file"), "{err}");
+}
+
+/// Writes continue through a restart; the watcher delivers every write exactly once and
+/// in order, including those made while it was disconnected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_mid_watch_loses_and_doubles_nothing() {
+    let mut server = Postgres::start().await;
+    let mut options = PostgresOptions::new(server.conn_string());
+    options.password = Some(server.password().to_string());
+    options.request_timeout = Duration::from_secs(3);
+    let backend = PostgresBackend::connect(options).await.unwrap();
+    let mut watcher = backend.watch(vec![key("/nodes/")]).await.unwrap();
+    assert_eq!(
+        next_event(&mut watcher, Duration::from_secs(5))
+            .await
+            .unwrap(),
+        Event::Ready
+    );
+    for i in 0..5 {
+        backend
+            .put(NewItem::new(key(&format!("/nodes/{i:02}")), "before"))
+            .await
+            .unwrap();
+    }
+
+    server.stop().await;
+    let started = Instant::now();
+    let err = backend.get(&key("/nodes/00")).await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "hung {:?}",
+        started.elapsed()
+    );
+    assert!(matches!(err, BackendError::Unavailable { .. }), "{err}");
+    assert!(
+        err.to_string().contains(&server.port().to_string()),
+        "{err}"
+    );
+
+    server.start_again().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for i in 5..10 {
+        loop {
+            match backend
+                .put(NewItem::new(key(&format!("/nodes/{i:02}")), "after"))
+                .await
+            {
+                Ok(_) => break,
+                Err(err) if err.is_retryable() && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(err) => panic!("PostgreSQL did not come back: {err}"),
+            }
+        }
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 10 {
+        match next_event(&mut watcher, Duration::from_secs(20))
+            .await
+            .unwrap()
+        {
+            Event::Put(item) => seen.push(item.key.to_string()),
+            other => panic!("expected puts only, got {other:?}"),
+        }
+    }
+    let expected: Vec<String> = (0..10).map(|i| format!("/nodes/{i:02}")).collect();
+    assert_eq!(seen, expected);
+    let quiet = tokio::time::timeout(Duration::from_millis(500), watcher.next()).await;
+    assert!(quiet.is_err(), "a duplicate or extra event: {quiet:?}");
+}

@@ -1,0 +1,332 @@
+//! A real PostgreSQL server in a private cluster, for the PostgreSQL backend's tests.
+//!
+//! Tests use Debian's `postgresql` package (installed by `./test.sh`): `initdb` and
+//! `postgres` from the newest `/usr/lib/postgresql/*/bin` (`JUMPGATE_PG_BIN` overrides the
+//! directory). The cluster lives in a temporary directory, listens on a free loopback port
+//! (its Unix socket stays inside that directory), requires a password over TCP
+//! (SCRAM-SHA-256) and is stopped and removed on drop. PostgreSQL refuses to run as root,
+//! so under root the cluster belongs to `nobody`. Nothing here is a mock.
+
+use crate::wait::free_port;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use std::fs::File;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The superuser the tests connect as.
+pub const PG_USER: &str = "jumpgate";
+/// Its password (SCRAM-SHA-256 over TCP; the cluster is private and on loopback).
+pub const PG_PASSWORD: &str = "jumpgate-test-password";
+/// The database [`Postgres::start`] creates.
+pub const PG_DATABASE: &str = "jumpgate_test";
+
+/// A PostgreSQL server on 127.0.0.1 with its cluster in a temporary directory that
+/// survives [`Postgres::stop`]/[`Postgres::start_again`] (so a restart keeps data).
+#[derive(Debug)]
+pub struct Postgres {
+    child: Option<Child>,
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+    /// Uid and gid the cluster runs as when the tests run as root.
+    run_as: Option<(u32, u32)>,
+}
+
+/// The directory holding `initdb` and `postgres`.
+fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("JUMPGATE_PG_BIN") {
+        return PathBuf::from(dir);
+    }
+    // The highest major version installed (Debian puts each under its own directory).
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .collect();
+    found.sort();
+    found.pop().map(|(_, bin)| bin).unwrap_or_else(|| {
+        panic!(
+            "PostgreSQL's server binaries are missing: no /usr/lib/postgresql/*/bin/initdb. \
+             Install Debian's postgresql package (./test.sh does) or set JUMPGATE_PG_BIN"
+        )
+    })
+}
+
+impl Postgres {
+    /// Makes a cluster, starts it and creates [`PG_DATABASE`]; waits (bounded) until it
+    /// accepts connections. A port taken by a parallel test between our check and the
+    /// server's bind is retried on a fresh one.
+    pub async fn start() -> Postgres {
+        let bin = bin_dir();
+        let run_as = nix::unistd::geteuid().is_root().then_some((65534, 65534));
+        let dir = match run_as {
+            // `nobody` must reach the directory: keep it out of a private TMPDIR.
+            Some(_) => tempfile::Builder::new()
+                .prefix("jumpgate-pg")
+                .tempdir_in("/tmp"),
+            None => tempfile::Builder::new().prefix("jumpgate-pg").tempdir(),
+        }
+        .expect("temp dir for PostgreSQL");
+        let mut server = Postgres {
+            child: None,
+            bin,
+            dir,
+            port: 0,
+            run_as,
+        };
+        server.init().await;
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            server.port = free_port();
+            match server.try_start().await {
+                Ok(()) => {
+                    server.create_database().await;
+                    return server;
+                }
+                Err(err) => last_error = err,
+            }
+        }
+        panic!("PostgreSQL failed to start 5 times; last: {last_error}");
+    }
+
+    /// A libpq-style connection URL without the password, e.g.
+    /// `postgresql://jumpgate@127.0.0.1:41234/jumpgate_test`.
+    pub fn conn_string(&self) -> String {
+        format!(
+            "postgresql://{PG_USER}@127.0.0.1:{}/{PG_DATABASE}",
+            self.port
+        )
+    }
+
+    /// The password of [`PG_USER`].
+    pub fn password(&self) -> &'static str {
+        PG_PASSWORD
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Connects as [`PG_USER`] to `database`, for tests that look at the tables directly.
+    pub async fn client(&self, database: &str) -> Result<tokio_postgres::Client, String> {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host("127.0.0.1")
+            .port(self.port)
+            .user(PG_USER)
+            .password(PG_PASSWORD)
+            .dbname(database)
+            .connect_timeout(Duration::from_secs(2));
+        let (client, connection) = tokio::time::timeout(
+            Duration::from_secs(3),
+            config.connect(tokio_postgres::NoTls),
+        )
+        .await
+        .map_err(|_| "no answer within 3s".to_string())?
+        .map_err(|err| err.to_string())?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(client)
+    }
+
+    /// Stops the server with a fast shutdown (clients are disconnected) and waits until
+    /// it is gone.
+    pub async fn stop(&mut self) {
+        if let Some(child) = self.child.take() {
+            let log = self.log_path();
+            tokio::task::spawn_blocking(move || shut_down(child, Signal::SIGINT, &log))
+                .await
+                .expect("stopping PostgreSQL");
+        }
+    }
+
+    /// Starts the stopped server again on the same port and data.
+    pub async fn start_again(&mut self) {
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            match self.try_start().await {
+                Ok(()) => return,
+                Err(err) => last_error = err,
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("PostgreSQL failed to restart 5 times; last: {last_error}");
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("postgres.log")
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut command = Command::new(self.bin.join(program));
+        command
+            .current_dir(self.dir.path())
+            .env_remove("PGDATA")
+            .stdin(Stdio::null());
+        if let Some((uid, gid)) = self.run_as {
+            // std drops root's supplementary groups when it sets the uid.
+            command.uid(uid).gid(gid);
+        }
+        command
+    }
+
+    async fn init(&mut self) {
+        let password_file = self.dir.path().join("password");
+        std::fs::write(&password_file, PG_PASSWORD).expect("writing the password file");
+        if let Some((uid, gid)) = self.run_as {
+            for path in [self.dir.path(), password_file.as_path()] {
+                std::os::unix::fs::chown(path, Some(uid), Some(gid))
+                    .expect("handing the cluster directory to nobody");
+            }
+        }
+        let mut command = self.command("initdb");
+        command
+            .arg("-D")
+            .arg(self.data_dir())
+            .arg(format!("--username={PG_USER}"))
+            .arg(format!("--pwfile={}", password_file.display()))
+            .args(["--auth-local=trust", "--auth-host=scram-sha-256"])
+            .args(["--encoding=UTF8", "--no-locale", "--no-sync"]);
+        let output = tokio::time::timeout(
+            Duration::from_secs(60),
+            tokio::process::Command::from(command).output(),
+        )
+        .await
+        .expect("initdb did not finish in 60s")
+        .unwrap_or_else(|err| panic!("cannot run {}: {err}", self.bin.join("initdb").display()));
+        assert!(
+            output.status.success(),
+            "initdb failed with {}: {}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    async fn try_start(&mut self) -> Result<(), String> {
+        assert!(self.child.is_none(), "PostgreSQL is already running");
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("PostgreSQL log file");
+        let log_err = log.try_clone().expect("PostgreSQL log file");
+        let mut command = self.command("postgres");
+        command
+            .arg("-D")
+            .arg(self.data_dir())
+            .arg("-p")
+            .arg(self.port.to_string())
+            .args(["-c", "listen_addresses=127.0.0.1"])
+            .arg("-c")
+            .arg(format!(
+                "unix_socket_directories={}",
+                self.dir.path().display()
+            ))
+            // A throwaway cluster: durability costs time and buys nothing here.
+            .args(["-c", "fsync=off", "-c", "full_page_writes=off"])
+            .args(["-c", "max_connections=40", "-c", "shared_buffers=16MB"])
+            .stdout(log)
+            .stderr(log_err);
+        let child = command
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start {}: {err}", self.bin.display()));
+        self.child = Some(child);
+        let ready = self.wait_ready().await;
+        if ready.is_err() {
+            self.stop().await;
+        }
+        ready
+    }
+
+    async fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                self.child = None;
+                return Err(format!(
+                    "postgres exited during start-up with {status}; log:\n{}",
+                    log_tail(&self.log_path())
+                ));
+            }
+            let last = match self.client("postgres").await {
+                Ok(client) => match client.simple_query("SELECT 1").await {
+                    Ok(_) => return Ok(()),
+                    Err(err) => err.to_string(),
+                },
+                Err(err) => err,
+            };
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "PostgreSQL did not accept connections in 30s ({last}); log:\n{}",
+                    log_tail(&self.log_path())
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn create_database(&self) {
+        let client = self
+            .client("postgres")
+            .await
+            .unwrap_or_else(|err| panic!("connecting to the new cluster: {err}"));
+        client
+            .simple_query(&format!("CREATE DATABASE {PG_DATABASE}"))
+            .await
+            .unwrap_or_else(|err| panic!("CREATE DATABASE {PG_DATABASE}: {err}"));
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // Immediate shutdown: the children exit with the postmaster, so nothing is left
+        // holding the directory that TempDir removes next.
+        if let Some(child) = self.child.take() {
+            shut_down(child, Signal::SIGQUIT, &self.log_path());
+        }
+    }
+}
+
+/// Signals the postmaster and waits up to 10 s for it to exit, then kills it.
+fn shut_down(mut child: Child, signal: Signal, log: &Path) {
+    let pid = i32::try_from(child.id()).map(Pid::from_raw);
+    if let Ok(pid) = pid {
+        let _ = kill(pid, signal);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if !matches!(child.try_wait(), Ok(None)) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!(
+        "PostgreSQL did not stop within 10s after {signal}; killing it. Log:\n{}",
+        log_tail(log)
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let skip = lines.len().saturating_sub(20);
+    lines.into_iter().skip(skip).collect::<Vec<_>>().join("\n")
+}
