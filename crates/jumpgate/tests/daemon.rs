@@ -8,9 +8,9 @@
 )]
 
 mod support;
-use jumpgate_test_support::EtcdServer;
+use jumpgate_test_support::{EtcdServer, Postgres};
 use std::time::Duration;
-use support::{Daemon, http_get, run, start_daemon, text, wait_until};
+use support::{Daemon, http_get, jctl_ok, run, start_daemon, text, wait_until};
 
 #[test]
 fn dev_cluster_serves_diagnostics_and_stops_cleanly_on_sigterm() {
@@ -179,6 +179,77 @@ async fn readyz_follows_an_etcd_outage_and_recovery() {
             .is_some_and(|(s, _)| s == 200)),
         "did not recover: {:?}",
         status(&daemon)
+    );
+}
+
+/// `storage.type: postgresql` as an operator writes it (the password in a file): the
+/// cluster's CAs and users live in PostgreSQL and survive a restart of the daemon, and
+/// `/readyz` names the backend.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_keeps_its_state_in_postgresql_across_restarts() {
+    let postgres = Postgres::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let password_file = dir.path().join("pg-password");
+    std::fs::write(&password_file, format!("{}\n", postgres.password())).unwrap();
+    let config = dir.path().join("jumpgate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: v3\njumpgate:\n  data_dir: {}\n  storage:\n    type: postgresql\n    conn_string: \"{}\"\n    password_file: {}\nauth_service:\n  cluster_name: pg\n",
+            data.display(),
+            postgres.conn_string(),
+            password_file.display()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("log");
+    let mut daemon = start_daemon(&["-c", config.to_str().unwrap()], &log);
+    let ready = |daemon: &Daemon| {
+        wait_until(Duration::from_secs(20), || {
+            daemon.readyz().is_some_and(|(status, _)| status == 200)
+        })
+    };
+    assert!(ready(&daemon), "{}", daemon.log_text());
+    assert!(
+        daemon.log_text().contains("postgresql"),
+        "the log should name the backend:\n{}",
+        daemon.log_text()
+    );
+    jctl_ok(
+        &data,
+        &[
+            "users", "add", "carol", "--roles", "access", "--logins", "root",
+        ],
+    );
+    let pin = jctl_ok(&data, &["status"]);
+    assert!(daemon.terminate(), "{}", daemon.log_text());
+
+    // A new data directory: everything the cluster knows must come from PostgreSQL.
+    let data_again = dir.path().join("data-again");
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config).unwrap().replace(
+            &data.display().to_string(),
+            &data_again.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let daemon = start_daemon(&["-c", config.to_str().unwrap()], &dir.path().join("log-2"));
+    assert!(ready(&daemon), "{}", daemon.log_text());
+    let users = jctl_ok(&data_again, &["users", "ls"]);
+    assert!(users.contains("carol"), "{users}");
+    let ca_line = |status: &str| {
+        status
+            .lines()
+            .find(|line| line.contains("sha256:"))
+            .map(str::to_string)
+    };
+    let before = ca_line(&pin).expect("jctl status prints the CA pin");
+    assert_eq!(
+        ca_line(&jctl_ok(&data_again, &["status"])),
+        Some(before),
+        "the cluster's CA changed: its state did not come from PostgreSQL"
     );
 }
 
