@@ -415,16 +415,25 @@ impl PostgresBackend {
     }
 
     /// Runs `op` on a pooled connection within the request timeout; a connection that
-    /// failed or timed out is dropped, so the next request connects afresh.
+    /// failed or timed out is dropped, so the next request connects afresh. Waiting for a
+    /// free connection is bounded by the request timeout too: behind a hung server, a
+    /// queue of requests fails after one timeout each, not after the ones ahead of it.
     async fn with_conn<T, F>(&self, op: F) -> Result<T>
     where
         F: for<'c> FnOnce(&'c mut Client) -> Op<'c, T>,
     {
-        let mut guard = self.checkout().await?;
+        let timeout = self.inner.options.request_timeout;
+        let mut guard = tokio::time::timeout(timeout, self.checkout())
+            .await
+            .map_err(|_| {
+                self.unavailable(format_args!(
+                    "no free connection within {timeout:?}: every pooled connection is \
+                     waiting on the server"
+                ))
+            })??;
         let Some(client) = guard.as_mut() else {
             return Err(closed());
         };
-        let timeout = self.inner.options.request_timeout;
         match tokio::time::timeout(timeout, op(client)).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(Fail::Refused(err))) => Err(err),

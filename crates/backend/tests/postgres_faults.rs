@@ -116,3 +116,61 @@ async fn restart_mid_watch_loses_and_doubles_nothing() {
     let quiet = tokio::time::timeout(Duration::from_millis(500), watcher.next()).await;
     assert!(quiet.is_err(), "a duplicate or extra event: {quiet:?}");
 }
+
+/// A server that holds every write (here: the revision counter locked by another session)
+/// must not make queued requests wait behind each other: each fails within about two
+/// request timeouts (one waiting for a connection, one for the answer), however many wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_queued_behind_a_hung_server_fail_within_their_own_timeout() {
+    let server = Postgres::start().await;
+    let mut options = PostgresOptions::new(server.conn_string());
+    options.password = Some(server.password().to_string());
+    options.request_timeout = Duration::from_secs(1);
+    let backend = std::sync::Arc::new(PostgresBackend::connect(options).await.unwrap());
+    backend
+        .put(NewItem::new(key("/nodes/warm"), b"x".to_vec()))
+        .await
+        .unwrap();
+
+    let mut blocker = server
+        .client(jumpgate_test_support::PG_DATABASE)
+        .await
+        .unwrap();
+    let hold = blocker.transaction().await.unwrap();
+    hold.execute(
+        "SELECT value FROM jumpgate_meta WHERE name = 'revision' FOR UPDATE",
+        &[],
+    )
+    .await
+    .unwrap();
+
+    // Three requests per pooled connection.
+    let started = Instant::now();
+    let writes: Vec<_> = (0..12)
+        .map(|i| {
+            let backend = backend.clone();
+            tokio::spawn(async move {
+                let result = backend
+                    .put(NewItem::new(key(&format!("/nodes/n{i}")), b"x".to_vec()))
+                    .await;
+                (result, started.elapsed())
+            })
+        })
+        .collect();
+    let mut slowest = Duration::ZERO;
+    for write in writes {
+        let (result, elapsed) = write.await.unwrap();
+        let err = result.expect_err("a write went through a locked revision counter");
+        assert!(err.is_retryable(), "{err}");
+        slowest = slowest.max(elapsed);
+    }
+    assert!(
+        slowest < Duration::from_millis(2_600),
+        "a queued request took {slowest:?}: it waited behind the others"
+    );
+    hold.rollback().await.unwrap();
+    backend
+        .put(NewItem::new(key("/nodes/after"), b"x".to_vec()))
+        .await
+        .expect("writes work again once the lock is gone");
+}
