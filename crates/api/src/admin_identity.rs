@@ -25,9 +25,15 @@ pub enum AdminIdentityError {
         #[source]
         source: std::io::Error,
     },
-    /// The error names the file.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The error names the directory.
     #[error(transparent)]
-    Write(std::io::Error),
+    Directory(std::io::Error),
 }
 
 /// The admin identity's directory inside a data directory.
@@ -51,7 +57,7 @@ impl AdminIdentity {
 /// Writes the identity into `dir` (created 0700), each file 0600 and replaced atomically
 /// (a `jctl` reading concurrently sees the old or the new file).
 pub fn write(dir: &Path, admin: &AdminIdentity) -> Result<(), AdminIdentityError> {
-    create_private_dir(dir).map_err(AdminIdentityError::Write)?;
+    create_private_dir(dir).map_err(AdminIdentityError::Directory)?;
     let identity = &admin.identity;
     for (name, contents) in [
         ("key.pem", &identity.key_pem),
@@ -59,13 +65,19 @@ pub fn write(dir: &Path, admin: &AdminIdentity) -> Result<(), AdminIdentityError
         ("ca.pem", &identity.ca_pem),
         ("cluster", &identity.cluster),
     ] {
-        write_private(&dir.join(name), contents.as_bytes()).map_err(AdminIdentityError::Write)?;
+        write_file(&dir.join(name), contents.as_bytes())?;
     }
     if let Some(addr) = &admin.auth_addr {
-        write_private(&dir.join("auth_addr"), format!("{addr}\n").as_bytes())
-            .map_err(AdminIdentityError::Write)?;
+        write_file(&dir.join("auth_addr"), format!("{addr}\n").as_bytes())?;
     }
     Ok(())
+}
+
+fn write_file(path: &Path, contents: &[u8]) -> Result<(), AdminIdentityError> {
+    write_private(path, contents).map_err(|source| AdminIdentityError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Reads the identity from `dir`, saying what to do when it is missing.

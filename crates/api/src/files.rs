@@ -7,27 +7,35 @@ use std::io::Write;
 use std::path::Path;
 
 /// Writes `contents` to `path` with mode 0600 through a temporary file renamed over it.
-/// The error names the file.
+/// The temporary file is this process's own (`.NAME.tmpPID` beside `path`), so two
+/// processes writing the same file (two `jsh login`s) never write into one temporary file,
+/// and it is removed when the write fails. Callers name `path` in their error.
 pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let named = |err: std::io::Error, file: &Path| {
-        std::io::Error::new(
-            err.kind(),
-            format!("cannot write {}: {err}", file.display()),
-        )
-    };
-    let mut options = OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+    let name = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
+    let written = (|| {
+        // Left over by a crashed earlier process with the same id.
+        let _ = std::fs::remove_file(&temp);
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(&temp)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&temp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
     }
-    let mut file = options.open(&tmp).map_err(|err| named(err, &tmp))?;
-    file.write_all(contents)
-        .and_then(|()| file.sync_all())
-        .map_err(|err| named(err, &tmp))?;
-    std::fs::rename(&tmp, path).map_err(|err| named(err, path))
+    written
 }
 
 /// Creates `dir` (and its parents) with mode 0700, or warns when an existing one is open
@@ -85,8 +93,12 @@ mod tests {
         write_private(&file, b"two").unwrap();
         assert_eq!(std::fs::read(&file).unwrap(), b"two");
         assert_eq!(mode(&file), 0o600);
-        assert!(!file.with_extension("tmp").exists());
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["key.pem"], "a temporary file was left behind");
         let err = write_private(&root.path().join("missing/key.pem"), b"x").unwrap_err();
-        assert!(err.to_string().contains("missing/key.tmp"), "{err}");
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound, "{err}");
     }
 }

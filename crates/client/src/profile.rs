@@ -20,9 +20,8 @@ use crate::error::ClientError;
 use jumpgate_api::TlsCredentials;
 use jumpgate_pki::ssh_key::{Certificate, Fingerprint, HashAlg, PrivateKey, PublicKey};
 use serde::{Deserialize, Serialize};
-use std::fs::{DirBuilder, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs::DirBuilder;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -227,27 +226,8 @@ impl Home {
 /// Writes `text` to `path` with mode 0600 through a temporary file in the same directory
 /// and a rename, so readers see the old file or the new one, never a part.
 fn write_private(path: &Path, text: &str) -> Result<(), ClientError> {
-    let name = path
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
-    let result = (|| {
-        let _ = std::fs::remove_file(&temp);
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temp)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&temp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result.map_err(ClientError::io("write", path))
+    jumpgate_api::files::write_private(path, text.as_bytes())
+        .map_err(ClientError::io("write", path))
 }
 
 impl Profile {

@@ -5,7 +5,6 @@
 use crate::{AgentError, IdentityError};
 use jumpgate_api::proto;
 use jumpgate_pki::{SshKeyPair, generate_ssh_key, generate_tls_key};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Everything the host received when it joined, plus its private keys.
@@ -168,19 +167,7 @@ fn set_mode(_path: &Path, _mode: u32) -> Result<(), AgentError> {
 }
 
 fn write_private(path: &Path, text: &str) -> Result<(), AgentError> {
-    let tmp = path.with_extension("tmp");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(&tmp).map_err(|err| io_error(&tmp, err))?;
-    file.write_all(text.as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(|err| io_error(&tmp, err))?;
-    std::fs::rename(&tmp, path).map_err(|err| io_error(path, err))
+    jumpgate_api::files::write_private(path, text.as_bytes()).map_err(|err| io_error(path, err))
 }
 
 #[cfg(test)]
