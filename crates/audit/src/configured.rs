@@ -1,51 +1,156 @@
 //! Opening the audit log the config asks for (`jumpgate.storage.audit_events_uri`).
 //!
-//! The searchable store is always SQLite in `DATA_DIR/log/events.db`; `file://DIR` URIs
-//! add daily JSON-lines files (for log shippers). Every event goes to all of them before
-//! the action it records is answered, and every one is counted for `/metrics`.
+//! Teleport's rule: with no URI, events go to the embedded store (SQLite in
+//! `DATA_DIR/log/events.db`); with URIs, every event goes to each of them before the
+//! action it records is answered, and searches go to the first. The forms:
+//! - `file:///DIR`: daily JSON-lines files in `DIR` (for log shippers; searchable too);
+//! - `postgresql://user@host:5432/db?...` (or `postgres://`): a PostgreSQL database that
+//!   several auth servers share.
+//!
+//! [`AuditUri::parse`] checks a URI without I/O, so a bad one stops the daemon before any
+//! socket is bound; [`open_configured`] opens them and counts every write for `/metrics`.
 
-use crate::{AuditLog, CountedLog, FileAuditLog, MultiLog, Result, SqliteAuditLog};
-use std::path::Path;
+use crate::{
+    AuditLog, CountedLog, FileAuditLog, MultiLog, PostgresAuditLog, Result, SqliteAuditLog,
+};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The SQLite audit log's file inside a data directory.
-pub fn sqlite_path(data_dir: &Path) -> std::path::PathBuf {
+pub fn sqlite_path(data_dir: &Path) -> PathBuf {
     data_dir.join("log").join("events.db")
 }
 
-/// Opens SQLite in `DATA_DIR/log/`, plus a JSON-lines store per `file://` URI. The config
-/// validation has already refused other schemes; one here is an [`crate::Error::InvalidUri`].
-pub async fn open_configured(data_dir: &Path, uris: &[String]) -> Result<Arc<dyn AuditLog>> {
-    let primary: Arc<dyn AuditLog> = Arc::new(SqliteAuditLog::open(sqlite_path(data_dir)).await?);
-    let mut others: Vec<Arc<dyn AuditLog>> = Vec::new();
-    for uri in uris {
-        let dir = FileAuditLog::dir_from_uri(uri)?;
-        others.push(Arc::new(FileAuditLog::open(&dir).await?));
+/// One `audit_events_uri`, checked.
+#[derive(Clone, PartialEq, Eq)]
+pub enum AuditUri {
+    /// `file:///DIR`
+    Files(PathBuf),
+    /// `postgresql://...`, kept whole for the driver (it may hold a password: never printed).
+    Postgres(String),
+}
+
+impl std::fmt::Debug for AuditUri {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.describe())
     }
-    let all: Arc<dyn AuditLog> = if others.is_empty() {
-        primary
-    } else {
-        Arc::new(MultiLog::new(primary, others))
+}
+
+impl AuditUri {
+    /// Parses one URI; an unknown scheme or a malformed URI is an error naming it.
+    pub fn parse(uri: &str) -> Result<AuditUri> {
+        if uri.starts_with("file://") {
+            return FileAuditLog::dir_from_uri(uri).map(AuditUri::Files);
+        }
+        if uri.starts_with("postgresql://") || uri.starts_with("postgres://") {
+            jumpgate_backend::pg::PgTarget::parse(uri, None)
+                .map_err(|reason| crate::Error::InvalidPostgresUri { reason })?;
+            return Ok(AuditUri::Postgres(uri.to_string()));
+        }
+        Err(crate::Error::InvalidUri {
+            uri: uri.to_string(),
+            reason: "expected file:///DIR or postgresql://USER@HOST:PORT/DATABASE",
+        })
+    }
+
+    /// Where the events go, for logs: never a password.
+    pub fn describe(&self) -> String {
+        match self {
+            AuditUri::Files(dir) => format!("files in {}", dir.display()),
+            AuditUri::Postgres(uri) => match jumpgate_backend::pg::PgTarget::parse(uri, None) {
+                Ok(target) => format!("postgresql at {}", target.endpoint()),
+                Err(_) => "postgresql".to_string(),
+            },
+        }
+    }
+
+    async fn open(&self) -> Result<Arc<dyn AuditLog>> {
+        Ok(match self {
+            AuditUri::Files(dir) => Arc::new(FileAuditLog::open(dir).await?),
+            AuditUri::Postgres(uri) => Arc::new(PostgresAuditLog::open(uri).await?),
+        })
+    }
+}
+
+/// Checks every URI without opening anything.
+pub fn parse_uris(uris: &[String]) -> Result<Vec<AuditUri>> {
+    uris.iter().map(|uri| AuditUri::parse(uri)).collect()
+}
+
+/// Opens SQLite in `DATA_DIR/log/` when `uris` is empty; otherwise every URI, the first
+/// answering searches.
+pub async fn open_configured(data_dir: &Path, uris: &[String]) -> Result<Arc<dyn AuditLog>> {
+    let parsed = parse_uris(uris)?;
+    let mut opened: Vec<Arc<dyn AuditLog>> = Vec::with_capacity(parsed.len());
+    for uri in &parsed {
+        match uri.open().await {
+            Ok(log) => opened.push(log),
+            Err(err) => {
+                for log in opened {
+                    let _ = log.close().await;
+                }
+                return Err(err);
+            }
+        }
+    }
+    let mut stores = opened.into_iter();
+    let all: Arc<dyn AuditLog> = match stores.next() {
+        None => Arc::new(SqliteAuditLog::open(sqlite_path(data_dir)).await?),
+        Some(primary) => {
+            let others: Vec<_> = stores.collect();
+            if others.is_empty() {
+                primary
+            } else {
+                Arc::new(MultiLog::new(primary, others))
+            }
+        }
     };
+    for uri in &parsed {
+        tracing::info!(store = %uri.describe(), "audit events go to");
+    }
     Ok(Arc::new(CountedLog::new(all)))
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
 
     #[tokio::test]
-    async fn a_uri_that_is_not_a_directory_is_refused_with_its_reason() {
+    async fn uris_choose_the_stores_and_the_first_is_searched() {
         let dir = tempfile::tempdir().unwrap();
         let Err(err) = open_configured(dir.path(), &["s3://bucket".to_string()]).await else {
-            panic!("an s3:// URI was accepted as an audit directory");
+            panic!("an s3:// URI was accepted as an audit store");
         };
         assert!(matches!(err, crate::Error::InvalidUri { .. }), "{err:?}");
-        let events = dir.path().join("events");
-        let uri = format!("file://{}", events.display());
-        let log = open_configured(dir.path(), &[uri]).await.unwrap();
-        drop(log);
+
+        // No URI: SQLite in the data directory.
+        let log = open_configured(dir.path(), &[]).await.unwrap();
+        log.close().await.unwrap();
         assert!(sqlite_path(dir.path()).exists());
+
+        // A file URI alone: the files, and no SQLite.
+        let other = tempfile::tempdir().unwrap();
+        let events = other.path().join("events");
+        let uri = format!("file://{}", events.display());
+        let log = open_configured(other.path(), &[uri]).await.unwrap();
+        log.close().await.unwrap();
         assert!(events.is_dir());
+        assert!(!sqlite_path(other.path()).exists());
+    }
+
+    #[test]
+    fn descriptions_never_show_a_password() {
+        let uri = AuditUri::parse("postgresql://jg:s3cret@db1:5432,db2/audit").unwrap();
+        assert_eq!(uri.describe(), "postgresql at db1:5432,db2:5432/audit");
+        assert!(!format!("{uri:?}").contains("s3cret"));
+        for bad in [
+            "dynamodb:/x",
+            "postgresql://u@h:x/d",
+            "file://relative",
+            "/var/log",
+        ] {
+            assert!(AuditUri::parse(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -27,10 +27,6 @@ pub enum Error {
     #[error("invalid audit_events_uri {uri:?}: {reason}")]
     InvalidUri { uri: String, reason: &'static str },
 
-    /// This store only writes (JSON-lines files); search the SQLite store instead.
-    #[error("the {store} audit store cannot be searched; search the SQLite audit log")]
-    SearchUnsupported { store: &'static str },
-
     /// The store was closed; the caller's shutdown order is wrong.
     #[error("the audit log is closed")]
     Closed,
@@ -58,6 +54,40 @@ pub enum Error {
         row: i64,
         #[source]
         source: serde_json::Error,
+    },
+
+    /// A `postgresql://` audit_events_uri that does not parse.
+    #[error("invalid postgresql:// audit_events_uri: {reason}")]
+    InvalidPostgresUri { reason: String },
+
+    /// A shared store (PostgreSQL, DynamoDB) could not be reached or did not answer in time;
+    /// retrying later may work.
+    #[error("the {store} audit store at {endpoint} is unavailable while {action}: {detail}")]
+    Unavailable {
+        store: &'static str,
+        endpoint: String,
+        action: &'static str,
+        detail: String,
+    },
+
+    /// A shared store refused our credentials: retrying will not help until they are fixed.
+    #[error("the {store} audit store at {endpoint} refused the login: {detail}")]
+    Refused {
+        store: &'static str,
+        endpoint: String,
+        detail: String,
+    },
+
+    /// A line of a JSON-lines day file is not an event this version wrote.
+    #[error(
+        "audit log file {}, line {line}, is not an audit event: {reason}; move the file aside \
+         (or fix the line) to search the days around it",
+        path.display()
+    )]
+    CorruptLine {
+        path: PathBuf,
+        line: i64,
+        reason: String,
     },
 
     /// An event could not be encoded as JSON (should not happen for events built here).

@@ -7,9 +7,11 @@
 //!   [`AuditEvent::failure`], so no caller forgets to say how it went.
 //! - [`AuditLog`] is the store interface: append, search by time range / type / user /
 //!   session with an opaque cursor, close.
-//! - [`SqliteAuditLog`] is the default, searchable store (one file in `data_dir`);
-//!   [`FileAuditLog`] writes daily JSON-lines files (`audit_events_uri: file://DIR`);
-//!   [`MultiLog`] writes every event to several stores and searches the first.
+//! - [`SqliteAuditLog`] is the default store (one file in `data_dir`); [`FileAuditLog`]
+//!   writes daily JSON-lines files (`audit_events_uri: file://DIR`); `PostgresAuditLog`
+//!   keeps one log for several auth servers (`postgresql://...`); [`MultiLog`] writes
+//!   every event to several stores and searches the first. All pass the one suite in
+//!   `conformance` (feature `test-support`).
 //!
 //! Durability: `append` returns only once the event is on disk (fsync), so a clean
 //! shutdown — or even a crash after `append` returned — never loses an event.
@@ -17,11 +19,15 @@
 
 #[cfg(feature = "stores")]
 pub mod configured;
+#[cfg(feature = "test-support")]
+pub mod conformance;
 mod error;
 mod event;
 mod file;
 mod log;
 mod multi;
+#[cfg(feature = "stores")]
+mod postgres;
 mod query;
 pub mod recording;
 #[cfg(feature = "stores")]
@@ -29,7 +35,7 @@ mod sqlite;
 mod timestamp;
 
 #[cfg(feature = "stores")]
-pub use configured::open_configured;
+pub use configured::{AuditUri, open_configured, parse_uris};
 pub use error::{Error, Result};
 pub use event::{AuditEvent, EventType, RESERVED_KEYS};
 pub use file::FileAuditLog;
@@ -37,6 +43,8 @@ pub use file::FileAuditLog;
 pub use log::CountedLog;
 pub use log::{AuditLog, BoxFuture};
 pub use multi::MultiLog;
+#[cfg(feature = "stores")]
+pub use postgres::PostgresAuditLog;
 pub use query::{DEFAULT_LIMIT, MAX_LIMIT, Order, Page, SearchQuery};
 pub use recording::{FileRecordingStore, RecordingError, RecordingStore};
 #[cfg(feature = "stores")]

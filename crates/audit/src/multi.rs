@@ -1,5 +1,5 @@
-//! Several stores at once: SQLite for search plus JSON-lines files when
-//! `audit_events_uri` asks for them.
+//! Several stores at once, when `audit_events_uri` lists several: the first answers
+//! searches, every one gets every event.
 
 use std::sync::Arc;
 

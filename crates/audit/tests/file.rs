@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use jumpgate_audit::conformance::AuditLogs;
 use jumpgate_audit::{
     AuditEvent, AuditLog, Error, EventType, FileAuditLog, MultiLog, SearchQuery, SqliteAuditLog,
     Timestamp,
@@ -56,11 +57,11 @@ async fn lines_parse_back_and_days_roll_over_by_event_time() {
     assert_eq!(names, ["2026-03-01.log", "2026-03-02.log"]);
     assert_eq!(
         read_lines(&log.file_for_day("2026-03-01")),
-        vec![before, offset]
+        vec![before.clone(), offset.clone()]
     );
     assert_eq!(
         read_lines(&log.file_for_day("2026-03-02")),
-        vec![midnight, later]
+        vec![midnight.clone(), later.clone()]
     );
 
     let err = log
@@ -75,7 +76,116 @@ async fn lines_parse_back_and_days_roll_over_by_event_time() {
         ))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::SearchUnsupported { .. }));
+    assert!(matches!(err, Error::Closed), "{err}");
+
+    // Reopened, the days search as one log, across the day boundary and in either order.
+    let log = FileAuditLog::open(log.dir()).await.unwrap();
+    let march = SearchQuery::new(at("2026-03-01T00:00:00Z"), at("2026-03-03T00:00:00Z"));
+    let page = log.search(march.clone()).await.unwrap();
+    let got: Vec<_> = page.events.iter().map(AuditEvent::uid).collect();
+    assert_eq!(
+        got,
+        [&offset, &before, &midnight, &later].map(AuditEvent::uid)
+    );
+    let page = log
+        .search(march.order(jumpgate_audit::Order::Descending).limit(2))
+        .await
+        .unwrap();
+    let got: Vec<_> = page.events.iter().map(AuditEvent::uid).collect();
+    assert_eq!(got, [&later, &midnight].map(AuditEvent::uid));
+    assert!(page.next_cursor.is_some());
+}
+
+/// Two handles on one directory: clones of one store, as the services hold it.
+async fn files() -> (AuditLogs, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = FileAuditLog::open(dir.path().join("log")).await.unwrap();
+    let logs = AuditLogs {
+        first: Arc::new(log.clone()),
+        second: Arc::new(log),
+    };
+    (logs, dir)
+}
+
+jumpgate_audit::audit_store_suite!(files());
+
+/// A crash in the middle of a write leaves a torn last line: search skips it (it was never
+/// acknowledged), and the next open cuts it off so the next event gets a line of its own.
+#[tokio::test]
+async fn a_torn_last_line_is_skipped_and_cut_off_at_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = at("2026-04-04T04:04:04Z");
+    let day = SearchQuery::new(at("2026-04-04T00:00:00Z"), at("2026-04-05T00:00:00Z"));
+    let log = FileAuditLog::open(dir.path()).await.unwrap();
+    let first = AuditEvent::success(EventType::Exec).at(t).user("dave");
+    log.append(first.clone()).await.unwrap();
+    log.close().await.unwrap();
+    let path = log.file_for_day("2026-04-04");
+    let torn = AuditEvent::success(EventType::Exec)
+        .at(t)
+        .to_json()
+        .unwrap();
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    std::io::Write::write_all(&mut file, &torn.as_bytes()[..torn.len() / 2]).unwrap();
+    drop(file);
+
+    let log = FileAuditLog::open(dir.path()).await.unwrap();
+    assert_eq!(
+        log.search(day.clone()).await.unwrap().events,
+        vec![first.clone()]
+    );
+    let second = AuditEvent::success(EventType::Exec).at(t).user("erin");
+    log.append(second.clone()).await.unwrap();
+    assert_eq!(
+        log.search(day).await.unwrap().events,
+        vec![first.clone(), second.clone()]
+    );
+    assert_eq!(read_lines(&path), vec![first, second]);
+}
+
+/// A line in the middle that is not an event stops the search with the file and line, not
+/// a panic or a silently shorter answer.
+#[tokio::test]
+async fn a_corrupt_line_names_its_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = FileAuditLog::open(dir.path()).await.unwrap();
+    let t = at("2026-06-06T06:06:06Z");
+    log.append(AuditEvent::success(EventType::Exec).at(t))
+        .await
+        .unwrap();
+    let path = log.file_for_day("2026-06-06");
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    std::io::Write::write_all(&mut file, b"{not json\n").unwrap();
+    drop(file);
+    log.append(AuditEvent::success(EventType::Exec).at(t))
+        .await
+        .unwrap();
+    let err = log
+        .search(SearchQuery::new(
+            at("2026-06-06T00:00:00Z"),
+            at("2026-06-07T00:00:00Z"),
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::CorruptLine { line: 2, .. }), "{err}");
+    assert!(err.to_string().contains("2026-06-06.log"), "{err}");
+    // Files that are not day files are ignored.
+    std::fs::write(dir.path().join("notes.txt"), "hello").unwrap();
+    std::fs::write(dir.path().join("2026-13-99.log"), "junk\n").unwrap();
+    let other_day = log
+        .search(SearchQuery::new(
+            at("2026-06-07T00:00:00Z"),
+            at("2027-01-01T00:00:00Z"),
+        ))
+        .await
+        .unwrap();
+    assert!(other_day.events.is_empty());
 }
 
 #[tokio::test]

@@ -23,6 +23,7 @@ mod error;
 mod etcd;
 mod memory;
 pub mod metered;
+pub mod pg;
 mod postgres;
 mod sqlite;
 mod types;

@@ -41,6 +41,7 @@
 
 use crate::Backend;
 use crate::error::{BackendError, Result};
+use crate::pg::PgTarget;
 use crate::sqlite::prefix_end;
 use crate::types::{
     Action, Condition, Event, Item, Key, KeyRange, NewItem, Revision, from_unix_millis, is_expired,
@@ -56,7 +57,7 @@ use std::sync::{Arc, Mutex as StdMutex, Weak};
 use std::time::{Duration, SystemTime};
 use tokio::sync::{Mutex, MutexGuard, mpsc, watch};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_postgres::{AsyncMessage, Client};
 
 const BACKEND: &str = "postgresql";
 /// Bumped when the table layout changes; older binaries refuse a newer layout.
@@ -143,15 +144,22 @@ impl PostgresOptions {
     /// The hosts, ports and database of the connection string, for messages (never the
     /// password); `InvalidArgument` if the string does not parse.
     pub fn endpoint(&self) -> Result<String> {
-        Ok(endpoint_of(&self.parse()?))
+        Ok(self.target()?.endpoint().to_string())
     }
 
-    fn parse(&self) -> Result<tokio_postgres::Config> {
-        self.conn_string.parse().map_err(|err| {
-            BackendError::InvalidArgument(format!(
-                "the PostgreSQL connection string (storage.conn_string) is invalid: {err}"
-            ))
-        })
+    /// The parsed connection string with the password and timeouts filled in.
+    fn target(&self) -> Result<PgTarget> {
+        let mut target =
+            PgTarget::parse(&self.conn_string, self.password.as_deref()).map_err(|reason| {
+                BackendError::InvalidArgument(format!(
+                    "the PostgreSQL connection string (storage.conn_string) is invalid: {reason}"
+                ))
+            })?;
+        let config = target.config_mut();
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(self.connect_timeout);
+        }
+        Ok(target)
     }
 
     pub fn new(conn_string: impl Into<String>) -> PostgresOptions {
@@ -176,7 +184,7 @@ pub struct PostgresBackend {
 }
 
 struct Inner {
-    config: tokio_postgres::Config,
+    target: PgTarget,
     /// Hosts, ports and database, for messages (never the password).
     endpoint: String,
     options: PostgresOptions,
@@ -250,32 +258,12 @@ impl PostgresBackend {
     /// `Unavailable` error naming the hosts otherwise. Must be called inside a Tokio
     /// runtime: background tasks sweep expired items and listen for notifications.
     pub async fn connect(options: PostgresOptions) -> Result<PostgresBackend> {
-        let mut config: tokio_postgres::Config = options.conn_string.parse().map_err(|err| {
-            BackendError::InvalidArgument(format!(
-                "the PostgreSQL connection string (storage.conn_string) is invalid: {err}"
-            ))
-        })?;
-        if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-            return Err(BackendError::InvalidArgument(
-                "the PostgreSQL connection string asks for sslmode=require, but TLS to \
-                 PostgreSQL is not supported yet"
-                    .to_string(),
-            ));
-        }
-        if let Some(password) = &options.password {
-            config.password(password.as_bytes());
-        }
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(options.connect_timeout);
-        }
-        if config.get_application_name().is_none() {
-            config.application_name("jumpgate");
-        }
-        let endpoint = endpoint_of(&config);
+        let target = options.target()?;
+        let endpoint = target.endpoint().to_string();
         let (wake_tx, wake_rx) = watch::channel(0u64);
         let backend = PostgresBackend {
             inner: Arc::new(Inner {
-                config,
+                target,
                 endpoint,
                 slots: (0..options.pool_size.max(1))
                     .map(|_| Mutex::new(None))
@@ -289,8 +277,7 @@ impl PostgresBackend {
         };
         backend.create_schema().await?;
         let listener = tokio::spawn(listen(
-            backend.inner.config.clone(),
-            backend.inner.endpoint.clone(),
+            backend.inner.target.clone(),
             backend.inner.options.connect_timeout,
             wake_tx,
         ));
@@ -370,23 +357,17 @@ impl PostgresBackend {
     }
 
     async fn open_connection(&self) -> Result<Client> {
-        let connect = self.inner.config.connect(NoTls);
-        let (client, connection) =
-            tokio::time::timeout(self.inner.options.request_timeout, connect)
-                .await
-                .map_err(|_| {
-                    self.unavailable(format_args!(
-                        "no connection within {:?}",
-                        self.inner.options.request_timeout
-                    ))
-                })?
-                .map_err(|err| self.classify(&err).0)?;
-        let endpoint = self.inner.endpoint.clone();
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(%endpoint, %err, "PostgreSQL connection ended");
-            }
-        });
+        let connect = self.inner.target.connect();
+        let (client, messages) = tokio::time::timeout(self.inner.options.request_timeout, connect)
+            .await
+            .map_err(|_| {
+                self.unavailable(format_args!(
+                    "no connection within {:?}",
+                    self.inner.options.request_timeout
+                ))
+            })?
+            .map_err(|err| self.classify(&err).0)?;
+        crate::pg::drive(messages, self.inner.endpoint.clone());
         Ok(client)
     }
 
@@ -781,33 +762,6 @@ fn closed() -> BackendError {
     }
 }
 
-/// `host:port,host:port/dbname`, for messages.
-fn endpoint_of(config: &tokio_postgres::Config) -> String {
-    use tokio_postgres::config::Host;
-    let ports = config.get_ports();
-    let hosts: Vec<String> = config
-        .get_hosts()
-        .iter()
-        .enumerate()
-        .map(|(i, host)| {
-            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
-            match host {
-                Host::Tcp(name) => format!("{name}:{port}"),
-                Host::Unix(dir) => format!("{}:{port}", dir.display()),
-            }
-        })
-        .collect();
-    let hosts = if hosts.is_empty() {
-        "localhost".to_string()
-    } else {
-        hosts.join(",")
-    };
-    match config.get_dbname() {
-        Some(db) => format!("{hosts}/{db}"),
-        None => hosts,
-    }
-}
-
 fn key_from_bytes(raw: Vec<u8>) -> std::result::Result<Key, Fail> {
     String::from_utf8(raw)
         .ok()
@@ -866,17 +820,13 @@ fn spawn_sweeper(inner: Weak<Inner>, interval: Duration) -> tokio::task::JoinHan
 
 /// Keeps one connection listening on [`CHANNEL`] and bumps `wake` on every notification,
 /// and after every (re)connect, since notifications sent meanwhile are lost.
-async fn listen(
-    config: tokio_postgres::Config,
-    endpoint: String,
-    connect_timeout: Duration,
-    wake: watch::Sender<u64>,
-) {
+async fn listen(target: PgTarget, connect_timeout: Duration, wake: watch::Sender<u64>) {
+    let endpoint = target.endpoint().to_string();
     let mut delay = Duration::from_millis(100);
     loop {
-        let connected = tokio::time::timeout(connect_timeout * 2, config.connect(NoTls)).await;
+        let connected = tokio::time::timeout(connect_timeout * 2, target.connect()).await;
         match connected {
-            Ok(Ok((client, mut connection))) => {
+            Ok(Ok((client, mut messages))) => {
                 let statement = format!("LISTEN {CHANNEL}");
                 let listen = client.batch_execute(&statement);
                 let mut listen = std::pin::pin!(listen);
@@ -894,7 +844,7 @@ async fn listen(
                                 break;
                             }
                         },
-                        message = std::future::poll_fn(|cx| connection.poll_message(cx)) => {
+                        message = futures::StreamExt::next(&mut messages) => {
                             match message {
                                 Some(Ok(AsyncMessage::Notification(_))) => {
                                     wake.send_modify(|n| *n = n.wrapping_add(1));
@@ -1232,12 +1182,13 @@ mod tests {
 
     #[test]
     fn endpoint_names_hosts_and_database_but_never_the_password() {
-        let config: tokio_postgres::Config =
-            "postgresql://jg:s3cret@db1:5433,db2/cluster?target_session_attrs=read-write"
-                .parse()
-                .unwrap();
-        let endpoint = endpoint_of(&config);
-        assert_eq!(endpoint, "db1:5433,db2:5432/cluster");
+        let target = PgTarget::parse(
+            "postgresql://jg:s3cret@db1:5433,db2/cluster?target_session_attrs=read-write",
+            None,
+        )
+        .unwrap();
+        assert_eq!(target.endpoint(), "db1:5433,db2:5432/cluster");
+        assert!(!format!("{target:?}").contains("s3cret"));
         let options = PostgresOptions {
             password: Some("other-secret".to_string()),
             ..PostgresOptions::new("postgresql://jg:s3cret@db1/cluster")

@@ -43,6 +43,9 @@ pub async fn run(config: Config, dev: bool) -> Result<()> {
     let lock = datadir::lock(&config.jumpgate.data_dir)?;
     let host_uuid = datadir::host_uuid(lock.dir())?;
     let storage = if config.auth_service.enabled {
+        // Every store is checked now, before any socket is bound.
+        jumpgate_audit::parse_uris(&config.jumpgate.storage.audit_events_uri)
+            .context("jumpgate.storage.audit_events_uri")?;
         Some(StoragePlan::from_config(&config)?)
     } else {
         None

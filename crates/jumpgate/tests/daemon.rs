@@ -182,9 +182,10 @@ async fn readyz_follows_an_etcd_outage_and_recovery() {
     );
 }
 
-/// `storage.type: postgresql` as an operator writes it (the password in a file): the
-/// cluster's CAs and users live in PostgreSQL and survive a restart of the daemon, and
-/// `/readyz` names the backend.
+/// `storage.type: postgresql` as an operator writes it (the password in a file) and
+/// `audit_events_uri: postgresql://...`: the cluster's CAs, users and audit events live in
+/// PostgreSQL and survive a restart of the daemon on a new data directory, and the log
+/// names the backend.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cluster_keeps_its_state_in_postgresql_across_restarts() {
     let postgres = Postgres::start().await;
@@ -196,10 +197,13 @@ async fn a_cluster_keeps_its_state_in_postgresql_across_restarts() {
     std::fs::write(
         &config,
         format!(
-            "version: v3\njumpgate:\n  data_dir: {}\n  storage:\n    type: postgresql\n    conn_string: \"{}\"\n    password_file: {}\nauth_service:\n  cluster_name: pg\n",
+            "version: v3\njumpgate:\n  data_dir: {}\n  storage:\n    type: postgresql\n    conn_string: \"{}\"\n    password_file: {}\n    audit_events_uri: [\"{}\"]\nauth_service:\n  cluster_name: pg\n",
             data.display(),
             postgres.conn_string(),
-            password_file.display()
+            password_file.display(),
+            postgres
+                .conn_string()
+                .replacen('@', &format!(":{}@", postgres.password()), 1),
         ),
     )
     .unwrap();
@@ -239,6 +243,30 @@ async fn a_cluster_keeps_its_state_in_postgresql_across_restarts() {
     assert!(ready(&daemon), "{}", daemon.log_text());
     let users = jctl_ok(&data_again, &["users", "ls"]);
     assert!(users.contains("carol"), "{users}");
+    let events = jctl_ok(
+        &data_again,
+        &[
+            "audit",
+            "search",
+            "--type",
+            "user.create",
+            "--format",
+            "json",
+        ],
+    );
+    assert!(
+        events.contains("carol"),
+        "the first run's audit events are not in PostgreSQL: {events}"
+    );
+    assert!(
+        !data.join("log").join("events.db").exists()
+            && !data_again.join("log").join("events.db").exists(),
+        "with audit_events_uri set, no local SQLite audit log is made"
+    );
+    assert!(
+        !daemon.log_text().contains(postgres.password()),
+        "the password leaked into the log"
+    );
     let ca_line = |status: &str| {
         status
             .lines()
