@@ -146,7 +146,7 @@ impl PostgresAuditLog {
     /// refused login or a bad statement will not.
     fn classify(&self, action: &'static str, err: &tokio_postgres::Error) -> Failure {
         let Some(db) = err.as_db_error() else {
-            return Failure::Retry(self.unavailable(action, err));
+            return Failure::Retry(self.unavailable(action, jumpgate_backend::pg::describe(err)));
         };
         let class = db.code().code().get(..2).unwrap_or_default();
         match class {
@@ -157,7 +157,9 @@ impl PostgresAuditLog {
                 store: "PostgreSQL",
                 endpoint: self.endpoint().to_string(),
                 detail: format!(
-                    "{err}; check the user and password of the postgresql:// audit_events_uri"
+                    "{}; check the user, password and client certificate of the \
+                     postgresql:// audit_events_uri",
+                    jumpgate_backend::pg::describe(err)
                 ),
             }),
             _ => Failure::Final(self.unavailable(action, err)),

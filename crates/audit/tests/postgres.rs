@@ -100,7 +100,7 @@ async fn a_bad_uri_is_refused_without_repeating_it() {
     for bad in [
         "postgresql://u:s3cret@host:notaport/db",
         "postgresql://u:s3cret@db/j?unknown_option=1",
-        "postgresql://u:s3cret@db/j?sslmode=require",
+        "postgresql://u:s3cret@db/j?sslmode=prefer",
     ] {
         let err = PostgresAuditLog::open(bad).await.unwrap_err();
         assert!(
@@ -120,4 +120,32 @@ async fn a_nul_in_a_user_name_is_stored_and_found() {
     logs.first.append(e.clone()).await.unwrap();
     let page = logs.second.search(all_time().user("ev\0il")).await.unwrap();
     assert_eq!(page.events, vec![e]);
+}
+
+/// Teleport's usual form for a PostgreSQL audit log: TLS with a client certificate, the
+/// server verified by name against a private CA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_events_go_over_verified_tls_with_a_client_certificate() {
+    let (server, tls) = Postgres::start_tls().await;
+    let uri = format!(
+        "postgresql://{}@localhost:{}/{}?sslmode=verify-full&sslrootcert={}&sslcert={}&sslkey={}",
+        jumpgate_test_support::PG_USER,
+        server.port(),
+        jumpgate_test_support::PG_DATABASE,
+        tls.ca.display(),
+        tls.client_cert.display(),
+        tls.client_key.display()
+    );
+    let log = PostgresAuditLog::open(&uri).await.unwrap();
+    let e = AuditEvent::success(EventType::SessionStart).user("tls-user");
+    log.append(e.clone()).await.unwrap();
+    assert_eq!(log.search(all_time()).await.unwrap().events, vec![e]);
+
+    let untrusted = uri.replace(
+        &tls.ca.display().to_string(),
+        &tls.other_ca.display().to_string(),
+    );
+    let err = PostgresAuditLog::open(&untrusted).await.unwrap_err();
+    assert!(matches!(err, Error::Unavailable { .. }), "{err}");
+    assert!(err.to_string().contains("certificate"), "{err}");
 }

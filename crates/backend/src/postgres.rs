@@ -312,13 +312,17 @@ impl PostgresBackend {
             let io = std::error::Error::source(err)
                 .is_some_and(|source| source.downcast_ref::<std::io::Error>().is_some());
             if io || err.is_closed() || err.to_string().starts_with("timeout") {
-                return (self.unavailable(err), true);
+                return (self.unavailable(crate::pg::describe(err)), true);
             }
             // A value that would not encode or decode: our bug, not the server's state.
             return (
                 BackendError::Internal {
                     backend: BACKEND,
-                    detail: format!("PostgreSQL at {}: {err}", self.inner.endpoint),
+                    detail: format!(
+                        "PostgreSQL at {}: {}",
+                        self.inner.endpoint,
+                        crate::pg::describe(err)
+                    ),
                 },
                 true,
             );
@@ -332,16 +336,17 @@ impl PostgresBackend {
         {
             // Connection trouble, shutdown, or a server that is now a standby: another
             // connection (to the new primary) may work.
-            return (self.unavailable(err), true);
+            return (self.unavailable(crate::pg::describe(err)), true);
         }
         if class == "28" {
             return (
                 BackendError::Internal {
                     backend: BACKEND,
                     detail: format!(
-                        "PostgreSQL at {} refused the login: {err}; check the user in \
-                         storage.conn_string and storage.password_file",
-                        self.inner.endpoint
+                        "PostgreSQL at {} refused the login: {}; check the user and the \
+                         client certificate in storage.conn_string, and storage.password_file",
+                        self.inner.endpoint,
+                        crate::pg::describe(err)
                     ),
                 },
                 true,
@@ -350,7 +355,11 @@ impl PostgresBackend {
         (
             BackendError::Internal {
                 backend: BACKEND,
-                detail: format!("PostgreSQL at {}: {err}", self.inner.endpoint),
+                detail: format!(
+                    "PostgreSQL at {}: {}",
+                    self.inner.endpoint,
+                    crate::pg::describe(err)
+                ),
             },
             false,
         )

@@ -34,7 +34,7 @@ pub use cluster::{Cluster, PASSWORD, dev_node_name};
 pub use daemon::Daemon;
 pub use etcd::EtcdServer;
 pub use haproxy::{Haproxy, start_haproxy};
-pub use postgres::{PG_DATABASE, PG_PASSWORD, PG_USER, Postgres};
+pub use postgres::{PG_DATABASE, PG_PASSWORD, PG_USER, PgTls, Postgres};
 pub use process::{Process, output_within, run, run_ok, text};
 pub use sshd::{HostKey, KnownHosts, Sshd, SshdConfig, current_user, openssh_to};
 pub use wait::{eventually, free_port, http_get, wait_for, wait_until};

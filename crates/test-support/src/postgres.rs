@@ -11,6 +11,7 @@ use crate::wait::free_port;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use std::fs::File;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -23,11 +24,25 @@ pub const PG_PASSWORD: &str = "jumpgate-test-password";
 /// The database [`Postgres::start`] creates.
 pub const PG_DATABASE: &str = "jumpgate_test";
 
+/// The client's side of [`Postgres::start_tls`]: PEM files.
+#[derive(Debug, Clone)]
+pub struct PgTls {
+    /// The CA that signed the server's and the client's certificates.
+    pub ca: PathBuf,
+    /// A CA that signed neither.
+    pub other_ca: PathBuf,
+    /// A client certificate for [`PG_USER`], and its key.
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
 /// A PostgreSQL server on 127.0.0.1 with its cluster in a temporary directory that
 /// survives [`Postgres::stop`]/[`Postgres::start_again`] (so a restart keeps data).
 #[derive(Debug)]
 pub struct Postgres {
     child: Option<Child>,
+    /// `-c` settings added to every start (TLS).
+    settings: Vec<String>,
     bin: PathBuf,
     dir: tempfile::TempDir,
     port: u16,
@@ -65,6 +80,19 @@ impl Postgres {
     /// accepts connections. A port taken by a parallel test between our check and the
     /// server's bind is retried on a fresh one.
     pub async fn start() -> Postgres {
+        Postgres::start_with(false).await.0
+    }
+
+    /// As [`Postgres::start`], but TCP connections must use TLS with a certificate from
+    /// [`PgTls::ca`] whose name is the user's (`cert` authentication): the server's
+    /// certificate names `localhost` only, so clients verifying the name connect to
+    /// `localhost`, not `127.0.0.1`.
+    pub async fn start_tls() -> (Postgres, PgTls) {
+        let (server, tls) = Postgres::start_with(true).await;
+        (server, tls.expect("TLS files"))
+    }
+
+    async fn start_with(tls: bool) -> (Postgres, Option<PgTls>) {
         let bin = bin_dir();
         let run_as = nix::unistd::geteuid().is_root().then_some((65534, 65534));
         let dir = match run_as {
@@ -77,19 +105,25 @@ impl Postgres {
         .expect("temp dir for PostgreSQL");
         let mut server = Postgres {
             child: None,
+            settings: Vec::new(),
             bin,
             dir,
             port: 0,
             run_as,
         };
         server.init().await;
+        let files = if tls {
+            Some(server.require_tls())
+        } else {
+            None
+        };
         let mut last_error = String::new();
         for _ in 0..5 {
             server.port = free_port();
             match server.try_start().await {
                 Ok(()) => {
                     server.create_database().await;
-                    return server;
+                    return (server, files);
                 }
                 Err(err) => last_error = err,
             }
@@ -115,11 +149,12 @@ impl Postgres {
         self.port
     }
 
-    /// Connects as [`PG_USER`] to `database`, for tests that look at the tables directly.
+    /// Connects as [`PG_USER`] to `database`, for tests that look at the tables directly:
+    /// through the cluster's Unix socket, so it works whatever TCP requires.
     pub async fn client(&self, database: &str) -> Result<tokio_postgres::Client, String> {
         let mut config = tokio_postgres::Config::new();
         config
-            .host("127.0.0.1")
+            .host_path(self.dir.path())
             .port(self.port)
             .user(PG_USER)
             .password(PG_PASSWORD)
@@ -239,6 +274,7 @@ impl Postgres {
             // A throwaway cluster: durability costs time and buys nothing here.
             .args(["-c", "fsync=off", "-c", "full_page_writes=off"])
             .args(["-c", "max_connections=40", "-c", "shared_buffers=16MB"])
+            .args(self.settings.iter().flat_map(|s| ["-c", s.as_str()]))
             .stdout(log)
             .stderr(log_err);
         let child = command
@@ -278,6 +314,78 @@ impl Postgres {
                 ));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Writes a CA, a server certificate for `localhost` and a client certificate for
+    /// [`PG_USER`], and lets TCP clients in only over TLS with that client certificate.
+    fn require_tls(&mut self) -> PgTls {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let ca = |name: &str| {
+            let key = KeyPair::generate().expect("CA key");
+            let mut params = CertificateParams::new(Vec::new()).expect("CA params");
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.distinguished_name.push(DnType::CommonName, name);
+            let cert = params.self_signed(&key).expect("CA certificate");
+            (cert.pem(), Issuer::new(params, key))
+        };
+        let leaf = |issuer: &Issuer<'_, KeyPair>, names: Vec<String>, common_name: &str| {
+            let key = KeyPair::generate().expect("leaf key");
+            let mut params = CertificateParams::new(names).expect("leaf params");
+            params
+                .distinguished_name
+                .push(DnType::CommonName, common_name);
+            let cert = params.signed_by(&key, issuer).expect("leaf certificate");
+            (cert.pem(), key.serialize_pem())
+        };
+        let (ca_pem, issuer) = ca("Jumpgate test PostgreSQL CA");
+        let (other_ca_pem, _) = ca("Some other CA");
+        let (server_cert, server_key) = leaf(&issuer, vec!["localhost".into()], "localhost");
+        let (client_cert, client_key) = leaf(&issuer, Vec::new(), PG_USER);
+
+        // The server's files belong to the user it runs as, the key 0600 (postgres insists).
+        let data = self.data_dir();
+        let server_files = [
+            ("server.crt", server_cert),
+            ("server.key", server_key),
+            ("root.crt", ca_pem.clone()),
+        ];
+        for (name, contents) in server_files {
+            let path = data.join(name);
+            std::fs::write(&path, contents).expect("writing a server TLS file");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .expect("server TLS file mode");
+            if let Some((uid, gid)) = self.run_as {
+                std::os::unix::fs::chown(&path, Some(uid), Some(gid)).expect("chown TLS file");
+            }
+        }
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 cert\n",
+        )
+        .expect("writing pg_hba.conf");
+        self.settings = vec![
+            "ssl=on".into(),
+            "ssl_cert_file=server.crt".into(),
+            "ssl_key_file=server.key".into(),
+            "ssl_ca_file=root.crt".into(),
+        ];
+
+        // The client's files, where the test (root or not) reads them.
+        let client_dir = self.dir.path().join("client");
+        std::fs::create_dir_all(&client_dir).expect("client TLS directory");
+        let write = |name: &str, contents: &str| {
+            let path = client_dir.join(name);
+            std::fs::write(&path, contents).expect("writing a client TLS file");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .expect("client TLS file mode");
+            path
+        };
+        PgTls {
+            ca: write("ca.pem", &ca_pem),
+            other_ca: write("other-ca.pem", &other_ca_pem),
+            client_cert: write("client.pem", &client_cert),
+            client_key: write("client-key.pem", &client_key),
         }
     }
 

@@ -397,14 +397,9 @@ fn postgresql_storage() {
         "expected a PostgreSQL connection string",
     );
     refused(
-        "jumpgate:\n  storage: {type: postgresql, conn_string: \"postgresql://db1/j?sslmode=verify-full\"}\n",
-        "jumpgate.storage.conn_string",
-        "not supported yet",
-    );
-    refused(
         "jumpgate:\n  storage: {type: postgresql, conn_string: \"host=db1\", tls_ca_file: /ca.pem}\n",
         "jumpgate.storage.tls_ca_file",
-        "TLS to PostgreSQL is not supported yet",
+        "sslrootcert=FILE",
     );
     refused(
         "jumpgate:\n  storage: {type: postgresql, conn_string: \"host=db1\", peers: [\"http://e:2379\"]}\n",

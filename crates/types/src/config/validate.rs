@@ -418,8 +418,9 @@ fn validate_postgres(raw: &RawStorage, path: &str) -> Result<PostgresConfig, Inv
         if given {
             return Err(Invalid::new(
                 join(path, key),
-                "TLS to PostgreSQL is not supported yet; connect over a private network \
-                 or a local TLS tunnel, and remove this key",
+                "is for storage type etcd; for postgresql, put libpq's TLS parameters in \
+                 conn_string: sslmode=verify-full&sslrootcert=FILE (and sslcert=FILE&sslkey=FILE \
+                 for a client certificate)",
             ));
         }
     }
@@ -439,14 +440,6 @@ fn check_pg_conn_string(conn: &str) -> Result<(), String> {
              (postgresql://user@host:5432/db?target_session_attrs=read-write) or as \
              key=value pairs (host=db1,db2 user=jumpgate dbname=jumpgate)"
             .to_owned());
-    }
-    let tls_required = ["require", "verify-ca", "verify-full"]
-        .iter()
-        .any(|mode| lower.contains(&format!("sslmode={mode}")));
-    if tls_required {
-        return Err(
-            "asks for TLS (sslmode), but TLS to PostgreSQL is not supported yet".to_owned(),
-        );
     }
     Ok(())
 }
