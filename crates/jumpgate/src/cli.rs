@@ -35,6 +35,9 @@ pub enum Command {
     /// Back up and restore the embedded (SQLite) cluster state.
     #[command(subcommand)]
     Backup(BackupCommand),
+    /// Move the cluster state (and audit events) between stores.
+    #[command(subcommand)]
+    Storage(StorageCommand),
     /// Print the version.
     Version,
 }
@@ -100,6 +103,36 @@ pub enum BackupCommand {
         file: PathBuf,
         #[command(flatten)]
         location: StateLocation,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StorageCommand {
+    /// Copy the cluster state from the store one config names to the store another names,
+    /// e.g. from SQLite to PostgreSQL or etcd, then compare the two (item counts and a
+    /// SHA-256 of every key, value and expiry). Stop every auth server first: writes made
+    /// during the copy would be lost. A target that already holds state is refused unless
+    /// --force, which empties it first.
+    #[command(
+        after_help = "Example (seed 000's SQLite pair moving to PostgreSQL):\n  \
+            systemctl stop jumpgate\n  \
+            jumpgate storage migrate --from /etc/jumpgate.yaml --to /etc/jumpgate-postgres.yaml --audit\n  \
+            mv /etc/jumpgate-postgres.yaml /etc/jumpgate.yaml && systemctl start jumpgate"
+    )]
+    Migrate {
+        /// The config whose `jumpgate.storage` holds the state now.
+        #[arg(long, value_name = "CONFIG")]
+        from: PathBuf,
+        /// The config whose `jumpgate.storage` the state moves to.
+        #[arg(long, value_name = "CONFIG")]
+        to: PathBuf,
+        /// Empty a target that already holds cluster state, then copy.
+        #[arg(long)]
+        force: bool,
+        /// Also copy the audit events, from the first store of the source's
+        /// `audit_events_uri` (or its SQLite log) to every store of the target's.
+        #[arg(long)]
+        audit: bool,
     },
 }
 

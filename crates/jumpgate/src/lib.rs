@@ -13,11 +13,12 @@ mod datadir;
 mod diag;
 mod jctl;
 mod logging;
+mod migrate;
 mod storage;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use cli::{BackupCommand, Cli, Command, ConfigCommand, StartArgs};
+use cli::{BackupCommand, Cli, Command, ConfigCommand, StartArgs, StorageCommand};
 use jumpgate_types::Config;
 use jumpgate_types::config::HostPort;
 use std::path::PathBuf;
@@ -89,6 +90,23 @@ fn run(cli: Cli) -> Result<()> {
         Command::Backup(BackupCommand::Restore { file, location }) => {
             backup::restore(&file, &location)
         }
+        Command::Storage(StorageCommand::Migrate {
+            from,
+            to,
+            force,
+            audit,
+        }) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")
+            .and_then(|runtime| {
+                runtime.block_on(migrate::run(&migrate::Migration {
+                    from,
+                    to,
+                    force,
+                    audit,
+                }))
+            }),
         Command::Version => {
             println!("jumpgate {}", env!("CARGO_PKG_VERSION"));
             Ok(())

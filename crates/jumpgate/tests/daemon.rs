@@ -469,3 +469,149 @@ fn metrics_follow_logins_connections_sessions_and_the_audit_log() {
         Some(0.0)
     );
 }
+
+/// Seed 000's operator leaves SQLite: `jumpgate storage migrate` moves a stopped cluster's
+/// state and audit events to PostgreSQL, verifies them, refuses to run while the daemon
+/// holds the source and refuses to overwrite a non-empty target without --force; the
+/// cluster then starts on PostgreSQL with the same CA, users and audit history.
+#[tokio::test(flavor = "multi_thread")]
+async fn storage_migrate_moves_a_sqlite_cluster_to_postgresql() {
+    let postgres = Postgres::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite_data = dir.path().join("sqlite-data");
+    let sqlite_config = dir.path().join("sqlite.yaml");
+    std::fs::write(
+        &sqlite_config,
+        format!(
+            "version: v3\njumpgate:\n  data_dir: {}\nauth_service:\n  cluster_name: moving\n",
+            sqlite_data.display()
+        ),
+    )
+    .unwrap();
+    let pg_data = dir.path().join("pg-data");
+    let password_file = dir.path().join("pg-password");
+    std::fs::write(&password_file, postgres.password()).unwrap();
+    let pg_config = dir.path().join("postgres.yaml");
+    std::fs::write(
+        &pg_config,
+        format!(
+            "version: v3\njumpgate:\n  data_dir: {}\n  storage:\n    type: postgresql\n    conn_string: \"{}\"\n    password_file: {}\n    audit_events_uri: [\"{}\"]\nauth_service:\n  cluster_name: moving\n",
+            pg_data.display(),
+            postgres.conn_string(),
+            password_file.display(),
+            postgres
+                .conn_string()
+                .replacen('@', &format!(":{}@", postgres.password()), 1),
+        ),
+    )
+    .unwrap();
+    let migrate = |extra: &[&str]| {
+        let mut args = vec![
+            "storage",
+            "migrate",
+            "--from",
+            sqlite_config.to_str().unwrap(),
+            "--to",
+            pg_config.to_str().unwrap(),
+            "--audit",
+        ];
+        args.extend_from_slice(extra);
+        run(&args, None)
+    };
+
+    let mut daemon = start_daemon(
+        &["-c", sqlite_config.to_str().unwrap()],
+        &dir.path().join("log-sqlite"),
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || daemon
+            .readyz()
+            .is_some_and(|(s, _)| s == 200)),
+        "{}",
+        daemon.log_text()
+    );
+    jctl_ok(
+        &sqlite_data,
+        &[
+            "users", "add", "dana", "--roles", "access", "--logins", "root",
+        ],
+    );
+    let pin = jctl_ok(&sqlite_data, &["status"]);
+
+    // While the daemon runs, its state may change under the copy: refused.
+    let busy = migrate(&[]);
+    assert_eq!(busy.status.code(), Some(1), "{}", text(&busy.stdout));
+    assert!(
+        text(&busy.stderr).contains("stop the daemon"),
+        "{}",
+        text(&busy.stderr)
+    );
+    assert!(daemon.terminate(), "{}", daemon.log_text());
+
+    let moved = migrate(&[]);
+    assert!(
+        moved.status.success(),
+        "{}{}",
+        text(&moved.stdout),
+        text(&moved.stderr)
+    );
+    let out = text(&moved.stdout);
+    assert!(out.contains("Verified:") && out.contains("sha256"), "{out}");
+    assert!(out.contains("audit events"), "{out}");
+    assert!(!out.contains(postgres.password()), "{out}");
+
+    // Again: the target holds state now.
+    let again = migrate(&[]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        text(&again.stderr).contains("--force"),
+        "{}",
+        text(&again.stderr)
+    );
+    let forced = migrate(&["--force"]);
+    assert!(forced.status.success(), "{}", text(&forced.stderr));
+    assert!(
+        text(&forced.stdout).contains("Emptied the target"),
+        "{}",
+        text(&forced.stdout)
+    );
+
+    let daemon = start_daemon(
+        &["-c", pg_config.to_str().unwrap()],
+        &dir.path().join("log-pg"),
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || daemon
+            .readyz()
+            .is_some_and(|(s, _)| s == 200)),
+        "{}",
+        daemon.log_text()
+    );
+    assert!(jctl_ok(&pg_data, &["users", "ls"]).contains("dana"));
+    let ca_line = |status: &str| {
+        status
+            .lines()
+            .find(|line| line.contains("sha256:"))
+            .map(str::to_string)
+    };
+    assert_eq!(
+        ca_line(&jctl_ok(&pg_data, &["status"])),
+        ca_line(&pin),
+        "the cluster's CA did not move"
+    );
+    let events = jctl_ok(
+        &pg_data,
+        &[
+            "audit",
+            "search",
+            "--type",
+            "user.create",
+            "--format",
+            "json",
+        ],
+    );
+    assert!(
+        events.contains("dana"),
+        "audit history did not move: {events}"
+    );
+}
