@@ -35,6 +35,10 @@ struct Bound {
 
 /// How often the cluster-state backend is probed for `/readyz`.
 const BACKEND_PROBE_INTERVAL: Duration = Duration::from_secs(2);
+/// How long a probe may take before the backend counts as down: well under the backends'
+/// own request timeouts, so a store that stopped answering (a network cut, not a refusal)
+/// shows on `/readyz` within seconds.
+const BACKEND_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long in-flight work may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -313,12 +317,18 @@ async fn run_auth_host(
     // A key nobody writes: NotFound is the healthy answer.
     let probe_key = Key::root();
     loop {
-        match backend.get(&probe_key).await {
-            Ok(_) | Err(BackendError::NotFound { .. }) => {
+        let probe = tokio::time::timeout(BACKEND_PROBE_TIMEOUT, backend.get(&probe_key)).await;
+        let failure = match probe {
+            Ok(Ok(_) | Err(BackendError::NotFound { .. })) => None,
+            Ok(Err(err)) => Some(err.to_string()),
+            Err(_) => Some(format!("no answer within {BACKEND_PROBE_TIMEOUT:?}")),
+        };
+        match failure {
+            None => {
                 jumpgate_telemetry::set(|m| &m.backend_up, 1);
                 readiness.ready("backend");
             }
-            Err(err) => {
+            Some(err) => {
                 jumpgate_telemetry::set(|m| &m.backend_up, 0);
                 warn!(%err, "cluster state backend probe failed");
                 readiness.not_ready("backend", format!("{description}: {err}"));

@@ -281,6 +281,65 @@ async fn a_cluster_keeps_its_state_in_postgresql_across_restarts() {
     );
 }
 
+/// The network to PostgreSQL is cut for 10 s under a running daemon: `/readyz` turns
+/// not ready within seconds, naming the store, and ready again by itself after the cut.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_network_cut_to_postgresql_shows_on_readyz_and_heals_by_itself() {
+    let postgres = Postgres::start().await;
+    let cut = jumpgate_test_support::NetCut::start(&format!("127.0.0.1:{}", postgres.port())).await;
+    let through_cut = postgres.conn_string().replace(
+        &format!(":{}/", postgres.port()),
+        &format!(":{}/", cut.addr().port()),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let password_file = dir.path().join("pg-password");
+    std::fs::write(&password_file, postgres.password()).unwrap();
+    let config = dir.path().join("jumpgate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: v3\njumpgate:\n  data_dir: {}\n  storage:\n    type: postgresql\n    conn_string: \"{through_cut}\"\n    password_file: {}\nauth_service:\n  cluster_name: cut\n",
+            dir.path().join("data").display(),
+            password_file.display()
+        ),
+    )
+    .unwrap();
+    let daemon = start_daemon(&["-c", config.to_str().unwrap()], &dir.path().join("log"));
+    let status = |daemon: &Daemon| daemon.readyz();
+    assert!(
+        wait_until(Duration::from_secs(20), || status(&daemon)
+            .is_some_and(|(s, _)| s == 200)),
+        "{:?}\n{}",
+        status(&daemon),
+        daemon.log_text()
+    );
+
+    cut.cut();
+    let started = std::time::Instant::now();
+    let mut seen = None;
+    let noticed = wait_until(Duration::from_secs(9), || {
+        seen = status(&daemon);
+        seen.as_ref().is_some_and(|(s, _)| *s == 503)
+    });
+    assert!(
+        noticed,
+        "a cut network was not reflected on /readyz: {seen:?}"
+    );
+    let (_, body) = seen.unwrap();
+    assert!(
+        body.contains("postgresql"),
+        "the reason should name the store: {body}"
+    );
+    tokio::time::sleep(Duration::from_secs(10).saturating_sub(started.elapsed())).await;
+    cut.heal();
+    assert!(
+        wait_until(Duration::from_secs(30), || status(&daemon)
+            .is_some_and(|(s, _)| s == 200)),
+        "did not recover after the cut: {:?}",
+        status(&daemon)
+    );
+}
+
 #[test]
 fn a_corrupt_state_database_stops_the_daemon_with_the_fix() {
     let dir = tempfile::tempdir().unwrap();
