@@ -268,3 +268,91 @@ async fn a_ten_second_network_cut_gives_clear_errors_and_recovers_by_itself() {
     let quiet = tokio::time::timeout(Duration::from_millis(500), watcher.next()).await;
     assert!(quiet.is_err(), "a duplicate or extra event: {quiet:?}");
 }
+
+/// A real failover: a primary and a streaming hot standby, the backend given both hosts
+/// with `target_session_attrs=read-write` (seed 000's "no DNS switch"). The primary dies,
+/// the standby is promoted; the backend finds the new primary by itself, and its watcher
+/// (whose position is a row in the replicated change log) misses and doubles nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promoted_standby_is_found_by_itself_and_the_watch_continues() {
+    let mut primary = Postgres::start().await;
+    let standby = primary.start_standby().await;
+    let conn = format!(
+        "postgresql://{}@127.0.0.1:{},127.0.0.1:{}/{}?target_session_attrs=read-write",
+        jumpgate_test_support::PG_USER,
+        primary.port(),
+        standby.port(),
+        jumpgate_test_support::PG_DATABASE
+    );
+    let mut options = PostgresOptions::new(conn);
+    options.password = Some(primary.password().to_string());
+    options.request_timeout = Duration::from_secs(3);
+    options.poll_interval = Duration::from_millis(500);
+    let backend = PostgresBackend::connect(options).await.unwrap();
+    let mut watcher = backend.watch(vec![key("/failover/")]).await.unwrap();
+    assert_eq!(
+        next_event(&mut watcher, Duration::from_secs(5))
+            .await
+            .unwrap(),
+        Event::Ready
+    );
+    for i in 0..5 {
+        backend
+            .put(NewItem::new(
+                key(&format!("/failover/{i:02}")),
+                "on the primary",
+            ))
+            .await
+            .unwrap();
+    }
+    primary.wait_replicated(&standby).await;
+
+    primary.stop().await;
+    // Only a read-only standby is left: writes are refused as unavailable, not sent there.
+    let err = backend
+        .put(NewItem::new(key("/failover/xx"), "nowhere"))
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    standby.promote().await;
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for i in 5..10 {
+        loop {
+            match backend
+                .put(NewItem::new(
+                    key(&format!("/failover/{i:02}")),
+                    "on the promoted standby",
+                ))
+                .await
+            {
+                Ok(_) => break,
+                Err(err) if err.is_retryable() && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(err) => panic!("the promoted standby was not found: {err}"),
+            }
+        }
+    }
+    assert_eq!(
+        backend.get(&key("/failover/00")).await.unwrap().value,
+        b"on the primary"
+    );
+    let mut seen = Vec::new();
+    while seen.len() < 10 {
+        match next_event(&mut watcher, Duration::from_secs(20))
+            .await
+            .unwrap()
+        {
+            Event::Put(item) => seen.push(item.key.to_string()),
+            other => panic!("expected puts only, got {other:?}"),
+        }
+    }
+    let expected: Vec<String> = (0..10).map(|i| format!("/failover/{i:02}")).collect();
+    assert_eq!(
+        seen, expected,
+        "the watch lost, doubled or reordered events across the failover"
+    );
+    let quiet = tokio::time::timeout(Duration::from_millis(500), watcher.next()).await;
+    assert!(quiet.is_err(), "a duplicate or extra event: {quiet:?}");
+}

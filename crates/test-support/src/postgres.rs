@@ -131,6 +131,115 @@ impl Postgres {
         panic!("PostgreSQL failed to start 5 times; last: {last_error}");
     }
 
+    /// A hot standby of this server: a copy made with `pg_basebackup -R`, streaming from
+    /// it, read-only until [`Postgres::promote`]. Started on a port of its own.
+    pub async fn start_standby(&self) -> Postgres {
+        let run_as = self.run_as;
+        let dir = match run_as {
+            Some(_) => tempfile::Builder::new()
+                .prefix("jumpgate-pg-standby")
+                .tempdir_in("/tmp"),
+            None => tempfile::Builder::new()
+                .prefix("jumpgate-pg-standby")
+                .tempdir(),
+        }
+        .expect("temp dir for the standby");
+        if let Some((uid, gid)) = run_as {
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
+                .expect("handing the standby directory to nobody");
+        }
+        let mut standby = Postgres {
+            child: None,
+            settings: self.settings.clone(),
+            bin: self.bin.clone(),
+            dir,
+            port: 0,
+            run_as,
+        };
+        let mut command = standby.command("pg_basebackup");
+        command
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                PG_USER,
+            ])
+            .arg("-D")
+            .arg(standby.data_dir())
+            // A fast checkpoint: the default spreads it over minutes.
+            .args(["-R", "-X", "stream", "--no-sync", "--checkpoint=fast"])
+            .env("PGPASSWORD", PG_PASSWORD);
+        let output = tokio::time::timeout(
+            Duration::from_secs(60),
+            tokio::process::Command::from(command).output(),
+        )
+        .await
+        .expect("pg_basebackup did not finish in 60s")
+        .expect("running pg_basebackup");
+        assert!(
+            output.status.success(),
+            "pg_basebackup failed with {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            standby.port = free_port();
+            match standby.try_start().await {
+                Ok(()) => return standby,
+                Err(err) => last_error = err,
+            }
+        }
+        panic!("the standby failed to start 5 times; last: {last_error}");
+    }
+
+    /// Makes a standby the primary (`pg_promote()`, waiting until it takes writes).
+    pub async fn promote(&self) {
+        let client = self
+            .client("postgres")
+            .await
+            .unwrap_or_else(|err| panic!("connecting to the standby: {err}"));
+        let rows = client
+            .query("SELECT pg_promote(true, 30)", &[])
+            .await
+            .unwrap_or_else(|err| panic!("pg_promote: {err}"));
+        let promoted: bool = rows.first().map(|row| row.get(0)).unwrap_or(false);
+        assert!(promoted, "the standby was not promoted within 30 s");
+    }
+
+    /// Waits (bounded) until `standby` has replayed everything this server has written, so
+    /// a failover test loses nothing to replication lag it did not mean to test.
+    pub async fn wait_replicated(&self, standby: &Postgres) {
+        let primary = self.client("postgres").await.expect("primary");
+        let row = primary
+            .query_one("SELECT pg_current_wal_lsn()::text", &[])
+            .await
+            .expect("primary LSN");
+        let target: String = row.get(0);
+        let replica = standby.client("postgres").await.expect("standby");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let caught_up: bool = replica
+                .query_one(
+                    "SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn",
+                    &[&target],
+                )
+                .await
+                .expect("standby LSN")
+                .get(0);
+            if caught_up {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the standby did not catch up in 20 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// A libpq-style connection URL without the password, e.g.
     /// `postgresql://jumpgate@127.0.0.1:41234/jumpgate_test`.
     pub fn conn_string(&self) -> String {
