@@ -2,12 +2,13 @@
 # Jumpgate's benchmarks against the real alternatives, in one command (as root):
 #
 #   bash bench/run.sh            # everything
-#   bash bench/run.sh ssh        # only the named benchmarks (ssh tunnel auth_api cert_issuance)
+#   bash bench/run.sh ssh        # only the named benchmarks (ssh tunnel auth_api cert_issuance backends ...)
 #   BEFORE_BIN_DIR=/path/to/old/target/release bash bench/run.sh watch-cpu
 #                                # idle CPU, polling (that build) vs Watch (this one):
 #                                # only when named, and only with BEFORE_BIN_DIR
 #
-# Installs what the comparisons need if missing (openssh-server/-client), builds the
+# Installs what the comparisons need if missing (openssh-server/-client, etcd-server,
+# postgresql), builds the
 # release binaries, runs each benchmark (each starts its processes on loopback in a
 # temporary directory and stops and removes them at the end), keeps every benchmark's
 # full output in bench/out/NAME.txt, appends the machine-readable line each prints
@@ -25,6 +26,9 @@ missing=()
 [ -x /usr/lib/openssh/sftp-server ] || missing+=(openssh-sftp-server)
 command -v ssh >/dev/null 2>&1 && command -v scp >/dev/null 2>&1 || missing+=(openssh-client)
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler libprotobuf-dev)
+# bench-backends runs real etcd and PostgreSQL servers.
+command -v etcd >/dev/null 2>&1 || [ -x /usr/bin/etcd ] || missing+=(etcd-server)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
     # Keep the packages' own services from starting: the benchmarks start their own.
     made_policy=""
@@ -39,7 +43,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 benches=("$@")
-[ ${#benches[@]} -gt 0 ] || benches=(cert_issuance auth_api tunnel ssh tunnels revocation)
+[ ${#benches[@]} -gt 0 ] || benches=(cert_issuance auth_api tunnel ssh tunnels revocation backends)
 
 cargo build --release --locked -p jumpgate -p jsh -p jumpgate-bench
 mkdir -p bench/out

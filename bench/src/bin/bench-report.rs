@@ -116,7 +116,40 @@ fn render(latest: &BTreeMap<String, Value>) -> String {
     if let Some(watch) = latest.get("watch_cpu") {
         watch_cpu_section(&mut out, watch);
     }
+    if let Some(backends) = latest.get("backends") {
+        backends_section(&mut out, backends);
+    }
     out
+}
+
+fn backends_section(out: &mut String, record: &Value) {
+    let _ = writeln!(
+        out,
+        "## Cluster-state backends side by side (`bench/src/bin/bench-backends.rs`)\n\n{}\n\n\
+         Real servers with durable settings, 200-byte values. Write: one at a time; writes/s: \
+         {} concurrent writers; watch: from the start of a write to its event at a watcher. \
+         Ratios are to SQLite, the embedded default.\n\n\
+         | backend | write p50 | write p99 | writes/s | watch p50 | watch p99 | write p50 vs SQLite | writes/s vs SQLite | watch p50 vs SQLite |\n\
+         |---|---|---|---|---|---|---|---|---|",
+        provenance(record),
+        record["writers"]
+    );
+    for row in record["backends"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "| {} | {:.2} ms | {:.2} ms | {:.0} | {:.2} ms | {:.2} ms | {:.2}× | {:.2}× | {:.2}× |",
+            row["backend"].as_str().unwrap_or("?"),
+            num(&row["write_ms"]["p50"]),
+            num(&row["write_ms"]["p99"]),
+            num(&row["writes_per_second"]),
+            num(&row["watch_ms"]["p50"]),
+            num(&row["watch_ms"]["p99"]),
+            num(&row["vs_sqlite"]["write_p50"]),
+            num(&row["vs_sqlite"]["writes_per_second"]),
+            num(&row["vs_sqlite"]["watch_p50"]),
+        );
+    }
+    out.push('\n');
 }
 
 fn watch_cpu_section(out: &mut String, watch: &Value) {

@@ -83,6 +83,16 @@ impl Postgres {
         Postgres::start_with(false).await.0
     }
 
+    /// As [`Postgres::start`], but with PostgreSQL's durable defaults (`fsync`,
+    /// `full_page_writes`): what a benchmark must compare against.
+    pub async fn start_durable() -> Postgres {
+        let (mut server, _) = Postgres::start_with(false).await;
+        server.stop().await;
+        server.settings = vec!["fsync=on".into(), "full_page_writes=on".into()];
+        server.start_again().await;
+        server
+    }
+
     /// As [`Postgres::start`], but TCP connections must use TLS with a certificate from
     /// [`PgTls::ca`] whose name is the user's (`cert` authentication): the server's
     /// certificate names `localhost` only, so clients verifying the name connect to
