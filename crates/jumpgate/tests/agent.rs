@@ -389,6 +389,92 @@ fn with_two_proxies_behind_a_load_balancer_an_agent_tunnels_to_both() {
     assert!(agent.log_text().contains("learned the cluster's proxies"));
 }
 
+/// Issue 16's failure, as an operator met it: HAProxy (health-checked, TCP, round robin) in
+/// front of two proxies, `agent_mesh`, the agent and the user knowing only the load
+/// balancer. One proxy is killed. The agent's tunnel slot for it keeps dialling through the
+/// load balancer and lands on the survivor, which must not cost the survivor's existing
+/// tunnel: every `jsh ssh` through the load balancer afterwards reaches the node.
+#[test]
+fn behind_a_load_balancer_a_killed_proxy_does_not_cost_the_survivors_tunnel() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cluster-data");
+    let main_port = free_port();
+    let cluster = start_cluster(dir.path(), &data, main_port, "cluster.log");
+    let (token, pin) = new_join_token(&data, &["--type", "proxy,node", "--reusable"]);
+    let edge_port = free_port();
+    let edge_addr = format!("127.0.0.1:{edge_port}");
+    let edge_config = edge_proxy_config(dir.path(), &data, &edge_addr, Some(&token), &pin);
+    let edge = start_daemon(
+        &[
+            "-c",
+            edge_config.to_str().unwrap(),
+            "--proxy-addr",
+            &edge_addr,
+        ],
+        &dir.path().join("edge.log"),
+    );
+    let lb_port = free_port();
+    let _lb = start_haproxy(
+        dir.path(),
+        &format!(
+            "frontend proxies\n  bind 127.0.0.1:{lb_port}\n  default_backend all\n\
+             backend all\n  balance roundrobin\n  option redispatch\n  retries 2\n\
+             server a 127.0.0.1:{main_port} check inter 500ms fall 2 rise 1\n\
+             server b {edge_addr} check inter 500ms fall 2 rise 1\n"
+        ),
+        &[lb_port],
+    );
+    let lb = format!("127.0.0.1:{lb_port}");
+    let agent_config = agent_config(dir.path(), "app-2", &lb, Some(&token), &pin);
+    let agent = start_daemon(
+        &["-c", agent_config.to_str().unwrap()],
+        &dir.path().join("agent.log"),
+    );
+    let both = wait_until(Duration::from_secs(40), || {
+        node(&data, "app-2").is_some_and(|n| {
+            n["spec"]["tunnels"]
+                .as_array()
+                .is_some_and(|tunnels| tunnels.len() == 2)
+        })
+    });
+    assert!(both, "no tunnel to each proxy:\n{}", agent.log_text());
+
+    let bins = support::bins();
+    let login = jumpgate_test_support::current_user();
+    let otp = bins.add_user(&data, "erin", "access", &login);
+    let home = dir.path().join("erin-home");
+    let logged_in = bins.login(&home, &lb, &data.join("admin/ca.pem"), "erin", &otp);
+    assert!(logged_in.status.success(), "{}", text(&logged_in.stderr));
+    let target = format!("{login}@app-2");
+    let ssh = |home: &Path| support::jsh(home, &["ssh", &target, "echo", "reached"], None);
+    let first = ssh(&home);
+    assert!(
+        text(&first.stdout).contains("reached"),
+        "{}",
+        text(&first.stderr)
+    );
+
+    drop(edge); // killed, as a crashed host: no goodbye to anyone
+    // The load balancer's health check (2 × 500 ms) takes the dead proxy out.
+    std::thread::sleep(Duration::from_secs(2));
+    let mut failures = Vec::new();
+    for attempt in 0..10 {
+        let out = ssh(&home);
+        if !text(&out.stdout).contains("reached") {
+            failures.push(format!("attempt {attempt}: {}", text(&out.stderr)));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of 10 connections failed after a proxy died:\n{}\nsurvivor:\n{}\nagent:\n{}",
+        failures.len(),
+        failures.join("\n"),
+        cluster.log_text(),
+        agent.log_text()
+    );
+}
+
 /// An agent whose identity comes from another cluster (same name, other CA) gets no
 /// tunnel: each side refuses the other's certificate, and the proxy's refusal is in its
 /// cluster's audit log.

@@ -142,23 +142,32 @@ async fn keep_one(
         // The identity of the moment: renewed after a CA rotation.
         let current = identity.borrow().clone();
         match connect(&proxy_addr, local_ip, &current).await {
-            Ok((proxy, connection)) => {
+            Ok((proxy, stream)) => {
                 let fresh = held
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .insert(proxy.clone());
                 if fresh {
-                    info!(proxy = %proxy, addr = %proxy_addr, "reverse tunnel up");
-                    lock(&state).tunnels.insert(proxy.clone(), unix_now());
-                    let ended = serve(connection, discovery.clone(), ssh.clone()).await;
-                    lock(&state).tunnels.remove(&proxy);
+                    match handshake(stream, &proxy_addr).await {
+                        Ok(connection) => {
+                            info!(proxy = %proxy, addr = %proxy_addr, "reverse tunnel up");
+                            lock(&state).tunnels.insert(proxy.clone(), unix_now());
+                            let ended = serve(connection, discovery.clone(), ssh.clone()).await;
+                            lock(&state).tunnels.remove(&proxy);
+                            warn!(proxy = %proxy, reason = %ended, "reverse tunnel down; reconnecting");
+                            backoff.reset();
+                        }
+                        Err(err) => warn!(addr = %proxy_addr, %err, "cannot open a reverse tunnel"),
+                    }
                     held.lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .remove(&proxy);
-                    warn!(proxy = %proxy, reason = %ended, "reverse tunnel down; reconnecting");
-                    backoff.reset();
                 } else {
+                    // Behind a load balancer the dial cannot choose its proxy. Leave before
+                    // the tunnel's HTTP/2 starts, so the proxy never counts this one, and
+                    // keep the tunnel already held; the backoff spreads the next try.
                     debug!(proxy = %proxy, "landed on a proxy already held; trying again");
+                    drop(stream);
                 }
             }
             Err(err) => warn!(addr = %proxy_addr, %err, "cannot open a reverse tunnel"),
@@ -169,15 +178,16 @@ async fn keep_one(
     }
 }
 
-type TunnelConnection = h2::server::Connection<tokio_rustls::client::TlsStream<TcpStream>, Bytes>;
+type TunnelStream = tokio_rustls::client::TlsStream<TcpStream>;
+type TunnelConnection = h2::server::Connection<TunnelStream, Bytes>;
 
-/// Dials, checks the proxy's identity, and completes the HTTP/2 handshake; returns the
-/// proxy's identity name.
+/// Dials and checks the proxy's identity; returns the proxy's identity name and the TLS
+/// stream, before any HTTP/2.
 async fn connect(
     proxy_addr: &str,
     local_ip: Option<std::net::IpAddr>,
     identity: &HostIdentity,
-) -> Result<(String, TunnelConnection), AgentError> {
+) -> Result<(String, TunnelStream), AgentError> {
     let tls = TlsCredentials::from_pem(
         &identity.tls_cert_pem,
         &identity.tls_key_pem,
@@ -214,15 +224,24 @@ async fn connect(
         .and_then(|leaf| TlsIdentity::from_cert_der(leaf.as_ref()).ok())
         .filter(|id| id.kind == jumpgate_pki::IdentityKind::Proxy && id.cluster == identity.cluster)
         .ok_or_else(|| unreachable(TunnelFailure::NotAProxy))?;
-    let connection = h2::server::Builder::new()
+    Ok((proxy.name, stream))
+}
+
+/// The tunnel's HTTP/2 handshake (the agent is the server of the connection it dialled).
+async fn handshake(stream: TunnelStream, proxy_addr: &str) -> Result<TunnelConnection, AgentError> {
+    h2::server::Builder::new()
         .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_frame_size(MAX_FRAME_SIZE)
         .max_concurrent_streams(10_000)
         .handshake(stream)
         .await
-        .map_err(|err| unreachable(TunnelFailure::Http2(err)))?;
-    Ok((proxy.name, connection))
+        .map_err(|err| {
+            AgentError::Unreachable(Unreachable::Tunnel {
+                addr: proxy_addr.to_string(),
+                failure: TunnelFailure::Http2(err),
+            })
+        })
 }
 
 /// Serves the proxy's streams until the tunnel ends; returns why it ended.

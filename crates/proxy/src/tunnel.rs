@@ -3,8 +3,15 @@
 //! a stream to a node through it.
 //!
 //! The proxy is the HTTP/2 client on the connection the agent dialled. It PINGs the
-//! agent and drops a tunnel that stops answering within seconds; a node that
-//! reconnects replaces its older tunnel.
+//! agent and drops a tunnel that stops answering within seconds.
+//!
+//! A node may hold several tunnels to one proxy for a moment: it reconnected before the
+//! proxy noticed the old tunnel die, or (behind a load balancer) an agent's dial meant for
+//! another proxy landed here and the agent is about to close it. So the registry keeps
+//! every tunnel of a node, opens streams on the newest, falls back to older ones when the
+//! newest fails, and removes a tunnel only when that tunnel ends. A newer tunnel never
+//! evicts a live older one: an agent closing its duplicate must not leave its node
+//! unreachable (issue 16: two tunnels replacing each other behind HAProxy).
 
 use bytes::Bytes;
 use jumpgate_api::ssh_route::HEADER_CLIENT_ADDR;
@@ -66,9 +73,9 @@ struct Entry {
 /// of HTTP/2 streams a second for nothing.
 const DISCOVERY_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// The tunnels held by this proxy, by node (host UUID).
+/// The tunnels held by this proxy, by node (host UUID), oldest first.
 pub struct Tunnels {
-    entries: Mutex<HashMap<String, Entry>>,
+    entries: Mutex<HashMap<String, Vec<Entry>>>,
     next_id: AtomicU64,
     /// What agents are told about the cluster's proxies (set by the proxy service);
     /// every tunnel watches it.
@@ -94,7 +101,7 @@ impl std::fmt::Debug for Tunnels {
 }
 
 impl Tunnels {
-    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Entry>>> {
         self.entries
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -128,9 +135,13 @@ impl Tunnels {
         Ok(())
     }
 
-    /// The live tunnels, sorted by node.
+    /// The live tunnels, sorted by node, the newest of each node's first.
     pub fn list(&self) -> Vec<TunnelInfo> {
-        let mut list: Vec<TunnelInfo> = self.entries().values().map(|e| e.info.clone()).collect();
+        let mut list: Vec<TunnelInfo> = self
+            .entries()
+            .values()
+            .flat_map(|tunnels| tunnels.iter().rev().map(|e| e.info.clone()))
+            .collect();
         list.sort_by(|a, b| a.node.cmp(&b.node));
         list
     }
@@ -169,10 +180,17 @@ impl Tunnels {
             send,
             cut: cut.clone(),
         };
-        if self.entries().insert(node.clone(), entry).is_some() {
-            info!(%node, "a node reconnected; its newer tunnel replaces the older one");
+        let held = {
+            let mut entries = self.entries();
+            let tunnels = entries.entry(node.clone()).or_default();
+            tunnels.push(entry);
+            tunnels.len()
+        };
+        if held > 1 {
+            info!(%node, %remote, held, "reverse tunnel up beside the node's older one(s)");
+        } else {
+            info!(%node, %remote, "reverse tunnel up");
         }
-        info!(%node, %remote, "reverse tunnel up");
         let heartbeat = heartbeat(ping, "agent");
         let discovery = async {
             let mut updates = self.discovery.subscribe();
@@ -198,21 +216,26 @@ impl Tunnels {
                 Err(err) => format!("HTTP/2 error: {err}"),
             },
         };
-        // Remove only our own entry: a newer tunnel of the same node may have replaced it.
+        // Remove only this tunnel: the node's other ones (older or newer) stay usable.
         let mut entries = self.entries();
-        if entries.get(&node).is_some_and(|entry| entry.id == id) {
-            entries.remove(&node);
+        if let Some(tunnels) = entries.get_mut(&node) {
+            tunnels.retain(|entry| entry.id != id);
+            if tunnels.is_empty() {
+                entries.remove(&node);
+            }
         }
         drop(entries);
         warn!(%node, %remote, %reason, "reverse tunnel down");
     }
 
-    /// Ends `node`'s tunnel now (its node is locked); says whether there was one.
+    /// Ends every tunnel of `node` now (its node is locked); says whether there was one.
     pub fn cut(&self, node: &str) -> bool {
         match self.entries().remove(node) {
-            Some(entry) => {
-                entry.cut.notify_one();
-                true
+            Some(tunnels) => {
+                for entry in &tunnels {
+                    entry.cut.notify_one();
+                }
+                !tunnels.is_empty()
             }
             None => false,
         }
@@ -231,33 +254,61 @@ impl Tunnels {
         target: &str,
         client: Option<SocketAddr>,
     ) -> Result<H2Stream, DialError> {
-        let send = self
+        // Newest first: an older tunnel may be one the agent has already left.
+        let senders: Vec<h2::client::SendRequest<Bytes>> = self
             .entries()
             .get(node)
-            .map(|entry| entry.send.clone())
-            .ok_or_else(|| DialError::NoTunnel(node.to_string()))?;
-        let failed = |reason: String| DialError::Tunnel {
-            node: node.to_string(),
-            reason,
-        };
-        let mut send = send.ready().await.map_err(|err| failed(err.to_string()))?;
-        let mut request = http::Request::post(format!("https://{node}{target}"));
-        if let Some(client) = client {
-            request = request.header(HEADER_CLIENT_ADDR, client.to_string());
+            .map(|tunnels| {
+                tunnels
+                    .iter()
+                    .rev()
+                    .map(|entry| entry.send.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if senders.is_empty() {
+            return Err(DialError::NoTunnel(node.to_string()));
         }
-        let request = request.body(()).map_err(|err| failed(err.to_string()))?;
-        let (response, stream) = send
-            .send_request(request, false)
-            .map_err(|err| failed(err.to_string()))?;
-        let response = response.await.map_err(|err| failed(err.to_string()))?;
-        if response.status() != http::StatusCode::OK {
-            return Err(DialError::Refused {
-                node: node.to_string(),
-                status: response.status().as_u16(),
-            });
+        let mut last = None;
+        for send in senders {
+            match open_stream(send, node, target, client).await {
+                // The tunnel itself failed: the next older one may still work.
+                Err(err @ DialError::Tunnel { .. }) => last = Some(err),
+                other => return other,
+            }
         }
-        Ok(H2Stream::new(stream, response.into_body()))
+        Err(last.unwrap_or_else(|| DialError::NoTunnel(node.to_string())))
     }
+}
+
+/// Opens a stream to `target` on `node` over one tunnel.
+async fn open_stream(
+    send: h2::client::SendRequest<Bytes>,
+    node: &str,
+    target: &str,
+    client: Option<SocketAddr>,
+) -> Result<H2Stream, DialError> {
+    let failed = |reason: String| DialError::Tunnel {
+        node: node.to_string(),
+        reason,
+    };
+    let mut send = send.ready().await.map_err(|err| failed(err.to_string()))?;
+    let mut request = http::Request::post(format!("https://{node}{target}"));
+    if let Some(client) = client {
+        request = request.header(HEADER_CLIENT_ADDR, client.to_string());
+    }
+    let request = request.body(()).map_err(|err| failed(err.to_string()))?;
+    let (response, stream) = send
+        .send_request(request, false)
+        .map_err(|err| failed(err.to_string()))?;
+    let response = response.await.map_err(|err| failed(err.to_string()))?;
+    if response.status() != http::StatusCode::OK {
+        return Err(DialError::Refused {
+            node: node.to_string(),
+            status: response.status().as_u16(),
+        });
+    }
+    Ok(H2Stream::new(stream, response.into_body()))
 }
 
 #[cfg(test)]
