@@ -92,9 +92,12 @@ impl Discovery {
 }
 
 /// Both ends send an HTTP/2 PING this often and drop the tunnel when no answer comes
-/// within [`HEARTBEAT_TIMEOUT`]: a dead tunnel is noticed within seconds.
-pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(3);
-pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(5);
+/// within [`HEARTBEAT_TIMEOUT`]: a proxy (or agent) that dies without closing its
+/// connections (a crashed host, a cut network) is noticed within 5 s (issue 16), so the
+/// agent's slot dials again and lands on a live proxy. A PING is 17 bytes each way; with
+/// 10,000 tunnels a proxy answers 5,000 a second.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
+pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Per-stream and per-connection receive windows: big enough for full speed over a
 /// long-distance link, small enough that a stalled stream holds little memory.
 pub const STREAM_WINDOW: u32 = 1024 * 1024;

@@ -85,58 +85,142 @@ pub async fn run_from(
     tokio::pin!(stop);
     let (discovery_tx, mut discovery_rx) = watch::channel(Discovery::default());
     let discovery_tx = Arc::new(discovery_tx);
-    let mut attempts: tokio::task::JoinSet<()> = tokio::task::JoinSet::new();
+    let mut tasks: tokio::task::JoinSet<()> = tokio::task::JoinSet::new();
+    let mut slots: Vec<Slot> = Vec::new();
     let held: Arc<Mutex<BTreeSet<String>>> = Arc::default();
     loop {
         let desired = discovery_rx.borrow_and_update().desired_tunnels();
-        // One connection task per wanted tunnel; each keeps one tunnel up (or retries).
-        while attempts.len() < desired {
-            attempts.spawn(keep_one(
-                proxy_addr.clone(),
+        // One task per wanted tunnel; each keeps one tunnel up (or retries).
+        while slots.len() < desired {
+            let holding: Holding = Arc::default();
+            let context = SlotContext {
+                proxy_addr: proxy_addr.clone(),
                 local_ip,
-                identity.clone(),
-                state.clone(),
-                held.clone(),
-                discovery_tx.clone(),
-                ssh.clone(),
-            ));
+                identity: identity.clone(),
+                state: state.clone(),
+                held: held.clone(),
+                discovery: discovery_tx.clone(),
+                ssh: ssh.clone(),
+            };
+            let abort = tasks.spawn(keep_one(context, holding.clone()));
+            slots.push(Slot { abort, holding });
         }
         tokio::select! {
             () = &mut stop => {
-                attempts.shutdown().await;
+                tasks.shutdown().await;
                 return;
             }
             changed = discovery_rx.changed() => {
                 if changed.is_err() {
                     return;
                 }
-                let desired = discovery_rx.borrow().desired_tunnels();
-                if attempts.len() > desired {
-                    // Fewer proxies than before: start over with the right number. The
-                    // aborted tasks cannot clean up after themselves, so do it here.
-                    attempts.shutdown().await;
-                    held.lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .clear();
-                    lock(&state).tunnels.clear();
+                let discovery = discovery_rx.borrow().clone();
+                let desired = discovery.desired_tunnels();
+                if slots.len() > desired {
+                    // Fewer tunnels wanted: end the slots that matter least (retrying, or
+                    // holding a proxy no longer listed), never a live tunnel the cluster
+                    // still lists while another could go instead.
+                    let holdings: Vec<Option<String>> =
+                        slots.iter().map(|slot| slot.holding()).collect();
+                    let mut victims = slots_to_end(&holdings, desired, discovery.proxies());
+                    victims.sort_unstable_by(|a, b| b.cmp(a));
+                    for index in victims {
+                        if index < slots.len() {
+                            let slot = slots.swap_remove(index);
+                            slot.end(&held, &state);
+                        }
+                    }
                 }
             }
-            Some(_) = attempts.join_next() => {}
+            Some(_) = tasks.join_next() => {}
         }
     }
 }
 
-/// Keeps one tunnel to a proxy not already held by another task, reconnecting with
-/// jittered backoff.
-async fn keep_one(
+/// What every slot's task shares: where to dial, as whom, and what to serve.
+struct SlotContext {
     proxy_addr: String,
     local_ip: Option<std::net::IpAddr>,
     identity: watch::Receiver<HostIdentity>,
     state: SharedState,
+    /// The proxies some slot holds, so that no two slots hold the same one.
     held: Arc<Mutex<BTreeSet<String>>>,
     discovery: Arc<watch::Sender<Discovery>>,
     ssh: Option<Arc<SshService>>,
-) {
+}
+
+/// What a slot's task holds a tunnel to (or is handshaking with); `None` while retrying.
+type Holding = Arc<Mutex<Option<String>>>;
+
+/// One wanted tunnel: the task keeping it, and the proxy it holds.
+struct Slot {
+    abort: tokio::task::AbortHandle,
+    holding: Holding,
+}
+
+impl Slot {
+    fn holding(&self) -> Option<String> {
+        self.holding
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Stops the task and does the cleanup it cannot do once aborted.
+    fn end(self, held: &Mutex<BTreeSet<String>>, state: &SharedState) {
+        self.abort.abort();
+        if let Some(proxy) = self.holding() {
+            held.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&proxy);
+            lock(state).tunnels.remove(&proxy);
+            info!(proxy = %proxy, "reverse tunnel closed: fewer tunnels wanted");
+        }
+    }
+}
+
+/// Which slots to end so that `desired` remain: first those retrying, then those holding a
+/// proxy the discovery no longer lists, and only then live tunnels to listed proxies (the
+/// newest first, keeping the tunnels that have proved themselves longest).
+fn slots_to_end(holdings: &[Option<String>], desired: usize, listed: &[String]) -> Vec<usize> {
+    let excess = holdings.len().saturating_sub(desired);
+    let mut ranked: Vec<(u8, std::cmp::Reverse<usize>)> = holdings
+        .iter()
+        .enumerate()
+        .map(|(index, holding)| {
+            let rank = match holding {
+                None => 0,
+                Some(proxy) if !listed.contains(proxy) => 1,
+                Some(_) => 2,
+            };
+            (rank, std::cmp::Reverse(index))
+        })
+        .collect();
+    ranked.sort_unstable();
+    ranked
+        .into_iter()
+        .take(excess)
+        .map(|(_, std::cmp::Reverse(index))| index)
+        .collect()
+}
+
+/// Keeps one tunnel to a proxy not already held by another task, reconnecting with
+/// jittered backoff.
+async fn keep_one(context: SlotContext, holding: Holding) {
+    let SlotContext {
+        proxy_addr,
+        local_ip,
+        identity,
+        state,
+        held,
+        discovery,
+        ssh,
+    } = context;
+    let set_holding = |proxy: Option<&String>| {
+        *holding
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = proxy.cloned();
+    };
     let mut backoff = Backoff::default();
     loop {
         // The identity of the moment: renewed after a CA rotation.
@@ -148,6 +232,9 @@ async fn keep_one(
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .insert(proxy.clone());
                 if fresh {
+                    // No await between taking the proxy and saying so: an abort in between
+                    // would leave it taken with nobody to give it back.
+                    set_holding(Some(&proxy));
                     match handshake(stream, &proxy_addr).await {
                         Ok(connection) => {
                             info!(proxy = %proxy, addr = %proxy_addr, "reverse tunnel up");
@@ -162,6 +249,7 @@ async fn keep_one(
                     held.lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .remove(&proxy);
+                    set_holding(None);
                 } else {
                     // Behind a load balancer the dial cannot choose its proxy. Leave before
                     // the tunnel's HTTP/2 starts, so the proxy never counts this one, and
@@ -348,6 +436,28 @@ async fn handle_stream(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fewer_tunnels_end_retrying_and_unlisted_slots_before_live_listed_ones() {
+        let listed = vec!["a".to_string(), "b".to_string()];
+        let holdings = vec![
+            Some("a".to_string()),
+            None,
+            Some("gone".to_string()),
+            Some("b".to_string()),
+        ];
+        // Two wanted: the retrying slot and the one on a vanished proxy go.
+        let mut ended = slots_to_end(&holdings, 2, &listed);
+        ended.sort_unstable();
+        assert_eq!(ended, vec![1, 2]);
+        // One wanted: then the newer of the live ones.
+        let mut ended = slots_to_end(&holdings, 1, &listed);
+        ended.sort_unstable();
+        assert_eq!(ended, vec![1, 2, 3]);
+        // As many as there are: none.
+        assert!(slots_to_end(&holdings, 4, &listed).is_empty());
+        assert!(slots_to_end(&holdings, 9, &listed).is_empty());
+    }
 
     #[test]
     fn backoff_grows_to_a_ceiling_with_jitter_below_it() {
