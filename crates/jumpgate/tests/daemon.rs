@@ -674,3 +674,105 @@ async fn storage_migrate_moves_a_sqlite_cluster_to_postgresql() {
         "audit history did not move: {events}"
     );
 }
+
+/// Two auth servers on one PostgreSQL, started at the same moment (the first start of a
+/// cluster): they agree on one set of CAs, either one sees what the other wrote at once
+/// (caches fed by the backend's watch), and both write to and search one audit log.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_auth_servers_started_together_share_one_cluster_in_postgresql() {
+    let postgres = Postgres::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let password_file = dir.path().join("pg-password");
+    std::fs::write(&password_file, postgres.password()).unwrap();
+    let audit_uri = postgres
+        .conn_string()
+        .replacen('@', &format!(":{}@", postgres.password()), 1);
+    let config_for = |name: &str| {
+        let path = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(
+            &path,
+            format!(
+                "version: v3\njumpgate:\n  data_dir: {}\n  storage:\n    type: postgresql\n    conn_string: \"{}\"\n    password_file: {}\n    audit_events_uri: [\"{audit_uri}\"]\nauth_service:\n  cluster_name: shared\nproxy_service:\n  enabled: false\nssh_service:\n  enabled: false\n",
+                dir.path().join(format!("{name}-data")).display(),
+                postgres.conn_string(),
+                password_file.display(),
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let (config_a, config_b) = (config_for("a"), config_for("b"));
+    let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    let (a, b) = std::thread::scope(|scope| {
+        let a = scope.spawn(|| start_daemon(&["-c", config_a.to_str().unwrap()], &log_a));
+        let b = scope.spawn(|| start_daemon(&["-c", config_b.to_str().unwrap()], &log_b));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let (data_a, data_b) = (dir.path().join("a-data"), dir.path().join("b-data"));
+    for (daemon, data) in [(&a, &data_a), (&b, &data_b)] {
+        assert!(
+            wait_until(Duration::from_secs(30), || data
+                .join("admin/auth_addr")
+                .exists()
+                && daemon.readyz().is_some_and(|(s, _)| s == 200)),
+            "{}",
+            daemon.log_text()
+        );
+    }
+    let pins = |data: &std::path::Path| {
+        let status: serde_json::Value =
+            serde_json::from_str(&jctl_ok(data, &["status", "--format", "json"])).unwrap();
+        status["ca_pins"].clone()
+    };
+    assert_eq!(
+        pins(&data_a),
+        pins(&data_b),
+        "the two auth servers made two clusters"
+    );
+    let created = [&a, &b]
+        .iter()
+        .filter(|d| {
+            d.log_text()
+                .contains("created the cluster's certificate authorities")
+        })
+        .count();
+    assert_eq!(created, 1, "exactly one auth server creates the CAs");
+
+    jctl_ok(
+        &data_a,
+        &[
+            "users", "add", "frank", "--roles", "access", "--logins", "root",
+        ],
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || jctl_ok(
+            &data_b,
+            &["users", "ls"]
+        )
+        .contains("frank")),
+        "a user added on one auth server is not seen on the other"
+    );
+    jctl_ok(
+        &data_b,
+        &[
+            "users", "add", "gina", "--roles", "access", "--logins", "root",
+        ],
+    );
+    for data in [&data_a, &data_b] {
+        let events = jctl_ok(
+            data,
+            &[
+                "audit",
+                "search",
+                "--type",
+                "user.create",
+                "--format",
+                "json",
+            ],
+        );
+        assert!(
+            events.contains("frank") && events.contains("gina"),
+            "each auth server must search the one log: {events}"
+        );
+    }
+}
