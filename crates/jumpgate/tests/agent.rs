@@ -475,6 +475,140 @@ fn behind_a_load_balancer_a_killed_proxy_does_not_cost_the_survivors_tunnel() {
     );
 }
 
+/// Seed 004's auth tier: two auth servers on one PostgreSQL behind an internal layer-4
+/// load balancer (HAProxy on the auth port), a proxy that knows only the load balancer,
+/// and an agent behind the proxy. One auth server is killed: logins, `jsh ssh` and the
+/// agent's heartbeats carry on through the other, with no configuration change.
+#[test]
+fn behind_an_auth_load_balancer_the_cluster_survives_the_loss_of_an_auth_server() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let postgres = runtime.block_on(jumpgate_test_support::Postgres::start());
+    let dir = tempfile::tempdir().unwrap();
+    let password_file = dir.path().join("pg-password");
+    std::fs::write(&password_file, postgres.password()).unwrap();
+    let auth_ports = [free_port(), free_port()];
+    let auth_config = |name: &str, port: u16| {
+        let path = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(
+            &path,
+            format!(
+                "version: v3\njumpgate:\n  data_dir: {}\n  storage:\n    type: postgresql\n    conn_string: \"{}\"\n    password_file: {}\n    audit_events_uri: [\"{}\"]\nauth_service:\n  cluster_name: ha\n  listen_addr: 127.0.0.1:{port}\nproxy_service:\n  enabled: false\nssh_service:\n  enabled: false\n",
+                dir.path().join(format!("{name}-data")).display(),
+                postgres.conn_string(),
+                password_file.display(),
+                postgres
+                    .conn_string()
+                    .replacen('@', &format!(":{}@", postgres.password()), 1),
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let start_auth = |name: &str, port: u16| {
+        let config = auth_config(name, port);
+        let addr = format!("127.0.0.1:{port}");
+        start_daemon(
+            &["-c", config.to_str().unwrap(), "--auth-addr", &addr],
+            &dir.path().join(format!("{name}.log")),
+        )
+    };
+    let auth_a = start_auth("auth-a", auth_ports[0]);
+    let auth_b = start_auth("auth-b", auth_ports[1]);
+    let data_a = dir.path().join("auth-a-data");
+    let data_b = dir.path().join("auth-b-data");
+    for data in [&data_a, &data_b] {
+        assert!(wait_until(Duration::from_secs(30), || data
+            .join("admin/auth_addr")
+            .exists()));
+    }
+    let lb_port = free_port();
+    let _lb = start_haproxy(
+        dir.path(),
+        &format!(
+            "frontend auth\n  bind 127.0.0.1:{lb_port}\n  default_backend auth_servers\n\
+             backend auth_servers\n  balance roundrobin\n  option redispatch\n  retries 2\n\
+             server a 127.0.0.1:{} check inter 500ms fall 2 rise 1\n\
+             server b 127.0.0.1:{} check inter 500ms fall 2 rise 1\n",
+            auth_ports[0], auth_ports[1]
+        ),
+        &[lb_port],
+    );
+
+    let (proxy_token, pin) = new_join_token(&data_a, &["--type", "proxy"]);
+    let proxy_port = free_port();
+    let proxy_addr = format!("127.0.0.1:{proxy_port}");
+    let proxy_config = dir.path().join("proxy.yaml");
+    std::fs::write(
+        &proxy_config,
+        format!(
+            "version: v3\njumpgate:\n  data_dir: {}\n  nodename: proxy-1\n  auth_server: 127.0.0.1:{lb_port}\n  auth_token: \"{proxy_token}\"\n  ca_pin: \"{pin}\"\nauth_service:\n  enabled: false\nproxy_service:\n  web_listen_addr: {proxy_addr}\nssh_service:\n  enabled: false\n",
+            dir.path().join("proxy-data").display()
+        ),
+    )
+    .unwrap();
+    let proxy = start_daemon(
+        &[
+            "-c",
+            proxy_config.to_str().unwrap(),
+            "--proxy-addr",
+            &proxy_addr,
+        ],
+        &dir.path().join("proxy.log"),
+    );
+    let (node_token, _) = new_join_token(&data_b, &["--type", "node"]);
+    let agent_config = agent_config(dir.path(), "app-3", &proxy_addr, Some(&node_token), &pin);
+    let agent = start_daemon(
+        &["-c", agent_config.to_str().unwrap()],
+        &dir.path().join("agent.log"),
+    );
+    assert!(
+        wait_until(Duration::from_secs(40), || node(&data_a, "app-3")
+            .is_some_and(|n| has_tunnel(&n))),
+        "the agent never showed up:\nproxy:\n{}\nagent:\n{}",
+        proxy.log_text(),
+        agent.log_text()
+    );
+
+    let bins = support::bins();
+    let login = jumpgate_test_support::current_user();
+    // Two users: a TOTP code is good once, and the second login must not wait a window.
+    let otps = ["hana", "ivan"].map(|user| bins.add_user(&data_a, user, "access", &login));
+    let ca = data_a.join("admin/ca.pem");
+    let ssh_through = |home: &Path, user: usize| {
+        let name = ["hana", "ivan"][user];
+        let logged_in = bins.login(home, &proxy_addr, &ca, name, &otps[user]);
+        assert!(logged_in.status.success(), "{}", text(&logged_in.stderr));
+        let target = format!("{login}@app-3");
+        support::jsh(home, &["ssh", &target, "echo", "reached"], None)
+    };
+    let before = ssh_through(&dir.path().join("home-1"), 0);
+    assert!(
+        text(&before.stdout).contains("reached"),
+        "{}",
+        text(&before.stderr)
+    );
+
+    drop(auth_a); // killed
+    let killed = std::time::Instant::now();
+    std::thread::sleep(Duration::from_secs(2)); // the load balancer's health check
+    let after = ssh_through(&dir.path().join("home-2"), 1);
+    assert!(
+        text(&after.stdout).contains("reached"),
+        "after losing one auth server: {}\nproxy:\n{}",
+        text(&after.stderr),
+        proxy.log_text()
+    );
+    // The node's record lives 15 s past its last heartbeat: still listed well after that,
+    // its heartbeats go on through the surviving auth server.
+    std::thread::sleep(Duration::from_secs(17).saturating_sub(killed.elapsed()));
+    assert!(
+        node(&data_b, "app-3").is_some_and(|n| has_tunnel(&n)),
+        "the agent's heartbeats stopped with the auth server:\n{}",
+        agent.log_text()
+    );
+    drop(auth_b);
+}
+
 /// An agent whose identity comes from another cluster (same name, other CA) gets no
 /// tunnel: each side refuses the other's certificate, and the proxy's refusal is in its
 /// cluster's audit log.
