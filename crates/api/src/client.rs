@@ -36,7 +36,9 @@ pub async fn connect_from(
         addr: addr.to_string(),
         reason,
     };
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+    // The URI only names the channel: the connector below dials (every address of a list).
+    let first = addr.split(',').next().unwrap_or(addr).trim();
+    let endpoint = Endpoint::from_shared(format!("http://{first}"))
         .map_err(|err| connect_error(format!("not a host:port address: {err}")))?
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(Duration::from_secs(60))
@@ -63,9 +65,53 @@ pub async fn connect_from(
         .max_encoding_message_size(crate::MAX_MESSAGE_SIZE))
 }
 
-/// Opens a TCP connection to `target` (`host:port`), from `local_ip` (any port) when
-/// given.
+/// How long one address of a list may take to accept before the next is tried.
+const PER_ADDRESS_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Where the next dial of a list starts: successive dials (an agent's tunnel slots, its
+/// reconnects) spread over the servers, and the dial after a failure starts elsewhere.
+static NEXT_START: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Opens a TCP connection to `target`: one `host:port`, or several separated by commas
+/// (`proxy_server: a:443,b:443`), tried in turn from a rotating start, each for at most
+/// [`PER_ADDRESS_TIMEOUT`], until one accepts. From `local_ip` (any port) when given.
+/// The error of a list names every address and what each did.
 pub async fn dial(target: &str, local_ip: Option<IpAddr>) -> std::io::Result<TcpStream> {
+    let addrs: Vec<&str> = target
+        .split(',')
+        .map(str::trim)
+        .filter(|addr| !addr.is_empty())
+        .collect();
+    if addrs.len() <= 1 {
+        return dial_one(target.trim(), local_ip).await;
+    }
+    let start = NEXT_START.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut failures = Vec::with_capacity(addrs.len());
+    let mut kind = std::io::ErrorKind::ConnectionRefused;
+    for i in 0..addrs.len() {
+        let Some(addr) = addrs.get((start + i) % addrs.len()) else {
+            continue;
+        };
+        match tokio::time::timeout(PER_ADDRESS_TIMEOUT, dial_one(addr, local_ip)).await {
+            Ok(Ok(tcp)) => return Ok(tcp),
+            Ok(Err(err)) => {
+                kind = err.kind();
+                failures.push(format!("{addr}: {err}"));
+            }
+            Err(_) => {
+                kind = std::io::ErrorKind::TimedOut;
+                failures.push(format!("{addr}: no answer within {PER_ADDRESS_TIMEOUT:?}"));
+            }
+        }
+    }
+    Err(std::io::Error::new(
+        kind,
+        format!("no server answered ({})", failures.join("; ")),
+    ))
+}
+
+/// Opens a TCP connection to one `host:port`.
+async fn dial_one(target: &str, local_ip: Option<IpAddr>) -> std::io::Result<TcpStream> {
     let Some(local_ip) = local_ip else {
         return TcpStream::connect(target).await;
     };
@@ -132,6 +178,40 @@ mod tests {
         assert_eq!(
             error_chain(&Context(Quoting(refused()))),
             "joining the cluster: cannot reach the cluster: refused"
+        );
+    }
+
+    /// A list of servers: a dead one is skipped, every dial reaches the live one, and when
+    /// none answers the error names each address.
+    #[tokio::test]
+    async fn a_list_of_servers_fails_over_and_names_every_failure() {
+        let live = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let live_addr = live.local_addr().unwrap();
+        let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let dead_addr = dead.local_addr().unwrap();
+        drop(dead); // nothing listens there now
+        let list = format!("{dead_addr},{live_addr}");
+        let accepting = tokio::spawn(async move {
+            for _ in 0..4 {
+                let _ = live.accept().await.unwrap();
+            }
+        });
+        for _ in 0..4 {
+            let tcp = super::dial(&list, None).await.unwrap();
+            assert_eq!(tcp.peer_addr().unwrap(), live_addr);
+        }
+        accepting.await.unwrap();
+
+        let other_dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let other_addr = other_dead.local_addr().unwrap();
+        drop(other_dead);
+        let err = super::dial(&format!("{dead_addr}, {other_addr}"), None)
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains(&dead_addr.to_string()) && text.contains(&other_addr.to_string()),
+            "{text}"
         );
     }
 }

@@ -475,6 +475,82 @@ fn behind_a_load_balancer_a_killed_proxy_does_not_cost_the_survivors_tunnel() {
     );
 }
 
+/// Seed 000's small cluster with no load balancer: the agent lists both proxies in
+/// `proxy_server` (and joins through whichever answers), holds a tunnel to each, and when
+/// one proxy is killed the node stays reachable through the other, with no DNS change.
+#[test]
+fn an_agent_given_two_proxies_tunnels_to_both_and_survives_losing_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cluster-data");
+    let main_port = free_port();
+    let cluster = start_cluster(dir.path(), &data, main_port, "cluster.log");
+    let (token, pin) = new_join_token(&data, &["--type", "proxy,node", "--reusable"]);
+    let edge_port = free_port();
+    let edge_addr = format!("127.0.0.1:{edge_port}");
+    let edge_config = edge_proxy_config(dir.path(), &data, &edge_addr, Some(&token), &pin);
+    let edge = start_daemon(
+        &[
+            "-c",
+            edge_config.to_str().unwrap(),
+            "--proxy-addr",
+            &edge_addr,
+        ],
+        &dir.path().join("edge.log"),
+    );
+    let main_addr = format!("127.0.0.1:{main_port}");
+    let both_proxies = format!("{edge_addr},{main_addr}");
+    let agent_config = agent_config(dir.path(), "app-4", &both_proxies, Some(&token), &pin);
+    let agent = start_daemon(
+        &["-c", agent_config.to_str().unwrap()],
+        &dir.path().join("agent.log"),
+    );
+    let both = wait_until(Duration::from_secs(40), || {
+        node(&data, "app-4").is_some_and(|n| {
+            n["spec"]["tunnels"]
+                .as_array()
+                .is_some_and(|tunnels| tunnels.len() == 2)
+        })
+    });
+    assert!(
+        both,
+        "no tunnel to each listed proxy:\n{}",
+        agent.log_text()
+    );
+
+    let bins = support::bins();
+    let login = jumpgate_test_support::current_user();
+    let otp = bins.add_user(&data, "jane", "access", &login);
+    let home = dir.path().join("jane-home");
+    let logged_in = bins.login(&home, &main_addr, &data.join("admin/ca.pem"), "jane", &otp);
+    assert!(logged_in.status.success(), "{}", text(&logged_in.stderr));
+    let target = format!("{login}@app-4");
+    drop(edge); // killed
+    std::thread::sleep(Duration::from_secs(1));
+    for attempt in 0..5 {
+        let out = support::jsh(&home, &["ssh", &target, "echo", "reached"], None);
+        assert!(
+            text(&out.stdout).contains("reached"),
+            "attempt {attempt}: {}\nagent:\n{}\nproxy:\n{}",
+            text(&out.stderr),
+            agent.log_text(),
+            cluster.log_text()
+        );
+    }
+    // Restarted, the agent still finds a live proxy in its list (the dead one first).
+    drop(agent);
+    let agent = start_daemon(
+        &["-c", agent_config.to_str().unwrap()],
+        &dir.path().join("agent-2.log"),
+    );
+    assert!(
+        wait_until(Duration::from_secs(40), || agent
+            .log_text()
+            .contains("reverse tunnel up")),
+        "{}",
+        agent.log_text()
+    );
+}
+
 /// Seed 004's auth tier: two auth servers on one PostgreSQL behind an internal layer-4
 /// load balancer (HAProxy on the auth port), a proxy that knows only the load balancer,
 /// and an agent behind the proxy. One auth server is killed: logins, `jsh ssh` and the

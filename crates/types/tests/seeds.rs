@@ -34,7 +34,7 @@ fn seed004_agent_runs_only_ssh_through_the_proxy() {
     assert_eq!(c.jumpgate.nodename.as_deref(), Some("ssh-node"));
     assert_eq!(
         c.jumpgate.proxy_server,
-        Some(HostPort::new("teleport.example.com", 443))
+        Some(HostPort::new("teleport.example.com", 443).into())
     );
     assert!(c.ssh_service.enabled);
     assert_eq!(c.ssh_service.listen_addr, None, "reverse tunnel only");

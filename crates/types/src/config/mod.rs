@@ -34,7 +34,7 @@ use error::Invalid;
 pub use error::{ConfigError, Location};
 pub use sample::sample_config;
 pub use sections::*;
-pub use values::{HostPort, Secret, ValueError, parse_duration};
+pub use values::{HostPort, Secret, ServerAddrs, ValueError, parse_duration};
 
 /// A validated `jumpgate` configuration: what this host runs and how.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -15,8 +15,8 @@ use super::sections::{
     SecondFactor, SessionRecording,
 };
 use super::values::{
-    FlexBool, HostPort, OneOrMany, ScalarString, Secret, WordOrMap, duration, empty_as_none,
-    present,
+    FlexBool, HostPort, OneOrMany, ScalarString, Secret, ServerAddrs, WordOrMap, duration,
+    empty_as_none, present, servers_or_none,
 };
 
 #[derive(Debug, Deserialize)]
@@ -37,10 +37,10 @@ pub(super) struct RawConfig {
 pub(super) struct RawGlobal {
     pub nodename: Option<String>,
     pub data_dir: Option<PathBuf>,
-    #[serde(default, deserialize_with = "empty_as_none")]
-    pub auth_server: Option<HostPort>,
-    #[serde(default, deserialize_with = "empty_as_none")]
-    pub proxy_server: Option<HostPort>,
+    #[serde(default, deserialize_with = "servers_or_none")]
+    pub auth_server: Option<ServerAddrs>,
+    #[serde(default, deserialize_with = "servers_or_none")]
+    pub proxy_server: Option<ServerAddrs>,
     pub auth_token: Option<Secret>,
     pub join_params: Option<RawJoinParams>,
     pub ca_pin: Option<OneOrMany<String>>,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::values::{HostPort, Secret, keyword_enum};
+use super::values::{HostPort, Secret, ServerAddrs, keyword_enum};
 
 /// Where data lives when the config does not say (`jumpgate.data_dir`).
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/jumpgate";
@@ -64,10 +64,12 @@ pub struct GlobalConfig {
     pub nodename: Option<String>,
     /// Where this host keeps its own state (keys, certificates) and the embedded stores.
     pub data_dir: PathBuf,
-    /// The auth service to join, dialled directly (port 3025).
-    pub auth_server: Option<HostPort>,
-    /// The proxy to join through (its public TLS-routing port); agents use this.
-    pub proxy_server: Option<HostPort>,
+    /// The auth service to join, dialled directly (port 3025): one address (an auth
+    /// load balancer) or several auth servers, tried in turn.
+    pub auth_server: Option<ServerAddrs>,
+    /// The proxy to join through (its public TLS-routing port); agents use this. One
+    /// address (a load balancer) or several proxies, tried in turn.
+    pub proxy_server: Option<ServerAddrs>,
     /// A static join token (the short form of `join_params` with method `token`).
     pub auth_token: Option<Secret>,
     /// How this host proves it may join the cluster.

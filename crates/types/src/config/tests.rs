@@ -423,3 +423,34 @@ fn postgresql_storage() {
         "is for storage type etcd or postgresql, not memory",
     );
 }
+
+/// Seed 000's two-server setup without a load balancer: several proxies (or auth servers)
+/// as a comma list or a YAML list, tried in turn by agents.
+#[test]
+fn servers_are_one_address_a_comma_list_or_a_list() {
+    let c =
+        parse("jumpgate:\n  proxy_server: a.example.com:443, b.example.com:443\nssh_service: {}\n");
+    let proxies = c.jumpgate.proxy_server.unwrap();
+    assert_eq!(proxies.to_string(), "a.example.com:443,b.example.com:443");
+    assert_eq!(proxies.first(), &HostPort::new("a.example.com", 443));
+    let c =
+        parse("jumpgate:\n  auth_server: [\"10.0.0.1:3025\", \"[::1]:3025\"]\nssh_service: {}\n");
+    assert_eq!(c.jumpgate.auth_server.unwrap().addrs().len(), 2);
+    let c = parse("jumpgate:\n  proxy_server: p:443\nssh_service: {}\n");
+    assert_eq!(c.jumpgate.proxy_server.unwrap().to_string(), "p:443");
+
+    for (yaml, reason) in [
+        ("a:443,,b:443", "empty entry"),
+        ("a:443,a:443", "listed twice"),
+        ("a:443,b", "expected host:port"),
+        ("a:0", "port 0"),
+    ] {
+        let err = Config::from_yaml(
+            "f",
+            &format!("jumpgate:\n  proxy_server: \"{yaml}\"\nssh_service: {{}}\n"),
+        )
+        .unwrap_err();
+        assert_eq!(err.field_path(), Some("jumpgate.proxy_server"), "{yaml}");
+        assert!(err.to_string().contains(reason), "{yaml}: {err}");
+    }
+}

@@ -69,6 +69,16 @@ pub enum ValueError {
     /// A config `version` that is no version at all.
     #[error("expected v3, got {0:?}")]
     UnknownVersion(String),
+    /// A value of the right shape that cannot be used; `reason` says why.
+    #[error("invalid {what} {text:?}: {reason}")]
+    Invalid {
+        /// What the value is (`address list`).
+        what: &'static str,
+        /// The value as written.
+        text: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
 }
 
 /// A network address as written in the config: `host:port`, with IPv6 hosts in brackets
@@ -89,6 +99,80 @@ impl HostPort {
             host: host.into(),
             port,
         }
+    }
+}
+
+/// The addresses of one service (`proxy_server: a.example.com:443,b.example.com:443`, or a
+/// list), tried in turn when dialling: a small cluster fails over between its servers with
+/// neither a load balancer nor a DNS change. Never empty; no address twice.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ServerAddrs(Vec<HostPort>);
+
+impl ServerAddrs {
+    /// The addresses, in the order given.
+    pub fn addrs(&self) -> &[HostPort] {
+        &self.0
+    }
+
+    /// The first address given.
+    pub fn first(&self) -> &HostPort {
+        // Never empty: built only by `from_str` and `From<HostPort>`.
+        #[allow(clippy::indexing_slicing)]
+        &self.0[0]
+    }
+}
+
+impl From<HostPort> for ServerAddrs {
+    fn from(addr: HostPort) -> Self {
+        ServerAddrs(vec![addr])
+    }
+}
+
+/// `a:443,b:443`: the form `jumpgate_api::client::dial` takes.
+impl fmt::Display for ServerAddrs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, addr) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{addr}")?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for ServerAddrs {
+    type Err = ValueError;
+
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        let mut addrs: Vec<HostPort> = Vec::new();
+        for part in s.split(',').map(str::trim) {
+            if part.is_empty() {
+                return Err(ValueError::Invalid {
+                    what: "address list",
+                    text: s.to_string(),
+                    reason: "an empty entry; separate host:port addresses with single commas"
+                        .to_string(),
+                });
+            }
+            let addr: HostPort = part.parse()?;
+            if addr.port == 0 {
+                return Err(ValueError::Invalid {
+                    what: "address",
+                    text: part.to_string(),
+                    reason: "port 0 cannot be dialled; give the server's port".to_string(),
+                });
+            }
+            if addrs.contains(&addr) {
+                return Err(ValueError::Invalid {
+                    what: "address list",
+                    text: s.to_string(),
+                    reason: format!("{addr} is listed twice"),
+                });
+            }
+            addrs.push(addr);
+        }
+        Ok(ServerAddrs(addrs))
     }
 }
 
@@ -340,6 +424,27 @@ where
         Some(s) if s.trim().is_empty() => Ok(None),
         Some(s) => s.parse().map(Some).map_err(de::Error::custom),
     }
+}
+
+/// `deserialize_with` for `proxy_server` / `auth_server`: one address, several separated by
+/// commas, or a list; empty means unset.
+pub(crate) fn servers_or_none<'de, D>(d: D) -> Result<Option<ServerAddrs>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    let Some(OneOrMany(texts)) = Option::<OneOrMany<String>>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let joined = texts
+        .iter()
+        .map(|text| text.trim())
+        .filter(|text| !text.is_empty())
+        .collect::<Vec<_>>()
+        .join(",");
+    if joined.is_empty() {
+        return Ok(None);
+    }
+    joined.parse().map(Some).map_err(de::Error::custom)
 }
 
 /// `deserialize_with` for a service section: a key that is present counts even with an empty
