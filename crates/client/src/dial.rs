@@ -41,10 +41,12 @@ pub async fn dial_node(
     let exchange = async {
         let name = ServerName::try_from(PROXY_SERVER_NAME)
             .map_err(|err| ClientError::DialProtocol(format!("proxy server name: {err}")))?;
-        let mut stream = connect_tls(&proxy, tls, name, |addr, reason| ClientError::ClusterTls {
-            addr,
-            reason,
-        })
+        let (mut stream, addr) = connect_tls(
+            &proxy,
+            tls,
+            crate::web::TlsName::Fixed(name),
+            |addr, reason| ClientError::ClusterTls { addr, reason },
+        )
         .await?;
         let request = DialRequest {
             node: node.to_string(),

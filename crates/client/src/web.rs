@@ -28,82 +28,126 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest answer read (certificates and CA lists are a few KiB).
 const MAX_BODY: usize = 1024 * 1024;
 
-/// A proxy address: `host:port`, `host` (port 3080) or `[v6]:port`.
+/// A proxy address: `host:port`, `host` (port 3080) or `[v6]:port`; or several separated by
+/// commas (`a.example.com:443,b.example.com:443`), tried in turn: a small cluster's users
+/// fail over between its proxies with no load balancer or DNS change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxyAddr {
-    host: String,
-    port: u16,
+    /// Never empty, no address twice.
+    addrs: Vec<(String, u16)>,
 }
+
+/// Where the next connection of a list starts, so that after a failure the next one
+/// starts elsewhere.
+static NEXT_START: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// How long one address of a list may take to accept before the next is tried.
+const PER_ADDRESS_TIMEOUT: Duration = Duration::from_secs(3);
 
 impl ProxyAddr {
     pub fn parse(text: &str) -> Result<ProxyAddr, ClientError> {
-        let invalid = |reason: &str| ClientError::InvalidArgument {
-            what: "proxy address",
-            value: text.to_string(),
-            reason: reason.to_string(),
-        };
-        let text = text.trim();
-        let text = text
-            .strip_prefix("https://")
-            .unwrap_or(text)
-            .trim_end_matches('/');
-        let bracketed = text.starts_with('[');
-        let (host, port) = if let Some(rest) = text.strip_prefix('[') {
-            let (host, after) = rest
-                .split_once(']')
-                .ok_or_else(|| invalid("an IPv6 address needs a closing ']'"))?;
-            match after.strip_prefix(':') {
-                Some(port) => (host, Some(port)),
-                None if after.is_empty() => (host, None),
-                None => return Err(invalid("expected HOST:PORT")),
+        let mut addrs: Vec<(String, u16)> = Vec::new();
+        for part in text.split(',') {
+            let addr = parse_one(part, text)?;
+            if addrs.contains(&addr) {
+                return Err(ClientError::InvalidArgument {
+                    what: "proxy address",
+                    value: text.to_string(),
+                    reason: format!("{} is listed twice", show(&addr.0, addr.1)),
+                });
             }
-        } else {
-            match text.rsplit_once(':') {
-                Some((host, port)) => (host, Some(port)),
-                None => (text, None),
-            }
-        };
-        if host.is_empty() || (!bracketed && host.contains(':')) || host.contains('/') {
-            return Err(invalid("expected HOST:PORT, e.g. proxy.example.com:3080"));
+            addrs.push(addr);
         }
-        let port = match port {
-            Some(port) => port
-                .parse::<u16>()
-                .ok()
-                .filter(|port| *port != 0)
-                .ok_or_else(|| invalid("the port must be a number from 1 to 65535"))?,
-            None => DEFAULT_PROXY_PORT,
-        };
-        Ok(ProxyAddr {
-            host: host.to_string(),
-            port,
-        })
+        Ok(ProxyAddr { addrs })
     }
 
+    /// The host of the first address.
     pub fn host(&self) -> &str {
-        &self.host
+        self.addrs.first().map_or("", |(host, _)| host)
     }
 
+    /// The port of the first address.
     pub fn port(&self) -> u16 {
-        self.port
+        self.addrs
+            .first()
+            .map_or(DEFAULT_PROXY_PORT, |(_, port)| *port)
     }
 
-    fn server_name(&self) -> Result<ServerName<'static>, ClientError> {
-        ServerName::try_from(self.host.clone()).map_err(|err| ClientError::InvalidArgument {
-            what: "proxy host",
-            value: self.host.clone(),
-            reason: err.to_string(),
-        })
+    /// The addresses, in the order given, as `host:port`.
+    pub fn addrs(&self) -> Vec<String> {
+        self.addrs
+            .iter()
+            .map(|(host, port)| show(host, *port))
+            .collect()
     }
+}
+
+fn show(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// One `host:port`, `host` or `[v6]:port` of `whole` (the list, for messages).
+fn parse_one(part: &str, whole: &str) -> Result<(String, u16), ClientError> {
+    let invalid = |reason: &str| ClientError::InvalidArgument {
+        what: "proxy address",
+        value: whole.to_string(),
+        reason: reason.to_string(),
+    };
+    let text = part.trim();
+    if text.is_empty() {
+        return Err(invalid(
+            "an empty entry; separate proxy addresses with single commas",
+        ));
+    }
+    let text = text
+        .strip_prefix("https://")
+        .unwrap_or(text)
+        .trim_end_matches('/');
+    let bracketed = text.starts_with('[');
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| invalid("an IPv6 address needs a closing ']'"))?;
+        match after.strip_prefix(':') {
+            Some(port) => (host, Some(port)),
+            None if after.is_empty() => (host, None),
+            None => return Err(invalid("expected HOST:PORT")),
+        }
+    } else {
+        match text.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (text, None),
+        }
+    };
+    if host.is_empty() || (!bracketed && host.contains(':')) || host.contains('/') {
+        return Err(invalid("expected HOST:PORT, e.g. proxy.example.com:3080"));
+    }
+    let port = match port {
+        Some(port) => port
+            .parse::<u16>()
+            .ok()
+            .filter(|port| *port != 0)
+            .ok_or_else(|| invalid("the port must be a number from 1 to 65535"))?,
+        None => DEFAULT_PROXY_PORT,
+    };
+    Ok((host.to_string(), port))
+}
+
+fn server_name_of(host: &str) -> Result<ServerName<'static>, ClientError> {
+    ServerName::try_from(host.to_string()).map_err(|err| ClientError::InvalidArgument {
+        what: "proxy host",
+        value: host.to_string(),
+        reason: err.to_string(),
+    })
 }
 
 impl fmt::Display for ProxyAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
-        }
+        f.write_str(&self.addrs().join(","))
     }
 }
 
@@ -356,26 +400,76 @@ pub(crate) async fn post_login(
     })
 }
 
-/// TCP to the proxy (no Nagle), then TLS as `name` with `config`; a TLS failure is
-/// reported as `tls_error(addr, reason)` (the web certificate or the cluster's).
+/// The name a proxy's certificate is checked against: the cluster's fixed proxy name
+/// (cluster TLS), or the host name dialled (the web certificate).
+pub(crate) enum TlsName {
+    Fixed(ServerName<'static>),
+    DialledHost,
+}
+
+/// TCP to the proxy (no Nagle), then TLS with `config`; for a list, each address in turn
+/// (from a rotating start, each for at most [`PER_ADDRESS_TIMEOUT`] to accept) until one
+/// completes both. A TLS failure is reported as `tls_error(addr, reason)` (the web
+/// certificate or the cluster's) and is final: a server that answers with the wrong
+/// certificate is not one to fail over from silently. Returns the address reached too.
 pub(crate) async fn connect_tls(
     proxy: &ProxyAddr,
     config: Arc<ClientConfig>,
-    name: ServerName<'static>,
+    name: TlsName,
     tls_error: fn(String, String) -> ClientError,
-) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ClientError> {
-    let addr = proxy.to_string();
-    let tcp = TcpStream::connect((proxy.host(), proxy.port()))
-        .await
-        .map_err(|err| ClientError::Connect {
-            addr: addr.clone(),
-            reason: err.to_string(),
-        })?;
-    let _ = tcp.set_nodelay(true);
-    TlsConnector::from(config)
-        .connect(name, tcp)
-        .await
-        .map_err(|err| tls_error(addr, error_chain(&err)))
+) -> Result<(tokio_rustls::client::TlsStream<TcpStream>, String), ClientError> {
+    let count = proxy.addrs.len().max(1);
+    let start = if count > 1 {
+        NEXT_START.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    } else {
+        0
+    };
+    let mut failures = Vec::new();
+    for i in 0..count {
+        let Some((host, port)) = proxy.addrs.get((start + i) % count) else {
+            continue;
+        };
+        let addr = show(host, *port);
+        let dialled = tokio::time::timeout(
+            PER_ADDRESS_TIMEOUT,
+            TcpStream::connect((host.as_str(), *port)),
+        )
+        .await;
+        let tcp = match dialled {
+            Ok(Ok(tcp)) => tcp,
+            Ok(Err(err)) => {
+                failures.push((addr, err.to_string()));
+                continue;
+            }
+            Err(_) => {
+                failures.push((addr, format!("no answer within {PER_ADDRESS_TIMEOUT:?}")));
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let server_name = match &name {
+            TlsName::Fixed(fixed) => fixed.clone(),
+            TlsName::DialledHost => server_name_of(host)?,
+        };
+        let tls = TlsConnector::from(config.clone())
+            .connect(server_name, tcp)
+            .await
+            .map_err(|err| tls_error(addr.clone(), error_chain(&err)))?;
+        return Ok((tls, addr));
+    }
+    // One address: its own error; a list: each address with its error.
+    let reason = match failures.as_slice() {
+        [(_, only)] => only.clone(),
+        all => all
+            .iter()
+            .map(|(addr, err)| format!("{addr}: {err}"))
+            .collect::<Vec<_>>()
+            .join("; "),
+    };
+    Err(ClientError::Connect {
+        addr: proxy.to_string(),
+        reason,
+    })
 }
 
 /// One HTTPS request; the body of a 2xx answer, or the error the proxy reported.
@@ -387,12 +481,10 @@ async fn request(
     body: Option<Vec<u8>>,
 ) -> Result<Bytes, ClientError> {
     let config = trust.client_config()?;
-    let name = proxy.server_name()?;
     let addr = proxy.to_string();
     let exchange = async {
-        let tls = connect_tls(proxy, config, name, |addr, reason| ClientError::WebTls {
-            addr,
-            reason,
+        let (tls, addr) = connect_tls(proxy, config, TlsName::DialledHost, |addr, reason| {
+            ClientError::WebTls { addr, reason }
         })
         .await?;
         let http_error = |err: hyper::Error| ClientError::Connect {
@@ -491,9 +583,59 @@ mod tests {
             "[::1",
             "a:b:c",
             "host/path:1",
+            "a:443,,b:443",
+            "a:443,a:443",
+            "a:443,",
         ] {
             assert!(ProxyAddr::parse(bad).is_err(), "{bad}");
         }
+        let both = ProxyAddr::parse("a.example.com:443, [::1]:3080,c").unwrap();
+        assert_eq!(both.to_string(), "a.example.com:443,[::1]:3080,c:3080");
+        assert_eq!(ProxyAddr::parse(&both.to_string()).unwrap(), both);
+        assert_eq!((both.host(), both.port()), ("a.example.com", 443));
+    }
+
+    /// With a list, a proxy that is down is skipped; when none answers, the error names
+    /// each address and what it did.
+    #[tokio::test]
+    async fn a_list_of_proxies_fails_over_to_one_that_answers() {
+        let live = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let live_addr = live.local_addr().unwrap();
+        let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let dead_addr = dead.local_addr().unwrap();
+        drop(dead);
+        // The live "proxy" accepts and hangs up: the TLS error proves it was reached.
+        tokio::spawn(async move {
+            loop {
+                let Ok((socket, _)) = live.accept().await else {
+                    return;
+                };
+                drop(socket);
+            }
+        });
+        let list = ProxyAddr::parse(&format!("{dead_addr},{live_addr}")).unwrap();
+        let config = WebTrust::DangerousInsecure.client_config().unwrap();
+        for _ in 0..2 {
+            let err = connect_tls(
+                &list,
+                config.clone(),
+                TlsName::DialledHost,
+                |addr, reason| ClientError::WebTls { addr, reason },
+            )
+            .await
+            .unwrap_err();
+            assert!(
+                matches!(&err, ClientError::WebTls { addr, .. } if *addr == live_addr.to_string()),
+                "{err}"
+            );
+        }
+        let none = ProxyAddr::parse(&format!("{dead_addr}")).unwrap();
+        let err = connect_tls(&none, config, TlsName::DialledHost, |addr, reason| {
+            ClientError::WebTls { addr, reason }
+        })
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains(&dead_addr.to_string()), "{err}");
     }
 
     #[test]

@@ -63,7 +63,9 @@ pub enum JshCommand {
 
 #[derive(Debug, Args)]
 pub struct LoginArgs {
-    /// The proxy's public address; default: the one of your last login.
+    /// The proxy's public address; default: the one of your last login. Several proxies
+    /// (`a:443,b:443`) are tried in turn by every later command, so a small cluster
+    /// needs no load balancer to fail over.
     #[arg(long, value_name = "HOST:PORT")]
     pub proxy: Option<String>,
     /// Your Jumpgate user name; default: $USER.

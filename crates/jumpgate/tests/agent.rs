@@ -476,8 +476,9 @@ fn behind_a_load_balancer_a_killed_proxy_does_not_cost_the_survivors_tunnel() {
 }
 
 /// Seed 000's small cluster with no load balancer: the agent lists both proxies in
-/// `proxy_server` (and joins through whichever answers), holds a tunnel to each, and when
-/// one proxy is killed the node stays reachable through the other, with no DNS change.
+/// `proxy_server` (and joins through whichever answers), holds a tunnel to each, and the
+/// user lists both in `jsh login --proxy`. When one proxy is killed, the user's commands
+/// and the node's tunnel go on through the other, with no DNS change.
 #[test]
 fn an_agent_given_two_proxies_tunnels_to_both_and_survives_losing_one() {
     let dir = tempfile::tempdir().unwrap();
@@ -521,7 +522,14 @@ fn an_agent_given_two_proxies_tunnels_to_both_and_survives_losing_one() {
     let login = jumpgate_test_support::current_user();
     let otp = bins.add_user(&data, "jane", "access", &login);
     let home = dir.path().join("jane-home");
-    let logged_in = bins.login(&home, &main_addr, &data.join("admin/ca.pem"), "jane", &otp);
+    // The user lists both proxies too (`jsh login --proxy a,b`).
+    let logged_in = bins.login(
+        &home,
+        &both_proxies,
+        &data.join("admin/ca.pem"),
+        "jane",
+        &otp,
+    );
     assert!(logged_in.status.success(), "{}", text(&logged_in.stderr));
     let target = format!("{login}@app-4");
     drop(edge); // killed
