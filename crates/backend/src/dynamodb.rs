@@ -45,7 +45,8 @@
 //!   small query each; writes made by this process wake this process's watchers at once).
 //!   The position is a revision in the table, so an unreachable endpoint is survived with
 //!   nothing lost or doubled. **Cost**: each change is stored twice (item and log entry),
-//!   events from other auth servers arrive up to one poll interval late, and the log is
+//!   events from other auth servers arrive up to one poll interval late, every watcher
+//!   queries about four times a second even when nothing changes, and the log is
 //!   pruned after `change_retention` (10 minutes; a prune mark in the meta item records how
 //!   far): a watcher further behind than that ends with `FellBehind` and its subscriber
 //!   re-reads, as after an etcd compaction.
@@ -56,7 +57,7 @@
 //! - **Limits**: DynamoDB items hold at most 400 KB, so values are limited to 350 KB; one
 //!   transaction holds at most 100 writes, so an atomic write may touch about 90 keys, and a
 //!   range delete of more than 90 items is done in several steps (each atomic, each its own
-//!   revision), as Teleport's DynamoDB backend does.
+//!   revision); watchers see every delete either way.
 //! - **Credentials** come from the standard AWS chain (environment, profile, SSO, instance or
 //!   task role), resolved once at start so that missing credentials fail the start with a
 //!   clear error. Errors name the table, region and endpoint, and for refused credentials the
@@ -122,6 +123,10 @@ const MAX_VALUE: usize = 350 * 1024;
 const CHUNK_BYTES: usize = 300 * 1024;
 /// DynamoDB allows 100 writes per transaction; the counter takes one, log entries a few.
 const MAX_TRANSACTION: usize = 100;
+/// Items read per `TransactGetItems`: DynamoDB takes 100, but moto (the emulator the tests
+/// use) still enforces the old limit of 25, and reading in chunks costs nothing in
+/// correctness (see `read_state`).
+const TRANSACT_GET_BATCH: usize = 25;
 /// Items deleted per transaction by a range delete or the sweeper.
 const DELETE_BATCH: usize = 90;
 /// Log entries a watcher reads per query.
@@ -721,71 +726,75 @@ impl DynamoBackend {
 
     /// The counter and the stored items (live or expired) of `keys`, in one snapshot.
     async fn read_state(&self, keys: &[Key]) -> std::result::Result<(i64, Live), Lost> {
-        if keys.is_empty() {
-            let meta = self.read_meta().await.map_err(Lost::Failed)?;
-            return Ok((meta.counter, Live::new()));
-        }
-        let mut request = self.inner.client.transact_get_items().transact_items(
-            TransactGetItem::builder()
-                .get(
-                    built(
-                        Get::builder()
-                            .table_name(self.table())
-                            .key(HASH_KEY, s(META))
-                            .key(SORT_KEY, s(META_COUNTER))
-                            .build(),
-                    )
-                    .map_err(Lost::Failed)?,
-                )
-                .build(),
-        );
+        // The counter comes first (in the first request): every later change moves it, so a
+        // commit conditioned on it proves that nothing read here changed meanwhile, even
+        // when the keys take several requests.
+        let counter = Get::builder()
+            .table_name(self.table())
+            .key(HASH_KEY, s(META))
+            .key(SORT_KEY, s(META_COUNTER))
+            .build();
+        let mut gets = vec![built(counter).map_err(Lost::Failed)?];
         for key in keys {
-            request = request.transact_items(
-                TransactGetItem::builder()
-                    .get(
-                        built(
-                            Get::builder()
-                                .table_name(self.table())
-                                .key(HASH_KEY, s(ITEMS))
-                                .key(SORT_KEY, s(key.as_str()))
-                                .build(),
-                        )
-                        .map_err(Lost::Failed)?,
-                    )
-                    .build(),
-            );
+            let get = Get::builder()
+                .table_name(self.table())
+                .key(HASH_KEY, s(ITEMS))
+                .key(SORT_KEY, s(key.as_str()))
+                .build();
+            gets.push(built(get).map_err(Lost::Failed)?);
         }
-        let output = match request.send().await {
-            Ok(output) => output,
-            Err(err) => {
-                let code = err.as_service_error().and_then(|e| e.code());
-                if matches!(
-                    code,
-                    Some("TransactionCanceledException" | "TransactionConflictException")
-                ) {
-                    return Err(Lost::Race);
-                }
-                return Err(Lost::Failed(self.classify(&err)));
-            }
-        };
-        let mut responses = output.responses().iter();
-        let meta = match responses.next().and_then(|r| r.item()) {
-            Some(item) => self.meta_from(item).map_err(Lost::Failed)?,
-            None => {
-                return Err(Lost::Failed(self.internal(
-                    "the revision counter is missing: the table was emptied or the endpoint \
-                     lost its data; restart Jumpgate to start afresh",
-                )));
-            }
-        };
+        let mut meta = None;
         let mut live = Live::new();
-        for response in responses {
-            if let Some(attrs) = response.item() {
-                let item = self.item_from(attrs).map_err(Lost::Failed)?;
-                live.insert(item.key.clone(), item);
+        for batch in gets.chunks(TRANSACT_GET_BATCH) {
+            let items = batch
+                .iter()
+                .map(|get| TransactGetItem::builder().get(get.clone()).build())
+                .collect();
+            let output = match self
+                .inner
+                .client
+                .transact_get_items()
+                .set_transact_items(Some(items))
+                .send()
+                .await
+            {
+                Ok(output) => output,
+                Err(err) => {
+                    let code = err.as_service_error().and_then(|e| e.code());
+                    if matches!(
+                        code,
+                        Some("TransactionCanceledException" | "TransactionConflictException")
+                    ) {
+                        return Err(Lost::Race);
+                    }
+                    return Err(Lost::Failed(self.classify(&err)));
+                }
+            };
+            let mut responses = output.responses().iter();
+            if meta.is_none() {
+                meta = match responses.next().and_then(|r| r.item()) {
+                    Some(item) => Some(self.meta_from(item).map_err(Lost::Failed)?),
+                    None => {
+                        return Err(Lost::Failed(self.internal(
+                            "the revision counter is missing: the table was emptied or the \
+                             endpoint lost its data; restart Jumpgate to start afresh",
+                        )));
+                    }
+                };
+            }
+            for response in responses {
+                if let Some(attrs) = response.item() {
+                    let item = self.item_from(attrs).map_err(Lost::Failed)?;
+                    live.insert(item.key.clone(), item);
+                }
             }
         }
-        Ok((meta.counter, live))
+        match meta {
+            Some(meta) => Ok((meta.counter, live)),
+            None => Err(Lost::Failed(
+                self.internal("no answer for the revision counter"),
+            )),
+        }
     }
 
     fn item_from(&self, attrs: &Attrs) -> Result<Item> {

@@ -257,3 +257,72 @@ async fn a_watcher_behind_the_pruned_log_is_told_it_fell_behind() {
     }
     assert!(watcher.next().await.is_none());
 }
+
+/// A transaction holds at most 100 writes: a larger range delete runs in several atomic
+/// steps, deletes everything in the range and nothing else, and watchers see every delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_delete_larger_than_one_transaction_deletes_all_of_it() {
+    let emulator = DynamoEmulator::start().await;
+    let backend = DynamoBackend::connect(options(emulator.endpoint(), "jumpgate-big-delete"))
+        .await
+        .unwrap();
+    const COUNT: usize = 200;
+    let items: Vec<jumpgate_backend::Action> = (0..COUNT)
+        .map(|i| {
+            jumpgate_backend::Action::Put(NewItem::new(key(&format!("/sessions/{i:03}")), "s"))
+        })
+        .collect();
+    // Puts go in atomic writes of 40 (80 writes with their log entries' room to spare).
+    for chunk in items.chunks(40) {
+        backend.atomic_write(vec![], chunk.to_vec()).await.unwrap();
+    }
+    backend
+        .put(NewItem::new(key("/sessionsX"), "outside"))
+        .await
+        .unwrap();
+    let mut watcher = backend.watch(vec![key("/sessions/")]).await.unwrap();
+    assert_eq!(
+        next_event(&mut watcher, Duration::from_secs(5))
+            .await
+            .unwrap(),
+        Event::Ready
+    );
+    let range = jumpgate_backend::KeyRange::prefix("/sessions/").unwrap();
+    assert_eq!(backend.delete_range(&range).await.unwrap(), COUNT as u64);
+    assert!(backend.get_range(&range, None).await.unwrap().is_empty());
+    assert!(backend.get(&key("/sessionsX")).await.is_ok());
+    let mut deleted = Vec::new();
+    while deleted.len() < COUNT {
+        match next_event(&mut watcher, Duration::from_secs(10))
+            .await
+            .unwrap()
+        {
+            Event::Delete { key, .. } => deleted.push(key.to_string()),
+            other => panic!("expected deletes only, got {other:?}"),
+        }
+    }
+    deleted.sort();
+    deleted.dedup();
+    assert_eq!(deleted.len(), COUNT);
+}
+
+#[tokio::test]
+async fn values_too_large_for_a_dynamodb_item_are_refused_naming_the_limit() {
+    let emulator = DynamoEmulator::start().await;
+    let backend = DynamoBackend::connect(options(emulator.endpoint(), "jumpgate-large"))
+        .await
+        .unwrap();
+    let err = backend
+        .put(NewItem::new(key("/big"), vec![7u8; 400 * 1024]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BackendError::InvalidArgument(_)), "{err}");
+    assert!(err.to_string().contains("400 KB"), "{err}");
+    // Just under the limit is fine, and reads back whole.
+    let value = vec![7u8; 300 * 1024];
+    backend
+        .put(NewItem::new(key("/big"), value.clone()))
+        .await
+        .unwrap();
+    assert_eq!(backend.get(&key("/big")).await.unwrap().value, value);
+}

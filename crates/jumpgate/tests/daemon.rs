@@ -1,5 +1,6 @@
 //! The daemon's lifecycle with real processes: start, diagnostics, the data-directory
-//! lock, SIGTERM, and an etcd outage seen through `/readyz`.
+//! lock, SIGTERM, an etcd outage seen through `/readyz`, and cluster state kept in
+//! PostgreSQL and in DynamoDB (moto's emulator) across restarts.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -8,7 +9,10 @@
 )]
 
 mod support;
-use jumpgate_test_support::{EtcdServer, Postgres};
+use jumpgate_test_support::{
+    DynamoEmulator, EMULATOR_ACCESS_KEY_ID, EMULATOR_REGION, EMULATOR_SECRET_ACCESS_KEY,
+    EtcdServer, Postgres,
+};
 use std::time::Duration;
 use support::{Daemon, http_get, jctl_ok, run, start_daemon, text, wait_until};
 
@@ -250,6 +254,92 @@ async fn a_cluster_keeps_its_state_in_postgresql_across_restarts() {
         ca_line(&jctl_ok(&data_again, &["status"])),
         Some(before),
         "the cluster's CA changed: its state did not come from PostgreSQL"
+    );
+}
+
+/// Seed 004's `storage.type: dynamodb`, with moto's server mode standing in for DynamoDB
+/// (an emulator) through `endpoint`, and the credentials in the environment as the AWS chain
+/// reads them: the cluster's CAs and users live in the table and survive a restart of the
+/// daemon with a fresh data directory.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_keeps_its_state_in_dynamodb_across_restarts() {
+    let emulator = DynamoEmulator::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("jumpgate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: v3\njumpgate:\n  data_dir: {}\n  storage:\n    type: dynamodb\n    region: {EMULATOR_REGION}\n    table_name: jumpgate-backend\n    endpoint: {}\nauth_service:\n  cluster_name: dynamo\n",
+            data.display(),
+            emulator.endpoint(),
+        ),
+    )
+    .unwrap();
+    let env = [
+        ("AWS_ACCESS_KEY_ID", EMULATOR_ACCESS_KEY_ID),
+        ("AWS_SECRET_ACCESS_KEY", EMULATOR_SECRET_ACCESS_KEY),
+        // No profile or instance metadata lookups on a test machine.
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+    let start = |config: &std::path::Path, log: &std::path::Path| {
+        support::Daemon::start_with_env(
+            support::bins(),
+            &["-c", config.to_str().unwrap()],
+            &env,
+            log,
+        )
+    };
+    let ready = |daemon: &Daemon| {
+        wait_until(Duration::from_secs(30), || {
+            daemon.readyz().is_some_and(|(status, _)| status == 200)
+        })
+    };
+    let mut daemon = start(&config, &dir.path().join("log"));
+    assert!(ready(&daemon), "{}", daemon.log_text());
+    let log = daemon.log_text();
+    assert!(
+        log.contains("DynamoDB table jumpgate-backend"),
+        "the log should name the table:\n{log}"
+    );
+    assert!(
+        !log.contains(EMULATOR_SECRET_ACCESS_KEY),
+        "the secret was logged:\n{log}"
+    );
+    jctl_ok(
+        &data,
+        &[
+            "users", "add", "dora", "--roles", "access", "--logins", "root",
+        ],
+    );
+    let pin = jctl_ok(&data, &["status"]);
+    assert!(daemon.terminate(), "{}", daemon.log_text());
+
+    // A new data directory: everything the cluster knows must come from the table.
+    let data_again = dir.path().join("data-again");
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config).unwrap().replace(
+            &data.display().to_string(),
+            &data_again.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let daemon = start(&config, &dir.path().join("log-2"));
+    assert!(ready(&daemon), "{}", daemon.log_text());
+    let users = jctl_ok(&data_again, &["users", "ls"]);
+    assert!(users.contains("dora"), "{users}");
+    let ca_line = |status: &str| {
+        status
+            .lines()
+            .find(|line| line.contains("sha256:"))
+            .map(str::to_string)
+    };
+    let before = ca_line(&pin).expect("jctl status prints the CA pin");
+    assert_eq!(
+        ca_line(&jctl_ok(&data_again, &["status"])),
+        Some(before),
+        "the cluster's CA changed: its state did not come from DynamoDB"
     );
 }
 
