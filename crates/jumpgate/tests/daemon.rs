@@ -380,6 +380,75 @@ fn a_corrupt_state_database_stops_the_daemon_with_the_fix() {
     assert!(err.contains("jumpgate backup restore"), "{err}");
 }
 
+/// `storage.type: dynamodb` on a machine with no AWS credentials anywhere in the chain (no
+/// environment variables, no profile files, instance metadata off): the daemon stops with
+/// an error that names the table and says where credentials come from, rather than
+/// retrying forever.
+#[test]
+fn a_daemon_without_aws_credentials_stops_and_says_where_they_come_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("jumpgate.yaml");
+    // Nothing listens there; credentials are looked for before any request.
+    let endpoint = format!("http://127.0.0.1:{}", jumpgate_test_support::free_port());
+    std::fs::write(
+        &config,
+        format!(
+            "version: v3\njumpgate:\n  data_dir: {}\n  storage:\n    type: dynamodb\n    region: eu-west-1\n    table_name: jumpgate-nocreds\n    endpoint: {endpoint}\nauth_service:\n  cluster_name: nocreds\n",
+            data.display(),
+        ),
+    )
+    .unwrap();
+    let mut command = support::jumpgate();
+    for var in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_ROLE_ARN",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    ] {
+        command.env_remove(var);
+    }
+    let mut child = command
+        .env("HOME", dir.path())
+        .env("AWS_CONFIG_FILE", dir.path().join("no-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.path().join("no-aws-credentials"),
+        )
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .args([
+            "start",
+            "-c",
+            config.to_str().unwrap(),
+            "--diag-addr",
+            "127.0.0.1:0",
+            "--auth-addr",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let exited = wait_until(Duration::from_secs(30), || {
+        child.try_wait().ok().flatten().is_some()
+    });
+    if !exited {
+        let _ = child.kill();
+        panic!("the daemon kept running without AWS credentials");
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("no AWS credentials found"), "{err}");
+    assert!(err.contains("jumpgate-nocreds"), "{err}");
+    assert!(err.contains("AWS_ACCESS_KEY_ID"), "{err}");
+}
+
 fn ca_pin_in(log: &str) -> Option<String> {
     let line = log
         .lines()
