@@ -9,7 +9,9 @@
 #    API) and haproxy (a real layer-4 load balancer sending PROXY protocol headers),
 #    tmux (interactive SSH sessions under a real terminal) and asciinema (a standard
 #    player for the session recordings); from PyPI, ssh-audit and sslyze (independent
-#    scanners of the node's SSH algorithms and the proxy's TLS).
+#    scanners of the node's SSH algorithms and the proxy's TLS) and moto[server] (an
+#    emulator of DynamoDB for the DynamoDB backend's tests, run single-threaded by
+#    jumpgate_test_support::DynamoEmulator: DynamoDB itself cannot run here).
 # 2. cargo fmt --check, cargo clippy -D warnings, then every test with cargo-nextest
 #    (falling back to cargo test), then the doc tests.
 set -euo pipefail
@@ -71,6 +73,16 @@ install_scanners() {
         "ssh-audit==3.9.0" "sslyze==6.3.1"
 }
 
+# Pinned like the scanners: the DynamoDB backend's tests run against this emulator.
+MOTO_VERSION=5.2.6
+install_emulators() {
+    if [ "$(python3 -c 'import moto, flask, flask_cors; print(moto.__version__)' 2>/dev/null)" = "$MOTO_VERSION" ]; then
+        return
+    fi
+    log "installing moto[server] $MOTO_VERSION (PyPI), the DynamoDB emulator"
+    python3 -m pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+}
+
 check_toolchain() {
     for component in fmt clippy; do
         if ! cargo "$component" --version >/dev/null 2>&1; then
@@ -82,6 +94,7 @@ check_toolchain() {
 
 install_packages
 install_scanners
+install_emulators
 check_toolchain
 
 log "cargo fmt --check"

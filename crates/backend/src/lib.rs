@@ -3,8 +3,8 @@
 //! Users, roles, tokens, nodes and certificate authorities live in a [`Backend`]: a
 //! key-value store with revisions, optional expiry (TTL), conditional writes and a
 //! prefix watch. The embedded default is [`SqliteBackend`] (one file in `data_dir`);
-//! highly available clusters use [`EtcdBackend`] or [`PostgresBackend`]; tests use
-//! [`MemoryBackend`].
+//! highly available clusters use [`EtcdBackend`], [`PostgresBackend`] or [`DynamoBackend`];
+//! tests use [`MemoryBackend`].
 //!
 //! Every implementation passes the same conformance suite (`conformance`, behind the
 //! `test-support` feature), so the services above never need to know which one runs.
@@ -19,6 +19,7 @@
 //!   with [`WatchError::FellBehind`]: the subscriber must re-read and watch again.
 #![forbid(unsafe_code)]
 
+mod dynamodb;
 mod error;
 mod etcd;
 mod memory;
@@ -32,6 +33,7 @@ mod watch;
 #[cfg(feature = "test-support")]
 pub mod conformance;
 
+pub use dynamodb::{DynamoBackend, DynamoBilling, DynamoCredentials, DynamoOptions};
 pub use error::{BackendError, Result};
 pub use etcd::{EtcdBackend, EtcdOptions, EtcdTls};
 pub use memory::MemoryBackend;
@@ -50,7 +52,7 @@ use std::time::SystemTime;
 /// (`NotFound`, `AlreadyExists`, `CompareFailed`, `ConditionFailed`) and change nothing.
 #[async_trait]
 pub trait Backend: Send + Sync + std::fmt::Debug {
-    /// Which implementation this is ("memory", "sqlite", "etcd", "postgresql"), for logs
+    /// Which implementation this is ("memory", "sqlite", "etcd", "postgresql", "dynamodb"), for logs
     /// and metrics.
     fn kind(&self) -> &'static str;
 

@@ -1,14 +1,17 @@
 //! Turning `jumpgate.storage` into an open [`Backend`]. Files the config points at
 //! (etcd TLS material, password files) are read here, before any socket is bound, so a
-//! bad path fails the start with the field that named it.
+//! bad path fails the start with the field that named it. (DynamoDB's credentials come from
+//! the AWS chain when the backend connects, never from the config.)
 
 use anyhow::{Context, Result, bail};
 use jumpgate_backend::{
-    Backend, BackendError, EtcdBackend, EtcdOptions, EtcdTls, MemoryBackend, PostgresBackend,
-    PostgresOptions, SqliteBackend, SqliteOptions,
+    Backend, BackendError, DynamoBackend, DynamoBilling, DynamoOptions, EtcdBackend, EtcdOptions,
+    EtcdTls, MemoryBackend, PostgresBackend, PostgresOptions, SqliteBackend, SqliteOptions,
 };
 use jumpgate_types::Config;
-use jumpgate_types::config::{EtcdConfig, PostgresConfig, StorageBackend};
+use jumpgate_types::config::{
+    DynamoBillingMode, DynamoConfig, EtcdConfig, PostgresConfig, StorageBackend,
+};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -22,6 +25,7 @@ pub enum StoragePlan {
     Memory,
     Etcd(EtcdOptions),
     Postgres(PostgresOptions),
+    Dynamo(DynamoOptions),
 }
 
 impl StoragePlan {
@@ -36,6 +40,7 @@ impl StoragePlan {
             StorageBackend::Postgres(postgres) => {
                 StoragePlan::Postgres(postgres_options(postgres)?)
             }
+            StorageBackend::Dynamo(dynamo) => StoragePlan::Dynamo(dynamo_options(dynamo)),
         })
     }
 
@@ -55,6 +60,7 @@ impl StoragePlan {
                     .endpoint()
                     .unwrap_or_else(|_| "[unparsable connection string]".to_string())
             ),
+            StoragePlan::Dynamo(options) => options.describe(),
         }
     }
 
@@ -65,6 +71,9 @@ impl StoragePlan {
             StoragePlan::Etcd(options) => Arc::new(EtcdBackend::connect(options.clone()).await?),
             StoragePlan::Postgres(options) => {
                 Arc::new(PostgresBackend::connect(options.clone()).await?)
+            }
+            StoragePlan::Dynamo(options) => {
+                Arc::new(DynamoBackend::connect(options.clone()).await?)
             }
         })
     }
@@ -127,6 +136,24 @@ fn postgres_options(postgres: &PostgresConfig) -> Result<PostgresOptions> {
         options.password = Some(read_password(password_file)?);
     }
     Ok(options)
+}
+
+/// Credentials are not read here: the AWS SDK's standard chain finds them when the backend
+/// connects (environment, profile, instance or task role).
+fn dynamo_options(dynamo: &DynamoConfig) -> DynamoOptions {
+    let mut options = DynamoOptions::new(dynamo.region.clone(), dynamo.table_name.clone());
+    options.endpoint = dynamo.endpoint.clone();
+    options.billing = match dynamo.billing {
+        DynamoBillingMode::PayPerRequest => DynamoBilling::PayPerRequest,
+        DynamoBillingMode::Provisioned {
+            read_capacity_units,
+            write_capacity_units,
+        } => DynamoBilling::Provisioned {
+            read_capacity_units,
+            write_capacity_units,
+        },
+    };
+    options
 }
 
 /// A password file's text without its final line break.

@@ -8,7 +8,10 @@
 )]
 
 mod support;
-use jumpgate_test_support::{EtcdServer, Postgres};
+use jumpgate_test_support::{
+    DynamoEmulator, EMULATOR_ACCESS_KEY_ID, EMULATOR_REGION, EMULATOR_SECRET_ACCESS_KEY,
+    EtcdServer, Postgres,
+};
 use std::time::Duration;
 use support::{Daemon, http_get, jctl_ok, run, start_daemon, text, wait_until};
 
@@ -775,4 +778,159 @@ async fn two_auth_servers_started_together_share_one_cluster_in_postgresql() {
             "each auth server must search the one log: {events}"
         );
     }
+}
+
+/// Seed 004's `storage.type: dynamodb`, with moto's server mode standing in for DynamoDB
+/// (an emulator) through `endpoint`, and the credentials in the environment as the AWS chain
+/// reads them: the cluster's CAs and users live in the table and survive a restart of the
+/// daemon with a fresh data directory.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_keeps_its_state_in_dynamodb_across_restarts() {
+    let emulator = DynamoEmulator::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("jumpgate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: v3\njumpgate:\n  data_dir: {}\n  storage:\n    type: dynamodb\n    region: {EMULATOR_REGION}\n    table_name: jumpgate-backend\n    endpoint: {}\nauth_service:\n  cluster_name: dynamo\n",
+            data.display(),
+            emulator.endpoint(),
+        ),
+    )
+    .unwrap();
+    let env = [
+        ("AWS_ACCESS_KEY_ID", EMULATOR_ACCESS_KEY_ID),
+        ("AWS_SECRET_ACCESS_KEY", EMULATOR_SECRET_ACCESS_KEY),
+        // No profile or instance metadata lookups on a test machine.
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+    let start = |config: &std::path::Path, log: &std::path::Path| {
+        support::Daemon::start_with_env(
+            support::bins(),
+            &["-c", config.to_str().unwrap()],
+            &env,
+            log,
+        )
+    };
+    let ready = |daemon: &Daemon| {
+        wait_until(Duration::from_secs(30), || {
+            daemon.readyz().is_some_and(|(status, _)| status == 200)
+        })
+    };
+    let mut daemon = start(&config, &dir.path().join("log"));
+    assert!(ready(&daemon), "{}", daemon.log_text());
+    let log = daemon.log_text();
+    assert!(
+        log.contains("DynamoDB table jumpgate-backend"),
+        "the log should name the table:\n{log}"
+    );
+    assert!(
+        !log.contains(EMULATOR_SECRET_ACCESS_KEY),
+        "the secret was logged:\n{log}"
+    );
+    jctl_ok(
+        &data,
+        &[
+            "users", "add", "dora", "--roles", "access", "--logins", "root",
+        ],
+    );
+    let pin = jctl_ok(&data, &["status"]);
+    assert!(daemon.terminate(), "{}", daemon.log_text());
+
+    // A new data directory: everything the cluster knows must come from the table.
+    let data_again = dir.path().join("data-again");
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config).unwrap().replace(
+            &data.display().to_string(),
+            &data_again.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let daemon = start(&config, &dir.path().join("log-2"));
+    assert!(ready(&daemon), "{}", daemon.log_text());
+    let users = jctl_ok(&data_again, &["users", "ls"]);
+    assert!(users.contains("dora"), "{users}");
+    let ca_line = |status: &str| {
+        status
+            .lines()
+            .find(|line| line.contains("sha256:"))
+            .map(str::to_string)
+    };
+    let before = ca_line(&pin).expect("jctl status prints the CA pin");
+    assert_eq!(
+        ca_line(&jctl_ok(&data_again, &["status"])),
+        Some(before),
+        "the cluster's CA changed: its state did not come from DynamoDB"
+    );
+}
+
+/// `storage.type: dynamodb` on a machine with no AWS credentials anywhere in the chain (no
+/// environment variables, no profile files, instance metadata off): the daemon stops with
+/// an error that names the table and says where credentials come from, rather than
+/// retrying forever.
+#[test]
+fn a_daemon_without_aws_credentials_stops_and_says_where_they_come_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("jumpgate.yaml");
+    // Nothing listens there; credentials are looked for before any request.
+    let endpoint = format!("http://127.0.0.1:{}", jumpgate_test_support::free_port());
+    std::fs::write(
+        &config,
+        format!(
+            "version: v3\njumpgate:\n  data_dir: {}\n  storage:\n    type: dynamodb\n    region: eu-west-1\n    table_name: jumpgate-nocreds\n    endpoint: {endpoint}\nauth_service:\n  cluster_name: nocreds\n",
+            data.display(),
+        ),
+    )
+    .unwrap();
+    let mut command = support::jumpgate();
+    for var in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_ROLE_ARN",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    ] {
+        command.env_remove(var);
+    }
+    let mut child = command
+        .env("HOME", dir.path())
+        .env("AWS_CONFIG_FILE", dir.path().join("no-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.path().join("no-aws-credentials"),
+        )
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .args([
+            "start",
+            "-c",
+            config.to_str().unwrap(),
+            "--diag-addr",
+            "127.0.0.1:0",
+            "--auth-addr",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let exited = wait_until(Duration::from_secs(30), || {
+        child.try_wait().ok().flatten().is_some()
+    });
+    if !exited {
+        let _ = child.kill();
+        panic!("the daemon kept running without AWS credentials");
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("no AWS credentials found"), "{err}");
+    assert!(err.contains("jumpgate-nocreds"), "{err}");
+    assert!(err.contains("AWS_ACCESS_KEY_ID"), "{err}");
 }

@@ -9,7 +9,8 @@
 //!   when an integration test is compiled), so the caller builds a `Bins`: tests from
 //!   `env!`, the benchmarks from `target/release` ([`Bins::release`]);
 //! - [`Daemon`] (`jumpgate start`) and [`Cluster`] (a dev cluster with users and logins);
-//! - real peers: [`Sshd`] (OpenSSH), [`Haproxy`], [`EtcdServer`], [`Postgres`];
+//! - real peers: [`Sshd`] (OpenSSH), [`Haproxy`], [`EtcdServer`], [`Postgres`]; and one
+//!   emulator, [`DynamoEmulator`] (moto standing in for DynamoDB, which cannot run here);
 //! - certificates and codes: [`issue_tls`], `jctl auth sign` ([`Bins::sign_user`]),
 //!   [`tls_client_trusting`], [`totp_now`].
 //!
@@ -21,6 +22,7 @@ mod bins;
 mod certs;
 mod cluster;
 mod daemon;
+mod dynamo;
 mod etcd;
 mod haproxy;
 mod netcut;
@@ -33,6 +35,9 @@ pub use bins::Bins;
 pub use certs::{issue_tls, tls_client_trusting, totp_at, totp_now, write_private};
 pub use cluster::{Cluster, PASSWORD, dev_node_name};
 pub use daemon::Daemon;
+pub use dynamo::{
+    DynamoEmulator, EMULATOR_ACCESS_KEY_ID, EMULATOR_REGION, EMULATOR_SECRET_ACCESS_KEY,
+};
 pub use etcd::EtcdServer;
 pub use haproxy::{Haproxy, start_haproxy};
 pub use netcut::NetCut;

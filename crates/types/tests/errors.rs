@@ -69,9 +69,9 @@ const FIELD_ERRORS: &[(&str, &str, &str, &str)] = &[
     ),
     (
         "unknown storage type",
-        "jumpgate:\n  storage:\n    type: dynamodb\n    region: eu-central-1\n    table_name: jumpgate\nauth_service: {}\n",
+        "jumpgate:\n  storage:\n    type: firestore\n    project_id: p\n    collection_name: jumpgate\nauth_service: {}\n",
         "jumpgate.storage.type",
-        "\"dynamodb\" is not supported; use one of sqlite, etcd, postgresql, memory",
+        "\"firestore\" is not supported; use one of sqlite, etcd, postgresql, dynamodb, memory",
     ),
     (
         "key of another storage type",

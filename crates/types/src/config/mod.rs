@@ -150,8 +150,8 @@ fn precheck(value: &Value) -> Result<(), Invalid> {
              (Jumpgate reads Teleport's v3 layout with this one section renamed)",
         ));
     }
-    // An unsupported storage type must be reported as such, before its own keys (dynamodb's
-    // `region`, say) would be reported as unknown.
+    // An unsupported storage type must be reported as such, before its own keys (firestore's
+    // `project_id`, say) would be reported as unknown.
     let kind = value
         .get("jumpgate")
         .and_then(|g| g.get("storage"))

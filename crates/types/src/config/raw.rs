@@ -88,6 +88,13 @@ pub(super) struct RawStorage {
     pub insecure: Option<FlexBool>,
     // postgresql (also password_file and the tls_* files above)
     pub conn_string: Option<String>,
+    // dynamodb (Teleport's names)
+    pub region: Option<String>,
+    pub table_name: Option<String>,
+    pub endpoint: Option<String>,
+    pub billing_mode: Option<String>,
+    pub read_capacity_units: Option<i64>,
+    pub write_capacity_units: Option<i64>,
     // any type
     pub audit_events_uri: Option<OneOrMany<String>>,
     pub audit_sessions_uri: Option<String>,

@@ -226,6 +226,8 @@ pub enum StorageBackend {
     Etcd(EtcdConfig),
     /// A PostgreSQL database, for highly available auth servers (`type: postgresql`).
     Postgres(PostgresConfig),
+    /// A DynamoDB table, for highly available auth servers on AWS (`type: dynamodb`).
+    Dynamo(DynamoConfig),
 }
 
 impl Default for StorageBackend {
@@ -240,7 +242,10 @@ impl StorageConfig {
         match &self.backend {
             StorageBackend::Sqlite { path: Some(path) } => Some(path.clone()),
             StorageBackend::Sqlite { path: None } => Some(data_dir.join("backend")),
-            StorageBackend::Memory | StorageBackend::Etcd(_) | StorageBackend::Postgres(_) => None,
+            StorageBackend::Memory
+            | StorageBackend::Etcd(_)
+            | StorageBackend::Postgres(_)
+            | StorageBackend::Dynamo(_) => None,
         }
     }
 }
@@ -277,6 +282,37 @@ pub struct PostgresConfig {
     /// File holding the password of the connection string's user.
     pub password_file: Option<PathBuf>,
 }
+
+/// `storage` with `type: dynamodb` (Teleport's field names). Credentials are not here: they
+/// come from the standard AWS chain (environment, profile, instance or task role).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DynamoConfig {
+    /// The AWS region of the table, e.g. `us-east-1`.
+    pub region: String,
+    /// The table holding the cluster state; created if missing.
+    pub table_name: String,
+    /// Another endpoint than AWS's (a local emulator or a VPC endpoint), as an
+    /// `http(s)://` URL.
+    pub endpoint: Option<String>,
+    /// How a table Jumpgate creates is billed.
+    pub billing: DynamoBillingMode,
+}
+
+/// `storage.billing_mode` (with `read_capacity_units`/`write_capacity_units`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DynamoBillingMode {
+    /// On-demand capacity (`pay_per_request`, the default).
+    #[default]
+    PayPerRequest,
+    /// Fixed capacity (`provisioned`); both default to 10 units.
+    Provisioned {
+        read_capacity_units: i64,
+        write_capacity_units: i64,
+    },
+}
+
+/// Capacity units a provisioned table gets unless the config says (Teleport's default).
+pub const DEFAULT_DYNAMO_CAPACITY_UNITS: i64 = 10;
 
 /// `jumpgate.log`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -454,3 +454,111 @@ fn servers_are_one_address_a_comma_list_or_a_list() {
         assert!(err.to_string().contains(reason), "{yaml}: {err}");
     }
 }
+
+#[test]
+fn dynamodb_storage() {
+    // Seed 004's deployment keeps cluster state in DynamoDB; Teleport's field names.
+    let c = parse(
+        "jumpgate:\n  storage:\n    type: dynamodb\n    region: us-east-1\n    \
+         table_name: jumpgate-backend\n    audit_sessions_uri: s3://recordings/jumpgate\n",
+    );
+    assert_eq!(
+        c.jumpgate.storage.backend,
+        StorageBackend::Dynamo(DynamoConfig {
+            region: "us-east-1".to_owned(),
+            table_name: "jumpgate-backend".to_owned(),
+            endpoint: None,
+            billing: DynamoBillingMode::PayPerRequest,
+        })
+    );
+    let c = parse(
+        "jumpgate:\n  storage:\n    type: DynamoDB\n    region: eu-central-1\n    \
+         table_name: jg.state_1\n    endpoint: http://localhost:8000\n    \
+         billing_mode: provisioned\n    write_capacity_units: 25\n",
+    );
+    assert_eq!(
+        c.jumpgate.storage.backend,
+        StorageBackend::Dynamo(DynamoConfig {
+            region: "eu-central-1".to_owned(),
+            table_name: "jg.state_1".to_owned(),
+            endpoint: Some("http://localhost:8000".to_owned()),
+            billing: DynamoBillingMode::Provisioned {
+                read_capacity_units: 10,
+                write_capacity_units: 25,
+            },
+        })
+    );
+
+    let refused = |yaml: &str, field: &str, reason: &str| {
+        let err = Config::from_yaml("f", yaml).unwrap_err();
+        assert_eq!(err.field_path(), Some(field), "{err}");
+        assert!(err.to_string().contains(reason), "{err}");
+    };
+    refused(
+        "jumpgate:\n  storage: {type: dynamodb, table_name: t-1}\n",
+        "jumpgate.storage.region",
+        "is required for storage type dynamodb",
+    );
+    refused(
+        "jumpgate:\n  storage: {type: dynamodb, region: US East, table_name: t-1}\n",
+        "jumpgate.storage.region",
+        "expected an AWS region",
+    );
+    refused(
+        "jumpgate:\n  storage: {type: dynamodb, region: us-east-1}\n",
+        "jumpgate.storage.table_name",
+        "is required for storage type dynamodb",
+    );
+    refused(
+        "jumpgate:\n  storage: {type: dynamodb, region: us-east-1, table_name: \"a/b\"}\n",
+        "jumpgate.storage.table_name",
+        "is not a DynamoDB table name",
+    );
+    refused(
+        "jumpgate:\n  storage: {type: dynamodb, region: us-east-1, table_name: t-1, endpoint: \"localhost:8000\"}\n",
+        "jumpgate.storage.endpoint",
+        "expected an http:// or https:// URL",
+    );
+    refused(
+        "jumpgate:\n  storage: {type: dynamodb, region: us-east-1, table_name: t-1, billing_mode: on_demand}\n",
+        "jumpgate.storage.billing_mode",
+        "use pay_per_request or provisioned",
+    );
+    refused(
+        "jumpgate:\n  storage: {type: dynamodb, region: us-east-1, table_name: t-1, read_capacity_units: 5}\n",
+        "jumpgate.storage.read_capacity_units",
+        "only applies with billing_mode: provisioned",
+    );
+    refused(
+        "jumpgate:\n  storage: {type: dynamodb, region: us-east-1, table_name: t-1, billing_mode: provisioned, write_capacity_units: 0}\n",
+        "jumpgate.storage.write_capacity_units",
+        "at least 1",
+    );
+    refused(
+        "jumpgate:\n  storage: {type: etcd, peers: [\"http://e:2379\"], table_name: t-1}\n",
+        "jumpgate.storage.table_name",
+        "`table_name` is for storage type dynamodb, not etcd",
+    );
+    refused(
+        "jumpgate:\n  storage: {type: dynamodb, region: us-east-1, table_name: t-1, conn_string: \"host=db\"}\n",
+        "jumpgate.storage.conn_string",
+        "`conn_string` is for storage type postgresql, not dynamodb",
+    );
+    // Without `type`, a DynamoDB key says how to switch.
+    refused(
+        "jumpgate:\n  storage: {region: us-east-1}\n",
+        "jumpgate.storage.region",
+        "add `type: dynamodb`",
+    );
+    // Teleport's keys we do not support are named, not silently ignored.
+    let err = Config::from_yaml(
+        "f",
+        "jumpgate:\n  storage: {type: dynamodb, region: us-east-1, table_name: t-1, continuous_backups: true}\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.field_path(),
+        Some("jumpgate.storage.continuous_backups"),
+        "{err}"
+    );
+}

@@ -13,10 +13,10 @@ use super::raw::{
     RawAuth, RawConfig, RawGlobal, RawLog, RawProxy, RawSsh, RawStorage, RawTunnelStrategy,
 };
 use super::sections::{
-    AuthServiceConfig, Authentication, CommandLabel, DEFAULT_ETCD_PREFIX, EtcdConfig, GlobalConfig,
-    JoinParams, JoinRole, LOG_EXTRA_FIELDS, LogConfig, LogOutput, PostgresConfig,
-    ProxyServiceConfig, SshAlgorithms, SshServiceConfig, StaticToken, StorageBackend,
-    StorageConfig, TunnelStrategy,
+    AuthServiceConfig, Authentication, CommandLabel, DEFAULT_DYNAMO_CAPACITY_UNITS,
+    DEFAULT_ETCD_PREFIX, DynamoBillingMode, DynamoConfig, EtcdConfig, GlobalConfig, JoinParams,
+    JoinRole, LOG_EXTRA_FIELDS, LogConfig, LogOutput, PostgresConfig, ProxyServiceConfig,
+    SshAlgorithms, SshServiceConfig, StaticToken, StorageBackend, StorageConfig, TunnelStrategy,
 };
 use super::values::{OneOrMany, Secret, ValueError, WordOrMap};
 
@@ -235,6 +235,7 @@ pub(super) enum StorageKind {
     Sqlite,
     Etcd,
     Postgres,
+    Dynamo,
     Memory,
 }
 
@@ -244,6 +245,7 @@ impl StorageKind {
             Self::Sqlite => "sqlite",
             Self::Etcd => "etcd",
             Self::Postgres => "postgresql",
+            Self::Dynamo => "dynamodb",
             Self::Memory => "memory",
         }
     }
@@ -258,9 +260,10 @@ pub(super) fn storage_kind(s: &str) -> Result<StorageKind, String> {
         "etcd" => Ok(StorageKind::Etcd),
         // `postgresql` is Teleport's name; `postgres` is what people type.
         "postgresql" | "postgres" => Ok(StorageKind::Postgres),
+        "dynamodb" => Ok(StorageKind::Dynamo),
         "memory" => Ok(StorageKind::Memory),
         _ => Err(format!(
-            "{s:?} is not supported; use one of sqlite, etcd, postgresql, memory"
+            "{s:?} is not supported; use one of sqlite, etcd, postgresql, dynamodb, memory"
         )),
     }
 }
@@ -273,8 +276,8 @@ fn validate_storage(raw: RawStorage, path: &str) -> Result<StorageConfig, Invali
     };
 
     // Keys that belong to some storage types only.
-    use StorageKind::{Etcd, Postgres, Sqlite};
-    let owned: [(&str, bool, &[StorageKind]); 10] = [
+    use StorageKind::{Dynamo, Etcd, Postgres, Sqlite};
+    let owned: [(&str, bool, &[StorageKind]); 16] = [
         ("path", raw.path.is_some(), &[Sqlite]),
         ("peers", raw.peers.is_some(), &[Etcd]),
         ("prefix", raw.prefix.is_some(), &[Etcd]),
@@ -297,6 +300,20 @@ fn validate_storage(raw: RawStorage, path: &str) -> Result<StorageConfig, Invali
         ),
         ("insecure", raw.insecure.is_some(), &[Etcd]),
         ("conn_string", raw.conn_string.is_some(), &[Postgres]),
+        ("region", raw.region.is_some(), &[Dynamo]),
+        ("table_name", raw.table_name.is_some(), &[Dynamo]),
+        ("endpoint", raw.endpoint.is_some(), &[Dynamo]),
+        ("billing_mode", raw.billing_mode.is_some(), &[Dynamo]),
+        (
+            "read_capacity_units",
+            raw.read_capacity_units.is_some(),
+            &[Dynamo],
+        ),
+        (
+            "write_capacity_units",
+            raw.write_capacity_units.is_some(),
+            &[Dynamo],
+        ),
     ];
     for (key, given, owners) in owned {
         if given && !owners.contains(&kind) {
@@ -321,6 +338,7 @@ fn validate_storage(raw: RawStorage, path: &str) -> Result<StorageConfig, Invali
         StorageKind::Memory => StorageBackend::Memory,
         StorageKind::Etcd => StorageBackend::Etcd(validate_etcd(&raw, path)?),
         StorageKind::Postgres => StorageBackend::Postgres(validate_postgres(&raw, path)?),
+        StorageKind::Dynamo => StorageBackend::Dynamo(validate_dynamo(&raw, path)?),
     };
 
     let events = raw.audit_events_uri.map(|u| u.0).unwrap_or_default();
@@ -427,6 +445,108 @@ fn validate_postgres(raw: &RawStorage, path: &str) -> Result<PostgresConfig, Inv
     Ok(PostgresConfig {
         conn_string,
         password_file: raw.password_file.clone(),
+    })
+}
+
+fn validate_dynamo(raw: &RawStorage, path: &str) -> Result<DynamoConfig, Invalid> {
+    let region_path = join(path, "region");
+    let Some(region) = raw.region.clone() else {
+        return Err(Invalid::new(
+            region_path,
+            "is required for storage type dynamodb: the AWS region of the table, e.g. us-east-1",
+        ));
+    };
+    let region_ok = !region.is_empty()
+        && region
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !region_ok {
+        return Err(Invalid::new(
+            region_path,
+            format!("expected an AWS region such as us-east-1, got {region:?}"),
+        ));
+    }
+    let table_path = join(path, "table_name");
+    let Some(table_name) = raw.table_name.clone() else {
+        return Err(Invalid::new(
+            table_path,
+            "is required for storage type dynamodb: the table for the cluster state, e.g. \
+             jumpgate-backend (created if missing)",
+        ));
+    };
+    // DynamoDB's own rule for table names.
+    let table_ok = (3..=255).contains(&table_name.len())
+        && table_name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+    if !table_ok {
+        return Err(Invalid::new(
+            table_path,
+            format!(
+                "{table_name:?} is not a DynamoDB table name: 3 to 255 characters among \
+                 a-z, A-Z, 0-9, '_', '-' and '.'"
+            ),
+        ));
+    }
+    if let Some(endpoint) = &raw.endpoint {
+        let host = endpoint
+            .strip_prefix("http://")
+            .or_else(|| endpoint.strip_prefix("https://"));
+        if host.is_none_or(|rest| rest.is_empty() || rest.starts_with('/')) {
+            return Err(Invalid::new(
+                join(path, "endpoint"),
+                format!(
+                    "expected an http:// or https:// URL such as http://localhost:8000, got \
+                     {endpoint:?}"
+                ),
+            ));
+        }
+    }
+    let mode = raw.billing_mode.as_deref().map(str::to_ascii_lowercase);
+    let billing = match mode.as_deref() {
+        None | Some("pay_per_request") => {
+            for (key, given) in [
+                ("read_capacity_units", raw.read_capacity_units.is_some()),
+                ("write_capacity_units", raw.write_capacity_units.is_some()),
+            ] {
+                if given {
+                    return Err(Invalid::new(
+                        join(path, key),
+                        "only applies with billing_mode: provisioned",
+                    ));
+                }
+            }
+            DynamoBillingMode::PayPerRequest
+        }
+        Some("provisioned") => {
+            let units = |key: &str, value: Option<i64>| match value {
+                None => Ok(DEFAULT_DYNAMO_CAPACITY_UNITS),
+                Some(n) if n >= 1 => Ok(n),
+                Some(n) => Err(Invalid::new(
+                    join(path, key),
+                    format!("must be a whole number of capacity units, at least 1, got {n}"),
+                )),
+            };
+            DynamoBillingMode::Provisioned {
+                read_capacity_units: units("read_capacity_units", raw.read_capacity_units)?,
+                write_capacity_units: units("write_capacity_units", raw.write_capacity_units)?,
+            }
+        }
+        Some(_) => {
+            return Err(Invalid::new(
+                join(path, "billing_mode"),
+                format!(
+                    "{:?} is not a billing mode; use pay_per_request or provisioned",
+                    raw.billing_mode.as_deref().unwrap_or_default()
+                ),
+            ));
+        }
+    };
+    Ok(DynamoConfig {
+        region,
+        table_name,
+        endpoint: raw.endpoint.clone(),
+        billing,
     })
 }
 
@@ -800,10 +920,12 @@ mod tests {
     fn storage_kinds() {
         assert_eq!(storage_kind("dir"), Ok(StorageKind::Sqlite));
         assert_eq!(storage_kind("SQLite"), Ok(StorageKind::Sqlite));
+        assert_eq!(storage_kind("DynamoDB"), Ok(StorageKind::Dynamo));
         assert_eq!(
-            storage_kind("dynamodb"),
+            storage_kind("firestore"),
             Err(
-                "\"dynamodb\" is not supported; use one of sqlite, etcd, postgresql, memory"
+                "\"firestore\" is not supported; use one of sqlite, etcd, postgresql, dynamodb, \
+                 memory"
                     .to_owned()
             )
         );

@@ -1,0 +1,152 @@
+//! A DynamoDB **emulator** for the DynamoDB backend's tests: moto's server mode (PyPI
+//! `moto[server]`, pinned and installed by `./test.sh`), which implements the DynamoDB API
+//! in memory. It is not DynamoDB: it is the nearest thing that runs here, and it speaks the
+//! same wire protocol, so the backend's requests, signing and error handling are the real
+//! ones.
+//!
+//! moto's own `moto_server` serves requests on several threads, and its transactions are not
+//! atomic across threads; DynamoDB's are. So the emulator runs moto's application under
+//! werkzeug with one thread: requests are handled one at a time, which makes each
+//! transaction atomic, as on DynamoDB. (A single-threaded werkzeug speaks HTTP/1.0, one
+//! connection per request.) Under threaded moto the conformance suite's three concurrency
+//! checks fail (a compare-and-swap counter lost 6 of 90 increments), which is moto's fault,
+//! not the backend's.
+//!
+//! The emulator listens on a free loopback port, keeps everything in memory (a restart
+//! loses the tables), and is killed on drop.
+
+use crate::process::Process;
+use crate::wait::free_port;
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Any credentials do unless [`DynamoEmulator::start_checking_credentials`] was used.
+pub const EMULATOR_ACCESS_KEY_ID: &str = "AKIDJUMPGATETEST";
+/// The matching (meaningless) secret.
+pub const EMULATOR_SECRET_ACCESS_KEY: &str = "jumpgate-emulator-secret";
+/// The region the tests use.
+pub const EMULATOR_REGION: &str = "us-east-1";
+
+/// moto's WSGI application under a single-threaded werkzeug server.
+const LAUNCHER: &str = "
+import sys
+from werkzeug.serving import run_simple
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+app = DomainDispatcherApplication(create_backend_app)
+run_simple('127.0.0.1', int(sys.argv[1]), app, threaded=False, use_reloader=False)
+";
+
+/// moto in server mode on 127.0.0.1, standing in for DynamoDB.
+#[derive(Debug)]
+pub struct DynamoEmulator {
+    process: Option<Process>,
+    port: u16,
+    dir: tempfile::TempDir,
+    check_credentials: bool,
+}
+
+impl DynamoEmulator {
+    /// Starts the emulator and waits (bounded) until it answers. A port taken by a parallel
+    /// test between our check and the bind is retried on a fresh one.
+    pub async fn start() -> DynamoEmulator {
+        DynamoEmulator::start_with(false).await
+    }
+
+    /// An emulator that checks credentials against its (empty) IAM: every request is
+    /// refused as signed by an unknown access key, as DynamoDB refuses wrong credentials.
+    pub async fn start_checking_credentials() -> DynamoEmulator {
+        DynamoEmulator::start_with(true).await
+    }
+
+    async fn start_with(check_credentials: bool) -> DynamoEmulator {
+        let dir = tempfile::Builder::new()
+            .prefix("jumpgate-dynamo-emulator")
+            .tempdir()
+            .expect("temp dir for the DynamoDB emulator");
+        let mut emulator = DynamoEmulator {
+            process: None,
+            port: 0,
+            dir,
+            check_credentials,
+        };
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            emulator.port = free_port();
+            match emulator.try_start().await {
+                Ok(()) => return emulator,
+                Err(err) => last_error = err,
+            }
+        }
+        panic!("the DynamoDB emulator (moto) failed to start 5 times; last: {last_error}");
+    }
+
+    /// `http://127.0.0.1:PORT`, for `DynamoOptions::endpoint`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Kills the emulator (its tables are gone with it).
+    pub fn stop(&mut self) {
+        self.process = None;
+    }
+
+    /// Starts it again on the same port, empty.
+    pub async fn start_again(&mut self) {
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            match self.try_start().await {
+                Ok(()) => return,
+                Err(err) => last_error = err,
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("the DynamoDB emulator failed to restart 5 times; last: {last_error}");
+    }
+
+    async fn try_start(&mut self) -> Result<(), String> {
+        assert!(self.process.is_none(), "the emulator is already running");
+        let log = self.dir.path().join("moto.log");
+        let mut command = Command::new("python3");
+        command
+            .args(["-c", LAUNCHER, &self.port.to_string()])
+            .current_dir(self.dir.path())
+            // moto's IAM checks: from the first request when asked, never otherwise.
+            .env(
+                "INITIAL_NO_AUTH_ACTION_COUNT",
+                if self.check_credentials { "0" } else { "inf" },
+            )
+            .env_remove("MOTO_PORT");
+        let mut process = Process::spawn_appending(&mut command, "moto (DynamoDB emulator)", &log);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if process.has_exited() {
+                return Err(format!(
+                    "moto exited during start-up (is moto[server] installed? ./test.sh installs \
+                     it); log:\n{}",
+                    process.log_tail()
+                ));
+            }
+            // werkzeug says so once it has bound the port: a connection alone could reach
+            // another test's server that took the port first.
+            if process.log_text().contains("Running on")
+                && TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            {
+                self.process = Some(process);
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "moto did not listen on port {} within 30s; log:\n{}",
+                    self.port,
+                    process.log_tail()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
