@@ -20,8 +20,15 @@ impl Daemon {
     /// free port (tests run in parallel; `jctl` reads the address from the data
     /// directory). Retried on a fresh port if a parallel test took the port.
     pub fn start(bins: &Bins, args: &[&str], log: &Path) -> Daemon {
+        Daemon::start_with_env(bins, args, &[], log)
+    }
+
+    /// [`Daemon::start`] with extra environment variables for the daemon alone (for
+    /// example AWS credentials for an S3 recording store), leaving the test's own
+    /// environment untouched.
+    pub fn start_with_env(bins: &Bins, args: &[&str], env: &[(&str, &str)], log: &Path) -> Daemon {
         for _ in 0..5 {
-            if let Some(daemon) = Daemon::try_start(bins, args, log) {
+            if let Some(daemon) = Daemon::try_start(bins, args, env, log) {
                 return daemon;
             }
         }
@@ -31,10 +38,11 @@ impl Daemon {
         );
     }
 
-    fn try_start(bins: &Bins, args: &[&str], log: &Path) -> Option<Daemon> {
+    fn try_start(bins: &Bins, args: &[&str], env: &[(&str, &str)], log: &Path) -> Option<Daemon> {
         let diag_port = free_port();
         let mut command = bins.jumpgate();
         command
+            .envs(env.iter().copied())
             .arg("start")
             .args(args)
             .arg("--diag-addr")
