@@ -11,7 +11,9 @@
 #    player for the session recordings); from PyPI, ssh-audit and sslyze (independent
 #    scanners of the node's SSH algorithms and the proxy's TLS) and moto[server] (an
 #    emulator of DynamoDB for the DynamoDB backend's tests, run single-threaded by
-#    jumpgate_test_support::DynamoEmulator: DynamoDB itself cannot run here).
+#    jumpgate_test_support::DynamoEmulator: DynamoDB itself cannot run here); from
+#    crates.io, s3s-fs (a real S3-compatible server that checks SigV4 signatures, for the
+#    S3 recording store's tests; built once into ~/.cargo/bin, about 3.5 minutes on 2 cores).
 # 2. cargo fmt --check, cargo clippy -D warnings, then every test with cargo-nextest
 #    (falling back to cargo test), then the doc tests.
 set -euo pipefail
@@ -83,6 +85,16 @@ install_emulators() {
     python3 -m pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
 }
 
+# The S3 recording store's tests run s3s-fs (jumpgate_test_support::S3Server). Pinned:
+# 0.14.1 is the newest release that builds with our Rust (1.95; 0.15 needs 1.96).
+install_s3_server() {
+    if command -v s3s-fs >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/s3s-fs" ]; then
+        return
+    fi
+    log "installing s3s-fs (crates.io)"
+    cargo install --locked --quiet s3s-fs --version 0.14.1 --features binary
+}
+
 check_toolchain() {
     for component in fmt clippy; do
         if ! cargo "$component" --version >/dev/null 2>&1; then
@@ -95,6 +107,7 @@ check_toolchain() {
 install_packages
 install_scanners
 install_emulators
+install_s3_server
 check_toolchain
 
 log "cargo fmt --check"
@@ -104,9 +117,9 @@ log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 # jsh is a package of its own so that users' machines get no server code: it must not
-# depend on the database, etcd, HTTP-server or metrics crates.
+# depend on the database, etcd, HTTP-server, metrics or AWS SDK crates.
 log "jsh links no server dependencies"
-server_deps=$(cargo tree --locked -p jsh -e normal --prefix none | grep -E '^(rusqlite|etcd-client|axum|prometheus) ' | sort -u || true)
+server_deps=$(cargo tree --locked -p jsh -e normal --prefix none | grep -E '^(rusqlite|etcd-client|axum|prometheus|aws-config|aws-sdk-[a-z0-9]+) ' | sort -u || true)
 if [ -n "$server_deps" ]; then
     echo "test.sh: jsh depends on server-only crates:" >&2
     echo "$server_deps" >&2

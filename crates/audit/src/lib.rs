@@ -47,6 +47,8 @@ pub use multi::MultiLog;
 pub use postgres::PostgresAuditLog;
 pub use query::{DEFAULT_LIMIT, MAX_LIMIT, Order, Page, SearchQuery};
 pub use recording::{FileRecordingStore, RecordingError, RecordingStore};
+#[cfg(feature = "s3")]
+pub use recording::{S3Credentials, S3Options, S3RecordingStore};
 #[cfg(feature = "stores")]
 pub use sqlite::SqliteAuditLog;
 pub use timestamp::Timestamp;

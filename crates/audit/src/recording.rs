@@ -10,17 +10,22 @@
 //!   local spool file ([`SpoolFile`]); [`read_part`] reads the spool back from the
 //!   acknowledged offset for upload in parts of up to [`MAX_PART_LEN`].
 //! - Auth side: [`RecordingStore`] receives the parts (idempotently, refusing gaps), and
-//!   [`FileRecordingStore`] keeps them as `DIR/<session_id>.cast`; an S3 store comes later
-//!   behind the same trait. [`read_header`] reads a stored recording's header alone, for
+//!   [`FileRecordingStore`] keeps them as `DIR/<session_id>.cast`; `S3RecordingStore` (feature
+//!   `s3`, linked by auth only) keeps them in an S3-compatible bucket shared by every auth
+//!   server (see its module docs for the protocol and its costs). [`read_header`] reads a stored recording's header alone, for
 //!   deciding who may see it.
 //! - Reading: [`parse_cast`] validates untrusted recordings with bounded memory, naming the
 //!   bad line; [`to_text`], [`to_json`] and [`play`] are what `jsh play` shows.
 
 mod cast;
+#[cfg(feature = "test-support")]
+pub mod conformance;
 mod encode;
 mod error;
 mod export;
 mod parse;
+#[cfg(feature = "s3")]
+mod s3;
 mod spool;
 mod store;
 
@@ -31,6 +36,8 @@ pub use encode::{CastEncoder, MAX_MARKER_LEN};
 pub use error::{LineProblem, RecordingError};
 pub use export::{MAX_SPEED, MIN_SPEED, PlayOptions, play, to_json, to_text};
 pub use parse::{ParseOptions, parse_cast};
+#[cfg(feature = "s3")]
+pub use s3::{S3Credentials, S3Options, S3RecordingStore};
 pub use spool::{RecordingWriter, SpoolFile, SpoolOptions, read_part};
 pub use store::{FileRecordingStore, MAX_PART_LEN, RecordingInfo, RecordingStore, read_header};
 

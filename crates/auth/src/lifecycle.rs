@@ -10,10 +10,11 @@
 use crate::service::{AuthServer, AuthServerConfig};
 use crate::{CacheError, ClusterAuthorities, LocalIdentity, SecondFactor, StateCache};
 use jumpgate_api::{AUTH_SERVER_NAME, ApiError, PemIdentity, proto};
-use jumpgate_audit::AuditLog;
+use jumpgate_audit::{AuditLog, RecordingStore};
 use jumpgate_backend::{Backend, BackendError, Key, NewItem};
 use jumpgate_pki::{IdentityKind, PkiError, TlsCa};
 use jumpgate_telemetry::Readiness;
+use jumpgate_types::config::{SessionsStore, SessionsUri};
 use jumpgate_types::{Config, Role};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -36,9 +37,10 @@ const LOCAL_JOIN_TOKEN_TTL: Duration = Duration::from_secs(300);
 pub enum AuthServiceError {
     #[error("opening the audit log: {0}")]
     Audit(#[source] jumpgate_audit::Error),
-    #[error("session recordings in {}: {source}", dir.display())]
+    #[error("session recordings in {location}: {source}")]
     Recordings {
-        dir: PathBuf,
+        /// The directory or `s3://` URI.
+        location: String,
         #[source]
         source: jumpgate_audit::RecordingError,
     },
@@ -316,17 +318,15 @@ async fn start_with_audit(
         .map_err(listen_failed)?;
     let bound = listener.local_addr().map_err(listen_failed)?;
 
-    let recordings_dir = data_dir.join("log").join("sessions");
-    let recordings = jumpgate_audit::FileRecordingStore::open(&recordings_dir)
-        .await
-        .map_err(|source| AuthServiceError::Recordings {
-            dir: recordings_dir.clone(),
-            source,
-        })?;
+    let recordings = open_recordings(
+        &data_dir,
+        config.jumpgate.storage.audit_sessions_uri.as_ref(),
+    )
+    .await?;
     let server = AuthServer::new(AuthServerConfig {
         backend,
         audit: audit.clone(),
-        recordings: Arc::new(recordings),
+        recordings,
         authorities,
         cache: cache.clone(),
         second_factor: SecondFactor::from(config.auth_service.authentication.second_factor),
@@ -383,4 +383,47 @@ async fn start_with_audit(
         admin,
         task,
     })
+}
+
+/// Opens the recording store `jumpgate.storage.audit_sessions_uri` names: files in its
+/// directory, or an S3 bucket (credentials from the standard AWS chain); without it, files in
+/// `DATA_DIR/log/sessions`.
+async fn open_recordings(
+    data_dir: &std::path::Path,
+    uri: Option<&SessionsUri>,
+) -> Result<Arc<dyn RecordingStore>, AuthServiceError> {
+    let failed = |location: String| move |source| AuthServiceError::Recordings { location, source };
+    let dir = match uri.map(SessionsUri::store) {
+        None => data_dir.join("log").join("sessions"),
+        Some(SessionsStore::File { dir }) => dir.clone(),
+        Some(SessionsStore::S3(s3)) => {
+            let mut options = jumpgate_audit::S3Options::new(&s3.bucket);
+            options.prefix = s3.prefix.clone();
+            options.region = s3.region.clone();
+            options.endpoint = s3.endpoint.clone();
+            options.path_style = s3.path_style;
+            options.use_fips = s3.use_fips_endpoint;
+            options.sse = s3.sse.clone();
+            options.sse_kms_key = s3.sse_kms_key.clone();
+            options.acl = s3.acl.clone();
+            let location = uri.map(SessionsUri::to_string).unwrap_or_default();
+            let store = jumpgate_audit::S3RecordingStore::open(options)
+                .await
+                .map_err(failed(location))?;
+            return Ok(Arc::new(store));
+        }
+        Some(other) => {
+            return Err(AuthServiceError::Recordings {
+                location: format!("{other:?}"),
+                source: jumpgate_audit::RecordingError::StoreConfig {
+                    reason: "this kind of recording store is not supported by this build".into(),
+                },
+            });
+        }
+    };
+    let store = jumpgate_audit::FileRecordingStore::open(&dir)
+        .await
+        .map_err(failed(dir.display().to_string()))?;
+    info!(dir = %dir.display(), "session recordings are stored in files");
+    Ok(Arc::new(store))
 }

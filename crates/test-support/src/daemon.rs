@@ -23,8 +23,9 @@ impl Daemon {
         Daemon::start_with_env(bins, args, &[], log)
     }
 
-    /// [`Daemon::start`] with extra environment variables (e.g. AWS credentials, which
-    /// never go in the config).
+    /// [`Daemon::start`] with extra environment variables for the daemon alone (for
+    /// example AWS credentials for an S3 recording store), leaving the test's own
+    /// environment untouched.
     pub fn start_with_env(bins: &Bins, args: &[&str], env: &[(&str, &str)], log: &Path) -> Daemon {
         for _ in 0..5 {
             if let Some(daemon) = Daemon::try_start(bins, args, env, log) {

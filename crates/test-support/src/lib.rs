@@ -9,8 +9,9 @@
 //!   when an integration test is compiled), so the caller builds a `Bins`: tests from
 //!   `env!`, the benchmarks from `target/release` ([`Bins::release`]);
 //! - [`Daemon`] (`jumpgate start`) and [`Cluster`] (a dev cluster with users and logins);
-//! - real peers: [`Sshd`] (OpenSSH), [`Haproxy`], [`EtcdServer`], [`Postgres`]; and one
-//!   emulator, [`DynamoEmulator`] (moto standing in for DynamoDB, which cannot run here);
+//! - real peers: [`Sshd`] (OpenSSH), [`Haproxy`], [`EtcdServer`], [`Postgres`], [`S3Server`]
+//!   (s3s-fs); and one emulator, [`DynamoEmulator`] (moto standing in for DynamoDB, which
+//!   cannot run here);
 //! - certificates and codes: [`issue_tls`], `jctl auth sign` ([`Bins::sign_user`]),
 //!   [`tls_client_trusting`], [`totp_now`].
 //!
@@ -28,6 +29,7 @@ mod haproxy;
 mod netcut;
 mod postgres;
 mod process;
+mod s3;
 mod sshd;
 mod wait;
 
@@ -43,5 +45,6 @@ pub use haproxy::{Haproxy, start_haproxy};
 pub use netcut::NetCut;
 pub use postgres::{PG_DATABASE, PG_PASSWORD, PG_USER, PgTls, Postgres};
 pub use process::{Process, output_within, run, run_ok, text};
+pub use s3::{S3_ACCESS_KEY, S3_BUCKET, S3_SECRET_KEY, S3Server};
 pub use sshd::{HostKey, KnownHosts, Sshd, SshdConfig, current_user, openssh_to};
 pub use wait::{eventually, free_port, http_get, wait_for, wait_until};

@@ -97,7 +97,11 @@ fn seed000_ha_auth_on_etcd_behind_a_load_balancer() {
         ["file:///var/lib/jumpgate/log"]
     );
     assert_eq!(
-        c.jumpgate.storage.audit_sessions_uri.as_deref(),
+        c.jumpgate
+            .storage
+            .audit_sessions_uri
+            .as_ref()
+            .map(|uri| uri.as_str()),
         Some("file:///var/lib/jumpgate/log/records")
     );
     assert_eq!(c.jumpgate.log.format, LogFormat::Json);

@@ -75,6 +75,46 @@ pub enum RecordingError {
         source: std::io::Error,
     },
 
+    /// The object store cannot be reached (connection refused, timeout, 5xx after retries):
+    /// try again later.
+    #[error(
+        "the recording store at {endpoint} is unavailable: {reason}; check that it is up and \
+         reachable from this auth server, the upload will be retried"
+    )]
+    StoreUnavailable { endpoint: String, reason: String },
+
+    /// The object store refused the credentials or their permissions.
+    /// `reason` names the bucket and the request.
+    #[error(
+        "the recording store at {endpoint} refused access key id {access_key_id}: {reason}; \
+         check the secret key and the key's permissions on the bucket"
+    )]
+    StoreDenied {
+        endpoint: String,
+        access_key_id: String,
+        reason: String,
+    },
+
+    /// The object store answered a request with an error not covered above; `detail` names
+    /// the request, the key and the answer.
+    #[error("the recording store at {endpoint} (bucket {bucket:?}): {detail}")]
+    Store {
+        endpoint: String,
+        bucket: String,
+        detail: String,
+    },
+
+    /// The store cannot be set up as configured (no credentials, no such bucket).
+    #[error("recording store: {reason}")]
+    StoreConfig { reason: String },
+
+    /// What the store holds about a recording contradicts itself (damaged or edited by hand).
+    #[error("recording {session_id} is damaged in the store: {reason}")]
+    Corrupt {
+        session_id: SessionId,
+        reason: String,
+    },
+
     /// The blocking worker thread died (panicked or the runtime is shutting down).
     #[error("recording store worker task failed: {0}")]
     Task(#[source] tokio::task::JoinError),

@@ -58,7 +58,17 @@ fn session_id(text: &str) -> Result<SessionId, ServiceError> {
 fn recording_error(err: jumpgate_audit::RecordingError) -> ServiceError {
     use jumpgate_audit::RecordingError as E;
     match err {
-        E::Io { .. } => ServiceError::internal(err),
+        // The store's own trouble: the detail (endpoint, bucket) is logged, not sent.
+        E::StoreUnavailable { .. } => {
+            tracing::warn!(error = %err, "the recording store is unavailable");
+            ServiceError::Unavailable("the recording store is unavailable; try again".into())
+        }
+        E::Io { .. }
+        | E::Store { .. }
+        | E::StoreDenied { .. }
+        | E::StoreConfig { .. }
+        | E::Corrupt { .. }
+        | E::Task(_) => ServiceError::internal(err),
         other => ServiceError::invalid(other.to_string()),
     }
 }

@@ -20,6 +20,7 @@ pub(crate) mod error;
 mod raw;
 mod sample;
 mod sections;
+mod sessions_uri;
 mod validate;
 pub(crate) mod values;
 
@@ -34,6 +35,7 @@ use error::Invalid;
 pub use error::{ConfigError, Location};
 pub use sample::sample_config;
 pub use sections::*;
+pub use sessions_uri::{S3_PARAMETERS, S3Sessions, SessionsStore, SessionsUri};
 pub use values::{HostPort, Secret, ServerAddrs, ValueError, parse_duration};
 
 /// A validated `jumpgate` configuration: what this host runs and how.

@@ -207,8 +207,9 @@ pub struct StorageConfig {
     pub backend: StorageBackend,
     /// Where audit events go, as URIs; empty means the default store in `data_dir`.
     pub audit_events_uri: Vec<String>,
-    /// Where session recordings go, as a URI; `None` means files in `data_dir`.
-    pub audit_sessions_uri: Option<String>,
+    /// Where session recordings go (`file://DIR` or `s3://BUCKET/PREFIX?...`); `None` means
+    /// files in `DATA_DIR/log/sessions`.
+    pub audit_sessions_uri: Option<super::SessionsUri>,
 }
 
 /// The cluster-state backend (`storage.type`).

@@ -350,13 +350,16 @@ fn validate_storage(raw: RawStorage, path: &str) -> Result<StorageConfig, Invali
             )
         })?;
     }
-    if let Some(uri) = &raw.audit_sessions_uri {
-        check_uri(uri).map_err(|r| Invalid::new(join(path, "audit_sessions_uri"), r))?;
-    }
+    let audit_sessions_uri = raw
+        .audit_sessions_uri
+        .as_deref()
+        .map(super::SessionsUri::parse)
+        .transpose()
+        .map_err(|r| Invalid::new(join(path, "audit_sessions_uri"), r))?;
     Ok(StorageConfig {
         backend,
         audit_events_uri: events,
-        audit_sessions_uri: raw.audit_sessions_uri,
+        audit_sessions_uri,
     })
 }
 
