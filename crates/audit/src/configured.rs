@@ -5,13 +5,16 @@
 //! action it records is answered, and searches go to the first. The forms:
 //! - `file:///DIR`: daily JSON-lines files in `DIR` (for log shippers; searchable too);
 //! - `postgresql://user@host:5432/db?...` (or `postgres://`): a PostgreSQL database that
-//!   several auth servers share.
+//!   several auth servers share;
+//! - `dynamodb://TABLE?region=R[&endpoint=URL]`: a DynamoDB table that several auth servers
+//!   share (credentials from the standard AWS chain).
 //!
 //! [`AuditUri::parse`] checks a URI without I/O, so a bad one stops the daemon before any
 //! socket is bound; [`open_configured`] opens them and counts every write for `/metrics`.
 
 use crate::{
-    AuditLog, CountedLog, FileAuditLog, MultiLog, PostgresAuditLog, Result, SqliteAuditLog,
+    AuditLog, CountedLog, DynamoAuditLog, DynamoAuditTarget, FileAuditLog, MultiLog,
+    PostgresAuditLog, Result, SqliteAuditLog,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,6 +31,8 @@ pub enum AuditUri {
     Files(PathBuf),
     /// `postgresql://...`, kept whole for the driver (it may hold a password: never printed).
     Postgres(String),
+    /// `dynamodb://TABLE?region=R&endpoint=URL`
+    Dynamo(DynamoAuditTarget),
 }
 
 impl std::fmt::Debug for AuditUri {
@@ -47,9 +52,18 @@ impl AuditUri {
                 .map_err(|reason| crate::Error::InvalidPostgresUri { reason })?;
             return Ok(AuditUri::Postgres(uri.to_string()));
         }
+        if uri.starts_with("dynamodb://") {
+            return DynamoAuditTarget::parse(uri)
+                .map(AuditUri::Dynamo)
+                .map_err(|reason| crate::Error::InvalidDynamoUri {
+                    uri: uri.to_string(),
+                    reason,
+                });
+        }
         Err(crate::Error::InvalidUri {
             uri: uri.to_string(),
-            reason: "expected file:///DIR or postgresql://USER@HOST:PORT/DATABASE",
+            reason: "expected file:///DIR, postgresql://USER@HOST:PORT/DATABASE or \
+                     dynamodb://TABLE?region=REGION",
         })
     }
 
@@ -61,6 +75,7 @@ impl AuditUri {
                 Ok(target) => format!("postgresql at {}", target.endpoint()),
                 Err(_) => "postgresql".to_string(),
             },
+            AuditUri::Dynamo(target) => target.describe(),
         }
     }
 
@@ -68,6 +83,7 @@ impl AuditUri {
         Ok(match self {
             AuditUri::Files(dir) => Arc::new(FileAuditLog::open(dir).await?),
             AuditUri::Postgres(uri) => Arc::new(PostgresAuditLog::open(uri).await?),
+            AuditUri::Dynamo(target) => Arc::new(DynamoAuditLog::open(target.clone()).await?),
         })
     }
 }

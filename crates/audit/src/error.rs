@@ -56,6 +56,10 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    /// A `dynamodb://` audit_events_uri that does not parse.
+    #[error("invalid audit_events_uri {uri:?}: {reason}")]
+    InvalidDynamoUri { uri: String, reason: String },
+
     /// A `postgresql://` audit_events_uri that does not parse.
     #[error("invalid postgresql:// audit_events_uri: {reason}")]
     InvalidPostgresUri { reason: String },
@@ -76,6 +80,14 @@ pub enum Error {
         store: &'static str,
         endpoint: String,
         detail: String,
+    },
+
+    /// An item of a shared store that is not an event this version wrote.
+    #[error("the {store} audit store holds a corrupt event at {key}: {reason}")]
+    CorruptItem {
+        store: &'static str,
+        key: String,
+        reason: String,
     },
 
     /// A line of a JSON-lines day file is not an event this version wrote.

@@ -21,6 +21,8 @@
 pub mod configured;
 #[cfg(feature = "test-support")]
 pub mod conformance;
+#[cfg(feature = "stores")]
+mod dynamodb;
 mod error;
 mod event;
 mod file;
@@ -36,6 +38,8 @@ mod timestamp;
 
 #[cfg(feature = "stores")]
 pub use configured::{AuditUri, open_configured, parse_uris};
+#[cfg(feature = "stores")]
+pub use dynamodb::{DynamoAuditLog, DynamoAuditTarget};
 pub use error::{Error, Result};
 pub use event::{AuditEvent, EventType, RESERVED_KEYS};
 pub use file::FileAuditLog;

@@ -82,9 +82,8 @@ impl SearchQuery {
         self
     }
 
-    /// Checks the caller's input before any store work; returns the decoded cursor.
-    #[cfg_attr(not(feature = "stores"), allow(dead_code))] // only the SQLite store pages by cursor
-    pub(crate) fn validate(&self) -> Result<Option<Position>> {
+    /// Checks the range and the limit before any store work.
+    pub(crate) fn check(&self) -> Result<()> {
         if self.from > self.to {
             return Err(Error::InvalidRange {
                 from: self.from.to_string(),
@@ -97,6 +96,12 @@ impl SearchQuery {
                 max: MAX_LIMIT,
             });
         }
+        Ok(())
+    }
+
+    /// [`Self::check`], and the cursor of the (time, row) stores decoded.
+    pub(crate) fn validate(&self) -> Result<Option<Position>> {
+        self.check()?;
         self.cursor.as_deref().map(Position::decode).transpose()
     }
 }
