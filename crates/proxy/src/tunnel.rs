@@ -73,6 +73,10 @@ struct Entry {
 /// of HTTP/2 streams a second for nothing.
 const DISCOVERY_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// How many tunnels of one node a proxy keeps at once. An agent holds one per proxy, and two
+/// only for the moment a reconnect or a duplicate dial overlaps the old one.
+const MAX_TUNNELS_PER_NODE: usize = 4;
+
 /// The tunnels held by this proxy, by node (host UUID), oldest first.
 pub struct Tunnels {
     entries: Mutex<HashMap<String, Vec<Entry>>>,
@@ -184,6 +188,13 @@ impl Tunnels {
             let mut entries = self.entries();
             let tunnels = entries.entry(node.clone()).or_default();
             tunnels.push(entry);
+            // A node (or a thief of its key) cannot grow the registry without bound: past
+            // the cap its oldest tunnels are cut, which a well-behaved agent never reaches.
+            let excess = tunnels.len().saturating_sub(MAX_TUNNELS_PER_NODE);
+            for oldest in tunnels.drain(..excess) {
+                oldest.cut.notify_one();
+                warn!(%node, "too many tunnels from one node; cutting its oldest");
+            }
             tunnels.len()
         };
         if held > 1 {
@@ -209,7 +220,9 @@ impl Tunnels {
         };
         let reason = tokio::select! {
             reason = heartbeat => reason,
-            () = cut.notified() => "cut off by the proxy (the node is locked)".to_string(),
+            () = cut.notified() => {
+                "cut off by the proxy (the node is locked, or holds too many tunnels)".to_string()
+            }
             () = discovery => "discovery ended".to_string(),
             ended = &mut connection => match ended {
                 Ok(()) => "the agent closed the tunnel".to_string(),
@@ -320,6 +333,45 @@ mod tests {
             proxies.iter().map(ToString::to_string).collect(),
             jumpgate_types::config::TunnelStrategy::AgentMesh,
         )
+    }
+
+    /// One node opening tunnel after tunnel keeps at most MAX_TUNNELS_PER_NODE in the
+    /// registry: the oldest are cut, and the registry does not grow without bound.
+    #[tokio::test]
+    async fn a_node_holds_a_bounded_number_of_tunnels() {
+        let tunnels = Arc::new(Tunnels::default());
+        let mut agents = Vec::new();
+        for i in 0..MAX_TUNNELS_PER_NODE + 3 {
+            let (proxy_side, agent_side) = tokio::io::duplex(64 * 1024);
+            // The agent's end: an HTTP/2 server that only keeps the connection going.
+            agents.push(tokio::spawn(async move {
+                if let Ok(mut connection) = h2::server::handshake(agent_side).await {
+                    while let Some(Ok(_)) = connection.accept().await {}
+                }
+            }));
+            let remote = SocketAddr::from(([127, 0, 0, 1], 40_000 + u16::try_from(i).unwrap_or(0)));
+            tokio::spawn(Arc::clone(&tunnels).serve(proxy_side, "node-1".to_string(), remote));
+        }
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let held = tunnels.list().len();
+            if held == MAX_TUNNELS_PER_NODE {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the registry holds {held} tunnels of one node"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        // The newest stay: the last one opened is listed.
+        assert!(
+            tunnels.list().iter().any(|t| t.remote.port()
+                == 40_000 + u16::try_from(MAX_TUNNELS_PER_NODE + 2).unwrap_or(0))
+        );
+        for agent in agents {
+            agent.abort();
+        }
     }
 
     #[test]
