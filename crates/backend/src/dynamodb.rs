@@ -65,6 +65,7 @@
 
 use crate::Backend;
 use crate::error::{BackendError, Result};
+use crate::tasks::{abort_tasks, jitter};
 use crate::types::{
     Action, Condition, Event, Item, Key, KeyRange, NewItem, Revision, from_unix_millis, is_expired,
     to_unix_millis,
@@ -243,16 +244,6 @@ struct Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         abort_tasks(&self.tasks);
-    }
-}
-
-fn abort_tasks(tasks: &StdMutex<Vec<tokio::task::JoinHandle<()>>>) {
-    let tasks = match tasks.lock() {
-        Ok(mut tasks) => std::mem::take(&mut *tasks),
-        Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
-    };
-    for task in tasks {
-        task.abort();
     }
 }
 
@@ -1421,11 +1412,6 @@ async fn resolve_credentials(
             "the credential chain did not answer within {within:?}"
         ))),
     }
-}
-
-/// Spreads retries so that many auth servers do not retry in lockstep.
-fn jitter(delay: Duration) -> Duration {
-    delay.mul_f64(rand::random_range(0.5..1.0))
 }
 
 fn spawn_sweeper(

@@ -19,6 +19,7 @@
 
 use crate::Backend;
 use crate::error::{BackendError, Result};
+use crate::tasks::jitter;
 use crate::types::{
     Action, Condition, Event, Item, Key, KeyRange, NewItem, Revision, from_unix_millis, is_expired,
     to_unix_millis,
@@ -893,12 +894,6 @@ impl WatchFeeder {
             self.overflowed.store(true, Ordering::Release);
         }
     }
-}
-
-/// Spreads retries so that many watchers do not reconnect in lockstep.
-fn jitter(delay: Duration) -> Duration {
-    let factor = rand::random_range(0.5..1.0);
-    delay.mul_f64(factor)
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ pub mod metered;
 pub mod pg;
 mod postgres;
 mod sqlite;
+mod tasks;
 mod types;
 mod watch;
 

@@ -43,6 +43,7 @@ use crate::Backend;
 use crate::error::{BackendError, Result};
 use crate::pg::PgTarget;
 use crate::sqlite::prefix_end;
+use crate::tasks::{abort_tasks, jitter};
 use crate::types::{
     Action, Condition, Event, Item, Key, KeyRange, NewItem, Revision, from_unix_millis, is_expired,
     to_unix_millis,
@@ -200,16 +201,6 @@ struct Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         abort_tasks(&self.tasks);
-    }
-}
-
-fn abort_tasks(tasks: &StdMutex<Vec<tokio::task::JoinHandle<()>>>) {
-    let tasks = match tasks.lock() {
-        Ok(mut tasks) => std::mem::take(&mut *tasks),
-        Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
-    };
-    for task in tasks {
-        task.abort();
     }
 }
 
@@ -884,11 +875,6 @@ async fn listen(target: PgTarget, connect_timeout: Duration, wake: watch::Sender
         tokio::time::sleep(jitter(delay)).await;
         delay = (delay * 2).min(Duration::from_secs(5));
     }
-}
-
-/// Spreads retries so that many auth servers do not reconnect in lockstep.
-fn jitter(delay: Duration) -> Duration {
-    delay.mul_f64(rand::random_range(0.5..1.0))
 }
 
 #[async_trait]
