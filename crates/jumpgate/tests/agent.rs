@@ -17,26 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use support::{
-    KnownHosts, audit_events, free_port, jctl, jctl_ok, jumpgate, new_join_token, openssh_to,
-    start_cluster, start_daemon, start_haproxy, text, wait_until,
+    KnownHosts, agent_config, audit_events, free_port, has_tunnel, jctl_ok, jumpgate,
+    new_join_token, node, openssh_to, start_cluster, start_daemon, start_haproxy, text, wait_until,
 };
-
-fn agent_config(dir: &Path, name: &str, proxy: &str, token: Option<&str>, pin: &str) -> PathBuf {
-    let data = dir.join(format!("{name}-data"));
-    let token_line = token
-        .map(|token| format!("  auth_token: \"{token}\"\n"))
-        .unwrap_or_default();
-    let path = dir.join(format!("{name}.yaml"));
-    std::fs::write(
-        &path,
-        format!(
-            "version: v3\njumpgate:\n  data_dir: {data}\n  nodename: {name}\n  proxy_server: {proxy}\n{token_line}  ca_pin: \"{pin}\"\nssh_service:\n  labels:\n    env: staging\n  commands:\n    - name: kernel\n      command: [uname, -s]\n      period: 1s\n",
-            data = data.display()
-        ),
-    )
-    .unwrap();
-    path
-}
 
 /// The config of a proxy on a host of its own, joining cluster data `data` through its
 /// auth API with `token` (first start only) and `pin`, listening on `addr`.
@@ -82,22 +65,6 @@ fn holds_pin(stored_ca: &Path, pin: &str) -> bool {
                 .any(|held| held == pin)
         })
         .unwrap_or(false)
-}
-
-/// The node records `jctl nodes ls` shows, by host name.
-fn node(data: &Path, host: &str) -> Option<Value> {
-    let listed = jctl(data, &["nodes", "ls", "--format", "json"], None);
-    if !listed.status.success() {
-        return None;
-    }
-    let nodes: Vec<Value> = serde_json::from_slice(&listed.stdout).ok()?;
-    nodes.into_iter().find(|n| n["spec"]["hostname"] == host)
-}
-
-fn has_tunnel(node: &Value) -> bool {
-    node["spec"]["tunnels"]
-        .as_array()
-        .is_some_and(|tunnels| !tunnels.is_empty())
 }
 
 /// Runs an agent that must fail at start; returns its stderr.

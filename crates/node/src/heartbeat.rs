@@ -15,6 +15,8 @@ use tracing::{debug, warn};
 
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 const HEARTBEAT_TTL: Duration = Duration::from_secs(15);
+/// How long a heartbeat waits after a tunnel change for others of the same moment.
+const TUNNEL_CHANGE_SETTLE: Duration = Duration::from_millis(100);
 /// Longest a label command may run.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -23,7 +25,31 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct NodeState {
     pub command_labels: BTreeMap<String, String>,
     /// Proxy identity name → Unix seconds since the tunnel is up.
-    pub tunnels: BTreeMap<String, u64>,
+    tunnels: BTreeMap<String, u64>,
+    /// Wakes the heartbeat when the tunnels change: proxies forward users to the proxies a
+    /// node's record names (proxy peering), so the record follows a moved tunnel at once,
+    /// not a beat later.
+    tunnels_changed: Arc<tokio::sync::Notify>,
+}
+
+impl NodeState {
+    /// A tunnel to `proxy` is up (now).
+    pub fn tunnel_up(&mut self, proxy: &str) {
+        self.tunnels.insert(proxy.to_string(), unix_now());
+        self.tunnels_changed.notify_one();
+    }
+
+    /// The tunnel to `proxy` is down.
+    pub fn tunnel_down(&mut self, proxy: &str) {
+        if self.tunnels.remove(proxy).is_some() {
+            self.tunnels_changed.notify_one();
+        }
+    }
+
+    /// The proxies holding a tunnel now, with the Unix second each came up.
+    pub fn tunnels(&self) -> &BTreeMap<String, u64> {
+        &self.tunnels
+    }
 }
 
 pub type SharedState = Arc<Mutex<NodeState>>;
@@ -119,10 +145,16 @@ pub async fn run(
     let mut client: Option<AuthClient> = None;
     let mut beat = tokio::time::interval(HEARTBEAT_EVERY);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let tunnels_changed = lock(&state).tunnels_changed.clone();
     loop {
         tokio::select! {
             () = &mut stop => return,
             _ = beat.tick() => {}
+            () = tunnels_changed.notified() => {
+                // Let the other slots' changes of the same moment join this beat.
+                tokio::time::sleep(TUNNEL_CHANGE_SETTLE).await;
+                beat.reset();
+            }
         }
         if identity.has_changed().unwrap_or(false) {
             // Renewed: reconnect with the new certificate.
@@ -230,6 +262,7 @@ mod tests {
             // A command label wins over a static one of the same name.
             command_labels: BTreeMap::from([("arch".to_string(), "x86_64".to_string())]),
             tunnels: BTreeMap::from([("p1".to_string(), 7)]),
+            ..NodeState::default()
         };
         let record =
             NodePresence::from_json("test", &document(&identity, "web-1", &labels, &state))

@@ -3,7 +3,7 @@
 //! jittered exponential backoff when the tunnel drops, so a restarted proxy is not hit
 //! by every agent at the same instant.
 
-use crate::heartbeat::{SharedState, lock, unix_now};
+use crate::heartbeat::{SharedState, lock};
 use crate::identity::HostIdentity;
 use crate::ssh::SshService;
 use crate::{AgentError, IdentityError, TunnelFailure, Unreachable};
@@ -173,7 +173,7 @@ impl Slot {
             held.lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .remove(&proxy);
-            lock(state).tunnels.remove(&proxy);
+            lock(state).tunnel_down(&proxy);
             info!(proxy = %proxy, "reverse tunnel closed: fewer tunnels wanted");
         }
     }
@@ -238,9 +238,9 @@ async fn keep_one(context: SlotContext, holding: Holding) {
                     match handshake(stream, &proxy_addr).await {
                         Ok(connection) => {
                             info!(proxy = %proxy, addr = %proxy_addr, "reverse tunnel up");
-                            lock(&state).tunnels.insert(proxy.clone(), unix_now());
+                            lock(&state).tunnel_up(&proxy);
                             let ended = serve(connection, discovery.clone(), ssh.clone()).await;
-                            lock(&state).tunnels.remove(&proxy);
+                            lock(&state).tunnel_down(&proxy);
                             warn!(proxy = %proxy, reason = %ended, "reverse tunnel down; reconnecting");
                             backoff.reset();
                         }

@@ -20,6 +20,7 @@
 pub mod certs;
 pub mod client_hello;
 pub mod idle;
+pub mod peer;
 pub mod per_source;
 pub mod prefixed;
 pub mod proxy_protocol;

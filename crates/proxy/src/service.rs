@@ -12,6 +12,7 @@
 //!   the proxy's presence record every [`HEARTBEAT_EVERY`] and tells agents which
 //!   proxies exist, from auth's watch of presence records.
 
+use crate::peer::{ALPN_PEER, PeerClients, PeerServer, Peering};
 use crate::{
     KeypairFiles, PublicCerts, Router, RouterSettings, SshRouting, TunnelEndpoint, Tunnels,
     WEB_ALPN, WebApi, ssh, watch_keypairs,
@@ -20,7 +21,7 @@ use jumpgate_api::forwarded::{ForwardSigner, SharedForwardSigner};
 use jumpgate_api::mirror::{Connect, Mirror};
 use jumpgate_api::ssh_route::ALPN_SSH;
 use jumpgate_api::tunnel::{ALPN_REVERSE_TUNNEL, Discovery, PROXY_SERVER_NAME};
-use jumpgate_api::{ApiError, ClientConfig, PemIdentity, ServerConfig, proto};
+use jumpgate_api::{ApiError, AuthClient, ClientConfig, PemIdentity, ServerConfig, proto};
 use jumpgate_node::join::JoinSpec;
 use jumpgate_node::{AgentError, HostIdentity};
 use jumpgate_telemetry::Readiness;
@@ -44,6 +45,17 @@ const KEYPAIR_CHECK_EVERY: Duration = Duration::from_secs(2);
 /// Why the proxy cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyServiceError {
+    #[error(
+        "proxy_service.peer_listen_addr: cannot listen on {addr} for proxy peering (the \
+         cluster's tunnel_strategy is proxy_peering): {source}"
+    )]
+    PeerListen {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the proxy cannot read the cluster's tunnel strategy from auth: {0}")]
+    Strategy(String),
     #[error("proxy_service.web_listen_addr: cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -254,6 +266,10 @@ struct Material {
     forward_signer: Arc<ForwardSigner>,
     /// Server config reverse tunnels end in (node certificates required).
     tunnel_tls: Arc<ServerConfig>,
+    /// Server config of the peer listener, and client config for dialling peers (both
+    /// want a proxy at the other end).
+    peer_server_tls: Arc<ServerConfig>,
+    peer_client_tls: Arc<ClientConfig>,
     /// The public certificate when no `https_keypairs` are configured.
     fallback_cert_pem: String,
     fallback_key_pem: String,
@@ -268,6 +284,9 @@ impl Material {
             forward_signer: Arc::new(ForwardSigner::new(&credentials)?),
             tunnel_tls: credentials
                 .server_config_requiring_clients(&[ALPN_REVERSE_TUNNEL, ALPN_SSH])?,
+            peer_server_tls: credentials.server_config_requiring_clients(&[ALPN_PEER])?,
+            peer_client_tls: credentials
+                .client_config_for(jumpgate_pki::IdentityKind::Proxy, &[ALPN_PEER])?,
             fallback_cert_pem: identity.cert_pem.clone(),
             fallback_key_pem: identity.key_pem.clone(),
         })
@@ -290,6 +309,8 @@ struct InService {
     auth_addr: String,
     web: WebApi,
     tunnel_config: Arc<RwLock<Arc<ServerConfig>>>,
+    peer_config: Arc<RwLock<Arc<ServerConfig>>>,
+    peer_clients: Option<Arc<PeerClients>>,
     forward_signer: SharedForwardSigner,
     certs: Arc<PublicCerts>,
     keep_fallback_cert: bool,
@@ -305,6 +326,13 @@ impl InService {
             .tunnel_config
             .write()
             .unwrap_or_else(PoisonError::into_inner) = renewed.tunnel_tls;
+        *self
+            .peer_config
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = renewed.peer_server_tls;
+        if let Some(clients) = &self.peer_clients {
+            clients.set_tls(renewed.peer_client_tls);
+        }
         *self
             .forward_signer
             .write()
@@ -332,7 +360,12 @@ fn connector(web: &WebApi) -> Connect {
 }
 
 /// The in-memory view SSH routing decides from, kept current by auth's watch.
-fn ssh_routing(web: &WebApi, tunnels: Arc<Tunnels>, shutdown: &CancellationToken) -> SshRouting {
+fn ssh_routing(
+    web: &WebApi,
+    tunnels: Arc<Tunnels>,
+    peering: Option<Arc<Peering>>,
+    shutdown: &CancellationToken,
+) -> SshRouting {
     let connect = connector(web);
     let stop = || shutdown.clone().cancelled_owned();
     let routing = SshRouting {
@@ -341,10 +374,58 @@ fn ssh_routing(web: &WebApi, tunnels: Arc<Tunnels>, shutdown: &CancellationToken
         users: Mirror::spawn("user", connect.clone(), ssh::parse_user, stop()),
         locks: Mirror::spawn("lock", connect, ssh::parse_lock, stop()),
         tunnels,
+        peering,
         live: Arc::default(),
     };
     tokio::spawn(routing.clone().enforce_locks(stop()));
     routing
+}
+
+/// The cluster's tunnel strategy, as auth's status says.
+async fn read_strategy(auth: &mut AuthClient) -> Result<TunnelStrategy, ProxyServiceError> {
+    let asked = tokio::time::timeout(
+        Duration::from_secs(10),
+        auth.status(proto::StatusRequest {}),
+    );
+    match asked.await {
+        Ok(Ok(status)) => {
+            let status = status.into_inner();
+            Ok(TunnelStrategy::from_wire(
+                &status.tunnel_strategy,
+                status.agent_connection_count,
+            ))
+        }
+        Ok(Err(status)) => Err(ProxyServiceError::Strategy(status.message().to_string())),
+        Err(_) => Err(ProxyServiceError::Strategy(
+            "no answer within 10 s".to_string(),
+        )),
+    }
+}
+
+/// Where other proxies reach this one for peering: `peer_public_addr`, else the bound peer
+/// address; when that is a wildcard (`0.0.0.0`), the address this host reaches the auth
+/// service from, which the other proxies (that reach auth too) can most likely reach.
+fn peer_public_addr(config: &ProxyServiceConfig, bound: SocketAddr, auth_addr: &str) -> String {
+    if let Some(addr) = &config.peer_public_addr {
+        return addr.to_string();
+    }
+    if !bound.ip().is_unspecified() {
+        return bound.to_string();
+    }
+    let first_auth = auth_addr.split(',').next().unwrap_or(auth_addr).trim();
+    let guessed = std::net::UdpSocket::bind((bound.ip(), 0))
+        .and_then(|socket| {
+            socket.connect(first_auth)?;
+            socket.local_addr()
+        })
+        .map(|local| local.ip());
+    match guessed {
+        Ok(ip) => SocketAddr::new(ip, bound.port()).to_string(),
+        Err(err) => {
+            warn!(%err, "cannot tell which address peers reach this proxy at; set proxy_service.peer_public_addr");
+            bound.to_string()
+        }
+    }
 }
 
 fn parse_proxy(document: &str) -> Result<ProxyPresence, jumpgate_types::ResourceError> {
@@ -363,7 +444,11 @@ fn discovery(proxies: &[ProxyPresence], host_uuid: &str, strategy: TunnelStrateg
     Discovery::new(uuids, strategy)
 }
 
-fn presence_document(settings: &ProxySettings, bound: SocketAddr) -> String {
+fn presence_document(
+    settings: &ProxySettings,
+    bound: SocketAddr,
+    peer_addr: Option<String>,
+) -> String {
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|name| name.trim().to_string())
         .unwrap_or_default();
@@ -373,7 +458,7 @@ fn presence_document(settings: &ProxySettings, bound: SocketAddr) -> String {
         hostname,
         addr: bound.to_string(),
         public_addr: config.public_addr.iter().map(ToString::to_string).collect(),
-        peer_addr: config.peer_public_addr.as_ref().map(ToString::to_string),
+        peer_addr,
         version: env!("CARGO_PKG_VERSION").to_string(),
     }
     .to_json()
@@ -440,9 +525,12 @@ async fn start(
     };
     let material = Material::from_identity(&identities.borrow_and_update())
         .map_err(ProxyServiceError::Identity)?;
-    let auth = jumpgate_api::connect(&auth_addr, material.auth_tls.clone())
+    let mut auth = jumpgate_api::connect(&auth_addr, material.auth_tls.clone())
         .await
         .map_err(ProxyServiceError::AuthUnreachable)?;
+    // Read at start: it decides whether this proxy listens for peers. After changing the
+    // auth service's tunnel_strategy, restart the proxies.
+    let strategy = read_strategy(&mut auth).await?;
     let public_addrs: Vec<String> = if config.public_addr.is_empty() {
         vec![addr.to_string()]
     } else {
@@ -485,6 +573,52 @@ async fn start(
     let tunnel_config = Arc::new(RwLock::new(material.tunnel_tls.clone()));
     let forward_signer = Arc::new(RwLock::new(material.forward_signer.clone()));
     let tunnels = Arc::new(Tunnels::default());
+    // The proxies agents are told about and peers are dialled at, from auth's watch of
+    // presence records: a proxy that stops heartbeating leaves them when its record expires.
+    let proxies = Mirror::spawn(
+        "proxy",
+        connector(&web),
+        parse_proxy,
+        shutdown.clone().cancelled_owned(),
+    );
+    let peer_config = Arc::new(RwLock::new(material.peer_server_tls.clone()));
+    let peer_clients = if matches!(strategy, TunnelStrategy::ProxyPeering { .. }) {
+        let listen = &config.peer_listen_addr;
+        let failed = |source| ProxyServiceError::PeerListen {
+            addr: listen.to_string(),
+            source,
+        };
+        let listener = TcpListener::bind((listen.host.as_str(), listen.port))
+            .await
+            .map_err(failed)?;
+        let bound_peer = listener.local_addr().map_err(failed)?;
+        let server = PeerServer {
+            tls: peer_config.clone(),
+            cluster: material.cluster.clone(),
+            tunnels: tunnels.clone(),
+        };
+        tokio::spawn(server.serve(listener, shutdown.clone().cancelled_owned()));
+        let advertised = peer_public_addr(config, bound_peer, &auth_addr);
+        info!(listen = %bound_peer, public = %advertised, "proxy peering listening");
+        let clients = Arc::new(PeerClients::new(
+            settings.host_uuid.clone(),
+            material.peer_client_tls.clone(),
+        ));
+        tokio::spawn(
+            clients
+                .clone()
+                .keep_connected(proxies.clone(), shutdown.clone().cancelled_owned()),
+        );
+        Some((clients, advertised))
+    } else {
+        None
+    };
+    let peering = peer_clients.as_ref().map(|(clients, _)| {
+        Arc::new(Peering {
+            clients: clients.clone(),
+            proxies: proxies.clone(),
+        })
+    });
     let (refusals_tx, mut refusals_rx) = tokio::sync::mpsc::channel(256);
     tunnels.set_discovery(Discovery::new(
         vec![settings.host_uuid.clone()],
@@ -507,7 +641,7 @@ async fn start(
             tunnels: tunnels.clone(),
             cluster: material.cluster.clone(),
             refusals: Some(refusals_tx),
-            ssh: Some(ssh_routing(&web, tunnels.clone(), &shutdown)),
+            ssh: Some(ssh_routing(&web, tunnels.clone(), peering, &shutdown)),
         }),
     );
     // Refused tunnels go to the audit log through the auth API.
@@ -531,31 +665,28 @@ async fn start(
         })
     };
 
-    // The proxies agents are told about, from auth's watch of presence records: a proxy
-    // that stops heartbeating leaves them when its record expires.
-    let proxies = Mirror::spawn(
-        "proxy",
-        connector(&web),
-        parse_proxy,
-        shutdown.clone().cancelled_owned(),
-    );
     let in_service = InService {
         auth_addr: auth_addr.clone(),
         web: web.clone(),
         tunnel_config,
+        peer_config,
+        peer_clients: peer_clients.as_ref().map(|(clients, _)| clients.clone()),
         forward_signer,
         certs,
         keep_fallback_cert: keypairs.is_empty(),
     };
     let heartbeats = {
-        let document = presence_document(&settings, addr);
+        let document = presence_document(
+            &settings,
+            addr,
+            peer_clients.map(|(_, advertised)| advertised),
+        );
         let host_uuid = settings.host_uuid.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let mut beat = tokio::time::interval(HEARTBEAT_EVERY);
             let mut proxy_changes = proxies.changes();
-            // Unknown until auth answers the first status call.
-            let mut strategy = None;
+            let mut strategy = Some(strategy);
             loop {
                 tokio::select! {
                     () = shutdown.cancelled() => return,

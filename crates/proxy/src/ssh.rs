@@ -7,12 +7,14 @@
 //! Everything a decision needs (nodes, roles, users) comes from memory
 //! ([`jumpgate_api::mirror`]): nothing on this path waits for the auth service.
 
+use crate::peer::Peering;
 use crate::tunnel::{DialError, Tunnels};
 use jumpgate_api::live::LiveSet;
 use jumpgate_api::mirror::Mirror;
 use jumpgate_api::ssh_route::{
     DialErrorCode, DialRequest, DialResponse, RELAY_BUFFER, TARGET_SSH, read_line, to_line,
 };
+use jumpgate_api::tunnel::H2Stream;
 use jumpgate_pki::TlsIdentity;
 use jumpgate_types::{
     AccessChecker, Lock, LockSubject, NodePresence, ResourceError, Role, UserDocumentError,
@@ -77,6 +79,9 @@ pub struct SshRouting {
     pub users: Arc<Mirror<UserView>>,
     pub locks: Arc<Mirror<Lock>>,
     pub tunnels: Arc<Tunnels>,
+    /// With `proxy_peering`: the other proxies, through which a node whose tunnels end
+    /// elsewhere is reached.
+    pub peering: Option<Arc<Peering>>,
     /// The connections being relayed now, so a new lock ends the ones it names.
     pub live: Arc<LiveSet<LiveSsh>>,
 }
@@ -277,20 +282,9 @@ impl SshRouting {
             let refusal = SshRefusal::new(DialErrorCode::AccessDenied, reason);
             return self.refuse(&mut stream, refusal).await;
         }
-        let mut upstream = match self
-            .tunnels
-            .dial_from(&node.uuid, TARGET_SSH, Some(client))
-            .await
-        {
-            Ok(upstream) => upstream,
-            Err(err) => {
-                let reason = match err {
-                    DialError::NoTunnel(_) => format!(
-                        "node {} ({}) has no tunnel to this proxy: it is offline or reconnecting",
-                        node.hostname, node.uuid
-                    ),
-                    other => format!("node {} is unreachable: {other}", node.hostname),
-                };
+        let (mut upstream, peer) = match self.dial_node(&node, client).await {
+            Ok(dialled) => dialled,
+            Err(reason) => {
                 let refusal = SshRefusal::new(DialErrorCode::Offline, reason);
                 return self.refuse(&mut stream, refusal).await;
             }
@@ -299,7 +293,14 @@ impl SshRouting {
         if stream.write_all(&answer).await.is_err() {
             return Ok(());
         }
-        info!(user = %identity.name, login = %request.login, node = %node.hostname, client = %client, "SSH connection to a node");
+        match &peer {
+            None => {
+                info!(user = %identity.name, login = %request.login, node = %node.hostname, client = %client, "SSH connection to a node");
+            }
+            Some(peer) => {
+                info!(user = %identity.name, login = %request.login, node = %node.hostname, client = %client, %peer, "SSH connection to a node through a peer proxy");
+            }
+        }
         // Live until it ends, so a lock created meanwhile ends it.
         let (_live, ended) = self.live.register(session);
         let relay = tokio::io::copy_bidirectional_with_sizes(
@@ -319,6 +320,54 @@ impl SshRouting {
             }
         }
         Ok(())
+    }
+
+    /// A stream to `node`'s SSH service: through its tunnel to this proxy, else through a
+    /// peer proxy its presence record says holds one (named in the answer). The error is
+    /// what the user is told.
+    async fn dial_node(
+        &self,
+        node: &NodePresence,
+        client: SocketAddr,
+    ) -> Result<(H2Stream, Option<String>), String> {
+        let local = match self
+            .tunnels
+            .dial_from(&node.uuid, TARGET_SSH, Some(client))
+            .await
+        {
+            Ok(upstream) => return Ok((upstream, None)),
+            Err(DialError::NoTunnel(_)) => None,
+            Err(other) => Some(other),
+        };
+        let Some(peering) = &self.peering else {
+            return Err(match local {
+                None => format!(
+                    "node {} ({}) has no tunnel to this proxy: it is offline or reconnecting",
+                    node.hostname, node.uuid
+                ),
+                Some(err) => format!("node {} is unreachable: {err}", node.hostname),
+            });
+        };
+        match peering.dial(node, client).await {
+            Ok((peer, upstream)) => Ok((upstream, Some(peer))),
+            Err(failures) => {
+                let mut reasons: Vec<String> = local.iter().map(ToString::to_string).collect();
+                reasons.extend(failures.iter().map(ToString::to_string));
+                if reasons.is_empty() {
+                    Err(format!(
+                        "node {} ({}) has no tunnel to any proxy: it is offline or reconnecting",
+                        node.hostname, node.uuid
+                    ))
+                } else {
+                    Err(format!(
+                        "node {} ({}) is unreachable: {}",
+                        node.hostname,
+                        node.uuid,
+                        reasons.join("; ")
+                    ))
+                }
+            }
+        }
     }
 
     /// Finds the node and checks access, on the copies held (kept current by watches:
@@ -386,6 +435,7 @@ mod tests {
             users: Mirror::fixed("user", users),
             locks: Mirror::fixed("lock", Vec::new()),
             tunnels: Arc::new(Tunnels::default()),
+            peering: None,
             live: Arc::default(),
         }
     }

@@ -32,6 +32,8 @@ pub struct Metrics {
     pub proxy_connections: IntCounterVec,
     /// Agents' reverse tunnels open on this proxy.
     pub reverse_tunnels: IntGauge,
+    /// Proxy peering connections open on this proxy (dialled and accepted).
+    pub peer_connections: IntGauge,
     /// Users' SSH connections this proxy relays now.
     pub proxy_ssh_sessions: IntGauge,
     /// Logged-in SSH connections on this node now.
@@ -112,6 +114,10 @@ impl Metrics {
             "jumpgate_reverse_tunnels_connected",
             "Agents' reverse tunnels open on this proxy.",
         )?;
+        let peer_connections = gauge(
+            "jumpgate_proxy_peer_connections",
+            "Proxy peering connections open on this proxy (dialled and accepted).",
+        )?;
         let proxy_ssh_sessions = gauge(
             "jumpgate_proxy_ssh_sessions_active",
             "Users' SSH connections this proxy relays now.",
@@ -171,6 +177,7 @@ impl Metrics {
             backend_up,
             proxy_connections,
             reverse_tunnels,
+            peer_connections,
             proxy_ssh_sessions,
             node_ssh_sessions,
             node_ssh_logins,

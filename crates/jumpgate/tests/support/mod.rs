@@ -5,6 +5,7 @@
 
 pub use jumpgate_test_support::*;
 
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::LazyLock;
@@ -101,4 +102,46 @@ pub fn audit_events(data: &Path, event_type: &str) -> Vec<serde_json::Value> {
 
 pub fn new_join_token(data: &Path, args: &[&str]) -> (String, String) {
     bins().new_join_token(data, args)
+}
+
+/// An agent's config: node `name` (label `env: staging`, command label `kernel`), tunnelling
+/// through `proxy`, joining with `token` (first start only) and `pin`.
+pub fn agent_config(
+    dir: &Path,
+    name: &str,
+    proxy: &str,
+    token: Option<&str>,
+    pin: &str,
+) -> PathBuf {
+    let data = dir.join(format!("{name}-data"));
+    let token_line = token
+        .map(|token| format!("  auth_token: \"{token}\"\n"))
+        .unwrap_or_default();
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(
+        &path,
+        format!(
+            "version: v3\njumpgate:\n  data_dir: {data}\n  nodename: {name}\n  proxy_server: {proxy}\n{token_line}  ca_pin: \"{pin}\"\nssh_service:\n  labels:\n    env: staging\n  commands:\n    - name: kernel\n      command: [uname, -s]\n      period: 1s\n",
+            data = data.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// The node records `jctl nodes ls` shows, by host name.
+pub fn node(data: &Path, host: &str) -> Option<Value> {
+    let listed = jctl(data, &["nodes", "ls", "--format", "json"], None);
+    if !listed.status.success() {
+        return None;
+    }
+    let nodes: Vec<Value> = serde_json::from_slice(&listed.stdout).ok()?;
+    nodes.into_iter().find(|n| n["spec"]["hostname"] == host)
+}
+
+/// Whether a node record lists a tunnel.
+pub fn has_tunnel(node: &Value) -> bool {
+    node["spec"]["tunnels"]
+        .as_array()
+        .is_some_and(|tunnels| !tunnels.is_empty())
 }

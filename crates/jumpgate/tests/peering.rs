@@ -1,0 +1,239 @@
+//! Proxy peering end to end (issue 16; seed 004's `tunnel_strategy: proxy_peering`): an
+//! auth server, two proxies that joined it, HAProxy in front of both (layer 4), and an
+//! agent behind the load balancer that keeps `agent_connection_count: 1` tunnel. A user
+//! who knows only the load balancer lands on either proxy; the one without the node's
+//! tunnel forwards the connection to the one with it. Every `jsh ssh` works, the audit
+//! log holds one session per connection, and when the proxy holding the tunnel is killed
+//! the agent moves its tunnel to the survivor and new connections work within seconds.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use support::{
+    Daemon, agent_config, free_port, new_join_token, node, start_daemon, start_haproxy, text,
+    wait_until,
+};
+
+/// An auth server alone (SQLite), with the proxy peering strategy.
+fn auth_server(dir: &Path, port: u16) -> (Daemon, PathBuf) {
+    let data = dir.join("auth-data");
+    let config = dir.join("auth.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: v3\njumpgate:\n  data_dir: {}\nauth_service:\n  cluster_name: peered\n  listen_addr: 127.0.0.1:{port}\n  tunnel_strategy:\n    type: proxy_peering\n    agent_connection_count: 1\nproxy_service:\n  enabled: false\nssh_service:\n  enabled: false\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let daemon = start_daemon(
+        &["-c", config.to_str().unwrap(), "--auth-addr", &addr],
+        &dir.join("auth.log"),
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || data
+            .join("admin/auth_addr")
+            .exists()),
+        "{}",
+        daemon.log_text()
+    );
+    (daemon, data)
+}
+
+/// A proxy on a host of its own, joined with `token`, peering on a free loopback port.
+fn proxy(dir: &Path, name: &str, auth: &str, token: &str, pin: &str) -> (Daemon, String, PathBuf) {
+    let data = dir.join(format!("{name}-data"));
+    let addr = format!("127.0.0.1:{}", free_port());
+    let config = dir.join(format!("{name}.yaml"));
+    std::fs::write(
+        &config,
+        format!(
+            "version: v3\njumpgate:\n  data_dir: {}\n  nodename: {name}\n  auth_server: {auth}\n  auth_token: \"{token}\"\n  ca_pin: \"{pin}\"\nauth_service:\n  enabled: false\nproxy_service:\n  web_listen_addr: {addr}\n  peer_listen_addr: 127.0.0.1:0\nssh_service:\n  enabled: false\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let daemon = start_daemon(
+        &["-c", config.to_str().unwrap(), "--proxy-addr", &addr],
+        &dir.join(format!("{name}.log")),
+    );
+    (daemon, addr, data)
+}
+
+/// The proxies (identity names) a node's record says hold its tunnels.
+fn tunnel_holders(data: &Path, host: &str) -> Vec<String> {
+    node(data, host)
+        .and_then(|record| {
+            record["spec"]["tunnels"].as_array().map(|tunnels| {
+                tunnels
+                    .iter()
+                    .filter_map(|t| t["proxy"].as_str().map(str::to_string))
+                    .collect()
+            })
+        })
+        .unwrap_or_default()
+}
+
+fn host_uuid(data: &Path) -> String {
+    std::fs::read_to_string(data.join("host_uuid"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn behind_a_load_balancer_a_proxy_without_the_tunnel_forwards_to_its_peer() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let auth_port = free_port();
+    let auth_addr = format!("127.0.0.1:{auth_port}");
+    let (auth, data) = auth_server(dir, auth_port);
+    let (token, pin) = new_join_token(&data, &["--type", "proxy,node", "--reusable"]);
+    let (proxy_a, addr_a, data_a) = proxy(dir, "proxy-a", &auth_addr, &token, &pin);
+    let (proxy_b, addr_b, data_b) = proxy(dir, "proxy-b", &auth_addr, &token, &pin);
+    for daemon in [&proxy_a, &proxy_b] {
+        daemon.wait_ready(&["proxy"], &[]);
+    }
+    let lb_port = free_port();
+    let _lb = start_haproxy(
+        dir,
+        &format!(
+            "frontend proxies\n  bind 127.0.0.1:{lb_port}\n  default_backend all\n\
+             backend all\n  balance roundrobin\n  option redispatch\n  retries 2\n\
+             server a {addr_a} check inter 500ms fall 2 rise 1\n\
+             server b {addr_b} check inter 500ms fall 2 rise 1\n"
+        ),
+        &[lb_port],
+    );
+    let lb = format!("127.0.0.1:{lb_port}");
+    let agent_config = agent_config(dir, "app-1", &lb, Some(&token), &pin);
+    let agent = start_daemon(
+        &["-c", agent_config.to_str().unwrap()],
+        &dir.join("agent.log"),
+    );
+    let one_tunnel = wait_until(Duration::from_secs(40), || {
+        tunnel_holders(&data, "app-1").len() == 1
+    });
+    assert!(
+        one_tunnel,
+        "the agent never held one tunnel:\n{}",
+        agent.log_text()
+    );
+    // `agent_connection_count: 1`: it stays at one, not one per proxy.
+    std::thread::sleep(Duration::from_secs(3));
+    let holders = tunnel_holders(&data, "app-1");
+    assert_eq!(holders.len(), 1, "{holders:?}\n{}", agent.log_text());
+
+    let bins = support::bins();
+    let login = jumpgate_test_support::current_user();
+    let otp = bins.add_user(&data, "pia", "access", &login);
+    let home = dir.join("pia-home");
+    let logged_in = bins.login(&home, &lb, &data.join("admin/ca.pem"), "pia", &otp);
+    assert!(logged_in.status.success(), "{}", text(&logged_in.stderr));
+    let target = format!("{login}@app-1");
+    let ssh = || support::jsh(&home, &["ssh", &target, "echo", "reached"], None);
+
+    // Round robin: half of these land on the proxy without the tunnel.
+    let connections = 6;
+    for attempt in 0..connections {
+        let out = ssh();
+        assert!(
+            text(&out.stdout).contains("reached"),
+            "attempt {attempt}: {}\nproxy-a:\n{}\nproxy-b:\n{}",
+            text(&out.stderr),
+            proxy_a.log_text(),
+            proxy_b.log_text()
+        );
+    }
+    let forwarded = [&proxy_a, &proxy_b]
+        .iter()
+        .map(|daemon| {
+            daemon
+                .log_text()
+                .matches("SSH connection to a node through a peer proxy")
+                .count()
+        })
+        .sum::<usize>();
+    assert!(
+        forwarded >= 1,
+        "no connection went through peering:\nproxy-a:\n{}\nproxy-b:\n{}",
+        proxy_a.log_text(),
+        proxy_b.log_text()
+    );
+    // One session per connection in the audit log, whichever way it went.
+    let sessions = || {
+        support::audit_events(&data, "session.start")
+            .iter()
+            .filter(|event| event["user"] == "pia")
+            .count()
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || sessions() >= connections),
+        "{} session.start events",
+        sessions()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        sessions(),
+        connections,
+        "a forwarded session was audited twice"
+    );
+
+    // Kill the proxy holding the tunnel; the agent moves it to the survivor.
+    let holder = holders[0].clone();
+    let (dead, survivor_uuid) = if holder == host_uuid(&data_a) {
+        (proxy_a, host_uuid(&data_b))
+    } else {
+        assert_eq!(
+            holder,
+            host_uuid(&data_b),
+            "an unknown proxy holds the tunnel"
+        );
+        (proxy_b, host_uuid(&data_a))
+    };
+    drop(dead); // SIGKILL
+    let killed = Instant::now();
+    let mut first_success = None;
+    while killed.elapsed() < Duration::from_secs(20) {
+        if text(&ssh().stdout).contains("reached") {
+            first_success = Some(killed.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let first_success = first_success.unwrap_or_else(|| {
+        panic!(
+            "no connection within 20 s after the tunnel's proxy died:\n{}",
+            agent.log_text()
+        )
+    });
+    // 5 s is the target; a connection started at 4.9 s still takes its own time.
+    assert!(
+        first_success < Duration::from_secs(7),
+        "the first new connection after the kill worked only after {first_success:?}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || tunnel_holders(&data, "app-1")
+            == [survivor_uuid.clone()]),
+        "the node's record does not show its tunnel on the survivor: {:?}",
+        tunnel_holders(&data, "app-1")
+    );
+    for attempt in 0..4 {
+        let out = ssh();
+        assert!(
+            text(&out.stdout).contains("reached"),
+            "after the kill, attempt {attempt}: {}",
+            text(&out.stderr)
+        );
+    }
+    println!("first connection after killing the tunnel's proxy: {first_success:?}");
+    drop(auth);
+}
