@@ -199,8 +199,22 @@ fn behind_a_load_balancer_a_proxy_without_the_tunnel_forwards_to_its_peer() {
         );
         (proxy_b, host_uuid(&data_a))
     };
+    let dead_uuid = holder.clone();
     drop(dead); // SIGKILL
     let killed = Instant::now();
+    let record_gone = {
+        let data = data.clone();
+        std::thread::spawn(move || {
+            while killed.elapsed() < Duration::from_secs(10) {
+                let proxies = support::jctl_ok(&data, &["get", "proxies", "--format", "json"]);
+                if !proxies.contains(&dead_uuid) {
+                    return Some(killed.elapsed());
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            None
+        })
+    };
     let mut first_success = None;
     while killed.elapsed() < Duration::from_secs(20) {
         if text(&ssh().stdout).contains("reached") {
@@ -225,6 +239,13 @@ fn behind_a_load_balancer_a_proxy_without_the_tunnel_forwards_to_its_peer() {
             == [survivor_uuid.clone()]),
         "the node's record does not show its tunnel on the survivor: {:?}",
         tunnel_holders(&data, "app-1")
+    );
+    // The dead proxy's presence record is gone within 5 s of the kill (plus one poll):
+    // no agent is told to look for it any more.
+    let gone_after = record_gone.join().unwrap();
+    assert!(
+        gone_after.is_some_and(|after| after <= Duration::from_millis(5_500)),
+        "the dead proxy's record was still listed {gone_after:?} after the kill"
     );
     for attempt in 0..4 {
         let out = ssh();

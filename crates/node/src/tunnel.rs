@@ -15,6 +15,7 @@ use jumpgate_api::tunnel::{
     PROXY_SERVER_NAME, STREAM_WINDOW, TARGET_DISCOVERY, TARGET_PING, heartbeat,
 };
 use jumpgate_pki::TlsIdentity;
+use jumpgate_types::config::TunnelStrategy;
 use rand::RngExt;
 use rustls::pki_types::ServerName;
 use std::collections::BTreeSet;
@@ -117,12 +118,18 @@ pub async fn run_from(
                 let discovery = discovery_rx.borrow().clone();
                 let desired = discovery.desired_tunnels();
                 if slots.len() > desired {
-                    // Fewer tunnels wanted: end the slots that matter least (retrying, or
-                    // holding a proxy no longer listed), never a live tunnel the cluster
-                    // still lists while another could go instead.
+                    // Fewer tunnels wanted: end the slots that matter least (see
+                    // `slots_to_end`).
                     let holdings: Vec<Option<String>> =
                         slots.iter().map(|slot| slot.holding()).collect();
-                    let mut victims = slots_to_end(&holdings, desired, discovery.proxies());
+                    let live_cap = match discovery.strategy() {
+                        TunnelStrategy::ProxyPeering {
+                            agent_connection_count,
+                        } => usize::try_from(agent_connection_count).unwrap_or(1).max(1),
+                        TunnelStrategy::AgentMesh => usize::MAX,
+                    };
+                    let mut victims =
+                        slots_to_end(&holdings, desired, live_cap, discovery.proxies());
                     victims.sort_unstable_by(|a, b| b.cmp(a));
                     for index in victims {
                         if index < slots.len() {
@@ -179,10 +186,20 @@ impl Slot {
     }
 }
 
-/// Which slots to end so that `desired` remain: first those retrying, then those holding a
-/// proxy the discovery no longer lists, and only then live tunnels to listed proxies (the
-/// newest first, keeping the tunnels that have proved themselves longest).
-fn slots_to_end(holdings: &[Option<String>], desired: usize, listed: &[String]) -> Vec<usize> {
+/// Which slots to end so that `desired` remain. Slots retrying go first. A live tunnel goes
+/// only while more than `live_cap` are live, `live_cap` being what the strategy itself
+/// asks for (`agent_connection_count`; no cap with `agent_mesh`): a proxy that merely left
+/// the discovery (its presence record expired while it could not reach auth, or it died)
+/// keeps its tunnel for as long as that tunnel answers PINGs, so a short absence from the
+/// list costs no reconnection and fails no user connection, and a dead proxy's tunnel
+/// ends by itself within 5 s. Among live tunnels, those to unlisted proxies go first, then
+/// the newest, keeping the tunnels that have proved themselves longest.
+fn slots_to_end(
+    holdings: &[Option<String>],
+    desired: usize,
+    live_cap: usize,
+    listed: &[String],
+) -> Vec<usize> {
     let excess = holdings.len().saturating_sub(desired);
     let mut ranked: Vec<(u8, std::cmp::Reverse<usize>)> = holdings
         .iter()
@@ -197,11 +214,22 @@ fn slots_to_end(holdings: &[Option<String>], desired: usize, listed: &[String]) 
         })
         .collect();
     ranked.sort_unstable();
-    ranked
-        .into_iter()
-        .take(excess)
-        .map(|(_, std::cmp::Reverse(index))| index)
-        .collect()
+    let mut live = holdings.iter().filter(|holding| holding.is_some()).count();
+    let mut victims = Vec::new();
+    for (rank, std::cmp::Reverse(index)) in ranked {
+        if victims.len() == excess {
+            break;
+        }
+        if rank == 0 {
+            victims.push(index);
+        } else if live > live_cap {
+            victims.push(index);
+            live -= 1;
+        } else {
+            break;
+        }
+    }
+    victims
 }
 
 /// Keeps one tunnel to a proxy not already held by another task, reconnecting with
@@ -438,7 +466,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fewer_tunnels_end_retrying_and_unlisted_slots_before_live_listed_ones() {
+    fn fewer_tunnels_end_retrying_slots_and_live_ones_only_past_the_strategys_count() {
         let listed = vec!["a".to_string(), "b".to_string()];
         let holdings = vec![
             Some("a".to_string()),
@@ -446,17 +474,21 @@ mod tests {
             Some("gone".to_string()),
             Some("b".to_string()),
         ];
-        // Two wanted: the retrying slot and the one on a vanished proxy go.
-        let mut ended = slots_to_end(&holdings, 2, &listed);
-        ended.sort_unstable();
-        assert_eq!(ended, vec![1, 2]);
-        // One wanted: then the newer of the live ones.
-        let mut ended = slots_to_end(&holdings, 1, &listed);
-        ended.sort_unstable();
-        assert_eq!(ended, vec![1, 2, 3]);
+        let ended = |desired, live_cap| {
+            let mut ended = slots_to_end(&holdings, desired, live_cap, &listed);
+            ended.sort_unstable();
+            ended
+        };
+        // agent_mesh (no cap), a proxy left the list: only the retrying slot goes; the
+        // tunnel to the unlisted proxy lives on while it answers.
+        assert_eq!(ended(2, usize::MAX), vec![1]);
+        // proxy_peering with 2: the retrying slot, then the one on the vanished proxy.
+        assert_eq!(ended(2, 2), vec![1, 2]);
+        // proxy_peering with 1: then the newer of the listed live ones.
+        assert_eq!(ended(1, 1), vec![1, 2, 3]);
         // As many as there are: none.
-        assert!(slots_to_end(&holdings, 4, &listed).is_empty());
-        assert!(slots_to_end(&holdings, 9, &listed).is_empty());
+        assert!(ended(4, 4).is_empty());
+        assert!(ended(9, 1).is_empty());
     }
 
     #[test]

@@ -36,9 +36,15 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-/// How often the proxy writes its presence record, and how long the record lives.
-pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
-const HEARTBEAT_TTL: Duration = Duration::from_secs(15);
+/// How often the proxy writes its presence record, and how long the record lives: a dead
+/// proxy leaves every proxy's discovery (so agents stop looking for it) within 5 s of its
+/// last beat (4 s, plus the backend's expiry sweep of 0.5 s), while three beats in a row
+/// may fail before a live proxy drops out. One small write a second per proxy.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+const HEARTBEAT_TTL: Duration = Duration::from_secs(4);
+/// How often a joined proxy checks whether its identity needs renewing, and re-reads the
+/// cluster's tunnel strategy.
+const RENEW_CHECK_EVERY: Duration = Duration::from_secs(5);
 /// How often `https_keypairs` files are checked for a renewal.
 const KEYPAIR_CHECK_EVERY: Duration = Duration::from_secs(2);
 
@@ -382,11 +388,11 @@ fn ssh_routing(
 }
 
 /// The cluster's tunnel strategy, as auth's status says.
-async fn read_strategy(auth: &mut AuthClient) -> Result<TunnelStrategy, ProxyServiceError> {
-    let asked = tokio::time::timeout(
-        Duration::from_secs(10),
-        auth.status(proto::StatusRequest {}),
-    );
+async fn read_strategy(
+    auth: &mut AuthClient,
+    within: Duration,
+) -> Result<TunnelStrategy, ProxyServiceError> {
+    let asked = tokio::time::timeout(within, auth.status(proto::StatusRequest {}));
     match asked.await {
         Ok(Ok(status)) => {
             let status = status.into_inner();
@@ -396,9 +402,9 @@ async fn read_strategy(auth: &mut AuthClient) -> Result<TunnelStrategy, ProxySer
             ))
         }
         Ok(Err(status)) => Err(ProxyServiceError::Strategy(status.message().to_string())),
-        Err(_) => Err(ProxyServiceError::Strategy(
-            "no answer within 10 s".to_string(),
-        )),
+        Err(_) => Err(ProxyServiceError::Strategy(format!(
+            "no answer within {within:?}"
+        ))),
     }
 }
 
@@ -464,7 +470,7 @@ fn presence_document(
     .to_json()
 }
 
-/// Renews a joined identity through the auth API (checked every heartbeat), saves it,
+/// Renews a joined identity through the auth API (checked every [`RENEW_CHECK_EVERY`]), saves it,
 /// and publishes it for the proxy to put in service.
 async fn renew_joined(
     auth_addr: String,
@@ -472,7 +478,7 @@ async fn renew_joined(
     renewed: watch::Sender<Arc<PemIdentity>>,
     shutdown: CancellationToken,
 ) {
-    let mut every = tokio::time::interval(HEARTBEAT_EVERY);
+    let mut every = tokio::time::interval(RENEW_CHECK_EVERY);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
@@ -530,7 +536,7 @@ async fn start(
         .map_err(ProxyServiceError::AuthUnreachable)?;
     // Read at start: it decides whether this proxy listens for peers. After changing the
     // auth service's tunnel_strategy, restart the proxies.
-    let strategy = read_strategy(&mut auth).await?;
+    let strategy = read_strategy(&mut auth, Duration::from_secs(10)).await?;
     let public_addrs: Vec<String> = if config.public_addr.is_empty() {
         vec![addr.to_string()]
     } else {
@@ -685,31 +691,31 @@ async fn start(
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let mut beat = tokio::time::interval(HEARTBEAT_EVERY);
+            beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut proxy_changes = proxies.changes();
-            let mut strategy = Some(strategy);
+            let mut strategy = strategy;
+            let mut last_strategy_check = tokio::time::Instant::now();
             loop {
                 tokio::select! {
                     () = shutdown.cancelled() => return,
                     _ = beat.tick() => {
                         let mut auth = web.auth_client();
-                        let sent = auth
-                            .heartbeat(proto::HeartbeatRequest {
-                                document: document.clone(),
-                                ttl_seconds: i64::try_from(HEARTBEAT_TTL.as_secs()).unwrap_or(45),
-                            })
-                            .await;
-                        if let Err(status) = sent {
-                            warn!(error = %status.message(), "proxy heartbeat failed");
+                        let request = proto::HeartbeatRequest {
+                            document: document.clone(),
+                            ttl_seconds: i64::try_from(HEARTBEAT_TTL.as_secs()).unwrap_or(4),
+                        };
+                        // Bounded: a hung call must not hold back the beats after it.
+                        match tokio::time::timeout(HEARTBEAT_TTL / 2, auth.heartbeat(request)).await {
+                            Ok(Ok(_)) => {}
+                            Ok(Err(status)) => warn!(error = %status.message(), "proxy heartbeat failed"),
+                            Err(_) => warn!("proxy heartbeat: no answer from auth within 2 s"),
                         }
-                        match auth.status(proto::StatusRequest {}).await {
-                            Ok(status) => {
-                                let status = status.into_inner();
-                                strategy = Some(TunnelStrategy::from_wire(
-                                    &status.tunnel_strategy,
-                                    status.agent_connection_count,
-                                ));
+                        if last_strategy_check.elapsed() >= RENEW_CHECK_EVERY {
+                            last_strategy_check = tokio::time::Instant::now();
+                            match read_strategy(&mut auth, HEARTBEAT_TTL / 2).await {
+                                Ok(read) => strategy = read,
+                                Err(err) => warn!(%err, "cannot read the cluster's tunnel strategy"),
                             }
-                            Err(status) => warn!(error = %status.message(), "cannot read the cluster's tunnel strategy"),
                         }
                     }
                     changed = proxy_changes.changed() => if changed.is_err() { return },
@@ -725,9 +731,7 @@ async fn start(
                         continue;
                     }
                 }
-                if let Some(strategy) = strategy
-                    && proxies.is_loaded()
-                {
+                if proxies.is_loaded() {
                     tunnels.set_discovery(discovery(&proxies.current(), &host_uuid, strategy));
                 }
             }
