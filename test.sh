@@ -7,10 +7,11 @@
 #    openssh-server/-client and openssl (real sshd, ssh and an independent X.509
 #    verifier for the certificate tests), curl (a real HTTPS client for the proxy's web
 #    API) and haproxy (a real layer-4 load balancer sending PROXY protocol headers),
-#    tmux (interactive SSH sessions under a real terminal) and asciinema (a standard
-#    player for the session recordings); from PyPI, ssh-audit and sslyze (independent
-#    scanners of the node's SSH algorithms and the proxy's TLS) and moto[server] (an
-#    emulator of DynamoDB for the DynamoDB backend's tests, run single-threaded by
+#    tmux (interactive SSH sessions under a real terminal), asciinema (a standard
+#    player for the session recordings) and iproute2 (`ip`: the network namespaces that
+#    jumpgate_test_support::Regions makes regions and hosts of); from PyPI, ssh-audit
+#    and sslyze (independent scanners of the node's SSH algorithms and the proxy's TLS)
+#    and moto[server] (an emulator of DynamoDB for the DynamoDB backend's tests, run single-threaded by
 #    jumpgate_test_support::DynamoEmulator: DynamoDB itself cannot run here); from
 #    crates.io, s3s-fs (a real S3-compatible server that checks SigV4 signatures, for the
 #    S3 recording store's tests; built once into ~/.cargo/bin, about 3.5 minutes on 2 cores).
@@ -35,6 +36,8 @@ install_packages() {
     command -v openssl >/dev/null 2>&1 || missing+=(openssl)
     command -v curl >/dev/null 2>&1 || missing+=(curl ca-certificates)
     command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+    # `ip netns`, veth and bridges for the multi-region tests (Regions in test-support).
+    command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing+=(iproute2)
     # PostgreSQL's server binaries (initdb, postgres): the tests make private clusters.
     compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
     if [ ${#missing[@]} -eq 0 ]; then

@@ -2,6 +2,7 @@
 
 use crate::bins::Bins;
 use crate::process::Process;
+use crate::regions::{Host, in_netns};
 use crate::wait::{free_port, http_get, wait_until};
 use std::path::Path;
 use std::time::Duration;
@@ -10,8 +11,11 @@ use std::time::Duration;
 #[derive(Debug)]
 pub struct Daemon {
     pub process: Process,
-    /// Where its diagnostics (`/healthz`, `/readyz`, `/metrics`) listen.
+    /// Where its diagnostics (`/healthz`, `/readyz`, `/metrics`) listen: on 127.0.0.1 of
+    /// the root namespace, or of its host's with [`Daemon::start_in`].
     pub diag_port: u16,
+    /// The network namespace it runs in, if not the test's.
+    netns: Option<String>,
 }
 
 impl Daemon {
@@ -27,8 +31,26 @@ impl Daemon {
     /// example AWS credentials for an S3 recording store), leaving the test's own
     /// environment untouched.
     pub fn start_with_env(bins: &Bins, args: &[&str], env: &[(&str, &str)], log: &Path) -> Daemon {
+        Daemon::start_on(None, bins, args, env, log)
+    }
+
+    /// [`Daemon::start`] inside `host` of a [`Regions`](crate::Regions) fixture. Its
+    /// diagnostics and, unless ARGS name them, its auth API and proxy listen on the host's
+    /// 127.0.0.1: give `--auth-addr`/`--proxy-addr` the host's IP (or `0.0.0.0`) for other
+    /// hosts to reach them.
+    pub fn start_in(host: &Host, bins: &Bins, args: &[&str], log: &Path) -> Daemon {
+        Daemon::start_on(Some(host), bins, args, &[], log)
+    }
+
+    fn start_on(
+        host: Option<&Host>,
+        bins: &Bins,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: &Path,
+    ) -> Daemon {
         for _ in 0..5 {
-            if let Some(daemon) = Daemon::try_start(bins, args, env, log) {
+            if let Some(daemon) = Daemon::try_start(host, bins, args, env, log) {
                 return daemon;
             }
         }
@@ -38,7 +60,13 @@ impl Daemon {
         );
     }
 
-    fn try_start(bins: &Bins, args: &[&str], env: &[(&str, &str)], log: &Path) -> Option<Daemon> {
+    fn try_start(
+        host: Option<&Host>,
+        bins: &Bins,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: &Path,
+    ) -> Option<Daemon> {
         let diag_port = free_port();
         let mut command = bins.jumpgate();
         command
@@ -52,13 +80,19 @@ impl Daemon {
                 command.args([flag, "127.0.0.1:0"]);
             }
         }
+        if let Some(host) = host {
+            command = host.wrap(&command);
+        }
         let mut daemon = Daemon {
             process: Process::spawn(&mut command, "jumpgate start", log),
             diag_port,
+            netns: host.map(|host| host.netns().to_string()),
         };
         let up = wait_until(Duration::from_secs(20), || {
             daemon.process.has_exited()
-                || http_get(diag_port, "/healthz").is_some_and(|(status, _)| status == 200)
+                || daemon
+                    .diag_get("/healthz")
+                    .is_some_and(|(status, _)| status == 200)
         });
         if up && !daemon.process.has_exited() {
             return Some(daemon);
@@ -148,7 +182,15 @@ impl Daemon {
     }
 
     pub fn readyz(&self) -> Option<(u16, String)> {
-        http_get(self.diag_port, "/readyz")
+        self.diag_get("/readyz")
+    }
+
+    /// A GET on its diagnostics port, from inside its namespace.
+    fn diag_get(&self, path: &str) -> Option<(u16, String)> {
+        match &self.netns {
+            None => http_get(self.diag_port, path),
+            Some(netns) => in_netns(netns, || http_get(self.diag_port, path)),
+        }
     }
 
     /// Sends SIGTERM and waits for the exit; returns whether it exited 0 within 15 s.

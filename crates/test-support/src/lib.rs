@@ -12,6 +12,8 @@
 //! - real peers: [`Sshd`] (OpenSSH), [`Haproxy`], [`EtcdServer`], [`Postgres`], [`S3Server`]
 //!   (s3s-fs); and one emulator, [`DynamoEmulator`] (moto standing in for DynamoDB, which
 //!   cannot run here);
+//! - [`Regions`]: regions as network namespaces joined by cables with a real delay, hosts
+//!   with their own addresses in them ([`Host`]), partitions;
 //! - certificates and codes: [`issue_tls`], `jctl auth sign` ([`Bins::sign_user`]),
 //!   [`tls_client_trusting`], [`totp_now`].
 //!
@@ -29,6 +31,7 @@ mod haproxy;
 mod netcut;
 mod postgres;
 mod process;
+mod regions;
 mod s3;
 mod sshd;
 mod wait;
@@ -41,10 +44,11 @@ pub use dynamo::{
     DynamoEmulator, EMULATOR_ACCESS_KEY_ID, EMULATOR_REGION, EMULATOR_SECRET_ACCESS_KEY,
 };
 pub use etcd::EtcdServer;
-pub use haproxy::{Haproxy, start_haproxy};
+pub use haproxy::{Haproxy, start_haproxy, start_haproxy_in};
 pub use netcut::NetCut;
 pub use postgres::{PG_DATABASE, PG_PASSWORD, PG_USER, PgTls, Postgres};
 pub use process::{Process, output_within, run, run_ok, text};
+pub use regions::{Host, Regions};
 pub use s3::{S3_ACCESS_KEY, S3_BUCKET, S3_SECRET_KEY, S3Server};
 pub use sshd::{HostKey, KnownHosts, Sshd, SshdConfig, current_user, openssh_to};
 pub use wait::{eventually, free_port, http_get, wait_for, wait_until};
