@@ -217,3 +217,20 @@ fn docs_examples_parse() {
         Config::from_yaml("docs/config.md", block).unwrap_or_else(|e| panic!("{e}\n{block}"));
     }
 }
+
+/// Every configuration in docs/high-availability.md (the three tested topologies) parses
+/// and validates as written: operators copy them.
+#[test]
+fn high_availability_configs_parse() {
+    let docs = include_str!("../../../docs/high-availability.md");
+    let blocks: Vec<&str> = docs
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|rest| rest.split("```").next())
+        .collect();
+    assert!(blocks.len() >= 6, "found {} YAML blocks", blocks.len());
+    for (index, block) in blocks.iter().enumerate() {
+        let name = format!("docs/high-availability.md block {}", index + 1);
+        Config::from_yaml(&name, block).unwrap_or_else(|e| panic!("{e}\n{block}"));
+    }
+}
