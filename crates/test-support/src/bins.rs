@@ -14,6 +14,8 @@ pub struct Bins {
     pub jumpgate: PathBuf,
     pub jctl: PathBuf,
     pub jsh: PathBuf,
+    /// `jctl` and `jsh` run inside this network namespace ([`Bins::in_host`]).
+    netns: Option<String>,
 }
 
 impl Bins {
@@ -26,6 +28,29 @@ impl Bins {
             jumpgate: jumpgate.into(),
             jctl: jctl.into(),
             jsh: jsh.into(),
+            netns: None,
+        }
+    }
+
+    /// The same binaries, with `jctl` and `jsh` run inside `host` of a
+    /// [`Regions`](crate::Regions) fixture (a client in that host's region). Daemons go
+    /// there with [`Daemon::start_in`](crate::Daemon::start_in).
+    pub fn in_host(&self, host: &crate::Host) -> Bins {
+        Bins {
+            netns: Some(host.netns().to_string()),
+            ..self.clone()
+        }
+    }
+
+    /// A command for `program`, inside this `Bins`' namespace if it has one.
+    fn client(&self, program: &Path) -> Command {
+        match &self.netns {
+            None => Command::new(program),
+            Some(netns) => {
+                let mut command = Command::new(crate::regions::ip_program());
+                command.args(["netns", "exec", netns]).arg(program);
+                command
+            }
         }
     }
 
@@ -62,7 +87,7 @@ impl Bins {
     /// `jctl --data-dir DATA ARGS` to completion, with optional standard input.
     pub fn jctl(&self, data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
         run(
-            Command::new(&self.jctl)
+            self.client(&self.jctl)
                 .arg("--data-dir")
                 .arg(data)
                 .args(args),
@@ -93,7 +118,7 @@ impl Bins {
 
     /// `jsh` with the profile directory `home` and no SSH agent of the caller's.
     pub fn jsh_command(&self, home: &Path) -> Command {
-        let mut command = Command::new(&self.jsh);
+        let mut command = self.client(&self.jsh);
         command
             .env("JUMPGATE_HOME", home)
             .env_remove("SSH_AUTH_SOCK");

@@ -598,7 +598,7 @@ fn gateway(index: usize) -> Ipv4Addr {
     Ipv4Addr::new(10, region_octet(index), 0, 254)
 }
 
-fn ip_program() -> PathBuf {
+pub(crate) fn ip_program() -> PathBuf {
     system_program(
         &["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"],
         "iproute2",
