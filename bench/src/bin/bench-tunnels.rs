@@ -229,7 +229,7 @@ async fn agents(args: AgentArgs) {
         was_up.resize(states.len(), false);
         let mut up = 0;
         for (state, was) in states.iter().zip(was_up.iter_mut()) {
-            let now = !state.lock().unwrap().tunnels.is_empty();
+            let now = !state.lock().unwrap().tunnels().is_empty();
             if *was && !now {
                 drops += 1;
             }

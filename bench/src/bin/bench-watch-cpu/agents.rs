@@ -209,7 +209,7 @@ pub async fn agents(args: AgentArgs) {
             .lock()
             .unwrap()
             .iter()
-            .map(|state| state.lock().unwrap().tunnels.len())
+            .map(|state| state.lock().unwrap().tunnels().len())
             .sum();
         println!(
             "joined={} join_failures={} cached={cached} tunnels={tunnels}",
