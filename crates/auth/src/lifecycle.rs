@@ -388,7 +388,7 @@ async fn start_with_audit(
 /// Opens the recording store `jumpgate.storage.audit_sessions_uri` names: files in its
 /// directory, or an S3 bucket (credentials from the standard AWS chain); without it, files in
 /// `DATA_DIR/log/sessions`.
-async fn open_recordings(
+pub async fn open_recordings(
     data_dir: &std::path::Path,
     uri: Option<&SessionsUri>,
 ) -> Result<Arc<dyn RecordingStore>, AuthServiceError> {

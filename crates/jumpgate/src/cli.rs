@@ -35,7 +35,7 @@ pub enum Command {
     /// Back up and restore the embedded (SQLite) cluster state.
     #[command(subcommand)]
     Backup(BackupCommand),
-    /// Move the cluster state (and audit events) between stores.
+    /// Move the cluster state (and audit events and recordings) between stores.
     #[command(subcommand)]
     Storage(StorageCommand),
     /// Print the version.
@@ -116,7 +116,7 @@ pub enum StorageCommand {
     #[command(
         after_help = "Example (seed 000's SQLite pair moving to PostgreSQL):\n  \
             systemctl stop jumpgate\n  \
-            jumpgate storage migrate --from /etc/jumpgate.yaml --to /etc/jumpgate-postgres.yaml --audit\n  \
+            jumpgate storage migrate --from /etc/jumpgate.yaml --to /etc/jumpgate-postgres.yaml --audit --recordings\n  \
             mv /etc/jumpgate-postgres.yaml /etc/jumpgate.yaml && systemctl start jumpgate"
     )]
     Migrate {
@@ -133,6 +133,11 @@ pub enum StorageCommand {
         /// `audit_events_uri` (or its SQLite log) to every store of the target's.
         #[arg(long)]
         audit: bool,
+        /// Also copy the session recordings, from the source's `audit_sessions_uri` (or
+        /// `DATA_DIR/log/sessions`) to the target's; a recording already there in full is
+        /// skipped, a partial one is completed, and every copy is compared by SHA-256.
+        #[arg(long)]
+        recordings: bool,
     },
 }
 

@@ -95,6 +95,7 @@ fn run(cli: Cli) -> Result<()> {
             to,
             force,
             audit,
+            recordings,
         }) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -105,6 +106,7 @@ fn run(cli: Cli) -> Result<()> {
                     to,
                     force,
                     audit,
+                    recordings,
                 }))
             }),
         Command::Version => {

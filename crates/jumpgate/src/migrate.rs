@@ -27,6 +27,7 @@ pub struct Migration {
     pub to: PathBuf,
     pub force: bool,
     pub audit: bool,
+    pub recordings: bool,
 }
 
 /// Items written at once: enough to hide a networked store's round trips.
@@ -68,6 +69,9 @@ pub async fn run(migration: &Migration) -> Result<()> {
 
     if migration.audit {
         copy_audit(&source, &target).await?;
+    }
+    if migration.recordings {
+        copy_recordings(&source, &target).await?;
     }
     println!(
         "Done. Point the auth servers at {} (its storage section) and start them.",
@@ -293,6 +297,106 @@ async fn copy_audit(source: &Side, target: &Side) -> Result<()> {
     into.close().await?;
     println!("Copied {copied} audit events (already present ones are stored once).");
     Ok(())
+}
+
+/// Copies every session recording the source's store holds into the target's, in parts,
+/// resuming one the target holds only part of (an earlier, interrupted migration) and
+/// skipping one it holds whole; then compares each copy with its original by SHA-256.
+async fn copy_recordings(source: &Side, target: &Side) -> Result<()> {
+    let from = open_recordings(source)
+        .await
+        .context("--from: opening the session recordings")?;
+    let into = open_recordings(target)
+        .await
+        .context("--to: opening the session recordings")?;
+    let recordings = from
+        .list()
+        .await
+        .context("--from: listing the recordings")?;
+    let (mut copied, mut bytes) = (0usize, 0u64);
+    for recording in &recordings {
+        let id = &recording.session_id;
+        let mut offset = match into.stat(id).await.context("--to: reading a recording")? {
+            Some(held) if held.size > recording.size => bail!(
+                "--to already holds recording {id} with {} bytes, more than the {} of --from: \
+                 it is not the same recording; remove it from the target first",
+                held.size,
+                recording.size
+            ),
+            Some(held) => held.size,
+            None => 0,
+        };
+        while offset < recording.size {
+            let part = from
+                .read_range(id, offset, jumpgate_audit::recording::MAX_PART_LEN as u64)
+                .await
+                .with_context(|| format!("--from: reading recording {id}"))?;
+            if part.is_empty() {
+                bail!("--from: recording {id} ended at {offset} bytes, before its listed size");
+            }
+            let len = part.len() as u64;
+            into.append_part(id, offset, part)
+                .await
+                .with_context(|| format!("--to: writing recording {id}"))?;
+            offset += len;
+            bytes += len;
+        }
+        if recording.completed {
+            into.complete(id)
+                .await
+                .with_context(|| format!("--to: completing recording {id}"))?;
+        }
+        let (original, copy) = (
+            recording_digest(from.as_ref(), id, recording.size).await?,
+            recording_digest(into.as_ref(), id, recording.size).await?,
+        );
+        if original != copy {
+            bail!("recording {id} differs after the copy (SHA-256 {original} vs {copy})");
+        }
+        copied += 1;
+    }
+    println!(
+        "Copied {copied} session recordings ({bytes} new bytes); every one matches its original \
+         (SHA-256)."
+    );
+    Ok(())
+}
+
+/// The recording store one side's config names.
+async fn open_recordings(
+    side: &Side,
+) -> Result<Arc<dyn jumpgate_audit::RecordingStore>, jumpgate_auth::lifecycle::AuthServiceError> {
+    jumpgate_auth::lifecycle::open_recordings(
+        &side.config.jumpgate.data_dir,
+        side.config.jumpgate.storage.audit_sessions_uri.as_ref(),
+    )
+    .await
+}
+
+/// SHA-256 of the first `len` bytes of a recording, read in parts.
+async fn recording_digest(
+    store: &dyn jumpgate_audit::RecordingStore,
+    id: &jumpgate_audit::recording::SessionId,
+    len: u64,
+) -> Result<String> {
+    let mut hasher = Sha256::new();
+    let mut offset = 0;
+    while offset < len {
+        let part = store
+            .read_range(
+                id,
+                offset,
+                (len - offset).min(jumpgate_audit::recording::MAX_PART_LEN as u64),
+            )
+            .await
+            .with_context(|| format!("reading recording {id}"))?;
+        if part.is_empty() {
+            bail!("recording {id} ends at {offset} bytes, before {len}");
+        }
+        offset += part.len() as u64;
+        hasher.update(&part);
+    }
+    Ok(hex::encode(hasher.finalize()))
 }
 
 #[cfg(test)]

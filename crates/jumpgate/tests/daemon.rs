@@ -934,3 +934,158 @@ fn a_daemon_without_aws_credentials_stops_and_says_where_they_come_from() {
     assert!(err.contains("jumpgate-nocreds"), "{err}");
     assert!(err.contains("AWS_ACCESS_KEY_ID"), "{err}");
 }
+
+/// `jumpgate storage migrate --recordings` moves the session recordings to the store the
+/// target config names: a finished one in several parts and one still being uploaded,
+/// byte for byte (compared by SHA-256 by the command and here), keeping which are
+/// complete; a second run copies nothing new; a target holding a different, longer
+/// recording under the same id is refused rather than overwritten.
+#[tokio::test(flavor = "multi_thread")]
+async fn storage_migrate_moves_the_session_recordings() {
+    use jumpgate_audit::RecordingStore;
+    use jumpgate_audit::recording::{MAX_PART_LEN, SessionId};
+
+    let dir = tempfile::tempdir().unwrap();
+    let source_data = dir.path().join("source-data");
+    let source_config = dir.path().join("source.yaml");
+    std::fs::write(
+        &source_config,
+        format!(
+            "version: v3\njumpgate:\n  data_dir: {}\nauth_service:\n  cluster_name: moving\n",
+            source_data.display()
+        ),
+    )
+    .unwrap();
+    let target_sessions = dir.path().join("target-sessions");
+    let target_config = dir.path().join("target.yaml");
+    std::fs::write(
+        &target_config,
+        format!(
+            "version: v3\njumpgate:\n  data_dir: {}\n  storage:\n    audit_sessions_uri: \"file://{}\"\nauth_service:\n  cluster_name: moving\n",
+            dir.path().join("target-data").display(),
+            target_sessions.display()
+        ),
+    )
+    .unwrap();
+    // A cluster state to move (the command refuses a source without one).
+    let mut daemon = start_daemon(
+        &["-c", source_config.to_str().unwrap()],
+        &dir.path().join("log"),
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || daemon
+            .readyz()
+            .is_some_and(|(s, _)| s == 200)),
+        "{}",
+        daemon.log_text()
+    );
+    assert!(daemon.terminate(), "{}", daemon.log_text());
+
+    // Two recordings in the source's default store: one finished, of several parts, and
+    // one whose upload is still going on.
+    let source = jumpgate_audit::FileRecordingStore::open(source_data.join("log/sessions"))
+        .await
+        .unwrap();
+    let cast = |events: usize| {
+        let mut text = String::from("{\"version\":2,\"width\":80,\"height\":24}\n");
+        for i in 0..events {
+            text.push_str(&format!(
+                "[{}.5,\"o\",\"line {i} of the session\\r\\n\"]\n",
+                i
+            ));
+        }
+        text.into_bytes()
+    };
+    let finished = SessionId::new("3f6c1a52-finished").unwrap();
+    let going_on = SessionId::new("9b2e44d0-going-on").unwrap();
+    let finished_bytes = cast(3 * MAX_PART_LEN / 30);
+    let going_on_bytes = cast(10);
+    let mut offset = 0;
+    for part in finished_bytes.chunks(MAX_PART_LEN) {
+        offset = source
+            .append_part(&finished, offset, part.to_vec())
+            .await
+            .unwrap();
+    }
+    source.complete(&finished).await.unwrap();
+    source
+        .append_part(&going_on, 0, going_on_bytes.clone())
+        .await
+        .unwrap();
+    assert!(
+        finished_bytes.len() > 2 * MAX_PART_LEN,
+        "make it several parts"
+    );
+
+    let migrate = |extra: &[&str]| {
+        let mut args = vec![
+            "storage",
+            "migrate",
+            "--from",
+            source_config.to_str().unwrap(),
+            "--to",
+            target_config.to_str().unwrap(),
+            "--recordings",
+        ];
+        args.extend_from_slice(extra);
+        run(&args, None)
+    };
+    let moved = migrate(&[]);
+    assert!(
+        moved.status.success(),
+        "{}{}",
+        text(&moved.stdout),
+        text(&moved.stderr)
+    );
+    let total = finished_bytes.len() + going_on_bytes.len();
+    assert!(
+        text(&moved.stdout).contains(&format!("Copied 2 session recordings ({total} new bytes)")),
+        "{}",
+        text(&moved.stdout)
+    );
+    let target = jumpgate_audit::FileRecordingStore::open(&target_sessions)
+        .await
+        .unwrap();
+    assert_eq!(target.read(&finished).await.unwrap(), finished_bytes);
+    assert_eq!(target.read(&going_on).await.unwrap(), going_on_bytes);
+    let state = |id: &SessionId| {
+        let target = &target;
+        let id = id.clone();
+        async move { target.stat(&id).await.unwrap().unwrap().completed }
+    };
+    assert!(
+        state(&finished).await,
+        "the finished recording is not complete"
+    );
+    assert!(
+        !state(&going_on).await,
+        "an unfinished recording was completed"
+    );
+
+    // Again (the state needs --force; the recordings are there whole): nothing new.
+    let again = migrate(&["--force"]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert!(
+        text(&again.stdout).contains("Copied 2 session recordings (0 new bytes)"),
+        "{}",
+        text(&again.stdout)
+    );
+
+    // A target recording longer than the source's under the same id is another recording.
+    target
+        .append_part(
+            &going_on,
+            going_on_bytes.len() as u64,
+            b"[99.0,\"o\",\"x\"]\n".to_vec(),
+        )
+        .await
+        .unwrap();
+    let clash = migrate(&["--force"]);
+    assert_eq!(clash.status.code(), Some(1), "{}", text(&clash.stdout));
+    assert!(
+        text(&clash.stderr).contains("9b2e44d0-going-on")
+            && text(&clash.stderr).contains("not the same recording"),
+        "{}",
+        text(&clash.stderr)
+    );
+}
