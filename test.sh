@@ -8,7 +8,8 @@
 #    verifier for the certificate tests), curl (a real HTTPS client for the proxy's web
 #    API) and haproxy (a real layer-4 load balancer sending PROXY protocol headers),
 #    tmux (interactive SSH sessions under a real terminal) and asciinema (a standard
-#    player for the session recordings); from PyPI, ssh-audit and sslyze (independent
+#    player for the session recordings), zsh, fish, man-db and systemd (systemd-analyze)
+#    for the Debian package's test; from PyPI, ssh-audit and sslyze (independent
 #    scanners of the node's SSH algorithms and the proxy's TLS) and moto[server] (an
 #    emulator of DynamoDB for the DynamoDB backend's tests, run single-threaded by
 #    jumpgate_test_support::DynamoEmulator: DynamoDB itself cannot run here); from
@@ -37,6 +38,12 @@ install_packages() {
     command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
     # PostgreSQL's server binaries (initdb, postgres): the tests make private clusters.
     compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+    # The Debian package's test (crates/dist): zsh and fish load its completions, man
+    # renders its pages, systemd-analyze verifies its unit (systemd is not started).
+    command -v zsh >/dev/null 2>&1 || missing+=(zsh)
+    command -v fish >/dev/null 2>&1 || missing+=(fish)
+    command -v man >/dev/null 2>&1 && command -v lexgrog >/dev/null 2>&1 || missing+=(man-db)
+    command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
     if [ ${#missing[@]} -eq 0 ]; then
         return
     fi
