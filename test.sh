@@ -8,10 +8,11 @@
 #    verifier for the certificate tests), curl (a real HTTPS client for the proxy's web
 #    API) and haproxy (a real layer-4 load balancer sending PROXY protocol headers),
 #    tmux (interactive SSH sessions under a real terminal), asciinema (a standard
-#    player for the session recordings) and iproute2 (`ip`: the network namespaces that
-#    jumpgate_test_support::Regions makes regions and hosts of); from PyPI, ssh-audit
-#    and sslyze (independent scanners of the node's SSH algorithms and the proxy's TLS)
-#    and moto[server] (an emulator of DynamoDB for the DynamoDB backend's tests, run single-threaded by
+#    player for the session recordings), iproute2 (`ip`: the network namespaces that
+#    jumpgate_test_support::Regions makes regions and hosts of), and zsh, fish, man-db and
+#    systemd (systemd-analyze) for the Debian package's test; from PyPI, ssh-audit and
+#    sslyze (independent scanners of the node's SSH algorithms and the proxy's TLS) and
+#    moto[server] (an emulator of DynamoDB for the DynamoDB backend's tests, run single-threaded by
 #    jumpgate_test_support::DynamoEmulator: DynamoDB itself cannot run here); from
 #    crates.io, s3s-fs (a real S3-compatible server that checks SigV4 signatures, for the
 #    S3 recording store's tests; built once into ~/.cargo/bin, about 3.5 minutes on 2 cores).
@@ -40,6 +41,12 @@ install_packages() {
     command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing+=(iproute2)
     # PostgreSQL's server binaries (initdb, postgres): the tests make private clusters.
     compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+    # The Debian package's test (crates/dist): zsh and fish load its completions, man
+    # renders its pages, systemd-analyze verifies its unit (systemd is not started).
+    command -v zsh >/dev/null 2>&1 || missing+=(zsh)
+    command -v fish >/dev/null 2>&1 || missing+=(fish)
+    command -v man >/dev/null 2>&1 && command -v lexgrog >/dev/null 2>&1 || missing+=(man-db)
+    command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
     if [ ${#missing[@]} -eq 0 ]; then
         return
     fi

@@ -1,11 +1,5 @@
-//! `jsh`: the Jumpgate user tool. [`cli`] parses the arguments; [`run`] runs each command
-//! through `jumpgate_client` (login, listing, dialling through the proxy, SSH, copying,
-//! recordings) and prints the result.
-#![forbid(unsafe_code)]
-
-mod cli;
-mod run;
+//! `jsh`: the Jumpgate user tool (see the library, `jsh::jsh_main`).
 
 fn main() -> std::process::ExitCode {
-    run::jsh_main()
+    jsh::jsh_main()
 }

@@ -1,4 +1,5 @@
-//! `jumpgate start`: runs the services the config enables until SIGTERM/SIGINT.
+//! `jumpgate start`: runs the services the config enables until SIGTERM/SIGINT (SIGHUP
+//! is logged and ignored, except by `--dev`).
 //!
 //! The order matters: everything that can be checked (config, files it names, the data
 //! directory lock, the listening addresses) is checked before the daemon reports itself
@@ -167,10 +168,12 @@ pub async fn run(config: Config, dev: bool) -> Result<()> {
             }
         });
     }
+    // Caught from now on: once "jumpgate started" is logged, a signal is handled here.
+    let mut signals = Signals::install()?;
     info!("jumpgate started");
 
     let outcome = tokio::select! {
-        signal = wait_for_shutdown_signal() => {
+        signal = signals.shutdown(dev) => {
             info!(signal = signal?, "shutting down");
             Ok(())
         }
@@ -625,21 +628,61 @@ fn print_dev_banner(config: &Config, diag_addr: Option<SocketAddr>, bound: Optio
     );
 }
 
-async fn wait_for_shutdown_signal() -> Result<&'static str> {
-    #[cfg(unix)]
-    {
+/// The signals the daemon handles. SIGTERM and SIGINT stop it. SIGHUP means a reload
+/// to most daemons (and to Teleport's), and its default action would end the process:
+/// under systemd's `Restart=on-failure` for good, as a clean stop. A server reloads
+/// nothing, so it says so and goes on; `--dev` runs in a terminal, where SIGHUP means
+/// the terminal went away, and stops.
+#[cfg(unix)]
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+impl Signals {
+    fn install() -> Result<Signals> {
         use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
-        tokio::select! {
-            result = tokio::signal::ctrl_c() => {
-                result.context("waiting for SIGINT")?;
-                Ok("SIGINT")
+        Ok(Signals {
+            terminate: signal(SignalKind::terminate()).context("installing a SIGTERM handler")?,
+            interrupt: signal(SignalKind::interrupt()).context("installing a SIGINT handler")?,
+            hangup: signal(SignalKind::hangup()).context("installing a SIGHUP handler")?,
+        })
+    }
+
+    /// Waits for a signal that stops the daemon; returns its name.
+    async fn shutdown(&mut self, dev: bool) -> Result<&'static str> {
+        loop {
+            tokio::select! {
+                _ = self.interrupt.recv() => return Ok("SIGINT"),
+                _ = self.terminate.recv() => return Ok("SIGTERM"),
+                _ = self.hangup.recv() => {
+                    if dev {
+                        return Ok("SIGHUP");
+                    }
+                    warn!(
+                        "SIGHUP: jumpgate does not reload its config and goes on unchanged; \
+                         to apply a change, check it (jumpgate config check -c FILE) and restart \
+                         (systemctl restart jumpgate). Renewed https_keypairs files are picked \
+                         up without a signal"
+                    );
+                }
             }
-            _ = term.recv() => Ok("SIGTERM"),
         }
     }
-    #[cfg(not(unix))]
-    {
+}
+
+#[cfg(not(unix))]
+struct Signals;
+
+#[cfg(not(unix))]
+impl Signals {
+    fn install() -> Result<Signals> {
+        Ok(Signals)
+    }
+
+    async fn shutdown(&mut self, _dev: bool) -> Result<&'static str> {
         tokio::signal::ctrl_c()
             .await
             .context("waiting for Ctrl-C")?;

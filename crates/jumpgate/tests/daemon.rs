@@ -118,6 +118,60 @@ fn json_logs_at_the_configured_level() {
     }
 }
 
+/// SIGHUP reloads other daemons; here it must neither stop a server (systemd would not
+/// restart it: a clean signal) nor pass unnoticed. A `--dev` cluster in a terminal stops.
+#[test]
+fn sighup_is_logged_and_ignored_by_a_server_and_stops_a_dev_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("jumpgate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: v3\njumpgate:\n  data_dir: {}\n  storage:\n    type: memory\nauth_service:\n  cluster_name: test\n",
+            dir.path().join("server").display()
+        ),
+    )
+    .unwrap();
+    let mut server = start_daemon(&["-c", config.to_str().unwrap()], &dir.path().join("log"));
+    assert!(wait_until(Duration::from_secs(10), || server
+        .log_text()
+        .contains("jumpgate started")));
+    assert!(server.process.signal("HUP"));
+    assert!(
+        wait_until(Duration::from_secs(10), || server
+            .log_text()
+            .contains("SIGHUP: jumpgate does not reload its config")),
+        "{}",
+        server.log_text()
+    );
+    server.process.check_alive();
+    assert_eq!(
+        http_get(server.diag_port, "/healthz").map(|(status, _)| status),
+        Some(200)
+    );
+    assert!(server.terminate(), "{}", server.log_text());
+
+    let data = dir.path().join("dev");
+    let mut dev = start_daemon(
+        &["--dev", "--data-dir", data.to_str().unwrap()],
+        &dir.path().join("dev.log"),
+    );
+    assert!(wait_until(Duration::from_secs(10), || dev
+        .log_text()
+        .contains("jumpgate started")));
+    assert!(dev.process.signal("HUP"));
+    assert!(
+        wait_until(Duration::from_secs(15), || dev.process.has_exited()),
+        "{}",
+        dev.log_text()
+    );
+    assert!(
+        dev.log_text().contains("signal=\"SIGHUP\""),
+        "{}",
+        dev.log_text()
+    );
+}
+
 #[test]
 fn a_config_that_cannot_bind_its_diag_addr_fails_at_once() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -158,6 +158,11 @@ impl Process {
         self.child.id()
     }
 
+    /// Sends the signal `name` (`HUP`, `TERM`, ...); whether it was delivered.
+    pub fn signal(&self, name: &str) -> bool {
+        signal(self.child.id(), name)
+    }
+
     /// Everything it has logged so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
