@@ -2,7 +2,8 @@
 //! `audit_sessions_uri: s3://...` (auth, proxy and this host's SSH service, credentials from
 //! the standard AWS environment variables) records a real PTY session into a real
 //! S3-compatible server (`s3s-fs`, which checks SigV4 signatures), and `jsh recordings ls` /
-//! `jsh play` read it back from there.
+//! `jsh play` read it back from there. Then the same daemon killed with SIGKILL mid-upload,
+//! mid-assembly and mid-output, and restarted: nothing the node had written is lost.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
