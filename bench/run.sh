@@ -2,13 +2,13 @@
 # Jumpgate's benchmarks against the real alternatives, in one command (as root):
 #
 #   bash bench/run.sh            # everything
-#   bash bench/run.sh ssh        # only the named benchmarks (ssh tunnel auth_api cert_issuance backends ...)
+#   bash bench/run.sh ssh        # only the named benchmarks (ssh tunnel auth_api cert_issuance backends recordings ...)
 #   BEFORE_BIN_DIR=/path/to/old/target/release bash bench/run.sh watch-cpu
 #                                # idle CPU, polling (that build) vs Watch (this one):
 #                                # only when named, and only with BEFORE_BIN_DIR
 #
 # Installs what the comparisons need if missing (openssh-server/-client, etcd-server,
-# postgresql), builds the
+# postgresql, and s3s-fs from crates.io for bench-recordings), builds the
 # release binaries, runs each benchmark (each starts its processes on loopback in a
 # temporary directory and stops and removes them at the end), keeps every benchmark's
 # full output in bench/out/NAME.txt, appends the machine-readable line each prints
@@ -43,7 +43,14 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 benches=("$@")
-[ ${#benches[@]} -gt 0 ] || benches=(cert_issuance auth_api tunnel ssh tunnels revocation backends)
+[ ${#benches[@]} -gt 0 ] || benches=(cert_issuance auth_api tunnel ssh tunnels revocation backends recordings)
+
+# bench-recordings runs a real S3-compatible server (s3s-fs), pinned as test.sh pins it.
+for bench in "${benches[@]}"; do
+    if [ "$bench" = recordings ] && ! command -v s3s-fs >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/s3s-fs" ]; then
+        cargo install --locked --quiet s3s-fs --version 0.14.1 --features binary
+    fi
+done
 
 cargo build --release --locked -p jumpgate -p jsh -p jumpgate-bench
 mkdir -p bench/out

@@ -119,7 +119,60 @@ fn render(latest: &BTreeMap<String, Value>) -> String {
     if let Some(backends) = latest.get("backends") {
         backends_section(&mut out, backends);
     }
+    if let Some(recordings) = latest.get("recordings") {
+        recordings_section(&mut out, recordings);
+    }
     out
+}
+
+fn recordings_section(out: &mut String, record: &Value) {
+    let _ = writeln!(
+        out,
+        "## Recording upload: files vs S3 (`bench/src/bin/bench-recordings.rs`)\n\n{}\n\n\
+         The stores' own calls in one process, median of {} runs per size: a recording appended \
+         in parts of {} bytes one after the other (as a node uploads it), then `complete` (files: \
+         `fsync` and a marker; S3: the seal, timed on its own, then the copy of the parts into \
+         one object and their deletion), then read back whole. Files: `FileRecordingStore` in \
+         /var/tmp, every part `fsync`ed; S3: `S3RecordingStore` against s3s-fs on loopback (no \
+         `fsync`, on the same cores). Stored: upload and complete together. Ratios are S3 to \
+         files.\n\n\
+         | size | store | upload MiB/s | part p50 | part p99 | seal | complete | stored MiB/s | read MiB/s |\n\
+         |---|---|---|---|---|---|---|---|---|",
+        provenance(record),
+        record["runs"],
+        record["part_bytes"]
+    );
+    for size in record["sizes"].as_array().into_iter().flatten() {
+        for row in size["stores"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                out,
+                "| {} MiB | {} | {:.1} | {:.2} ms | {:.2} ms | {} | {:.1} ms | {:.1} | {:.1} |",
+                size["mib"],
+                row["store"].as_str().unwrap_or("?"),
+                num(&row["upload_mib_s"]),
+                num(&row["part_ms"]["p50"]),
+                num(&row["part_ms"]["p99"]),
+                row["seal_ms"]
+                    .as_f64()
+                    .map_or_else(|| "-".to_string(), |seal| format!("{seal:.1} ms")),
+                num(&row["complete_ms"]),
+                num(&row["stored_mib_s"]),
+                num(&row["read_mib_s"]),
+            );
+        }
+        let ratios = &size["s3_over_files"];
+        let _ = writeln!(
+            out,
+            "| {} MiB | **S3 / files** | {:.2}× | {:.2}× | | | {:.1}× | {:.2}× | {:.2}× |",
+            size["mib"],
+            num(&ratios["upload_mib_s"]),
+            num(&ratios["part_p50"]),
+            num(&ratios["complete_ms"]),
+            num(&ratios["stored_mib_s"]),
+            num(&ratios["read_mib_s"]),
+        );
+    }
+    out.push('\n');
 }
 
 fn backends_section(out: &mut String, record: &Value) {
