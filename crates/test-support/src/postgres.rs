@@ -219,6 +219,49 @@ impl Postgres {
         assert!(promoted, "the standby was not promoted within 30 s");
     }
 
+    /// Makes every commit wait until a standby has it on disk (`synchronous_standby_names =
+    /// '*'`, with the default `synchronous_commit = on`): a write this server acknowledged
+    /// survives its death. Call it once the standby streams, or commits wait for one.
+    pub async fn make_synchronous(&self) {
+        let client = self.client("postgres").await.expect("primary");
+        client
+            .batch_execute(
+                "ALTER SYSTEM SET synchronous_standby_names = '*'; SELECT pg_reload_conf();",
+            )
+            .await
+            .expect("turning on synchronous replication");
+        // Reloaded asynchronously: wait until it applies.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let row = client
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'",
+                    &[],
+                )
+                .await
+                .expect("pg_stat_replication");
+            if row.get::<_, i64>(0) > 0 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no synchronous standby after 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Kills the server at once (SIGKILL), as a crashed host: no shutdown checkpoint, no
+    /// goodbye to clients or standbys.
+    pub async fn kill(&mut self) {
+        if let Some(child) = self.child.take() {
+            let log = self.log_path();
+            tokio::task::spawn_blocking(move || shut_down(child, Signal::SIGKILL, &log))
+                .await
+                .expect("killing PostgreSQL");
+        }
+    }
+
     /// Waits (bounded) until `standby` has replayed everything this server has written, so
     /// a failover test loses nothing to replication lag it did not mean to test.
     pub async fn wait_replicated(&self, standby: &Postgres) {
