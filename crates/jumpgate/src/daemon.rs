@@ -458,6 +458,26 @@ fn write_proxy_addr(config: &Config, addr: SocketAddr) -> Result<()> {
         .with_context(|| format!("cannot write {}", file.display()))
 }
 
+/// Where an agent next to a proxy tunnels: that proxy first, then every other proxy
+/// `jumpgate.proxy_server` lists. Seed 000's pair of all-in-one servers lists both, so
+/// each server's agent holds a tunnel to each proxy and a user on either server reaches
+/// either node; with no list, only the local proxy.
+fn local_agent_proxies(config: &Config, local: SocketAddr) -> String {
+    let mut proxies = vec![local.to_string()];
+    for addr in config
+        .jumpgate
+        .proxy_server
+        .iter()
+        .flat_map(|listed| listed.addrs())
+    {
+        let addr = addr.to_string();
+        if !proxies.contains(&addr) {
+            proxies.push(addr);
+        }
+    }
+    proxies.join(",")
+}
+
 fn start_local_agent(
     config: &Config,
     auth: &RunningAuth,
@@ -467,11 +487,10 @@ fn start_local_agent(
     shutdown: &CancellationToken,
 ) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
     let (server, tunnel) = match proxy {
-        Some(proxy) => (dialable(proxy.addr), true),
-        None => (auth.dial_addr(), false),
+        Some(proxy) => (local_agent_proxies(config, dialable(proxy.addr)), true),
+        None => (auth.dial_addr().to_string(), false),
     };
-    let mut agent =
-        jumpgate_node::service::agent_settings(config, host_uuid, server.to_string(), tunnel);
+    let mut agent = jumpgate_node::service::agent_settings(config, host_uuid, server, tunnel);
     if !tunnel && agent.listen_addr.is_none() {
         warn!(
             "ssh_service runs next to the auth service without a proxy and without \

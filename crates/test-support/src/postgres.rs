@@ -224,12 +224,17 @@ impl Postgres {
     /// survives its death. Call it once the standby streams, or commits wait for one.
     pub async fn make_synchronous(&self) {
         let client = self.client("postgres").await.expect("primary");
-        client
-            .batch_execute(
-                "ALTER SYSTEM SET synchronous_standby_names = '*'; SELECT pg_reload_conf();",
-            )
-            .await
-            .expect("turning on synchronous replication");
+        // One statement each: a multi-statement string runs as one transaction, which
+        // ALTER SYSTEM refuses.
+        for statement in [
+            "ALTER SYSTEM SET synchronous_standby_names = '*'",
+            "SELECT pg_reload_conf()",
+        ] {
+            client
+                .batch_execute(statement)
+                .await
+                .expect("turning on synchronous replication");
+        }
         // Reloaded asynchronously: wait until it applies.
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
