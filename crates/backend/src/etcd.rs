@@ -42,6 +42,12 @@ const ENVELOPE_MAGIC: [u8; 2] = [b'J', 1];
 const ENVELOPE_HEADER_LEN: usize = 10;
 /// How often an optimistic write is retried when other writers keep winning.
 const MAX_CONFLICT_RETRIES: usize = 64;
+/// How long a request is tried again while etcd cannot take it for a moment: a member
+/// was killed and the client moves to another, or the cluster elects a new leader (about
+/// a second with etcd's defaults). A user's login must not fail for that (issue 16: an
+/// etcd member killed, no error a user sees); a store that stays away still gives a clear
+/// `Unavailable` within this bound.
+const RETRY_FOR: Duration = Duration::from_secs(3);
 
 /// TLS material for talking to etcd (PEM contents, already read from files).
 #[derive(Clone)]
@@ -203,23 +209,7 @@ impl EtcdBackend {
     }
 
     fn error(&self, err: etcd_client::Error) -> BackendError {
-        use etcd_client::Error as E;
-        let unavailable = match &err {
-            E::TransportError(_) | E::IoError(_) => true,
-            E::GRpcStatus(status) => {
-                matches!(
-                    status.code(),
-                    tonic::Code::Unavailable
-                        | tonic::Code::DeadlineExceeded
-                        | tonic::Code::Cancelled
-                ) || (status.code() == tonic::Code::Unknown
-                    // A broken connection arrives as "Unknown: transport error" with
-                    // the I/O error as its source.
-                    && (std::error::Error::source(status).is_some()
-                        || status.message().contains("transport error")))
-            }
-            _ => false,
-        };
+        let unavailable = is_unavailable(&err);
         if unavailable {
             BackendError::Unavailable {
                 backend: BACKEND,
@@ -229,6 +219,36 @@ impl EtcdBackend {
             BackendError::Internal {
                 backend: BACKEND,
                 detail: err.to_string(),
+            }
+        }
+    }
+
+    /// Runs `request` until it succeeds, fails for a reason a retry cannot fix, or
+    /// [`RETRY_FOR`] has passed. A write that is not `idempotent` (a transaction) is tried
+    /// again only after an error that says etcd never applied it.
+    async fn retrying<T, F, Fut>(&self, idempotent: bool, mut request: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
+    {
+        let deadline = tokio::time::Instant::now() + RETRY_FOR;
+        let mut wait = Duration::from_millis(50);
+        loop {
+            match request().await {
+                Ok(answer) => return Ok(answer),
+                Err(err) => {
+                    let again = if idempotent {
+                        is_unavailable(&err)
+                    } else {
+                        never_applied(&err)
+                    };
+                    if !again || tokio::time::Instant::now() + wait > deadline {
+                        return Err(self.error(err));
+                    }
+                    tracing::debug!(%err, ?wait, "etcd cannot take the request now; trying again");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_millis(400));
+                }
             }
         }
     }
@@ -252,12 +272,14 @@ impl EtcdBackend {
     /// The key's item as etcd holds it, expired or not: conditional writes compare
     /// against its revision even when readers already treat it as gone.
     async fn stored(&self, key: &Key) -> Result<Option<Item>> {
+        let full = self.full_key(key);
         let response = self
-            .client
-            .kv_client()
-            .get(self.full_key(key), None)
-            .await
-            .map_err(|err| self.error(err))?;
+            .retrying(true, || {
+                let mut kv = self.client.kv_client();
+                let full = full.clone();
+                async move { kv.get(full, None).await }
+            })
+            .await?;
         response.kvs().first().map(|kv| self.decode(kv)).transpose()
     }
 
@@ -301,16 +323,19 @@ impl EtcdBackend {
         ops: Vec<TxnOp>,
         new_leases: Vec<i64>,
     ) -> Result<Option<Revision>> {
+        let txn = Txn::new().when(compares).and_then(ops);
         let response = self
-            .client
-            .kv_client()
-            .txn(Txn::new().when(compares).and_then(ops))
+            .retrying(false, || {
+                let mut kv = self.client.kv_client();
+                let txn = txn.clone();
+                async move { kv.txn(txn).await }
+            })
             .await;
         let response = match response {
             Ok(response) => response,
             Err(err) => {
                 self.revoke_quietly(new_leases);
-                return Err(self.error(err));
+                return Err(err);
             }
         };
         if !response.succeeded() {
@@ -362,12 +387,14 @@ impl EtcdBackend {
             .unwrap_or(i64::MAX / 2)
             .saturating_add(i64::from(remaining.subsec_nanos() > 0))
             .max(1);
+        // A grant whose answer was lost leaves a lease nobody uses, which etcd drops at
+        // its TTL: harmless, so grants are retried like reads.
         let lease = self
-            .client
-            .lease_client()
-            .grant(seconds, None)
-            .await
-            .map_err(|err| self.error(err))?;
+            .retrying(true, || {
+                let mut leases = self.client.lease_client();
+                async move { leases.grant(seconds, None).await }
+            })
+            .await?;
         Ok(lease.id())
     }
 
@@ -418,11 +445,12 @@ impl EtcdBackend {
             options = options.with_limit(limit);
         }
         let mut response = self
-            .client
-            .kv_client()
-            .get(start, Some(options))
-            .await
-            .map_err(|err| self.error(err))?;
+            .retrying(true, || {
+                let mut kv = self.client.kv_client();
+                let (start, options) = (start.clone(), options.clone());
+                async move { kv.get(start, Some(options)).await }
+            })
+            .await?;
         Ok(response.take_kvs())
     }
 
@@ -894,6 +922,41 @@ impl WatchFeeder {
             self.overflowed.store(true, Ordering::Release);
         }
     }
+}
+
+/// Whether an error means etcd could not be reached or could not serve the request now.
+fn is_unavailable(err: &etcd_client::Error) -> bool {
+    use etcd_client::Error as E;
+    match err {
+        E::TransportError(_) | E::IoError(_) => true,
+        E::GRpcStatus(status) => {
+            matches!(
+                status.code(),
+                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+            ) || (status.code() == tonic::Code::Unknown
+                // A broken connection arrives as "Unknown: transport error" with
+                // the I/O error as its source.
+                && (std::error::Error::source(status).is_some()
+                    || status.message().contains("transport error")))
+        }
+        _ => false,
+    }
+}
+
+/// Whether an error says etcd never applied the request, so that even a conditional write
+/// may be sent again: the member has no leader (refused before proposing), or the
+/// connection was never made.
+fn never_applied(err: &etcd_client::Error) -> bool {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text.contains("no leader")
+        || text.contains("Connection refused")
+        || text.contains("tcp connect error")
 }
 
 #[cfg(test)]

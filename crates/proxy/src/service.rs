@@ -634,7 +634,13 @@ async fn start(
         RouterSettings {
             proxy_protocol: config.proxy_protocol,
             proxy_protocol_trusted: config.proxy_protocol_trusted_cidrs.clone(),
-            auth_addrs: vec![auth_addr.clone()],
+            // `auth_server` may list several auth servers: each is tried in turn.
+            auth_addrs: auth_addr
+                .split(',')
+                .map(str::trim)
+                .filter(|addr| !addr.is_empty())
+                .map(str::to_string)
+                .collect(),
             forward_signer: Some(forward_signer.clone()),
             max_unauthenticated_per_source: usize::try_from(config.max_unauthenticated_per_source)
                 .unwrap_or(usize::MAX),

@@ -144,3 +144,166 @@ impl EtcdServer {
         }
     }
 }
+
+/// A real etcd cluster of several members on loopback (static bootstrap), for the HA
+/// topologies built on it (seed 000's first setup: 3 members). Each member can be killed
+/// like a crashed host and started again with its data.
+#[derive(Debug)]
+pub struct EtcdCluster {
+    members: Vec<EtcdMember>,
+    initial_cluster: String,
+}
+
+#[derive(Debug)]
+struct EtcdMember {
+    name: String,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    client_port: u16,
+    peer_port: u16,
+}
+
+impl EtcdCluster {
+    /// Starts `size` members at once (they wait for each other) and waits until every one
+    /// answers.
+    pub async fn start(size: usize) -> EtcdCluster {
+        let members: Vec<EtcdMember> = (0..size)
+            .map(|i| EtcdMember {
+                name: format!("member-{i}"),
+                child: None,
+                dir: tempfile::tempdir().expect("temp dir for etcd"),
+                client_port: free_port(),
+                peer_port: free_port(),
+            })
+            .collect();
+        let initial_cluster = members
+            .iter()
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = EtcdCluster {
+            members,
+            initial_cluster,
+        };
+        for index in 0..size {
+            cluster.spawn(index);
+        }
+        for index in 0..size {
+            cluster.wait_ready(index).await;
+        }
+        cluster
+    }
+
+    /// Every member's client URL, e.g. `http://127.0.0.1:41234`.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(EtcdMember::endpoint).collect()
+    }
+
+    /// The index of the member that leads now.
+    pub async fn leader(&self) -> usize {
+        let endpoints = self.endpoints();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            for (index, endpoint) in endpoints.iter().enumerate() {
+                let status = async {
+                    let mut client = etcd_client::Client::connect([endpoint.clone()], None)
+                        .await
+                        .ok()?;
+                    client.status().await.ok()
+                };
+                if let Ok(Some(status)) = tokio::time::timeout(Duration::from_secs(2), status).await
+                    && status.leader() == status.header().map(|h| h.member_id()).unwrap_or(0)
+                {
+                    return index;
+                }
+            }
+            assert!(Instant::now() < deadline, "no etcd leader within 20 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Kills member `index` (SIGKILL, like a crash).
+    pub async fn kill(&mut self, index: usize) {
+        if let Some(mut child) = self.members.get_mut(index).and_then(|m| m.child.take()) {
+            let _ = child.kill().await;
+        }
+    }
+
+    /// Starts member `index` again with its data, and waits until it answers.
+    pub async fn start_again(&mut self, index: usize) {
+        self.spawn(index);
+        self.wait_ready(index).await;
+    }
+
+    fn spawn(&mut self, index: usize) {
+        let initial_cluster = self.initial_cluster.clone();
+        let member = self.members.get_mut(index).expect("no such etcd member");
+        assert!(member.child.is_none(), "etcd member {index} is running");
+        let peer = format!("http://127.0.0.1:{}", member.peer_port);
+        let child = Command::new(etcd_binary())
+            .arg(format!("--name={}", member.name))
+            .arg(format!(
+                "--data-dir={}",
+                member.dir.path().join("data").display()
+            ))
+            .arg(format!("--listen-client-urls={}", member.endpoint()))
+            .arg(format!("--advertise-client-urls={}", member.endpoint()))
+            .arg(format!("--listen-peer-urls={peer}"))
+            .arg(format!("--initial-advertise-peer-urls={peer}"))
+            .arg(format!("--initial-cluster={initial_cluster}"))
+            .arg("--initial-cluster-state=new")
+            .arg("--initial-cluster-token=jumpgate-test")
+            .arg("--logger=zap")
+            .arg("--log-level=error")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|err| {
+                panic!(
+                    "cannot start etcd ({}): {err}. Install Debian's etcd-server package \
+                     (./test.sh does) or set JUMPGATE_ETCD_BIN",
+                    etcd_binary().display()
+                )
+            });
+        member.child = Some(child);
+    }
+
+    async fn wait_ready(&mut self, index: usize) {
+        let endpoint = self.members.get(index).expect("member").endpoint();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(child) = self.members.get_mut(index).and_then(|m| m.child.as_mut())
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("etcd member {index} exited during start-up with {status}");
+            }
+            let ready = async {
+                let mut client = etcd_client::Client::connect([endpoint.clone()], None)
+                    .await
+                    .ok()?;
+                client.get("health-probe", None).await.ok()
+            };
+            if tokio::time::timeout(Duration::from_secs(2), ready)
+                .await
+                .ok()
+                .flatten()
+                .is_some()
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "etcd member {index} did not answer within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl EtcdMember {
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+}

@@ -43,7 +43,7 @@ pub use daemon::Daemon;
 pub use dynamo::{
     DynamoEmulator, EMULATOR_ACCESS_KEY_ID, EMULATOR_REGION, EMULATOR_SECRET_ACCESS_KEY,
 };
-pub use etcd::EtcdServer;
+pub use etcd::{EtcdCluster, EtcdServer};
 pub use haproxy::{Haproxy, start_haproxy, start_haproxy_in};
 pub use netcut::NetCut;
 pub use postgres::{PG_DATABASE, PG_PASSWORD, PG_USER, PgTls, Postgres};

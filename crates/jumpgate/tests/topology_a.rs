@@ -1,0 +1,180 @@
+//! Topology A (issue 16; seed 000's first setup): HAProxy in front of two proxies, two auth
+//! servers on a 3-member etcd cluster (audit events in one shared PostgreSQL log), an agent
+//! and a user that know only the load balancer. Failure drills, each followed at once by
+//! what a user does: the etcd leader killed, then an auth server killed, then a proxy
+//! killed. Every `jsh ssh` and login works, and the audit log holds exactly one session
+//! per connection made.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use jumpgate_test_support::{Daemon, EtcdCluster, Postgres};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use support::{
+    agent_config, free_port, new_join_token, node, start_daemon, start_haproxy, text, wait_until,
+};
+
+fn auth_server(dir: &Path, name: &str, etcd: &[String], audit: &str) -> (Daemon, PathBuf, String) {
+    let data = dir.join(format!("{name}-data"));
+    let addr = format!("127.0.0.1:{}", free_port());
+    let peers = etcd
+        .iter()
+        .map(|endpoint| format!("\"{endpoint}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let config = dir.join(format!("{name}.yaml"));
+    std::fs::write(
+        &config,
+        format!(
+            "version: v3\njumpgate:\n  data_dir: {}\n  storage:\n    type: etcd\n    peers: [{peers}]\n    audit_events_uri: [\"{audit}\"]\nauth_service:\n  cluster_name: seed-000\n  listen_addr: {addr}\nproxy_service:\n  enabled: false\nssh_service:\n  enabled: false\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let daemon = start_daemon(
+        &["-c", config.to_str().unwrap(), "--auth-addr", &addr],
+        &dir.join(format!("{name}.log")),
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || data
+            .join("admin/auth_addr")
+            .exists()),
+        "{}",
+        daemon.log_text()
+    );
+    (daemon, data, addr)
+}
+
+fn proxy(dir: &Path, name: &str, auth: &str, token: &str, pin: &str) -> (Daemon, String) {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let config = dir.join(format!("{name}.yaml"));
+    std::fs::write(
+        &config,
+        format!(
+            "version: v3\njumpgate:\n  data_dir: {}\n  nodename: {name}\n  auth_server: {auth}\n  auth_token: \"{token}\"\n  ca_pin: \"{pin}\"\nauth_service:\n  enabled: false\nproxy_service:\n  web_listen_addr: {addr}\nssh_service:\n  enabled: false\n",
+            dir.join(format!("{name}-data")).display()
+        ),
+    )
+    .unwrap();
+    let daemon = start_daemon(
+        &["-c", config.to_str().unwrap(), "--proxy-addr", &addr],
+        &dir.join(format!("{name}.log")),
+    );
+    daemon.wait_ready(&["proxy"], &[]);
+    (daemon, addr)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seed_000s_first_setup_survives_losing_an_etcd_member_an_auth_server_and_a_proxy() {
+    let mut etcd = EtcdCluster::start(3).await;
+    let postgres = Postgres::start().await;
+    let audit = postgres
+        .conn_string()
+        .replacen('@', &format!(":{}@", postgres.password()), 1);
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+
+    let (auth_1, _data_1, addr_1) = auth_server(dir, "auth-1", &etcd.endpoints(), &audit);
+    let (auth_2, data, addr_2) = auth_server(dir, "auth-2", &etcd.endpoints(), &audit);
+    let auth_list = format!("{addr_1},{addr_2}");
+    let (token, pin) = new_join_token(&data, &["--type", "proxy,node", "--reusable"]);
+    let (proxy_1, proxy_addr_1) = proxy(dir, "proxy-1", &auth_list, &token, &pin);
+    let (proxy_2, proxy_addr_2) = proxy(dir, "proxy-2", &auth_list, &token, &pin);
+    let lb_port = free_port();
+    let _lb = start_haproxy(
+        dir,
+        &format!(
+            "frontend proxies\n  bind 127.0.0.1:{lb_port}\n  default_backend all\n\
+             backend all\n  balance roundrobin\n  option redispatch\n  retries 2\n\
+             server p1 {proxy_addr_1} check inter 500ms fall 2 rise 1\n\
+             server p2 {proxy_addr_2} check inter 500ms fall 2 rise 1\n"
+        ),
+        &[lb_port],
+    );
+    let lb = format!("127.0.0.1:{lb_port}");
+    let agent_config = agent_config(dir, "app-a", &lb, Some(&token), &pin);
+    let agent = start_daemon(
+        &["-c", agent_config.to_str().unwrap()],
+        &dir.join("agent.log"),
+    );
+    let tunnels = || {
+        node(&data, "app-a")
+            .and_then(|n| n["spec"]["tunnels"].as_array().map(Vec::len))
+            .unwrap_or(0)
+    };
+    assert!(
+        wait_until(Duration::from_secs(40), || tunnels() == 2),
+        "the agent does not hold a tunnel to each proxy ({}):\n{}",
+        tunnels(),
+        agent.log_text()
+    );
+
+    let bins = support::bins();
+    let login = jumpgate_test_support::current_user();
+    let users = ["ann", "ben", "cid", "dot"];
+    let otps: Vec<String> = users
+        .iter()
+        .map(|user| bins.add_user(&data, user, "access", &login))
+        .collect();
+    let ca = data.join("admin/ca.pem");
+    let target = format!("{login}@app-a");
+    let mut connections = 0;
+    // A user logs in (a fresh one after each drill: a one-time code is good once) and
+    // connects three times; everything must work the first time.
+    let mut use_the_cluster = |round: usize, after: &str| {
+        let home = dir.join(format!("{}-home", users[round]));
+        let logged_in = bins.login(&home, &lb, &ca, users[round], &otps[round]);
+        assert!(
+            logged_in.status.success(),
+            "login {after}: {}",
+            text(&logged_in.stderr)
+        );
+        for attempt in 0..3 {
+            let out = support::jsh(&home, &["ssh", &target, "echo", "reached"], None);
+            assert!(
+                text(&out.stdout).contains("reached"),
+                "jsh ssh {after}, attempt {attempt}: {}",
+                text(&out.stderr)
+            );
+            connections += 1;
+        }
+    };
+    use_the_cluster(0, "with everything up");
+
+    let leader = etcd.leader().await;
+    etcd.kill(leader).await;
+    use_the_cluster(1, "right after the etcd leader was killed");
+
+    drop(auth_1); // SIGKILL
+    std::thread::sleep(Duration::from_secs(1));
+    use_the_cluster(2, "after auth-1 was killed");
+
+    drop(proxy_1); // SIGKILL
+    // The load balancer's health check (2 × 500 ms) takes it out.
+    std::thread::sleep(Duration::from_secs(2));
+    use_the_cluster(3, "after proxy-1 was killed");
+
+    // One session per connection, in the one shared audit log, none lost and none twice.
+    let sessions = || {
+        support::audit_events(&data, "session.start")
+            .iter()
+            .filter(|event| users.iter().any(|user| event["user"] == *user))
+            .count()
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || sessions() >= connections),
+        "{} of {connections} sessions audited",
+        sessions()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(sessions(), connections);
+    // The killed member rejoins.
+    etcd.start_again(leader).await;
+    drop((auth_2, proxy_2));
+}
