@@ -422,9 +422,28 @@ pub struct PeerServer {
     pub tls: Arc<RwLock<Arc<ServerConfig>>>,
     pub cluster: String,
     pub tunnels: Arc<Tunnels>,
+    /// Where refused connections go to be audited (through the auth API), as the public
+    /// port's are.
+    pub refusals: Option<tokio::sync::mpsc::Sender<crate::router::Refusal>>,
 }
 
 impl PeerServer {
+    /// Logs a refused connection and sends it to the audit log.
+    fn refuse(&self, remote: SocketAddr, reason: String, identity: Option<String>) {
+        warn!(%remote, %reason, "refused a peer connection");
+        if let Some(refusals) = &self.refusals {
+            let report = crate::router::Refusal {
+                remote,
+                protocol: "jumpgate-peer",
+                reason,
+                identity,
+            };
+            if refusals.try_send(report).is_err() {
+                warn!(%remote, "too many refusals to audit at once; one was only logged");
+            }
+        }
+    }
+
     /// Serves `listener` until `stop` resolves.
     pub async fn serve(self, listener: TcpListener, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
@@ -462,7 +481,7 @@ impl PeerServer {
         let stream = match accepted {
             Ok(Ok(stream)) => stream,
             Ok(Err(err)) => {
-                info!(%remote, %err, "refused a peer connection: TLS handshake failed");
+                self.refuse(remote, format!("TLS handshake failed: {err}"), None);
                 return;
             }
             Err(_) => {
@@ -479,15 +498,22 @@ impl PeerServer {
         let peer = match identity {
             Some(Ok(id)) if id.kind == IdentityKind::Proxy && id.cluster == self.cluster => id.name,
             Some(Ok(id)) => {
-                warn!(%remote, identity = %id.to_uri(), "refused a peer connection: only proxies of this cluster may peer");
+                self.refuse(
+                    remote,
+                    format!(
+                        "a {} of cluster {:?} cannot peer: only proxies of this cluster may",
+                        id.kind, id.cluster
+                    ),
+                    Some(id.to_uri()),
+                );
                 return;
             }
             Some(Err(err)) => {
-                warn!(%remote, %err, "refused a peer connection: unreadable identity");
+                self.refuse(remote, format!("unreadable identity: {err}"), None);
                 return;
             }
             None => {
-                warn!(%remote, "refused a peer connection: no client certificate");
+                self.refuse(remote, "no client certificate".to_string(), None);
                 return;
             }
         };

@@ -588,6 +588,7 @@ async fn start(
         shutdown.clone().cancelled_owned(),
     );
     let peer_config = Arc::new(RwLock::new(material.peer_server_tls.clone()));
+    let (refusals_tx, mut refusals_rx) = tokio::sync::mpsc::channel(256);
     let peer_clients = if matches!(strategy, TunnelStrategy::ProxyPeering { .. }) {
         let listen = &config.peer_listen_addr;
         let failed = |source| ProxyServiceError::PeerListen {
@@ -602,6 +603,7 @@ async fn start(
             tls: peer_config.clone(),
             cluster: material.cluster.clone(),
             tunnels: tunnels.clone(),
+            refusals: Some(refusals_tx.clone()),
         };
         tokio::spawn(server.serve(listener, shutdown.clone().cancelled_owned()));
         let advertised = peer_public_addr(config, bound_peer, &auth_addr);
@@ -625,7 +627,6 @@ async fn start(
             proxies: proxies.clone(),
         })
     });
-    let (refusals_tx, mut refusals_rx) = tokio::sync::mpsc::channel(256);
     tunnels.set_discovery(Discovery::new(
         vec![settings.host_uuid.clone()],
         TunnelStrategy::AgentMesh,

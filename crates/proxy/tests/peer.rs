@@ -40,6 +40,20 @@ fn credentials(ca: &TlsCa, kind: IdentityKind, name: &str) -> TlsCredentials {
 /// A proxy named `name`: a tunnel listener (for the agent) and a peer listener, both on
 /// loopback. Returns (tunnel address, peer address, its tunnels).
 async fn proxy(ca: &TlsCa, name: &str) -> (String, String, Arc<Tunnels>) {
+    let (tunnel_addr, peer_addr, tunnels, _) = proxy_auditing(ca, name).await;
+    (tunnel_addr, peer_addr, tunnels)
+}
+
+/// [`proxy`], also returning what its peer listener sends to be audited.
+async fn proxy_auditing(
+    ca: &TlsCa,
+    name: &str,
+) -> (
+    String,
+    String,
+    Arc<Tunnels>,
+    tokio::sync::mpsc::Receiver<jumpgate_proxy::Refusal>,
+) {
     let creds = credentials(ca, IdentityKind::Proxy, name);
     let tunnels = Arc::new(Tunnels::default());
 
@@ -71,15 +85,17 @@ async fn proxy(ca: &TlsCa, name: &str) -> (String, String, Arc<Tunnels>) {
 
     let peer_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let peer_addr = peer_listener.local_addr().unwrap().to_string();
+    let (refusals_tx, refusals_rx) = tokio::sync::mpsc::channel(16);
     let server = PeerServer {
         tls: Arc::new(RwLock::new(
             creds.server_config_requiring_clients(&[ALPN_PEER]).unwrap(),
         )),
         cluster: CLUSTER.to_string(),
         tunnels: tunnels.clone(),
+        refusals: Some(refusals_tx),
     };
     tokio::spawn(server.serve(peer_listener, std::future::pending()));
-    (tunnel_addr, peer_addr, tunnels)
+    (tunnel_addr, peer_addr, tunnels, refusals_rx)
 }
 
 /// The peer client of proxy `name`.
@@ -217,11 +233,12 @@ async fn peer_answers(creds: &TlsCredentials, addr: &str, path: &str) -> Option<
 }
 
 /// Only proxies may peer: a node's or a user's certificate of the same cluster, and a
-/// proxy certificate of another cluster, get no stream. A proxy may open only `/ssh`.
+/// proxy certificate of another cluster, get no stream, and each refusal goes to the audit
+/// log. A proxy may open only `/ssh`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_proxies_of_the_cluster_may_peer_and_only_to_ssh() {
     let ca = TlsCa::generate(CLUSTER, SystemTime::now()).unwrap();
-    let (tunnel_addr, peer_addr, tunnels) = proxy(&ca, "proxy-b").await;
+    let (tunnel_addr, peer_addr, tunnels, mut refusals) = proxy_auditing(&ca, "proxy-b").await;
     let _agent = start_agent(&ca, &tunnel_addr, "node-1");
     wait_for_tunnel(&tunnels, "node-1").await;
 
@@ -239,6 +256,19 @@ async fn only_proxies_of_the_cluster_may_peer_and_only_to_ssh() {
             None,
             "a {kind} certificate was let in to proxy peering"
         );
+        let audited = tokio::time::timeout(Duration::from_secs(5), refusals.recv())
+            .await
+            .expect("the refusal was not sent to the audit log")
+            .unwrap();
+        assert_eq!(audited.protocol, "jumpgate-peer");
+        assert!(
+            audited
+                .identity
+                .as_deref()
+                .is_some_and(|id| id.contains("node-1")),
+            "{audited:?}"
+        );
+        assert!(audited.reason.contains("only proxies"), "{audited:?}");
     }
     let other_ca = TlsCa::generate("other", SystemTime::now()).unwrap();
     let (cert, key) = issue_tls(
