@@ -29,6 +29,8 @@ use tracing::{debug, info, warn};
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const MAX_RETRY: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often surplus slots are looked for besides discovery changes.
+const SURPLUS_CHECK_EVERY: Duration = Duration::from_secs(2);
 
 /// Exponential backoff with full jitter: the n-th wait is uniform in
 /// `[0, min(MAX_RETRY, FIRST_RETRY * 2^n)]`.
@@ -89,6 +91,8 @@ pub async fn run_from(
     let mut tasks: tokio::task::JoinSet<()> = tokio::task::JoinSet::new();
     let mut slots: Vec<Slot> = Vec::new();
     let held: Arc<Mutex<BTreeSet<String>>> = Arc::default();
+    let mut surplus_check = tokio::time::interval(SURPLUS_CHECK_EVERY);
+    surplus_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let desired = discovery_rx.borrow_and_update().desired_tunnels();
         // One task per wanted tunnel; each keeps one tunnel up (or retries).
@@ -116,30 +120,44 @@ pub async fn run_from(
                     return;
                 }
                 let discovery = discovery_rx.borrow().clone();
-                let desired = discovery.desired_tunnels();
-                if slots.len() > desired {
-                    // Fewer tunnels wanted: end the slots that matter least (see
-                    // `slots_to_end`).
-                    let holdings: Vec<Option<String>> =
-                        slots.iter().map(|slot| slot.holding()).collect();
-                    let live_cap = match discovery.strategy() {
-                        TunnelStrategy::ProxyPeering {
-                            agent_connection_count,
-                        } => usize::try_from(agent_connection_count).unwrap_or(1).max(1),
-                        TunnelStrategy::AgentMesh => usize::MAX,
-                    };
-                    let mut victims =
-                        slots_to_end(&holdings, desired, live_cap, discovery.proxies());
-                    victims.sort_unstable_by(|a, b| b.cmp(a));
-                    for index in victims {
-                        if index < slots.len() {
-                            let slot = slots.swap_remove(index);
-                            slot.end(&held, &state);
-                        }
-                    }
-                }
+                end_surplus(&mut slots, &discovery, &held, &state);
+            }
+            // A live tunnel kept past a shrink (see `slots_to_end`) that has died since is a
+            // surplus slot retrying: end it then, not at the next discovery change.
+            _ = surplus_check.tick() => {
+                let discovery = discovery_rx.borrow().clone();
+                end_surplus(&mut slots, &discovery, &held, &state);
             }
             Some(_) = tasks.join_next() => {}
+        }
+    }
+}
+
+/// Ends the slots beyond what `discovery` asks for that matter least (see [`slots_to_end`]).
+fn end_surplus(
+    slots: &mut Vec<Slot>,
+    discovery: &Discovery,
+    held: &Mutex<BTreeSet<String>>,
+    state: &SharedState,
+) {
+    let desired = discovery.desired_tunnels();
+    if slots.len() <= desired {
+        return;
+    }
+    let holdings: Vec<Option<String>> = slots.iter().map(Slot::holding).collect();
+    let live_cap = match discovery.strategy() {
+        TunnelStrategy::ProxyPeering {
+            agent_connection_count,
+        } => usize::try_from(agent_connection_count).unwrap_or(1).max(1),
+        TunnelStrategy::AgentMesh => usize::MAX,
+    };
+    let mut victims = slots_to_end(&holdings, desired, live_cap, discovery.proxies());
+    // From the highest index down, so each swap_remove moves a slot that is kept.
+    victims.sort_unstable_by(|a, b| b.cmp(a));
+    for index in victims {
+        if index < slots.len() {
+            let slot = slots.swap_remove(index);
+            slot.end(held, state);
         }
     }
 }
