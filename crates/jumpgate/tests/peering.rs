@@ -21,14 +21,15 @@ use support::{
     wait_until,
 };
 
-/// An auth server alone (SQLite), with the proxy peering strategy.
-fn auth_server(dir: &Path, port: u16) -> (Daemon, PathBuf) {
+/// An auth server alone (SQLite), with the proxy peering strategy and `count` tunnels per
+/// agent.
+fn auth_server(dir: &Path, port: u16, count: u32) -> (Daemon, PathBuf) {
     let data = dir.join("auth-data");
     let config = dir.join("auth.yaml");
     std::fs::write(
         &config,
         format!(
-            "version: v3\njumpgate:\n  data_dir: {}\nauth_service:\n  cluster_name: peered\n  listen_addr: 127.0.0.1:{port}\n  tunnel_strategy:\n    type: proxy_peering\n    agent_connection_count: 1\nproxy_service:\n  enabled: false\nssh_service:\n  enabled: false\n",
+            "version: v3\njumpgate:\n  data_dir: {}\nauth_service:\n  cluster_name: peered\n  listen_addr: 127.0.0.1:{port}\n  tunnel_strategy:\n    type: proxy_peering\n    agent_connection_count: {count}\nproxy_service:\n  enabled: false\nssh_service:\n  enabled: false\n",
             data.display()
         ),
     )
@@ -95,7 +96,7 @@ fn behind_a_load_balancer_a_proxy_without_the_tunnel_forwards_to_its_peer() {
     let dir = dir.path();
     let auth_port = free_port();
     let auth_addr = format!("127.0.0.1:{auth_port}");
-    let (auth, data) = auth_server(dir, auth_port);
+    let (auth, data) = auth_server(dir, auth_port, 1);
     let (token, pin) = new_join_token(&data, &["--type", "proxy,node", "--reusable"]);
     let (proxy_a, addr_a, data_a) = proxy(dir, "proxy-a", &auth_addr, &token, &pin);
     let (proxy_b, addr_b, data_b) = proxy(dir, "proxy-b", &auth_addr, &token, &pin);
@@ -256,5 +257,91 @@ fn behind_a_load_balancer_a_proxy_without_the_tunnel_forwards_to_its_peer() {
         );
     }
     println!("first connection after killing the tunnel's proxy: {first_success:?}");
+    drop(auth);
+}
+
+/// Seed 004's `agent_connection_count: 2` with three proxies behind one load balancer: the
+/// agent holds two tunnels to distinct proxies; when one of them is killed it holds two
+/// again, on the two survivors, within 5 s (plus the load balancer's health check).
+#[test]
+fn with_two_tunnels_wanted_a_killed_proxy_is_replaced_within_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let auth_port = free_port();
+    let auth_addr = format!("127.0.0.1:{auth_port}");
+    let (auth, data) = auth_server(dir, auth_port, 2);
+    let (token, pin) = new_join_token(&data, &["--type", "proxy,node", "--reusable"]);
+    let proxies: Vec<(Daemon, String, PathBuf)> = ["proxy-a", "proxy-b", "proxy-c"]
+        .iter()
+        .map(|name| proxy(dir, name, &auth_addr, &token, &pin))
+        .collect();
+    for (daemon, _, _) in &proxies {
+        daemon.wait_ready(&["proxy"], &[]);
+    }
+    let lb_port = free_port();
+    let servers: String = proxies
+        .iter()
+        .enumerate()
+        .map(|(i, (_, addr, _))| format!("  server p{i} {addr} check inter 500ms fall 2 rise 1\n"))
+        .collect();
+    let _lb = start_haproxy(
+        dir,
+        &format!(
+            "frontend proxies\n  bind 127.0.0.1:{lb_port}\n  default_backend all\n\
+             backend all\n  balance roundrobin\n  option redispatch\n  retries 2\n{servers}"
+        ),
+        &[lb_port],
+    );
+    let agent_config = agent_config(
+        dir,
+        "app-2",
+        &format!("127.0.0.1:{lb_port}"),
+        Some(&token),
+        &pin,
+    );
+    let agent = start_daemon(
+        &["-c", agent_config.to_str().unwrap()],
+        &dir.join("agent.log"),
+    );
+    assert!(
+        wait_until(Duration::from_secs(40), || tunnel_holders(&data, "app-2")
+            .len()
+            == 2),
+        "the agent never held two tunnels: {:?}\n{}",
+        tunnel_holders(&data, "app-2"),
+        agent.log_text()
+    );
+    // Two, not three: the count is the strategy's, not the number of proxies.
+    std::thread::sleep(Duration::from_secs(3));
+    let holders = tunnel_holders(&data, "app-2");
+    assert_eq!(holders.len(), 2, "{holders:?}");
+
+    let mut proxies = proxies;
+    let victim = proxies
+        .iter()
+        .position(|(_, _, data)| host_uuid(data) == holders[0])
+        .expect("a listed proxy holds the tunnel");
+    let (dead, _, dead_data) = proxies.remove(victim);
+    let dead_uuid = host_uuid(&dead_data);
+    drop(dead); // SIGKILL
+    let killed = Instant::now();
+    let survivors: Vec<String> = proxies.iter().map(|(_, _, data)| host_uuid(data)).collect();
+    let restored = wait_until(Duration::from_secs(15), || {
+        let now = tunnel_holders(&data, "app-2");
+        now.len() == 2 && now.iter().all(|holder| survivors.contains(holder))
+    });
+    let took = killed.elapsed();
+    assert!(
+        restored,
+        "two tunnels on the survivors never came back: {:?} (dead {dead_uuid})\n{}",
+        tunnel_holders(&data, "app-2"),
+        agent.log_text()
+    );
+    println!("two tunnels again, on the survivors, {took:?} after the kill");
+    // 5 s is the target; the load balancer needs up to 1 s to stop sending to the dead one.
+    assert!(
+        took < Duration::from_secs(6),
+        "restored only after {took:?}"
+    );
     drop(auth);
 }
