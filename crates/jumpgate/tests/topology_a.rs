@@ -178,3 +178,86 @@ async fn seed_000s_first_setup_survives_losing_an_etcd_member_an_auth_server_and
     etcd.start_again(leader).await;
     drop((auth_2, proxy_2));
 }
+
+/// CA rotation with several auth servers (issue 16): rotated through auth-1, auth-2 serves
+/// the new CAs at once (it reads them from the shared store), an agent behind a proxy that
+/// knows both auth servers renews its identity, and once the old CAs are gone (8 s grace)
+/// a new login through the other auth server and `jsh ssh` work.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ca_rotation_through_one_auth_server_reaches_the_others_proxies_and_agents() {
+    let etcd = EtcdCluster::start(1).await;
+    let postgres = Postgres::start().await;
+    let audit = postgres
+        .conn_string()
+        .replacen('@', &format!(":{}@", postgres.password()), 1);
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let (_auth_1, data_1, addr_1) = auth_server(dir, "auth-1", &etcd.endpoints(), &audit);
+    let (_auth_2, data_2, addr_2) = auth_server(dir, "auth-2", &etcd.endpoints(), &audit);
+    let (token, pin) = new_join_token(&data_2, &["--type", "proxy,node", "--reusable"]);
+    let (_proxy, proxy_addr) = proxy(dir, "proxy-1", &format!("{addr_1},{addr_2}"), &token, &pin);
+    let agent_config = agent_config(dir, "app-r", &proxy_addr, Some(&token), &pin);
+    let agent = start_daemon(
+        &["-c", agent_config.to_str().unwrap()],
+        &dir.join("agent.log"),
+    );
+    assert!(
+        wait_until(Duration::from_secs(40), || node(&data_2, "app-r")
+            .is_some_and(|n| support::has_tunnel(&n))),
+        "{}",
+        agent.log_text()
+    );
+    let active_pin = |data: &Path| {
+        let status: serde_json::Value =
+            serde_json::from_str(&support::jctl_ok(data, &["status", "--format", "json"])).unwrap();
+        status["ca_pins"][0].as_str().unwrap().to_string()
+    };
+
+    let rotated = support::jctl_ok(
+        &data_1,
+        &["auth", "rotate", "--type", "all", "--grace-period", "8s"],
+    );
+    assert!(rotated.contains("Rotated"), "{rotated}");
+    let new_pin = active_pin(&data_1);
+    assert_ne!(new_pin, pin);
+    assert!(
+        wait_until(Duration::from_secs(10), || active_pin(&data_2) == new_pin),
+        "auth-2 does not serve the rotated CA"
+    );
+    let stored_ca = dir.join("app-r-data/host_identity/tls_ca.pem");
+    assert!(
+        wait_until(Duration::from_secs(20), || std::fs::read_to_string(
+            &stored_ca
+        )
+        .map(|pem| jumpgate_node::renew::pins_of(&pem).contains(&new_pin))
+        .unwrap_or(false)),
+        "the agent did not renew:\n{}",
+        agent.log_text()
+    );
+
+    // The old CAs are gone: a new login (signed by either auth server) and ssh still work.
+    std::thread::sleep(Duration::from_secs(9));
+    let bins = support::bins();
+    let login = jumpgate_test_support::current_user();
+    let otp = bins.add_user(&data_2, "rae", "access", &login);
+    let home = dir.join("rae-home");
+    let logged_in = bins.login(
+        &home,
+        &proxy_addr,
+        &data_2.join("admin/ca.pem"),
+        "rae",
+        &otp,
+    );
+    assert!(logged_in.status.success(), "{}", text(&logged_in.stderr));
+    let out = support::jsh(
+        &home,
+        &["ssh", &format!("{login}@app-r"), "echo", "reached"],
+        None,
+    );
+    assert!(
+        text(&out.stdout).contains("reached"),
+        "after the rotation: {}\nagent:\n{}",
+        text(&out.stderr),
+        agent.log_text()
+    );
+}
