@@ -411,7 +411,11 @@ async fn read_strategy(
 /// Where other proxies reach this one for peering: `peer_public_addr`, else the bound peer
 /// address; when that is a wildcard (`0.0.0.0`), the address this host reaches the auth
 /// service from, which the other proxies (that reach auth too) can most likely reach.
-fn peer_public_addr(config: &ProxyServiceConfig, bound: SocketAddr, auth_addr: &str) -> String {
+async fn peer_public_addr(
+    config: &ProxyServiceConfig,
+    bound: SocketAddr,
+    auth_addr: &str,
+) -> String {
     if let Some(addr) = &config.peer_public_addr {
         return addr.to_string();
     }
@@ -419,12 +423,13 @@ fn peer_public_addr(config: &ProxyServiceConfig, bound: SocketAddr, auth_addr: &
         return bound.to_string();
     }
     let first_auth = auth_addr.split(',').next().unwrap_or(auth_addr).trim();
-    let guessed = std::net::UdpSocket::bind((bound.ip(), 0))
-        .and_then(|socket| {
-            socket.connect(first_auth)?;
-            socket.local_addr()
-        })
-        .map(|local| local.ip());
+    // Connecting a UDP socket sends nothing: it only asks the kernel for the route.
+    let guessed = async {
+        let socket = tokio::net::UdpSocket::bind((bound.ip(), 0)).await?;
+        socket.connect(first_auth).await?;
+        socket.local_addr()
+    };
+    let guessed = guessed.await.map(|local| local.ip());
     match guessed {
         Ok(ip) => SocketAddr::new(ip, bound.port()).to_string(),
         Err(err) => {
@@ -606,7 +611,7 @@ async fn start(
             refusals: Some(refusals_tx.clone()),
         };
         tokio::spawn(server.serve(listener, shutdown.clone().cancelled_owned()));
-        let advertised = peer_public_addr(config, bound_peer, &auth_addr);
+        let advertised = peer_public_addr(config, bound_peer, &auth_addr).await;
         info!(listen = %bound_peer, public = %advertised, "proxy peering listening");
         let clients = Arc::new(PeerClients::new(
             settings.host_uuid.clone(),
