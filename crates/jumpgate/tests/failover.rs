@@ -107,11 +107,7 @@ async fn the_pair_survives_the_loss_of_server_one_with_its_database_and_keeps_a_
     let (config_2, data_2) = server(dir, "server-2", &proxy_2, &both, &hosts, &password_file);
     let server_1 = start(&config_1, &proxy_1, dir.join("server-1.log"));
     let server_2 = start(&config_2, &proxy_2, dir.join("server-2.log"));
-    let tunnels_of = |host: &str| {
-        support::node(&data_2, host)
-            .and_then(|n| n["spec"]["tunnels"].as_array().map(Vec::len))
-            .unwrap_or(0)
-    };
+    let tunnels_of = |host: &str| support::tunnel_holders(support::bins(), &data_2, host).len();
     assert!(
         wait_until(Duration::from_secs(40), || tunnels_of("server-1") == 2
             && tunnels_of("server-2") == 2),

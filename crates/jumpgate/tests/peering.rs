@@ -17,8 +17,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use support::{
-    Daemon, agent_config, free_port, new_join_token, node, start_daemon, start_haproxy, text,
-    wait_until,
+    Daemon, agent_config, free_port, new_join_token, start_daemon, text, tunnel_holders, wait_until,
 };
 
 /// An auth server alone (SQLite), with the proxy peering strategy and `count` tunnels per
@@ -69,20 +68,6 @@ fn proxy(dir: &Path, name: &str, auth: &str, token: &str, pin: &str) -> (Daemon,
     (daemon, addr, data)
 }
 
-/// The proxies (identity names) a node's record says hold its tunnels.
-fn tunnel_holders(data: &Path, host: &str) -> Vec<String> {
-    node(data, host)
-        .and_then(|record| {
-            record["spec"]["tunnels"].as_array().map(|tunnels| {
-                tunnels
-                    .iter()
-                    .filter_map(|t| t["proxy"].as_str().map(str::to_string))
-                    .collect()
-            })
-        })
-        .unwrap_or_default()
-}
-
 fn host_uuid(data: &Path) -> String {
     std::fs::read_to_string(data.join("host_uuid"))
         .unwrap()
@@ -103,25 +88,14 @@ fn behind_a_load_balancer_a_proxy_without_the_tunnel_forwards_to_its_peer() {
     for daemon in [&proxy_a, &proxy_b] {
         daemon.wait_ready(&["proxy"], &[]);
     }
-    let lb_port = free_port();
-    let _lb = start_haproxy(
-        dir,
-        &format!(
-            "frontend proxies\n  bind 127.0.0.1:{lb_port}\n  default_backend all\n\
-             backend all\n  balance roundrobin\n  option redispatch\n  retries 2\n\
-             server a {addr_a} check inter 500ms fall 2 rise 1\n\
-             server b {addr_b} check inter 500ms fall 2 rise 1\n"
-        ),
-        &[lb_port],
-    );
-    let lb = format!("127.0.0.1:{lb_port}");
+    let (_lb, lb) = support::haproxy_in_front_of(dir, &[&addr_a, &addr_b]);
     let agent_config = agent_config(dir, "app-1", &lb, Some(&token), &pin);
     let agent = start_daemon(
         &["-c", agent_config.to_str().unwrap()],
         &dir.join("agent.log"),
     );
     let one_tunnel = wait_until(Duration::from_secs(40), || {
-        tunnel_holders(&data, "app-1").len() == 1
+        tunnel_holders(support::bins(), &data, "app-1").len() == 1
     });
     assert!(
         one_tunnel,
@@ -130,7 +104,7 @@ fn behind_a_load_balancer_a_proxy_without_the_tunnel_forwards_to_its_peer() {
     );
     // `agent_connection_count: 1`: it stays at one, not one per proxy.
     std::thread::sleep(Duration::from_secs(3));
-    let holders = tunnel_holders(&data, "app-1");
+    let holders = tunnel_holders(support::bins(), &data, "app-1");
     assert_eq!(holders.len(), 1, "{holders:?}\n{}", agent.log_text());
 
     let bins = support::bins();
@@ -170,23 +144,7 @@ fn behind_a_load_balancer_a_proxy_without_the_tunnel_forwards_to_its_peer() {
         proxy_b.log_text()
     );
     // One session per connection in the audit log, whichever way it went.
-    let sessions = || {
-        support::audit_events(&data, "session.start")
-            .iter()
-            .filter(|event| event["user"] == "pia")
-            .count()
-    };
-    assert!(
-        wait_until(Duration::from_secs(10), || sessions() >= connections),
-        "{} session.start events",
-        sessions()
-    );
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(
-        sessions(),
-        connections,
-        "a forwarded session was audited twice"
-    );
+    support::assert_sessions_audited(support::bins(), &data, &["pia"], connections);
 
     // Kill the proxy holding the tunnel; the agent moves it to the survivor.
     let holder = holders[0].clone();
@@ -236,10 +194,13 @@ fn behind_a_load_balancer_a_proxy_without_the_tunnel_forwards_to_its_peer() {
         "the first new connection after the kill worked only after {first_success:?}"
     );
     assert!(
-        wait_until(Duration::from_secs(5), || tunnel_holders(&data, "app-1")
-            == [survivor_uuid.clone()]),
+        wait_until(Duration::from_secs(5), || tunnel_holders(
+            support::bins(),
+            &data,
+            "app-1"
+        ) == [survivor_uuid.clone()]),
         "the node's record does not show its tunnel on the survivor: {:?}",
-        tunnel_holders(&data, "app-1")
+        tunnel_holders(support::bins(), &data, "app-1")
     );
     // The dead proxy's presence record is gone within 5 s of the kill (plus one poll):
     // no agent is told to look for it any more.
@@ -278,42 +239,28 @@ fn with_two_tunnels_wanted_a_killed_proxy_is_replaced_within_seconds() {
     for (daemon, _, _) in &proxies {
         daemon.wait_ready(&["proxy"], &[]);
     }
-    let lb_port = free_port();
-    let servers: String = proxies
-        .iter()
-        .enumerate()
-        .map(|(i, (_, addr, _))| format!("  server p{i} {addr} check inter 500ms fall 2 rise 1\n"))
-        .collect();
-    let _lb = start_haproxy(
-        dir,
-        &format!(
-            "frontend proxies\n  bind 127.0.0.1:{lb_port}\n  default_backend all\n\
-             backend all\n  balance roundrobin\n  option redispatch\n  retries 2\n{servers}"
-        ),
-        &[lb_port],
-    );
-    let agent_config = agent_config(
-        dir,
-        "app-2",
-        &format!("127.0.0.1:{lb_port}"),
-        Some(&token),
-        &pin,
-    );
+    let addrs: Vec<&str> = proxies.iter().map(|(_, addr, _)| addr.as_str()).collect();
+    let (_lb, lb) = support::haproxy_in_front_of(dir, &addrs);
+    let agent_config = agent_config(dir, "app-2", &lb, Some(&token), &pin);
     let agent = start_daemon(
         &["-c", agent_config.to_str().unwrap()],
         &dir.join("agent.log"),
     );
     assert!(
-        wait_until(Duration::from_secs(40), || tunnel_holders(&data, "app-2")
-            .len()
+        wait_until(Duration::from_secs(40), || tunnel_holders(
+            support::bins(),
+            &data,
+            "app-2"
+        )
+        .len()
             == 2),
         "the agent never held two tunnels: {:?}\n{}",
-        tunnel_holders(&data, "app-2"),
+        tunnel_holders(support::bins(), &data, "app-2"),
         agent.log_text()
     );
     // Two, not three: the count is the strategy's, not the number of proxies.
     std::thread::sleep(Duration::from_secs(3));
-    let holders = tunnel_holders(&data, "app-2");
+    let holders = tunnel_holders(support::bins(), &data, "app-2");
     assert_eq!(holders.len(), 2, "{holders:?}");
 
     let mut proxies = proxies;
@@ -327,14 +274,14 @@ fn with_two_tunnels_wanted_a_killed_proxy_is_replaced_within_seconds() {
     let killed = Instant::now();
     let survivors: Vec<String> = proxies.iter().map(|(_, _, data)| host_uuid(data)).collect();
     let restored = wait_until(Duration::from_secs(15), || {
-        let now = tunnel_holders(&data, "app-2");
+        let now = tunnel_holders(support::bins(), &data, "app-2");
         now.len() == 2 && now.iter().all(|holder| survivors.contains(holder))
     });
     let took = killed.elapsed();
     assert!(
         restored,
         "two tunnels on the survivors never came back: {:?} (dead {dead_uuid})\n{}",
-        tunnel_holders(&data, "app-2"),
+        tunnel_holders(support::bins(), &data, "app-2"),
         agent.log_text()
     );
     println!("two tunnels again, on the survivors, {took:?} after the kill");

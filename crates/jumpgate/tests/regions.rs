@@ -120,22 +120,7 @@ fn across_regions_peering_reaches_a_far_node_for_at_most_one_round_trip_more() {
     let (proxy_us, us_data) = start_proxy(dir, &proxy_us_host, &auth_addr, &token, &pin);
     let (eu_uuid, us_uuid) = (host_uuid(&eu_data), host_uuid(&us_data));
     // The proxies the node's record says hold its tunnels.
-    let holders = || -> Vec<String> {
-        let listed = admin.jctl(&data, &["nodes", "ls", "--format", "json"], None);
-        let nodes: Vec<serde_json::Value> =
-            serde_json::from_slice(&listed.stdout).unwrap_or_default();
-        nodes
-            .iter()
-            .find(|n| n["spec"]["hostname"] == "app-1")
-            .and_then(|n| n["spec"]["tunnels"].as_array())
-            .map(|tunnels| {
-                tunnels
-                    .iter()
-                    .filter_map(|t| t["proxy"].as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let holders = || support::tunnel_holders(&admin, &data, "app-1");
 
     let proxy_eu_addr = proxy_eu_host.addr(3080).to_string();
     let proxy_us_addr = proxy_us_host.addr(3080).to_string();
@@ -182,24 +167,7 @@ fn across_regions_peering_reaches_a_far_node_for_at_most_one_round_trip_more() {
         .matches("SSH connection to a node through a peer proxy")
         .count();
     assert_eq!(forwarded, connections, "{}", proxy_eu.log_text());
-    let sessions = || {
-        admin
-            .audit_events(&data, "session.start")
-            .iter()
-            .filter(|event| event["user"] == "uma")
-            .count()
-    };
-    assert!(
-        wait_until(Duration::from_secs(10), || sessions() >= connections),
-        "{} sessions audited",
-        sessions()
-    );
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(
-        sessions(),
-        SAMPLES + 1,
-        "a peered session was audited twice"
-    );
+    support::assert_sessions_audited(&admin, &data, &["uma"], connections);
 
     // The same user and node, the tunnel now straight to the eu proxy across the cable.
     drop(agent);

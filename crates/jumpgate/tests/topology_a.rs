@@ -16,9 +16,7 @@ mod support;
 use jumpgate_test_support::{Daemon, EtcdCluster, Postgres};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use support::{
-    agent_config, free_port, new_join_token, node, start_daemon, start_haproxy, text, wait_until,
-};
+use support::{agent_config, free_port, new_join_token, node, start_daemon, text, wait_until};
 
 fn auth_server(dir: &Path, name: &str, etcd: &[String], audit: &str) -> (Daemon, PathBuf, String) {
     let data = dir.join(format!("{name}-data"));
@@ -86,28 +84,13 @@ async fn seed_000s_first_setup_survives_losing_an_etcd_member_an_auth_server_and
     let (token, pin) = new_join_token(&data, &["--type", "proxy,node", "--reusable"]);
     let (proxy_1, proxy_addr_1) = proxy(dir, "proxy-1", &auth_list, &token, &pin);
     let (proxy_2, proxy_addr_2) = proxy(dir, "proxy-2", &auth_list, &token, &pin);
-    let lb_port = free_port();
-    let _lb = start_haproxy(
-        dir,
-        &format!(
-            "frontend proxies\n  bind 127.0.0.1:{lb_port}\n  default_backend all\n\
-             backend all\n  balance roundrobin\n  option redispatch\n  retries 2\n\
-             server p1 {proxy_addr_1} check inter 500ms fall 2 rise 1\n\
-             server p2 {proxy_addr_2} check inter 500ms fall 2 rise 1\n"
-        ),
-        &[lb_port],
-    );
-    let lb = format!("127.0.0.1:{lb_port}");
+    let (_lb, lb) = support::haproxy_in_front_of(dir, &[&proxy_addr_1, &proxy_addr_2]);
     let agent_config = agent_config(dir, "app-a", &lb, Some(&token), &pin);
     let agent = start_daemon(
         &["-c", agent_config.to_str().unwrap()],
         &dir.join("agent.log"),
     );
-    let tunnels = || {
-        node(&data, "app-a")
-            .and_then(|n| n["spec"]["tunnels"].as_array().map(Vec::len))
-            .unwrap_or(0)
-    };
+    let tunnels = || support::tunnel_holders(support::bins(), &data, "app-a").len();
     assert!(
         wait_until(Duration::from_secs(40), || tunnels() == 2),
         "the agent does not hold a tunnel to each proxy ({}):\n{}",
@@ -161,19 +144,7 @@ async fn seed_000s_first_setup_survives_losing_an_etcd_member_an_auth_server_and
     use_the_cluster(3, "after proxy-1 was killed");
 
     // One session per connection, in the one shared audit log, none lost and none twice.
-    let sessions = || {
-        support::audit_events(&data, "session.start")
-            .iter()
-            .filter(|event| users.iter().any(|user| event["user"] == *user))
-            .count()
-    };
-    assert!(
-        wait_until(Duration::from_secs(10), || sessions() >= connections),
-        "{} of {connections} sessions audited",
-        sessions()
-    );
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(sessions(), connections);
+    support::assert_sessions_audited(bins, &data, &users, connections);
     // The killed member rejoins.
     etcd.start_again(leader).await;
     drop((auth_2, proxy_2));

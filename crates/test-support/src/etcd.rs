@@ -33,6 +33,41 @@ fn etcd_binary() -> PathBuf {
     PathBuf::from("etcd")
 }
 
+/// Spawns one etcd member: client URL `endpoint`, peer URL `peer`, data in `dir/data`,
+/// bootstrapping the cluster `initial_cluster` (`name=peer,...`).
+fn spawn_member(
+    name: &str,
+    dir: &std::path::Path,
+    endpoint: &str,
+    peer: &str,
+    initial_cluster: &str,
+) -> Child {
+    Command::new(etcd_binary())
+        .arg(format!("--name={name}"))
+        .arg(format!("--data-dir={}", dir.join("data").display()))
+        .arg(format!("--listen-client-urls={endpoint}"))
+        .arg(format!("--advertise-client-urls={endpoint}"))
+        .arg(format!("--listen-peer-urls={peer}"))
+        .arg(format!("--initial-advertise-peer-urls={peer}"))
+        .arg(format!("--initial-cluster={initial_cluster}"))
+        .arg("--initial-cluster-state=new")
+        .arg("--initial-cluster-token=jumpgate-test")
+        .arg("--logger=zap")
+        .arg("--log-level=error")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|err| {
+            panic!(
+                "cannot start etcd ({}): {err}. Install Debian's etcd-server package \
+                 (./test.sh does) or set JUMPGATE_ETCD_BIN",
+                etcd_binary().display()
+            )
+        })
+}
+
 impl EtcdServer {
     /// Starts etcd and waits until it answers. Panics with a hint when etcd is missing.
     ///
@@ -76,31 +111,13 @@ impl EtcdServer {
     async fn try_start(&mut self) -> Result<(), String> {
         assert!(self.child.is_none(), "etcd is already running");
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
-        let child = Command::new(etcd_binary())
-            .arg("--name=jumpgate-test")
-            .arg(format!(
-                "--data-dir={}",
-                self.dir.path().join("data").display()
-            ))
-            .arg(format!("--listen-client-urls={}", self.endpoint()))
-            .arg(format!("--advertise-client-urls={}", self.endpoint()))
-            .arg(format!("--listen-peer-urls={peer}"))
-            .arg(format!("--initial-advertise-peer-urls={peer}"))
-            .arg(format!("--initial-cluster=jumpgate-test={peer}"))
-            .arg("--logger=zap")
-            .arg("--log-level=error")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|err| {
-                panic!(
-                    "cannot start etcd ({}): {err}. Install Debian's etcd-server package \
-                     (./test.sh does) or set JUMPGATE_ETCD_BIN",
-                    etcd_binary().display()
-                )
-            });
+        let child = spawn_member(
+            "jumpgate-test",
+            self.dir.path(),
+            &self.endpoint(),
+            &peer,
+            &format!("jumpgate-test={peer}"),
+        );
         self.child = Some(child);
         let ready = self.wait_ready().await;
         if ready.is_err() {
@@ -240,33 +257,13 @@ impl EtcdCluster {
         let member = self.members.get_mut(index).expect("no such etcd member");
         assert!(member.child.is_none(), "etcd member {index} is running");
         let peer = format!("http://127.0.0.1:{}", member.peer_port);
-        let child = Command::new(etcd_binary())
-            .arg(format!("--name={}", member.name))
-            .arg(format!(
-                "--data-dir={}",
-                member.dir.path().join("data").display()
-            ))
-            .arg(format!("--listen-client-urls={}", member.endpoint()))
-            .arg(format!("--advertise-client-urls={}", member.endpoint()))
-            .arg(format!("--listen-peer-urls={peer}"))
-            .arg(format!("--initial-advertise-peer-urls={peer}"))
-            .arg(format!("--initial-cluster={initial_cluster}"))
-            .arg("--initial-cluster-state=new")
-            .arg("--initial-cluster-token=jumpgate-test")
-            .arg("--logger=zap")
-            .arg("--log-level=error")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|err| {
-                panic!(
-                    "cannot start etcd ({}): {err}. Install Debian's etcd-server package \
-                     (./test.sh does) or set JUMPGATE_ETCD_BIN",
-                    etcd_binary().display()
-                )
-            });
+        let child = spawn_member(
+            &member.name,
+            member.dir.path(),
+            &member.endpoint(),
+            &peer,
+            &initial_cluster,
+        );
         member.child = Some(child);
     }
 

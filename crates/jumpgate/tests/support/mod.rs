@@ -131,12 +131,71 @@ pub fn agent_config(
 
 /// The node records `jctl nodes ls` shows, by host name.
 pub fn node(data: &Path, host: &str) -> Option<Value> {
-    let listed = jctl(data, &["nodes", "ls", "--format", "json"], None);
+    node_with(bins(), data, host)
+}
+
+/// [`node`] with `bins`' `jctl` (e.g. [`Bins::in_host`] for a cluster in a region).
+pub fn node_with(bins: &Bins, data: &Path, host: &str) -> Option<Value> {
+    let listed = bins.jctl(data, &["nodes", "ls", "--format", "json"], None);
     if !listed.status.success() {
         return None;
     }
     let nodes: Vec<Value> = serde_json::from_slice(&listed.stdout).ok()?;
     nodes.into_iter().find(|n| n["spec"]["hostname"] == host)
+}
+
+/// The proxies (identity names) node `host`'s record says hold its tunnels; none when the
+/// node is not listed.
+pub fn tunnel_holders(bins: &Bins, data: &Path, host: &str) -> Vec<String> {
+    node_with(bins, data, host)
+        .and_then(|record| {
+            record["spec"]["tunnels"].as_array().map(|tunnels| {
+                tunnels
+                    .iter()
+                    .filter_map(|t| t["proxy"].as_str().map(str::to_string))
+                    .collect()
+            })
+        })
+        .unwrap_or_default()
+}
+
+/// HAProxy on a free loopback port, balancing TCP round robin over `proxies` with a health
+/// check every 500 ms (a dead one is out after 2 misses); returns it and its address.
+pub fn haproxy_in_front_of(dir: &Path, proxies: &[&str]) -> (Haproxy, String) {
+    let port = free_port();
+    let servers: String = proxies
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| format!("  server p{i} {addr} check inter 500ms fall 2 rise 1\n"))
+        .collect();
+    let haproxy = start_haproxy(
+        dir,
+        &format!(
+            "frontend proxies\n  bind 127.0.0.1:{port}\n  default_backend all\n\
+             backend all\n  balance roundrobin\n  option redispatch\n  retries 2\n{servers}"
+        ),
+        &[port],
+    );
+    (haproxy, format!("127.0.0.1:{port}"))
+}
+
+/// Asserts the audit log holds exactly `expected` `session.start` events of `users`: all
+/// of them arrive (within 10 s), and none twice (checked again half a second later).
+pub fn assert_sessions_audited(bins: &Bins, data: &Path, users: &[&str], expected: usize) {
+    let sessions = || {
+        bins.audit_events(data, "session.start")
+            .iter()
+            .filter(|event| users.iter().any(|user| event["user"] == *user))
+            .count()
+    };
+    assert!(
+        wait_until(std::time::Duration::from_secs(10), || sessions()
+            >= expected),
+        "{} of {expected} sessions audited",
+        sessions()
+    );
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(sessions(), expected, "a session was audited twice");
 }
 
 /// Whether a node record lists a tunnel.
