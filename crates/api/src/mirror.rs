@@ -5,9 +5,15 @@
 //! Each kind follows one `Watch` stream: a snapshot, then every change as auth applies it,
 //! so a role removed or a lock created reaches every proxy and node within milliseconds
 //! and an idle cluster costs auth nothing. When the stream ends (auth restarts, the
-//! watcher fell behind, the identity was renewed) the mirror keeps serving its last copy,
-//! reconnects with jittered backoff (100 ms doubling up to 5 s; at once after falling
-//! behind), and replaces the copy with the new snapshot.
+//! watcher fell behind) the mirror keeps serving its last copy, reconnects with jittered
+//! backoff (100 ms doubling up to 5 s; at once after falling behind), and replaces the
+//! copy with the new snapshot.
+//!
+//! When the owner's identity is renewed (a CA rotation), the mirror watches again at once
+//! with the new identity. A stream opened with the old certificate would otherwise run on
+//! until the old CA leaves the trust at the end of the grace period, when auth ends it at
+//! the next change, and that change (a user created a moment before) would be missing
+//! until the reconnection.
 
 use crate::proto::{self, watch_event::Op};
 use crate::{ApiError, AuthClient};
@@ -25,6 +31,14 @@ pub type Connect = Arc<
     dyn Fn() -> Pin<Box<dyn Future<Output = Result<AuthClient, ApiError>> + Send>> + Send + Sync,
 >;
 
+/// Why a watch stream ended without an error.
+enum Ended {
+    /// Auth ended it (restarting, or closing the connection).
+    ByAuth,
+    /// The owner's identity was renewed: watch again with the new one.
+    Renewed,
+}
+
 /// The first delay before reconnecting after a failure; it doubles up to [`MAX_RETRY`].
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const MAX_RETRY: Duration = Duration::from_secs(5);
@@ -41,11 +55,14 @@ pub struct Mirror<T> {
 
 impl<T: Clone + Send + Sync + 'static> Mirror<T> {
     /// Starts following `kind`, parsing each document with `parse` (documents it refuses
-    /// are skipped and logged), until `stop` resolves.
-    pub fn spawn<E: std::error::Error + 'static>(
+    /// are skipped and logged), until `stop` resolves. Each change seen on `renewals` (the
+    /// owner's identity, or its auth client, was renewed) starts a new stream at once, with
+    /// what `connect` gives from then on.
+    pub fn spawn<E: std::error::Error + 'static, R: Send + Sync + 'static>(
         kind: &'static str,
         connect: Connect,
         parse: fn(&str) -> Result<T, E>,
+        renewals: watch::Receiver<R>,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> Arc<Mirror<T>> {
         let mirror = Arc::new(Mirror::empty(kind, false, Vec::new()));
@@ -53,7 +70,7 @@ impl<T: Clone + Send + Sync + 'static> Mirror<T> {
         tokio::spawn(async move {
             tokio::select! {
                 () = stop => {}
-                () = follower.follow(connect, parse) => {}
+                () = follower.follow(connect, parse, renewals) => {}
             }
         });
         mirror
@@ -69,13 +86,16 @@ impl<T: Clone + Send + Sync + 'static> Mirror<T> {
     }
 
     /// Watches, applies, reconnects: forever (the caller stops it).
-    async fn follow<E: std::error::Error + 'static>(
+    async fn follow<E: std::error::Error + 'static, R>(
         &self,
         connect: Connect,
         parse: fn(&str) -> Result<T, E>,
+        mut renewals: watch::Receiver<R>,
     ) {
         let mut failures: u32 = 0;
         loop {
+            // Whatever renewal came before this connection is in it.
+            renewals.mark_unchanged();
             if failures > 0 {
                 tokio::time::sleep(retry_delay(failures)).await;
             }
@@ -87,8 +107,15 @@ impl<T: Clone + Send + Sync + 'static> Mirror<T> {
                     continue;
                 }
             };
-            match self.follow_stream(&mut client, parse).await {
-                Ok(()) => {
+            match self.follow_stream(&mut client, parse, &mut renewals).await {
+                Ok(Ended::Renewed) => {
+                    failures = 0;
+                    debug!(
+                        kind = self.kind,
+                        "identity renewed; watching with the new one"
+                    );
+                }
+                Ok(Ended::ByAuth) => {
                     failures = 1;
                     info!(
                         kind = self.kind,
@@ -111,19 +138,35 @@ impl<T: Clone + Send + Sync + 'static> Mirror<T> {
 
     /// One stream: the snapshot up to READY replaces the copy, then each change (or each
     /// batch of changes already received) publishes a new copy. Returns when the stream
-    /// ends; `Ok` when auth ended it cleanly.
-    async fn follow_stream<E: std::error::Error + 'static>(
+    /// ends (`Ok` when auth ended it cleanly) or when `renewals` changes.
+    async fn follow_stream<E: std::error::Error + 'static, R>(
         &self,
         client: &mut AuthClient,
         parse: fn(&str) -> Result<T, E>,
-    ) -> Result<(), tonic::Status> {
+        renewals: &mut watch::Receiver<R>,
+    ) -> Result<Ended, tonic::Status> {
         let request = proto::WatchRequest {
             kind: self.kind.to_string(),
         };
         let mut stream = client.watch(request).await?.into_inner();
         let mut items: BTreeMap<String, T> = BTreeMap::new();
         let mut ready = false;
-        while let Some(event) = stream.message().await? {
+        // A closed sender means no renewal will ever come.
+        let mut renewals_open = true;
+        loop {
+            let event = tokio::select! {
+                message = stream.message() => match message? {
+                    Some(event) => event,
+                    None => return Ok(Ended::ByAuth),
+                },
+                changed = renewals.changed(), if renewals_open => {
+                    if changed.is_ok() {
+                        return Ok(Ended::Renewed);
+                    }
+                    renewals_open = false;
+                    continue;
+                }
+            };
             self.apply(&mut items, &mut ready, event, parse);
             if !ready {
                 continue;
@@ -137,7 +180,6 @@ impl<T: Clone + Send + Sync + 'static> Mirror<T> {
             }
             self.publish(items.values().cloned().collect());
         }
-        Ok(())
     }
 
     fn apply<E: std::error::Error + 'static>(
@@ -396,7 +438,8 @@ mod tests {
         let (server, connect, connects) = stand_in().await;
         let first = server.next_stream();
         let second = server.next_stream();
-        let mirror = Mirror::spawn("role", connect, parse, std::future::pending());
+        let (_renewals, renewed) = watch::channel(());
+        let mirror = Mirror::spawn("role", connect, parse, renewed, std::future::pending());
 
         // The snapshot is not served until READY says it is whole.
         first.send(put("a", "a1")).unwrap();
@@ -432,5 +475,38 @@ mod tests {
         // The new snapshot replaces the copy: `c`, absent from it, is gone.
         assert_eq!(copy(&mirror), ["b2", "x1"]);
         assert_eq!(*server.calls.lock().unwrap(), ["role", "role"]);
+    }
+    /// A renewed identity starts a new stream at once (a stream under the old certificate
+    /// would be ended by auth at the end of a CA rotation's grace period, at a change the
+    /// copy would then miss), and a renewal channel whose sender is gone changes nothing.
+    #[tokio::test(start_paused = true)]
+    async fn a_renewal_starts_a_new_stream_at_once() {
+        let (server, connect, connects) = stand_in().await;
+        let first = server.next_stream();
+        let second = server.next_stream();
+        let (renewals, renewed) = watch::channel(0u64);
+        let mirror = Mirror::spawn("user", connect, parse, renewed, std::future::pending());
+        first.send(put("ann", "ann")).unwrap();
+        first.send(ready()).unwrap();
+        settle().await;
+        assert_eq!(copy(&mirror), ["ann"]);
+
+        renewals.send_replace(1);
+        settle().await;
+        assert_eq!(connects.load(Ordering::SeqCst), 2, "no new stream at once");
+        // The old stream is no longer read: what it would still say is not applied.
+        let _ = first.send(put("stale", "stale"));
+        second.send(put("ann", "ann")).unwrap();
+        second.send(put("rae", "rae")).unwrap();
+        second.send(ready()).unwrap();
+        settle().await;
+        assert_eq!(copy(&mirror), ["ann", "rae"]);
+
+        // Without a sender no renewal comes; the stream goes on.
+        drop(renewals);
+        second.send(put("zed", "zed")).unwrap();
+        settle().await;
+        assert_eq!(copy(&mirror), ["ann", "rae", "zed"]);
+        assert_eq!(connects.load(Ordering::SeqCst), 2);
     }
 }

@@ -279,7 +279,14 @@ pub struct Caches {
 
 impl Caches {
     /// Starts the agent's caches, each until its `stop()` resolves: what [`run`] starts.
-    pub fn spawn<S>(connect: &jumpgate_api::mirror::Connect, stop: impl Fn() -> S) -> Caches
+    ///
+    /// `identity` is the agent's identity of the moment: when it is renewed, the caches
+    /// watch again with the new one (which `connect` dials with).
+    pub fn spawn<S>(
+        connect: &jumpgate_api::mirror::Connect,
+        identity: &watch::Receiver<HostIdentity>,
+        stop: impl Fn() -> S,
+    ) -> Caches
     where
         S: std::future::Future<Output = ()> + Send + 'static,
     {
@@ -287,18 +294,21 @@ impl Caches {
             "role",
             connect.clone(),
             |document| jumpgate_types::Role::from_json("auth:role", document),
+            identity.clone(),
             stop(),
         );
         let users = jumpgate_api::mirror::Mirror::spawn(
             "user",
             connect.clone(),
             jumpgate_types::UserView::from_json,
+            identity.clone(),
             stop(),
         );
         let locks = jumpgate_api::mirror::Mirror::spawn(
             "lock",
             connect.clone(),
             |document| jumpgate_types::Lock::from_json("auth:lock", document),
+            identity.clone(),
             stop(),
         );
         Caches {
@@ -337,7 +347,7 @@ pub async fn run(config: AgentConfig, identity: HostIdentity, shutdown: Cancella
         roles,
         users,
         locks,
-    } = Caches::spawn(&connect, stop);
+    } = Caches::spawn(&connect, &identity_rx, stop);
     let recordings = ssh::recording::Recordings::new(&config.data_dir, false);
     tasks.push(tokio::spawn(
         recordings.clone().upload(connect.clone(), stop()),

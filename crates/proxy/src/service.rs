@@ -375,10 +375,34 @@ fn ssh_routing(
     let connect = connector(web);
     let stop = || shutdown.clone().cancelled_owned();
     let routing = SshRouting {
-        nodes: Mirror::spawn("node", connect.clone(), ssh::parse_node, stop()),
-        roles: Mirror::spawn("role", connect.clone(), ssh::parse_role, stop()),
-        users: Mirror::spawn("user", connect.clone(), ssh::parse_user, stop()),
-        locks: Mirror::spawn("lock", connect, ssh::parse_lock, stop()),
+        nodes: Mirror::spawn(
+            "node",
+            connect.clone(),
+            ssh::parse_node,
+            web.auth_renewals(),
+            stop(),
+        ),
+        roles: Mirror::spawn(
+            "role",
+            connect.clone(),
+            ssh::parse_role,
+            web.auth_renewals(),
+            stop(),
+        ),
+        users: Mirror::spawn(
+            "user",
+            connect.clone(),
+            ssh::parse_user,
+            web.auth_renewals(),
+            stop(),
+        ),
+        locks: Mirror::spawn(
+            "lock",
+            connect,
+            ssh::parse_lock,
+            web.auth_renewals(),
+            stop(),
+        ),
         tunnels,
         peering,
         live: Arc::default(),
@@ -590,6 +614,7 @@ async fn start(
         "proxy",
         connector(&web),
         parse_proxy,
+        web.auth_renewals(),
         shutdown.clone().cancelled_owned(),
     );
     let peer_config = Arc::new(RwLock::new(material.peer_server_tls.clone()));

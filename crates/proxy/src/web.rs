@@ -58,6 +58,8 @@ struct WebState {
     auth: std::sync::RwLock<AuthClient>,
     public_addrs: Vec<String>,
     status: Mutex<Option<(Instant, proto::StatusResponse)>>,
+    /// Counts auth clients put in service after the first.
+    renewals: tokio::sync::watch::Sender<u64>,
 }
 
 impl WebState {
@@ -80,6 +82,7 @@ impl WebApi {
             auth: std::sync::RwLock::new(auth),
             public_addrs,
             status: Mutex::new(None),
+            renewals: tokio::sync::watch::Sender::new(0),
         });
         let router = Router::new()
             .route("/webapi/ping", get(ping))
@@ -104,6 +107,13 @@ impl WebApi {
             .auth
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = auth;
+        self.state.renewals.send_modify(|count| *count += 1);
+    }
+
+    /// Changes each time [`WebApi::set_auth_client`] puts a new client in service: the
+    /// proxy's watches start over with it.
+    pub fn auth_renewals(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.state.renewals.subscribe()
     }
 
     /// Serves HTTP on one TLS connection until the client goes.

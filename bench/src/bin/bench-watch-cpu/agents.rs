@@ -166,7 +166,7 @@ pub async fn agents(args: AgentArgs) {
             caches
                 .lock()
                 .unwrap()
-                .push(Caches::spawn(&connect, forever));
+                .push(Caches::spawn(&connect, &identity_rx, forever));
             let state = Arc::new(Mutex::new(NodeState::default()));
             states.lock().unwrap().push(state.clone());
             if args.heartbeats {
