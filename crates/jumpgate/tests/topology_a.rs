@@ -18,6 +18,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use support::{agent_config, free_port, new_join_token, node, start_daemon, text, wait_until};
 
+/// Runs per path when timing connections.
+const SAMPLES: usize = 7;
+
 fn auth_server(dir: &Path, name: &str, etcd: &[String], audit: &str) -> (Daemon, PathBuf, String) {
     let data = dir.join(format!("{name}-data"));
     let addr = format!("127.0.0.1:{}", free_port());
@@ -127,8 +130,42 @@ async fn seed_000s_first_setup_survives_losing_an_etcd_member_an_auth_server_and
             );
             connections += 1;
         }
+        if round == 0 {
+            connections += support::use_every_path(bins, &home, dir, &login, "app-a", users[round]);
+        }
     };
     use_the_cluster(0, "with everything up");
+
+    // A connection costs what it costs on a single dev cluster on this machine.
+    let dev_dir = dir.join("dev");
+    std::fs::create_dir_all(&dev_dir).unwrap();
+    let dev_cluster = support::start_dev_cluster(&dev_dir);
+    let uri = dev_cluster.add_user("dev-user", &login);
+    let dev_home = dev_dir.join("home");
+    dev_cluster.login(&dev_home, "dev-user", &uri);
+    let dev_target = format!("{login}@{}", dev_cluster.wait_for_dev_node());
+    let medians = support::ssh_medians(
+        &[
+            (bins, &dev_home, &dev_target),
+            (bins, &dir.join("ann-home"), &target),
+        ],
+        SAMPLES,
+    );
+    drop(dev_cluster);
+    let timed = SAMPLES + 1;
+    println!(
+        "jsh ssh NODE true, medians of {SAMPLES}: topology A {:?}, dev cluster {:?} ({:.2}×)",
+        medians[1],
+        medians[0],
+        medians[1].as_secs_f64() / medians[0].as_secs_f64()
+    );
+    // A bound with room for a loaded 2-core machine; bench/HISTORY.md keeps the figures.
+    assert!(
+        medians[1] <= medians[0].mul_f64(1.3) + Duration::from_millis(30),
+        "topology A took {:?} against {:?} for the dev cluster",
+        medians[1],
+        medians[0]
+    );
 
     let leader = etcd.leader().await;
     etcd.kill(leader).await;
@@ -144,7 +181,7 @@ async fn seed_000s_first_setup_survives_losing_an_etcd_member_an_auth_server_and
     use_the_cluster(3, "after proxy-1 was killed");
 
     // One session per connection, in the one shared audit log, none lost and none twice.
-    support::assert_sessions_audited(bins, &data, &users, connections);
+    support::assert_sessions_audited(bins, &data, &users, connections + timed);
     // The killed member rejoins.
     etcd.start_again(leader).await;
     drop((auth_2, proxy_2));

@@ -42,6 +42,12 @@ impl Bins {
         }
     }
 
+    /// Any other client program (OpenSSH's `ssh`, say), inside this `Bins`' namespace if
+    /// it has one, so it reaches the hosts of its region.
+    pub fn program(&self, program: impl AsRef<Path>) -> Command {
+        self.client(program.as_ref())
+    }
+
     /// A command for `program`, inside this `Bins`' namespace if it has one.
     fn client(&self, program: &Path) -> Command {
         match &self.netns {

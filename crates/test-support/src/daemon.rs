@@ -42,6 +42,17 @@ impl Daemon {
         Daemon::start_on(Some(host), bins, args, &[], log)
     }
 
+    /// [`Daemon::start_in`] with extra environment variables for the daemon alone.
+    pub fn start_in_with_env(
+        host: &Host,
+        bins: &Bins,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: &Path,
+    ) -> Daemon {
+        Daemon::start_on(Some(host), bins, args, env, log)
+    }
+
     fn start_on(
         host: Option<&Host>,
         bins: &Bins,

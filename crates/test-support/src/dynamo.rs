@@ -16,6 +16,7 @@
 //! loses the tables), and is killed on drop.
 
 use crate::process::Process;
+use crate::regions::Host;
 use crate::wait::free_port;
 use std::net::TcpStream;
 use std::process::Command;
@@ -34,32 +35,40 @@ import sys
 from werkzeug.serving import run_simple
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 app = DomainDispatcherApplication(create_backend_app)
-run_simple('127.0.0.1', int(sys.argv[1]), app, threaded=False, use_reloader=False)
+run_simple(sys.argv[2], int(sys.argv[1]), app, threaded=False, use_reloader=False)
 ";
 
-/// moto in server mode on 127.0.0.1, standing in for DynamoDB.
+/// moto in server mode on 127.0.0.1 (or on a [`Host`]'s address), standing in for DynamoDB.
 #[derive(Debug)]
 pub struct DynamoEmulator {
     process: Option<Process>,
     port: u16,
     dir: tempfile::TempDir,
     check_credentials: bool,
+    /// The host it runs in, if not the test's own namespace.
+    host: Option<Host>,
 }
 
 impl DynamoEmulator {
     /// Starts the emulator and waits (bounded) until it answers. A port taken by a parallel
     /// test between our check and the bind is retried on a fresh one.
     pub async fn start() -> DynamoEmulator {
-        DynamoEmulator::start_with(false).await
+        DynamoEmulator::start_with(false, None).await
+    }
+
+    /// [`DynamoEmulator::start`] inside `host` of a [`Regions`](crate::Regions) fixture,
+    /// listening on the host's address for the other hosts.
+    pub async fn start_in(host: &Host) -> DynamoEmulator {
+        DynamoEmulator::start_with(false, Some(host.clone())).await
     }
 
     /// An emulator that checks credentials against its (empty) IAM: every request is
     /// refused as signed by an unknown access key, as DynamoDB refuses wrong credentials.
     pub async fn start_checking_credentials() -> DynamoEmulator {
-        DynamoEmulator::start_with(true).await
+        DynamoEmulator::start_with(true, None).await
     }
 
-    async fn start_with(check_credentials: bool) -> DynamoEmulator {
+    async fn start_with(check_credentials: bool, host: Option<Host>) -> DynamoEmulator {
         let dir = tempfile::Builder::new()
             .prefix("jumpgate-dynamo-emulator")
             .tempdir()
@@ -69,6 +78,7 @@ impl DynamoEmulator {
             port: 0,
             dir,
             check_credentials,
+            host,
         };
         let mut last_error = String::new();
         for _ in 0..5 {
@@ -81,9 +91,15 @@ impl DynamoEmulator {
         panic!("the DynamoDB emulator (moto) failed to start 5 times; last: {last_error}");
     }
 
-    /// `http://127.0.0.1:PORT`, for `DynamoOptions::endpoint`.
+    /// `http://127.0.0.1:PORT` (or the host's address), for `DynamoOptions::endpoint`.
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}:{}", self.ip(), self.port)
+    }
+
+    fn ip(&self) -> std::net::Ipv4Addr {
+        self.host
+            .as_ref()
+            .map_or(std::net::Ipv4Addr::LOCALHOST, Host::ip)
     }
 
     pub fn port(&self) -> u16 {
@@ -113,7 +129,12 @@ impl DynamoEmulator {
         let log = self.dir.path().join("moto.log");
         let mut command = Command::new("python3");
         command
-            .args(["-c", LAUNCHER, &self.port.to_string()])
+            .args([
+                "-c",
+                LAUNCHER,
+                &self.port.to_string(),
+                &self.ip().to_string(),
+            ])
             .current_dir(self.dir.path())
             // moto's IAM checks: from the first request when asked, never otherwise.
             .env(
@@ -121,6 +142,9 @@ impl DynamoEmulator {
                 if self.check_credentials { "0" } else { "inf" },
             )
             .env_remove("MOTO_PORT");
+        if let Some(host) = &self.host {
+            command = host.wrap(&command);
+        }
         let mut process = Process::spawn_appending(&mut command, "moto (DynamoDB emulator)", &log);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -133,9 +157,7 @@ impl DynamoEmulator {
             }
             // werkzeug says so once it has bound the port: a connection alone could reach
             // another test's server that took the port first.
-            if process.log_text().contains("Running on")
-                && TcpStream::connect(("127.0.0.1", self.port)).is_ok()
-            {
+            if process.log_text().contains("Running on") && self.accepts() {
                 self.process = Some(process);
                 return Ok(());
             }
@@ -147,6 +169,15 @@ impl DynamoEmulator {
                 ));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Whether something accepts connections on its port (from inside its host).
+    fn accepts(&self) -> bool {
+        let addr = std::net::SocketAddr::from((self.ip(), self.port));
+        match &self.host {
+            None => TcpStream::connect(addr).is_ok(),
+            Some(host) => host.connect(addr, Duration::from_secs(1)).is_ok(),
         }
     }
 }

@@ -102,6 +102,8 @@ use std::time::{Duration, Instant};
 const PREFIX: &str = "jgns-";
 /// Where `ip netns` keeps its namespaces.
 const NETNS_DIR: &str = "/run/netns";
+/// Where `ip netns exec` finds a namespace's own `/etc` files ([`Host::set_hosts`]).
+const ETC_NETNS_DIR: &str = "/etc/netns";
 /// The longest any one `ip` command may take.
 const COMMAND_LIMIT: Duration = Duration::from_secs(10);
 /// How often the relay's threads look at the stop flag.
@@ -547,6 +549,23 @@ impl Host {
         in_netns(&self.netns, f)
     }
 
+    /// Gives the programs started in this host ([`Host::command`], [`Host::wrap`]) their own
+    /// `/etc/hosts` naming `entries` (name, address), as a region's DNS answers with the
+    /// region's own load balancer (seed 004's latency-based routing): `ip netns exec` puts
+    /// `/etc/netns/NS/hosts` in place of `/etc/hosts`. Removed with the namespace.
+    pub fn set_hosts(&self, entries: &[(&str, Ipv4Addr)]) {
+        let dir = Path::new(ETC_NETNS_DIR).join(&self.netns);
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|err| panic!("create {}: {err}", dir.display()));
+        let mut hosts = String::from("127.0.0.1 localhost\n::1 localhost\n");
+        for (name, ip) in entries {
+            hosts.push_str(&format!("{ip} {name}\n"));
+        }
+        let path = dir.join("hosts");
+        std::fs::write(&path, hosts)
+            .unwrap_or_else(|err| panic!("write {}: {err}", path.display()));
+    }
+
     /// A TCP connection from this host to `addr`, giving up after `timeout`.
     pub fn connect(&self, addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
         self.enter(|| TcpStream::connect_timeout(&addr, timeout))
@@ -703,6 +722,9 @@ fn remove_namespaces(namespaces: &[String]) {
         .collect();
     // -force: go on past a namespace that is already gone.
     let _ = ip_try(&["-force", "-batch", "-"], Some(script));
+    for name in namespaces {
+        let _ = std::fs::remove_dir_all(Path::new(ETC_NETNS_DIR).join(name));
+    }
 }
 
 /// Deletes the namespaces of earlier fixtures whose test process is gone: a test that

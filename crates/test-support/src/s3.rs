@@ -7,6 +7,7 @@
 //! ListObjectsV2. `JUMPGATE_S3S_FS_BIN` overrides the binary. Nothing here is a mock.
 
 use crate::process::Process;
+use crate::regions::Host;
 use crate::wait::free_port;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -27,6 +28,8 @@ pub struct S3Server {
     process: Option<Process>,
     dir: tempfile::TempDir,
     port: u16,
+    /// The host it runs in, if not the test's own namespace.
+    host: Option<Host>,
 }
 
 fn binary() -> PathBuf {
@@ -46,6 +49,16 @@ impl S3Server {
     /// Starts the server and waits (at most 30 s) until it accepts connections. A port
     /// taken by a parallel test meanwhile is retried on a fresh one.
     pub async fn start() -> S3Server {
+        S3Server::start_on(None).await
+    }
+
+    /// [`S3Server::start`] inside `host` of a [`Regions`](crate::Regions) fixture,
+    /// listening on the host's address for the other hosts.
+    pub async fn start_in(host: &Host) -> S3Server {
+        S3Server::start_on(Some(host.clone())).await
+    }
+
+    async fn start_on(host: Option<Host>) -> S3Server {
         let dir = tempfile::Builder::new()
             .prefix("jumpgate-s3")
             .tempdir()
@@ -56,6 +69,7 @@ impl S3Server {
             process: None,
             dir,
             port: 0,
+            host,
         };
         let mut last_error = String::new();
         for _ in 0..5 {
@@ -68,9 +82,15 @@ impl S3Server {
         panic!("s3s-fs failed to start 5 times; last: {last_error}");
     }
 
-    /// The endpoint URL, e.g. `http://127.0.0.1:41234`.
+    /// The endpoint URL, e.g. `http://127.0.0.1:41234` (or the host's address).
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}:{}", self.ip(), self.port)
+    }
+
+    fn ip(&self) -> std::net::Ipv4Addr {
+        self.host
+            .as_ref()
+            .map_or(std::net::Ipv4Addr::LOCALHOST, Host::ip)
     }
 
     pub fn port(&self) -> u16 {
@@ -105,7 +125,7 @@ impl S3Server {
         let log = self.dir.path().join("s3s-fs.log");
         let mut command = Command::new(binary());
         command
-            .args(["--host", "127.0.0.1"])
+            .args(["--host", &self.ip().to_string()])
             .args(["--port", &self.port.to_string()])
             .args(["--access-key", S3_ACCESS_KEY])
             .args(["--secret-key", S3_SECRET_KEY])
@@ -116,6 +136,9 @@ impl S3Server {
             .append(true)
             .open(&log)
             .expect("s3s-fs log file");
+        if let Some(host) = &self.host {
+            command = host.wrap(&command);
+        }
         let child = command
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("s3s-fs log file"))
@@ -138,10 +161,12 @@ impl S3Server {
                     std::fs::read_to_string(&log).unwrap_or_default()
                 ));
             }
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                .await
-                .is_ok()
-            {
+            let addr = std::net::SocketAddr::from((self.ip(), self.port));
+            let accepts = match &self.host {
+                None => tokio::net::TcpStream::connect(addr).await.is_ok(),
+                Some(host) => host.connect(addr, Duration::from_secs(1)).is_ok(),
+            };
+            if accepts {
                 self.process = Some(process);
                 return Ok(());
             }

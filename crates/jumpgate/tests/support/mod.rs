@@ -204,3 +204,145 @@ pub fn has_tunnel(node: &Value) -> bool {
         .as_array()
         .is_some_and(|tunnels| !tunnels.is_empty())
 }
+
+/// What a user does with a cluster, each through whichever proxy and auth server the
+/// request lands on (issue 16: "login, `jsh ssh` exec and interactive, `jsh scp`, OpenSSH
+/// via `jsh config`, audit search and playback of a recording all work"): with the profile
+/// in `home` (logged in, with `bins`, possibly inside a region's host), as `login` on node
+/// `node`. `tag` marks this round's output and files (under `dir`). Each step must work the
+/// first time. Returns the sessions it opened (one per command; the caller counts them in
+/// the audit log with [`assert_sessions_audited`]).
+pub fn use_every_path(
+    bins: &Bins,
+    home: &Path,
+    dir: &Path,
+    login: &str,
+    node: &str,
+    tag: &str,
+) -> usize {
+    let target = format!("{login}@{node}");
+    let exec = bins.jsh(
+        home,
+        &["ssh", &target, "echo", &format!("exec-{tag}")],
+        None,
+    );
+    assert_eq!(
+        text(&exec.stdout).trim(),
+        format!("exec-{tag}"),
+        "jsh ssh ({tag}): {}",
+        text(&exec.stderr)
+    );
+    // A terminal session: the node records it.
+    let marker = format!("pty-{tag}");
+    let pty = bins.jsh(
+        home,
+        &["ssh", "-t", &target, &format!("echo {marker}")],
+        None,
+    );
+    assert!(
+        text(&pty.stdout).contains(&marker),
+        "jsh ssh -t ({tag}): {}",
+        text(&pty.stderr)
+    );
+
+    let sent = dir.join(format!("{tag}-sent"));
+    let payload: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(31) >> 3) as u8)
+        .collect();
+    std::fs::write(&sent, &payload).unwrap();
+    let remote = format!("{target}:/tmp/jumpgate-{tag}-{}", std::process::id());
+    let back = dir.join(format!("{tag}-back"));
+    for (from, to) in [
+        (sent.to_str().unwrap(), remote.as_str()),
+        (remote.as_str(), back.to_str().unwrap()),
+    ] {
+        let out = bins.jsh(home, &["scp", from, to], None);
+        assert!(
+            out.status.success(),
+            "jsh scp {from} {to} ({tag}): {}",
+            text(&out.stderr)
+        );
+    }
+    assert!(
+        std::fs::read(&back).unwrap() == payload,
+        "jsh scp changed the file ({tag})"
+    );
+    let _ = std::fs::remove_file(format!("/tmp/jumpgate-{tag}-{}", std::process::id()));
+
+    // OpenSSH, configured by `jsh config`, through `jsh proxy ssh`.
+    let status = text(&bins.jsh_ok(home, &["status"], None).stdout);
+    let cluster = status
+        .lines()
+        .find_map(|line| line.trim_start().strip_prefix("Cluster:"))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("jsh status names no cluster: {status}"))
+        .to_string();
+    let config = dir.join(format!("{tag}-ssh_config"));
+    std::fs::write(&config, bins.jsh_ok(home, &["config"], None).stdout).unwrap();
+    let openssh = output_within(
+        bins.program("ssh")
+            .args(["-o", "BatchMode=yes", "-F", config.to_str().unwrap()])
+            .arg(format!("{login}@{node}.{cluster}"))
+            .arg(format!("echo openssh-{tag}"))
+            .env_remove("SSH_AUTH_SOCK"),
+        None,
+        std::time::Duration::from_secs(60),
+    );
+    assert_eq!(
+        text(&openssh.stdout).trim(),
+        format!("openssh-{tag}"),
+        "OpenSSH via jsh config ({tag}): {}",
+        text(&openssh.stderr)
+    );
+
+    // The terminal session's recording, complete and played back.
+    let mut listed: Vec<Value> = Vec::new();
+    let played = wait_until(std::time::Duration::from_secs(20), || {
+        let out = bins.jsh(home, &["recordings", "ls", "--format", "json"], None);
+        listed = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        listed
+            .iter()
+            .filter(|recording| recording["completed"] == true)
+            .filter_map(|recording| recording["session_id"].as_str())
+            .any(|id| {
+                let play = bins.jsh(home, &["play", id, "--format", "text"], None);
+                text(&play.stdout).contains(&marker)
+            })
+    });
+    assert!(played, "no playable recording shows {marker}: {listed:?}");
+    5
+}
+
+/// Medians of `samples` runs of `jsh ssh TARGET true` for each `(bins, home, target)`, the
+/// runs interleaved (one of each in turn, after one each to warm up) so that a machine
+/// busy with something else slows every path alike. Each run must succeed; each is one
+/// session.
+pub fn ssh_medians(paths: &[(&Bins, &Path, &str)], samples: usize) -> Vec<std::time::Duration> {
+    let run = |(bins, home, target): &(&Bins, &Path, &str)| {
+        let started = std::time::Instant::now();
+        let out = bins.jsh(home, &["ssh", target, "true"], None);
+        let took = started.elapsed();
+        assert!(
+            out.status.success(),
+            "jsh ssh {target}: {}",
+            text(&out.stderr)
+        );
+        took
+    };
+    paths.iter().for_each(|path| {
+        run(path);
+    });
+    let mut times = vec![Vec::with_capacity(samples); paths.len()];
+    for _ in 0..samples {
+        for (path, times) in paths.iter().zip(&mut times) {
+            times.push(run(path));
+        }
+    }
+    times
+        .into_iter()
+        .map(|mut times| {
+            times.sort();
+            times[times.len() / 2]
+        })
+        .collect()
+}
