@@ -1,5 +1,5 @@
 //! Topology C (issue 16; seed 000's second setup, done right): two servers, each running
-//! auth + proxy + agent, active/active on one PostgreSQL whose primary is on server 1 and
+//! auth + proxy + agent from the Debian package (`support::packaged_bins`), active/active on one PostgreSQL whose primary is on server 1 and
 //! whose synchronous streaming standby is on server 2. Users list both servers
 //! (`jsh login --proxy a,b`), so no DNS change is needed. Server 1 dies whole (its
 //! Jumpgate and its PostgreSQL killed with SIGKILL) right after a user's password was
@@ -18,7 +18,7 @@ mod support;
 use jumpgate_test_support::{Daemon, Postgres};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use support::{free_port, jctl_ok, start_daemon, text, wait_until};
+use support::{free_port, text, wait_until};
 
 const NEW_PASSWORD: &str = "a new passphrase after the reset";
 
@@ -56,7 +56,8 @@ fn server(
 }
 
 fn start(config: &Path, proxy: &str, log: PathBuf) -> Daemon {
-    let daemon = start_daemon(
+    let daemon = Daemon::start(
+        support::packaged_bins(),
         &["-c", config.to_str().unwrap(), "--proxy-addr", proxy],
         &log,
     );
@@ -77,7 +78,7 @@ fn curl(args: &[&str]) -> String {
 
 /// Every audit event's id, as `jctl audit search` lists them.
 fn event_ids(data: &Path) -> Vec<String> {
-    let out = jctl_ok(
+    let out = support::packaged_bins().jctl_ok(
         data,
         &["audit", "search", "--format", "json", "--limit", "1000"],
     );
@@ -107,7 +108,8 @@ async fn the_pair_survives_the_loss_of_server_one_with_its_database_and_keeps_a_
     let (config_2, data_2) = server(dir, "server-2", &proxy_2, &both, &hosts, &password_file);
     let server_1 = start(&config_1, &proxy_1, dir.join("server-1.log"));
     let server_2 = start(&config_2, &proxy_2, dir.join("server-2.log"));
-    let tunnels_of = |host: &str| support::tunnel_holders(support::bins(), &data_2, host).len();
+    let tunnels_of =
+        |host: &str| support::tunnel_holders(support::packaged_bins(), &data_2, host).len();
     assert!(
         wait_until(Duration::from_secs(40), || tunnels_of("server-1") == 2
             && tunnels_of("server-2") == 2),
@@ -117,7 +119,7 @@ async fn the_pair_survives_the_loss_of_server_one_with_its_database_and_keeps_a_
         server_2.log_text()
     );
 
-    let bins = support::bins();
+    let bins = support::packaged_bins();
     let login = jumpgate_test_support::current_user();
     let otp = bins.add_user(&data_1, "cleo", "access", &login);
     let home = dir.join("cleo-home");
@@ -125,7 +127,10 @@ async fn the_pair_survives_the_loss_of_server_one_with_its_database_and_keeps_a_
     let logged_in = bins.login(&home, &both, &ca, "cleo", &otp);
     assert!(logged_in.status.success(), "{}", text(&logged_in.stderr));
     let target = format!("{login}@server-2");
-    let reached = support::jsh(&home, &["ssh", &target, "echo", "reached"], None);
+    // Every path to server 1's node. (Server 2's node records into server 2's files, which
+    // a playback through server 1 cannot read: recordings need a shared store here too.)
+    support::use_every_path(bins, &home, dir, &login, "server-1", "cleo-server-1");
+    let reached = bins.jsh(&home, &["ssh", &target, "echo", "reached"], None);
     assert!(
         text(&reached.stdout).contains("reached"),
         "{}",
@@ -133,7 +138,7 @@ async fn the_pair_survives_the_loss_of_server_one_with_its_database_and_keeps_a_
     );
 
     // The password changes (a reset, then the user's signup through server 2's web API)...
-    let reset = jctl_ok(&data_2, &["users", "reset", "cleo"]);
+    let reset = bins.jctl_ok(&data_2, &["users", "reset", "cleo"]);
     let token = reset
         .split_whitespace()
         .find(|word| word.len() == 64 && word.bytes().all(|b| b.is_ascii_hexdigit()))
@@ -197,7 +202,7 @@ async fn the_pair_survives_the_loss_of_server_one_with_its_database_and_keeps_a_
         "logged in with the new password {:?} after the crash",
         killed.elapsed()
     );
-    let reached = support::jsh(&home, &["ssh", &target, "echo", "reached"], None);
+    let reached = bins.jsh(&home, &["ssh", &target, "echo", "reached"], None);
     assert!(
         text(&reached.stdout).contains("reached"),
         "after the failover: {}",

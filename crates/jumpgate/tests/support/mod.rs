@@ -346,3 +346,59 @@ pub fn ssh_medians(paths: &[(&Bins, &Path, &str)], samples: usize) -> Vec<std::t
         })
         .collect()
 }
+
+/// `jumpgate`, `jctl` and `jsh` as an operator gets them: the Debian package built by
+/// `jumpgate-dist deb` from the binaries cargo built, unpacked with `dpkg-deb -x` (built
+/// once per test process). The HA tests that use it install nothing by hand that the
+/// package brings; the daemon is started as the package's systemd unit starts it
+/// (`start -c CONFIG`, checked against the unit's `ExecStart`).
+pub fn packaged_bins() -> &'static Bins {
+    static PACKAGED: LazyLock<Bins> = LazyLock::new(|| {
+        let built = Path::new(env!("CARGO_BIN_EXE_jumpgate"));
+        let dist = built.with_file_name("jumpgate-dist");
+        assert!(
+            dist.is_file() && Path::new(jsh_bin()).is_file(),
+            "{} is missing: build every binary first with `cargo build --workspace --bins` \
+             (test.sh does)",
+            dist.display()
+        );
+        // Kept for the whole test process (a LazyLock is never dropped).
+        let dir = tempfile::Builder::new()
+            .prefix("jumpgate-packaged")
+            .tempdir()
+            .unwrap()
+            .keep();
+        let package = run_ok(
+            Command::new(&dist)
+                .arg("deb")
+                .arg("--bin-dir")
+                .arg(built.parent().unwrap())
+                .arg("--out-dir")
+                .arg(&dir)
+                .args(["--compression", "none"]),
+            None,
+        );
+        let root = dir.join("root");
+        run_ok(
+            Command::new("dpkg-deb")
+                .arg("-x")
+                .arg(package.trim())
+                .arg(&root),
+            None,
+        );
+        let unit = ["lib/systemd/system", "usr/lib/systemd/system"]
+            .iter()
+            .map(|at| root.join(at).join("jumpgate.service"))
+            .find(|path| path.is_file())
+            .expect("the package installs jumpgate.service");
+        let unit = std::fs::read_to_string(unit).unwrap();
+        assert!(
+            unit.lines()
+                .any(|line| line == "ExecStart=/usr/bin/jumpgate start -c /etc/jumpgate.yaml"),
+            "the unit's ExecStart changed; start the packaged daemon as it does:\n{unit}"
+        );
+        let bin = root.join("usr/bin");
+        Bins::new(bin.join("jumpgate"), bin.join("jctl"), bin.join("jsh"))
+    });
+    &PACKAGED
+}
