@@ -346,6 +346,49 @@ fn jsh_scp_is_refused_when_the_roles_forbid_file_copy() {
     assert_eq!(text(&out.stdout).trim(), "still-allowed");
 }
 
+/// Spooled recordings that auth does not take (here ones no session of this node started:
+/// "try again", for ever) do not hold up the others: a new session's recording still
+/// arrives, and the others stay in the node's spool (nothing auth has not stored is
+/// deleted).
+#[test]
+fn a_refused_recording_does_not_stall_the_others() {
+    let (dir, cluster, node) = dev_cluster();
+    let spool = cluster.data.join("log/upload/sessions");
+    std::fs::create_dir_all(&spool).unwrap();
+    // Several, named to sort first: the uploader meets them before the real recording.
+    let refused: Vec<PathBuf> = (0..8)
+        .map(|i| spool.join(format!("00000000-0000-4000-8000-00000000000{i}.cast")))
+        .collect();
+    for path in &refused {
+        std::fs::write(path, "{\"version\": 2, \"width\": 80, \"height\": 24}\n").unwrap();
+    }
+    let home = logged_in(&cluster, dir.path(), "rita", "access");
+    let out = jsh_ok(
+        &home,
+        &["ssh", "-t", &format!("root@{node}"), "echo after-a-refusal"],
+        None,
+    );
+    assert!(
+        text(&out.stdout).contains("after-a-refusal"),
+        "{}",
+        text(&out.stdout)
+    );
+    let uploaded = wait_until(Duration::from_secs(20), || {
+        let out = jsh_ok(&home, &["recordings", "ls", "--format", "json"], None);
+        let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        listed.iter().any(|r| r["completed"] == true)
+    });
+    assert!(
+        uploaded,
+        "the session's recording never arrived; log:\n{}",
+        cluster.daemon.log_text()
+    );
+    assert!(
+        refused.iter().all(|path| path.exists()),
+        "a recording auth did not take was deleted from the spool"
+    );
+}
+
 /// A PTY session is recorded by the node; `jsh recordings ls` lists it and `jsh play`
 /// shows it as text, JSON, the asciicast file (which asciinema reads) and a replay.
 /// Reading other users' recordings needs the `auditor` role; `access` sees one's own.

@@ -162,12 +162,9 @@ impl Recordings {
     pub async fn upload(self, connect: Connect, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
         let mut client: Option<AuthClient> = None;
-        let mut acknowledged: HashMap<String, u64> = HashMap::new();
+        let mut progress = Progress::default();
         loop {
-            if let Err(err) = self
-                .upload_pass(&mut client, &connect, &mut acknowledged)
-                .await
-            {
+            if let Err(err) = self.upload_pass(&mut client, &connect, &mut progress).await {
                 debug!(%err, "recording upload pass incomplete; will retry");
                 client = None;
             }
@@ -183,7 +180,7 @@ impl Recordings {
         &self,
         client: &mut Option<AuthClient>,
         connect: &Connect,
-        acknowledged: &mut HashMap<String, u64>,
+        progress: &mut Progress,
     ) -> Result<(), UploadError> {
         let Ok(mut entries) = tokio::fs::read_dir(&self.dir).await else {
             return Ok(()); // nothing recorded yet
@@ -195,6 +192,10 @@ impl Recordings {
                 casts.push(path);
             }
         }
+        // Oldest session ids first is not knowable from v4 UUIDs; a fixed order at least
+        // makes every pass try the same recordings in the same order.
+        casts.sort();
+        let mut failed = None;
         for path in casts {
             let Some(session) = path
                 .file_stem()
@@ -203,53 +204,91 @@ impl Recordings {
             else {
                 continue;
             };
-            // Read "done" before the data: a session that ends meanwhile is finished
-            // on the next pass, never completed with its tail missing.
-            let done_path = path.with_extension(DONE_SUFFIX);
-            let done = tokio::fs::try_exists(&done_path).await.unwrap_or(false);
             if client.is_none() {
                 *client = Some(connect().await?);
             }
             let Some(api) = client.as_mut() else { continue };
-            let mut offset = acknowledged.get(&session).copied().unwrap_or(0);
-            loop {
-                let part = read_part(&path, offset, MAX_PART_LEN)
-                    .await
-                    .map_err(UploadError::Read)?;
-                let last = part.len() < MAX_PART_LEN;
-                let complete = done && last;
-                if part.is_empty() && !complete {
-                    break;
+            // One recording's failure does not hold up the others: each is tried in
+            // turn, every pass. A failed one stays in the spool (nothing is deleted that
+            // auth has not stored) and is tried again next pass.
+            match upload_one(api, &path, &session, progress).await {
+                Ok(()) => {
+                    progress.refused.remove(&session);
                 }
-                let stored = api
-                    .upload_recording(proto::UploadRecordingRequest {
-                        session_id: session.clone(),
-                        offset,
-                        data: part,
-                        complete,
-                    })
-                    .await
-                    .map_err(|status| UploadError::Refused {
-                        session: session.clone(),
-                        status,
-                    })?
-                    .into_inner()
-                    .stored;
-                offset = stored;
-                acknowledged.insert(session.clone(), offset);
-                if complete {
-                    info!(%session, bytes = offset, "session recording uploaded");
-                    let _ = tokio::fs::remove_file(&path).await;
-                    let _ = tokio::fs::remove_file(&done_path).await;
-                    acknowledged.remove(&session);
-                    break;
+                Err(err) if err.is_transient() => {
+                    // Auth away, or a session whose session.start has not reached it yet.
+                    debug!(%session, %err, "recording not uploaded yet; retried next pass");
+                    failed = Some(err);
                 }
-                if last {
-                    break;
+                Err(err) => {
+                    // Said once, not every few seconds.
+                    if progress.refused.insert(session.clone()) {
+                        warn!(%session, %err, "a session recording was refused; it stays in the spool and is retried, the others go on");
+                    }
                 }
             }
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
+    }
+}
+
+/// What the uploader knows between passes.
+#[derive(Debug, Default)]
+struct Progress {
+    /// The length auth has stored, per session.
+    acknowledged: HashMap<String, u64>,
+    /// Sessions whose last upload was refused (warned about once).
+    refused: std::collections::HashSet<String>,
+}
+
+/// Uploads what is new of one spooled recording, and completes it once the session has
+/// ended and everything is stored (then the spool file goes).
+async fn upload_one(
+    api: &mut AuthClient,
+    path: &Path,
+    session: &str,
+    progress: &mut Progress,
+) -> Result<(), UploadError> {
+    // Read "done" before the data: a session that ends meanwhile is finished on the next
+    // pass, never completed with its tail missing.
+    let done_path = path.with_extension(DONE_SUFFIX);
+    let done = tokio::fs::try_exists(&done_path).await.unwrap_or(false);
+    let mut offset = progress.acknowledged.get(session).copied().unwrap_or(0);
+    loop {
+        let part = read_part(path, offset, MAX_PART_LEN)
+            .await
+            .map_err(UploadError::Read)?;
+        let last = part.len() < MAX_PART_LEN;
+        let complete = done && last;
+        if part.is_empty() && !complete {
+            return Ok(());
+        }
+        let stored = api
+            .upload_recording(proto::UploadRecordingRequest {
+                session_id: session.to_string(),
+                offset,
+                data: part,
+                complete,
+            })
+            .await
+            .map_err(|status| UploadError::Refused {
+                session: session.to_string(),
+                status,
+            })?
+            .into_inner()
+            .stored;
+        offset = stored;
+        progress.acknowledged.insert(session.to_string(), offset);
+        if complete {
+            info!(%session, bytes = offset, "session recording uploaded");
+            let _ = tokio::fs::remove_file(path).await;
+            let _ = tokio::fs::remove_file(&done_path).await;
+            progress.acknowledged.remove(session);
+            return Ok(());
+        }
+        if last {
+            return Ok(());
+        }
     }
 }
 
@@ -266,6 +305,25 @@ enum UploadError {
         #[source]
         status: tonic::Status,
     },
+}
+
+impl UploadError {
+    /// Whether trying again later may work (auth away or busy, or a session it has not
+    /// heard of yet), rather than a refusal of this recording.
+    fn is_transient(&self) -> bool {
+        match self {
+            UploadError::Connect(_) => true,
+            UploadError::Read(_) => false,
+            UploadError::Refused { status, .. } => matches!(
+                status.code(),
+                tonic::Code::Unavailable
+                    | tonic::Code::DeadlineExceeded
+                    | tonic::Code::Cancelled
+                    | tonic::Code::Unknown
+                    | tonic::Code::ResourceExhausted
+            ),
+        }
+    }
 }
 
 async fn write_recording(
