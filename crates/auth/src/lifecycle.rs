@@ -332,6 +332,7 @@ async fn start_with_audit(
         second_factor: SecondFactor::from(config.auth_service.authentication.second_factor),
         static_tokens: config.auth_service.tokens.clone(),
         tunnel_strategy: config.auth_service.tunnel_strategy,
+        web_idle_timeout: config.auth_service.web_idle_timeout,
     });
 
     // The server's and the admin's certificates follow CA rotations (here or on another

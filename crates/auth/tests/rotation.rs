@@ -275,6 +275,7 @@ async fn auth_server(backend: Arc<dyn Backend>, dir: &std::path::Path, name: &st
         second_factor: SecondFactor::Otp,
         static_tokens: Vec::new(),
         tunnel_strategy: Default::default(),
+        web_idle_timeout: Duration::from_secs(600),
     })
 }
 

@@ -15,6 +15,8 @@
 //!   or joined), heartbeats and discovery, serve until cancelled.
 //! - [`web`]: `/webapi/` (ping, login, signup, host join), calling the auth API with the
 //!   proxy's own identity.
+//! - [`websession`]: the web UI's cookie sessions under `/webapi/web/` (kept by auth, so
+//!   any proxy serves them) and what the pages ask for with a session's identity.
 #![forbid(unsafe_code)]
 
 pub mod certs;
@@ -29,6 +31,7 @@ pub mod service;
 pub mod ssh;
 pub mod tunnel;
 pub mod web;
+pub mod websession;
 
 pub use certs::{KeypairError, KeypairFiles, PublicCerts, watch_keypairs};
 pub use router::{Refusal, Route, Router, RouterSettings, TunnelEndpoint, route};

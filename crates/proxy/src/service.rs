@@ -571,7 +571,7 @@ async fn start(
     } else {
         config.public_addr.iter().map(ToString::to_string).collect()
     };
-    let web = WebApi::new(auth, public_addrs);
+    let web = WebApi::new(auth, auth_addr.clone(), public_addrs);
 
     // The public certificate: configured files (watched for renewal), else the
     // cluster-issued one.

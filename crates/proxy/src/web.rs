@@ -53,17 +53,21 @@ impl std::fmt::Debug for WebApi {
     }
 }
 
-struct WebState {
+pub(crate) struct WebState {
     /// Replaced when the proxy's identity is renewed (after a CA rotation).
     auth: std::sync::RwLock<AuthClient>,
+    /// The auth service's address(es), for clients with a web session's own identity.
+    pub(crate) auth_addr: String,
     public_addrs: Vec<String>,
     status: Mutex<Option<(Instant, proto::StatusResponse)>>,
+    /// Web UI sessions seen lately ([`crate::websession`]).
+    pub(crate) sessions: crate::websession::Sessions,
     /// Counts auth clients put in service after the first.
     renewals: tokio::sync::watch::Sender<u64>,
 }
 
 impl WebState {
-    fn auth(&self) -> AuthClient {
+    pub(crate) fn auth(&self) -> AuthClient {
         self.auth
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -73,13 +77,16 @@ impl WebState {
 
 /// The client's address, per connection.
 #[derive(Debug, Clone, Copy)]
-struct ClientAddr(SocketAddr);
+pub(crate) struct ClientAddr(pub(crate) SocketAddr);
 
 impl WebApi {
-    /// `auth` carries the proxy's identity; `public_addrs` are what clients are told.
-    pub fn new(auth: AuthClient, public_addrs: Vec<String>) -> WebApi {
+    /// `auth` carries the proxy's identity (to `auth_addr`); `public_addrs` are what
+    /// clients are told.
+    pub fn new(auth: AuthClient, auth_addr: String, public_addrs: Vec<String>) -> WebApi {
         let state = Arc::new(WebState {
             auth: std::sync::RwLock::new(auth),
+            auth_addr,
+            sessions: crate::websession::Sessions::default(),
             public_addrs,
             status: Mutex::new(None),
             renewals: tokio::sync::watch::Sender::new(0),
@@ -89,6 +96,7 @@ impl WebApi {
             .route("/webapi/login", post(login))
             .route("/webapi/signup", post(signup))
             .route("/webapi/host/join", post(join))
+            .merge(crate::websession::routes())
             .fallback(not_found)
             .layer(DefaultBodyLimit::max(MAX_BODY))
             .with_state(state.clone());
@@ -154,17 +162,50 @@ impl WebApi {
 }
 
 /// Errors as `{"error": {"code": ..., "message": ...}}` with a matching HTTP status.
-struct ApiError {
+#[derive(Debug)]
+pub(crate) struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
 }
 
 impl ApiError {
-    fn bad_request(message: impl Into<String>) -> ApiError {
+    pub(crate) fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError {
             status: StatusCode::BAD_REQUEST,
             code: "invalid_argument",
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn unauthenticated(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthenticated",
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::FORBIDDEN,
+            code: "permission_denied",
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "unavailable",
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn internal(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal",
             message: message.into(),
         }
     }

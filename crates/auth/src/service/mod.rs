@@ -14,6 +14,7 @@ mod locks;
 mod resources;
 mod sessions;
 mod watch_stream;
+mod web_sessions;
 
 pub use caller::Caller;
 use caller::RuleScope;
@@ -121,6 +122,8 @@ pub struct AuthServerConfig {
     pub static_tokens: Vec<StaticToken>,
     /// `auth_service.tunnel_strategy`, told to proxies (and through them to agents).
     pub tunnel_strategy: TunnelStrategy,
+    /// `auth_service.web_idle_timeout`: a web session unused this long ends.
+    pub web_idle_timeout: Duration,
 }
 
 /// The auth service; cheap to clone (one shared state).
@@ -140,6 +143,7 @@ struct Inner {
     second_factor: SecondFactor,
     static_tokens: Vec<StaticToken>,
     tunnel_strategy: TunnelStrategy,
+    web_idle_timeout: Duration,
     login_limit: RateLimiter,
     join_limit: RateLimiter,
     upload_quota: sessions::UploadQuota,
@@ -191,6 +195,7 @@ impl AuthServer {
                 second_factor: config.second_factor,
                 static_tokens: config.static_tokens,
                 tunnel_strategy: config.tunnel_strategy,
+                web_idle_timeout: config.web_idle_timeout,
                 login_limit: RateLimiter::new(LOGIN_BURST, LOGIN_EVERY),
                 join_limit: RateLimiter::new(JOIN_BURST, JOIN_EVERY),
                 upload_quota: sessions::UploadQuota::default(),
@@ -947,6 +952,50 @@ impl AuthService for AuthServer {
             principals: issued.principals,
             roles: user.roles,
         }))
+    }
+
+    async fn create_web_session(
+        &self,
+        request: Request<proto::CreateWebSessionRequest>,
+    ) -> Reply<proto::WebSession> {
+        let caller = self.caller(&request)?;
+        self.require_kind(&caller, "CreateWebSession", &[IdentityKind::Proxy])
+            .await?;
+        let request = request.into_inner();
+        let ip = Self::client_ip(&caller, &request.client_addr);
+        self.rate_limit(&self.inner.login_limit, &caller, ip, "CreateWebSession")
+            .await?;
+        let remote = Self::client_addr_text(&caller, &request.client_addr);
+        Ok(Response::new(
+            self.create_web_session(&caller, request, remote.as_deref())
+                .await?,
+        ))
+    }
+
+    async fn get_web_session(
+        &self,
+        request: Request<proto::GetWebSessionRequest>,
+    ) -> Reply<proto::WebSession> {
+        let caller = self.caller(&request)?;
+        self.require_kind(&caller, "GetWebSession", &[IdentityKind::Proxy])
+            .await?;
+        Ok(Response::new(
+            self.get_web_session(&request.into_inner().id).await?,
+        ))
+    }
+
+    async fn delete_web_session(
+        &self,
+        request: Request<proto::DeleteWebSessionRequest>,
+    ) -> Reply<proto::DeleteWebSessionResponse> {
+        let caller = self.caller(&request)?;
+        self.require_kind(&caller, "DeleteWebSession", &[IdentityKind::Proxy])
+            .await?;
+        let request = request.into_inner();
+        let ended = self
+            .delete_web_session(&request.id, request.all_of_user)
+            .await?;
+        Ok(Response::new(proto::DeleteWebSessionResponse { ended }))
     }
 
     async fn join(&self, request: Request<proto::JoinRequest>) -> Reply<proto::JoinResponse> {

@@ -128,6 +128,7 @@ pub(super) struct RawAuth {
     pub session_recording: Option<SessionRecording>,
     pub proxy_listener_mode: Option<ProxyListenerMode>,
     pub tunnel_strategy: Option<RawTunnelStrategy>,
+    pub web_idle_timeout: Option<ScalarString>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -402,7 +402,12 @@ pub struct AuthServiceConfig {
     pub proxy_listener_mode: ProxyListenerMode,
     /// How agents spread their reverse tunnels over proxies.
     pub tunnel_strategy: TunnelStrategy,
+    /// A web UI session unused for this long ends (Teleport's `web_idle_timeout`).
+    pub web_idle_timeout: std::time::Duration,
 }
+
+/// The default of `auth_service.web_idle_timeout`, as Teleport's.
+pub const DEFAULT_WEB_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10 * 60);
 
 impl Default for AuthServiceConfig {
     fn default() -> Self {
@@ -416,6 +421,7 @@ impl Default for AuthServiceConfig {
             session_recording: SessionRecording::default(),
             proxy_listener_mode: ProxyListenerMode::default(),
             tunnel_strategy: TunnelStrategy::default(),
+            web_idle_timeout: DEFAULT_WEB_IDLE_TIMEOUT,
         }
     }
 }

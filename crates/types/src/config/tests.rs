@@ -562,3 +562,26 @@ fn dynamodb_storage() {
         "{err}"
     );
 }
+
+#[test]
+fn web_idle_timeout_defaults_to_ten_minutes_and_refuses_nonsense() {
+    let config = parse("auth_service:\n  enabled: true\n");
+    assert_eq!(
+        config.auth_service.web_idle_timeout,
+        std::time::Duration::from_secs(600)
+    );
+    let config = parse("auth_service:\n  web_idle_timeout: 30m\n");
+    assert_eq!(
+        config.auth_service.web_idle_timeout,
+        std::time::Duration::from_secs(1800)
+    );
+    for bad in ["0s", "2d", "soon"] {
+        let err = Config::from_yaml("f", &format!("auth_service:\n  web_idle_timeout: {bad}\n"))
+            .unwrap_err();
+        assert_eq!(
+            err.field_path(),
+            Some("auth_service.web_idle_timeout"),
+            "{bad}: {err}"
+        );
+    }
+}

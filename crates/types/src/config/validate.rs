@@ -18,7 +18,7 @@ use super::sections::{
     JoinRole, LOG_EXTRA_FIELDS, LogConfig, LogOutput, PostgresConfig, ProxyServiceConfig,
     SshAlgorithms, SshServiceConfig, StaticToken, StorageBackend, StorageConfig, TunnelStrategy,
 };
-use super::values::{OneOrMany, Secret, ValueError, WordOrMap};
+use super::values::{OneOrMany, Secret, ValueError, WordOrMap, parse_duration};
 
 impl RawConfig {
     pub(super) fn validate(self) -> Result<Config, Invalid> {
@@ -681,6 +681,20 @@ fn validate_auth(raw: RawAuth, path: &str) -> Result<AuthServiceConfig, Invalid>
         Some(t) => validate_tunnel_strategy(t, &join(path, "tunnel_strategy"))?,
         None => TunnelStrategy::default(),
     };
+    let web_idle_timeout = match raw.web_idle_timeout {
+        None => defaults.web_idle_timeout,
+        Some(text) => {
+            let field = join(path, "web_idle_timeout");
+            let timeout = parse_duration(&text.0).map_err(|r| Invalid::new(field.clone(), r))?;
+            if timeout.is_zero() || timeout > std::time::Duration::from_secs(24 * 3600) {
+                return Err(Invalid::new(
+                    field,
+                    format!("between 1s and 24h (the default is 10m), got {:?}", text.0),
+                ));
+            }
+            timeout
+        }
+    };
     Ok(AuthServiceConfig {
         enabled: raw.enabled.is_none_or(|b| b.0),
         cluster_name,
@@ -691,6 +705,7 @@ fn validate_auth(raw: RawAuth, path: &str) -> Result<AuthServiceConfig, Invalid>
         session_recording: raw.session_recording.unwrap_or_default(),
         proxy_listener_mode: raw.proxy_listener_mode.unwrap_or_default(),
         tunnel_strategy,
+        web_idle_timeout,
     })
 }
 
