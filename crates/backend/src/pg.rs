@@ -333,7 +333,9 @@ impl PgTarget {
         let (rest, tls) = split_tls(conn_string)?;
         let mut config: tokio_postgres::Config = rest
             .parse()
-            .map_err(|err| format!("not a PostgreSQL connection string: {err}"))?;
+            // The causes name the option or value (`unknown option `colour``), never the
+            // password.
+            .map_err(|err| format!("not a PostgreSQL connection string: {}", describe(&err)))?;
         let tls = tls.client_config()?.map(MakeRustlsConnect::new);
         // With TLS, a server that offers none is refused; without, none is asked for.
         config.ssl_mode(if tls.is_some() {
