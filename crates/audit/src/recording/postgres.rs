@@ -69,7 +69,7 @@ CREATE TABLE IF NOT EXISTS jumpgate_recording_parts (
 
 /// Serialises table creation across auth servers starting together (an arbitrary
 /// constant: "jg-recs" in ASCII).
-const SCHEMA_LOCK: i64 = 0x6a67_2d72_6563_73;
+const SCHEMA_LOCK: i64 = 0x006a_672d_7265_6373;
 
 /// How long connecting, or one request, may take.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
