@@ -155,7 +155,7 @@ fn postgresql_uris_in_the_audit_events_form_never_show_the_password() {
         SessionsStore::Postgres
     );
     let config = Config::from_yaml("f", &yaml(uri)).unwrap();
-    let parsed = config.jumpgate.storage.audit_sessions_uri.unwrap();
+    let parsed = config.jumpgate.storage.audit_sessions_uri.clone().unwrap();
     assert_eq!(parsed.as_str(), uri);
     assert_eq!(
         parsed.to_string(),
