@@ -50,6 +50,8 @@ pub use multi::MultiLog;
 #[cfg(feature = "stores")]
 pub use postgres::PostgresAuditLog;
 pub use query::{DEFAULT_LIMIT, MAX_LIMIT, Order, Page, SearchQuery};
+#[cfg(feature = "stores")]
+pub use recording::PostgresRecordingStore;
 pub use recording::{FileRecordingStore, RecordingError, RecordingStore};
 #[cfg(feature = "s3")]
 pub use recording::{S3Credentials, S3Options, S3RecordingStore};

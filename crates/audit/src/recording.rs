@@ -12,7 +12,9 @@
 //! - Auth side: [`RecordingStore`] receives the parts (idempotently, refusing gaps), and
 //!   [`FileRecordingStore`] keeps them as `DIR/<session_id>.cast`; `S3RecordingStore` (feature
 //!   `s3`, linked by auth only) keeps them in an S3-compatible bucket shared by every auth
-//!   server (see its module docs for the protocol and its costs). [`read_header`] reads a stored recording's header alone, for
+//!   server (see its module docs for the protocol and its costs); `PostgresRecordingStore`
+//!   (feature `stores`) keeps them in a PostgreSQL database shared by every auth server, in
+//!   one transaction per part. [`read_header`] reads a stored recording's header alone, for
 //!   deciding who may see it.
 //! - Reading: [`parse_cast`] validates untrusted recordings with bounded memory, naming the
 //!   bad line; [`to_text`], [`to_json`] and [`play`] are what `jsh play` shows.
@@ -24,6 +26,8 @@ mod encode;
 mod error;
 mod export;
 mod parse;
+#[cfg(feature = "stores")]
+mod postgres;
 #[cfg(feature = "s3")]
 mod s3;
 mod spool;
@@ -36,6 +40,8 @@ pub use encode::{CastEncoder, MAX_MARKER_LEN};
 pub use error::{LineProblem, RecordingError};
 pub use export::{MAX_SPEED, MIN_SPEED, PlayOptions, play, to_json, to_text};
 pub use parse::{ParseOptions, parse_cast};
+#[cfg(feature = "stores")]
+pub use postgres::PostgresRecordingStore;
 #[cfg(feature = "s3")]
 pub use s3::{S3Credentials, S3Options, S3RecordingStore};
 pub use spool::{RecordingWriter, SpoolFile, SpoolOptions, read_part};

@@ -386,18 +386,34 @@ async fn start_with_audit(
     })
 }
 
+/// Checks what the config's own validation cannot (it does no I/O): a `postgresql://`
+/// URI's parameters and the TLS files they name. Called before any socket is bound.
+pub fn check_recordings_uri(uri: &SessionsUri) -> Result<(), AuthServiceError> {
+    match uri.store() {
+        SessionsStore::Postgres => jumpgate_audit::PostgresRecordingStore::check_uri(uri.as_str())
+            .map_err(|source| AuthServiceError::Recordings {
+                location: uri.to_string(),
+                source,
+            }),
+        _ => Ok(()),
+    }
+}
+
 /// Opens the recording store `jumpgate.storage.audit_sessions_uri` names: files in its
-/// directory, or an S3 bucket (credentials from the standard AWS chain); without it, files in
-/// `DATA_DIR/log/sessions`.
+/// directory, an S3 bucket (credentials from the standard AWS chain), or a PostgreSQL
+/// database (tables created if missing); without it, files in `DATA_DIR/log/sessions`.
 pub async fn open_recordings(
     data_dir: &std::path::Path,
     uri: Option<&SessionsUri>,
 ) -> Result<Arc<dyn RecordingStore>, AuthServiceError> {
     let failed = |location: String| move |source| AuthServiceError::Recordings { location, source };
-    let dir = match uri.map(SessionsUri::store) {
-        None => data_dir.join("log").join("sessions"),
-        Some(SessionsStore::File { dir }) => dir.clone(),
-        Some(SessionsStore::S3(s3)) => {
+    let Some(uri) = uri else {
+        return open_recording_files(data_dir.join("log").join("sessions")).await;
+    };
+    // `uri.to_string()` leaves a password out; `as_str` is the whole connection string.
+    match uri.store() {
+        SessionsStore::File { dir } => open_recording_files(dir.clone()).await,
+        SessionsStore::S3(s3) => {
             let mut options = jumpgate_audit::S3Options::new(&s3.bucket);
             options.prefix = s3.prefix.clone();
             options.region = s3.region.clone();
@@ -407,24 +423,35 @@ pub async fn open_recordings(
             options.sse = s3.sse.clone();
             options.sse_kms_key = s3.sse_kms_key.clone();
             options.acl = s3.acl.clone();
-            let location = uri.map(SessionsUri::to_string).unwrap_or_default();
             let store = jumpgate_audit::S3RecordingStore::open(options)
                 .await
-                .map_err(failed(location))?;
-            return Ok(Arc::new(store));
+                .map_err(failed(uri.to_string()))?;
+            Ok(Arc::new(store))
         }
-        Some(other) => {
-            return Err(AuthServiceError::Recordings {
-                location: format!("{other:?}"),
-                source: jumpgate_audit::RecordingError::StoreConfig {
-                    reason: "this kind of recording store is not supported by this build".into(),
-                },
-            });
+        SessionsStore::Postgres => {
+            let store = jumpgate_audit::PostgresRecordingStore::open(uri.as_str())
+                .await
+                .map_err(failed(uri.to_string()))?;
+            Ok(Arc::new(store))
         }
-    };
+        other => Err(AuthServiceError::Recordings {
+            location: format!("{other:?}"),
+            source: jumpgate_audit::RecordingError::StoreConfig {
+                reason: "this kind of recording store is not supported by this build".into(),
+            },
+        }),
+    }
+}
+
+async fn open_recording_files(
+    dir: std::path::PathBuf,
+) -> Result<Arc<dyn RecordingStore>, AuthServiceError> {
     let store = jumpgate_audit::FileRecordingStore::open(&dir)
         .await
-        .map_err(failed(dir.display().to_string()))?;
+        .map_err(|source| AuthServiceError::Recordings {
+            location: dir.display().to_string(),
+            source,
+        })?;
     info!(dir = %dir.display(), "session recordings are stored in files");
     Ok(Arc::new(store))
 }

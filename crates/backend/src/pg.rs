@@ -1,6 +1,7 @@
-//! Connecting to PostgreSQL, shared by the cluster-state backend and the audit log
-//! (`jumpgate_audit`'s PostgreSQL store), so both read connection strings, name the server
-//! in messages and speak TLS the same way.
+//! Connecting to PostgreSQL, shared by the cluster-state backend, the audit log and the
+//! recording store (`jumpgate_audit`'s PostgreSQL stores), so all read connection strings,
+//! name the server in messages and speak TLS the same way; [`Pool`] is the few connections
+//! the backend and the recording store lend one request (one transaction) at a time.
 //!
 //! TLS follows libpq's connection parameters, read here because tokio-postgres knows only
 //! `sslmode=disable|prefer|require`:
@@ -18,6 +19,8 @@
 use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use futures::Stream;
 use rustls::pki_types::pem::PemObject;
@@ -330,7 +333,9 @@ impl PgTarget {
         let (rest, tls) = split_tls(conn_string)?;
         let mut config: tokio_postgres::Config = rest
             .parse()
-            .map_err(|err| format!("not a PostgreSQL connection string: {err}"))?;
+            // The causes name the option or value (`unknown option `colour``), never the
+            // password.
+            .map_err(|err| format!("not a PostgreSQL connection string: {}", describe(&err)))?;
         let tls = tls.client_config()?.map(MakeRustlsConnect::new);
         // With TLS, a server that offers none is refused; without, none is asked for.
         config.ssl_mode(if tls.is_some() {
@@ -412,6 +417,95 @@ pub fn drive(mut messages: Messages, endpoint: String) {
             }
         }
     });
+}
+
+/// A few connections to one database, each lent to one request at a time, so that the
+/// request may run a transaction on it. A connection is made on first use and again after
+/// its borrower dropped it (set the slot to `None`: broken, timed out, or on a server that
+/// turned read-only), so after a failover the next checkout finds the new primary.
+pub struct Pool {
+    target: PgTarget,
+    slots: Vec<tokio::sync::Mutex<Option<Client>>>,
+    next: AtomicUsize,
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("endpoint", &self.target.endpoint())
+            .field("size", &self.slots.len())
+            .finish()
+    }
+}
+
+/// Why [`Pool::checkout`] gave no connection.
+#[derive(Debug)]
+pub enum CheckoutError {
+    /// Every connection stayed lent out for the whole wait.
+    Busy,
+    /// Connecting took longer than the wait.
+    ConnectTimeout,
+    /// Connecting failed (refused, unreachable, login refused, TLS).
+    Connect(tokio_postgres::Error),
+}
+
+impl Pool {
+    /// A pool of `size` connections (at least one) to `target`; none is made yet.
+    pub fn new(target: PgTarget, size: usize) -> Pool {
+        Pool {
+            target,
+            slots: (0..size.max(1))
+                .map(|_| tokio::sync::Mutex::new(None))
+                .collect(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// Hosts, ports and database, for messages (never the password).
+    pub fn endpoint(&self) -> &str {
+        self.target.endpoint()
+    }
+
+    /// A free connection, made first if its slot has none (or a closed one); waiting for a
+    /// free one and connecting both end within `timeout`. The guard holds a connection
+    /// (`Some`); set it to `None` to drop a connection that is no good any more.
+    pub async fn checkout(
+        &self,
+        timeout: Duration,
+    ) -> Result<tokio::sync::MutexGuard<'_, Option<Client>>, CheckoutError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let slots = &self.slots;
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % slots.len().max(1);
+        let free = (0..slots.len())
+            .filter_map(|i| slots.get((start + i) % slots.len()))
+            .find_map(|slot| slot.try_lock().ok());
+        let mut guard = match free {
+            Some(guard) => guard,
+            None => match slots.get(start) {
+                Some(slot) => tokio::time::timeout_at(deadline, slot.lock())
+                    .await
+                    .map_err(|_| CheckoutError::Busy)?,
+                None => return Err(CheckoutError::Busy),
+            },
+        };
+        if guard.as_ref().is_none_or(Client::is_closed) {
+            *guard = None;
+            let (client, messages) = tokio::time::timeout_at(deadline, self.target.connect())
+                .await
+                .map_err(|_| CheckoutError::ConnectTimeout)?
+                .map_err(CheckoutError::Connect)?;
+            drive(messages, self.target.endpoint().to_string());
+            *guard = Some(client);
+        }
+        Ok(guard)
+    }
+
+    /// Closes every connection (waiting for the ones lent out to come back).
+    pub async fn clear(&self) {
+        for slot in &self.slots {
+            *slot.lock().await = None;
+        }
+    }
 }
 
 /// `host:port,host:port/dbname`, for messages.

@@ -41,7 +41,7 @@
 
 use crate::Backend;
 use crate::error::{BackendError, Result};
-use crate::pg::PgTarget;
+use crate::pg::{CheckoutError, PgTarget, Pool};
 use crate::sqlite::prefix_end;
 use crate::tasks::{abort_tasks, jitter};
 use crate::types::{
@@ -53,10 +53,10 @@ use async_trait::async_trait;
 use futures::future::BoxFuture;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, Weak};
 use std::time::{Duration, SystemTime};
-use tokio::sync::{Mutex, MutexGuard, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{AsyncMessage, Client};
 
@@ -189,9 +189,8 @@ struct Inner {
     /// Hosts, ports and database, for messages (never the password).
     endpoint: String,
     options: PostgresOptions,
-    /// One connection per slot, made on first use and again after it failed.
-    slots: Vec<Mutex<Option<Client>>>,
-    next_slot: AtomicUsize,
+    /// The request connections (made on first use and again after one failed).
+    pool: Pool,
     closed: AtomicBool,
     /// Bumped on every notification (and on every reconnect of the listener).
     wake: watch::Receiver<u64>,
@@ -252,15 +251,13 @@ impl PostgresBackend {
         let target = options.target()?;
         let endpoint = target.endpoint().to_string();
         let (wake_tx, wake_rx) = watch::channel(0u64);
+        let pool = Pool::new(target.clone(), options.pool_size);
         let backend = PostgresBackend {
             inner: Arc::new(Inner {
                 target,
                 endpoint,
-                slots: (0..options.pool_size.max(1))
-                    .map(|_| Mutex::new(None))
-                    .collect(),
+                pool,
                 options,
-                next_slot: AtomicUsize::new(0),
                 closed: AtomicBool::new(false),
                 wake: wake_rx,
                 tasks: StdMutex::new(Vec::new()),
@@ -356,45 +353,6 @@ impl PostgresBackend {
         )
     }
 
-    async fn open_connection(&self) -> Result<Client> {
-        let connect = self.inner.target.connect();
-        let (client, messages) = tokio::time::timeout(self.inner.options.request_timeout, connect)
-            .await
-            .map_err(|_| {
-                self.unavailable(format_args!(
-                    "no connection within {:?}",
-                    self.inner.options.request_timeout
-                ))
-            })?
-            .map_err(|err| self.classify(&err).0)?;
-        crate::pg::drive(messages, self.inner.endpoint.clone());
-        Ok(client)
-    }
-
-    /// A connection of the pool, made (again) if needed.
-    async fn checkout(&self) -> Result<MutexGuard<'_, Option<Client>>> {
-        if self.inner.closed.load(Ordering::Acquire) {
-            return Err(closed());
-        }
-        let slots = &self.inner.slots;
-        let start = self.inner.next_slot.fetch_add(1, Ordering::Relaxed) % slots.len();
-        let free = (0..slots.len())
-            .filter_map(|i| slots.get((start + i) % slots.len()))
-            .find_map(|slot| slot.try_lock().ok());
-        let mut guard = match free {
-            Some(guard) => guard,
-            None => match slots.get(start) {
-                Some(slot) => slot.lock().await,
-                None => return Err(closed()),
-            },
-        };
-        if guard.as_ref().is_none_or(Client::is_closed) {
-            *guard = None;
-            *guard = Some(self.open_connection().await?);
-        }
-        Ok(guard)
-    }
-
     /// Runs `op` on a pooled connection within the request timeout; a connection that
     /// failed or timed out is dropped, so the next request connects afresh. Waiting for a
     /// free connection is bounded by the request timeout too: behind a hung server, a
@@ -403,15 +361,25 @@ impl PostgresBackend {
     where
         F: for<'c> FnOnce(&'c mut Client) -> Op<'c, T>,
     {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(closed());
+        }
         let timeout = self.inner.options.request_timeout;
-        let mut guard = tokio::time::timeout(timeout, self.checkout())
+        let mut guard = self
+            .inner
+            .pool
+            .checkout(timeout)
             .await
-            .map_err(|_| {
-                self.unavailable(format_args!(
+            .map_err(|err| match err {
+                CheckoutError::Busy => self.unavailable(format_args!(
                     "no free connection within {timeout:?}: every pooled connection is \
                      waiting on the server"
-                ))
-            })??;
+                )),
+                CheckoutError::ConnectTimeout => {
+                    self.unavailable(format_args!("no connection within {timeout:?}"))
+                }
+                CheckoutError::Connect(err) => self.classify(&err).0,
+            })?;
         let Some(client) = guard.as_mut() else {
             return Err(closed());
         };
@@ -1067,9 +1035,7 @@ impl Backend for PostgresBackend {
     async fn close(&self) -> Result<()> {
         self.inner.closed.store(true, Ordering::Release);
         abort_tasks(&self.inner.tasks);
-        for slot in &self.inner.slots {
-            *slot.lock().await = None;
-        }
+        self.inner.pool.clear().await;
         Ok(())
     }
 }

@@ -51,6 +51,10 @@ pub async fn run(config: Config, dev: bool) -> Result<()> {
         // Every store is checked now, before any socket is bound.
         jumpgate_audit::parse_uris(&config.jumpgate.storage.audit_events_uri)
             .context("jumpgate.storage.audit_events_uri")?;
+        if let Some(uri) = &config.jumpgate.storage.audit_sessions_uri {
+            jumpgate_auth::lifecycle::check_recordings_uri(uri)
+                .context("jumpgate.storage.audit_sessions_uri")?;
+        }
         Some(StoragePlan::from_config(&config)?)
     } else {
         None

@@ -143,3 +143,58 @@ fn bad_buckets_and_values_are_refused_with_the_rule() {
     assert!(refused(&long).contains("3 to 63"));
     s3(&format!("s3://{}", "a".repeat(63)));
 }
+
+#[test]
+fn postgresql_uris_in_the_audit_events_form_never_show_the_password() {
+    let uri = "postgresql://jumpgate:s3cret%23pw@db1:5432,db2/jumpgate\
+               ?target_session_attrs=read-write&sslmode=verify-full&sslrootcert=/etc/pg/ca.pem";
+    assert_eq!(store(uri), SessionsStore::Postgres);
+    assert_eq!(store("postgres://db1/jumpgate"), SessionsStore::Postgres);
+    assert_eq!(
+        store("postgresql://jg@[::1]:5433/j"),
+        SessionsStore::Postgres
+    );
+    let config = Config::from_yaml("f", &yaml(uri)).unwrap();
+    let parsed = config.jumpgate.storage.audit_sessions_uri.clone().unwrap();
+    assert_eq!(parsed.as_str(), uri);
+    assert_eq!(
+        parsed.to_string(),
+        "postgresql://jumpgate@db1:5432,db2/jumpgate"
+    );
+    assert!(!format!("{parsed:?}").contains("s3cret"));
+    assert!(!format!("{config:?}").contains("s3cret"));
+    let with_query_password = store_uri("postgresql://jg@db/j?password=hunter2");
+    assert_eq!(with_query_password.to_string(), "postgresql://jg@db/j");
+}
+
+fn store_uri(uri: &str) -> jumpgate_types::config::SessionsUri {
+    Config::from_yaml("f", &yaml(uri))
+        .unwrap()
+        .jumpgate
+        .storage
+        .audit_sessions_uri
+        .unwrap()
+}
+
+#[test]
+fn malformed_postgresql_uris_are_refused_with_the_form() {
+    for (uri, expected) in [
+        ("postgresql://", "names no host"),
+        ("postgresql:///jumpgate", "names no host"),
+        ("postgresql://jg:pw@/db", "names no host"),
+        ("postgresql://jg:pw@db:port/db", "must be a number"),
+        ("postgresql://jg:pw@db:0/db", "must be a number"),
+        ("postgresql://jg@db1,/db", "an empty host"),
+        ("postgresql://:pw@db/j", "user name before '@' is empty"),
+        ("postgresql://jg@db/j/k", "has a '/'"),
+        ("postgresql://jg:pa#ss@db/j", "fragment"),
+        ("postgresql://jg@[::1/j", "unclosed '['"),
+        ("postgresql://jg@db/j?=x", "without a name"),
+        ("mysql://jg@db/j", "unsupported scheme \"mysql\""),
+    ] {
+        let err = refused(uri);
+        assert!(err.contains(expected), "{uri}: {err}");
+        assert!(err.contains("postgresql://"), "{uri}: {err}");
+        assert!(!err.contains(":pw@"), "{uri}: {err}");
+    }
+}

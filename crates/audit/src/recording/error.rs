@@ -104,6 +104,12 @@ pub enum RecordingError {
         detail: String,
     },
 
+    /// The database holding the recordings refused a request for a reason other than its
+    /// availability (a permission, a full disk, a damaged table); `detail` names the action
+    /// and the server's answer.
+    #[error("the recording store in PostgreSQL at {endpoint}: {detail}")]
+    Database { endpoint: String, detail: String },
+
     /// The store cannot be set up as configured (no credentials, no such bucket).
     #[error("recording store: {reason}")]
     StoreConfig { reason: String },

@@ -66,6 +66,7 @@ fn recording_error(err: jumpgate_audit::RecordingError) -> ServiceError {
         }
         E::Io { .. }
         | E::Store { .. }
+        | E::Database { .. }
         | E::StoreDenied { .. }
         | E::StoreConfig { .. }
         | E::Corrupt { .. }

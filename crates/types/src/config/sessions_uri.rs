@@ -11,15 +11,23 @@
 //!   `sse_kms_key` (implies `aws:kms`), `disablesse`, `acl` (a canned ACL). Anything else is
 //!   refused, naming it.
 //!
-//! Credentials are never part of the URI: auth uses the standard AWS chain.
+//! - `postgresql://USER[:PASSWORD]@HOST[:PORT][,HOST2[:PORT]]/DATABASE?...` (or
+//!   `postgres://`): a PostgreSQL database shared by every auth server, the same forms as a
+//!   `postgresql://` `audit_events_uri` (several hosts with
+//!   `target_session_attrs=read-write`, libpq's TLS parameters). Its shape is checked here;
+//!   the parameters and the TLS files when the daemon starts, before any socket is bound.
+//!   It may hold a password: [`SessionsUri`]'s `Display` and `Debug` never show one.
+//!
+//! S3 credentials are never part of the URI: auth uses the standard AWS chain.
 
 use std::fmt;
 use std::path::PathBuf;
 
 use super::error::suggest;
 
-/// A parsed `audit_sessions_uri`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A parsed `audit_sessions_uri`. Its `Display` and `Debug` leave out a PostgreSQL
+/// password; [`SessionsUri::as_str`] does not.
+#[derive(Clone, PartialEq, Eq)]
 pub struct SessionsUri {
     uri: String,
     store: SessionsStore,
@@ -33,6 +41,8 @@ pub enum SessionsStore {
     File { dir: PathBuf },
     /// `s3://BUCKET/PREFIX?...`.
     S3(S3Sessions),
+    /// `postgresql://...`: the connection string is [`SessionsUri::as_str`].
+    Postgres,
 }
 
 /// An `s3://` recording store.
@@ -86,16 +96,20 @@ impl SessionsUri {
         let store = match uri.split_once("://") {
             Some(("file", path)) => parse_file(path)?,
             Some(("s3", rest)) => SessionsStore::S3(parse_s3(rest)?),
+            Some(("postgresql" | "postgres", rest)) => {
+                check_postgres(rest)?;
+                SessionsStore::Postgres
+            }
             Some((scheme, _)) => {
                 return Err(format!(
-                    "unsupported scheme {scheme:?} for session recordings: use \
-                     file:///var/lib/jumpgate/log/records or s3://bucket/prefix?region=us-east-1"
+                    "unsupported scheme {:?} for session recordings: use {EXAMPLES}",
+                    redact_scheme(scheme)
                 ));
             }
             None => {
                 return Err(format!(
-                    "expected a URI such as file:///var/lib/jumpgate/log/records or \
-                     s3://bucket/prefix?region=us-east-1, got {uri:?}"
+                    "expected a URI such as {EXAMPLES}, got {:?}",
+                    redact_scheme(uri)
                 ));
             }
         };
@@ -105,7 +119,7 @@ impl SessionsUri {
         })
     }
 
-    /// The URI as written.
+    /// The URI as written; a `postgresql://` one may hold a password: never print it.
     pub fn as_str(&self) -> &str {
         &self.uri
     }
@@ -115,10 +129,116 @@ impl SessionsUri {
     }
 }
 
+/// Shows the URI, a PostgreSQL one without its password and query (which may carry
+/// `password=`): `postgresql://jumpgate@db1:5432,db2:5432/jumpgate`.
 impl fmt::Display for SessionsUri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.uri)
+        match self.store {
+            SessionsStore::Postgres => f.write_str(&redact_postgres(&self.uri)),
+            SessionsStore::File { .. } | SessionsStore::S3(_) => f.write_str(&self.uri),
+        }
     }
+}
+
+impl fmt::Debug for SessionsUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionsUri")
+            .field("uri", &self.to_string())
+            .field("store", &self.store)
+            .finish()
+    }
+}
+
+const EXAMPLES: &str = "file:///var/lib/jumpgate/log/records, s3://bucket/prefix?region=us-east-1 \
+     or postgresql://jumpgate@db1:5432,db2:5432/jumpgate?target_session_attrs=read-write";
+
+/// A scheme (or a whole string without one) for an error message: at most its first 32
+/// characters, in case a password was written where the scheme should be.
+fn redact_scheme(text: &str) -> String {
+    if text.contains('@') {
+        return "[a string with '@', not shown]".to_string();
+    }
+    text.chars().take(32).collect()
+}
+
+/// `scheme://user@hosts/db`: no password, no query.
+fn redact_postgres(uri: &str) -> String {
+    let (scheme, rest) = uri.split_once("://").unwrap_or(("postgresql", uri));
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    let (authority, path) = match rest.find('/') {
+        Some(at) => rest.split_at(at),
+        None => (rest, ""),
+    };
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{user}@{hosts}")
+        }
+        None => authority.to_string(),
+    };
+    format!("{scheme}://{authority}{path}")
+}
+
+/// The shape of a `postgresql://` URI: hosts with numeric ports, an optional database,
+/// no fragment. The parameters (and the TLS files they name) are checked at start by the
+/// driver's own parser; messages never repeat the password.
+fn check_postgres(rest: &str) -> Result<(), String> {
+    const FORM: &str =
+        "write postgresql://USER[:PASSWORD]@HOST[:PORT][,HOST2[:PORT]]/DATABASE[?PARAMETERS]";
+    if rest.contains('#') {
+        return Err(format!(
+            "a '#' fragment is not allowed in a postgresql:// URI (a '#' in the password must \
+             be written %23); {FORM}"
+        ));
+    }
+    let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let (authority, database) = location.split_once('/').unwrap_or((location, ""));
+    let hosts = match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => {
+            if userinfo.split(':').next().unwrap_or_default().is_empty() {
+                return Err(format!("the user name before '@' is empty; {FORM}"));
+            }
+            hosts
+        }
+        None => authority,
+    };
+    if hosts.is_empty() {
+        return Err(format!("the postgresql:// URI names no host; {FORM}"));
+    }
+    for host in hosts.split(',') {
+        let (name, port) = match host.strip_prefix('[') {
+            // [IPv6]:port
+            Some(v6) => match v6.split_once(']') {
+                Some((addr, rest)) => (addr, rest.strip_prefix(':')),
+                None => return Err(format!("unclosed '[' in host {host:?}; {FORM}")),
+            },
+            None => match host.split_once(':') {
+                Some((name, port)) => (name, Some(port)),
+                None => (host, None),
+            },
+        };
+        if name.is_empty() {
+            return Err(format!("an empty host in {hosts:?}; {FORM}"));
+        }
+        if let Some(port) = port
+            && !port.is_empty()
+            && !port.parse::<u16>().is_ok_and(|p| p != 0)
+        {
+            return Err(format!(
+                "the port of host {name:?} must be a number from 1 to 65535, got {port:?}; {FORM}"
+            ));
+        }
+    }
+    if database.contains('/') {
+        return Err(format!("the database name {database:?} has a '/'; {FORM}"));
+    }
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, _) = pair.split_once('=').unwrap_or((pair, ""));
+        if key.is_empty() {
+            return Err(format!("a query parameter without a name; {FORM}"));
+        }
+    }
+    Ok(())
 }
 
 fn parse_file(path: &str) -> Result<SessionsStore, String> {
