@@ -1,6 +1,7 @@
 //! Topology C (issue 16; seed 000's second setup, done right): two servers, each running
-//! auth + proxy + agent from the Debian package (`support::packaged_bins`), active/active on one PostgreSQL whose primary is on server 1 and
-//! whose synchronous streaming standby is on server 2. Users list both servers
+//! auth + proxy + agent from the Debian package (`support::packaged_bins`), active/active
+//! on one PostgreSQL (state, audit events and recordings) whose primary is on server 1
+//! and whose synchronous streaming standby is on server 2. Users list both servers
 //! (`jsh login --proxy a,b`), so no DNS change is needed. Server 1 dies whole (its
 //! Jumpgate and its PostgreSQL killed with SIGKILL) right after a user's password was
 //! changed; the standby is promoted; server 2 carries on: the new password works (seed
@@ -44,10 +45,11 @@ fn server(
     std::fs::write(
         &config,
         format!(
-            "version: v3\njumpgate:\n  data_dir: {}\n  nodename: {name}\n  proxy_server: {both_proxies}\n  storage:\n    type: postgresql\n    conn_string: \"{}\"\n    password_file: {}\n    audit_events_uri: [\"{}\"]\nauth_service:\n  cluster_name: pair\nproxy_service:\n  web_listen_addr: {proxy}\nssh_service:\n  enabled: true\n",
+            "version: v3\njumpgate:\n  data_dir: {}\n  nodename: {name}\n  proxy_server: {both_proxies}\n  storage:\n    type: postgresql\n    conn_string: \"{}\"\n    password_file: {}\n    audit_events_uri: [\"{}\"]\n    audit_sessions_uri: \"{}\"\nauth_service:\n  cluster_name: pair\nproxy_service:\n  web_listen_addr: {proxy}\nssh_service:\n  enabled: true\n",
             data.display(),
             url(""),
             password_file.display(),
+            url(&format!(":{}", jumpgate_test_support::PG_PASSWORD)),
             url(&format!(":{}", jumpgate_test_support::PG_PASSWORD)),
         ),
     )
@@ -127,9 +129,11 @@ async fn the_pair_survives_the_loss_of_server_one_with_its_database_and_keeps_a_
     let logged_in = bins.login(&home, &both, &ca, "cleo", &otp);
     assert!(logged_in.status.success(), "{}", text(&logged_in.stderr));
     let target = format!("{login}@server-2");
-    // Every path to server 1's node. (Server 2's node records into server 2's files, which
-    // a playback through server 1 cannot read: recordings need a shared store here too.)
-    support::use_every_path(bins, &home, dir, &login, "server-1", "cleo-server-1");
+    // Every path to each server's node, through server 1 (the first in the user's list):
+    // recordings are in the PostgreSQL pair too, so server 2's play back through server 1.
+    for node in ["server-1", "server-2"] {
+        support::use_every_path(bins, &home, dir, &login, node, &format!("cleo-{node}"));
+    }
     let reached = bins.jsh(&home, &["ssh", &target, "echo", "reached"], None);
     assert!(
         text(&reached.stdout).contains("reached"),
