@@ -36,7 +36,7 @@ pub use login::{LoginParams, Password, login};
 pub use nodes::{LabelFilter, NodeInfo, list_nodes};
 pub use profile::{Home, Profile, ProfileMeta};
 pub use ssh::{
-    ForwardSpec, PtyRequest, SessionEnd, SessionIo, SessionRequest, SshConnection, connect,
-    connect_node, connect_stream,
+    ForwardSpec, PtyRequest, SessionEnd, SessionIo, SessionRequest, SshConnection, SshIdentity,
+    connect, connect_node, connect_stream, connect_stream_as,
 };
 pub use web::{Ping, ProxyAddr, WebTrust, ping};

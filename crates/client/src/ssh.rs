@@ -15,7 +15,7 @@ use crate::error::ClientError;
 use crate::profile::Profile;
 use crate::web::error_chain;
 use futures::FutureExt;
-use jumpgate_pki::ssh_key::{Fingerprint, HashAlg};
+use jumpgate_pki::ssh_key::{Certificate, Fingerprint, HashAlg, PrivateKey};
 use russh::client::{self, ChannelOpenHandle, Handle, Msg, Session};
 use russh::keys::{Algorithm, EcdsaCurve, PublicKeyOrCertificate};
 use russh::{Channel, ChannelMsg, ChannelOpenFailure, Disconnect, Sig};
@@ -510,15 +510,95 @@ pub async fn connect_stream<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let (key, cert) = profile.ssh_identity()?;
+    let identity = SshIdentity {
+        key,
+        cert,
+        trusted_host_cas: profile.host_ca_fingerprints()?,
+        principals: profile.meta.principals.clone(),
+    };
+    connect_stream_as(identity, stream, host_principal, node, login, agent_socket).await
+}
+
+/// A user's SSH identity, from a profile on disk or (the web terminal) from a web
+/// session: the key, its certificate, and the host CAs a node must be certified by.
+pub struct SshIdentity {
+    pub key: PrivateKey,
+    pub cert: Certificate,
+    /// SHA-256 fingerprints of the cluster's host CA keys.
+    pub trusted_host_cas: Vec<Fingerprint>,
+    /// The logins the certificate allows, for messages.
+    pub principals: Vec<String>,
+}
+
+impl std::fmt::Debug for SshIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshIdentity")
+            .field("key", &"[redacted]")
+            .field("principals", &self.principals)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SshIdentity {
+    /// From OpenSSH texts: the private key, its certificate, and `known_hosts` lines with
+    /// the cluster's host CAs (`@cert-authority`).
+    pub fn from_openssh(
+        key: &str,
+        cert: &str,
+        host_ca_known_hosts: &str,
+        principals: Vec<String>,
+    ) -> Result<SshIdentity, ClientError> {
+        let bad = |what: &str, reason: String| ClientError::Ssh {
+            node: String::new(),
+            reason: format!("the session's {what}: {reason}"),
+        };
+        let key = PrivateKey::from_openssh(key).map_err(|err| bad("key", err.to_string()))?;
+        let cert = Certificate::from_openssh(cert.trim())
+            .map_err(|err| bad("certificate", err.to_string()))?;
+        let trusted_host_cas = crate::profile::parse_host_ca_lines(host_ca_known_hosts)
+            .map_err(|err| bad("host CAs", err.to_string()))?
+            .iter()
+            .map(|key| key.fingerprint(HashAlg::Sha256))
+            .collect::<Vec<_>>();
+        if trusted_host_cas.is_empty() {
+            return Err(bad("host CAs", "none".to_string()));
+        }
+        Ok(SshIdentity {
+            key,
+            cert,
+            trusted_host_cas,
+            principals,
+        })
+    }
+}
+
+/// [`connect_stream`] with an [`SshIdentity`] held in memory.
+pub async fn connect_stream_as<S>(
+    identity: SshIdentity,
+    stream: S,
+    host_principal: &str,
+    node: &str,
+    login: &str,
+    agent_socket: Option<PathBuf>,
+) -> Result<SshConnection, ClientError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let node = node.to_string();
     let disconnect_reason = Arc::default();
+    let SshIdentity {
+        key,
+        cert,
+        trusted_host_cas,
+        principals,
+    } = identity;
     let handler = NodeHandler {
-        trusted_host_cas: profile.host_ca_fingerprints()?,
+        trusted_host_cas,
         node_uuid: host_principal.to_string(),
         agent_socket,
         disconnect_reason: Arc::clone(&disconnect_reason),
     };
-    let (key, cert) = profile.ssh_identity()?;
     let ssh_error = |reason: String| ClientError::Ssh {
         node: node.clone(),
         reason,
@@ -541,7 +621,7 @@ where
             return Err(ClientError::SshAuthRefused {
                 node: node.clone(),
                 login: login.to_string(),
-                logins: profile.meta.principals.join(", "),
+                logins: principals.join(", "),
             });
         }
         Ok(handle)

@@ -17,6 +17,8 @@
 //!   proxy's own identity.
 //! - [`websession`]: the web UI's cookie sessions under `/webapi/web/` (kept by auth, so
 //!   any proxy serves them) and what the pages ask for with a session's identity.
+//! - [`terminal`]: the web terminal, a WebSocket that is an SSH session to a node as the
+//!   web session's user.
 #![forbid(unsafe_code)]
 
 pub mod certs;
@@ -29,6 +31,7 @@ pub mod proxy_protocol;
 pub mod router;
 pub mod service;
 pub mod ssh;
+pub mod terminal;
 pub mod tunnel;
 pub mod web;
 pub mod websession;

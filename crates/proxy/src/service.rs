@@ -661,6 +661,8 @@ async fn start(
         vec![settings.host_uuid.clone()],
         TunnelStrategy::AgentMesh,
     ));
+    let routing = ssh_routing(&web, tunnels.clone(), peering, &shutdown);
+    web.set_ssh_routing(routing.clone());
     let router = Router::new(
         RouterSettings {
             proxy_protocol: config.proxy_protocol,
@@ -684,7 +686,7 @@ async fn start(
             tunnels: tunnels.clone(),
             cluster: material.cluster.clone(),
             refusals: Some(refusals_tx),
-            ssh: Some(ssh_routing(&web, tunnels.clone(), peering, &shutdown)),
+            ssh: Some(routing),
         }),
     );
     // Refused tunnels go to the audit log through the auth API.

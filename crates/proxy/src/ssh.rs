@@ -9,7 +9,7 @@
 
 use crate::peer::Peering;
 use crate::tunnel::{DialError, Tunnels};
-use jumpgate_api::live::LiveSet;
+use jumpgate_api::live::{Ended, LiveGuard, LiveSet};
 use jumpgate_api::mirror::Mirror;
 use jumpgate_api::ssh_route::{
     DialErrorCode, DialRequest, DialResponse, RELAY_BUFFER, TARGET_SSH, read_line, to_line,
@@ -84,6 +84,15 @@ pub struct SshRouting {
     pub peering: Option<Arc<Peering>>,
     /// The connections being relayed now, so a new lock ends the ones it names.
     pub live: Arc<LiveSet<LiveSsh>>,
+}
+
+/// A web terminal's connection to a node ([`SshRouting::open_for_web`]).
+pub(crate) struct WebDial {
+    pub node: NodePresence,
+    pub stream: H2Stream,
+    /// Live while held: a lock that names the session ends it ([`WebDial::ended`]).
+    pub live: LiveGuard<LiveSsh>,
+    pub ended: Ended,
 }
 
 /// A refused dial, for the log and the audit log.
@@ -368,6 +377,44 @@ impl SshRouting {
                 }
             }
         }
+    }
+
+    /// Opens a connection to `node` as `login` for the web terminal, acting as the user
+    /// `identity` names (a web session's certificate): decided and dialled as [`Self::serve`]
+    /// does for `jsh`, logged, and registered live so that a lock ends it.
+    pub(crate) async fn open_for_web(
+        &self,
+        identity: &TlsIdentity,
+        node: &str,
+        login: &str,
+        client: SocketAddr,
+    ) -> Result<WebDial, SshRefusal> {
+        let request = DialRequest {
+            node: node.to_string(),
+            login: login.to_string(),
+        };
+        let node = self.decide(identity, &request)?;
+        let session = LiveSsh {
+            user: identity.name.clone(),
+            roles: identity.roles.clone(),
+            login: request.login.clone(),
+            node: node.uuid.clone(),
+        };
+        if let Some(reason) = self.lock_refusal(&session.subject()) {
+            return Err(SshRefusal::new(DialErrorCode::AccessDenied, reason));
+        }
+        let (stream, peer) = self
+            .dial_node(&node, client)
+            .await
+            .map_err(|reason| SshRefusal::new(DialErrorCode::Offline, reason))?;
+        info!(user = %identity.name, login = %request.login, node = %node.hostname, client = %client, peer = ?peer, "web terminal to a node");
+        let (live, ended) = self.live.register(session);
+        Ok(WebDial {
+            node,
+            stream,
+            live,
+            ended,
+        })
     }
 
     /// Finds the node and checks access, on the copies held (kept current by watches:

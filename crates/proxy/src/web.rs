@@ -62,6 +62,8 @@ pub(crate) struct WebState {
     status: Mutex<Option<(Instant, proto::StatusResponse)>>,
     /// Web UI sessions seen lately ([`crate::websession`]).
     pub(crate) sessions: crate::websession::Sessions,
+    /// SSH routing, for the web terminal; set once the proxy has it.
+    pub(crate) ssh: std::sync::OnceLock<crate::SshRouting>,
     /// Counts auth clients put in service after the first.
     renewals: tokio::sync::watch::Sender<u64>,
 }
@@ -87,6 +89,7 @@ impl WebApi {
             auth: std::sync::RwLock::new(auth),
             auth_addr,
             sessions: crate::websession::Sessions::default(),
+            ssh: std::sync::OnceLock::new(),
             public_addrs,
             status: Mutex::new(None),
             renewals: tokio::sync::watch::Sender::new(0),
@@ -97,6 +100,7 @@ impl WebApi {
             .route("/webapi/signup", post(signup))
             .route("/webapi/host/join", post(join))
             .merge(crate::websession::routes())
+            .merge(crate::terminal::routes())
             .fallback(not_found)
             .layer(DefaultBodyLimit::max(MAX_BODY))
             .with_state(state.clone());
@@ -106,6 +110,11 @@ impl WebApi {
     /// The auth client the web API uses now (the proxy's current identity).
     pub fn auth_client(&self) -> AuthClient {
         self.state.auth()
+    }
+
+    /// Gives the web terminal the proxy's SSH routing (once; later calls are ignored).
+    pub fn set_ssh_routing(&self, routing: crate::SshRouting) {
+        let _ = self.state.ssh.set(routing);
     }
 
     /// Uses `auth` for the calls from now on.
@@ -147,7 +156,8 @@ impl WebApi {
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_TIMEOUT);
         let (stream, activity) = Watched::new(stream);
-        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        // With upgrades: the web terminal's WebSocket.
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         tokio::select! {
             served = connection => {
                 if let Err(err) = served {

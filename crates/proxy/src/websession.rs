@@ -53,8 +53,8 @@ pub(crate) struct Sessions {
 }
 
 #[derive(Clone)]
-struct Cached {
-    session: Arc<proto::WebSession>,
+pub(crate) struct Cached {
+    pub(crate) session: Arc<proto::WebSession>,
     checked: Instant,
     /// The auth API as the session's user, made on first need.
     user_client: Option<AuthClient>,
@@ -374,7 +374,7 @@ fn evict_oldest(cached: &mut HashMap<String, Cached>) {
 
 /// The live session the request's cookie names, from memory if checked within
 /// [`RECHECK`], else from auth.
-async fn session_of(state: &WebState, headers: &HeaderMap) -> Result<Cached, ApiError> {
+pub(crate) async fn session_of(state: &WebState, headers: &HeaderMap) -> Result<Cached, ApiError> {
     let id = cookie_value(headers)
         .ok_or_else(|| ApiError::unauthenticated("not logged in: no web session; log in first"))?;
     if let Some(entry) = state.sessions.cached.lock().await.get(&id)
@@ -442,7 +442,7 @@ fn expired_cookie() -> HeaderValue {
 
 /// A request from a page of another site is refused (browsers send `Origin` on every
 /// POST and DELETE); its host must be the one the request was sent to.
-fn refuse_other_origins(headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn refuse_other_origins(headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return Ok(());
     };
