@@ -121,6 +121,14 @@ fn status_error(status: &tonic::Status) -> RecordingsError {
 /// each header (one small read per recording).
 pub async fn list_recordings(profile: &Profile) -> Result<Vec<RecordingSummary>, RecordingsError> {
     let mut auth = auth_client(profile).await?;
+    list_recordings_with(&mut auth).await
+}
+
+/// [`list_recordings`] through an auth client of the caller's own (the web UI's, with a
+/// web session's identity).
+pub async fn list_recordings_with(
+    auth: &mut AuthClient,
+) -> Result<Vec<RecordingSummary>, RecordingsError> {
     let infos = auth
         .list_recordings(ListRecordingsRequest {})
         .await
@@ -131,7 +139,7 @@ pub async fn list_recordings(profile: &Profile) -> Result<Vec<RecordingSummary>,
     for info in &infos {
         let mut summary = RecordingSummary::from_info(info);
         // Details only: a recording whose header cannot be read is still listed.
-        if let Some(meta) = read_header(&mut auth, &info.session_id).await {
+        if let Some(meta) = read_header(auth, &info.session_id).await {
             summary.user = meta.user;
             summary.login = meta.login;
             summary.node = meta.node;
@@ -173,10 +181,19 @@ pub async fn fetch_recording(
     profile: &Profile,
     session_id: &str,
 ) -> Result<Vec<u8>, RecordingsError> {
+    SessionId::new(session_id).map_err(RecordingsError::InvalidSessionId)?;
+    let mut auth = auth_client(profile).await?;
+    fetch_recording_with(&mut auth, session_id).await
+}
+
+/// [`fetch_recording`] through an auth client of the caller's own.
+pub async fn fetch_recording_with(
+    auth: &mut AuthClient,
+    session_id: &str,
+) -> Result<Vec<u8>, RecordingsError> {
     let session_id = SessionId::new(session_id)
         .map_err(RecordingsError::InvalidSessionId)?
         .to_string();
-    let mut auth = auth_client(profile).await?;
     let read_error = |reason: String| RecordingsError::Read {
         session_id: session_id.clone(),
         reason,

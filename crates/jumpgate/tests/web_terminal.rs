@@ -43,6 +43,21 @@ fn web_login(proxy: &str, ca: &Path, user: &str) -> String {
         .to_string()
 }
 
+/// `GET path` with the session cookie: (status, headers in lowercase, body).
+fn web_get(proxy: &str, ca: &Path, cookie: &str, path: &str) -> (u16, String, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "20", "-i", "--cacert"])
+        .arg(ca)
+        .args(["-H", &format!("cookie: __Host-jumpgate_web={cookie}")])
+        .arg(format!("https://{proxy}{path}"))
+        .output()
+        .unwrap();
+    let raw = text(&out.stdout);
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, head.to_lowercase(), body.to_string())
+}
+
 /// Opens the terminal socket; `Err(status)` when the upgrade is refused.
 async fn open(
     proxy: &str,
@@ -238,6 +253,72 @@ async fn the_web_terminal_is_a_recorded_pty_session_as_the_sessions_user() {
         "no recording shows web-42 in {}",
         sessions.display()
     );
+    // The web UI's recordings and audit pages see it, as the user's roles allow.
+    let mut listed = serde_json::Value::Null;
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let (status, _, body) = web_get(&proxy, &ca, &cookie, "/webapi/web/recordings");
+            listed = serde_json::from_str(&body).unwrap_or_default();
+            status == 200
+                && listed["recordings"]
+                    .as_array()
+                    .is_some_and(|all| all.iter().any(|r| r["completed"] == true))
+        }),
+        "{listed}"
+    );
+    let recording = &listed["recordings"][0];
+    assert_eq!(recording["user"], "tess", "{recording}");
+    assert_eq!(recording["node"], "term-node", "{recording}");
+    let id = recording["session_id"].as_str().unwrap().to_string();
+    let (status, headers, cast) = web_get(
+        &proxy,
+        &ca,
+        &cookie,
+        &format!("/webapi/web/recordings/{id}.cast?download=1"),
+    );
+    assert_eq!(status, 200, "{cast}");
+    assert!(cast.contains("web-42"), "{cast}");
+    assert!(
+        headers.contains("content-type: application/x-asciicast"),
+        "{headers}"
+    );
+    assert!(
+        headers.contains("content-disposition: attachment"),
+        "{headers}"
+    );
+    let (status, _, events) = web_get(
+        &proxy,
+        &ca,
+        &cookie,
+        &format!("/webapi/web/events?type=session.start&session={id}"),
+    );
+    // `access` has no `event` rule: the audit page is for auditors.
+    assert_eq!(status, 403, "{events}");
+    add("uma", "access");
+    let other = web_login(&proxy, &ca, "uma");
+    let (status, _, body) = web_get(&proxy, &ca, &other, "/webapi/web/recordings");
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.contains(&id), "uma sees tess's recording: {body}");
+    let (status, _, body) = web_get(
+        &proxy,
+        &ca,
+        &other,
+        &format!("/webapi/web/recordings/{id}.cast"),
+    );
+    assert!(status == 403 || status == 404, "{status}: {body}");
+    add("audrey", "access,auditor");
+    let auditor = web_login(&proxy, &ca, "audrey");
+    let (status, _, body) = web_get(
+        &proxy,
+        &ca,
+        &auditor,
+        &format!("/webapi/web/events?type=session.start&session={id}"),
+    );
+    assert_eq!(status, 200, "{body}");
+    let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(page["events"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(page["events"][0]["user"], "tess", "{body}");
+
     assert!(
         cluster.log_text().contains("web terminal to a node"),
         "{}",

@@ -17,6 +17,7 @@
 //!   proxy's own identity.
 //! - [`websession`]: the web UI's cookie sessions under `/webapi/web/` (kept by auth, so
 //!   any proxy serves them) and what the pages ask for with a session's identity.
+//! - [`webviews`]: the recordings and the audit log, as the web session's user may see them.
 //! - [`terminal`]: the web terminal, a WebSocket that is an SSH session to a node as the
 //!   web session's user.
 #![forbid(unsafe_code)]
@@ -35,6 +36,7 @@ pub mod terminal;
 pub mod tunnel;
 pub mod web;
 pub mod websession;
+pub mod webviews;
 
 pub use certs::{KeypairError, KeypairFiles, PublicCerts, watch_keypairs};
 pub use router::{Refusal, Route, Router, RouterSettings, TunnelEndpoint, route};

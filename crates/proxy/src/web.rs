@@ -101,6 +101,7 @@ impl WebApi {
             .route("/webapi/host/join", post(join))
             .merge(crate::websession::routes())
             .merge(crate::terminal::routes())
+            .merge(crate::webviews::routes())
             .fallback(not_found)
             .layer(DefaultBodyLimit::max(MAX_BODY))
             .with_state(state.clone());
@@ -208,6 +209,14 @@ impl ApiError {
         ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
             code: "unavailable",
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "not_found",
             message: message.into(),
         }
     }

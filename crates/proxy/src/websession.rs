@@ -337,7 +337,11 @@ impl Sessions {
     }
 
     /// The auth API as the session's user (made once per session and proxy).
-    async fn user_client(&self, state: &WebState, cached: &Cached) -> Result<AuthClient, ApiError> {
+    pub(crate) async fn user_client(
+        &self,
+        state: &WebState,
+        cached: &Cached,
+    ) -> Result<AuthClient, ApiError> {
         if let Some(client) = &cached.user_client {
             return Ok(client.clone());
         }
