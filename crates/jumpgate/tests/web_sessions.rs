@@ -1,8 +1,8 @@
 //! The web UI's sessions end to end (issue 17), with curl as the browser: a real cluster
 //! (auth + proxy, an agent) and a second proxy joined to it. A session made through one
 //! proxy works on the other (auth keeps it); the cookie's flags; the CSRF token and the
-//! origin check on logout; logout and logout everywhere; the idle timeout; a lock ends a
-//! session; refusals (wrong password) with the server's message.
+//! origin check on logout; logout and logout everywhere; the idle timeout; a lock or the
+//! user's deletion ends a session; refusals (wrong password) with the server's message.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -283,5 +283,14 @@ fn web_sessions_work_on_every_proxy_and_end_by_logout_idleness_and_locks() {
         .get(&proxy_1, "/webapi/web/session")
         .status
         == 403));
+    // A user deleted: their session ends with them.
+    add_user(&data, "dora", &login);
+    let gone = Browser::new(dir, "gone", &ca);
+    assert_eq!(gone.login(&proxy_1, "dora", password, "").status, 200);
+    jctl_ok(&data, &["users", "rm", "dora"]);
+    assert!(wait_until(Duration::from_secs(7), || gone
+        .get(&proxy_1, "/webapi/web/session")
+        .status
+        == 401));
     drop(cluster);
 }

@@ -137,6 +137,11 @@ impl AuthServer {
             let _ = self.inner.backend.delete(&key).await;
             return Err(expired());
         }
+        // A user deleted since: their sessions end with them.
+        if self.cached_user(&stored.user).is_none() {
+            let _ = self.inner.backend.delete(&key).await;
+            return Err(expired());
+        }
         if let Some(refusal) = self.lock_refusal(&jumpgate_types::LockSubject {
             user: Some(stored.user.as_str()),
             roles: &stored.roles,
