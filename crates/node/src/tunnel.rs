@@ -24,7 +24,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsConnector;
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, warn};
 
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const MAX_RETRY: Duration = Duration::from_secs(30);
@@ -107,7 +107,10 @@ pub async fn run_from(
                 discovery: discovery_tx.clone(),
                 ssh: ssh.clone(),
             };
-            let abort = tasks.spawn(keep_one(context, holding.clone()));
+            // In the caller's span: what a slot logs (failed dials, tunnels up and down)
+            // stays attributed to the host the caller runs it for (one span per simulated
+            // host in the tunnels benchmark's load tool).
+            let abort = tasks.spawn(keep_one(context, holding.clone()).in_current_span());
             slots.push(Slot { abort, holding });
         }
         tokio::select! {
