@@ -53,6 +53,7 @@ pub struct AgentsLine {
     /// sampled), and the most failed dials of any one host.
     pub zeroed: usize,
     pub max_failed: usize,
+    pub max_landings: usize,
     /// How many marks the load tool has taken.
     pub marks: usize,
     /// Proxy identity name → tunnels it holds.
@@ -91,6 +92,7 @@ impl AgentsLine {
                 "tunnel_ups" => &mut parsed.tunnel_ups,
                 "zeroed" => &mut parsed.zeroed,
                 "max_failed" => &mut parsed.max_failed,
+                "max_landings" => &mut parsed.max_landings,
                 "marks" => &mut parsed.marks,
                 _ => continue,
             };
@@ -200,7 +202,8 @@ impl Agents {
             .collect()
     }
 
-    /// Starts the load tool's since-mark counters over (`zeroed`, `max_failed`), and
+    /// Starts the load tool's since-mark counters over (`zeroed`, `max_failed`,
+    /// `max_landings`), and
     /// waits until a status line shows it did.
     pub fn mark(&mut self) {
         let marks = self.latest().marks;
@@ -334,14 +337,17 @@ mod tests {
     fn a_status_line_is_read_with_its_holders_and_other_output_is_not() {
         let line = AgentsLine::parse(
             "up=3 full=2 tunnels=5 joined=3 join_failures=0 drops=1 failed_attempts=4 warns=6 \
-             dup_landings=2 tunnel_ups=7 zeroed=1 max_failed=2 marks=1 holders=p-1:3,p-2:2",
+             dup_landings=2 tunnel_ups=7 zeroed=1 max_failed=2 max_landings=3 marks=1 holders=p-1:3,p-2:2",
         )
         .unwrap();
         assert_eq!(
             (line.up, line.full, line.tunnels, line.failed_attempts),
             (3, 2, 5, 4)
         );
-        assert_eq!((line.zeroed, line.max_failed, line.marks), (1, 2, 1));
+        assert_eq!(
+            (line.zeroed, line.max_failed, line.max_landings, line.marks),
+            (1, 2, 3, 1)
+        );
         assert_eq!(
             line.holders,
             vec![("p-1".to_string(), 3), ("p-2".to_string(), 2)]

@@ -537,11 +537,12 @@ fn measure(bins: &Bins, args: &Args) -> serde_json::Value {
     println!(
         "N={count}: error storm: {failed_dials} failed tunnel dials ({:.3} per host, at most {} \
          for one host, at most {} in one second); {dup_landings} dials landed on a proxy already \
-         held; {tunnel_ups} tunnels came up; hosts' WARN events {agent_warns} (at most {} a \
+         held (at most {} for one host); {tunnel_ups} tunnels came up; hosts' WARN events {agent_warns} (at most {} a \
          second); surviving proxies' WARN lines {survivor_warns} (at most {} a second)",
         failed_dials as f64 / count as f64,
         last.max_failed,
         max(&failed_per_second),
+        last.max_landings,
         max(&warns_per_second),
         max(&proxy_warns_per_second),
     );
@@ -591,6 +592,7 @@ fn measure(bins: &Bins, args: &Args) -> serde_json::Value {
         "failed_tunnel_dials_most_for_one_agent": last.max_failed,
         "failed_tunnel_dials_per_second": failed_per_second,
         "dials_landed_on_a_held_proxy": dup_landings,
+        "dials_landed_on_a_held_proxy_most_for_one_agent": last.max_landings,
         "dials_landed_on_a_held_proxy_per_second": dups_per_second,
         "tunnels_up_per_second": ups_per_second,
         "agent_warn_events": agent_warns,

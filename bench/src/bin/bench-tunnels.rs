@@ -28,13 +28,15 @@
 //! load tool alone (also run by `bench-storm`). Each host runs in a span of its own, which
 //! the tunnel code's slot tasks inherit, so its events are counted per host. Every 250 ms
 //! it prints `up=U full=F tunnels=T joined=J join_failures=F drops=D failed_attempts=A
-//! warns=W dup_landings=L tunnel_ups=T zeroed=Z max_failed=M marks=K holders=P:N,...`:
+//! warns=W dup_landings=L tunnel_ups=T zeroed=Z max_failed=M max_landings=X marks=K
+//! holders=P:N,...`:
 //! `up`/`full` hosts with at least one / `--want` tunnels (default 1), `drops` hosts seen
 //! going from some tunnel to none, `failed_attempts` tunnel dials that failed (the tunnel
 //! code's "cannot open a reverse tunnel"), `warns` every WARN event, `dup_landings` dials
 //! that reached a proxy the host already held, `holders` the tunnels per proxy identity;
-//! `zeroed` (hosts whose last tunnel went down) and `max_failed` (most failed dials of one
-//! host) count since the last `mark` line on its standard input. `--auth` must be the auth
+//! `zeroed` (hosts whose last tunnel went down), `max_failed` and `max_landings` (most
+//! failed dials, most dials landing on a held proxy, of one host) count since the last
+//! `mark` line on its standard input. `--auth` must be the auth
 //! service's own address: joins through the proxy's SNI passthrough all come from the
 //! proxy's address.
 // A benchmark harness fails by panicking with the reason.
@@ -138,6 +140,7 @@ struct HostCounts {
     live: AtomicUsize,
     /// Since the last mark.
     failed_dials: AtomicUsize,
+    dup_landings: AtomicUsize,
     zeroed: AtomicBool,
 }
 
@@ -246,6 +249,9 @@ where
             }
             "landed on a proxy already held; trying again" => {
                 totals.dup_landings.fetch_add(1, Ordering::Relaxed);
+                if let Some(host) = host {
+                    host.dup_landings.fetch_add(1, Ordering::Relaxed);
+                }
             }
             "reverse tunnel up" => {
                 totals.tunnel_ups.fetch_add(1, Ordering::Relaxed);
@@ -297,6 +303,7 @@ async fn agents(args: AgentArgs) {
                 if line.trim() == "mark" {
                     for host in hosts.iter() {
                         host.failed_dials.store(0, Ordering::Relaxed);
+                        host.dup_landings.store(0, Ordering::Relaxed);
                         host.zeroed.store(false, Ordering::Relaxed);
                     }
                     marks.fetch_add(1, Ordering::Relaxed);
@@ -403,6 +410,11 @@ async fn agents(args: AgentArgs) {
             .map(|host| host.failed_dials.load(Ordering::Relaxed))
             .max()
             .unwrap_or(0);
+        let max_landings = hosts
+            .iter()
+            .map(|host| host.dup_landings.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0);
         let holders: Vec<String> = holders
             .iter()
             .map(|(proxy, count)| format!("{proxy}:{count}"))
@@ -410,7 +422,7 @@ async fn agents(args: AgentArgs) {
         println!(
             "up={up} full={full} tunnels={tunnels} joined={} join_failures={} drops={drops} \
              failed_attempts={} warns={} dup_landings={} tunnel_ups={} zeroed={zeroed} \
-             max_failed={max_failed} marks={} holders={}",
+             max_failed={max_failed} max_landings={max_landings} marks={} holders={}",
             joined.load(Ordering::Relaxed),
             join_failures.load(Ordering::Relaxed),
             totals.failed_dials.load(Ordering::Relaxed),

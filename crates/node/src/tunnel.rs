@@ -29,8 +29,11 @@ use tracing::{Instrument, debug, info, warn};
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const MAX_RETRY: Duration = Duration::from_secs(30);
 /// Dials in a row that may land on a proxy already held before the backoff grows (see
-/// [`Landings`]).
-const LANDINGS_BEFORE_BACKOFF: u32 = 8;
+/// [`Landings`]). With two proxies left, one agent in 2^k lands k times in a row, so
+/// among the n agents that lost a tunnel at once the longest run is about log2(n): 12
+/// keeps a few thousand agents out of the growing backoff, and a load balancer that pins
+/// an agent to one proxy costs 12 handshakes (about 3 s) before it backs off.
+const LANDINGS_BEFORE_BACKOFF: u32 = 12;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often surplus slots are looked for besides discovery changes.
 const SURPLUS_CHECK_EVERY: Duration = Duration::from_secs(2);
