@@ -385,12 +385,13 @@ fn targets(out: &mut String, latest: &BTreeMap<String, Value>) {
             let dials = num(&result["failed_tunnel_dials_per_agent"]);
             let _ = writeln!(
                 out,
-                "| N = {}, one proxy of {} killed (`kill -9`): every agent back to {} tunnels within 10 s, no error storm | {measured}; {dials:.2} failed dials per agent (at most {} for one), {} agents ever left with no tunnel | {} |",
+                "| N = {}, one proxy of {} killed (`kill -9`): every agent back to {} tunnels within 10 s, no error storm | {measured}; {dials:.2} failed dials per agent (at most {} for one), {} agents ever left with no tunnel; the surviving proxies logged {} WARN lines | {} |",
                 result["agents"],
                 result["proxies"],
                 result["agent_connection_count"],
                 result["failed_tunnel_dials_most_for_one_agent"],
                 result["hosts_left_with_no_tunnel"],
+                result["surviving_proxies_warn_lines"],
                 yes_no(!back.is_null() && num(back) <= 10.0 && dials <= 3.0)
             );
         }
@@ -602,7 +603,7 @@ fn storm_section(out: &mut String, storm: &Value) {
          | least hosts with all tunnels / with any tunnel | {} / {} |\n\
          | hosts ever left with no tunnel | {} |\n\
          | failed tunnel dials: total / per host / most for one host / most in one second | {} / {:.3} / {} / {} |\n\
-         | dials that landed on a proxy already held | {} |\n\
+         | dials that landed on a proxy already held / most for one host | {} / {} |\n\
          | hosts' WARN events / most in one second | {} / {} |\n\
          | surviving proxies' WARN lines / most in one second | {} / {} |\n\
          | jsh ssh from the kill to 5 s after all back: tries / failed | {} / {} |\n\
@@ -625,6 +626,7 @@ fn storm_section(out: &mut String, storm: &Value) {
         result["failed_tunnel_dials_most_for_one_agent"],
         most(&result["failed_tunnel_dials_per_second"]),
         result["dials_landed_on_a_held_proxy"],
+        result["dials_landed_on_a_held_proxy_most_for_one_agent"],
         result["agent_warn_events"],
         most(&result["agent_warn_events_per_second"]),
         result["surviving_proxies_warn_lines"],
@@ -717,6 +719,23 @@ mod tests {
             "{markdown}"
         );
         assert!(markdown.contains("no `ssh` record"), "{markdown}");
+    }
+
+    #[test]
+    fn a_storm_not_all_back_is_not_met() {
+        let text = concat!(
+            r#"{"bench":"storm","result":{"agents":1000,"proxies":3,"agent_connection_count":2,"#,
+            r#""back_within_s":60,"all_back_after_kill_s":null,"failed_tunnel_dials_per_agent":0.0,"#,
+            r#""failed_tunnel_dials_most_for_one_agent":0,"hosts_left_with_no_tunnel":0,"#,
+            r#""surviving_proxies_warn_lines":700}}"#,
+            "\n"
+        );
+        let markdown = render(&latest_records(text, Path::new("results.json")));
+        assert!(
+            markdown.contains("**not all back** within 60 s")
+                && markdown.contains("WARN lines | **not met** |"),
+            "{markdown}"
+        );
     }
 
     #[test]
