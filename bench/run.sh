@@ -2,13 +2,13 @@
 # Jumpgate's benchmarks against the real alternatives, in one command (as root):
 #
 #   bash bench/run.sh            # everything
-#   bash bench/run.sh ssh        # only the named benchmarks (ssh tunnel auth_api cert_issuance backends recordings ...)
+#   bash bench/run.sh ssh        # only the named benchmarks (ssh tunnel auth_api cert_issuance backends recordings storm ...)
 #   BEFORE_BIN_DIR=/path/to/old/target/release bash bench/run.sh watch-cpu
 #                                # idle CPU, polling (that build) vs Watch (this one):
 #                                # only when named, and only with BEFORE_BIN_DIR
 #
 # Installs what the comparisons need if missing (openssh-server/-client, etcd-server,
-# postgresql, and s3s-fs from crates.io for bench-recordings), builds the
+# postgresql, haproxy, and s3s-fs from crates.io for bench-recordings), builds the
 # release binaries, runs each benchmark (each starts its processes on loopback in a
 # temporary directory and stops and removes them at the end), keeps every benchmark's
 # full output in bench/out/NAME.txt, appends the machine-readable line each prints
@@ -29,6 +29,8 @@ command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler libprotobuf-dev
 # bench-backends runs real etcd and PostgreSQL servers.
 command -v etcd >/dev/null 2>&1 || [ -x /usr/bin/etcd ] || missing+=(etcd-server)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+# bench-storm runs HAProxy in front of three proxies.
+[ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 if [ ${#missing[@]} -gt 0 ]; then
     # Keep the packages' own services from starting: the benchmarks start their own.
     made_policy=""
@@ -43,7 +45,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 benches=("$@")
-[ ${#benches[@]} -gt 0 ] || benches=(cert_issuance auth_api tunnel ssh tunnels revocation backends recordings)
+[ ${#benches[@]} -gt 0 ] || benches=(cert_issuance auth_api tunnel ssh tunnels storm revocation backends recordings)
 
 # bench-recordings runs a real S3-compatible server (s3s-fs), pinned as test.sh pins it.
 for bench in "${benches[@]}"; do
@@ -60,6 +62,7 @@ for bench in "${benches[@]}"; do
         cert_issuance) args=(5000) ;;
         tunnel) args=(256) ;;
         tunnels) args=(bench --counts 1000,10000) ;;
+        storm) args=(--count 1000) ;;
         watch-cpu)
             [ -n "${BEFORE_BIN_DIR:-}" ] || { echo "bench/run.sh: watch-cpu needs BEFORE_BIN_DIR (target/release of a build of branch bench-watch-before, see bench/HISTORY.md)" >&2; exit 1; }
             args=(bench --before-bin-dir "$BEFORE_BIN_DIR" --after-bin-dir target/release ${WATCH_CPU_ARGS:-}) ;;

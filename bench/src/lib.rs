@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod procs;
+pub mod tunnels;
 
 use jumpgate_pki::SshCa;
 use jumpgate_test_support::write_private;

@@ -104,6 +104,9 @@ fn render(latest: &BTreeMap<String, Value>) -> String {
     if let Some(tunnels) = latest.get("tunnels") {
         tunnels_section(&mut out, tunnels);
     }
+    if let Some(storm) = latest.get("storm") {
+        storm_section(&mut out, storm);
+    }
     if let Some(auth) = latest.get("auth_api") {
         auth_section(&mut out, auth);
     }
@@ -371,6 +374,31 @@ fn targets(out: &mut String, latest: &BTreeMap<String, Value>) {
         }
         None => out.push_str("| tunnels at scale | no `tunnels` record | - |\n"),
     }
+    match latest.get("storm") {
+        Some(storm) => {
+            let result = &storm["result"];
+            let back = &result["all_back_after_kill_s"];
+            let measured = match back {
+                Value::Null => format!("**not all back** within {} s", result["back_within_s"]),
+                back => format!("all back {:.1} s after the kill", num(back)),
+            };
+            let dials = num(&result["failed_tunnel_dials_per_agent"]);
+            let _ = writeln!(
+                out,
+                "| N = {}, one proxy of {} killed (`kill -9`): every agent back to {} tunnels within 10 s, no error storm | {measured}; {dials:.2} failed dials per agent (at most {} for one), {} agents ever left with no tunnel; the surviving proxies logged {} WARN lines | {} |",
+                result["agents"],
+                result["proxies"],
+                result["agent_connection_count"],
+                result["failed_tunnel_dials_most_for_one_agent"],
+                result["hosts_left_with_no_tunnel"],
+                result["surviving_proxies_warn_lines"],
+                yes_no(!back.is_null() && num(back) <= 10.0 && dials <= 3.0)
+            );
+        }
+        None => {
+            out.push_str("| reconnect storm after a proxy is killed | no `storm` record | - |\n")
+        }
+    }
     match latest.get("auth_api") {
         Some(auth) => {
             let best = auth["sign_user_calls_per_second"]
@@ -546,6 +574,70 @@ fn tunnels_section(out: &mut String, tunnels: &Value) {
     out.push('\n');
 }
 
+fn storm_section(out: &mut String, storm: &Value) {
+    let result = &storm["result"];
+    let seconds = |value: &Value| match value {
+        Value::Null => "-".to_string(),
+        value => format!("{:.2} s", num(value)),
+    };
+    let most = |value: &Value| {
+        value
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(num)
+            .fold(0.0, f64::max)
+    };
+    let ssh = &result["jsh_ssh"];
+    let _ = writeln!(
+        out,
+        "## Reconnect storm: a proxy killed among three (`bench/src/bin/bench-storm.rs`)\n\n{}\n\n\
+         An auth-only daemon (`proxy_peering`, `agent_connection_count: {}`), {} proxy-only daemons \
+         behind HAProxy (TCP, `send-proxy-v2`), one real agent daemon and the load tool ({} simulated \
+         hosts, real joins, the real agent tunnel pool, through HAProxy only) on the same 2 cores; \
+         `kill -9` of the proxy holding the most tunnels. See [TUNNELS.md](TUNNELS.md#a-proxy-killed-among-three).\n\n\
+         | measure | value |\n|---|---:|\n\
+         | killed | {} ({} tunnels) |\n\
+         | first host noticed / all hosts noticed | {} / {} |\n\
+         | every host back to {} tunnels on the survivors | {} |\n\
+         | least hosts with all tunnels / with any tunnel | {} / {} |\n\
+         | hosts ever left with no tunnel | {} |\n\
+         | failed tunnel dials: total / per host / most for one host / most in one second | {} / {:.3} / {} / {} |\n\
+         | dials that landed on a proxy already held / most for one host | {} / {} |\n\
+         | hosts' WARN events / most in one second | {} / {} |\n\
+         | surviving proxies' WARN lines / most in one second | {} / {} |\n\
+         | jsh ssh from the kill to 5 s after all back: tries / failed | {} / {} |\n\
+         | jsh ssh successes p50 / p99 | {:.1} / {:.1} ms |\n",
+        provenance(storm),
+        result["agent_connection_count"],
+        result["proxies"],
+        result["agents"],
+        result["killed"].as_str().unwrap_or("?"),
+        result["killed_proxy_tunnels"],
+        seconds(&result["first_host_noticed_after_kill_s"]),
+        seconds(&result["all_hosts_noticed_after_kill_s"]),
+        result["agent_connection_count"],
+        seconds(&result["all_back_after_kill_s"]),
+        result["least_hosts_with_all_tunnels"],
+        result["least_hosts_with_a_tunnel"],
+        result["hosts_left_with_no_tunnel"],
+        result["failed_tunnel_dials"],
+        num(&result["failed_tunnel_dials_per_agent"]),
+        result["failed_tunnel_dials_most_for_one_agent"],
+        most(&result["failed_tunnel_dials_per_second"]),
+        result["dials_landed_on_a_held_proxy"],
+        result["dials_landed_on_a_held_proxy_most_for_one_agent"],
+        result["agent_warn_events"],
+        most(&result["agent_warn_events_per_second"]),
+        result["surviving_proxies_warn_lines"],
+        most(&result["surviving_proxies_warn_lines_per_second"]),
+        ssh["tries"],
+        ssh["failed"],
+        num(&ssh["p50_ms"]),
+        num(&ssh["p99_ms"]),
+    );
+}
+
 fn auth_section(out: &mut String, auth: &Value) {
     let _ = writeln!(
         out,
@@ -627,6 +719,23 @@ mod tests {
             "{markdown}"
         );
         assert!(markdown.contains("no `ssh` record"), "{markdown}");
+    }
+
+    #[test]
+    fn a_storm_not_all_back_is_not_met() {
+        let text = concat!(
+            r#"{"bench":"storm","result":{"agents":1000,"proxies":3,"agent_connection_count":2,"#,
+            r#""back_within_s":60,"all_back_after_kill_s":null,"failed_tunnel_dials_per_agent":0.0,"#,
+            r#""failed_tunnel_dials_most_for_one_agent":0,"hosts_left_with_no_tunnel":0,"#,
+            r#""surviving_proxies_warn_lines":700}}"#,
+            "\n"
+        );
+        let markdown = render(&latest_records(text, Path::new("results.json")));
+        assert!(
+            markdown.contains("**not all back** within 60 s")
+                && markdown.contains("WARN lines | **not met** |"),
+            "{markdown}"
+        );
     }
 
     #[test]

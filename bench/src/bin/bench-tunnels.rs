@@ -24,11 +24,21 @@
 //!    a restarted proxy from an error storm), and `jsh ssh` run back to back from the
 //!    SIGTERM until 5 s after all are back: successes, failures, p50/p99 of the successes.
 //!
-//! `tunnels agents --proxy ADDR --auth ADDR --token T --pin P --count N` is the load
-//! tool alone. It prints `up=K joined=J join_failures=F drops=D failed_attempts=A` every
-//! 250 ms (`drops`: tunnels seen going down; `failed_attempts`: tunnel dials that failed,
-//! counted from the tunnel code's own warnings). `--auth` must be the auth service's own
-//! address: joins through the proxy's SNI passthrough all come from the proxy's address.
+//! `tunnels agents --proxy ADDR --auth ADDR --token T --pin P --count N [--want K]` is the
+//! load tool alone (also run by `bench-storm`). Each host runs in a span of its own, which
+//! the tunnel code's slot tasks inherit, so its events are counted per host. Every 250 ms
+//! it prints `up=U full=F tunnels=T joined=J join_failures=F drops=D failed_attempts=A
+//! warns=W dup_landings=L tunnel_ups=T zeroed=Z max_failed=M max_landings=X marks=K
+//! holders=P:N,...`:
+//! `up`/`full` hosts with at least one / `--want` tunnels (default 1), `drops` hosts seen
+//! going from some tunnel to none, `failed_attempts` tunnel dials that failed (the tunnel
+//! code's "cannot open a reverse tunnel"), `warns` every WARN event, `dup_landings` dials
+//! that reached a proxy the host already held, `holders` the tunnels per proxy identity;
+//! `zeroed` (hosts whose last tunnel went down), `max_failed` and `max_landings` (most
+//! failed dials, most dials landing on a held proxy, of one host) count since the last
+//! `mark` line on its standard input. `--auth` must be the auth
+//! service's own address: joins through the proxy's SNI passthrough all come from the
+//! proxy's address.
 // A benchmark harness fails by panicking with the reason.
 #![allow(
     clippy::unwrap_used,
@@ -38,27 +48,27 @@
 )]
 
 use jumpgate_bench::procs::{
-    LOGIN, add_user_and_login, clock_ticks, cpu_seconds, ensure_login_user, rss_kib,
+    add_user_and_login, clock_ticks, cpu_seconds, ensure_login_user, rss_kib,
+};
+use jumpgate_bench::tunnels::{
+    AGENT, Agents, AgentsSpec, UserLoop, json_field, quantile, raise_open_files, start_jumpgate,
+    user_connection, write_config,
 };
 use jumpgate_bench::{append_line, git_commit, load_average, ms, ms_or_dash};
 use jumpgate_node::{NodeState, SharedState};
 use jumpgate_test_support::{Bins, Process, free_port, wait_for};
+use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 const JOIN_CONCURRENCY: usize = 32;
 const JOIN_TRIES: usize = 5;
-/// Open files the benchmark's processes may have: a tunnel is a socket at each end.
-const OPEN_FILES: u64 = 65_536;
 /// How long to wait for all tunnels to come back after a restart before giving up.
 const BACK_WITHIN: Duration = Duration::from_secs(180);
-/// The real agent's node name, the one `jsh ssh` connects to.
-const AGENT: &str = "bench-agent";
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -67,19 +77,9 @@ fn main() {
         Some("bench") => bench(BenchArgs::parse(args)),
         _ => panic!(
             "usage: tunnels bench [--counts 1000,10000] [--user-runs N] [--append-json FILE]\n\
-             \x20      tunnels agents --proxy ADDR --auth ADDR --token T --pin P --count N"
+             \x20      tunnels agents --proxy ADDR --auth ADDR --token T --pin P --count N [--want K]"
         ),
     }
-}
-
-/// Raises this process's open-files limit (both soft and hard as root, else the soft one
-/// to the hard one); children inherit it.
-fn raise_open_files() -> u64 {
-    use rlimit::Resource;
-    if Resource::NOFILE.set(OPEN_FILES, OPEN_FILES).is_err() {
-        let _ = rlimit::increase_nofile_limit(OPEN_FILES);
-    }
-    Resource::NOFILE.get().map_or(0, |(soft, _)| soft)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -91,11 +91,13 @@ struct AgentArgs {
     token: String,
     pin: String,
     count: usize,
+    want: usize,
 }
 
 impl AgentArgs {
     fn parse(mut args: impl Iterator<Item = String>) -> AgentArgs {
         let (mut proxy, mut auth, mut token, mut pin, mut count) = (None, None, None, None, None);
+        let mut want = 1;
         while let Some(flag) = args.next() {
             let value = args
                 .next()
@@ -106,6 +108,7 @@ impl AgentArgs {
                 "--token" => token = Some(value),
                 "--pin" => pin = Some(value),
                 "--count" => count = Some(value.parse().expect("--count N")),
+                "--want" => want = value.parse().expect("--want K"),
                 other => panic!("unknown option {other}"),
             }
         }
@@ -115,6 +118,7 @@ impl AgentArgs {
             token: token.expect("--token T"),
             pin: pin.expect("--pin P"),
             count: count.expect("--count N"),
+            want,
         }
     }
 }
@@ -125,38 +129,188 @@ fn source_ip(i: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::from(base + u32::try_from(i).unwrap()))
 }
 
-/// Counts the tunnel code's "cannot open a reverse tunnel" warnings: failed dials.
-struct FailedDials(Arc<AtomicUsize>);
+/// The span each simulated host runs in; the tunnel code's slot tasks inherit it.
+const HOST_SPAN: &str = "simulated_host";
 
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for FailedDials {
-    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-        struct Message(bool);
+/// One simulated host's counts, kept from the tunnel code's own events.
+#[derive(Default)]
+struct HostCounts {
+    /// Tunnels up ("reverse tunnel up" less "reverse tunnel down" and "closed: fewer
+    /// tunnels wanted").
+    live: AtomicUsize,
+    /// Since the last mark.
+    failed_dials: AtomicUsize,
+    dup_landings: AtomicUsize,
+    zeroed: AtomicBool,
+}
+
+/// Counts over all hosts, cumulative.
+#[derive(Default)]
+struct Totals {
+    failed_dials: AtomicUsize,
+    warns: AtomicUsize,
+    dup_landings: AtomicUsize,
+    tunnel_ups: AtomicUsize,
+}
+
+/// Reads the tunnel code's events (every WARN, and `jumpgate_node::tunnel`'s INFO/DEBUG),
+/// attributed to a host by its span.
+struct TunnelEvents {
+    hosts: Arc<Vec<HostCounts>>,
+    totals: Arc<Totals>,
+}
+
+struct HostIndex(usize);
+
+impl TunnelEvents {
+    fn wanted(metadata: &tracing::Metadata<'_>) -> bool {
+        if metadata.is_span() {
+            return metadata.name() == HOST_SPAN;
+        }
+        *metadata.level() <= tracing::Level::WARN
+            || metadata.target().starts_with("jumpgate_node::tunnel")
+    }
+}
+
+impl<S> tracing_subscriber::Layer<S> for TunnelEvents
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    // Everything else (h2's and rustls' trace events) is off at its call site, so
+    // 2,000 tunnels' PINGs cost the load tool nothing here.
+    fn register_callsite(
+        &self,
+        metadata: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        if Self::wanted(metadata) {
+            tracing::subscriber::Interest::always()
+        } else {
+            tracing::subscriber::Interest::never()
+        }
+    }
+
+    fn enabled(
+        &self,
+        metadata: &tracing::Metadata<'_>,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        Self::wanted(metadata)
+    }
+
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        struct Index(Option<usize>);
+        impl tracing::field::Visit for Index {
+            fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+                if field.name() == "index" {
+                    self.0 = usize::try_from(value).ok();
+                }
+            }
+            fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+        }
+        let mut index = Index(None);
+        attrs.record(&mut index);
+        if let (Some(index), Some(span)) = (index.0, ctx.span(id)) {
+            span.extensions_mut().insert(HostIndex(index));
+        }
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        struct Message(String);
         impl tracing::field::Visit for Message {
             fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
                 if field.name() == "message" {
-                    self.0 = format!("{value:?}") == "cannot open a reverse tunnel";
+                    self.0 = format!("{value:?}");
                 }
             }
         }
-        if *event.metadata().level() == tracing::Level::WARN {
-            let mut message = Message(false);
-            event.record(&mut message);
-            if message.0 {
-                self.0.fetch_add(1, Ordering::Relaxed);
+        let totals = &self.totals;
+        if *event.metadata().level() <= tracing::Level::WARN {
+            totals.warns.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut message = Message(String::new());
+        event.record(&mut message);
+        let host = ctx.event_scope(event).and_then(|scope| {
+            scope
+                .from_root()
+                .find_map(|span| span.extensions().get::<HostIndex>().map(|index| index.0))
+        });
+        let host = host.and_then(|index| self.hosts.get(index));
+        match message.0.as_str() {
+            "cannot open a reverse tunnel" => {
+                totals.failed_dials.fetch_add(1, Ordering::Relaxed);
+                if let Some(host) = host {
+                    host.failed_dials.fetch_add(1, Ordering::Relaxed);
+                }
             }
+            "landed on a proxy already held; trying again" => {
+                totals.dup_landings.fetch_add(1, Ordering::Relaxed);
+                if let Some(host) = host {
+                    host.dup_landings.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            "reverse tunnel up" => {
+                totals.tunnel_ups.fetch_add(1, Ordering::Relaxed);
+                if let Some(host) = host {
+                    host.live.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            "reverse tunnel down; reconnecting" | "reverse tunnel closed: fewer tunnels wanted" => {
+                if let Some(host) = host {
+                    let before = host
+                        .live
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |live| {
+                            Some(live.saturating_sub(1))
+                        })
+                        .unwrap_or(0);
+                    if before <= 1 {
+                        host.zeroed.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
+            _ => {}
         }
     }
 }
 
 #[tokio::main]
 async fn agents(args: AgentArgs) {
+    use tracing::Instrument;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     raise_open_files();
-    let failed_dials = Arc::new(AtomicUsize::new(0));
+    let hosts: Arc<Vec<HostCounts>> =
+        Arc::new((0..args.count).map(|_| HostCounts::default()).collect());
+    let totals = Arc::new(Totals::default());
     tracing_subscriber::registry()
-        .with(FailedDials(failed_dials.clone()))
+        .with(TunnelEvents {
+            hosts: hosts.clone(),
+            totals: totals.clone(),
+        })
         .init();
+    // `mark` on standard input starts the since-mark counts over (bench-storm sends one
+    // just before it kills a proxy).
+    let marks = Arc::new(AtomicUsize::new(0));
+    {
+        let (hosts, marks) = (hosts.clone(), marks.clone());
+        std::thread::spawn(move || {
+            for line in std::io::stdin().lock().lines() {
+                let Ok(line) = line else { break };
+                if line.trim() == "mark" {
+                    for host in hosts.iter() {
+                        host.failed_dials.store(0, Ordering::Relaxed);
+                        host.dup_landings.store(0, Ordering::Relaxed);
+                        host.zeroed.store(false, Ordering::Relaxed);
+                    }
+                    marks.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+    }
     let args = Arc::new(args);
     let joined = Arc::new(AtomicUsize::new(0));
     let join_failures = Arc::new(AtomicUsize::new(0));
@@ -170,7 +324,7 @@ async fn agents(args: AgentArgs) {
             states.clone(),
             gate.clone(),
         );
-        tokio::spawn(async move {
+        let host = async move {
             let local_ip = Some(source_ip(i));
             let host_uuid = format!("00000000-0000-4000-8000-{i:012}");
             let host_name = format!("load-{i}");
@@ -209,6 +363,8 @@ async fn agents(args: AgentArgs) {
             joined.fetch_add(1, Ordering::Relaxed);
             let state = Arc::new(Mutex::new(NodeState::default()));
             states.lock().unwrap().push(state.clone());
+            // The agent's own pool: as many tunnels to distinct proxies as the proxies'
+            // discovery asks for, each slot reconnecting with jittered backoff.
             jumpgate_node::tunnel::run_from(
                 args.proxy.clone(),
                 local_ip,
@@ -218,7 +374,8 @@ async fn agents(args: AgentArgs) {
                 std::future::pending::<()>(),
             )
             .await;
-        });
+        };
+        tokio::spawn(host.instrument(tracing::info_span!(HOST_SPAN, index = i)));
     }
     let mut was_up: Vec<bool> = Vec::new();
     let mut drops = 0usize;
@@ -227,20 +384,53 @@ async fn agents(args: AgentArgs) {
         tick.tick().await;
         let states = states.lock().unwrap().clone();
         was_up.resize(states.len(), false);
-        let mut up = 0;
+        let (mut up, mut full, mut tunnels) = (0, 0, 0);
+        let mut holders: BTreeMap<String, usize> = BTreeMap::new();
         for (state, was) in states.iter().zip(was_up.iter_mut()) {
-            let now = !state.lock().unwrap().tunnels().is_empty();
+            let state = state.lock().unwrap();
+            let held = state.tunnels();
+            for proxy in held.keys() {
+                *holders.entry(proxy.clone()).or_default() += 1;
+            }
+            let now = !held.is_empty();
             if *was && !now {
                 drops += 1;
             }
             *was = now;
             up += usize::from(now);
+            full += usize::from(held.len() >= args.want);
+            tunnels += held.len();
         }
+        let zeroed = hosts
+            .iter()
+            .filter(|host| host.zeroed.load(Ordering::Relaxed))
+            .count();
+        let max_failed = hosts
+            .iter()
+            .map(|host| host.failed_dials.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0);
+        let max_landings = hosts
+            .iter()
+            .map(|host| host.dup_landings.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0);
+        let holders: Vec<String> = holders
+            .iter()
+            .map(|(proxy, count)| format!("{proxy}:{count}"))
+            .collect();
         println!(
-            "up={up} joined={} join_failures={} drops={drops} failed_attempts={}",
+            "up={up} full={full} tunnels={tunnels} joined={} join_failures={} drops={drops} \
+             failed_attempts={} warns={} dup_landings={} tunnel_ups={} zeroed={zeroed} \
+             max_failed={max_failed} max_landings={max_landings} marks={} holders={}",
             joined.load(Ordering::Relaxed),
             join_failures.load(Ordering::Relaxed),
-            failed_dials.load(Ordering::Relaxed),
+            totals.failed_dials.load(Ordering::Relaxed),
+            totals.warns.load(Ordering::Relaxed),
+            totals.dup_landings.load(Ordering::Relaxed),
+            totals.tunnel_ups.load(Ordering::Relaxed),
+            marks.load(Ordering::Relaxed),
+            holders.join(","),
         );
     }
 }
@@ -286,129 +476,12 @@ impl BenchArgs {
     }
 }
 
-/// What the load tool last printed, and when.
-#[derive(Debug, Clone, Copy, Default)]
-struct AgentsLine {
-    up: usize,
-    joined: usize,
-    join_failures: usize,
-    drops: usize,
-    failed_attempts: usize,
-}
-
-impl AgentsLine {
-    fn parse(line: &str) -> Option<AgentsLine> {
-        let mut parsed = AgentsLine::default();
-        for pair in line.split_whitespace() {
-            let (key, value) = pair.split_once('=')?;
-            let value: usize = value.parse().ok()?;
-            match key {
-                "up" => parsed.up = value,
-                "joined" => parsed.joined = value,
-                "join_failures" => parsed.join_failures = value,
-                "drops" => parsed.drops = value,
-                "failed_attempts" => parsed.failed_attempts = value,
-                _ => {}
-            }
-        }
-        Some(parsed)
-    }
-}
-
-/// The load tool as a child process, its status lines read by a thread.
-struct Agents {
-    process: Process,
-    history: Arc<Mutex<Vec<(Instant, AgentsLine)>>>,
-}
-
-impl Agents {
-    fn latest(&self) -> AgentsLine {
-        self.history
-            .lock()
-            .unwrap()
-            .last()
-            .map(|(_, line)| *line)
-            .unwrap_or_default()
-    }
-
-    /// The first line at or after `since` that says all `count` are up, after one that
-    /// said fewer.
-    fn back_at(&self, since: Instant, count: usize) -> Option<(Instant, AgentsLine)> {
-        let history = self.history.lock().unwrap();
-        let mut seen_down = false;
-        for (at, line) in history.iter().filter(|(at, _)| *at >= since) {
-            if line.up < count {
-                seen_down = true;
-            } else if seen_down {
-                return Some((*at, *line));
-            }
-        }
-        None
-    }
-}
-
-/// A `jumpgate start -c CONFIG`, its output appended to `LOG`.
-fn start_jumpgate(bins: &Bins, config: &Path, log: &Path, name: &str) -> Process {
-    Process::spawn_appending(
-        bins.jumpgate().arg("start").arg("-c").arg(config),
-        name,
-        log,
-    )
-    .stop_gracefully_on_drop(Duration::from_secs(5))
-}
-
 /// SIGTERM, then wait for the exit; returns how long the exit took.
 fn terminate(process: &mut Process) -> Duration {
     let (_, took) = process
         .terminate(Duration::from_secs(30))
         .unwrap_or_else(|| panic!("{} did not exit within 30 s of SIGTERM", process.name));
     took
-}
-
-/// When a user connection started (since the SIGTERM) and how it went.
-type UserSample = (Duration, Result<Duration, String>);
-
-/// One `jsh ssh jgbench@bench-agent true`: its wall time, or why it failed.
-fn user_connection(jsh: &Path, home: &Path) -> Result<Duration, String> {
-    let started = Instant::now();
-    let mut child = Command::new(jsh)
-        .env("JUMPGATE_HOME", home)
-        .args(["ssh", &format!("{LOGIN}@{AGENT}"), "true"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let elapsed = started.elapsed();
-            if status.success() {
-                return Ok(elapsed);
-            }
-            let mut err = String::new();
-            if let Some(mut stderr) = child.stderr.take() {
-                let _ = std::io::Read::read_to_string(&mut stderr, &mut err);
-            }
-            return Err(err.trim().to_string());
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err("no answer within 30 s".to_string());
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-/// The `q`-quantile (0..=1) of `samples` by the nearest-rank method.
-fn quantile(samples: &[Duration], q: f64) -> Option<Duration> {
-    let mut sorted = samples.to_vec();
-    sorted.sort();
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted.get(rank.clamp(1, sorted.len()) - 1).copied()
 }
 
 /// CPU seconds of each of `pids` (and their reaped children) over `window`.
@@ -423,20 +496,6 @@ fn cpu_over(pids: &[u32], window: Duration) -> Vec<f64> {
         .zip(before)
         .map(|(pid, before)| cpu_seconds(&pid.to_string(), ticks) - before)
         .collect()
-}
-
-fn write_config(path: &Path, text: &str) -> PathBuf {
-    std::fs::write(path, text).unwrap();
-    path.to_path_buf()
-}
-
-fn json_field(json: &str, field: &str) -> String {
-    let value: serde_json::Value =
-        serde_json::from_str(json).unwrap_or_else(|err| panic!("not JSON ({err}):\n{json}"));
-    value[field]
-        .as_str()
-        .unwrap_or_else(|| panic!("no {field} in {json}"))
-        .to_string()
 }
 
 /// The whole measurement for one N; returns its JSON record.
@@ -517,33 +576,16 @@ fn measure(bins: &Bins, count: usize, user_runs: usize) -> serde_json::Value {
     // The load tool.
     let exe = std::env::current_exe().unwrap();
     let agents_log = dir.join("agents.log");
-    let mut child = Command::new(exe)
-        .args(["agents", "--proxy", &proxy_addr, "--auth", &auth_addr])
-        .args(["--token", &node_token, "--pin", &pin])
-        .args(["--count", &count.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&agents_log).unwrap())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let history: Arc<Mutex<Vec<(Instant, AgentsLine)>>> = Arc::default();
-    {
-        let history = history.clone();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(parsed) = AgentsLine::parse(&line) {
-                    history.lock().unwrap().push((Instant::now(), parsed));
-                }
-            }
-        });
-    }
-    let mut agents = Agents {
-        process: Process::from_child(child, "tunnels agents", &agents_log)
-            .stop_gracefully_on_drop(Duration::from_secs(5)),
-        history,
-    };
+    let mut agents = Agents::spawn(&AgentsSpec {
+        exe: &exe,
+        proxy: &proxy_addr,
+        auth: &auth_addr,
+        token: &node_token,
+        pin: &pin,
+        count,
+        want: 1,
+        log: &agents_log,
+    });
     let started = Instant::now();
     let join_timeout = Duration::from_secs(60 + 10 * u64::try_from(count / 1000).unwrap());
     wait_for("all tunnels up", join_timeout, || {
@@ -590,24 +632,7 @@ fn measure(bins: &Bins, count: usize, user_runs: usize) -> serde_json::Value {
     let sigterm = Instant::now();
     let stop_took = terminate(&mut proxy);
     proxy = start_jumpgate(bins, &proxy_config, &proxy_log, "proxy daemon (restarted)");
-    let user_samples: Arc<Mutex<Vec<UserSample>>> = Arc::default();
-    let stop_user = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let user_thread = {
-        let (samples, stop_user) = (user_samples.clone(), stop_user.clone());
-        let (jsh, home) = (bins.jsh.clone(), home.clone());
-        std::thread::spawn(move || {
-            while !stop_user.load(Ordering::Relaxed) {
-                let at = sigterm.elapsed();
-                let outcome = user_connection(&jsh, &home);
-                let failed = outcome.is_err();
-                samples.lock().unwrap().push((at, outcome));
-                if failed {
-                    // A failure comes back at once; don't spin.
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            }
-        })
-    };
+    let users = UserLoop::start(&bins.jsh, &home, sigterm);
     wait_for("the restarted proxy", Duration::from_secs(60), || {
         proxy_listening(&mut proxy)
     });
@@ -616,14 +641,12 @@ fn measure(bins: &Bins, count: usize, user_runs: usize) -> serde_json::Value {
     wait_for("all tunnels back", BACK_WITHIN, || {
         agents.process.check_alive();
         proxy.check_alive();
-        back = agents.back_at(sigterm, count);
+        back = agents.back_at(sigterm, |line| line.up == count);
         back.is_some()
     });
     let (back_at, back_line) = back.unwrap();
     std::thread::sleep(Duration::from_secs(5));
-    stop_user.store(true, Ordering::Relaxed);
-    user_thread.join().unwrap();
-    let samples = std::mem::take(&mut *user_samples.lock().unwrap());
+    let samples = users.stop();
     let successes: Vec<Duration> = samples
         .iter()
         .filter_map(|(_, outcome)| outcome.as_ref().ok().copied())

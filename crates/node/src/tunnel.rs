@@ -24,10 +24,16 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsConnector;
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, warn};
 
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const MAX_RETRY: Duration = Duration::from_secs(30);
+/// Dials in a row that may land on a proxy already held before the backoff grows (see
+/// [`Landings`]). With two proxies left, one agent in 2^k lands k times in a row, so
+/// among the n agents that lost a tunnel at once the longest run is about log2(n): 12
+/// keeps a few thousand agents out of the growing backoff, and a load balancer that pins
+/// an agent to one proxy costs 12 handshakes (about 3 s) before it backs off.
+const LANDINGS_BEFORE_BACKOFF: u32 = 12;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often surplus slots are looked for besides discovery changes.
 const SURPLUS_CHECK_EVERY: Duration = Duration::from_secs(2);
@@ -57,6 +63,37 @@ impl Backoff {
 
     pub fn reset(&mut self) {
         self.ceiling = FIRST_RETRY;
+    }
+}
+
+/// The wait after a dial that landed on a proxy this agent already holds. That is no
+/// failure: behind a round-robin load balancer with two proxies left, half the dials of an
+/// agent that holds one land on it. Growing the backoff for it, as for a failure, made the
+/// unlucky few of a thousand agents wait tens of seconds for their second tunnel after a
+/// proxy died (2^-k of them land k times in a row; by the ninth landing the waits add up to
+/// a minute). So the first [`LANDINGS_BEFORE_BACKOFF`] in a row wait a jittered pause of
+/// at most [`FIRST_RETRY`] and leave the backoff as it is; past that (a load balancer that
+/// pins an agent to one proxy, `balance source`) the backoff grows as for a failure, so
+/// such an agent does not dial several times a second for ever.
+#[derive(Debug, Default)]
+struct Landings {
+    in_a_row: u32,
+}
+
+impl Landings {
+    fn next_delay(&mut self, backoff: &mut Backoff) -> Duration {
+        self.in_a_row = self.in_a_row.saturating_add(1);
+        if self.in_a_row <= LANDINGS_BEFORE_BACKOFF {
+            let millis = u64::try_from(FIRST_RETRY.as_millis()).unwrap_or(u64::MAX);
+            Duration::from_millis(rand::rng().random_range(0..=millis))
+        } else {
+            backoff.next_delay()
+        }
+    }
+
+    /// A dial reached a proxy not held: the next landing starts a new run.
+    fn reset(&mut self) {
+        self.in_a_row = 0;
     }
 }
 
@@ -107,7 +144,10 @@ pub async fn run_from(
                 discovery: discovery_tx.clone(),
                 ssh: ssh.clone(),
             };
-            let abort = tasks.spawn(keep_one(context, holding.clone()));
+            // In the caller's span: what a slot logs (failed dials, tunnels up and down)
+            // stays attributed to the host the caller runs it for (one span per simulated
+            // host in the tunnels benchmark's load tool).
+            let abort = tasks.spawn(keep_one(context, holding.clone()).in_current_span());
             slots.push(Slot { abort, holding });
         }
         tokio::select! {
@@ -268,9 +308,11 @@ async fn keep_one(context: SlotContext, holding: Holding) {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = proxy.cloned();
     };
     let mut backoff = Backoff::default();
+    let mut landings = Landings::default();
     loop {
         // The identity of the moment: renewed after a CA rotation.
         let current = identity.borrow().clone();
+        let mut wait = None;
         match connect(&proxy_addr, local_ip, &current).await {
             Ok((proxy, stream)) => {
                 let fresh = held
@@ -278,6 +320,7 @@ async fn keep_one(context: SlotContext, holding: Holding) {
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .insert(proxy.clone());
                 if fresh {
+                    landings.reset();
                     // No await between taking the proxy and saying so: an abort in between
                     // would leave it taken with nobody to give it back.
                     set_holding(Some(&proxy));
@@ -299,14 +342,15 @@ async fn keep_one(context: SlotContext, holding: Holding) {
                 } else {
                     // Behind a load balancer the dial cannot choose its proxy. Leave before
                     // the tunnel's HTTP/2 starts, so the proxy never counts this one, and
-                    // keep the tunnel already held; the backoff spreads the next try.
+                    // keep the tunnel already held; a jittered pause spreads the next try.
                     debug!(proxy = %proxy, "landed on a proxy already held; trying again");
                     drop(stream);
+                    wait = Some(landings.next_delay(&mut backoff));
                 }
             }
             Err(err) => warn!(addr = %proxy_addr, %err, "cannot open a reverse tunnel"),
         }
-        let wait = backoff.next_delay();
+        let wait = wait.unwrap_or_else(|| backoff.next_delay());
         debug!(?wait, "next tunnel attempt");
         tokio::time::sleep(wait).await;
     }
@@ -507,6 +551,25 @@ mod tests {
         // As many as there are: none.
         assert!(ended(4, 4).is_empty());
         assert!(ended(9, 1).is_empty());
+    }
+
+    #[test]
+    fn landing_on_a_held_proxy_waits_briefly_and_grows_the_backoff_only_after_many_in_a_row() {
+        let mut backoff = Backoff::default();
+        let mut landings = Landings::default();
+        for _ in 0..LANDINGS_BEFORE_BACKOFF {
+            assert!(landings.next_delay(&mut backoff) <= FIRST_RETRY);
+            assert_eq!(backoff.ceiling, FIRST_RETRY, "a landing grew the backoff");
+        }
+        // A load balancer that keeps sending this agent to the same proxy: back off.
+        assert!(landings.next_delay(&mut backoff) <= FIRST_RETRY);
+        assert_eq!(backoff.ceiling, FIRST_RETRY * 2);
+        assert!(landings.next_delay(&mut backoff) <= FIRST_RETRY * 2);
+        assert_eq!(backoff.ceiling, FIRST_RETRY * 4);
+        // A dial that reached another proxy starts a new run of landings.
+        landings.reset();
+        assert!(landings.next_delay(&mut backoff) <= FIRST_RETRY);
+        assert_eq!(backoff.ceiling, FIRST_RETRY * 4);
     }
 
     #[test]
