@@ -234,7 +234,17 @@ fn web_sessions_work_on_every_proxy_and_end_by_logout_idleness_and_locks() {
         ],
     );
     assert_eq!(other_site.status, 403, "{}", other_site.body);
-    let out = browser.request("DELETE", &url, None, &[&format!("x-csrf-token: {csrf}")]);
+    // As a browser sends it: our own Origin (curl speaks HTTP/2 here, as browsers do, so
+    // the host is the request's authority, not a Host header).
+    let out = browser.request(
+        "DELETE",
+        &url,
+        None,
+        &[
+            &format!("x-csrf-token: {csrf}"),
+            &format!("origin: https://{proxy_2}"),
+        ],
+    );
     assert_eq!(out.status, 204, "{}", out.body);
     // Ended on both proxies (the other within its 5 s re-check).
     assert_eq!(browser.get(&proxy_2, "/webapi/web/session").status, 401);

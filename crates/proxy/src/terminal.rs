@@ -20,7 +20,7 @@
 //! that carries the cookie).
 
 use crate::web::{ApiError, ClientAddr, WebState};
-use crate::websession::{refuse_other_origins, session_of};
+use crate::websession::{authority, refuse_other_origins, session_of};
 use axum::Router;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Extension, Query, State};
@@ -77,6 +77,7 @@ struct PageCommand {
 async fn terminal(
     State(state): State<Arc<WebState>>,
     Extension(ClientAddr(client)): Extension<ClientAddr>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     query: Result<Query<TerminalQuery>, axum::extract::rejection::QueryRejection>,
     upgrade: WebSocketUpgrade,
@@ -86,7 +87,7 @@ async fn terminal(
             "refused: a terminal socket must come from a page of this site (no Origin)",
         ));
     }
-    refuse_other_origins(&headers)?;
+    refuse_other_origins(&headers, authority(&uri))?;
     let Query(query) = query.map_err(|err| {
         ApiError::bad_request(format!(
             "{}; ask for ?node=NODE&login=LOGIN&cols=80&rows=24",

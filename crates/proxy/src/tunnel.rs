@@ -27,7 +27,7 @@ use std::time::SystemTime;
 use tokio::io::AsyncWriteExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// Why a stream to a node could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +72,8 @@ struct Entry {
 /// when the set changes: with 10,000 tunnels, a periodic message would be thousands
 /// of HTTP/2 streams a second for nothing.
 const DISCOVERY_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long an agent has to answer the first PING of its tunnel before it counts.
+const FIRST_PING_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How many tunnels of one node a proxy keeps at once. An agent holds one per proxy, and two
 /// only for the moment a reconnect or a duplicate dial overlaps the old one.
@@ -164,13 +166,28 @@ impl Tunnels {
         let (send, mut connection) = match handshake {
             Ok(pair) => pair,
             Err(err) => {
-                warn!(%node, %remote, %err, "reverse tunnel handshake failed");
+                // The agent left right after TLS (see below); it logs its own failures.
+                debug!(%node, %remote, %err, "reverse tunnel handshake failed");
                 return;
             }
         };
-        let Some(ping) = connection.ping_pong() else {
+        let Some(mut ping) = connection.ping_pong() else {
             return;
         };
+        // Counted only once the agent's HTTP/2 answers a PING. An agent behind a load
+        // balancer that lands on a proxy it already holds leaves right after TLS; counting
+        // (and logging at warn) each such visit made hundreds of lines a second on the
+        // survivors when a proxy died among several (bench-storm).
+        let answered = tokio::select! {
+            pong = tokio::time::timeout(FIRST_PING_WITHIN, ping.ping(h2::Ping::opaque())) => {
+                matches!(pong, Ok(Ok(_)))
+            }
+            _ = &mut connection => false,
+        };
+        if !answered {
+            debug!(%node, %remote, "an agent left before its tunnel started (it already holds one here)");
+            return;
+        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let info = TunnelInfo {
             node: node.clone(),
@@ -349,8 +366,17 @@ mod tests {
                     while let Some(Ok(_)) = connection.accept().await {}
                 }
             }));
-            let remote = SocketAddr::from(([127, 0, 0, 1], 40_000 + u16::try_from(i).unwrap_or(0)));
+            let port = 40_000 + u16::try_from(i).unwrap_or(0);
+            let remote = SocketAddr::from(([127, 0, 0, 1], port));
             tokio::spawn(Arc::clone(&tunnels).serve(proxy_side, "node-1".to_string(), remote));
+            // One at a time: a tunnel counts once its agent answered a PING, so tunnels
+            // opened at once would count in any order.
+            let counted = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+                while !tunnels.list().iter().any(|t| t.remote.port() == port) {
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+            });
+            assert!(counted.await.is_ok(), "tunnel {i} never counted");
         }
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
         loop {

@@ -22,7 +22,7 @@
 use crate::web::{ApiError, ClientAddr, WebState};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Extension, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -105,10 +105,11 @@ struct LoginRequest {
 async fn login(
     State(state): State<Arc<WebState>>,
     Extension(ClientAddr(client)): Extension<ClientAddr>,
+    uri: Uri,
     headers: HeaderMap,
     body: Result<Json<JsonObject<LoginRequest>>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    refuse_other_origins(&headers)?;
+    refuse_other_origins(&headers, authority(&uri))?;
     let Json(JsonObject(request)) = body?;
     let session = state
         .auth()
@@ -137,27 +138,30 @@ async fn current(
 async fn logout(
     State(state): State<Arc<WebState>>,
     Extension(ClientAddr(client)): Extension<ClientAddr>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    end(&state, &headers, client, false).await
+    end(&state, &headers, authority(&uri), client, false).await
 }
 
 async fn logout_all(
     State(state): State<Arc<WebState>>,
     Extension(ClientAddr(client)): Extension<ClientAddr>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    end(&state, &headers, client, true).await
+    end(&state, &headers, authority(&uri), client, true).await
 }
 
 async fn end(
     state: &WebState,
     headers: &HeaderMap,
+    authority: Option<&str>,
     client: std::net::SocketAddr,
     all_of_user: bool,
 ) -> Result<Response, ApiError> {
     let cached = session_of(state, headers).await?;
-    check_csrf(headers, &cached.session)?;
+    check_csrf(headers, authority, &cached.session)?;
     state
         .auth()
         .delete_web_session(proto::DeleteWebSessionRequest {
@@ -444,15 +448,30 @@ fn expired_cookie() -> HeaderValue {
     )
 }
 
+/// The host the request was sent to, as HTTP/2 says it (`:authority`); `None` for HTTP/1.1,
+/// whose `Host` header [`refuse_other_origins`] reads instead.
+pub(crate) fn authority(uri: &Uri) -> Option<&str> {
+    uri.authority().map(|authority| authority.as_str())
+}
+
 /// A request from a page of another site is refused (browsers send `Origin` on every
 /// POST and DELETE); its host must be the one the request was sent to.
-pub(crate) fn refuse_other_origins(headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn refuse_other_origins(
+    headers: &HeaderMap,
+    authority: Option<&str>,
+) -> Result<(), ApiError> {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return Ok(());
     };
-    let host = headers
-        .get(header::HOST)
-        .and_then(|host| host.to_str().ok())
+    // HTTP/2 carries the host in `:authority` (the URI), HTTP/1.1 in `Host`.
+    let host = authority
+        .map(str::to_string)
+        .or_else(|| {
+            headers
+                .get(header::HOST)
+                .and_then(|host| host.to_str().ok())
+                .map(str::to_string)
+        })
         .unwrap_or_default();
     let same = origin
         .to_str()
@@ -469,8 +488,12 @@ pub(crate) fn refuse_other_origins(headers: &HeaderMap) -> Result<(), ApiError> 
 }
 
 /// State-changing requests carry the session's CSRF token and come from our own pages.
-fn check_csrf(headers: &HeaderMap, session: &proto::WebSession) -> Result<(), ApiError> {
-    refuse_other_origins(headers)?;
+fn check_csrf(
+    headers: &HeaderMap,
+    authority: Option<&str>,
+    session: &proto::WebSession,
+) -> Result<(), ApiError> {
+    refuse_other_origins(headers, authority)?;
     let sent = headers
         .get(CSRF_HEADER)
         .map(HeaderValue::as_bytes)
@@ -544,19 +567,26 @@ mod tests {
             ("host", "proxy.example:3080"),
             ("origin", "https://proxy.example:3080"),
         ]);
-        assert!(check_csrf(&ok, &session).is_ok());
+        assert!(check_csrf(&ok, None, &session).is_ok());
         let missing = headers(&[("host", "proxy.example:3080")]);
-        assert!(check_csrf(&missing, &session).is_err());
+        assert!(check_csrf(&missing, None, &session).is_err());
         let wrong = headers(&[("x-csrf-token", "t0kem")]);
-        assert!(check_csrf(&wrong, &session).is_err());
+        assert!(check_csrf(&wrong, None, &session).is_err());
         let cross_site = headers(&[
             ("x-csrf-token", "t0ken"),
             ("host", "proxy.example:3080"),
             ("origin", "https://evil.example"),
         ]);
-        assert!(check_csrf(&cross_site, &session).is_err());
+        assert!(check_csrf(&cross_site, None, &session).is_err());
+        // HTTP/2: no Host header, the host is the request's authority.
+        let h2 = headers(&[
+            ("x-csrf-token", "t0ken"),
+            ("origin", "https://proxy.example:3080"),
+        ]);
+        assert!(check_csrf(&h2, Some("proxy.example:3080"), &session).is_ok());
+        assert!(check_csrf(&h2, Some("other.example:3080"), &session).is_err());
         let empty = proto::WebSession::default();
-        assert!(check_csrf(&headers(&[("x-csrf-token", "")]), &empty).is_err());
+        assert!(check_csrf(&headers(&[("x-csrf-token", "")]), None, &empty).is_err());
     }
 
     #[test]
