@@ -15,6 +15,8 @@
 //!   or joined), heartbeats and discovery, serve until cancelled.
 //! - [`web`]: `/webapi/` (ping, login, signup, host join), calling the auth API with the
 //!   proxy's own identity.
+//! - [`web_ui`]: the web UI (`web/`, embedded at build time) at `/web`, with its security
+//!   headers.
 #![forbid(unsafe_code)]
 
 pub mod certs;
@@ -29,12 +31,14 @@ pub mod service;
 pub mod ssh;
 pub mod tunnel;
 pub mod web;
+pub mod web_ui;
 
 pub use certs::{KeypairError, KeypairFiles, PublicCerts, watch_keypairs};
 pub use router::{Refusal, Route, Router, RouterSettings, TunnelEndpoint, route};
 pub use ssh::SshRouting;
 pub use tunnel::{DialError, TunnelInfo, Tunnels};
 pub use web::WebApi;
+pub use web_ui::WebUi;
 
 /// The ALPN protocols the web API is served with.
 pub const WEB_ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
