@@ -1,6 +1,6 @@
 // The Jumpgate web UI (docs/web.md). One page at a time, chosen from the URL (route.ts),
 // under one web session (api.ts). Every string from the server is rendered as text by
-// Preact's JSX; nothing here sets innerHTML (test.sh checks).
+// Preact's JSX; no HTML is ever built from strings (test.sh checks).
 import { render } from 'preact';
 import { useCallback, useEffect, useState } from 'preact/hooks';
 import * as api from './api';
