@@ -18,6 +18,35 @@ type SessionState =
   | { kind: 'none'; notice: string | null }
   | { kind: 'active'; session: api.Session };
 
+/**
+ * Whether this browser had a session that was not logged out: a reload after the session
+ * timed out says so instead of showing a bare login form. Not a secret (the session itself
+ * is an HttpOnly cookie the page never sees).
+ */
+const hadSession = {
+  key: 'jumpgate.had-session',
+  get(): boolean {
+    try {
+      return localStorage.getItem(this.key) === '1';
+    } catch {
+      return false;
+    }
+  },
+  set(had: boolean): void {
+    try {
+      if (had) {
+        localStorage.setItem(this.key, '1');
+      } else {
+        localStorage.removeItem(this.key);
+      }
+    } catch {
+      // Storage refused (private mode): only the notice is lost.
+    }
+  },
+};
+
+const EXPIRED = 'Your session expired. Log in again to continue.';
+
 /** Where to go after logging in: only a page of this app, never another origin. */
 function afterLogin(next: string | null): string {
   if (next !== null && next.startsWith('/web/') && !next.startsWith('/web/login') && !next.startsWith('//')) {
@@ -36,7 +65,13 @@ function App() {
     api.currentSession().then(
       (session) => {
         api.setCsrfToken(session?.csrf_token ?? null);
-        setState(session === null ? { kind: 'none', notice: null } : { kind: 'active', session });
+        if (session === null) {
+          setState({ kind: 'none', notice: hadSession.get() ? EXPIRED : null });
+          hadSession.set(false);
+        } else {
+          hadSession.set(true);
+          setState({ kind: 'active', session });
+        }
       },
       (err: unknown) => {
         const message = err instanceof api.ApiError ? err.message : String(err);
@@ -64,17 +99,20 @@ function App() {
 
   const loggedIn = (session: api.Session) => {
     api.setCsrfToken(session.csrf_token);
+    hadSession.set(true);
     setState({ kind: 'active', session });
   };
 
   /** A call answered 401: the session is gone (idle timeout, expiry, logout elsewhere). */
   const sessionEnded = useCallback(() => {
     api.setCsrfToken(null);
-    setState({ kind: 'none', notice: 'Your session expired. Log in again to continue.' });
+    hadSession.set(false);
+    setState({ kind: 'none', notice: EXPIRED });
   }, []);
 
   const loggedOut = (notice: string) => {
     api.setCsrfToken(null);
+    hadSession.set(false);
     setNext(null);
     setState({ kind: 'none', notice });
   };

@@ -408,6 +408,18 @@ maybe('logout (contract): the CSRF token goes with it, and an expired session sa
   server.active = false;
   await page.getByLabel('Search').fill('x');
   await page.getByTestId('notice').filter({ hasText: 'Your session expired' }).waitFor();
+
+  // A session that ends while the page is closed: the reload says so too, once.
+  await page.getByLabel('User name').fill(user);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.getByTestId('node-count').filter({ hasText: 'of 121' }).waitFor();
+  server.active = false;
+  await page.reload();
+  await page.getByTestId('notice').filter({ hasText: 'Your session expired' }).waitFor();
+  await page.reload();
+  await page.getByRole('heading', { name: 'Log in to Jumpgate' }).waitFor();
+  assert.equal(await page.getByTestId('notice').count(), 0);
   assert.deepEqual(problems, []);
 });
 
