@@ -6,6 +6,8 @@
 //   JUMPGATE_WEB_URL        https://127.0.0.1:PORT (the proxy)
 //   JUMPGATE_CA             the cluster's TLS CA (DATA/admin/ca.pem)
 //   JUMPGATE_USER, JUMPGATE_PASSWORD   a user of the cluster
+//   JUMPGATE_OTPAUTH        that user's otpauth:// URI (the tests compute its codes)
+//   JUMPGATE_NODE           a node the user may reach as JUMPGATE_LOGIN (this host's)
 //   JUMPGATE_ARTEFACTS      where screenshots go (default web/test-artefacts, gitignored)
 //   JUMPGATE_CHROMIUM       the browser (default /usr/bin/chromium)
 //   JUMPGATE_WEB_TESTS      optional: a regular expression; only matching tests run
@@ -17,7 +19,7 @@
 // proxy serving the wrong certificate.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { X509Certificate, createHash } from 'node:crypto';
+import { X509Certificate, createHash, createHmac } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { connect } from 'node:tls';
@@ -38,6 +40,9 @@ const base = env('JUMPGATE_WEB_URL');
 const caFile = env('JUMPGATE_CA');
 const user = env('JUMPGATE_USER');
 const password = env('JUMPGATE_PASSWORD');
+const otpauth = process.env.JUMPGATE_OTPAUTH ?? '';
+const nodeName = process.env.JUMPGATE_NODE ?? '';
+const nodeLogin = process.env.JUMPGATE_LOGIN ?? 'root';
 const artefacts = resolve(env('JUMPGATE_ARTEFACTS', join(here, '..', 'test-artefacts')));
 const executablePath = env('JUMPGATE_CHROMIUM', '/usr/bin/chromium');
 const only = process.env.JUMPGATE_WEB_TESTS ? new RegExp(process.env.JUMPGATE_WEB_TESTS) : null;
@@ -65,6 +70,28 @@ function verifiedSpkiHash() {
       reject(new Error(`the proxy's certificate does not verify against ${caFile}: ${err.message}`)),
     );
   });
+}
+
+/** The current code of an authenticator app enrolled with `uri` (RFC 6238). */
+function totp(uri) {
+  const params = new URL(uri).searchParams;
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = '';
+  for (const c of (params.get('secret') ?? '').toUpperCase().replace(/=+$/, '')) {
+    const value = alphabet.indexOf(c);
+    assert.ok(value >= 0, `not base32: ${c}`);
+    bits += value.toString(2).padStart(5, '0');
+  }
+  const key = Buffer.from((bits.match(/.{8}/g) ?? []).map((byte) => parseInt(byte, 2)));
+  const algorithm = (params.get('algorithm') ?? 'SHA1').toLowerCase();
+  const digits = Number(params.get('digits') ?? '6');
+  const period = Number(params.get('period') ?? '30');
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 1000 / period)));
+  const mac = createHmac(algorithm, key).update(counter).digest();
+  const offset = mac[mac.length - 1] & 0xf;
+  const code = (mac.readUInt32BE(offset) & 0x7fffffff) % 10 ** digits;
+  return String(code).padStart(digits, '0');
 }
 
 let browser;
@@ -215,6 +242,48 @@ maybe("a wrong password shows the server's message", async (t) => {
   // Still on the login page, the password field emptied, no cookie set.
   assert.equal(new URL(page.url()).pathname, '/web/login');
   assert.equal(await page.getByLabel('Password').inputValue(), '');
+});
+
+// Needs the web sessions' endpoints: login, session, nodes, logout.
+maybe('login with password and one-time code, the real node list, the cookie, logout', async (t) => {
+  assert.ok(otpauth !== '' && nodeName !== '', 'JUMPGATE_OTPAUTH and JUMPGATE_NODE are needed');
+  const { page, context, problems } = await open(t);
+  await page.goto(`${base}/web/resources`);
+  await page.getByRole('heading', { name: 'Log in to Jumpgate' }).waitFor();
+  await page.getByLabel('User name').fill(user);
+  await page.getByLabel('Password').fill(password);
+  await page.getByLabel('One-time code').fill(totp(otpauth));
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.getByRole('heading', { name: 'Resources' }).waitFor();
+  // Back where the user was going.
+  assert.equal(new URL(page.url()).pathname, '/web/resources');
+  assert.equal(await page.getByTestId('user').textContent(), user);
+
+  // The session cookie: HttpOnly, Secure, SameSite=Strict, host-only (__Host-).
+  const cookies = await context.cookies(base);
+  const session = cookies.find((c) => c.name === '__Host-jumpgate_web');
+  assert.ok(session, `no session cookie in ${JSON.stringify(cookies.map((c) => c.name))}`);
+  assert.equal(session.httpOnly, true);
+  assert.equal(session.secure, true);
+  assert.equal(session.sameSite, 'Strict');
+  assert.equal(session.path, '/');
+  assert.equal(await page.evaluate(() => document.cookie), '', 'the page can read the cookie');
+
+  // This host's node, from the real list, with the user's login in its connect menu.
+  const row = page.locator('table.nodes tbody tr').filter({ has: page.locator('th', { hasText: nodeName }) });
+  await row.waitFor();
+  await row.locator('summary').click();
+  const link = row.getByRole('link', { name: nodeLogin, exact: true });
+  assert.equal(await link.getAttribute('href'), `/web/terminal/${encodeURIComponent(nodeName)}/${nodeLogin}`);
+  await page.screenshot({ path: join(artefacts, 'resources-real.png'), fullPage: true });
+
+  // Log out: the server ends the session, a reload shows the plain login form.
+  await page.getByRole('button', { name: 'Log out', exact: true }).click();
+  await page.getByTestId('notice').filter({ hasText: 'You are logged out.' }).waitFor();
+  await page.reload();
+  await page.getByRole('heading', { name: 'Log in to Jumpgate' }).waitFor();
+  assert.equal(await page.getByTestId('notice').count(), 0);
+  assert.deepEqual(problems, []);
 });
 
 // ---------------------------------------------------------------------------------------

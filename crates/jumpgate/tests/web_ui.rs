@@ -194,7 +194,8 @@ fn browser_tests(tests: &str) {
     );
     let dir = tempfile::tempdir().unwrap();
     let cluster = start_dev_cluster(dir.path());
-    cluster.add_user("alice", "root");
+    let otpauth = cluster.add_user("alice", "root");
+    let node = cluster.wait_for_dev_node();
     let url = format!(
         "https://{}",
         cluster.proxy.replace("localhost", "127.0.0.1")
@@ -207,6 +208,9 @@ fn browser_tests(tests: &str) {
         .env("JUMPGATE_CA", cluster.ca())
         .env("JUMPGATE_USER", "alice")
         .env("JUMPGATE_PASSWORD", PASSWORD)
+        .env("JUMPGATE_OTPAUTH", &otpauth)
+        .env("JUMPGATE_NODE", &node)
+        .env("JUMPGATE_LOGIN", "root")
         .env("JUMPGATE_WEB_TESTS", tests)
         .output()
         .expect("node (./test.sh installs it)");
@@ -240,8 +244,9 @@ fn browser_the_page_loads_under_its_csp_and_the_pages_follow_the_contract() {
 }
 
 /// Against the real web-session endpoints: the login page shown for no session, its
-/// keyboard order, and a wrong password's message from the server.
+/// keyboard order, a wrong password's message from the server, and a login with the
+/// one-time code to this host's node in the real list, the cookie's flags, logout.
 #[test]
 fn browser_login_against_the_web_session_endpoints() {
-    browser_tests("login form|wrong password");
+    browser_tests("login form|wrong password|one-time code");
 }
