@@ -10,13 +10,16 @@
 #    tmux (interactive SSH sessions under a real terminal), asciinema (a standard
 #    player for the session recordings), iproute2 (`ip`: the network namespaces that
 #    jumpgate_test_support::Regions makes regions and hosts of), and zsh, fish, man-db and
-#    systemd (systemd-analyze) for the Debian package's test; from PyPI, ssh-audit and
+#    systemd (systemd-analyze) for the Debian package's test, chromium (a real browser
+#    for the web UI's tests, driven by playwright-core); from npm (`npm ci` in web/, from
+#    its lockfile), the web UI's build tools and playwright-core; from PyPI, ssh-audit and
 #    sslyze (independent scanners of the node's SSH algorithms and the proxy's TLS) and
 #    moto[server] (an emulator of DynamoDB for the DynamoDB backend's tests, run single-threaded by
 #    jumpgate_test_support::DynamoEmulator: DynamoDB itself cannot run here); from
 #    crates.io, s3s-fs (a real S3-compatible server that checks SigV4 signatures, for the
 #    S3 recording store's tests; built once into ~/.cargo/bin, about 3.5 minutes on 2 cores).
-# 2. cargo fmt --check, cargo clippy -D warnings, then every test with cargo-nextest
+# 2. The web UI rebuilt from its sources and compared with the committed web/dist, then
+#    cargo fmt --check, cargo clippy -D warnings, then every test with cargo-nextest
 #    (falling back to cargo test), then the doc tests.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -47,6 +50,10 @@ install_packages() {
     command -v fish >/dev/null 2>&1 || missing+=(fish)
     command -v man >/dev/null 2>&1 && command -v lexgrog >/dev/null 2>&1 || missing+=(man-db)
     command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+    # The web UI's browser tests (crates/jumpgate/tests/web_ui.rs): Debian's Chromium,
+    # driven by playwright-core (no browser of its own), and a font for its screenshots.
+    [ -x /usr/bin/chromium ] || missing+=(chromium)
+    [ -d /usr/share/fonts/truetype/dejavu ] || missing+=(fonts-dejavu-core)
     if [ ${#missing[@]} -eq 0 ]; then
         return
     fi
@@ -105,6 +112,35 @@ install_s3_server() {
     cargo install --locked --quiet s3s-fs --version 0.14.1 --features binary
 }
 
+# The web UI (docs/web.md): its build, web/dist, is committed and embedded into the proxy,
+# so cargo alone builds a working binary. Here it is rebuilt from the sources with the
+# locked npm packages; a difference fails the run (commit the output of `npm run build`).
+# `npm ci` also brings playwright-core for the browser tests.
+check_web() {
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        echo "test.sh: node and npm are missing: the web UI's build (Vite) needs Node.js >= 20.19 with npm" >&2
+        exit 1
+    fi
+    log "web UI: npm ci, npm run build, web/dist as committed"
+    # Built beside, not over, web/dist: rewriting it would make cargo rebuild the proxy.
+    local built
+    built=$(mktemp -d)
+    (cd web && npm ci --no-audit --no-fund --loglevel=error &&
+        npm run build --silent -- --outDir "$built" --emptyOutDir --logLevel error)
+    if ! diff -r "$built" web/dist >&2; then
+        rm -rf "$built"
+        echo "test.sh: web/dist is not what web/ builds to (above); rebuild it" \
+            "(cd web && npm ci && npm run build) and commit web/dist" >&2
+        exit 1
+    fi
+    rm -rf "$built"
+    # Server strings are shown as text only (docs/web.md): no HTML from strings in the sources.
+    if grep -rnE 'innerHTML|outerHTML|insertAdjacentHTML|dangerouslySetInnerHTML|document\.write' web/src; then
+        echo "test.sh: web/src builds HTML from strings (above); render text with JSX instead" >&2
+        exit 1
+    fi
+}
+
 check_toolchain() {
     for component in fmt clippy; do
         if ! cargo "$component" --version >/dev/null 2>&1; then
@@ -119,6 +155,7 @@ install_scanners
 install_emulators
 install_s3_server
 check_toolchain
+check_web
 
 log "cargo fmt --check"
 cargo fmt --all --check

@@ -637,6 +637,7 @@ fn print_dev_banner(config: &Config, diag_addr: Option<SocketAddr>, bound: Optio
          \x20 diagnostics:     {diag}\n\
          \x20 auth API:        {auth_addr} (gRPC, mutual TLS)\n\
          \x20 proxy:           https://{proxy_addr}/webapi/ping (TLS routing: web, SSH, tunnels, auth API)\n\
+         \x20 web UI:          https://{proxy_addr}/web (a certificate of the cluster's own CA: {data_dir}/admin/ca.pem)\n\
          \x20 back up state:   jumpgate backup create jumpgate-backup.db --data-dir {data_dir}\n\
          Next, in another terminal:\n\
          \x20 1. create a user (prints an otpauth:// URI for your authenticator app):\n\

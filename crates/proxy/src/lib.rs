@@ -20,6 +20,8 @@
 //! - [`webviews`]: the recordings and the audit log, as the web session's user may see them.
 //! - [`terminal`]: the web terminal, a WebSocket that is an SSH session to a node as the
 //!   web session's user.
+//! - [`web_ui`]: the web UI (`web/`, embedded at build time) at `/web`, with its security
+//!   headers.
 #![forbid(unsafe_code)]
 
 pub mod certs;
@@ -35,6 +37,7 @@ pub mod ssh;
 pub mod terminal;
 pub mod tunnel;
 pub mod web;
+pub mod web_ui;
 pub mod websession;
 pub mod webviews;
 
@@ -43,6 +46,7 @@ pub use router::{Refusal, Route, Router, RouterSettings, TunnelEndpoint, route};
 pub use ssh::SshRouting;
 pub use tunnel::{DialError, TunnelInfo, Tunnels};
 pub use web::WebApi;
+pub use web_ui::WebUi;
 
 /// The ALPN protocols the web API is served with.
 pub const WEB_ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];

@@ -15,7 +15,7 @@
 use crate::peer::{ALPN_PEER, PeerClients, PeerServer, Peering};
 use crate::{
     KeypairFiles, PublicCerts, Router, RouterSettings, SshRouting, TunnelEndpoint, Tunnels,
-    WEB_ALPN, WebApi, ssh, watch_keypairs,
+    WEB_ALPN, WebApi, WebUi, ssh, watch_keypairs,
 };
 use jumpgate_api::forwarded::{ForwardSigner, SharedForwardSigner};
 use jumpgate_api::mirror::{Connect, Mirror};
@@ -571,7 +571,9 @@ async fn start(
     } else {
         config.public_addr.iter().map(ToString::to_string).collect()
     };
-    let web = WebApi::new(auth, auth_addr.clone(), public_addrs);
+    // HSTS only with a certificate browsers trust (docs/web.md).
+    let web = WebApi::new(auth, auth_addr.clone(), public_addrs)
+        .with_ui(WebUi::new(!config.https_keypairs.is_empty()));
 
     // The public certificate: configured files (watched for renewal), else the
     // cluster-issued one.

@@ -108,6 +108,13 @@ impl WebApi {
         WebApi { router, state }
     }
 
+    /// Serves the web UI (`/`, `/web`, `/web/*`: [`crate::web_ui`]) next to the API on the
+    /// same connections.
+    pub fn with_ui(mut self, ui: crate::web_ui::WebUi) -> WebApi {
+        self.router = ui.router().merge(self.router);
+        self
+    }
+
     /// The auth client the web API uses now (the proxy's current identity).
     pub fn auth_client(&self) -> AuthClient {
         self.state.auth()

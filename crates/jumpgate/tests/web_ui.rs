@@ -1,0 +1,252 @@
+//! The web UI end to end (docs/web.md): a real `jumpgate start`, real `curl` for what the
+//! proxy answers at `/` and `/web` (over TLS, HTTP/1.1 and HTTP/2), and a real headless
+//! Chromium driven by Playwright (`web/tests/browser.mjs`, run with Node) for the pages.
+//! `test.sh` installs Debian's `chromium` and the npm packages (`npm ci` in `web/`).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use support::{PASSWORD, start_daemon, start_dev_cluster, text};
+
+/// An HTTPS GET with curl: (status, headers in lower case, body). `extra` goes before the URL.
+fn curl(url: &str, extra: &[&str]) -> (u16, String, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-D", "-", "-o", "/dev/stderr"])
+        .args(extra)
+        .arg(url)
+        .output()
+        .expect("curl (./test.sh installs it)");
+    let headers = text(&out.stdout).to_ascii_lowercase();
+    let status = headers
+        .lines()
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|status| status.parse().ok())
+        .unwrap_or(0);
+    (status, headers, text(&out.stderr))
+}
+
+fn header<'a>(headers: &'a str, name: &str) -> Option<&'a str> {
+    headers.lines().find_map(|line| {
+        line.strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix(':'))
+            .map(str::trim)
+    })
+}
+
+fn assert_security_headers(headers: &str) {
+    let csp = header(headers, "content-security-policy").unwrap_or_else(|| panic!("{headers}"));
+    assert!(csp.contains("default-src 'self'"), "{csp}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(
+        header(headers, "x-frame-options"),
+        Some("deny"),
+        "{headers}"
+    );
+    assert_eq!(
+        header(headers, "x-content-type-options"),
+        Some("nosniff"),
+        "{headers}"
+    );
+    assert_eq!(
+        header(headers, "referrer-policy"),
+        Some("no-referrer"),
+        "{headers}"
+    );
+}
+
+#[test]
+fn the_proxy_serves_the_ui_on_its_public_port_with_the_security_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = start_dev_cluster(dir.path());
+    let base = format!("https://{}", cluster.proxy);
+    let ca = cluster.ca();
+    for http in ["--http1.1", "--http2"] {
+        let tls = ["--cacert", ca.as_str(), http];
+        let (status, headers, body) = curl(&format!("{base}/web"), &tls);
+        assert_eq!(status, 200, "{headers}{body}");
+        assert_security_headers(&headers);
+        assert_eq!(header(&headers, "cache-control"), Some("no-cache"));
+        // The cluster's own CA, not a public certificate: no HSTS.
+        assert_eq!(header(&headers, "strict-transport-security"), None);
+        assert!(body.contains("<div id=\"app\"></div>"), "{body}");
+
+        let (status, headers, _) = curl(&format!("{base}/"), &tls);
+        assert_eq!(status, 302, "{headers}");
+        assert_eq!(header(&headers, "location"), Some("/web"));
+
+        // A page of the app, for client-side routing.
+        let (status, _, page) = curl(&format!("{base}/web/terminal/node-1/root"), &tls);
+        assert_eq!((status, page.as_str()), (200, body.as_str()));
+
+        // Traversal, as sent (curl --path-as-is) and encoded: 404, never a file.
+        for path in [
+            "/web/../../etc/passwd",
+            "/web/../../../../../../etc/passwd",
+            "/web/%2e%2e/%2e%2e/etc/passwd",
+            "/web/..%2f..%2f..%2fetc%2fpasswd",
+            "/web/assets/..%5c..%5cCargo.toml",
+        ] {
+            let (status, headers, body) = curl(
+                &format!("{base}{path}"),
+                &[&tls[..], &["--path-as-is"]].concat(),
+            );
+            assert_eq!(status, 404, "{path}: {headers}{body}");
+            assert!(!body.contains("root:"), "{path}: {body}");
+            assert_security_headers(&headers);
+        }
+
+        // The web API is unchanged next to it.
+        let (status, _, ping) = curl(&format!("{base}/webapi/ping"), &tls);
+        assert_eq!(status, 200, "{ping}");
+        assert!(ping.contains("cluster_name"), "{ping}");
+    }
+}
+
+/// A self-signed certificate for `localhost` made by openssl (a stand-in for a public one).
+fn write_keypair(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("public.crt"), dir.join("public.key"));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    (cert, key)
+}
+
+#[test]
+fn hsts_is_sent_only_with_https_keypairs() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (cert, key) = write_keypair(dir.path());
+    let config = dir.path().join("jumpgate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: v3\njumpgate:\n  data_dir: {data}\nauth_service:\n  cluster_name: web\nproxy_service:\n  https_keypairs:\n    - cert_file: {cert}\n      key_file: {key}\n",
+            data = data.display(),
+            cert = cert.display(),
+            key = key.display(),
+        ),
+    )
+    .unwrap();
+    let daemon = start_daemon(
+        &["-c", config.to_str().unwrap()],
+        &dir.path().join("daemon.log"),
+    );
+    let proxy = daemon.wait_for_proxy(&data);
+    let port = proxy.rsplit_once(':').unwrap().1;
+    // The configured certificate, verified by name (it is the only one curl trusts).
+    let tls = [
+        "--cacert",
+        cert.to_str().unwrap(),
+        "--resolve",
+        &format!("localhost:{port}:127.0.0.1"),
+    ]
+    .map(String::from);
+    let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
+    for path in ["/", "/web", "/web/resources"] {
+        let (status, headers, body) = curl(&format!("https://localhost:{port}{path}"), &tls);
+        assert!(status == 200 || status == 302, "{path}: {headers}{body}");
+        assert_security_headers(&headers);
+        assert_eq!(
+            header(&headers, "strict-transport-security"),
+            Some("max-age=63072000"),
+            "{path}: {headers}"
+        );
+    }
+}
+
+/// Runs `web/tests/browser.mjs` (Node, Playwright, Debian's chromium) against a fresh dev
+/// cluster, with only the tests whose names match `tests`.
+fn browser_tests(tests: &str) {
+    let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web");
+    assert!(
+        web.join("node_modules/playwright-core").is_dir(),
+        "{}/node_modules is missing: run `npm ci` in web/ (./test.sh does), and install \
+         Debian's chromium (`apt-get install chromium`)",
+        web.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = start_dev_cluster(dir.path());
+    let otpauth = cluster.add_user("alice", "root");
+    let node = cluster.wait_for_dev_node();
+    let url = format!(
+        "https://{}",
+        cluster.proxy.replace("localhost", "127.0.0.1")
+    );
+    let out = Command::new("node")
+        .arg("--test-reporter=spec")
+        .arg("tests/browser.mjs")
+        .current_dir(&web)
+        .env("JUMPGATE_WEB_URL", &url)
+        .env("JUMPGATE_CA", cluster.ca())
+        .env("JUMPGATE_USER", "alice")
+        .env("JUMPGATE_PASSWORD", PASSWORD)
+        .env("JUMPGATE_OTPAUTH", &otpauth)
+        .env("JUMPGATE_NODE", &node)
+        .env("JUMPGATE_LOGIN", "root")
+        .env("JUMPGATE_WEB_TESTS", tests)
+        .output()
+        .expect("node (./test.sh installs it)");
+    let report = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    println!("{report}");
+    assert!(
+        out.status.success(),
+        "browser tests failed (screenshots in web/test-artefacts):\n{report}\ndaemon log:\n{}",
+        cluster.daemon.log_text()
+    );
+    // node's spec reporter closes with "ℹ pass N" / "ℹ fail N".
+    let count = |what: &str| {
+        report.lines().find_map(|line| {
+            line.trim_start_matches(|c: char| !c.is_ascii_alphabetic())
+                .strip_prefix(what)
+                .and_then(|n| n.trim().parse::<u32>().ok())
+        })
+    };
+    assert_eq!(count("fail "), Some(0), "{report}");
+    assert!(
+        count("pass ").is_some_and(|n| n > 0),
+        "no browser test ran:\n{report}"
+    );
+}
+
+/// What works with this proxy alone: the page, its headers under a real browser, and the
+/// pages against the `/webapi/web/*` contract (answered inside the browser).
+#[test]
+fn browser_the_page_loads_under_its_csp_and_the_pages_follow_the_contract() {
+    browser_tests("security headers|contract|zoom");
+}
+
+/// Against the real web-session endpoints: the login page shown for no session, its
+/// keyboard order, a wrong password's message from the server, and a login with the
+/// one-time code to this host's node in the real list, the cookie's flags, logout.
+#[test]
+fn browser_login_against_the_web_session_endpoints() {
+    browser_tests("login form|wrong password|one-time code");
+}

@@ -1,0 +1,150 @@
+// The web session API (`/webapi/web/*`, served by the proxy; docs/web.md). Every call goes
+// to the page's own origin with the session cookie; every state-changing call carries the
+// session's CSRF token, which the server checks.
+
+/** The current web session, as `POST /webapi/web/login` and `GET /webapi/web/session` answer. */
+export interface Session {
+  user: string;
+  roles: string[];
+  csrf_token: string;
+  idle_timeout_seconds: number;
+  expires_unix: number;
+}
+
+export interface Node {
+  hostname: string;
+  uuid: string;
+  labels: Record<string, string>;
+}
+
+export interface NodePage {
+  nodes: Node[];
+  next_cursor: string | null;
+  total: number;
+  logins: string[];
+}
+
+export type NodeSort = 'hostname' | '-hostname';
+
+export interface NodeQuery {
+  search: string;
+  /** `key=value` each. */
+  labels: string[];
+  sort: NodeSort;
+  limit: number;
+  cursor: string | null;
+}
+
+/** A refusal or failure, with the message to show as the server wrote it. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+let csrfToken: string | null = null;
+
+/** Called whenever the session changes (login, session check, logout). */
+export function setCsrfToken(token: string | null): void {
+  csrfToken = token;
+}
+
+async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const headers: Record<string, string> = { Accept: 'application/json' };
+  if (body !== undefined) {
+    headers['Content-Type'] = 'application/json';
+  }
+  if (method !== 'GET' && method !== 'HEAD' && csrfToken !== null) {
+    headers['X-CSRF-Token'] = csrfToken;
+  }
+  let response: Response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: 'same-origin',
+      cache: 'no-store',
+    });
+  } catch {
+    throw new ApiError(0, 'network', 'The proxy cannot be reached. Check your connection and try again.');
+  }
+  if (response.status === 204) {
+    return undefined as T;
+  }
+  const text = await response.text();
+  let parsed: unknown = undefined;
+  if (text !== '') {
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = undefined;
+    }
+  }
+  if (!response.ok) {
+    throw errorFrom(response.status, parsed);
+  }
+  if (parsed === undefined) {
+    throw new ApiError(response.status, 'bad_response', `The proxy sent an unreadable answer (HTTP ${response.status}).`);
+  }
+  return parsed as T;
+}
+
+/** `{"error": {"code", "message"}}`, the web API's error shape; anything else gets a generic message. */
+function errorFrom(status: number, body: unknown): ApiError {
+  if (typeof body === 'object' && body !== null && 'error' in body) {
+    const error = (body as { error: unknown }).error;
+    if (typeof error === 'object' && error !== null) {
+      const { code, message } = error as { code?: unknown; message?: unknown };
+      if (typeof message === 'string' && message !== '') {
+        return new ApiError(status, typeof code === 'string' ? code : 'unknown', message);
+      }
+    }
+  }
+  return new ApiError(status, 'unknown', `The proxy answered HTTP ${status}.`);
+}
+
+export function login(user: string, password: string, otp: string): Promise<Session> {
+  return call<Session>('POST', '/webapi/web/login', { user, password, otp });
+}
+
+/** The current session, or null when there is none (401). */
+export async function currentSession(): Promise<Session | null> {
+  try {
+    return await call<Session>('GET', '/webapi/web/session');
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) {
+      return null;
+    }
+    throw err;
+  }
+}
+
+export function logout(): Promise<void> {
+  return call<void>('DELETE', '/webapi/web/session');
+}
+
+export function logoutEverywhere(): Promise<void> {
+  return call<void>('POST', '/webapi/web/sessions/logout-all');
+}
+
+export function listNodes(query: NodeQuery): Promise<NodePage> {
+  const params = new URLSearchParams();
+  if (query.search !== '') {
+    params.set('search', query.search);
+  }
+  for (const label of query.labels) {
+    params.append('label', label);
+  }
+  params.set('sort', query.sort);
+  params.set('limit', String(query.limit));
+  if (query.cursor !== null) {
+    params.set('cursor', query.cursor);
+  }
+  return call<NodePage>('GET', `/webapi/web/nodes?${params.toString()}`);
+}
