@@ -216,6 +216,56 @@ impl Agents {
     }
 }
 
+/// The auth-only daemon both benchmarks start (cluster `bench`, on a free loopback port,
+/// its state in `DIR/auth`), and the CA pin that joins pin.
+#[derive(Debug)]
+pub struct BenchAuth {
+    pub process: Process,
+    pub data: PathBuf,
+    pub addr: String,
+    pub pin: String,
+}
+
+impl BenchAuth {
+    /// Starts it with `rest` after `auth_service`'s cluster name and listen address (more
+    /// of its keys, then other sections), and waits (at most 60 s) until it serves.
+    pub fn start(bins: &Bins, dir: &Path, rest: &str) -> BenchAuth {
+        let data = dir.join("auth");
+        let addr = format!("127.0.0.1:{}", jumpgate_test_support::free_port());
+        let config = write_config(
+            &dir.join("auth.yaml"),
+            &format!(
+                "version: v3\njumpgate:\n  data_dir: {}\nauth_service:\n  cluster_name: bench\n  listen_addr: {addr}\n{rest}",
+                data.display()
+            ),
+        );
+        let mut process = start_jumpgate(bins, &config, &dir.join("auth.log"), "auth daemon");
+        jumpgate_test_support::wait_for("the auth service", Duration::from_secs(60), || {
+            process.check_alive();
+            data.join("admin/auth_addr").is_file()
+        });
+        let status = bins.jctl_ok(&data, &["status", "--format", "json"]);
+        let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+        let pin = status["ca_pins"][0].as_str().unwrap().to_string();
+        BenchAuth {
+            process,
+            data,
+            addr,
+            pin,
+        }
+    }
+
+    /// `jctl tokens add --type KIND --ttl 4h [--reusable]`: the token.
+    pub fn token(&self, bins: &Bins, kind: &str, reusable: bool) -> String {
+        let mut args = vec!["tokens", "add", "--type", kind, "--ttl", "4h"];
+        if reusable {
+            args.push("--reusable");
+        }
+        args.extend(["--format", "json"]);
+        json_field(&bins.jctl_ok(&self.data, &args), "token")
+    }
+}
+
 /// A `jumpgate start -c CONFIG`, its output appended to `LOG`.
 pub fn start_jumpgate(bins: &Bins, config: &Path, log: &Path, name: &str) -> Process {
     Process::spawn_appending(

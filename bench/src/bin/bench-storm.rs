@@ -33,7 +33,7 @@
 
 use jumpgate_bench::procs::{add_user_and_login, ensure_login_user};
 use jumpgate_bench::tunnels::{
-    Agents, AgentsLine, AgentsSpec, UserLoop, json_field, quantile, raise_open_files,
+    Agents, AgentsLine, AgentsSpec, BenchAuth, UserLoop, quantile, raise_open_files,
     start_jumpgate, user_connection, write_config,
 };
 use jumpgate_bench::{append_line, git_commit, load_average, ms, ms_or_dash};
@@ -275,37 +275,15 @@ fn measure(bins: &Bins, args: &Args) -> serde_json::Value {
         .tempdir()
         .unwrap();
     let dir = dir.path();
-    let auth_data = dir.join("auth");
-    let auth_addr = format!("127.0.0.1:{}", free_port());
-    let auth_config = write_config(
-        &dir.join("auth.yaml"),
+    let auth = BenchAuth::start(
+        bins,
+        dir,
         &format!(
-            "version: v3\njumpgate:\n  data_dir: {}\nauth_service:\n  cluster_name: bench\n  listen_addr: {auth_addr}\n  tunnel_strategy:\n    type: proxy_peering\n    agent_connection_count: {CONNECTIONS}\nproxy_service:\n  enabled: false\nssh_service:\n  enabled: false\n",
-            auth_data.display()
+            "  tunnel_strategy:\n    type: proxy_peering\n    agent_connection_count: {CONNECTIONS}\nproxy_service:\n  enabled: false\nssh_service:\n  enabled: false\n"
         ),
     );
-    let mut auth = start_jumpgate(bins, &auth_config, &dir.join("auth.log"), "auth daemon");
-    wait_for("the auth service", Duration::from_secs(60), || {
-        auth.check_alive();
-        auth_data.join("admin/auth_addr").is_file()
-    });
-    let status = bins.jctl_ok(&auth_data, &["status", "--format", "json"]);
-    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
-    let pin = status["ca_pins"][0].as_str().unwrap().to_string();
-    let token_of = |kind: &str| {
-        let args = [
-            "tokens",
-            "add",
-            "--type",
-            kind,
-            "--ttl",
-            "4h",
-            "--reusable",
-            "--format",
-            "json",
-        ];
-        json_field(&bins.jctl_ok(&auth_data, &args), "token")
-    };
+    let (auth_data, auth_addr, pin) = (auth.data.clone(), auth.addr.clone(), auth.pin.clone());
+    let token_of = |kind: &str| auth.token(bins, kind, true);
     let proxy_token = token_of("proxy");
     let node_token = token_of("node");
     let lb_port = free_port();

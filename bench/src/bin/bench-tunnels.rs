@@ -51,7 +51,7 @@ use jumpgate_bench::procs::{
     add_user_and_login, clock_ticks, cpu_seconds, ensure_login_user, rss_kib,
 };
 use jumpgate_bench::tunnels::{
-    AGENT, Agents, AgentsSpec, UserLoop, json_field, quantile, raise_open_files, start_jumpgate,
+    AGENT, Agents, AgentsSpec, BenchAuth, UserLoop, quantile, raise_open_files, start_jumpgate,
     user_connection, write_config,
 };
 use jumpgate_bench::{append_line, git_commit, load_average, ms, ms_or_dash};
@@ -506,31 +506,9 @@ fn measure(bins: &Bins, count: usize, user_runs: usize) -> serde_json::Value {
         .tempdir()
         .unwrap();
     let dir = dir.path();
-    let auth_data = dir.join("auth");
-    let auth_addr = format!("127.0.0.1:{}", free_port());
-    let auth_config = write_config(
-        &dir.join("auth.yaml"),
-        &format!(
-            "version: v3\njumpgate:\n  data_dir: {}\nauth_service:\n  cluster_name: bench\n  listen_addr: {auth_addr}\n",
-            auth_data.display()
-        ),
-    );
-    let mut auth = start_jumpgate(bins, &auth_config, &dir.join("auth.log"), "auth daemon");
-    wait_for("the auth service", Duration::from_secs(60), || {
-        auth.check_alive();
-        auth_data.join("admin/auth_addr").is_file()
-    });
-    let status = bins.jctl_ok(&auth_data, &["status", "--format", "json"]);
-    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
-    let pin = status["ca_pins"][0].as_str().unwrap().to_string();
-    let token_of = |kind: &str, reusable: bool| {
-        let mut args = vec!["tokens", "add", "--type", kind, "--ttl", "4h"];
-        if reusable {
-            args.push("--reusable");
-        }
-        args.extend(["--format", "json"]);
-        json_field(&bins.jctl_ok(&auth_data, &args), "token")
-    };
+    let auth = BenchAuth::start(bins, dir, "");
+    let (auth_data, auth_addr, pin) = (auth.data.clone(), auth.addr.clone(), auth.pin.clone());
+    let token_of = |kind: &str, reusable: bool| auth.token(bins, kind, reusable);
 
     let proxy_data = dir.join("proxy");
     let proxy_addr = format!("127.0.0.1:{}", free_port());
@@ -604,7 +582,10 @@ fn measure(bins: &Bins, count: usize, user_runs: usize) -> serde_json::Value {
     let rss_after = rss_kib(proxy_pid);
     let agents_pid = agents.process.child.id();
     let idle_window = Duration::from_secs(20);
-    let idle_cpu = cpu_over(&[proxy_pid, auth.child.id(), agents_pid], idle_window);
+    let idle_cpu = cpu_over(
+        &[proxy_pid, auth.process.child.id(), agents_pid],
+        idle_window,
+    );
     let cpu_share = |seconds: f64| seconds / idle_window.as_secs_f64() * 100.0;
     let agents_rss = rss_kib(agents_pid);
     let per_tunnel_kib = rss_after.saturating_sub(rss_before) as f64 / count as f64;
