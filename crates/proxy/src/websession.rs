@@ -123,7 +123,7 @@ async fn login(
         .into_inner();
     let cookie = session_cookie(&session.id, session.expires_unix);
     let view = SessionView::of(&session);
-    state.sessions.remember(session).await;
+    let _ = state.sessions.remember(session).await;
     Ok(([(header::SET_COOKIE, cookie)], Json(view)).into_response())
 }
 
@@ -321,19 +321,22 @@ async fn nodes(
 }
 
 impl Sessions {
-    async fn remember(&self, session: proto::WebSession) {
+    /// Keeps `session` as checked now (with the user client made for it before, if any);
+    /// returns the entry.
+    async fn remember(&self, session: proto::WebSession) -> Cached {
         let mut cached = self.cached.lock().await;
-        if cached.len() >= MAX_CACHED {
+        if cached.len() >= MAX_CACHED && !cached.contains_key(&session.id) {
             evict_oldest(&mut cached);
         }
-        cached.insert(
-            session.id.clone(),
-            Cached {
-                session: Arc::new(session),
-                checked: Instant::now(),
-                user_client: None,
-            },
-        );
+        let session = Arc::new(session);
+        let entry = cached.entry(session.id.clone()).or_insert_with(|| Cached {
+            session: session.clone(),
+            checked: Instant::now(),
+            user_client: None,
+        });
+        entry.session = session;
+        entry.checked = Instant::now();
+        entry.clone()
     }
 
     async fn forget(&self, id: &str) {
@@ -395,21 +398,7 @@ pub(crate) async fn session_of(state: &WebState, headers: &HeaderMap) -> Result<
         .get_web_session(proto::GetWebSessionRequest { id: id.clone() })
         .await;
     match fetched {
-        Ok(session) => {
-            let session = Arc::new(session.into_inner());
-            let mut cached = state.sessions.cached.lock().await;
-            if cached.len() >= MAX_CACHED && !cached.contains_key(&id) {
-                evict_oldest(&mut cached);
-            }
-            let entry = cached.entry(id).or_insert_with(|| Cached {
-                session: session.clone(),
-                checked: Instant::now(),
-                user_client: None,
-            });
-            entry.session = session;
-            entry.checked = Instant::now();
-            Ok(entry.clone())
-        }
+        Ok(session) => Ok(state.sessions.remember(session.into_inner()).await),
         Err(status) => {
             state.sessions.forget(&id).await;
             Err(status.into())
