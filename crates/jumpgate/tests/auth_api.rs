@@ -2173,3 +2173,74 @@ async fn watch_streams_a_snapshot_then_changes_in_order_to_the_services_that_may
     let ended = next_event(&mut locks).await.unwrap_err();
     assert_eq!(ended.code(), Code::PermissionDenied, "{ended:?}");
 }
+
+/// Web sessions hold a user's keys: only proxies may make, read or end them. A node (a
+/// join token's holder, or a compromised host) or a user is refused even with the session's
+/// id in hand, and a made-up id reads as an ended session.
+#[tokio::test]
+async fn web_sessions_are_for_proxies_only() {
+    let cluster = Cluster::start();
+    let mut admin = cluster.admin().await;
+    let wes = create_user(&mut admin, "wes", &["access"], &["wes"], PASSWORD).await;
+    let mut proxy = join_as_proxy(&cluster, &mut admin).await;
+    let session = proxy
+        .create_web_session(proto::CreateWebSessionRequest {
+            user: "wes".to_string(),
+            password: PASSWORD.to_string(),
+            otp: totp_now(&wes.otpauth_uri),
+            client_addr: "198.51.100.7:40000".to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(session.user, "wes");
+    assert!(session.ssh_private_key.contains("PRIVATE KEY"));
+    assert_eq!(session.id.len(), 64);
+
+    let mut node = join_as(&cluster, &mut admin, "node", "web-node").await;
+    let mut user = user_identity(&cluster, &mut admin, "wes").await;
+    for (who, client) in [("node", &mut node), ("user", &mut user)] {
+        let get = client
+            .get_web_session(proto::GetWebSessionRequest {
+                id: session.id.clone(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(get.code(), Code::PermissionDenied, "{who}: {get:?}");
+        let create = client
+            .create_web_session(proto::CreateWebSessionRequest {
+                user: "wes".to_string(),
+                password: PASSWORD.to_string(),
+                otp: String::new(),
+                client_addr: String::new(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(create.code(), Code::PermissionDenied, "{who}: {create:?}");
+        let delete = client
+            .delete_web_session(proto::DeleteWebSessionRequest {
+                id: session.id.clone(),
+                all_of_user: true,
+                client_addr: String::new(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(delete.code(), Code::PermissionDenied, "{who}: {delete:?}");
+    }
+    let made_up = proxy
+        .get_web_session(proto::GetWebSessionRequest {
+            id: "ab".repeat(32),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(made_up.code(), Code::Unauthenticated, "{made_up:?}");
+    // The session itself is untouched by the refusals.
+    let again = proxy
+        .get_web_session(proto::GetWebSessionRequest {
+            id: session.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.csrf_token, session.csrf_token);
+}
