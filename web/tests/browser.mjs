@@ -1,151 +1,23 @@
 // Browser tests of the web UI: Playwright (playwright-core, no bundled browser) driving
-// Debian's chromium against a real `jumpgate start --dev`.
+// Debian's chromium against a real `jumpgate start --dev`: the login and resources pages,
+// the security headers, and the pages against the web API's contract.
 //
 // Run by crates/jumpgate/tests/web_ui.rs (so by test.sh), which starts the cluster, makes
-// the users and passes what this script needs in the environment:
-//   JUMPGATE_WEB_URL        https://127.0.0.1:PORT (the proxy)
-//   JUMPGATE_CA             the cluster's TLS CA (DATA/admin/ca.pem)
-//   JUMPGATE_USER, JUMPGATE_PASSWORD   a user of the cluster
-//   JUMPGATE_OTPAUTH        that user's otpauth:// URI (the tests compute its codes)
-//   JUMPGATE_NODE           a node the user may reach as JUMPGATE_LOGIN (this host's)
-//   JUMPGATE_ARTEFACTS      where screenshots go (default web/test-artefacts, gitignored)
-//   JUMPGATE_CHROMIUM       the browser (default /usr/bin/chromium)
-//   JUMPGATE_WEB_TESTS      optional: a regular expression; only matching tests run
-//
-// Trust: this script first connects with Node's TLS client verifying the proxy's
-// certificate against the cluster's CA, then tells Chromium to accept exactly that
-// certificate's public key (--ignore-certificate-errors-spki-list). Chromium takes no CA
-// file on its command line, and ignoring every certificate error would also hide a
-// proxy serving the wrong certificate.
-import { after, before, test } from 'node:test';
+// the users and passes what the harness (harness.mjs: environment, browser, trust) needs.
 import assert from 'node:assert/strict';
-import { X509Certificate, createHash, createHmac } from 'node:crypto';
-import { mkdirSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { connect } from 'node:tls';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
-
-const here = dirname(fileURLToPath(import.meta.url));
-
-function env(name, fallback) {
-  const value = process.env[name] ?? fallback;
-  if (value === undefined || value === '') {
-    throw new Error(`${name} is not set: run this through crates/jumpgate/tests/web_ui.rs (test.sh)`);
-  }
-  return value;
-}
-
-const base = env('JUMPGATE_WEB_URL');
-const caFile = env('JUMPGATE_CA');
-const user = env('JUMPGATE_USER');
-const password = env('JUMPGATE_PASSWORD');
-const otpauth = process.env.JUMPGATE_OTPAUTH ?? '';
-const nodeName = process.env.JUMPGATE_NODE ?? '';
-const nodeLogin = process.env.JUMPGATE_LOGIN ?? 'root';
-const artefacts = resolve(env('JUMPGATE_ARTEFACTS', join(here, '..', 'test-artefacts')));
-const executablePath = env('JUMPGATE_CHROMIUM', '/usr/bin/chromium');
-const only = process.env.JUMPGATE_WEB_TESTS ? new RegExp(process.env.JUMPGATE_WEB_TESTS) : null;
-mkdirSync(artefacts, { recursive: true });
-
-/** The proxy's leaf certificate, verified against the cluster's CA; its SPKI SHA-256, base64. */
-function verifiedSpkiHash() {
-  const url = new URL(base);
-  return new Promise((resolvePin, reject) => {
-    const socket = connect({
-      host: url.hostname,
-      port: Number(url.port),
-      ca: readFileSync(caFile),
-      ALPNProtocols: ['http/1.1'],
-      // An IP address is checked against the certificate's IP SANs.
-      servername: /^[0-9.]+$/.test(url.hostname) ? undefined : url.hostname,
-    });
-    socket.once('secureConnect', () => {
-      const der = socket.getPeerCertificate().raw;
-      socket.end();
-      const spki = new X509Certificate(der).publicKey.export({ type: 'spki', format: 'der' });
-      resolvePin(createHash('sha256').update(spki).digest('base64'));
-    });
-    socket.once('error', (err) =>
-      reject(new Error(`the proxy's certificate does not verify against ${caFile}: ${err.message}`)),
-    );
-  });
-}
-
-/** The current code of an authenticator app enrolled with `uri` (RFC 6238). */
-function totp(uri) {
-  const params = new URL(uri).searchParams;
-  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
-  let bits = '';
-  for (const c of (params.get('secret') ?? '').toUpperCase().replace(/=+$/, '')) {
-    const value = alphabet.indexOf(c);
-    assert.ok(value >= 0, `not base32: ${c}`);
-    bits += value.toString(2).padStart(5, '0');
-  }
-  const key = Buffer.from((bits.match(/.{8}/g) ?? []).map((byte) => parseInt(byte, 2)));
-  const algorithm = (params.get('algorithm') ?? 'SHA1').toLowerCase();
-  const digits = Number(params.get('digits') ?? '6');
-  const period = Number(params.get('period') ?? '30');
-  const counter = Buffer.alloc(8);
-  counter.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 1000 / period)));
-  const mac = createHmac(algorithm, key).update(counter).digest();
-  const offset = mac[mac.length - 1] & 0xf;
-  const code = (mac.readUInt32BE(offset) & 0x7fffffff) % 10 ** digits;
-  return String(code).padStart(digits, '0');
-}
-
-let browser;
-
-before(async () => {
-  const pin = await verifiedSpkiHash();
-  browser = await chromium.launch({
-    executablePath,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      `--ignore-certificate-errors-spki-list=${pin}`,
-    ],
-  });
-});
-
-after(async () => {
-  await browser?.close();
-});
-
-/**
- * A fresh browser context (no cookies) and page; console errors, page errors and CSP
- * violations are collected, and must be none unless the test says otherwise.
- */
-async function open(t, options = {}) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, ...options });
-  const page = await context.newPage();
-  context.setDefaultTimeout(10_000);
-  const problems = [];
-  // A refusal from the web API is what some tests check; any other failed load is a bug.
-  page.on('response', (response) => {
-    if (response.status() >= 400 && !new URL(response.url()).pathname.startsWith('/webapi/')) {
-      problems.push(`HTTP ${response.status()} for ${response.url()}`);
-    }
-  });
-  page.on('console', (message) => {
-    // Failed loads are judged by the response handler above, which knows the URL.
-    if (message.type() === 'error' && !message.text().startsWith('Failed to load resource')) {
-      problems.push(`console: ${message.text()}`);
-    }
-  });
-  page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
-  t.after(async () => {
-    const name = t.name.replace(/[^a-z0-9]+/gi, '-').toLowerCase();
-    await page.screenshot({ path: join(artefacts, `${name}.png`), fullPage: true }).catch(() => {});
-    await context.close();
-  });
-  return { page, context, problems };
-}
-
-function maybe(name, fn) {
-  test(name, { skip: only !== null && !only.test(name) }, fn);
-}
+import { join } from 'node:path';
+import {
+  artefacts,
+  base,
+  nodeLogin,
+  nodeName,
+  open,
+  maybe,
+  otpauth,
+  password,
+  totp,
+  user,
+} from './harness.mjs';
 
 maybe('the app loads at /web with the security headers and runs under its CSP', async (t) => {
   const { page, problems } = await open(t);

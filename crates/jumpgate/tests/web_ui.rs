@@ -182,9 +182,10 @@ fn hsts_is_sent_only_with_https_keypairs() {
     }
 }
 
-/// Runs `web/tests/browser.mjs` (Node, Playwright, Debian's chromium) against a fresh dev
-/// cluster, with only the tests whose names match `tests`.
-fn browser_tests(tests: &str) {
+/// Runs the browser test script `web/tests/SCRIPT` (Node, Playwright, Debian's chromium,
+/// the harness of `web/tests/harness.mjs`) against a fresh dev cluster, with only the tests
+/// whose names match `tests`.
+fn browser_tests(script: &str, tests: &str) {
     let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web");
     assert!(
         web.join("node_modules/playwright-core").is_dir(),
@@ -202,7 +203,7 @@ fn browser_tests(tests: &str) {
     );
     let out = Command::new("node")
         .arg("--test-reporter=spec")
-        .arg("tests/browser.mjs")
+        .arg(format!("tests/{script}"))
         .current_dir(&web)
         .env("JUMPGATE_WEB_URL", &url)
         .env("JUMPGATE_CA", cluster.ca())
@@ -240,7 +241,7 @@ fn browser_tests(tests: &str) {
 /// pages against the `/webapi/web/*` contract (answered inside the browser).
 #[test]
 fn browser_the_page_loads_under_its_csp_and_the_pages_follow_the_contract() {
-    browser_tests("security headers|contract|zoom");
+    browser_tests("browser.mjs", "security headers|contract|zoom");
 }
 
 /// Against the real web-session endpoints: the login page shown for no session, its
@@ -248,5 +249,5 @@ fn browser_the_page_loads_under_its_csp_and_the_pages_follow_the_contract() {
 /// one-time code to this host's node in the real list, the cookie's flags, logout.
 #[test]
 fn browser_login_against_the_web_session_endpoints() {
-    browser_tests("login form|wrong password|one-time code");
+    browser_tests("browser.mjs", "login form|wrong password|one-time code");
 }
