@@ -325,7 +325,10 @@ async fn agents(args: AgentArgs) {
             gate.clone(),
         );
         let host = async move {
-            let local_ip = Some(source_ip(i));
+            let dial = jumpgate_api::DialOptions {
+                local_ip: Some(source_ip(i)),
+                ..Default::default()
+            };
             let host_uuid = format!("00000000-0000-4000-8000-{i:012}");
             let host_name = format!("load-{i}");
             let pins = [args.pin.clone()];
@@ -341,7 +344,7 @@ async fn agents(args: AgentArgs) {
                         host_name: &host_name,
                         role: "node",
                         addresses: &[],
-                        local_ip,
+                        dial,
                     };
                     match jumpgate_node::join::join(params).await {
                         Ok(joined) => {
@@ -367,7 +370,7 @@ async fn agents(args: AgentArgs) {
             // discovery asks for, each slot reconnecting with jittered backoff.
             jumpgate_node::tunnel::run_from(
                 args.proxy.clone(),
-                local_ip,
+                dial,
                 tokio::sync::watch::channel(identity).1,
                 state,
                 None,

@@ -5,7 +5,7 @@ use crate::tls::{AUTH_SERVER_NAME, ApiError};
 use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpSocket, TcpStream};
@@ -22,15 +22,28 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// join). The server must prove it holds a certificate for [`AUTH_SERVER_NAME`] under the
 /// trusted CA, whatever `addr` is.
 pub async fn connect(addr: &str, tls: Arc<ClientConfig>) -> Result<AuthClient, ApiError> {
-    connect_from(addr, tls, None).await
+    connect_from(addr, tls, DialOptions::default()).await
 }
 
-/// [`connect`] from the source address `local_ip` (any port) when given: a load tool
-/// simulating many hosts on one machine gives each its own loopback address.
+/// How a dial goes out, beyond where to: the agent next to a proxy, and load tools.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DialOptions {
+    /// Dial from this source address (any port): a load tool simulating many hosts on one
+    /// machine gives each its own loopback address.
+    pub local_ip: Option<IpAddr>,
+    /// Open a connection to exactly this address with a PROXY protocol v2 `LOCAL` header.
+    /// The agent of an all-in-one daemon sets it to its own proxy when that proxy has
+    /// `proxy_protocol: on`, which refuses a connection without a header. `LOCAL` claims no
+    /// address (the proxy takes the socket's peer), so it gives the dialer nothing a
+    /// header-less connection would not.
+    pub local_header_to: Option<SocketAddr>,
+}
+
+/// [`connect`] with [`DialOptions`].
 pub async fn connect_from(
     addr: &str,
     tls: Arc<ClientConfig>,
-    local_ip: Option<IpAddr>,
+    options: DialOptions,
 ) -> Result<AuthClient, ApiError> {
     let connect_error = |reason: String| ApiError::Connect {
         addr: addr.to_string(),
@@ -50,7 +63,7 @@ pub async fn connect_from(
             let target = target.clone();
             let connector = connector.clone();
             async move {
-                let tcp = dial(&target, local_ip).await?;
+                let tcp = dial(&target, options).await?;
                 let _ = tcp.set_nodelay(true);
                 let name = ServerName::try_from(AUTH_SERVER_NAME)
                     .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidInput, err))?;
@@ -74,16 +87,16 @@ static NEXT_START: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsi
 
 /// Opens a TCP connection to `target`: one `host:port`, or several separated by commas
 /// (`proxy_server: a:443,b:443`), tried in turn from a rotating start, each for at most
-/// [`PER_ADDRESS_TIMEOUT`], until one accepts. From `local_ip` (any port) when given.
-/// The error of a list names every address and what each did.
-pub async fn dial(target: &str, local_ip: Option<IpAddr>) -> std::io::Result<TcpStream> {
+/// [`PER_ADDRESS_TIMEOUT`], until one accepts, as `options` say. The error of a list
+/// names every address and what each did.
+pub async fn dial(target: &str, options: DialOptions) -> std::io::Result<TcpStream> {
     let addrs: Vec<&str> = target
         .split(',')
         .map(str::trim)
         .filter(|addr| !addr.is_empty())
         .collect();
     if addrs.len() <= 1 {
-        return dial_one(target.trim(), local_ip).await;
+        return dial_one(target.trim(), options).await;
     }
     let start = NEXT_START.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut failures = Vec::with_capacity(addrs.len());
@@ -92,7 +105,7 @@ pub async fn dial(target: &str, local_ip: Option<IpAddr>) -> std::io::Result<Tcp
         let Some(addr) = addrs.get((start + i) % addrs.len()) else {
             continue;
         };
-        match tokio::time::timeout(PER_ADDRESS_TIMEOUT, dial_one(addr, local_ip)).await {
+        match tokio::time::timeout(PER_ADDRESS_TIMEOUT, dial_one(addr, options)).await {
             Ok(Ok(tcp)) => return Ok(tcp),
             Ok(Err(err)) => {
                 kind = err.kind();
@@ -110,8 +123,32 @@ pub async fn dial(target: &str, local_ip: Option<IpAddr>) -> std::io::Result<Tcp
     ))
 }
 
-/// Opens a TCP connection to one `host:port`.
-async fn dial_one(target: &str, local_ip: Option<IpAddr>) -> std::io::Result<TcpStream> {
+/// Opens a TCP connection to one `host:port`, with the `LOCAL` header when `options` ask.
+async fn dial_one(target: &str, options: DialOptions) -> std::io::Result<TcpStream> {
+    let mut tcp = connect_one(target, options.local_ip).await?;
+    if let Some(to) = options.local_header_to
+        && tcp.peer_addr().is_ok_and(|peer| peer == to)
+    {
+        use tokio::io::AsyncWriteExt;
+        tcp.write_all(&local_header()?).await?;
+    }
+    Ok(tcp)
+}
+
+/// A PROXY protocol v2 header with the `LOCAL` command: "this connection is the dialer's
+/// own; take its socket's peer as the client".
+fn local_header() -> std::io::Result<Vec<u8>> {
+    use ppp::v2;
+    v2::Builder::with_addresses(
+        v2::Version::Two | v2::Command::Local,
+        v2::Protocol::Unspecified,
+        v2::Addresses::Unspecified,
+    )
+    .build()
+}
+
+/// Opens a TCP connection to one `host:port`, from `local_ip` (any port) when given.
+async fn connect_one(target: &str, local_ip: Option<IpAddr>) -> std::io::Result<TcpStream> {
     let Some(local_ip) = local_ip else {
         return TcpStream::connect(target).await;
     };
@@ -197,7 +234,9 @@ mod tests {
             }
         });
         for _ in 0..4 {
-            let tcp = super::dial(&list, None).await.unwrap();
+            let tcp = super::dial(&list, super::DialOptions::default())
+                .await
+                .unwrap();
             assert_eq!(tcp.peer_addr().unwrap(), live_addr);
         }
         accepting.await.unwrap();
@@ -205,13 +244,56 @@ mod tests {
         let other_dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let other_addr = other_dead.local_addr().unwrap();
         drop(other_dead);
-        let err = super::dial(&format!("{dead_addr}, {other_addr}"), None)
-            .await
-            .unwrap_err();
+        let err = super::dial(
+            &format!("{dead_addr}, {other_addr}"),
+            super::DialOptions::default(),
+        )
+        .await
+        .unwrap_err();
         let text = err.to_string();
         assert!(
             text.contains(&dead_addr.to_string()) && text.contains(&other_addr.to_string()),
             "{text}"
+        );
+    }
+
+    /// The `LOCAL` header goes to the one address asked for, first on the connection, and
+    /// nowhere else: an address reached through a load balancer gets the balancer's header.
+    #[tokio::test]
+    async fn the_local_header_goes_only_to_its_address() {
+        use tokio::io::AsyncReadExt;
+        let asked = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let other = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let options = super::DialOptions {
+            local_ip: None,
+            local_header_to: Some(asked.local_addr().unwrap()),
+        };
+        let first_bytes = |listener: tokio::net::TcpListener| async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut bytes = Vec::new();
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_millis(300),
+                tcp.read_to_end(&mut bytes),
+            )
+            .await;
+            bytes
+        };
+        let asked_addr = asked.local_addr().unwrap().to_string();
+        let to_asked = super::dial(&asked_addr, options);
+        let (dialled, bytes) = tokio::join!(to_asked, first_bytes(asked));
+        drop(dialled);
+        let header = ppp::v2::Header::try_from(bytes.as_slice()).unwrap();
+        assert_eq!(header.command, ppp::v2::Command::Local);
+        assert_eq!(header.addresses, ppp::v2::Addresses::Unspecified);
+        assert_eq!(bytes.len(), 16, "nothing after the header: {bytes:?}");
+
+        let other_addr = other.local_addr().unwrap().to_string();
+        let to_other = super::dial(&other_addr, options);
+        let (dialled, bytes) = tokio::join!(to_other, first_bytes(other));
+        drop(dialled);
+        assert!(
+            bytes.is_empty(),
+            "a header went to another address: {bytes:?}"
         );
     }
 }

@@ -46,7 +46,7 @@ pub mod proto {
     tonic::include_proto!("jumpgate.auth.v1");
 }
 
-pub use client::{AuthClient, connect, connect_from};
+pub use client::{AuthClient, DialOptions, connect, connect_from};
 pub use json::JsonObject;
 pub use rustls::{ClientConfig, ServerConfig};
 #[cfg(feature = "server")]

@@ -495,6 +495,13 @@ fn start_local_agent(
         None => (auth.dial_addr().to_string(), false),
     };
     let mut agent = jumpgate_node::service::agent_settings(config, host_uuid, server, tunnel);
+    if let Some(proxy) = proxy
+        && config.proxy_service.proxy_protocol
+    {
+        // The proxy then refuses a connection without a PROXY header; its own agent
+        // sends a LOCAL one, which claims no address (DialOptions::local_header_to).
+        agent.dial.local_header_to = Some(dialable(proxy.addr));
+    }
     if !tunnel && agent.listen_addr.is_none() {
         warn!(
             "ssh_service runs next to the auth service without a proxy and without \

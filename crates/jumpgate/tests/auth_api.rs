@@ -1946,9 +1946,16 @@ async fn signing_relay(auth_addr: &str, signer: ForwardSigner, client: &str) -> 
 /// Joins attempted with a token that does not exist, through `addr`, from `source`.
 async fn bogus_join(addr: &str, pins: &[String], source: &str) -> tonic::Status {
     let tls = jumpgate_api::tls::pinned_client_config(pins).unwrap();
-    let mut host = jumpgate_api::connect_from(addr, tls, Some(source.parse().unwrap()))
-        .await
-        .unwrap();
+    let mut host = jumpgate_api::connect_from(
+        addr,
+        tls,
+        jumpgate_api::DialOptions {
+            local_ip: Some(source.parse().unwrap()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     host.join(join_request("not-a-token", "node", "bogus", &fresh_keys()))
         .await
         .unwrap_err()

@@ -241,45 +241,56 @@ fn a_flood_of_silent_and_half_open_connections_from_one_address_starves_nobody()
 
 /// With `proxy_protocol: on` and `proxy_protocol_trusted_cidrs`, only the load balancers'
 /// addresses may send the header that names the client: a client that reaches the proxy
-/// directly cannot claim an address of its choosing.
+/// directly cannot claim an address of its choosing. The daemon's own agent (all-in-one)
+/// reaches its proxy with a `LOCAL` header, which claims nothing, and joins; a process on
+/// the server that claims an address is refused like anyone else.
+///
+/// Three hosts on one network (namespaces, `support::Regions`): the server, the load
+/// balancer (trusted) and a stranger.
 #[test]
 fn a_proxy_header_is_taken_only_from_the_trusted_load_balancers() {
     let dir = tempfile::tempdir().unwrap();
-    let port = support::free_port();
+    let regions = support::Regions::new(&["lan"], Duration::ZERO);
+    let server = regions.add_host("lan");
+    let balancer = regions.add_host("lan");
+    let stranger = regions.add_host("lan");
     let config = dir.path().join("cluster.yaml");
     std::fs::write(
         &config,
         format!(
-            "version: v3\njumpgate:\n  data_dir: {}\nauth_service:\n  cluster_name: edge\nproxy_service:\n  web_listen_addr: 127.0.0.1:{port}\n  proxy_protocol: on\n  proxy_protocol_trusted_cidrs: [127.0.0.2/32]\n",
-            dir.path().join("data").display()
+            "version: v3\njumpgate:\n  data_dir: {}\nauth_service:\n  cluster_name: edge\nproxy_service:\n  web_listen_addr: 0.0.0.0:3080\n  proxy_protocol: on\n  proxy_protocol_trusted_cidrs: [{}/32]\nssh_service:\n  enabled: yes\n",
+            dir.path().join("data").display(),
+            balancer.ip(),
         ),
     )
     .unwrap();
-    let addr = format!("127.0.0.1:{port}");
-    let daemon = start_daemon(
-        &["-c", config.to_str().unwrap(), "--proxy-addr", &addr],
+    let daemon = support::Daemon::start_in(
+        &server,
+        support::bins(),
+        &["-c", config.to_str().unwrap(), "--proxy-addr", "0.0.0.0:3080"],
         &dir.path().join("daemon.log"),
     );
-    daemon.wait_ready(&["proxy"], &[]);
-    let ping_from = |source: &str| {
-        let out = Command::new("curl")
-            .args(["-sS", "-k", "--max-time", "5", "--haproxy-protocol"])
-            .args([
-                "--interface",
-                source,
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-            ])
-            .arg(format!("https://{addr}/webapi/ping"))
+    // The agent next to the proxy joins and holds its tunnel through the proxy: without
+    // its LOCAL header, a proxy with proxy_protocol on refuses it for ever.
+    daemon.wait_ready(&["auth", "proxy", "agent"], &[]);
+
+    let ping = |from: &support::Host, target: &str, header: bool| {
+        let mut curl = from.command("curl");
+        curl.args(["-sS", "-k", "--max-time", "5", "-o", "/dev/null"])
+            .args(["-w", "%{http_code}"]);
+        if header {
+            curl.arg("--haproxy-protocol");
+        }
+        let out = curl
+            .arg(format!("https://{target}/webapi/ping"))
             .output()
             .expect("curl (./test.sh installs it)");
         text(&out.stdout)
     };
-    assert_eq!(ping_from("127.0.0.2"), "200", "{}", daemon.log_text());
+    let public = server.addr(3080).to_string();
+    assert_eq!(ping(&balancer, &public, true), "200", "{}", daemon.log_text());
     assert_ne!(
-        ping_from("127.0.0.1"),
+        ping(&stranger, &public, true),
         "200",
         "an untrusted source was served"
     );
@@ -287,6 +298,24 @@ fn a_proxy_header_is_taken_only_from_the_trusted_load_balancers() {
         daemon
             .log_text()
             .contains("does not come from a trusted load balancer"),
+        "{}",
+        daemon.log_text()
+    );
+    // On the server itself: a header that claims an address is refused, and so is a
+    // connection without a header.
+    assert_ne!(ping(&server, "127.0.0.1:3080", true), "200");
+    assert!(
+        daemon
+            .log_text()
+            .contains("claiming a client address from this host"),
+        "{}",
+        daemon.log_text()
+    );
+    assert_ne!(ping(&server, "127.0.0.1:3080", false), "200");
+    assert!(
+        daemon
+            .log_text()
+            .contains("bad or missing PROXY protocol header"),
         "{}",
         daemon.log_text()
     );

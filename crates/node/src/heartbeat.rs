@@ -96,18 +96,18 @@ pub fn document(
 /// A client of the auth API with the node's identity, through `server` (the proxy
 /// passes it through, or an auth server directly).
 pub async fn auth_client(server: &str, identity: &HostIdentity) -> Result<AuthClient, AgentError> {
-    auth_client_from(server, None, identity).await
+    auth_client_from(server, jumpgate_api::DialOptions::default(), identity).await
 }
 
-/// [`auth_client`], dialling from the source address `local_ip` (any port) when given: a
-/// load tool simulating many hosts on one machine gives each its own loopback address.
+/// [`auth_client`], dialling as `dial` says (a load tool simulating many hosts on one
+/// machine gives each its own loopback address).
 pub async fn auth_client_from(
     server: &str,
-    local_ip: Option<std::net::IpAddr>,
+    dial: jumpgate_api::DialOptions,
     identity: &HostIdentity,
 ) -> Result<AuthClient, AgentError> {
     let tls = identity_tls(identity).map_err(IdentityError::Credentials)?;
-    jumpgate_api::connect_from(server, tls, local_ip)
+    jumpgate_api::connect_from(server, tls, dial)
         .await
         .map_err(|err| AgentError::Unreachable(Unreachable::Connect(err)))
 }
@@ -115,10 +115,10 @@ pub async fn auth_client_from(
 /// [`auth_client_from`] for the auth API mirrors, which take the API's own error.
 pub(crate) async fn auth_api(
     server: &str,
-    local_ip: Option<std::net::IpAddr>,
+    dial: jumpgate_api::DialOptions,
     identity: &HostIdentity,
 ) -> Result<AuthClient, jumpgate_api::ApiError> {
-    jumpgate_api::connect_from(server, identity_tls(identity)?, local_ip).await
+    jumpgate_api::connect_from(server, identity_tls(identity)?, dial).await
 }
 
 fn identity_tls(
@@ -135,6 +135,7 @@ fn identity_tls(
 /// Sends heartbeats until `stop` resolves, reconnecting when the auth API goes away.
 pub async fn run(
     server: String,
+    dial: jumpgate_api::DialOptions,
     mut identity: tokio::sync::watch::Receiver<HostIdentity>,
     host_name: String,
     labels: BTreeMap<String, String>,
@@ -163,7 +164,7 @@ pub async fn run(
         }
         let current = identity.borrow().clone();
         if client.is_none() {
-            match auth_client(&server, &current).await {
+            match auth_client_from(&server, dial, &current).await {
                 Ok(connected) => client = Some(connected),
                 Err(err) => {
                     warn!(%err, "cannot reach the auth service for heartbeats; retrying");

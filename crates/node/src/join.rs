@@ -26,8 +26,8 @@ pub struct JoinSpec<'a> {
     pub role: &'a str,
     /// DNS names and IP addresses the host serves under (put in its certificates).
     pub addresses: &'a [String],
-    /// The source address to dial from (any port); `None`: the system's choice.
-    pub local_ip: Option<std::net::IpAddr>,
+    /// How to dial: the source address, the `LOCAL` PROXY header to the daemon's own proxy.
+    pub dial: jumpgate_api::DialOptions,
 }
 
 impl std::fmt::Debug for JoinSpec<'_> {
@@ -50,7 +50,7 @@ pub async fn join(params: JoinSpec<'_>) -> Result<HostIdentity, AgentError> {
         ));
     }
     let tls = jumpgate_api::tls::pinned_client_config(params.ca_pins).map_err(AgentError::CaPin)?;
-    let mut client = jumpgate_api::connect_from(params.server, tls, params.local_ip)
+    let mut client = jumpgate_api::connect_from(params.server, tls, params.dial)
         .await
         .map_err(|err| AgentError::Unreachable(Unreachable::Connect(err)))?;
     let keys = HostKeys::generate(params.host_name)?;

@@ -168,6 +168,9 @@ pub struct AgentConfig {
     pub listen_addr: Option<String>,
     /// The SSH algorithms to offer (`jumpgate.kex_algos`, `ciphers`, `mac_algos`).
     pub ssh_algorithms: jumpgate_types::config::SshAlgorithms,
+    /// How every connection to `server` is dialled (the all-in-one daemon's agent sends
+    /// its own proxy a `LOCAL` PROXY header when that proxy has `proxy_protocol: on`).
+    pub dial: jumpgate_api::DialOptions,
 }
 
 impl std::fmt::Debug for AgentConfig {
@@ -192,7 +195,7 @@ impl AgentConfig {
             host_name: &self.host_name,
             role: "node",
             addresses: &[],
-            local_ip: None,
+            dial: self.dial,
         }
     }
 }
@@ -228,16 +231,8 @@ pub async fn load_or_join(
     Ok(joined)
 }
 
-/// Connects to the auth API (through `server`) with the identity of the moment.
-fn auth_connector(
-    server: String,
-    identity: watch::Receiver<HostIdentity>,
-) -> jumpgate_api::mirror::Connect {
-    auth_connector_from(server, None, identity)
-}
-
-/// [`auth_connector`], dialling from the source address `local_ip` (any port) when given:
-/// a load tool simulating many hosts on one machine gives each its own loopback address.
+/// Connects to the auth API (through `server`, dialling as `dial` says) with the identity
+/// of the moment.
 ///
 /// Every caller shares one connection per identity: the caches, the audit events and the
 /// recording uploads are streams multiplexed over one HTTP/2 connection (a tonic channel,
@@ -245,7 +240,7 @@ fn auth_connector(
 /// auth holds one socket per node rather than five. A renewed identity gets a new one.
 pub fn auth_connector_from(
     server: String,
-    local_ip: Option<std::net::IpAddr>,
+    dial: jumpgate_api::DialOptions,
     identity: watch::Receiver<HostIdentity>,
 ) -> jumpgate_api::mirror::Connect {
     let shared: Arc<tokio::sync::Mutex<Option<(String, jumpgate_api::AuthClient)>>> =
@@ -261,7 +256,7 @@ pub fn auth_connector_from(
             {
                 return Ok(client.clone());
             }
-            let client = heartbeat::auth_api(&server, local_ip, &identity).await?;
+            let client = heartbeat::auth_api(&server, dial, &identity).await?;
             *shared = Some((identity.tls_cert_pem.clone(), client.clone()));
             Ok(client)
         })
@@ -340,7 +335,7 @@ pub async fn run(config: AgentConfig, identity: HostIdentity, shutdown: Cancella
         )));
     }
     let (identity_tx, identity_rx) = watch::channel(identity);
-    let connect = auth_connector(config.server.clone(), identity_rx.clone());
+    let connect = auth_connector_from(config.server.clone(), config.dial, identity_rx.clone());
     let events = ssh::events::EventSink::default();
     tasks.push(tokio::spawn(events.clone().run(connect.clone(), stop())));
     let Caches {
@@ -377,8 +372,9 @@ pub async fn run(config: AgentConfig, identity: HostIdentity, shutdown: Cancella
         tasks.push(tokio::spawn(ssh::listen(ssh.clone(), addr, stop())));
     }
     if config.tunnel {
-        tasks.push(tokio::spawn(tunnel::run(
+        tasks.push(tokio::spawn(tunnel::run_from(
             config.server.clone(),
+            config.dial,
             identity_rx.clone(),
             state.clone(),
             Some(ssh.clone()),
@@ -387,6 +383,7 @@ pub async fn run(config: AgentConfig, identity: HostIdentity, shutdown: Cancella
     }
     tasks.push(tokio::spawn(renew::run(
         config.server.clone(),
+        config.dial,
         identity_tx,
         config.data_dir.clone(),
         config.host_name.clone(),
@@ -395,6 +392,7 @@ pub async fn run(config: AgentConfig, identity: HostIdentity, shutdown: Cancella
     )));
     tasks.push(tokio::spawn(heartbeat::run(
         config.server.clone(),
+        config.dial,
         identity_rx,
         config.host_name.clone(),
         config.labels.clone(),

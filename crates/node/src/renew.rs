@@ -6,7 +6,7 @@
 //! the current CAs. The old certificates stay valid meanwhile, so there is time; a host
 //! that was off for longer than its certificate lives joins again with a token.
 
-use crate::heartbeat::auth_client;
+use crate::heartbeat::auth_client_from;
 use crate::identity::{HostIdentity, HostKeys};
 use crate::{AgentError, JoinRefused, Unreachable};
 use jumpgate_api::{AuthClient, proto};
@@ -74,11 +74,12 @@ pub async fn renew(
 /// Checks the cluster's CAs and renews `identity` when needed; returns the new one.
 pub async fn check_and_renew(
     server: &str,
+    dial: jumpgate_api::DialOptions,
     identity: &HostIdentity,
     host_name: &str,
     addresses: &[String],
 ) -> Result<Option<HostIdentity>, AgentError> {
-    let mut client = auth_client(server, identity).await?;
+    let mut client = auth_client_from(server, dial, identity).await?;
     let status = client
         .status(proto::StatusRequest {})
         .await
@@ -99,6 +100,7 @@ pub const CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 /// `data_dir` first, then published to the tasks that use it.
 pub async fn run(
     server: String,
+    dial: jumpgate_api::DialOptions,
     identity: tokio::sync::watch::Sender<HostIdentity>,
     data_dir: std::path::PathBuf,
     host_name: String,
@@ -112,7 +114,7 @@ pub async fn run(
             () = tokio::time::sleep(CHECK_EVERY) => {}
         }
         let current = identity.borrow().clone();
-        match check_and_renew(&server, &current, &host_name, &addresses).await {
+        match check_and_renew(&server, dial, &current, &host_name, &addresses).await {
             Ok(None) => {}
             Ok(Some(renewed)) => {
                 if let Err(err) = renewed.save(&data_dir) {

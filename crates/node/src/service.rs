@@ -72,6 +72,7 @@ pub fn agent_settings(
             .listen_addr
             .as_ref()
             .map(ToString::to_string),
+        dial: jumpgate_api::DialOptions::default(),
     }
 }
 

@@ -109,14 +109,23 @@ pub async fn run(
     ssh: Option<Arc<SshService>>,
     stop: impl std::future::Future<Output = ()>,
 ) {
-    run_from(proxy_addr, None, identity, state, ssh, stop).await;
+    run_from(
+        proxy_addr,
+        jumpgate_api::DialOptions::default(),
+        identity,
+        state,
+        ssh,
+        stop,
+    )
+    .await;
 }
 
-/// [`run`], dialling from the source address `local_ip` (any port) when given: a load
-/// tool simulating many hosts on one machine gives each its own loopback address.
+/// [`run`], dialling as `dial` says (a load tool simulating many hosts on one machine
+/// gives each its own loopback address; the agent of an all-in-one daemon sends its own
+/// proxy a `LOCAL` PROXY header).
 pub async fn run_from(
     proxy_addr: String,
-    local_ip: Option<std::net::IpAddr>,
+    dial: jumpgate_api::DialOptions,
     identity: watch::Receiver<HostIdentity>,
     state: SharedState,
     ssh: Option<Arc<SshService>>,
@@ -137,7 +146,7 @@ pub async fn run_from(
             let holding: Holding = Arc::default();
             let context = SlotContext {
                 proxy_addr: proxy_addr.clone(),
-                local_ip,
+                dial,
                 identity: identity.clone(),
                 state: state.clone(),
                 held: held.clone(),
@@ -205,7 +214,7 @@ fn end_surplus(
 /// What every slot's task shares: where to dial, as whom, and what to serve.
 struct SlotContext {
     proxy_addr: String,
-    local_ip: Option<std::net::IpAddr>,
+    dial: jumpgate_api::DialOptions,
     identity: watch::Receiver<HostIdentity>,
     state: SharedState,
     /// The proxies some slot holds, so that no two slots hold the same one.
@@ -295,7 +304,7 @@ fn slots_to_end(
 async fn keep_one(context: SlotContext, holding: Holding) {
     let SlotContext {
         proxy_addr,
-        local_ip,
+        dial,
         identity,
         state,
         held,
@@ -313,7 +322,7 @@ async fn keep_one(context: SlotContext, holding: Holding) {
         // The identity of the moment: renewed after a CA rotation.
         let current = identity.borrow().clone();
         let mut wait = None;
-        match connect(&proxy_addr, local_ip, &current).await {
+        match connect(&proxy_addr, dial, &current).await {
             Ok((proxy, stream)) => {
                 let fresh = held
                     .lock()
@@ -363,7 +372,7 @@ type TunnelConnection = h2::server::Connection<TunnelStream, Bytes>;
 /// stream, before any HTTP/2.
 async fn connect(
     proxy_addr: &str,
-    local_ip: Option<std::net::IpAddr>,
+    dial: jumpgate_api::DialOptions,
     identity: &HostIdentity,
 ) -> Result<(String, TunnelStream), AgentError> {
     let tls = TlsCredentials::from_pem(
@@ -383,7 +392,7 @@ async fn connect(
     };
     let tcp = tokio::time::timeout(
         CONNECT_TIMEOUT,
-        jumpgate_api::client::dial(proxy_addr, local_ip),
+        jumpgate_api::client::dial(proxy_addr, dial),
     )
     .await
     .map_err(|_| unreachable(TunnelFailure::DialTimeout))?

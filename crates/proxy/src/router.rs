@@ -310,15 +310,23 @@ impl Router {
     async fn handle(&self, mut tcp: TcpStream, peer: SocketAddr, outcome: &mut Outcome) {
         let deadline = tokio::time::Instant::now() + self.settings.handshake_timeout;
         let trusted = &self.settings.proxy_protocol_trusted;
-        if self.settings.proxy_protocol
+        let untrusted = self.settings.proxy_protocol
             && !trusted.is_empty()
-            && !trusted.iter().any(|net| net.contains(&peer.ip()))
-        {
+            && !trusted.iter().any(|net| net.contains(&peer.ip()));
+        // This host's own connections (the all-in-one daemon's agent) may come from outside
+        // the balancers' networks, with a LOCAL header that claims no address.
+        let from_this_host = peer.ip().is_loopback()
+            || tcp.local_addr().is_ok_and(|local| local.ip() == peer.ip());
+        if untrusted && !from_this_host {
             info!(%peer, "refused a connection: proxy_protocol is on and it does not come from a trusted load balancer (proxy_protocol_trusted_cidrs), so its PROXY header could claim any address");
             return;
         }
         let (client, mut buffer) = if self.settings.proxy_protocol {
             match read_header(&mut tcp, self.settings.handshake_timeout).await {
+                Ok((header, _)) if untrusted && header.source.is_some() => {
+                    info!(%peer, "refused a connection: a PROXY header claiming a client address from this host, outside proxy_protocol_trusted_cidrs (only a LOCAL header is taken from here)");
+                    return;
+                }
                 Ok((header, leftover)) => (header.source.unwrap_or(peer), leftover),
                 Err(err) => {
                     info!(%peer, %err, "refused a connection: bad or missing PROXY protocol header (proxy_protocol is on)");

@@ -242,7 +242,7 @@ pub async fn join(
             host_name: &host_name,
             role: "proxy",
             addresses: &addresses,
-            local_ip: None,
+            dial: jumpgate_api::DialOptions::default(),
         },
         "proxy",
         readiness,
@@ -515,6 +515,7 @@ async fn renew_joined(
         }
         let checked = jumpgate_node::renew::check_and_renew(
             &auth_addr,
+            jumpgate_api::DialOptions::default(),
             &joined.identity,
             &joined.host_name,
             &joined.addresses,

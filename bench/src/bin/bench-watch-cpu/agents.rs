@@ -110,7 +110,10 @@ async fn join(args: &AgentArgs, i: usize, failures: &AtomicUsize) -> Option<Host
             host_name: &host_name,
             role: "node",
             addresses: &[],
-            local_ip: Some(source_ip(i)),
+            dial: jumpgate_api::DialOptions {
+                local_ip: Some(source_ip(i)),
+                ..Default::default()
+            },
         };
         match jumpgate_node::join::join(params).await {
             Ok(joined) => return Some(joined),
@@ -158,11 +161,14 @@ pub async fn agents(args: AgentArgs) {
             let Some(identity) = identity else { return };
             joined.fetch_add(1, Ordering::Relaxed);
             let proxy = args.proxies[i % args.proxies.len()].clone();
-            let local_ip = Some(source_ip(i));
+            let dial = jumpgate_api::DialOptions {
+                local_ip: Some(source_ip(i)),
+                ..Default::default()
+            };
             let host_name = format!("load-{i}");
             let (identity_tx, identity_rx) = tokio::sync::watch::channel(identity);
             let connect =
-                jumpgate_node::auth_connector_from(proxy.clone(), local_ip, identity_rx.clone());
+                jumpgate_node::auth_connector_from(proxy.clone(), dial, identity_rx.clone());
             caches
                 .lock()
                 .unwrap()
@@ -172,6 +178,7 @@ pub async fn agents(args: AgentArgs) {
             if args.heartbeats {
                 tokio::spawn(jumpgate_node::heartbeat::run(
                     args.auth.clone(),
+                    jumpgate_api::DialOptions::default(),
                     identity_rx.clone(),
                     host_name,
                     std::collections::BTreeMap::new(),
@@ -180,15 +187,8 @@ pub async fn agents(args: AgentArgs) {
                 ));
             }
             if i < tunnelled_below {
-                jumpgate_node::tunnel::run_from(
-                    proxy,
-                    local_ip,
-                    identity_rx,
-                    state,
-                    None,
-                    forever(),
-                )
-                .await;
+                jumpgate_node::tunnel::run_from(proxy, dial, identity_rx, state, None, forever())
+                    .await;
             } else {
                 // Keeps the identity sender (and so the caches' connector) alive.
                 forever().await;
