@@ -6,34 +6,13 @@ use jumpgate_test_support::{Bins, text};
 use std::path::Path;
 use std::process::Command;
 
-/// The login on the servers: a user of its own with a stock home (`/etc/skel`), so the
-/// remote shell's start is the system's, not whatever root's `~/.bashrc` runs on this
-/// machine (here `pyenv init`, ~105 ms that every variant paid alike).
-pub const LOGIN: &str = "jgbench";
+/// The login on the servers ([`jumpgate_test_support::TIMING_LOGIN`]: its own user with a
+/// stock home, so root's `~/.bashrc` on this machine, here `pyenv init`, is not timed).
+pub use jumpgate_test_support::TIMING_LOGIN as LOGIN;
 
-/// Creates [`LOGIN`] (a home from `/etc/skel`, bash) unless it exists. Its password
-/// field is `*` (no password) rather than useradd's `!` (locked), which sshd without PAM
-/// refuses even for a certificate login.
+/// Creates [`LOGIN`] unless it exists.
 pub fn ensure_login_user() {
-    let known = Command::new("id").arg(LOGIN).output().unwrap();
-    if !known.status.success() {
-        passwd_tool("useradd", &["--create-home", "--shell", "/bin/bash", LOGIN]);
-    }
-    passwd_tool("usermod", &["--password", "*", LOGIN]);
-}
-
-/// Runs `useradd`/`usermod` (the passwd package), which must succeed.
-fn passwd_tool(program: &str, args: &[&str]) {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|err| panic!("{program} (passwd package) for the benchmark login: {err}"));
-    assert!(
-        out.status.success(),
-        "{program} {}: {}",
-        args.join(" "),
-        text(&out.stderr)
-    );
+    jumpgate_test_support::ensure_timing_login();
 }
 
 /// Adds the Jumpgate user `user` (role `access`, login [`LOGIN`]) to the cluster whose

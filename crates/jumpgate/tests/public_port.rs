@@ -267,7 +267,12 @@ fn a_proxy_header_is_taken_only_from_the_trusted_load_balancers() {
     let daemon = support::Daemon::start_in(
         &server,
         support::bins(),
-        &["-c", config.to_str().unwrap(), "--proxy-addr", "0.0.0.0:3080"],
+        &[
+            "-c",
+            config.to_str().unwrap(),
+            "--proxy-addr",
+            "0.0.0.0:3080",
+        ],
         &dir.path().join("daemon.log"),
     );
     // The agent next to the proxy joins and holds its tunnel through the proxy: without
@@ -288,7 +293,12 @@ fn a_proxy_header_is_taken_only_from_the_trusted_load_balancers() {
         text(&out.stdout)
     };
     let public = server.addr(3080).to_string();
-    assert_eq!(ping(&balancer, &public, true), "200", "{}", daemon.log_text());
+    assert_eq!(
+        ping(&balancer, &public, true),
+        "200",
+        "{}",
+        daemon.log_text()
+    );
     assert_ne!(
         ping(&stranger, &public, true),
         "200",

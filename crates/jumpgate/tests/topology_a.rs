@@ -103,10 +103,13 @@ async fn seed_000s_first_setup_survives_losing_an_etcd_member_an_auth_server_and
 
     let bins = support::bins();
     let login = jumpgate_test_support::current_user();
+    // Timings use a login of their own, whose shell starts as the system's does.
+    let timing = jumpgate_test_support::ensure_timing_login();
+    let logins = format!("{login},{timing}");
     let users = ["ann", "ben", "cid", "dot"];
     let otps: Vec<String> = users
         .iter()
-        .map(|user| bins.add_user(&data, user, "access", &login))
+        .map(|user| bins.add_user(&data, user, "access", &logins))
         .collect();
     let ca = data.join("admin/ca.pem");
     let target = format!("{login}@app-a");
@@ -140,14 +143,14 @@ async fn seed_000s_first_setup_survives_losing_an_etcd_member_an_auth_server_and
     let dev_dir = dir.join("dev");
     std::fs::create_dir_all(&dev_dir).unwrap();
     let dev_cluster = support::start_dev_cluster(&dev_dir);
-    let uri = dev_cluster.add_user("dev-user", &login);
+    let uri = dev_cluster.add_user("dev-user", timing);
     let dev_home = dev_dir.join("home");
     dev_cluster.login(&dev_home, "dev-user", &uri);
-    let dev_target = format!("{login}@{}", dev_cluster.wait_for_dev_node());
+    let dev_target = format!("{timing}@{}", dev_cluster.wait_for_dev_node());
     let medians = support::ssh_medians(
         &[
             (bins, &dev_home, &dev_target),
-            (bins, &dir.join("ann-home"), &target),
+            (bins, &dir.join("ann-home"), &format!("{timing}@app-a")),
         ],
         SAMPLES,
     );

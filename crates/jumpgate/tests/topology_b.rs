@@ -261,11 +261,14 @@ async fn seed_004_two_regions_dynamodb_s3_peering_survives_losing_a_proxy_and_an
     );
 
     let login = jumpgate_test_support::current_user();
+    // Timings use a login of their own, whose shell starts as the system's does.
+    let timing = jumpgate_test_support::ensure_timing_login();
+    let logins = format!("{login},{timing}");
     let ca = data_1.join("admin/ca.pem");
     let ann = support::bins().in_host(&user_us);
     let eve = support::bins().in_host(&user_eu);
     let log_in = |bins: &Bins, admin: &Bins, data: &Path, user: &str| {
-        let otp = admin.add_user(data, user, "access", &login);
+        let otp = admin.add_user(data, user, "access", &logins);
         let home = dir.join(format!("{user}-home"));
         let out = bins.login(&home, &public, &ca, user, &otp);
         assert!(out.status.success(), "login {user}: {}", text(&out.stderr));
@@ -295,12 +298,12 @@ async fn seed_004_two_regions_dynamodb_s3_peering_survives_losing_a_proxy_and_an
     let dev_dir = dir.join("dev");
     std::fs::create_dir_all(&dev_dir).unwrap();
     let dev_cluster = Cluster::start(support::bins(), &dev_dir);
-    let uri = dev_cluster.add_user("dev-user", &login);
+    let uri = dev_cluster.add_user("dev-user", timing);
     let dev_home = dev_dir.join("home");
     dev_cluster.login(&dev_home, "dev-user", &uri);
-    let dev_target = format!("{login}@{}", dev_cluster.wait_for_dev_node());
+    let dev_target = format!("{timing}@{}", dev_cluster.wait_for_dev_node());
     let eve_far = support::bins().in_host(&user_eu_far);
-    let (at_us, at_eu) = (format!("{login}@node-us"), format!("{login}@node-eu"));
+    let (at_us, at_eu) = (format!("{timing}@node-us"), format!("{timing}@node-eu"));
     let medians = support::ssh_medians(
         &[
             (support::bins(), &dev_home, &dev_target),

@@ -57,8 +57,7 @@ impl Backoff {
     pub fn next_delay(&mut self) -> Duration {
         let ceiling = self.ceiling;
         self.ceiling = (self.ceiling * 2).min(MAX_RETRY);
-        let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
-        Duration::from_millis(rand::rng().random_range(0..=millis))
+        jitter(ceiling)
     }
 
     pub fn reset(&mut self) {
@@ -84,8 +83,7 @@ impl Landings {
     fn next_delay(&mut self, backoff: &mut Backoff) -> Duration {
         self.in_a_row = self.in_a_row.saturating_add(1);
         if self.in_a_row <= LANDINGS_BEFORE_BACKOFF {
-            let millis = u64::try_from(FIRST_RETRY.as_millis()).unwrap_or(u64::MAX);
-            Duration::from_millis(rand::rng().random_range(0..=millis))
+            jitter(FIRST_RETRY)
         } else {
             backoff.next_delay()
         }
@@ -318,6 +316,8 @@ async fn keep_one(context: SlotContext, holding: Holding) {
     };
     let mut backoff = Backoff::default();
     let mut landings = Landings::default();
+    // Changes from here on: what the discovery lists now is what the dials are for.
+    let mut listed = discovery.subscribe();
     loop {
         // The identity of the moment: renewed after a CA rotation.
         let current = identity.borrow().clone();
@@ -361,8 +361,46 @@ async fn keep_one(context: SlotContext, holding: Holding) {
         }
         let wait = wait.unwrap_or_else(|| backoff.next_delay());
         debug!(?wait, "next tunnel attempt");
-        tokio::time::sleep(wait).await;
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = a_proxy_not_held_is_listed(&mut listed, &held) => {
+                // A proxy joined (or came back): a backoff grown while every dial landed
+                // on the proxies held would keep this slot away from it for up to
+                // MAX_RETRY. Try for it now, from a fresh start, jittered so the agents
+                // that all learn of it at once do not dial at the same moment.
+                debug!("a proxy not held joined the discovery; trying for it now");
+                backoff.reset();
+                landings.reset();
+                tokio::time::sleep(jitter(FIRST_RETRY)).await;
+            }
+        }
     }
+}
+
+/// Resolves at the next change of the discovery that lists a proxy no slot holds.
+async fn a_proxy_not_held_is_listed(
+    listed: &mut watch::Receiver<Discovery>,
+    held: &Mutex<BTreeSet<String>>,
+) {
+    loop {
+        if listed.changed().await.is_err() {
+            // The agent is stopping: the sleep beside this decides.
+            std::future::pending::<()>().await;
+        }
+        let proxies = listed.borrow_and_update().proxies().to_vec();
+        let held = held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if proxies.iter().any(|proxy| !held.contains(proxy)) {
+            return;
+        }
+    }
+}
+
+/// A uniform wait in `[0, ceiling]`.
+fn jitter(ceiling: Duration) -> Duration {
+    let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+    Duration::from_millis(rand::rng().random_range(0..=millis))
 }
 
 type TunnelStream = tokio_rustls::client::TlsStream<TcpStream>;
@@ -535,6 +573,36 @@ async fn handle_stream(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A retrying slot wakes for a proxy it could take, not for a change that lists only
+    /// proxies already held (which would make a region's agents dial at every change).
+    #[tokio::test]
+    async fn a_retrying_slot_wakes_when_a_proxy_not_held_is_listed() {
+        let strategy = TunnelStrategy::ProxyPeering {
+            agent_connection_count: 2,
+        };
+        let listing = |names: &[&str]| {
+            Discovery::new(names.iter().map(ToString::to_string).collect(), strategy)
+        };
+        let (tx, mut rx) = watch::channel(listing(&["a"]));
+        let held = Mutex::new(BTreeSet::from(["a".to_string(), "b".to_string()]));
+        let mut woken = std::pin::pin!(a_proxy_not_held_is_listed(&mut rx, &held));
+        let brief = Duration::from_millis(50);
+        assert!(
+            tokio::time::timeout(brief, woken.as_mut()).await.is_err(),
+            "woke with nothing changed"
+        );
+        tx.send_replace(listing(&["a", "b"]));
+        assert!(
+            tokio::time::timeout(brief, woken.as_mut()).await.is_err(),
+            "woke for proxies already held"
+        );
+        tx.send_replace(listing(&["a", "b", "c"]));
+        assert!(
+            tokio::time::timeout(brief, woken.as_mut()).await.is_ok(),
+            "did not wake for a new proxy"
+        );
+    }
 
     #[test]
     fn fewer_tunnels_end_retrying_slots_and_live_ones_only_past_the_strategys_count() {

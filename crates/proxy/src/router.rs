@@ -315,8 +315,8 @@ impl Router {
             && !trusted.iter().any(|net| net.contains(&peer.ip()));
         // This host's own connections (the all-in-one daemon's agent) may come from outside
         // the balancers' networks, with a LOCAL header that claims no address.
-        let from_this_host = peer.ip().is_loopback()
-            || tcp.local_addr().is_ok_and(|local| local.ip() == peer.ip());
+        let from_this_host =
+            peer.ip().is_loopback() || tcp.local_addr().is_ok_and(|local| local.ip() == peer.ip());
         if untrusted && !from_this_host {
             info!(%peer, "refused a connection: proxy_protocol is on and it does not come from a trusted load balancer (proxy_protocol_trusted_cidrs), so its PROXY header could claim any address");
             return;

@@ -50,5 +50,8 @@ pub use postgres::{PG_DATABASE, PG_PASSWORD, PG_USER, PgTls, Postgres};
 pub use process::{Process, output_within, run, run_ok, text};
 pub use regions::{Host, Regions};
 pub use s3::{S3_ACCESS_KEY, S3_BUCKET, S3_SECRET_KEY, S3Server};
-pub use sshd::{HostKey, KnownHosts, Sshd, SshdConfig, current_user, openssh_to};
+pub use sshd::{
+    HostKey, KnownHosts, Sshd, SshdConfig, TIMING_LOGIN, current_user, ensure_timing_login,
+    openssh_to,
+};
 pub use wait::{eventually, free_port, http_get, wait_for, wait_until};

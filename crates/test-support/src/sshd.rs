@@ -193,3 +193,40 @@ pub fn current_user() -> String {
     let out = Command::new("id").arg("-un").output().unwrap();
     text(&out.stdout).trim().to_string()
 }
+
+/// The login that timings use: a user of its own with a stock home (`/etc/skel`), so the
+/// remote shell's start is the system's, not whatever root's `~/.bashrc` runs on this
+/// machine. Bash reads `~/.bashrc` even for `bash -c` when it runs under SSH (Debian
+/// builds it so); here root's runs `pyenv init`, 100 to 300 ms that would swamp what a
+/// timing means to compare.
+pub const TIMING_LOGIN: &str = "jgbench";
+
+/// Creates [`TIMING_LOGIN`] (a home from `/etc/skel`, bash) unless it exists, and returns
+/// its name. Its password field is `*` (no password) rather than useradd's `!` (locked),
+/// which sshd without PAM refuses even for a certificate login. Safe to call from tests
+/// running at once: a concurrent creation counts as success.
+pub fn ensure_timing_login() -> &'static str {
+    let exists = || {
+        Command::new("id")
+            .arg(TIMING_LOGIN)
+            .output()
+            .is_ok_and(|out| out.status.success())
+    };
+    if !exists() {
+        let out = Command::new("useradd")
+            .args(["--create-home", "--shell", "/bin/bash", TIMING_LOGIN])
+            .output()
+            .expect("useradd (the passwd package) for the timing login");
+        assert!(
+            out.status.success() || exists(),
+            "useradd {TIMING_LOGIN}: {}",
+            text(&out.stderr)
+        );
+    }
+    let out = Command::new("usermod")
+        .args(["--password", "*", TIMING_LOGIN])
+        .output()
+        .expect("usermod (the passwd package) for the timing login");
+    assert!(out.status.success(), "usermod: {}", text(&out.stderr));
+    TIMING_LOGIN
+}

@@ -340,8 +340,10 @@ pub fn ssh_medians(paths: &[(&Bins, &Path, &str)], samples: usize) -> Vec<std::t
     }
     times
         .into_iter()
-        .map(|mut times| {
+        .zip(paths)
+        .map(|(mut times, (_, _, target))| {
             times.sort();
+            println!("jsh ssh {target} true: {times:?}");
             times[times.len() / 2]
         })
         .collect()
