@@ -112,6 +112,8 @@ pub enum ClientError {
 
 fn dial_message(code: DialErrorCode, message: &str) -> String {
     match code {
+        // The proxy's own message says where to look already; an older proxy's may not.
+        DialErrorCode::NotFound if message.contains("jsh ls") => format!("unknown node: {message}"),
         DialErrorCode::NotFound => {
             format!("unknown node: {message} (`jsh ls` lists the nodes you can reach)")
         }

@@ -300,6 +300,11 @@ fn jsh_scp_copies_directory_trees_and_explains_errors() {
     // An unknown node.
     let stderr = scp_fails(&home, &[path(&tree.join("a.txt")), "root@no-such-node:x"]);
     assert!(stderr.contains("unknown node"), "{stderr}");
+    assert_eq!(
+        stderr.matches("`jsh ls` lists").count(),
+        1,
+        "the hint once: {stderr}"
+    );
 }
 
 /// A role with `ssh_file_copy: false`: sftp is refused by the node, which says why,
