@@ -98,6 +98,17 @@ impl<T> LiveSet<T> {
         ended
     }
 
+    /// What each live entry registered, in no particular order.
+    pub fn infos(&self) -> Vec<T>
+    where
+        T: Clone,
+    {
+        self.entries()
+            .values()
+            .map(|entry| entry.info.clone())
+            .collect()
+    }
+
     /// How many connections are live.
     pub fn len(&self) -> usize {
         self.entries().len()

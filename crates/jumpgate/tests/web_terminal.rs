@@ -1,7 +1,8 @@
 //! The web terminal end to end (issue 17): a WebSocket to the proxy, opened with a web
 //! session's cookie as a browser does, is a real PTY session on the node as the session's
 //! user: output, input, resize, the exit status in the close frame, one `session.start`
-//! in the audit log and a recording with what was typed. Refusals: a socket from another
+//! in the audit log and a recording with what was typed; the session listed as in progress
+//! while it runs (to whom the roles allow). Refusals: a socket from another
 //! site or with no `Origin`, a node the roles deny, a login they do not allow.
 #![allow(
     clippy::unwrap_used,
@@ -215,6 +216,40 @@ async fn the_web_terminal_is_a_recorded_pty_session_as_the_sessions_user() {
         .await
         .unwrap();
     read_until(&mut socket, "30 100").await;
+
+    // The session is listed as in progress: to its user and to an auditor, not to
+    // another user with `access` (who sees only their own).
+    add("aud", "access,auditor");
+    add("ned", "access");
+    let active = |user: &str| {
+        let cookie = web_login(&proxy, &ca, user);
+        let (status, _, body) = web_get(&proxy, &ca, &cookie, "/webapi/web/active-sessions");
+        assert_eq!(status, 200, "{body}");
+        let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+        page["sessions"].as_array().cloned().unwrap_or_default()
+    };
+    let tess_listed = |sessions: &[serde_json::Value]| {
+        sessions.iter().any(|session| {
+            session["user"] == "tess"
+                && session["node_hostname"] == "term-node"
+                && session["login"] == login.as_str()
+                && session["interactive"] == true
+        })
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || tess_listed(&active("tess"))),
+        "tess's session is not listed for tess: {:?}",
+        active("tess")
+    );
+    assert!(tess_listed(&active("aud")), "{:?}", active("aud"));
+    let seen_by_ned = active("ned");
+    assert!(
+        seen_by_ned.is_empty(),
+        "another user sees tess's session: {seen_by_ned:?}"
+    );
+    // Past the listing's 20 s expiry, the node's heartbeats keep it listed.
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    assert!(tess_listed(&active("aud")), "{:?}", active("aud"));
     socket
         .send(Message::Binary(b"exit 3\n".to_vec().into()))
         .await
@@ -230,6 +265,12 @@ async fn the_web_terminal_is_a_recorded_pty_session_as_the_sessions_user() {
     .await
     .unwrap();
     assert_eq!(closed.as_deref(), Some("the shell exited with status 3"));
+    // Its session.end takes it off the list.
+    assert!(
+        wait_until(Duration::from_secs(10), || !tess_listed(&active("aud"))),
+        "an ended session is still listed: {:?}",
+        active("aud")
+    );
 
     // The node audited one session as tess, and recorded what the terminal showed.
     let bins = support::bins();

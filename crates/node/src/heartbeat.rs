@@ -30,6 +30,9 @@ pub struct NodeState {
     /// node's record names (proxy peering), so the record follows a moved tunnel at once,
     /// not a beat later.
     tunnels_changed: Arc<tokio::sync::Notify>,
+    /// The IDs of the sessions in progress here, named in every heartbeat so that auth
+    /// keeps them in its list of active sessions.
+    pub sessions: Arc<jumpgate_api::live::LiveSet<String>>,
 }
 
 impl NodeState {
@@ -172,12 +175,19 @@ pub async fn run(
                 }
             }
         }
-        let document = document(&current, &host_name, &labels, &lock(&state));
+        let (document, live_sessions) = {
+            let state = lock(&state);
+            (
+                document(&current, &host_name, &labels, &state),
+                state.sessions.infos(),
+            )
+        };
         if let Some(connected) = client.as_mut() {
             let sent = connected
                 .heartbeat(proto::HeartbeatRequest {
                     document,
                     ttl_seconds: i64::try_from(HEARTBEAT_TTL.as_secs()).unwrap_or(15),
+                    live_sessions,
                 })
                 .await;
             match sent {

@@ -361,6 +361,7 @@ pub async fn run(config: AgentConfig, identity: HostIdentity, shutdown: Cancella
         users,
         locks,
         live: Arc::default(),
+        sessions: heartbeat::lock(&state).sessions.clone(),
         events,
         recordings,
         unauthenticated: Arc::new(tokio::sync::Semaphore::new(ssh::MAX_UNAUTHENTICATED)),

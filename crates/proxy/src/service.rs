@@ -745,6 +745,7 @@ async fn start(
                         let request = proto::HeartbeatRequest {
                             document: document.clone(),
                             ttl_seconds: i64::try_from(HEARTBEAT_TTL.as_secs()).unwrap_or(4),
+                            live_sessions: Vec::new(),
                         };
                         // Bounded: a hung call must not hold back the beats after it.
                         match tokio::time::timeout(HEARTBEAT_TTL / 2, auth.heartbeat(request)).await {

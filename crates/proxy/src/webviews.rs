@@ -10,6 +10,9 @@
 //! - `GET /webapi/web/events?from=&to=&type=&user=&session=&limit=&cursor=&order=`: one page
 //!   of the audit log (times in Unix milliseconds; `type` may repeat; `order` `desc` or
 //!   `asc`), each event as the audit log stores it, and the next page's cursor.
+//! - `GET /webapi/web/active-sessions`: the sessions in progress the user may list (auth's
+//!   `ListActiveSessions`, fed by the nodes' `session.start`/`session.end` and heartbeats),
+//!   newest first.
 
 use crate::web::{ApiError, WebState};
 use crate::websession::{Cached, session_of};
@@ -34,6 +37,7 @@ pub(crate) fn routes() -> Router<Arc<WebState>> {
         .route("/webapi/web/recordings", get(recordings))
         .route("/webapi/web/recordings/{file}", get(recording))
         .route("/webapi/web/events", get(events))
+        .route("/webapi/web/active-sessions", get(active_sessions))
 }
 
 fn recordings_error(err: RecordingsError) -> ApiError {
@@ -188,6 +192,49 @@ async fn events(
         events,
         next_cursor: Some(found.next_cursor).filter(|cursor| !cursor.is_empty()),
     }))
+}
+
+#[derive(Debug, Serialize)]
+struct ActiveSession {
+    session_id: String,
+    user: String,
+    login: String,
+    node_uuid: String,
+    node_hostname: String,
+    client_addr: String,
+    interactive: bool,
+    started_unix_millis: i64,
+}
+
+#[derive(Debug, Serialize)]
+struct ActiveSessionsPage {
+    sessions: Vec<ActiveSession>,
+}
+
+async fn active_sessions(
+    State(state): State<Arc<WebState>>,
+    headers: HeaderMap,
+) -> Result<Json<ActiveSessionsPage>, ApiError> {
+    let (_, mut client) = user_client(&state, &headers).await?;
+    let listed = client
+        .list_active_sessions(proto::ListActiveSessionsRequest {})
+        .await?
+        .into_inner();
+    let sessions = listed
+        .sessions
+        .into_iter()
+        .map(|active| ActiveSession {
+            session_id: active.session_id,
+            user: active.user,
+            login: active.login,
+            node_uuid: active.node_uuid,
+            node_hostname: active.node_hostname,
+            client_addr: active.client_addr,
+            interactive: active.interactive,
+            started_unix_millis: active.started_unix_millis,
+        })
+        .collect();
+    Ok(Json(ActiveSessionsPage { sessions }))
 }
 
 #[cfg(test)]

@@ -1035,6 +1035,22 @@ impl AuthService for AuthServer {
         let request = request.into_inner();
         self.store_heartbeat(&caller, &request.document, request.ttl_seconds)
             .await?;
+        if !request.live_sessions.is_empty()
+            && let Some(identity) = caller
+                .identity
+                .as_ref()
+                .filter(|identity| identity.kind == IdentityKind::Node)
+        {
+            if request.live_sessions.len() > sessions::MAX_LIVE_SESSIONS_PER_BEAT {
+                warn!(
+                    node = %identity.name,
+                    named = request.live_sessions.len(),
+                    "a heartbeat named more live sessions than are kept listed"
+                );
+            }
+            self.keep_sessions_alive(&identity.name, &request.live_sessions)
+                .await;
+        }
         Ok(Response::new(proto::HeartbeatResponse {}))
     }
 
@@ -1121,7 +1137,19 @@ impl AuthService for AuthServer {
             }
         }
         for event in events {
-            self.audit(event).await?;
+            self.audit(event.clone()).await?;
+            let tracked = match (event.event_type(), event.sid()) {
+                (EventType::SessionStart, Some(_)) => self.track_session_start(&node, &event).await,
+                (EventType::SessionEnd, Some(session)) => {
+                    self.track_session_end(&node, session).await
+                }
+                _ => Ok(()),
+            };
+            if let Err(err) = tracked {
+                // The audit log has the event; the live list catches up at the next beat
+                // or expires the entry.
+                warn!(%err, "cannot update the list of live sessions");
+            }
         }
         Ok(Response::new(proto::EmitEventsResponse {}))
     }
@@ -1217,6 +1245,53 @@ impl AuthService for AuthServer {
             recordings.push(recording_info(info));
         }
         Ok(Response::new(proto::ListRecordingsResponse { recordings }))
+    }
+
+    async fn list_active_sessions(
+        &self,
+        request: Request<proto::ListActiveSessionsRequest>,
+    ) -> Reply<proto::ListActiveSessionsResponse> {
+        let caller = self.caller(&request)?;
+        let scope = self
+            .require_rule_scoped(&caller, "ListActiveSessions", kinds::SESSION, verbs::LIST)
+            .await?;
+        let cluster_name = self.authorities().cluster.clone();
+        let mut sessions: Vec<proto::ActiveSession> = self
+            .active_sessions()
+            .await?
+            .into_iter()
+            .filter(|active| match &scope {
+                RuleScope::Each(_) => {
+                    let facts = SessionFacts {
+                        sid: active.session_id.clone(),
+                        participants: vec![active.user.clone()],
+                        user: active.user.clone(),
+                        login: active.login.clone(),
+                        server_id: active.node_uuid.clone(),
+                        server_hostname: active.node_hostname.clone(),
+                        cluster_name: cluster_name.clone(),
+                    };
+                    scope
+                        .check(kinds::SESSION, verbs::LIST, ResourceFacts::Session(&facts))
+                        .is_ok()
+                }
+                _ => true,
+            })
+            .map(|active| proto::ActiveSession {
+                session_id: active.session_id,
+                user: active.user,
+                login: active.login,
+                node_uuid: active.node_uuid,
+                node_hostname: active.node_hostname,
+                client_addr: active.client_addr,
+                interactive: active.interactive,
+                started_unix_millis: active.started_unix_millis,
+            })
+            .collect();
+        sessions.sort_by_key(|active| std::cmp::Reverse(active.started_unix_millis));
+        Ok(Response::new(proto::ListActiveSessionsResponse {
+            sessions,
+        }))
     }
 
     async fn get_recording(

@@ -125,6 +125,125 @@ impl AuthServer {
     }
 }
 
+/// How long a live session stays listed after its node last named it: nodes name their
+/// live sessions in every heartbeat (5 s), so a node that died takes its sessions off the
+/// list within this, while a late beat or two does not.
+const ACTIVE_TTL: Duration = Duration::from_secs(20);
+
+/// Most live sessions one heartbeat may name (more are ignored, with a warning).
+pub(crate) const MAX_LIVE_SESSIONS_PER_BEAT: usize = 10_000;
+
+/// Where a live session is listed: under its node, so a node can only keep its own alive.
+const ACTIVE_PREFIX: &str = "/active_sessions/";
+
+/// A session in progress, as `ListActiveSessions` shows it: what its `session.start` said.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ActiveSession {
+    pub(crate) session_id: String,
+    pub(crate) user: String,
+    pub(crate) login: String,
+    pub(crate) node_uuid: String,
+    pub(crate) node_hostname: String,
+    pub(crate) client_addr: String,
+    pub(crate) interactive: bool,
+    pub(crate) started_unix_millis: i64,
+}
+
+fn active_key(node: &str, session: &str) -> Result<Key, ServiceError> {
+    Key::new(format!("{ACTIVE_PREFIX}{node}/{session}"))
+        .map_err(|err| ServiceError::invalid(err.to_string()))
+}
+
+impl AuthServer {
+    /// Lists `event`'s session (a `session.start` from `node`, already checked to be the
+    /// node's own) as live, until its `session.end` or until `node` stops naming it.
+    pub(crate) async fn track_session_start(
+        &self,
+        node: &str,
+        event: &jumpgate_audit::AuditEvent,
+    ) -> Result<(), ServiceError> {
+        let Some(session) = event.sid() else {
+            return Ok(());
+        };
+        let field = |name: &str| {
+            event
+                .fields()
+                .get(name)
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let active = ActiveSession {
+            session_id: session.to_string(),
+            user: event.user_name().unwrap_or_default().to_string(),
+            login: event.login_name().unwrap_or_default().to_string(),
+            node_uuid: node.to_string(),
+            node_hostname: field("server_hostname"),
+            client_addr: event.addr_remote().unwrap_or_default().to_string(),
+            interactive: event
+                .fields()
+                .get("interactive")
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(false),
+            started_unix_millis: event.time().unix_millis(),
+        };
+        let value = serde_json::to_vec(&active).map_err(ServiceError::internal)?;
+        let item = NewItem::new(active_key(node, session)?, value)
+            .expiring(SystemTime::now() + ACTIVE_TTL);
+        self.inner
+            .backend
+            .put(item)
+            .await
+            .map(|_| ())
+            .map_err(backend_error)
+    }
+
+    /// Takes `session` of `node` off the live list (its `session.end`).
+    pub(crate) async fn track_session_end(
+        &self,
+        node: &str,
+        session: &str,
+    ) -> Result<(), ServiceError> {
+        match self.inner.backend.delete(&active_key(node, session)?).await {
+            Ok(()) | Err(BackendError::NotFound { .. }) => Ok(()),
+            Err(err) => Err(backend_error(err)),
+        }
+    }
+
+    /// Keeps the live sessions `node` names in its heartbeat listed. Only the node's own
+    /// entries can be reached (the key holds the node), and a name that is not listed
+    /// (ended, expired, or never started) is skipped.
+    pub(crate) async fn keep_sessions_alive(&self, node: &str, sessions: &[String]) {
+        let expires = SystemTime::now() + ACTIVE_TTL;
+        for session in sessions.iter().take(MAX_LIVE_SESSIONS_PER_BEAT) {
+            let Ok(key) = active_key(node, session) else {
+                continue;
+            };
+            match self.inner.backend.keep_alive(&key, expires).await {
+                Ok(_) | Err(BackendError::NotFound { .. }) => {}
+                Err(err) => {
+                    tracing::debug!(%err, node, "cannot keep a live session listed");
+                }
+            }
+        }
+    }
+
+    /// Every session listed as live now.
+    pub(crate) async fn active_sessions(&self) -> Result<Vec<ActiveSession>, ServiceError> {
+        let range = jumpgate_backend::KeyRange::prefix(ACTIVE_PREFIX).map_err(backend_error)?;
+        let items = self
+            .inner
+            .backend
+            .get_range(&range, None)
+            .await
+            .map_err(backend_error)?;
+        Ok(items
+            .iter()
+            .filter_map(|item| serde_json::from_slice(&item.value).ok())
+            .collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -109,6 +109,9 @@ pub struct SshService {
     pub locks: Arc<Mirror<Lock>>,
     /// The logged-in connections, so a new lock ends the ones it names.
     pub live: Arc<LiveSet<LiveLogin>>,
+    /// The IDs of the sessions in progress, which heartbeats name (auth's list of active
+    /// sessions keeps them while they are named).
+    pub sessions: Arc<LiveSet<String>>,
     pub events: EventSink,
     pub recordings: recording::Recordings,
     /// Slots for connections that have not authenticated yet ([`MAX_UNAUTHENTICATED`]).

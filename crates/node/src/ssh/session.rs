@@ -343,6 +343,8 @@ async fn run(
         start_event = start_event.field("size", size.clone());
     }
     service.events.emit(start_event);
+    // Named in heartbeats until this function returns (the session ends).
+    let (_in_progress, _) = service.sessions.register(sid.clone());
 
     let Running {
         mut child,
