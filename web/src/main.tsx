@@ -9,6 +9,11 @@ import { LoginPage } from './pages/login';
 import { ResourcesPage } from './pages/resources';
 import { TerminalPage } from './pages/terminal';
 import { NotFoundPage } from './pages/not-found';
+import { UsersPage } from './pages/users';
+import { RolesPage } from './pages/roles';
+import { TokensPage } from './pages/tokens';
+import { SignupPage } from './pages/signup';
+import { ForbiddenPage } from './pages/forbidden';
 import { navigate, onLinkClick, paths, useRoute } from './route';
 import './style.css';
 
@@ -83,8 +88,9 @@ function App() {
   useEffect(check, [check]);
 
   // Pages need a session, the login page needs none: send the browser where it belongs.
+  // The invite link's signup page is for people without an account: no session needed.
   useEffect(() => {
-    if (state.kind === 'none' && route.page !== 'login') {
+    if (state.kind === 'none' && route.page !== 'login' && route.page !== 'invite') {
       setNext(location.pathname + location.search);
       navigate(paths.login, true);
     } else if (state.kind === 'active' && route.page === 'login') {
@@ -117,6 +123,9 @@ function App() {
     setState({ kind: 'none', notice });
   };
 
+  if (route.page === 'invite') {
+    return <SignupPage />;
+  }
   if (state.kind === 'checking') {
     return (
       <main id="main" class="page narrow">
@@ -148,6 +157,15 @@ function App() {
       break;
     case 'terminal':
       page = <TerminalPage node={route.node} login={route.login} />;
+      break;
+    case 'users':
+      page = session.can?.users === true ? <UsersPage session={session} onSessionEnded={sessionEnded} /> : <ForbiddenPage what="users" />;
+      break;
+    case 'roles':
+      page = session.can?.roles === true ? <RolesPage onSessionEnded={sessionEnded} /> : <ForbiddenPage what="roles" />;
+      break;
+    case 'tokens':
+      page = session.can?.tokens === true ? <TokensPage onSessionEnded={sessionEnded} /> : <ForbiddenPage what="tokens" />;
       break;
     case 'not-found':
       page = <NotFoundPage path={route.path} />;

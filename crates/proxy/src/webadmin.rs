@@ -702,22 +702,27 @@ mod tests {
     }
 
     #[test]
-    fn a_node_config_names_the_proxy_token_and_pins() {
-        let config = join_config(
-            "node",
-            "t0k",
-            &["sha256:aa".to_string()],
-            "proxy.example:3080",
-            "auth:3025",
-        );
-        let parsed = jumpgate_types::Config::from_yaml("join.yaml", &config);
-        assert!(parsed.is_ok(), "{config}\n{parsed:?}");
-        assert!(
-            config.contains("proxy_server: proxy.example:3080"),
-            "{config}"
-        );
-        assert!(config.contains("auth_token: \"t0k\""), "{config}");
-        assert!(config.contains("ca_pin: \"sha256:aa\""), "{config}");
+    fn the_join_configs_are_valid_and_name_the_proxy_token_and_pins() {
+        let pin = format!("sha256:{}", "ab".repeat(32));
+        let token = "cd".repeat(32);
+        for role in ["node", "proxy"] {
+            let config = join_config(
+                role,
+                &token,
+                std::slice::from_ref(&pin),
+                "proxy.example:3080",
+                "auth.example:3025",
+            );
+            let parsed = jumpgate_types::Config::from_yaml("join.yaml", &config);
+            assert!(parsed.is_ok(), "{config}\n{parsed:?}");
+            assert!(
+                config.contains(&format!("auth_token: \"{token}\"")),
+                "{config}"
+            );
+            assert!(config.contains(&format!("ca_pin: \"{pin}\"")), "{config}");
+        }
+        let node = join_config("node", &token, &[pin], "proxy.example:3080", "a:3025");
+        assert!(node.contains("proxy_server: proxy.example:3080"), "{node}");
         let two = pin_value(&["sha256:aa".to_string(), "sha256:bb".to_string()]);
         assert_eq!(two, "[\"sha256:aa\", \"sha256:bb\"]");
     }
