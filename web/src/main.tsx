@@ -9,11 +9,8 @@ import { LoginPage } from './pages/login';
 import { ResourcesPage } from './pages/resources';
 import { TerminalPage } from './pages/terminal';
 import { NotFoundPage } from './pages/not-found';
-import { UsersPage } from './pages/users';
-import { RolesPage } from './pages/roles';
-import { TokensPage } from './pages/tokens';
-import { SignupPage } from './pages/signup';
 import { ForbiddenPage } from './pages/forbidden';
+import { lazyPage } from './lazy';
 import { navigate, onLinkClick, paths, useRoute } from './route';
 import './style.css';
 
@@ -51,6 +48,12 @@ const hadSession = {
 };
 
 const EXPIRED = 'Your session expired. Log in again to continue.';
+
+// Pages only admins or new users open: loaded when first shown.
+const UsersPage = lazyPage(() => import('./pages/users').then((m) => m.UsersPage));
+const RolesPage = lazyPage(() => import('./pages/roles').then((m) => m.RolesPage));
+const TokensPage = lazyPage(() => import('./pages/tokens').then((m) => m.TokensPage));
+const SignupPage = lazyPage(() => import('./pages/signup').then((m) => m.SignupPage));
 
 /** Where to go after logging in: only a page of this app, never another origin. */
 function afterLogin(next: string | null): string {
