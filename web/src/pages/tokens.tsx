@@ -146,9 +146,9 @@ export function TokensPage({ onSessionEnded }: Props) {
                 <th scope="row">
                   <code>{token.id}</code>
                 </th>
-                <td>{token.roles.join(', ')}</td>
-                <td>{admin.when(token.expires_unix)}</td>
-                <td>
+                <td data-label="Joins as">{token.roles.join(', ')}</td>
+                <td data-label="Expires">{admin.when(token.expires_unix)}</td>
+                <td data-label="Kind">
                   {token.kind}
                   {token.single_use ? ', one use' : ''}
                 </td>

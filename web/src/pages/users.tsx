@@ -182,9 +182,9 @@ export function UsersPage({ session, onSessionEnded }: Props) {
               return (
                 <tr key={user.name} data-testid={`user-${user.name}`}>
                   <th scope="row">{user.name}</th>
-                  <td>{user.roles.join(', ')}</td>
-                  <td>{user.logins.join(', ')}</td>
-                  <td>
+                  <td data-label="Roles">{user.roles.join(', ')}</td>
+                  <td data-label="Logins">{user.logins.join(', ')}</td>
+                  <td data-label="Status">
                     {locked && <span>Locked: {user.locks.map((l) => l.message || 'no message').join('; ')}</span>}
                     {lockedOut && <span>Locked out until {admin.when(user.locked_out_until_unix)}</span>}
                     {!locked && !lockedOut && <span>Active</span>}
