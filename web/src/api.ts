@@ -9,6 +9,17 @@ export interface Session {
   csrf_token: string;
   idle_timeout_seconds: number;
   expires_unix: number;
+  /** The pages the user's roles allow (the server refuses the calls of the others). */
+  can?: Capabilities;
+}
+
+export interface Capabilities {
+  users: boolean;
+  roles: boolean;
+  tokens: boolean;
+  locks: boolean;
+  events: boolean;
+  recordings: boolean;
 }
 
 export interface Node {
@@ -41,6 +52,9 @@ export class ApiError extends Error {
     readonly status: number,
     readonly code: string,
     message: string,
+    /** Where in the document sent (a role's YAML) the error is, when the server says. */
+    readonly line: number | null = null,
+    readonly column: number | null = null,
   ) {
     super(message);
     this.name = 'ApiError';
@@ -54,7 +68,7 @@ export function setCsrfToken(token: string | null): void {
   csrfToken = token;
 }
 
-async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
+export async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
   const headers: Record<string, string> = { Accept: 'application/json' };
   if (body !== undefined) {
     headers['Content-Type'] = 'application/json';
@@ -100,9 +114,15 @@ function errorFrom(status: number, body: unknown): ApiError {
   if (typeof body === 'object' && body !== null && 'error' in body) {
     const error = (body as { error: unknown }).error;
     if (typeof error === 'object' && error !== null) {
-      const { code, message } = error as { code?: unknown; message?: unknown };
+      const { code, message, line, column } = error as { code?: unknown; message?: unknown; line?: unknown; column?: unknown };
       if (typeof message === 'string' && message !== '') {
-        return new ApiError(status, typeof code === 'string' ? code : 'unknown', message);
+        return new ApiError(
+          status,
+          typeof code === 'string' ? code : 'unknown',
+          message,
+          typeof line === 'number' ? line : null,
+          typeof column === 'number' ? column : null,
+        );
       }
     }
   }

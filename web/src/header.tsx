@@ -36,6 +36,9 @@ export function Header({ session, onLoggedOut, onSessionEnded }: Props) {
       </a>
       <nav aria-label="Pages">
         <a href={paths.resources}>Resources</a>
+        {session.can?.users === true && <a href={paths.users}>Users</a>}
+        {session.can?.roles === true && <a href={paths.roles}>Roles</a>}
+        {session.can?.tokens === true && <a href={paths.tokens}>Join tokens</a>}
       </nav>
       <div class="who">
         <span>

@@ -9,6 +9,8 @@ import { LoginPage } from './pages/login';
 import { ResourcesPage } from './pages/resources';
 import { TerminalPage } from './pages/terminal';
 import { NotFoundPage } from './pages/not-found';
+import { ForbiddenPage } from './pages/forbidden';
+import { lazyPage } from './lazy';
 import { navigate, onLinkClick, paths, useRoute } from './route';
 import './style.css';
 
@@ -47,6 +49,12 @@ const hadSession = {
 
 const EXPIRED = 'Your session expired. Log in again to continue.';
 
+// Pages only admins or new users open: loaded when first shown.
+const UsersPage = lazyPage(() => import('./pages/users').then((m) => m.UsersPage));
+const RolesPage = lazyPage(() => import('./pages/roles').then((m) => m.RolesPage));
+const TokensPage = lazyPage(() => import('./pages/tokens').then((m) => m.TokensPage));
+const SignupPage = lazyPage(() => import('./pages/signup').then((m) => m.SignupPage));
+
 /** Where to go after logging in: only a page of this app, never another origin. */
 function afterLogin(next: string | null): string {
   if (next !== null && next.startsWith('/web/') && !next.startsWith('/web/login') && !next.startsWith('//')) {
@@ -83,8 +91,9 @@ function App() {
   useEffect(check, [check]);
 
   // Pages need a session, the login page needs none: send the browser where it belongs.
+  // The invite link's signup page is for people without an account: no session needed.
   useEffect(() => {
-    if (state.kind === 'none' && route.page !== 'login') {
+    if (state.kind === 'none' && route.page !== 'login' && route.page !== 'invite') {
       setNext(location.pathname + location.search);
       navigate(paths.login, true);
     } else if (state.kind === 'active' && route.page === 'login') {
@@ -117,6 +126,9 @@ function App() {
     setState({ kind: 'none', notice });
   };
 
+  if (route.page === 'invite') {
+    return <SignupPage />;
+  }
   if (state.kind === 'checking') {
     return (
       <main id="main" class="page narrow">
@@ -148,6 +160,15 @@ function App() {
       break;
     case 'terminal':
       page = <TerminalPage node={route.node} login={route.login} />;
+      break;
+    case 'users':
+      page = session.can?.users === true ? <UsersPage session={session} onSessionEnded={sessionEnded} /> : <ForbiddenPage what="users" />;
+      break;
+    case 'roles':
+      page = session.can?.roles === true ? <RolesPage onSessionEnded={sessionEnded} /> : <ForbiddenPage what="roles" />;
+      break;
+    case 'tokens':
+      page = session.can?.tokens === true ? <TokensPage onSessionEnded={sessionEnded} /> : <ForbiddenPage what="tokens" />;
       break;
     case 'not-found':
       page = <NotFoundPage path={route.path} />;

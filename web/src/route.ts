@@ -6,11 +6,20 @@ export type Route =
   | { page: 'login' }
   | { page: 'resources' }
   | { page: 'terminal'; node: string; login: string }
+  | { page: 'users' }
+  | { page: 'roles' }
+  | { page: 'tokens' }
+  | { page: 'invite' }
   | { page: 'not-found'; path: string };
 
 export const paths = {
   login: '/web/login',
   resources: '/web/resources',
+  users: '/web/users',
+  roles: '/web/roles',
+  tokens: '/web/tokens',
+  /** The signup page of an invite link; the token is in the fragment (never sent to the server). */
+  invite: '/web/invite',
   terminal: (node: string, login: string) =>
     `/web/terminal/${encodeURIComponent(node)}/${encodeURIComponent(login)}`,
 };
@@ -30,6 +39,9 @@ export function parse(pathname: string): Route {
   }
   if (path === '/web/login') {
     return { page: 'login' };
+  }
+  if (path === '/web/users' || path === '/web/roles' || path === '/web/tokens' || path === '/web/invite') {
+    return { page: path.slice('/web/'.length) as 'users' | 'roles' | 'tokens' | 'invite' };
   }
   const terminal = /^\/web\/terminal\/([^/]+)\/([^/]+)$/.exec(path);
   if (terminal !== null) {

@@ -72,8 +72,8 @@ export function verifiedSpkiHash() {
   });
 }
 
-/** The current code of an authenticator app enrolled with `uri` (RFC 6238). */
-export function totp(uri) {
+/** The code of an authenticator app enrolled with `uri` (RFC 6238), now or at `at` (ms). */
+export function totp(uri, at = Date.now()) {
   const params = new URL(uri).searchParams;
   const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
   let bits = '';
@@ -87,7 +87,7 @@ export function totp(uri) {
   const digits = Number(params.get('digits') ?? '6');
   const period = Number(params.get('period') ?? '30');
   const counter = Buffer.alloc(8);
-  counter.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 1000 / period)));
+  counter.writeBigUInt64BE(BigInt(Math.floor(at / 1000 / period)));
   const mac = createHmac(algorithm, key).update(counter).digest();
   const offset = mac[mac.length - 1] & 0xf;
   const code = (mac.readUInt32BE(offset) & 0x7fffffff) % 10 ** digits;

@@ -24,5 +24,7 @@ pub mod users;
 pub use authorities::{AuthError, AuthorityType, ClusterAuthorities, RotationState};
 pub use cache::{CacheError, CacheStats, Change, StateCache};
 pub use local_identity::{LOCAL_CERT_RENEW_EVERY, LocalIdentity};
-pub use tokens::{IssuedToken, JoinError, SignupError, SignupToken, TokenInfo, Tokens};
+pub use tokens::{
+    IssuedToken, JoinError, PendingSignup, SignupError, SignupToken, TokenInfo, Tokens,
+};
 pub use users::{Enrollment, LoginError, SecondFactor, User, Users};

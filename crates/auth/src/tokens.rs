@@ -159,6 +159,11 @@ struct JoinSpec {
 struct SignupSpec {
     user: String,
     usage: String,
+    /// The TOTP secret (base32) the user enrols with this invite: bound to the token, so
+    /// the code that confirms the enrolment is checked against the secret the user was
+    /// shown. Absent in invites made by earlier builds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    totp_secret: Option<String>,
 }
 
 const JOIN_KIND: &str = "token";
@@ -179,6 +184,41 @@ struct StoredSignup {
     id: String,
     user: String,
     expires: SystemTime,
+    totp_secret: Option<String>,
+}
+
+/// A live signup token, read without spending it ([`Tokens::peek_signup`]) or just
+/// redeemed ([`Tokens::consume_signup`]). `Debug` hides the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PendingSignup {
+    pub user: String,
+    pub expires: SystemTime,
+    /// The TOTP secret (base32) bound to the invite; `None` for invites made before
+    /// secrets were bound to them.
+    pub totp_secret: Option<String>,
+}
+
+impl fmt::Debug for PendingSignup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingSignup")
+            .field("user", &self.user)
+            .field("expires", &self.expires)
+            .field(
+                "totp_secret",
+                &self.totp_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .finish()
+    }
+}
+
+impl From<StoredSignup> for PendingSignup {
+    fn from(stored: StoredSignup) -> PendingSignup {
+        PendingSignup {
+            user: stored.user,
+            expires: stored.expires,
+            totp_secret: stored.totp_secret,
+        }
+    }
 }
 
 impl Tokens<'_> {
@@ -408,12 +448,13 @@ impl Tokens<'_> {
     /// or an expired token all get [`SignupError::InvalidToken`]. Audited as
     /// `user.password_change` (`method: signup_token`).
     ///
-    /// The token is gone once this returns `Ok`: check the new password before calling it.
+    /// The token is gone once this returns `Ok`: check the new password (and the code of
+    /// its TOTP secret, from [`Tokens::peek_signup`]) before calling it.
     pub async fn consume_signup(
         &self,
         token: &str,
         now: SystemTime,
-    ) -> Result<String, SignupError> {
+    ) -> Result<PendingSignup, SignupError> {
         let (found, consumed, outcome) = self.consume_signup_inner(token, now).await;
         let mut event = match &outcome {
             Ok(_) => AuditEvent::success(EventType::UserPasswordChange),
@@ -431,6 +472,28 @@ impl Tokens<'_> {
             return Err(err.into());
         }
         outcome
+    }
+
+    /// The live signup token `token`, without spending it: what the signup page shows
+    /// (the user, the TOTP secret to enrol). Unknown, used and expired tokens all get
+    /// [`SignupError::InvalidToken`].
+    pub async fn peek_signup(
+        &self,
+        token: &str,
+        now: SystemTime,
+    ) -> Result<PendingSignup, SignupError> {
+        let hash = dynamic_hash(token).ok_or(SignupError::InvalidToken)?;
+        let key = signup_key(&hash)?;
+        let item = match self.backend.get(&key).await {
+            Ok(item) => item,
+            Err(BackendError::NotFound { .. }) => return Err(SignupError::InvalidToken),
+            Err(err) => return Err(AuthError::from(err).into()),
+        };
+        let stored = decode_signup(&item.key, &item.value)?;
+        if stored.expires <= now {
+            return Err(SignupError::InvalidToken);
+        }
+        Ok(stored.into())
     }
 
     /// Deletes every signup token of `user` (when the user is removed, or gets a new
@@ -650,6 +713,7 @@ impl Tokens<'_> {
             spec: SignupSpec {
                 user: user.to_string(),
                 usage: "invite".to_string(),
+                totp_secret: Some(totp_rs::Secret::generate().to_base32()),
             },
         };
         let value =
@@ -672,7 +736,7 @@ impl Tokens<'_> {
     ) -> (
         Option<StoredSignup>,
         Option<Item>,
-        Result<String, SignupError>,
+        Result<PendingSignup, SignupError>,
     ) {
         let Some(hash) = dynamic_hash(token) else {
             return (None, None, Err(SignupError::InvalidToken));
@@ -700,8 +764,12 @@ impl Tokens<'_> {
         // Whoever deletes this revision first redeems the token; everyone else lost.
         match self.backend.conditional_delete(&key, item.revision).await {
             Ok(()) => {
-                let user = stored.user.clone();
-                (Some(stored), Some(item), Ok(user))
+                let pending = PendingSignup {
+                    user: stored.user.clone(),
+                    expires: stored.expires,
+                    totp_secret: stored.totp_secret.clone(),
+                };
+                (Some(stored), Some(item), Ok(pending))
             }
             Err(BackendError::NotFound { .. } | BackendError::CompareFailed { .. }) => {
                 (Some(stored), None, Err(SignupError::InvalidToken))
@@ -842,6 +910,7 @@ fn decode_signup(key: &Key, value: &[u8]) -> Result<StoredSignup, AuthError> {
         id,
         user: record.spec.user,
         expires,
+        totp_secret: record.spec.totp_secret,
     })
 }
 

@@ -293,15 +293,18 @@ impl Users<'_> {
         }
     }
 
-    /// Sets a user's password (signup, or after `jctl users reset`) and, when OTP is on,
-    /// a fresh TOTP secret to enrol. Failures are counted afresh.
+    /// Sets a user's password at signup and, when OTP is on, the TOTP secret the user
+    /// enrolled (`totp`: the secret bound to the signup token and the time step of the
+    /// code that confirmed it, from [`Users::check_enrolment_code`]). Failures are
+    /// counted afresh.
     pub async fn set_password(
         &self,
         name: &str,
         password: &str,
+        totp: Option<(&str, u64)>,
         now: SystemTime,
     ) -> Result<Enrollment, AuthError> {
-        let outcome = self.store_password(name, password).await;
+        let outcome = self.store_password(name, password, totp).await;
         let event = match &outcome {
             Ok(_) => AuditEvent::success(EventType::UserPasswordChange),
             Err(err) => AuditEvent::failure(EventType::UserPasswordChange, err.to_string()),
@@ -310,26 +313,68 @@ impl Users<'_> {
         outcome
     }
 
-    async fn store_password(&self, name: &str, password: &str) -> Result<Enrollment, AuthError> {
-        let hash = hash_password(password)?;
+    async fn store_password(
+        &self,
+        name: &str,
+        password: &str,
+        totp: Option<(&str, u64)>,
+    ) -> Result<Enrollment, AuthError> {
         let mut enrollment = Enrollment { otpauth_uri: None };
-        let mut totp_secret = None;
+        let mut credentials = Credentials::default();
         if self.second_factor == SecondFactor::Otp {
-            let secret = totp_rs::Secret::generate();
-            let totp = self.totp(name, secret.clone())?;
-            enrollment.otpauth_uri = Some(
-                totp.to_url()
-                    .map_err(|err| AuthError::InvalidRequest(format!("TOTP: {err}")))?,
-            );
-            totp_secret = Some(secret.to_base32());
+            let Some((secret, step)) = totp else {
+                return Err(AuthError::InvalidRequest(
+                    "a one-time code is required to enrol the authenticator app".to_string(),
+                ));
+            };
+            enrollment.otpauth_uri = Some(self.otpauth_uri(name, secret)?);
+            credentials.totp_secret = Some(secret.to_string());
+            // The confirming code is spent: it does not also log in.
+            credentials.last_totp_step = Some(step);
         }
-        let credentials = Credentials {
-            password_hash: Some(hash),
-            totp_secret,
-            ..Credentials::default()
-        };
+        credentials.password_hash = Some(hash_password(password)?);
         self.replace_credentials(name, &credentials).await?;
         Ok(enrollment)
+    }
+
+    /// The `otpauth://` URI of a TOTP secret (base32) for user `name`.
+    pub fn otpauth_uri(&self, name: &str, secret: &str) -> Result<String, AuthError> {
+        let secret = totp_rs::Secret::try_from_base32(secret)
+            .map_err(|err| corrupt("signup token", format!("TOTP secret: {err:?}")))?;
+        self.totp(name, secret)?
+            .to_url()
+            .map_err(|err| AuthError::InvalidRequest(format!("TOTP: {err}")))
+    }
+
+    /// Checks that `code` is a current code of `secret` (base32), the secret a new user is
+    /// enrolling; returns its time step. A wrong code is an [`AuthError::InvalidRequest`]
+    /// saying what to do.
+    pub fn check_enrolment_code(
+        &self,
+        name: &str,
+        secret: &str,
+        code: &str,
+        now: SystemTime,
+    ) -> Result<u64, AuthError> {
+        let code = code.trim();
+        if code.is_empty() {
+            return Err(AuthError::InvalidRequest(
+                "enter the 6-digit code your authenticator app shows for this account, to \
+                 confirm it is enrolled"
+                    .to_string(),
+            ));
+        }
+        let parsed = totp_rs::Secret::try_from_base32(secret)
+            .map_err(|err| corrupt("signup token", format!("TOTP secret: {err:?}")))?;
+        self.totp(name, parsed)?
+            .check(code, millis(now) / 1000)
+            .ok_or_else(|| {
+                AuthError::InvalidRequest(
+                    "the one-time code does not match: enter the code your authenticator app \
+                     shows now for this account (check that the device's clock is right)"
+                        .to_string(),
+                )
+            })
     }
 
     /// Forgets a user's password and TOTP secret (`jctl users reset`): the user must

@@ -382,7 +382,7 @@ async fn listings_errors_and_audit_events_never_show_a_token_value() {
     tokens.delete(&proxy.token, now).await.unwrap();
     let delete_again_err = tokens.delete(&proxy.token, now).await.unwrap_err();
     let signup_user = tokens.consume_signup(&signup.token, now).await.unwrap();
-    assert_eq!(signup_user, "alice");
+    assert_eq!(signup_user.user, "alice");
     let signup_err = tokens.consume_signup(&signup.token, now).await.unwrap_err();
 
     let listed = tokens.list(now).await.unwrap();
@@ -604,7 +604,11 @@ async fn nothing_happens_unaudited() {
         .await
         .unwrap();
     assert_eq!(
-        tokens.consume_signup(&signup.token, now).await.unwrap(),
+        tokens
+            .consume_signup(&signup.token, now)
+            .await
+            .unwrap()
+            .user,
         "alice"
     );
 }
@@ -639,7 +643,11 @@ async fn a_signup_token_works_once() {
     assert!(matches!(err, JoinError::InvalidToken), "{err:?}");
 
     assert_eq!(
-        tokens.consume_signup(&signup.token, now).await.unwrap(),
+        tokens
+            .consume_signup(&signup.token, now)
+            .await
+            .unwrap()
+            .user,
         "alice"
     );
     let err = tokens.consume_signup(&signup.token, now).await.unwrap_err();
@@ -662,6 +670,45 @@ async fn a_signup_token_works_once() {
     let updates = f.events_of("user.update").await;
     assert_eq!(updates.len(), 1);
     assert_eq!(updates[0].1.as_deref(), Some(signup.id.as_str()));
+}
+
+#[tokio::test]
+async fn a_signup_token_carries_its_totp_secret_and_reading_it_spends_nothing() {
+    let f = fixture().await;
+    let tokens = f.tokens();
+    let now = SystemTime::now();
+    let signup = tokens.create_signup("alice", HOUR, now).await.unwrap();
+    let other = tokens.create_signup("bob", HOUR, now).await.unwrap();
+    let read = tokens.peek_signup(&signup.token, now).await.unwrap();
+    let again = tokens.peek_signup(&signup.token, now).await.unwrap();
+    assert_eq!(read, again, "reading spends nothing and changes nothing");
+    assert_eq!(read.user, "alice");
+    let secret = read
+        .totp_secret
+        .clone()
+        .expect("a TOTP secret bound to the invite");
+    assert!(
+        totp_rs::Secret::try_from_base32(&secret).is_ok(),
+        "{secret}"
+    );
+    let bobs = tokens.peek_signup(&other.token, now).await.unwrap();
+    assert_ne!(
+        bobs.totp_secret, read.totp_secret,
+        "each invite has its own secret"
+    );
+    // Redeeming gives the same secret, once; then it is gone for reading too.
+    let redeemed = tokens.consume_signup(&signup.token, now).await.unwrap();
+    assert_eq!(redeemed, read);
+    let err = tokens.peek_signup(&signup.token, now).await.unwrap_err();
+    assert!(matches!(err, SignupError::InvalidToken), "{err:?}");
+    // Expired and garbage tokens read as invalid.
+    let err = tokens
+        .peek_signup(&other.token, now + 2 * HOUR)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SignupError::InvalidToken), "{err:?}");
+    let err = tokens.peek_signup("zz", now).await.unwrap_err();
+    assert!(matches!(err, SignupError::InvalidToken), "{err:?}");
 }
 
 #[tokio::test]
@@ -725,7 +772,10 @@ async fn a_new_invite_replaces_the_old_and_removing_a_user_removes_its_invites()
     assert_eq!(tokens.delete_signups_for("alice").await.unwrap(), 0);
     let err = tokens.consume_signup(&second.token, now).await.unwrap_err();
     assert!(matches!(err, SignupError::InvalidToken), "{err:?}");
-    assert_eq!(tokens.consume_signup(&bob.token, now).await.unwrap(), "bob");
+    assert_eq!(
+        tokens.consume_signup(&bob.token, now).await.unwrap().user,
+        "bob"
+    );
 
     for (user, ttl) in [("", HOUR), ("al ice", HOUR), ("alice", Duration::ZERO)] {
         let err = tokens.create_signup(user, ttl, now).await.unwrap_err();

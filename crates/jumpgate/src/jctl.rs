@@ -43,6 +43,18 @@ fn print_data(
     Ok(())
 }
 
+/// The invite link's lines for a signup token (the web UI's signup page at a proxy's
+/// public address), or nothing when no proxy is known.
+async fn invite_line(admin: &mut AdminClient, token: &str) -> String {
+    match admin.proxy_public_addr().await {
+        Ok(Some(addr)) => format!(
+            "Invite link (open it in a browser to sign up):\n  {}\n",
+            admin::invite_link(&addr, token)
+        ),
+        _ => String::new(),
+    }
+}
+
 /// Where the admin identity and the auth address come from.
 fn locate(cli: &JctlCli) -> Result<(PathBuf, Option<String>)> {
     if let Some(dir) = &cli.data_dir {
@@ -171,8 +183,9 @@ async fn users(admin: &mut AdminClient, command: UsersCommand) -> Result<()> {
                 .await?;
             println!("User {name:?} has been created.");
             if let Some(signup) = &enrollment.signup {
+                let link = invite_line(admin, &signup.token).await;
                 println!(
-                    "Signup token (valid until {}, one use):\n  {}\nShare it with the user; \
+                    "Signup token (valid until {}, one use):\n  {}\n{link}Share it with the user; \
                      they set a password (and enrol a one-time-code app) when signing up.",
                     text::time_text(signup.expires),
                     signup.token
@@ -197,9 +210,10 @@ async fn users(admin: &mut AdminClient, command: UsersCommand) -> Result<()> {
         }
         UsersCommand::Reset { name } => {
             let signup = admin.reset_user(&name).await?;
-            println!(
+            let link = invite_line(admin, &signup.token).await;
+            print!(
                 "User {name:?}'s password and one-time-code app have been reset.\nSignup token \
-                 (valid until {}, one use):\n  {}",
+                 (valid until {}, one use):\n  {}\n{link}",
                 text::time_text(signup.expires),
                 signup.token
             );

@@ -133,8 +133,10 @@ pub enum NodesCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum UsersCommand {
-    /// Add a user. Without --password-stdin prints a one-time signup token; with it,
-    /// reads the password from stdin and prints the otpauth:// URI to enrol TOTP.
+    /// Add a user. Without --password-stdin prints a one-time signup token and its invite
+    /// link (https://PROXY/web/invite#TOKEN: the web UI's signup page, where the user sets
+    /// a password and enrols TOTP); with it, reads the password from stdin and prints the
+    /// otpauth:// URI to enrol TOTP.
     Add {
         name: String,
         /// Roles, comma-separated (e.g. access,editor).
@@ -151,7 +153,7 @@ pub enum UsersCommand {
     Ls(FormatArg),
     /// Remove a user.
     Rm { name: String },
-    /// Forget a user's password and TOTP; prints a new signup token.
+    /// Forget a user's password and TOTP; prints a new signup token and invite link.
     Reset { name: String },
     /// Lift a lock after failed logins.
     Unlock { name: String },

@@ -222,6 +222,32 @@ async fn user_identity(cluster: &Cluster, admin: &mut AuthClient, user: &str) ->
         .await
 }
 
+fn signup_request(token: &str, password: &str, otp: &str) -> proto::CompleteSignupRequest {
+    proto::CompleteSignupRequest {
+        token: token.to_string(),
+        password: password.to_string(),
+        otp: otp.to_string(),
+        client_addr: String::new(),
+    }
+}
+
+/// A six-digit code that is not the current one (nor the one before or after it).
+fn wrong_code(otpauth_uri: &str) -> String {
+    let now = SystemTime::now();
+    let near: Vec<String> = [
+        now - Duration::from_secs(30),
+        now,
+        now + Duration::from_secs(30),
+    ]
+    .iter()
+    .map(|at| totp_at(otpauth_uri, *at))
+    .collect();
+    (0..1000u32)
+        .map(|n| format!("{:06}", n * 997 % 1_000_000))
+        .find(|code| !near.contains(code))
+        .unwrap()
+}
+
 fn login_request(user: &str, password: &str, otp: &str, client_addr: &str) -> proto::LoginRequest {
     let keys = fresh_keys();
     proto::LoginRequest {
@@ -1066,26 +1092,65 @@ async fn signup_token_sets_a_password_once() {
     let mut anonymous = cluster.anonymous().await;
     let status = anonymous.status(proto::StatusRequest {}).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
-    let done = anonymous
-        .complete_signup(proto::CompleteSignupRequest {
+    // The invite says whom it is for and the TOTP secret bound to it, without spending it.
+    let invite = anonymous
+        .get_signup(proto::GetSignupRequest {
             token: dave.signup_token.clone(),
-            password: PASSWORD.to_string(),
             client_addr: String::new(),
         })
+        .await
+        .unwrap_or_else(|status| panic!("get signup: {status:?}"))
+        .into_inner();
+    assert_eq!(invite.user, "dave");
+    assert!(
+        invite.otpauth_uri.starts_with("otpauth://totp/"),
+        "{invite:?}"
+    );
+    // No code, or a wrong one: refused, and the invite still works.
+    for otp in ["", "000000x", &wrong_code(&invite.otpauth_uri)] {
+        let refused = anonymous
+            .complete_signup(signup_request(&dave.signup_token, PASSWORD, otp))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refused.code(),
+            Code::InvalidArgument,
+            "{otp:?}: {refused:?}"
+        );
+        assert!(refused.message().contains("code"), "{refused:?}");
+    }
+    let done = anonymous
+        .complete_signup(signup_request(
+            &dave.signup_token,
+            PASSWORD,
+            &totp_now(&invite.otpauth_uri),
+        ))
         .await
         .unwrap_or_else(|status| panic!("signup: {status:?}"))
         .into_inner();
     assert_eq!(done.user, "dave");
-    assert!(done.otpauth_uri.starts_with("otpauth://totp/"), "{done:?}");
+    assert_eq!(
+        done.otpauth_uri, invite.otpauth_uri,
+        "the secret bound to the invite"
+    );
     totp_rs::Totp::from_url(&done.otpauth_uri).unwrap();
+    // The used invite is gone for reading too.
+    let gone = anonymous
+        .get_signup(proto::GetSignupRequest {
+            token: dave.signup_token.clone(),
+            client_addr: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Code::PermissionDenied, "{gone:?}");
 
     // The token is spent.
     let again = anonymous
-        .complete_signup(proto::CompleteSignupRequest {
-            token: dave.signup_token.clone(),
-            password: "another long password".to_string(),
-            client_addr: String::new(),
-        })
+        .complete_signup(signup_request(
+            &dave.signup_token,
+            "another long password",
+            &totp_now(&invite.otpauth_uri),
+        ))
         .await
         .unwrap_err();
     assert_eq!(again.code(), Code::PermissionDenied, "{again:?}");
@@ -1101,23 +1166,35 @@ async fn signup_token_sets_a_password_once() {
         .into_inner();
     assert_eq!(reset.signup_token.len(), 64);
     assert_ne!(reset.signup_token, dave.signup_token);
-    let short = anonymous
-        .complete_signup(proto::CompleteSignupRequest {
+    let reinvite = anonymous
+        .get_signup(proto::GetSignupRequest {
             token: reset.signup_token.clone(),
-            password: "short".to_string(),
             client_addr: String::new(),
         })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_ne!(
+        reinvite.otpauth_uri, invite.otpauth_uri,
+        "a fresh TOTP secret"
+    );
+    let short = anonymous
+        .complete_signup(signup_request(
+            &reset.signup_token,
+            "short",
+            &totp_now(&reinvite.otpauth_uri),
+        ))
         .await
         .unwrap_err();
     assert_eq!(short.code(), Code::InvalidArgument, "{short:?}");
     assert!(short.message().contains("at least 12"), "{short:?}");
     let new_password = "a much better passphrase";
     let redone = anonymous
-        .complete_signup(proto::CompleteSignupRequest {
-            token: reset.signup_token.clone(),
-            password: new_password.to_string(),
-            client_addr: String::new(),
-        })
+        .complete_signup(signup_request(
+            &reset.signup_token,
+            new_password,
+            &totp_now(&reinvite.otpauth_uri),
+        ))
         .await
         .unwrap_or_else(|status| panic!("signup after a refused password: {status:?}"))
         .into_inner();
@@ -1125,18 +1202,21 @@ async fn signup_token_sets_a_password_once() {
     assert_ne!(redone.otpauth_uri, done.otpauth_uri, "a fresh TOTP secret");
 
     // The password and the code from this signup log in; the first signup's do not
-    // (one login each: a refused attempt does not use up the code's time step).
+    // (one login each: a refused attempt does not use up the code's time step). The code
+    // that confirmed the enrolment is spent: a login needs the next one (accepted a step
+    // early, as every code is).
+    let next_step = SystemTime::now() + Duration::from_secs(30);
     let old = admin
         .login(login_request(
             "dave",
             PASSWORD,
-            &totp_now(&done.otpauth_uri),
+            &totp_at(&done.otpauth_uri, next_step),
             "",
         ))
         .await
         .unwrap_err();
     assert_eq!(old.code(), Code::Unauthenticated, "{old:?}");
-    let login = admin
+    let replayed = admin
         .login(login_request(
             "dave",
             new_password,
@@ -1144,11 +1224,25 @@ async fn signup_token_sets_a_password_once() {
             "",
         ))
         .await
+        .unwrap_err();
+    assert_eq!(
+        replayed.code(),
+        Code::Unauthenticated,
+        "the confirming code is spent"
+    );
+    let login = admin
+        .login(login_request(
+            "dave",
+            new_password,
+            &totp_at(&redone.otpauth_uri, next_step),
+            "",
+        ))
+        .await
         .unwrap_or_else(|status| panic!("login with the new password: {status:?}"))
         .into_inner();
     assert_eq!(login.principals, vec!["dave".to_string()]);
 
-    // Audited: two password changes by signup token, one refused reuse.
+    // Audited: two password changes by signup token, the refused codes and reuse.
     let changes = events(&mut admin, &["user.password_change"]).await;
     let by_token: Vec<&Value> = changes
         .iter()

@@ -148,17 +148,28 @@ async fn the_pair_survives_the_loss_of_server_one_with_its_database_and_keeps_a_
         .find(|word| word.len() == 64 && word.bytes().all(|b| b.is_ascii_hexdigit()))
         .unwrap_or_else(|| panic!("no signup token in: {reset}"))
         .to_string();
-    let signup = curl(&[
-        "--cacert",
-        ca.to_str().unwrap(),
-        "-X",
-        "POST",
-        "-H",
-        "content-type: application/json",
-        "--data",
-        &serde_json::json!({"token": token, "password": NEW_PASSWORD}).to_string(),
-        &format!("https://{proxy_2}/webapi/signup"),
-    ]);
+    // The invite's TOTP secret, then the signup confirmed with a code of it.
+    let post = |path: &str, body: serde_json::Value| {
+        curl(&[
+            "--cacert",
+            ca.to_str().unwrap(),
+            "-X",
+            "POST",
+            "-H",
+            "content-type: application/json",
+            "--data",
+            &body.to_string(),
+            &format!("https://{proxy_2}{path}"),
+        ])
+    };
+    let invite = post("/webapi/web/invite", serde_json::json!({"token": token}));
+    let invite: serde_json::Value = serde_json::from_str(&invite)
+        .unwrap_or_else(|err| panic!("invite answered {invite:?}: {err}"));
+    let code = support::totp_now(invite["otpauth_uri"].as_str().unwrap());
+    let signup = post(
+        "/webapi/signup",
+        serde_json::json!({"token": token, "password": NEW_PASSWORD, "otp": code}),
+    );
     let enrolled: serde_json::Value = serde_json::from_str(&signup)
         .unwrap_or_else(|err| panic!("signup answered {signup:?}: {err}"));
     let new_otp = enrolled["otpauth_uri"].as_str().unwrap().to_string();
@@ -186,7 +197,11 @@ async fn the_pair_survives_the_loss_of_server_one_with_its_database_and_keeps_a_
                 ca.to_str().unwrap(),
                 "--password-stdin",
                 "--otp",
-                &jumpgate_test_support::totp_now(&new_otp),
+                // The code after the one that confirmed the signup (spent).
+                &jumpgate_test_support::totp_at(
+                    &new_otp,
+                    std::time::SystemTime::now() + Duration::from_secs(30),
+                ),
             ],
             Some(&format!("{NEW_PASSWORD}\n")),
         );

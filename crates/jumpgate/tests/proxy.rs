@@ -229,7 +229,31 @@ fn the_proxy_serves_the_web_api_and_passes_the_auth_api_through() {
                 .map(str::to_string)
         })
         .unwrap_or_else(|| panic!("no signup token in:\n{added}"));
-    let signup = json!({ "token": token, "password": "bob's long password" });
+    // The invite link: the proxy's public address, the token in the fragment only.
+    let link = added
+        .split_whitespace()
+        .find(|word| word.starts_with("https://"))
+        .unwrap_or_else(|| panic!("no invite link in:\n{added}"));
+    assert!(link.ends_with(&format!("/web/invite#{token}")), "{link}");
+    let (status, invite) = curl(
+        &format!("{base}/webapi/web/invite"),
+        Some(&json!({ "token": token })),
+        &["--cacert", &ca],
+    );
+    assert_eq!(status, 200, "{invite}");
+    assert_eq!(invite["user"], "bob");
+    let otpauth = invite["otpauth_uri"].as_str().unwrap().to_string();
+    // Without a code of the invite's secret the enrolment does not count.
+    let (status, refused) = curl(
+        &format!("{base}/webapi/signup"),
+        Some(&json!({ "token": token, "password": "bob's long password" })),
+        &["--cacert", &ca],
+    );
+    assert_eq!(status, 400, "{refused}");
+    let signup = json!({
+        "token": token, "password": "bob's long password",
+        "otp": support::totp_now(&otpauth),
+    });
     let (status, done) = curl(
         &format!("{base}/webapi/signup"),
         Some(&signup),
@@ -237,12 +261,7 @@ fn the_proxy_serves_the_web_api_and_passes_the_auth_api_through() {
     );
     assert_eq!(status, 200, "{done}");
     assert_eq!(done["user"], "bob");
-    assert!(
-        done["otpauth_uri"]
-            .as_str()
-            .unwrap()
-            .starts_with("otpauth://")
-    );
+    assert_eq!(done["otpauth_uri"].as_str(), Some(otpauth.as_str()));
     let (status, again) = curl(
         &format!("{base}/webapi/signup"),
         Some(&signup),

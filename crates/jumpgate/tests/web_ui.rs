@@ -196,6 +196,8 @@ fn browser_tests(script: &str, tests: &str) {
     let dir = tempfile::tempdir().unwrap();
     let cluster = start_dev_cluster(dir.path());
     let otpauth = cluster.add_user("alice", "root");
+    // An admin for the admin pages (admin.mjs): the built-in editor role.
+    let admin_otpauth = cluster.add_user_with_roles("adam", "editor,access", "root");
     let node = cluster.wait_for_dev_node();
     let url = format!(
         "https://{}",
@@ -213,6 +215,10 @@ fn browser_tests(script: &str, tests: &str) {
         .env("JUMPGATE_NODE", &node)
         .env("JUMPGATE_LOGIN", "root")
         .env("JUMPGATE_WEB_TESTS", tests)
+        .env("JUMPGATE_ADMIN_USER", "adam")
+        .env("JUMPGATE_ADMIN_OTPAUTH", &admin_otpauth)
+        // admin.mjs joins an agent with the config the join-token page shows.
+        .env("JUMPGATE_BIN", env!("CARGO_BIN_EXE_jumpgate"))
         .output()
         .expect("node (./test.sh installs it)");
     let report = format!("{}{}", text(&out.stdout), text(&out.stderr));
@@ -250,4 +256,22 @@ fn browser_the_page_loads_under_its_csp_and_the_pages_follow_the_contract() {
 #[test]
 fn browser_login_against_the_web_session_endpoints() {
     browser_tests("browser.mjs", "login form|wrong password|one-time code");
+}
+
+/// The admin pages as an admin (editor): add a user and sign them up from the invite link
+/// (the QR code decoded from the page's canvas, a code to confirm), log in as them; lock and
+/// unlock a user (their login shows the lock's message); a role with a YAML error shown at
+/// its line, then fixed; a join token whose shown config joins a real agent that appears
+/// among the resources; the pages at 200% zoom.
+#[test]
+fn browser_admin_pages_add_sign_up_lock_edit_roles_and_join_a_node() {
+    browser_tests("admin.mjs", "^admin:");
+}
+
+/// What the admin pages refuse: a non-admin sees no admin links, a typed admin URL shows a
+/// refusal, and the admin API refuses their calls (HTTP); a cross-site form post and a
+/// request without the CSRF token are refused; a bad or used invite link says so.
+#[test]
+fn browser_admin_pages_refuse_non_admins_cross_site_posts_and_bad_invites() {
+    browser_tests("admin.mjs", "^refusal:");
 }

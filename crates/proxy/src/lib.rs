@@ -38,6 +38,7 @@ pub mod terminal;
 pub mod tunnel;
 pub mod web;
 pub mod web_ui;
+pub mod webadmin;
 pub mod websession;
 pub mod webviews;
 

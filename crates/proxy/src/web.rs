@@ -58,7 +58,7 @@ pub(crate) struct WebState {
     auth: std::sync::RwLock<AuthClient>,
     /// The auth service's address(es), for clients with a web session's own identity.
     pub(crate) auth_addr: String,
-    public_addrs: Vec<String>,
+    pub(crate) public_addrs: Vec<String>,
     status: Mutex<Option<(Instant, proto::StatusResponse)>>,
     /// Web UI sessions seen lately ([`crate::websession`]).
     pub(crate) sessions: crate::websession::Sessions,
@@ -102,6 +102,7 @@ impl WebApi {
             .merge(crate::websession::routes())
             .merge(crate::terminal::routes())
             .merge(crate::webviews::routes())
+            .merge(crate::webadmin::routes())
             .fallback(not_found)
             .layer(DefaultBodyLimit::max(MAX_BODY))
             .with_state(state.clone());
@@ -185,6 +186,8 @@ pub(crate) struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Where in the request's document (a role's YAML) the error is: line, column.
+    location: Option<(usize, usize)>,
 }
 
 impl ApiError {
@@ -193,6 +196,15 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             code: "invalid_argument",
             message: message.into(),
+            location: None,
+        }
+    }
+
+    /// A refused document, with where in it the error is (1-based line and column).
+    pub(crate) fn invalid_at(message: impl Into<String>, line: usize, column: usize) -> ApiError {
+        ApiError {
+            location: Some((line, column)),
+            ..ApiError::bad_request(message)
         }
     }
 
@@ -201,6 +213,7 @@ impl ApiError {
             status: StatusCode::UNAUTHORIZED,
             code: "unauthenticated",
             message: message.into(),
+            location: None,
         }
     }
 
@@ -209,6 +222,7 @@ impl ApiError {
             status: StatusCode::FORBIDDEN,
             code: "permission_denied",
             message: message.into(),
+            location: None,
         }
     }
 
@@ -217,6 +231,7 @@ impl ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
             code: "unavailable",
             message: message.into(),
+            location: None,
         }
     }
 
@@ -225,6 +240,7 @@ impl ApiError {
             status: StatusCode::NOT_FOUND,
             code: "not_found",
             message: message.into(),
+            location: None,
         }
     }
 
@@ -233,15 +249,19 @@ impl ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             code: "internal",
             message: message.into(),
+            location: None,
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({
-            "error": { "code": self.code, "message": self.message }
-        });
+        let mut error = serde_json::json!({ "code": self.code, "message": self.message });
+        if let (Some((line, column)), Some(fields)) = (self.location, error.as_object_mut()) {
+            fields.insert("line".to_string(), line.into());
+            fields.insert("column".to_string(), column.into());
+        }
+        let body = serde_json::json!({ "error": error });
         (self.status, Json(body)).into_response()
     }
 }
@@ -271,6 +291,21 @@ impl From<tonic::Status> for ApiError {
             status: http,
             code,
             message,
+            location: None,
+        }
+    }
+}
+
+impl From<jumpgate_client::admin::AdminError> for ApiError {
+    fn from(err: jumpgate_client::admin::AdminError) -> ApiError {
+        use jumpgate_client::admin::AdminError;
+        match err {
+            AdminError::Refused { status } => status.into(),
+            AdminError::Resource(_) | AdminError::Name(_) => ApiError::bad_request(err.to_string()),
+            AdminError::Connect(_) => {
+                ApiError::unavailable("the auth service is unreachable from the proxy; try again")
+            }
+            other => ApiError::internal(other.to_string()),
         }
     }
 }
@@ -286,6 +321,7 @@ impl From<JsonRejection> for ApiError {
                 "invalid_argument"
             },
             message: format!("request body: {}", rejection.body_text()),
+            location: None,
         }
     }
 }
@@ -297,6 +333,7 @@ async fn not_found() -> ApiError {
         status: StatusCode::NOT_FOUND,
         code: "not_found",
         message: "no such endpoint; see docs/webapi.yaml".to_string(),
+        location: None,
     }
 }
 
@@ -424,6 +461,10 @@ async fn login(
 pub struct SignupRequest {
     token: String,
     password: String,
+    /// A current code of the invite's TOTP secret (`POST /webapi/signup/check`); required
+    /// when the cluster's second factor is otp.
+    #[serde(default)]
+    otp: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -444,6 +485,7 @@ async fn signup(
         .complete_signup(proto::CompleteSignupRequest {
             token: request.token,
             password: request.password,
+            otp: request.otp,
             client_addr: client.to_string(),
         })
         .await?

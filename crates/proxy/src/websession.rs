@@ -77,6 +77,34 @@ struct SessionView {
     csrf_token: String,
     idle_timeout_seconds: i64,
     expires_unix: i64,
+    /// The pages the user's roles allow (auth decides, see `WebSession.can`).
+    can: Capabilities,
+}
+
+/// Which pages of the web UI the user's roles allow. Hiding a page is a convenience: the
+/// calls behind it run as the user, and auth refuses what the roles do not allow.
+#[derive(Debug, Serialize)]
+struct Capabilities {
+    users: bool,
+    roles: bool,
+    tokens: bool,
+    locks: bool,
+    events: bool,
+    recordings: bool,
+}
+
+impl Capabilities {
+    fn of(can: &[String]) -> Capabilities {
+        let has = |page: &str| can.iter().any(|allowed| allowed == page);
+        Capabilities {
+            users: has("users"),
+            roles: has("roles"),
+            tokens: has("tokens"),
+            locks: has("locks"),
+            events: has("events"),
+            recordings: has("recordings"),
+        }
+    }
 }
 
 impl SessionView {
@@ -88,6 +116,7 @@ impl SessionView {
             csrf_token: session.csrf_token.clone(),
             idle_timeout_seconds: session.idle_timeout_seconds,
             expires_unix: session.expires_unix,
+            can: Capabilities::of(&session.can),
         }
     }
 }
@@ -477,7 +506,7 @@ pub(crate) fn refuse_other_origins(
 }
 
 /// State-changing requests carry the session's CSRF token and come from our own pages.
-fn check_csrf(
+pub(crate) fn check_csrf(
     headers: &HeaderMap,
     authority: Option<&str>,
     session: &proto::WebSession,

@@ -62,7 +62,7 @@ pub use presence::{NodePresence, NodeTunnel, ProxyPresence};
 pub use rbac::{AccessChecker, AccessDenied, SessionOptions};
 pub use resource::{
     Metadata, Resource, ResourceError, ResourceName, ResourceSpec, ResourceVersion, TimeError,
-    peek_kind,
+    locate_field, peek_kind,
 };
 pub use role::{
     LabelSelector, LabelValue, Role, RoleConditions, RoleOptions, RoleSpec, Rule, Template, Traits,

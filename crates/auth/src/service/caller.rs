@@ -290,24 +290,29 @@ impl AuthServer {
         &self,
         identity: &TlsIdentity,
     ) -> Result<AccessChecker, ServiceError> {
-        let user = self.cached_user(&identity.name).ok_or_else(|| {
-            ServiceError::PermissionDenied(format!(
-                "access denied: user {:?} no longer exists",
-                identity.name
-            ))
+        self.checker_for(&identity.name, &identity.roles)
+    }
+
+    /// The RBAC checker of user `name` holding `roles` (as their certificate says).
+    pub(crate) fn checker_for(
+        &self,
+        name: &str,
+        roles: &[String],
+    ) -> Result<AccessChecker, ServiceError> {
+        let user = self.cached_user(name).ok_or_else(|| {
+            ServiceError::PermissionDenied(format!("access denied: user {name:?} no longer exists"))
         })?;
         let view = UserView {
             name: user.name.clone(),
             roles: user.roles.clone(),
             traits: traits_of(&user),
         };
-        let defined: Vec<Role> = identity
-            .roles
+        let defined: Vec<Role> = roles
             .iter()
             .filter_map(|name| self.cached_role(name))
             .collect();
-        let held = held_roles(&identity.roles, &view, &defined, SystemTime::now());
-        Ok(AccessChecker::new(held, &view.traits).with_user(&identity.name))
+        let held = held_roles(roles, &view, &defined, SystemTime::now());
+        Ok(AccessChecker::new(held, &view.traits).with_user(name))
     }
 
     /// Audits a refusal (an `auth` event) and passes the error on.

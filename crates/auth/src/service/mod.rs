@@ -448,6 +448,35 @@ impl AuthServer {
 
 type Reply<T> = Result<Response<T>, Status>;
 
+/// An invite made before TOTP secrets were bound to invites: it cannot confirm an
+/// enrolment.
+fn stale_invite() -> ServiceError {
+    ServiceError::invalid(
+        "this invite predates confirmed enrolment; ask an admin for a new one \
+         (`jctl users reset NAME`)",
+    )
+}
+
+impl AuthServer {
+    /// With OTP on: the time step of `otp`, a current code of the invite's TOTP secret.
+    fn signup_code_step(
+        &self,
+        users: &crate::users::Users<'_>,
+        pending: &crate::PendingSignup,
+        otp: &str,
+        now: SystemTime,
+    ) -> Result<Option<u64>, ServiceError> {
+        if users.second_factor == crate::users::SecondFactor::Off {
+            return Ok(None);
+        }
+        let secret = pending.totp_secret.as_deref().ok_or_else(stale_invite)?;
+        users
+            .check_enrolment_code(&pending.user, secret, otp, now)
+            .map(Some)
+            .map_err(ServiceError::from)
+    }
+}
+
 #[tonic::async_trait]
 impl AuthService for AuthServer {
     async fn status(&self, request: Request<proto::StatusRequest>) -> Reply<proto::StatusResponse> {
@@ -670,20 +699,80 @@ impl AuthService for AuthServer {
             self.audit(event).await?;
             return Err(ServiceError::from(err).into());
         }
-        let user = self
+        let authorities = self.authorities();
+        let users = self.users(&authorities);
+        // The code of the secret bound to the token, checked before the token is spent:
+        // a mistyped code can be tried again with the same invite.
+        let pending = self
+            .tokens()
+            .peek_signup(&request.token, now)
+            .await
+            .map_err(ServiceError::from);
+        let totp = match pending {
+            Ok(pending) => self.signup_code_step(&users, &pending, &request.otp, now),
+            Err(err) => Err(err),
+        };
+        let step = match totp {
+            Ok(step) => step,
+            Err(err) => {
+                let mut event = jumpgate_audit::AuditEvent::failure(
+                    EventType::UserPasswordChange,
+                    err.to_string(),
+                )
+                .field("method", "signup_token");
+                if let Some(addr) = Self::client_addr_text(&caller, &request.client_addr) {
+                    event = event.remote_addr(addr);
+                }
+                self.audit(event).await?;
+                return Err(err.into());
+            }
+        };
+        let redeemed = self
             .tokens()
             .consume_signup(&request.token, now)
             .await
             .map_err(ServiceError::from)?;
-        let authorities = self.authorities();
-        let enrollment = self
-            .users(&authorities)
-            .set_password(&user, &request.password, now)
+        let totp = match (step, &redeemed.totp_secret) {
+            (Some(step), Some(secret)) => Some((secret.as_str(), step)),
+            _ => None,
+        };
+        let enrollment = users
+            .set_password(&redeemed.user, &request.password, totp, now)
             .await
             .map_err(ServiceError::from)?;
         Ok(Response::new(proto::CompleteSignupResponse {
-            user,
+            user: redeemed.user,
             otpauth_uri: enrollment.otpauth_uri.unwrap_or_default(),
+        }))
+    }
+
+    async fn get_signup(
+        &self,
+        request: Request<proto::GetSignupRequest>,
+    ) -> Reply<proto::GetSignupResponse> {
+        let caller = self.caller(&request)?;
+        let request = request.into_inner();
+        let ip = Self::client_ip(&caller, &request.client_addr);
+        self.rate_limit(&self.inner.join_limit, &caller, ip, "GetSignup")
+            .await?;
+        let pending = self
+            .tokens()
+            .peek_signup(&request.token, SystemTime::now())
+            .await
+            .map_err(ServiceError::from)?;
+        let authorities = self.authorities();
+        let users = self.users(&authorities);
+        let otpauth_uri = match (&pending.totp_secret, users.second_factor) {
+            (_, crate::users::SecondFactor::Off) => String::new(),
+            (Some(secret), _) => users
+                .otpauth_uri(&pending.user, secret)
+                .map_err(ServiceError::from)?,
+            (None, _) => return Err(stale_invite().into()),
+        };
+        Ok(Response::new(proto::GetSignupResponse {
+            user: pending.user,
+            otpauth_uri,
+            expires_unix: unix(pending.expires),
         }))
     }
 

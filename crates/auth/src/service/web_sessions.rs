@@ -18,6 +18,7 @@ use super::{AuthServer, ServiceError, unix};
 use crate::ClusterAuthorities;
 use jumpgate_api::proto;
 use jumpgate_backend::{BackendError, Key, KeyRange, NewItem};
+use jumpgate_types::role::{kinds, verbs};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -227,6 +228,7 @@ impl AuthServer {
         authorities: &ClusterAuthorities,
     ) -> Result<proto::WebSession, ServiceError> {
         let (tls_ca_pems, host_ca_known_hosts) = super::trust_roots(authorities)?;
+        let can = self.web_capabilities(&stored.user, &stored.roles);
         Ok(proto::WebSession {
             id,
             user: stored.user,
@@ -241,9 +243,34 @@ impl AuthServer {
             host_ca_known_hosts,
             expires_unix: stored.expires_unix,
             idle_timeout_seconds: self.idle_timeout_secs(),
+            can,
         })
     }
+
+    /// The pages of the web UI the user's roles allow ([`WEB_PAGES`]), decided by the same
+    /// RBAC checker as every call the pages make (a page shows when the user may list
+    /// some resources of its kind). Showing a page grants nothing: each call is checked.
+    fn web_capabilities(&self, user: &str, roles: &[String]) -> Vec<String> {
+        let Ok(checker) = self.checker_for(user, roles) else {
+            return Vec::new();
+        };
+        WEB_PAGES
+            .iter()
+            .filter(|(_, kind)| checker.check_rule_for_some(kind, verbs::LIST).is_ok())
+            .map(|(page, _)| (*page).to_string())
+            .collect()
+    }
 }
+
+/// Each admin page of the web UI and the kind its list needs.
+const WEB_PAGES: &[(&str, &str)] = &[
+    ("users", kinds::USER),
+    ("roles", kinds::ROLE),
+    ("tokens", kinds::TOKEN),
+    ("locks", kinds::LOCK),
+    ("events", kinds::EVENT),
+    ("recordings", kinds::SESSION),
+];
 
 #[cfg(test)]
 mod tests {

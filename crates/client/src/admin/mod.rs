@@ -117,6 +117,29 @@ impl AdminClient {
             .collect())
     }
 
+    /// The public address of a proxy of the cluster (the first, by name, of those that
+    /// heartbeat), for links users open: its `public_addr`, else the address it listens
+    /// on if that is a specific one; `None` when no proxy runs.
+    pub async fn proxy_public_addr(&mut self) -> Result<Option<String>, AdminError> {
+        let mut proxies = self.resources("proxy", None).await?;
+        proxies.sort_by(|a, b| a.text_at("/metadata/name").cmp(b.text_at("/metadata/name")));
+        let public = proxies
+            .iter()
+            .flat_map(|proxy| proxy.strings_at("/spec/public_addr"))
+            .find(|addr| !addr.is_empty());
+        // A proxy without `public_addr` (a dev cluster) is reached where it listens,
+        // unless that is every address of the host.
+        let bound = || {
+            proxies
+                .iter()
+                .map(|proxy| proxy.text_at("/spec/addr").to_string())
+                .find(|addr| {
+                    !addr.is_empty() && !addr.starts_with("0.0.0.0:") && !addr.starts_with("[::]:")
+                })
+        };
+        Ok(public.or_else(bound))
+    }
+
     /// Deletes a user (and its signup tokens).
     pub async fn delete_user(&mut self, name: &str) -> Result<(), AdminError> {
         self.delete_resource("user", name).await
@@ -615,6 +638,13 @@ pub struct UserEnrollment {
     /// When a password was given and the cluster asks for a second factor: the URI to
     /// enrol in an authenticator app.
     pub otpauth_uri: Option<String>,
+}
+
+/// The web UI's invite link for a signup token, at the proxy's public address
+/// (`host:port`). The token is in the fragment, which browsers never send to the server:
+/// it reaches no access log and no `Referer` header (docs/web.md).
+pub fn invite_link(proxy_public_addr: &str, token: &str) -> String {
+    format!("https://{proxy_public_addr}/web/invite#{token}")
 }
 
 /// A one-time signup token: whoever holds it sets the user's password.

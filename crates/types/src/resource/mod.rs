@@ -20,6 +20,7 @@
 //! compiled, templates parsed), so a value of a spec type is always usable.
 
 mod error;
+mod locate;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -31,6 +32,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_norway::Value;
 
 pub use error::{ResourceError, TimeError, UnknownVersion};
+pub use locate::locate_field;
 
 use crate::config::Location;
 use crate::config::error::{from_serde, suggest, yaml_syntax};
