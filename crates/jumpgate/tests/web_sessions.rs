@@ -12,6 +12,7 @@
 
 mod support;
 
+use futures::StreamExt;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -302,5 +303,124 @@ fn web_sessions_work_on_every_proxy_and_end_by_logout_idleness_and_locks() {
         .get(&proxy_1, "/webapi/web/session")
         .status
         == 401));
+    drop(cluster);
+}
+
+/// Ten thousand nodes (registered with the admin identity, as heartbeats would) page from
+/// the proxy's copies: the total, the pages by cursor, search and a label filter answer
+/// correctly, and each page answers fast (the times are printed; the bound is a hang
+/// guard for a loaded machine, not the target).
+#[tokio::test(flavor = "multi_thread")]
+async fn ten_thousand_nodes_page_from_the_proxys_copies() {
+    const NODES: usize = 10_000;
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let data = dir.join("data");
+    let config = dir.join("cluster.yaml");
+    let proxy = format!("127.0.0.1:{}", free_port());
+    std::fs::write(
+        &config,
+        format!(
+            "version: v3\njumpgate:\n  data_dir: {}\nauth_service:\n  cluster_name: many\n  authentication:\n    second_factor: \"off\"\nproxy_service:\n  web_listen_addr: {proxy}\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let cluster = start_daemon(
+        &["-c", config.to_str().unwrap(), "--proxy-addr", &proxy],
+        &dir.join("cluster.log"),
+    );
+    cluster.wait_ready(&["auth", "proxy"], &[&data.join("admin/auth_addr")]);
+    let read = |name: &str| std::fs::read_to_string(data.join("admin").join(name)).unwrap();
+    let tls = jumpgate_api::TlsCredentials::from_pem(
+        &read("cert.pem"),
+        &read("key.pem"),
+        &read("ca.pem"),
+    )
+    .unwrap()
+    .client_config()
+    .unwrap();
+    let admin = jumpgate_api::connect(read("auth_addr").trim(), tls)
+        .await
+        .unwrap();
+    let beats = (0..NODES).map(|i| {
+        let mut admin = admin.clone();
+        let node = jumpgate_types::NodePresence {
+            uuid: format!("00000000-0000-4000-8000-{i:012}"),
+            hostname: format!("node-{i:05}"),
+            labels: [("rack".to_string(), format!("r{}", i % 10))].into(),
+            tunnels: Vec::new(),
+            version: "test".to_string(),
+        };
+        async move {
+            admin
+                .heartbeat(jumpgate_api::proto::HeartbeatRequest {
+                    document: node.to_json(),
+                    ttl_seconds: 600,
+                    live_sessions: Vec::new(),
+                })
+                .await
+                .unwrap();
+        }
+    });
+    futures::stream::iter(beats)
+        .buffer_unordered(64)
+        .collect::<Vec<()>>()
+        .await;
+
+    let login = jumpgate_test_support::current_user();
+    add_user(&data, "nina", &login);
+    let browser = Browser::new(dir, "nina", &data.join("admin/ca.pem"));
+    let page = |query: &str| -> (Value, Duration) {
+        let started = std::time::Instant::now();
+        let answer = browser.get(&proxy, &format!("/webapi/web/nodes?{query}"));
+        let took = started.elapsed();
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        (answer.json(), took)
+    };
+    tokio::task::block_in_place(|| {
+        let logged_in = browser.login(&proxy, "nina", jumpgate_test_support::PASSWORD, "");
+        assert_eq!(logged_in.status, 200, "{}", logged_in.body);
+        assert!(
+            wait_until(Duration::from_secs(30), || page("limit=1").0["total"]
+                == NODES),
+            "the proxy does not list {NODES} nodes: {}",
+            page("limit=1").0
+        );
+        let mut times = Vec::new();
+        let mut cursor = String::new();
+        let mut seen = 0;
+        for _ in 0..5 {
+            let query = if cursor.is_empty() {
+                "limit=50".to_string()
+            } else {
+                format!("limit=50&cursor={cursor}")
+            };
+            let (body, took) = page(&query);
+            times.push(took);
+            let nodes = body["nodes"].as_array().unwrap();
+            assert_eq!(nodes.len(), 50);
+            assert_eq!(nodes[0]["hostname"], format!("node-{seen:05}"));
+            seen += 50;
+            cursor = body["next_cursor"].as_str().unwrap().to_string();
+        }
+        let (found, took) = page("search=node-09999");
+        times.push(took);
+        assert_eq!(found["total"], 1, "{found}");
+        let (racked, took) = page("label=rack%3Dr7&limit=50");
+        times.push(took);
+        assert_eq!(racked["total"], NODES / 10, "{racked}");
+        let (last, took) = page("sort=-hostname&limit=1");
+        times.push(took);
+        assert_eq!(
+            last["nodes"][0]["hostname"],
+            format!("node-{:05}", NODES - 1)
+        );
+        println!("{NODES} nodes: each page (curl, TLS and all) took {times:?}");
+        assert!(
+            times.iter().all(|took| *took < Duration::from_secs(2)),
+            "{times:?}"
+        );
+    });
     drop(cluster);
 }

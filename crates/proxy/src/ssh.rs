@@ -210,6 +210,35 @@ impl SshRouting {
         }
     }
 
+    /// The nodes `user` may see with the roles `certificate_roles` (those of its
+    /// certificate that the user still holds): the ones those roles allow some login on,
+    /// as auth's node listing decides, from this proxy's copies. `None` until every copy
+    /// has its first snapshot (then the caller asks auth).
+    pub fn visible_nodes(
+        &self,
+        user: &str,
+        certificate_roles: &[String],
+    ) -> Option<Vec<NodePresence>> {
+        if !(self.nodes.is_loaded() && self.roles.is_loaded() && self.users.is_loaded()) {
+            return None;
+        }
+        let users = self.users.current();
+        let Some(user) = users.iter().find(|view| view.name == user) else {
+            return Some(Vec::new());
+        };
+        let roles = self.roles.current();
+        let held = held_roles(certificate_roles, user, roles.iter(), SystemTime::now());
+        let checker = AccessChecker::new(held, &user.traits);
+        Some(
+            self.nodes
+                .current()
+                .iter()
+                .filter(|node| !checker.allowed_logins(&node.labels).is_empty())
+                .cloned()
+                .collect(),
+        )
+    }
+
     /// Whether `identity` (a user certificate, chain already verified) may log in as
     /// `login` on `node`: the roles the certificate names that the user still holds. A
     /// node those roles do not let the user see at all is refused as if it did not exist.
