@@ -214,6 +214,8 @@ maybe('admin: lock a user: their login shows the lock message; unlock; reset giv
   await page.getByRole('button', { name: 'Delete lucy' }).click();
   await page.getByRole('button', { name: 'Confirm delete lucy' }).click();
   await page.getByTestId('users-notice').filter({ hasText: 'lucy is deleted.' }).waitFor();
+  // The list reloads after the notice: wait for the row to go (fails after the timeout).
+  await page.getByTestId('user-lucy').waitFor({ state: 'detached' });
   assert.equal(await page.getByTestId('user-lucy').count(), 0);
   assert.deepEqual(problems, []);
 });
@@ -313,12 +315,14 @@ maybe('admin: a join token shows the config to paste; an agent started with it a
   // The token was single-use: it is gone; a revoke of another works.
   await page.goto(`${base}/web/tokens`);
   await page.getByRole('heading', { name: 'Join tokens', exact: true }).waitFor();
+  // Once the list has loaded (a table or "No join tokens."), the used token is not in it.
+  await page.getByText('Loading…').waitFor({ state: 'detached' });
   assert.equal(await page.getByTestId(`token-${id}`).count(), 0);
   await page.getByRole('button', { name: 'Create token' }).click();
   const other = (await page.getByRole('heading', { name: /^Token \S+ for a node$/ }).textContent()).split(' ')[1];
   await page.getByRole('button', { name: `Revoke ${other}` }).click();
   await page.getByText(`Token ${other} revoked.`).waitFor();
-  assert.equal(await page.getByTestId(`token-${other}`).count(), 0);
+  await page.getByTestId(`token-${other}`).waitFor({ state: 'detached' });
   assert.deepEqual(problems, []);
 });
 
