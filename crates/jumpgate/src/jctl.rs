@@ -6,7 +6,7 @@
 
 use crate::jctl_cli::{
     AuditCommand, AuthCommand, CaType, CertFormat, JctlCli, JctlCommand, LockArgs, NodesCommand,
-    OutputFormat, RotateType, TokensCommand, UsersCommand,
+    OutputFormat, RotateType, SessionsCommand, TokensCommand, UsersCommand,
 };
 use anyhow::{Context, Result, anyhow, bail};
 use jumpgate_api::admin_identity;
@@ -137,6 +137,12 @@ pub async fn run(cli: JctlCli) -> Result<()> {
             let nodes = admin.nodes().await?;
             let documents: Vec<&Document> = nodes.iter().map(|node| &node.document).collect();
             print_data(format.format, &documents, || text::nodes_table(&nodes))
+        }
+        JctlCommand::Sessions(SessionsCommand::Ls(format)) => {
+            let sessions = admin.active_sessions().await?;
+            print_data(format.format, &sessions, || {
+                text::active_sessions_table(&sessions)
+            })
         }
         JctlCommand::Get { target, format } => get(&mut admin, &target, format.format).await,
         JctlCommand::Create { file, force } => create(&mut admin, &file, force).await,

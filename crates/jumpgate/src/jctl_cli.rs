@@ -63,6 +63,9 @@ pub enum JctlCommand {
     /// Joined nodes (from their heartbeats).
     #[command(subcommand)]
     Nodes(NodesCommand),
+    /// SSH sessions in progress.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
     /// Show resources: `jctl get roles`, `jctl get role/access`, `jctl get users`.
     Get {
         /// KIND or KIND/NAME (user, role, token, node, proxy, auth_server, cert_authority,
@@ -128,6 +131,14 @@ pub struct LockArgs {
 pub enum NodesCommand {
     /// List the nodes whose heartbeat is current: name, UUID, labels, and which proxies
     /// hold their reverse tunnels.
+    Ls(FormatArg),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// List the SSH sessions in progress on every node, newest first: ID, user, login and
+    /// node, shell or command, the client's address, since when. A node names its live
+    /// sessions in its heartbeats; a node that died takes its sessions off within 20 s.
     Ls(FormatArg),
 }
 

@@ -250,6 +250,18 @@ async fn the_web_terminal_is_a_recorded_pty_session_as_the_sessions_user() {
     // Past the listing's 20 s expiry, the node's heartbeats keep it listed.
     tokio::time::sleep(Duration::from_secs(25)).await;
     assert!(tess_listed(&active("aud")), "{:?}", active("aud"));
+    // jctl lists it too.
+    let listed: serde_json::Value = serde_json::from_str(&support::jctl_ok(
+        &data,
+        &["sessions", "ls", "--format", "json"],
+    ))
+    .unwrap();
+    assert!(
+        tess_listed(listed.as_array().unwrap()),
+        "jctl sessions ls: {listed}"
+    );
+    let table = support::jctl_ok(&data, &["sessions", "ls"]);
+    assert!(table.contains(&format!("{login}@term-node")), "{table}");
     socket
         .send(Message::Binary(b"exit 3\n".to_vec().into()))
         .await

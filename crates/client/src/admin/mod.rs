@@ -182,6 +182,32 @@ impl AdminClient {
             .collect()
     }
 
+    /// The sessions in progress (on every node), newest first.
+    pub async fn active_sessions(&mut self) -> Result<Vec<ActiveSessionRecord>, AdminError> {
+        let listed = self
+            .auth
+            .list_active_sessions(proto::ListActiveSessionsRequest {})
+            .await
+            .map_err(AdminError::from)?
+            .into_inner();
+        Ok(listed
+            .sessions
+            .into_iter()
+            .map(|active| ActiveSessionRecord {
+                started: u64::try_from(active.started_unix_millis)
+                    .ok()
+                    .map(|millis| UNIX_EPOCH + Duration::from_millis(millis)),
+                session_id: active.session_id,
+                user: active.user,
+                login: active.login,
+                node_hostname: active.node_hostname,
+                node_uuid: active.node_uuid,
+                client_addr: active.client_addr,
+                interactive: active.interactive,
+            })
+            .collect())
+    }
+
     /// Makes a join token.
     pub async fn create_join_token(
         &mut self,
@@ -701,6 +727,20 @@ impl UserRecord {
             document,
         }
     }
+}
+
+/// A session in progress, as `jctl sessions ls` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ActiveSessionRecord {
+    pub session_id: String,
+    pub user: String,
+    pub login: String,
+    pub node_hostname: String,
+    pub node_uuid: String,
+    pub client_addr: String,
+    pub interactive: bool,
+    #[serde(serialize_with = "text::serialize_time")]
+    pub started: Option<SystemTime>,
 }
 
 /// A node, as `jctl nodes ls` shows it: the parts of the [`NodePresence`] of its last

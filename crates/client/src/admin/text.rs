@@ -1,7 +1,10 @@
 //! The administration answers as text for people (`jctl ... --format text`): aligned
 //! tables and short reports. The JSON and YAML forms are the values' `Serialize`.
 
-use super::{ClusterStatus, Document, JoinToken, JoinTokenInfo, NodeRecord, Rotation, UserRecord};
+use super::{
+    ActiveSessionRecord, ClusterStatus, Document, JoinToken, JoinTokenInfo, NodeRecord, Rotation,
+    UserRecord,
+};
 use serde::Serializer;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -128,6 +131,34 @@ pub fn nodes_table(nodes: &[NodeRecord]) -> String {
         })
         .collect();
     table(&["Host", "UUID", "Labels", "Tunnel"], &rows)
+}
+
+/// `jctl sessions ls`.
+pub fn active_sessions_table(sessions: &[ActiveSessionRecord]) -> String {
+    if sessions.is_empty() {
+        return "No sessions in progress.\n".to_string();
+    }
+    let rows: Vec<Vec<String>> = sessions
+        .iter()
+        .map(|session| {
+            vec![
+                session.session_id.clone(),
+                session.user.clone(),
+                format!("{}@{}", session.login, session.node_hostname),
+                if session.interactive {
+                    "shell".to_string()
+                } else {
+                    "command".to_string()
+                },
+                session.client_addr.clone(),
+                time_text(session.started),
+            ]
+        })
+        .collect();
+    table(
+        &["Session", "User", "Login@Node", "Kind", "From", "Since"],
+        &rows,
+    )
 }
 
 /// `jctl tokens add`: the token, and the config lines for the host that joins with it.
