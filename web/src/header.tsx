@@ -36,6 +36,8 @@ export function Header({ session, onLoggedOut, onSessionEnded }: Props) {
       </a>
       <nav aria-label="Pages">
         <a href={paths.resources}>Resources</a>
+        <a href={paths.recordings}>Recordings</a>
+        <a href={paths.audit}>Audit log</a>
       </nav>
       <div class="who">
         <span>

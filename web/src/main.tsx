@@ -8,6 +8,8 @@ import { Header } from './header';
 import { LoginPage } from './pages/login';
 import { ResourcesPage } from './pages/resources';
 import { TerminalPage } from './pages/terminal';
+import { PlayerPage, RecordingsPage } from './pages/recordings';
+import { AuditPage } from './pages/audit';
 import { NotFoundPage } from './pages/not-found';
 import { navigate, onLinkClick, paths, useRoute } from './route';
 import './style.css';
@@ -147,7 +149,16 @@ function App() {
       page = <ResourcesPage onSessionEnded={sessionEnded} />;
       break;
     case 'terminal':
-      page = <TerminalPage node={route.node} login={route.login} />;
+      page = <TerminalPage node={route.node} login={route.login} onSessionEnded={sessionEnded} />;
+      break;
+    case 'recordings':
+      page = <RecordingsPage onSessionEnded={sessionEnded} />;
+      break;
+    case 'recording':
+      page = <PlayerPage id={route.id} onSessionEnded={sessionEnded} />;
+      break;
+    case 'audit':
+      page = <AuditPage onSessionEnded={sessionEnded} />;
       break;
     case 'not-found':
       page = <NotFoundPage path={route.path} />;

@@ -6,6 +6,9 @@ export type Route =
   | { page: 'login' }
   | { page: 'resources' }
   | { page: 'terminal'; node: string; login: string }
+  | { page: 'recordings' }
+  | { page: 'recording'; id: string }
+  | { page: 'audit' }
   | { page: 'not-found'; path: string };
 
 export const paths = {
@@ -13,6 +16,9 @@ export const paths = {
   resources: '/web/resources',
   terminal: (node: string, login: string) =>
     `/web/terminal/${encodeURIComponent(node)}/${encodeURIComponent(login)}`,
+  recordings: '/web/recordings',
+  recording: (id: string) => `/web/recordings/${encodeURIComponent(id)}`,
+  audit: '/web/audit',
 };
 
 function decode(segment: string): string | null {
@@ -38,6 +44,17 @@ export function parse(pathname: string): Route {
     if (node !== null && login !== null) {
       return { page: 'terminal', node, login };
     }
+  }
+  if (path === '/web/recordings') {
+    return { page: 'recordings' };
+  }
+  const recording = /^\/web\/recordings\/([^/]+)$/.exec(path);
+  const id = recording === null ? null : decode(recording[1] ?? '');
+  if (id !== null && id !== '') {
+    return { page: 'recording', id };
+  }
+  if (path === '/web/audit') {
+    return { page: 'audit' };
   }
   return { page: 'not-found', path: pathname };
 }
@@ -80,7 +97,8 @@ export function onLinkClick(event: MouseEvent): void {
   if (anchor === null || anchor === undefined || anchor.target !== '' || anchor.origin !== location.origin) {
     return;
   }
-  if (!anchor.pathname.startsWith('/web')) {
+  // Not /webapi/... (an API URL, such as a recording's download), nor a download link.
+  if ((anchor.pathname !== '/web' && !anchor.pathname.startsWith('/web/')) || anchor.hasAttribute('download')) {
     return;
   }
   event.preventDefault();
