@@ -284,9 +284,15 @@ maybe('terminal: a real PTY session, output, Unicode, resize, copy and paste, ta
   await typeInTerminal(page, 'exit');
   await panel(page).getByRole('alert').waitFor();
 
-  // Close the second tab by its button: one tab left.
-  await page.getByRole('button', { name: `Close the terminal ${nodeLogin}@${nodeName}` }).last().click();
+  // Leave the terminal by keyboard (Ctrl+Shift+L) for its tab, go to the second, close it
+  // with Delete: one tab left, focused.
+  await panel(page).locator('.xterm-helper-textarea').focus();
+  await page.keyboard.press('Control+Shift+L');
+  assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('role')), 'tab');
+  await page.keyboard.press('ArrowRight');
+  await page.keyboard.press('Delete');
   assert.equal(await page.getByRole('tab').count(), 1);
+  assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('aria-selected')), 'true');
   await assertNoCspViolation(page);
   assert.deepEqual(problems, []);
   await findRecording(page, 'jumpgate-42');

@@ -65,8 +65,20 @@ export function TerminalPage({ node, login, onSessionEnded }: Props) {
     }
   };
 
-  // Arrow keys move between tabs (the ARIA tabs pattern); Tab leaves the list.
+  // Arrow keys move between tabs, Delete closes one (the ARIA tabs pattern); Tab leaves the list.
   const onTabKey = (event: KeyboardEvent, index: number) => {
+    if (event.key === 'Delete') {
+      event.preventDefault();
+      const tab = tabs[index];
+      if (tab !== undefined) {
+        close(tab);
+        const next = tabs[index + 1] ?? tabs[index - 1];
+        if (next !== undefined) {
+          setTimeout(() => focusTab(next.id));
+        }
+      }
+      return;
+    }
     const step = event.key === 'ArrowRight' ? 1 : event.key === 'ArrowLeft' ? -1 : 0;
     if (step === 0) {
       return;
@@ -87,7 +99,7 @@ export function TerminalPage({ node, login, onSessionEnded }: Props) {
       <div class="term-bar">
         <div class="term-tabs" role="tablist" aria-label="Terminals" ref={tabList}>
           {tabs.map((tab, index) => (
-            <span class={`term-tab${tab.id === active ? ' active' : ''}`} key={tab.id}>
+            <span class={`term-tab${tab.id === active ? ' active' : ''}`} key={tab.id} role="presentation">
               <button
                 type="button"
                 role="tab"
@@ -100,11 +112,14 @@ export function TerminalPage({ node, login, onSessionEnded }: Props) {
               >
                 {tab.login}@{tab.node}
               </button>
+              {/* For the mouse; the keyboard closes the focused tab with Delete (only tabs
+                  belong in a tab list). */}
               <button
                 type="button"
                 class="link term-close"
-                aria-label={`Close the terminal ${tab.login}@${tab.node}`}
-                title="Close"
+                tabIndex={-1}
+                aria-hidden="true"
+                title={`Close the terminal ${tab.login}@${tab.node} (Delete)`}
                 onClick={() => close(tab)}
               >
                 ×
@@ -148,7 +163,8 @@ export function TerminalPage({ node, login, onSessionEnded }: Props) {
       ))}
       <p class="hint">
         Copy a selection with Ctrl+Shift+C, paste with Ctrl+Shift+V. The terminal takes every key,
-        Tab included: Ctrl+Shift+L leaves it for the tabs above.
+        Tab included: Ctrl+Shift+L leaves it for the tabs above, where the arrow keys move between
+        terminals and Delete closes one.
       </p>
     </main>
   );
