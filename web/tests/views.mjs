@@ -259,6 +259,7 @@ maybe('terminal: a real PTY session, output, Unicode, resize, copy and paste, ta
   assert.equal(await page.getByLabel('Node', { exact: true }).inputValue(), nodeName);
   assert.equal(await page.getByLabel('Login', { exact: true }).inputValue(), nodeLogin);
   await page.getByRole('button', { name: 'Open', exact: true }).click();
+  await page.getByRole('tab').nth(1).waitFor();
   assert.equal(await page.getByRole('tab').count(), 2);
   await waitOpen(page);
   await typeInTerminal(page, 'echo second-$((1+1))');
@@ -266,7 +267,7 @@ maybe('terminal: a real PTY session, output, Unicode, resize, copy and paste, ta
   // Back to the first by keyboard (arrow keys in the tab list): its output is still there.
   await page.getByRole('tab', { selected: true }).focus();
   await page.keyboard.press('ArrowLeft');
-  assert.equal(await page.getByRole('tab', { selected: true }).getAttribute('id'), await page.getByRole('tab').first().getAttribute('id'));
+  await page.getByRole('tab').first().and(page.locator('[aria-selected="true"]')).waitFor();
   await waitForScreen(page, /^pasted-5\s*$/m, 'the first tab\'s output');
   await shot(page, 'terminal-tabs');
 
@@ -291,8 +292,9 @@ maybe('terminal: a real PTY session, output, Unicode, resize, copy and paste, ta
   assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('role')), 'tab');
   await page.keyboard.press('ArrowRight');
   await page.keyboard.press('Delete');
+  await page.getByRole('tab').nth(1).waitFor({ state: 'detached' });
   assert.equal(await page.getByRole('tab').count(), 1);
-  assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('aria-selected')), 'true');
+  await page.waitForFunction(() => document.activeElement?.getAttribute('aria-selected') === 'true');
   await assertNoCspViolation(page);
   assert.deepEqual(problems, []);
   await findRecording(page, 'jumpgate-42');
@@ -312,9 +314,12 @@ maybe('terminal: a login or node the roles refuse shows the proxy\'s reason', as
   await page.goto(`${base}/web/terminal/no-such-node/${nodeLogin}`);
   await panel(page).getByRole('alert').waitFor();
   assert.match(await panel(page).getByRole('alert').textContent(), /Refused: no node named "no-such-node"/);
-  // Reconnect asks again, and is refused again.
+  // Reconnect asks again (a new socket), and is refused again.
+  const sockets = [];
+  page.on('websocket', (socket) => sockets.push(socket.url()));
   await panel(page).getByRole('button', { name: 'Reconnect' }).click();
-  await panel(page).and(page.locator('[data-state="closed"]')).waitFor();
+  await panel(page).getByRole('alert').filter({ hasText: 'Refused: no node named' }).waitFor();
+  assert.equal(sockets.length, 1, `sockets: ${sockets}`);
   assert.deepEqual(problems, []);
 });
 
@@ -353,9 +358,12 @@ maybe('recordings: the list, filters, playing with speed and seeking, download',
   assert.match(cells[4], /^\d+ (s|min)/, `a duration: ${cells}`);
   // Filters: by user, and one that matches nothing.
   const total = await page.locator('table.recordings tbody tr').count();
+  const count = page.getByTestId('recording-count');
+  await count.filter({ hasText: `${total} of ${total} recordings` }).waitFor();
   await page.getByLabel('User', { exact: true }).fill(user);
-  assert.equal(await page.locator('table.recordings tbody tr').count(), total);
+  await count.filter({ hasText: `${total} of ${total} recordings` }).waitFor();
   await page.getByLabel('Session', { exact: true }).fill(id);
+  await count.filter({ hasText: `1 of ${total} recordings` }).waitFor();
   assert.equal(await page.locator('table.recordings tbody tr').count(), 1);
   await page.getByLabel('Node', { exact: true }).fill('no-such-node');
   await page.getByTestId('recording-count').filter({ hasText: `0 of ${total} recordings` }).waitFor();
@@ -385,7 +393,11 @@ maybe('recordings: the list, filters, playing with speed and seeking, download',
   });
   await shot(page, 'recording-player');
   // Seeking: back to the start, the output is not on the screen yet; forward again.
-  await page.locator('.player').getByRole('button', { name: 'Pause' }).click();
+  // (A short recording may have ended already: then there is nothing to pause.)
+  const pause = page.locator('.player').getByRole('button', { name: 'Pause' });
+  if (await pause.isVisible()) {
+    await pause.click();
+  }
   for (let i = 0; i < 20; i++) {
     await page.getByRole('button', { name: 'Back 5 s' }).click();
   }
@@ -503,6 +515,32 @@ maybe('audit: a user without the event rule sees the API\'s refusal', async (t) 
   await alert.waitFor();
   assert.equal(await alert.locator('p').textContent(), answer.body.error.message);
   await shot(page, 'audit-refused');
+  assert.deepEqual(problems, []);
+});
+
+maybe('terminal, recordings and audit log are readable at 200% zoom (no sideways scrolling)', async (t) => {
+  assert.ok(auditor !== '', 'JUMPGATE_AUDITOR is needed');
+  // 200% zoom of a 1280x800 window: a 640x400 CSS-pixel viewport at twice the density.
+  const { page, problems } = await openAs(t, auditor, auditorOtpauth, {
+    viewport: { width: 640, height: 400 },
+    deviceScaleFactor: 2,
+  });
+  const noSideways = () =>
+    page.evaluate(() => document.documentElement.scrollWidth <= document.documentElement.clientWidth);
+  await page.goto(`${base}/web/recordings`);
+  await page.locator('table.recordings tbody tr').first().waitFor();
+  assert.ok(await noSideways(), 'the recordings page scrolls sideways at 200%');
+  await shot(page, 'recordings-200-percent');
+  await page.goto(`${base}/web/audit`);
+  await page.locator('table.events tbody tr').first().waitFor();
+  await page.locator('table.events tbody tr').first().getByText('JSON').click();
+  assert.ok(await noSideways(), 'the audit log scrolls sideways at 200%');
+  await shot(page, 'audit-200-percent');
+  await page.goto(`${base}${terminalPath}`);
+  await waitOpen(page);
+  assert.ok(await noSideways(), 'the terminal page scrolls sideways at 200%');
+  await shot(page, 'terminal-200-percent');
+  await assertNoCspViolation(page);
   assert.deepEqual(problems, []);
 });
 

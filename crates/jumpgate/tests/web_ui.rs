@@ -270,8 +270,8 @@ fn browser_login_against_the_web_session_endpoints() {
 /// is refused a login and a node with the proxy's reason, and her session's recording is
 /// listed, played (speed, seeking) and downloaded; audrey (`access`, `auditor`) pages
 /// through the audit log, finds the session and follows it to the recording; alice is
-/// shown the API's refusal of the audit log; another site's WebSocket is refused; an
-/// ended web session brings "Your session expired".
+/// shown the API's refusal of the audit log; another site's WebSocket is refused; the three
+/// pages read at 200% zoom; an ended web session brings "Your session expired".
 #[test]
 fn browser_terminal_recordings_and_audit_log_against_a_real_cluster() {
     browser_tests_with("views.mjs", ".", |cluster| {

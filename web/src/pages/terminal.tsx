@@ -107,7 +107,13 @@ export function TerminalPage({ node, login, onSessionEnded }: Props) {
                 aria-selected={tab.id === active}
                 aria-controls={`term-panel-${tab.id}`}
                 tabIndex={tab.id === active ? 0 : -1}
-                onClick={() => select(tab)}
+                onClick={() => {
+                  // A click (or Enter) goes into the terminal; arrow keys only move between tabs.
+                  select(tab);
+                  setTimeout(() =>
+                    document.querySelector<HTMLElement>(`#term-panel-${tab.id} .xterm-helper-textarea`)?.focus(),
+                  );
+                }}
                 onKeyDown={(event) => onTabKey(event, index)}
               >
                 {tab.login}@{tab.node}
@@ -354,12 +360,6 @@ function TerminalPanel({
     observer.observe(element);
     return () => observer.disconnect();
   }, [loaded]);
-
-  useEffect(() => {
-    if (active && status.kind === 'open') {
-      emulator.current?.term.focus();
-    }
-  }, [active]);
 
   const reconnect = () => {
     emulator.current?.term.reset();
