@@ -358,6 +358,12 @@ maybe('recordings: the list, filters, playing with speed and seeking, download',
   assert.match(cells[4], /^\d+ (s|min)/, `a duration: ${cells}`);
   // Filters: by user, and one that matches nothing.
   const total = await page.locator('table.recordings tbody tr').count();
+  // Newest session first.
+  const starts = await page
+    .locator('table.recordings tbody tr')
+    .evaluateAll((rows) => rows.map((row) => Number(row.dataset.start)));
+  assert.ok(starts.every((start) => start > 0), `starts: ${starts}`);
+  assert.deepEqual([...starts].sort((a, b) => b - a), starts, `starts: ${starts}`);
   const count = page.getByTestId('recording-count');
   await count.filter({ hasText: `${total} of ${total} recordings` }).waitFor();
   await page.getByLabel('User', { exact: true }).fill(user);

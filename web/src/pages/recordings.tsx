@@ -77,13 +77,18 @@ export function RecordingsPage({ onSessionEnded }: Props) {
     }
     const has = (value: string | undefined, wanted: string) =>
       wanted.trim() === '' || (value ?? '').toLowerCase().includes(wanted.trim().toLowerCase());
-    return load.value.filter(
-      (r) =>
-        has(r.user, filters.user) &&
-        has(r.node, filters.node) &&
-        has(r.login, filters.login) &&
-        has(r.session_id, filters.session),
-    );
+    // Newest session first (the API orders by last write, so a long session would sit
+    // above later short ones).
+    const started = (r: api.RecordingSummary) => startMillis(r) ?? r.modified_unix_millis;
+    return load.value
+      .filter(
+        (r) =>
+          has(r.user, filters.user) &&
+          has(r.node, filters.node) &&
+          has(r.login, filters.login) &&
+          has(r.session_id, filters.session),
+      )
+      .sort((a, b) => started(b) - started(a));
   }, [load, filters]);
 
   const field = (key: keyof typeof filters, label: string) => (
@@ -139,7 +144,7 @@ export function RecordingsPage({ onSessionEnded }: Props) {
             {shown.map((r) => {
               const start = startMillis(r);
               return (
-                <tr key={r.session_id} data-session={r.session_id}>
+                <tr key={r.session_id} data-session={r.session_id} data-start={start ?? undefined}>
                   <td data-label="Started">{start === null ? '' : formatTime(start)}</td>
                   <td data-label="User">{r.user ?? ''}</td>
                   <td data-label="Node">{r.node ?? ''}</td>
