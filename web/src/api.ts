@@ -168,3 +168,108 @@ export function listNodes(query: NodeQuery): Promise<NodePage> {
   }
   return call<NodePage>('GET', `/webapi/web/nodes?${params.toString()}`);
 }
+
+// The recordings and audit pages (`/webapi/web/recordings`, `/webapi/web/events`).
+
+/** One recording, as `GET /webapi/web/recordings` lists it (user, login, node from its header). */
+export interface RecordingSummary {
+  session_id: string;
+  size: number;
+  completed: boolean;
+  modified_unix_millis: number;
+  user?: string;
+  login?: string;
+  node?: string;
+  started_unix?: number;
+}
+
+export function listRecordings(): Promise<{ recordings: RecordingSummary[] }> {
+  return call('GET', '/webapi/web/recordings');
+}
+
+/** Where a recording is, as asciicast; `download` makes the server send it as a file. */
+export function recordingUrl(sessionId: string, download = false): string {
+  return `/webapi/web/recordings/${encodeURIComponent(sessionId)}.cast${download ? '?download=1' : ''}`;
+}
+
+/** A recording's asciicast text (refusals as ApiError, with the server's message). */
+export async function fetchRecording(sessionId: string): Promise<string> {
+  let response: Response;
+  try {
+    response = await fetch(recordingUrl(sessionId), { credentials: 'same-origin', cache: 'no-store' });
+  } catch {
+    throw new ApiError(0, 'network', 'The proxy cannot be reached. Check your connection and try again.');
+  }
+  const text = await response.text();
+  if (!response.ok) {
+    let parsed: unknown = undefined;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = undefined;
+    }
+    throw errorFrom(response.status, parsed);
+  }
+  return text;
+}
+
+/** One audit event as the audit log stores it: a flat object (`event`, `time`, `user`, `sid`, …). */
+export type AuditEvent = Record<string, unknown>;
+
+export interface EventQuery {
+  /** Unix milliseconds, or null for no bound. */
+  from: number | null;
+  to: number | null;
+  types: string[];
+  user: string;
+  session: string;
+  limit: number;
+  cursor: string | null;
+}
+
+export function searchEvents(query: EventQuery): Promise<{ events: AuditEvent[]; next_cursor: string | null }> {
+  const params = new URLSearchParams();
+  if (query.from !== null) {
+    params.set('from', String(query.from));
+  }
+  if (query.to !== null) {
+    params.set('to', String(query.to));
+  }
+  for (const type of query.types) {
+    params.append('type', type);
+  }
+  if (query.user !== '') {
+    params.set('user', query.user);
+  }
+  if (query.session !== '') {
+    params.set('session', query.session);
+  }
+  params.set('limit', String(query.limit));
+  if (query.cursor !== null) {
+    params.set('cursor', query.cursor);
+  }
+  return call('GET', `/webapi/web/events?${params.toString()}`);
+}
+
+/** The terminal socket's URL (same origin: the proxy checks the Origin it carries). */
+export function terminalUrl(node: string, login: string, cols: number, rows: number): string {
+  const params = new URLSearchParams({ node, login, cols: String(cols), rows: String(rows) });
+  const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  return `${scheme}//${location.host}/webapi/web/terminal?${params.toString()}`;
+}
+
+/** A session in progress, as `GET /webapi/web/active-sessions` lists it. */
+export interface ActiveSession {
+  session_id: string;
+  user: string;
+  login: string;
+  node_uuid: string;
+  node_hostname: string;
+  client_addr: string;
+  interactive: boolean;
+  started_unix_millis: number;
+}
+
+export function listActiveSessions(): Promise<{ sessions: ActiveSession[] }> {
+  return call('GET', '/webapi/web/active-sessions');
+}

@@ -36,6 +36,9 @@ export function Header({ session, onLoggedOut, onSessionEnded }: Props) {
       </a>
       <nav aria-label="Pages">
         <a href={paths.resources}>Resources</a>
+        {session.can?.recordings === true && <a href={paths.recordings}>Recordings</a>}
+        {session.can?.recordings === true && <a href={paths.sessions}>Sessions</a>}
+        {session.can?.events === true && <a href={paths.audit}>Audit log</a>}
         {session.can?.users === true && <a href={paths.users}>Users</a>}
         {session.can?.roles === true && <a href={paths.roles}>Roles</a>}
         {session.can?.tokens === true && <a href={paths.tokens}>Join tokens</a>}

@@ -8,6 +8,9 @@ import { Header } from './header';
 import { LoginPage } from './pages/login';
 import { ResourcesPage } from './pages/resources';
 import { TerminalPage } from './pages/terminal';
+import { PlayerPage, RecordingsPage } from './pages/recordings';
+import { AuditPage } from './pages/audit';
+import { SessionsPage } from './pages/sessions';
 import { NotFoundPage } from './pages/not-found';
 import { ForbiddenPage } from './pages/forbidden';
 import { lazyPage } from './lazy';
@@ -159,7 +162,19 @@ function App() {
       page = <ResourcesPage onSessionEnded={sessionEnded} />;
       break;
     case 'terminal':
-      page = <TerminalPage node={route.node} login={route.login} />;
+      page = <TerminalPage node={route.node} login={route.login} onSessionEnded={sessionEnded} />;
+      break;
+    case 'recordings':
+      page = <RecordingsPage onSessionEnded={sessionEnded} />;
+      break;
+    case 'recording':
+      page = <PlayerPage id={route.id} onSessionEnded={sessionEnded} />;
+      break;
+    case 'sessions':
+      page = <SessionsPage onSessionEnded={sessionEnded} />;
+      break;
+    case 'audit':
+      page = <AuditPage onSessionEnded={sessionEnded} />;
       break;
     case 'users':
       page = session.can?.users === true ? <UsersPage session={session} onSessionEnded={sessionEnded} /> : <ForbiddenPage what="users" />;

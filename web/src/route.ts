@@ -10,6 +10,10 @@ export type Route =
   | { page: 'roles' }
   | { page: 'tokens' }
   | { page: 'invite' }
+  | { page: 'recordings' }
+  | { page: 'recording'; id: string }
+  | { page: 'audit' }
+  | { page: 'sessions' }
   | { page: 'not-found'; path: string };
 
 export const paths = {
@@ -22,6 +26,10 @@ export const paths = {
   invite: '/web/invite',
   terminal: (node: string, login: string) =>
     `/web/terminal/${encodeURIComponent(node)}/${encodeURIComponent(login)}`,
+  recordings: '/web/recordings',
+  recording: (id: string) => `/web/recordings/${encodeURIComponent(id)}`,
+  audit: '/web/audit',
+  sessions: '/web/sessions',
 };
 
 function decode(segment: string): string | null {
@@ -50,6 +58,20 @@ export function parse(pathname: string): Route {
     if (node !== null && login !== null) {
       return { page: 'terminal', node, login };
     }
+  }
+  if (path === '/web/recordings') {
+    return { page: 'recordings' };
+  }
+  const recording = /^\/web\/recordings\/([^/]+)$/.exec(path);
+  const id = recording === null ? null : decode(recording[1] ?? '');
+  if (id !== null && id !== '') {
+    return { page: 'recording', id };
+  }
+  if (path === '/web/sessions') {
+    return { page: 'sessions' };
+  }
+  if (path === '/web/audit') {
+    return { page: 'audit' };
   }
   return { page: 'not-found', path: pathname };
 }
@@ -92,7 +114,8 @@ export function onLinkClick(event: MouseEvent): void {
   if (anchor === null || anchor === undefined || anchor.target !== '' || anchor.origin !== location.origin) {
     return;
   }
-  if (!anchor.pathname.startsWith('/web')) {
+  // Not /webapi/... (an API URL, such as a recording's download), nor a download link.
+  if ((anchor.pathname !== '/web' && !anchor.pathname.startsWith('/web/')) || anchor.hasAttribute('download')) {
     return;
   }
   event.preventDefault();

@@ -72,6 +72,10 @@ pub struct RecordingSummary {
     pub login: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub node: String,
+    /// When the session started (Unix seconds), from the header's `timestamp`; with
+    /// `modified_unix_millis`, about how long it ran (the web UI's list shows both).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_unix: Option<i64>,
 }
 
 impl RecordingSummary {
@@ -84,6 +88,7 @@ impl RecordingSummary {
             user: String::new(),
             login: String::new(),
             node: String::new(),
+            started_unix: None,
         }
     }
 
@@ -139,10 +144,13 @@ pub async fn list_recordings_with(
     for info in &infos {
         let mut summary = RecordingSummary::from_info(info);
         // Details only: a recording whose header cannot be read is still listed.
-        if let Some(meta) = read_header(auth, &info.session_id).await {
-            summary.user = meta.user;
-            summary.login = meta.login;
-            summary.node = meta.node;
+        if let Some(header) = read_header(auth, &info.session_id).await {
+            summary.started_unix = header.timestamp;
+            if let Some(meta) = header.jumpgate {
+                summary.user = meta.user;
+                summary.login = meta.login;
+                summary.node = meta.node;
+            }
         }
         summaries.push(summary);
     }
@@ -157,7 +165,7 @@ pub async fn list_recordings_with(
 async fn read_header(
     auth: &mut AuthClient,
     session_id: &str,
-) -> Option<jumpgate_audit::recording::SessionMeta> {
+) -> Option<jumpgate_audit::recording::Header> {
     let part = auth
         .get_recording(GetRecordingRequest {
             session_id: session_id.to_string(),
@@ -171,9 +179,8 @@ async fn read_header(
     let end = part.iter().position(|&byte| byte == b'\n')?;
     let line = part.get(..=end)?;
     parse_cast(line, &ParseOptions::tolerant())
-        .ok()?
-        .header
-        .jumpgate
+        .ok()
+        .map(|cast| cast.header)
 }
 
 /// The bytes of a recording as stored (asciicast v2), read in parts of [`CHUNK_LEN`].
@@ -345,6 +352,7 @@ mod tests {
             user: "alice".to_string(),
             login: "root".to_string(),
             node: String::new(),
+            started_unix: Some(1_699_999_990),
         }]);
         let lines: Vec<&str> = table.lines().collect();
         assert!(

@@ -96,6 +96,27 @@ async fn open(
     }
 }
 
+/// Opens a socket the proxy refuses after the upgrade: its close code and reason.
+async fn refused(proxy: &str, ca: &Path, cookie: &str, query: &str, origin: &str) -> (u16, String) {
+    let mut socket = open(proxy, ca, cookie, query, Some(origin))
+        .await
+        .expect("the upgrade is accepted, then closed with the reason");
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(message)) = socket.next().await {
+            match message {
+                Message::Close(Some(frame)) => {
+                    return (u16::from(frame.code), frame.reason.to_string());
+                }
+                Message::Close(None) => return (0, String::new()),
+                _ => {}
+            }
+        }
+        (0, String::new())
+    })
+    .await;
+    closed.expect("the refused socket is closed within 10 s")
+}
+
 /// Reads frames until the terminal output holds `wanted` (at most 20 s); returns it all.
 async fn read_until(socket: &mut Socket, wanted: &str) -> String {
     let mut seen = String::new();
@@ -179,20 +200,16 @@ async fn the_web_terminal_is_a_recorded_pty_session_as_the_sessions_user() {
             .err(),
         Some(403)
     );
+    // A refused node or login is told over the socket (a browser cannot read a refused
+    // upgrade): closed at once with 4001 and the reason.
     let not_allowed = "node=term-node&login=nobody-allowed&cols=80&rows=24";
-    assert_eq!(
-        open(&proxy, &ca, &cookie, not_allowed, Some(&origin))
-            .await
-            .err(),
-        Some(403)
-    );
+    let (code, reason) = refused(&proxy, &ca, &cookie, not_allowed, &origin).await;
+    assert_eq!(code, 4001, "{reason}");
+    assert!(reason.contains("nobody-allowed"), "{reason}");
     let absent = format!("node=no-such-node&login={login}");
-    assert_eq!(
-        open(&proxy, &ca, &cookie, &absent, Some(&origin))
-            .await
-            .err(),
-        Some(403)
-    );
+    let (code, reason) = refused(&proxy, &ca, &cookie, &absent, &origin).await;
+    assert_eq!(code, 4001, "{reason}");
+    assert!(reason.contains("no node named"), "{reason}");
     assert_eq!(
         open(&proxy, &ca, "00", &query, Some(&origin)).await.err(),
         Some(401)

@@ -186,6 +186,16 @@ fn hsts_is_sent_only_with_https_keypairs() {
 /// the harness of `web/tests/harness.mjs`) against a fresh dev cluster, with only the tests
 /// whose names match `tests`.
 fn browser_tests(script: &str, tests: &str) {
+    browser_tests_with(script, tests, |_| Vec::new());
+}
+
+/// [`browser_tests`] with more made in the cluster first by `setup` (users, roles), which
+/// answers more environment for the script.
+fn browser_tests_with(
+    script: &str,
+    tests: &str,
+    setup: impl FnOnce(&support::Cluster) -> Vec<(&'static str, String)>,
+) {
     let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web");
     assert!(
         web.join("node_modules/playwright-core").is_dir(),
@@ -199,6 +209,7 @@ fn browser_tests(script: &str, tests: &str) {
     // An admin for the admin pages (admin.mjs): the built-in editor role.
     let admin_otpauth = cluster.add_user_with_roles("adam", "editor,access", "root");
     let node = cluster.wait_for_dev_node();
+    let extra = setup(&cluster);
     let url = format!(
         "https://{}",
         cluster.proxy.replace("localhost", "127.0.0.1")
@@ -219,6 +230,7 @@ fn browser_tests(script: &str, tests: &str) {
         .env("JUMPGATE_ADMIN_OTPAUTH", &admin_otpauth)
         // admin.mjs joins an agent with the config the join-token page shows.
         .env("JUMPGATE_BIN", env!("CARGO_BIN_EXE_jumpgate"))
+        .envs(extra)
         .output()
         .expect("node (./test.sh installs it)");
     let report = format!("{}{}", text(&out.stdout), text(&out.stderr));
@@ -274,4 +286,23 @@ fn browser_admin_pages_add_sign_up_lock_edit_roles_and_join_a_node() {
 #[test]
 fn browser_admin_pages_refuse_non_admins_cross_site_posts_and_bad_invites() {
     browser_tests("admin.mjs", "^refusal:");
+}
+
+/// The terminal, recordings and audit pages (`web/tests/views.mjs`) against the real
+/// cluster: alice (`access`) logs in with TOTP, runs commands in a real PTY session on this
+/// host's node (output, Unicode, resize, copy and paste, tabs, the exit status, reconnect),
+/// is refused a login and a node with the proxy's reason, and her session's recording is
+/// listed, played (speed, seeking) and downloaded; audrey (`access`, `auditor`) pages
+/// through the audit log, finds the session and follows it to the recording; alice is
+/// shown the API's refusal of the audit log; another site's WebSocket is refused; the three
+/// pages read at 200% zoom; an ended web session brings "Your session expired".
+#[test]
+fn browser_terminal_recordings_and_audit_log_against_a_real_cluster() {
+    browser_tests_with("views.mjs", ".", |cluster| {
+        let otpauth = cluster.add_user_with_roles("audrey", "access,auditor", "root");
+        vec![
+            ("JUMPGATE_AUDITOR", "audrey".to_string()),
+            ("JUMPGATE_AUDITOR_OTPAUTH", otpauth),
+        ]
+    });
 }

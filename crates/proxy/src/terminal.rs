@@ -18,6 +18,11 @@
 //! A socket opened from a page of another site is refused: the upgrade must carry our own
 //! `Origin` (a WebSocket is not bound by the same-origin policy, and its handshake is a GET
 //! that carries the cookie).
+//!
+//! A node or login the user's roles refuse (or a node that is not there) is told over the
+//! socket: the upgrade is accepted and at once closed with [`CLOSE_REFUSED`] and the reason.
+//! A browser's `WebSocket` cannot read the body of a refused upgrade (it only sees "closed,
+//! 1006"), so that is the one way the page can show the user why.
 
 use crate::web::{ApiError, ClientAddr, WebState};
 use crate::websession::{authority, refuse_other_origins, session_of};
@@ -43,6 +48,8 @@ const MAX_ROWS: u32 = 500;
 /// WebSocket close codes: 1000 normal (the shell ended), 1011 an error, 4001 refused.
 const CLOSE_NORMAL: u16 = 1000;
 const CLOSE_ERROR: u16 = 1011;
+/// The node or login is refused (RBAC, a lock, no such node, offline): the reason follows.
+const CLOSE_REFUSED: u16 = 4001;
 
 pub(crate) fn routes() -> Router<Arc<WebState>> {
     Router::new().route("/webapi/web/terminal", get(terminal))
@@ -121,7 +128,10 @@ async fn terminal(
                 refusal.audit_reason().to_string(),
                 identity.to_uri(),
             );
-            return Err(ApiError::forbidden(refusal.reason));
+            let reason = refusal.reason;
+            return Ok(upgrade.on_upgrade(move |mut socket| async move {
+                close(&mut socket, CLOSE_REFUSED, &reason).await;
+            }));
         }
     };
     let ssh_identity = SshIdentity::from_openssh(

@@ -38,15 +38,22 @@ static ASSETS: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/web_assets
 /// Where the app is served; the Vite build's `base` (web/vite.config.ts) must match.
 const BASE: &str = "/web";
 
-/// `default-src 'self'` and nothing inline. `style-src 'self'`: the stylesheet is a file;
-/// Preact sets element styles through the CSSOM, which CSP does not restrict.
+/// `default-src 'self'` and no inline script. Styles: the stylesheets are files, and
+/// Preact sets element styles through the CSSOM, which CSP does not restrict; but the
+/// terminal (`@xterm/xterm`'s DOM renderer) writes its theme and cell sizes into `<style>`
+/// elements it makes and colours 24-bit cells with `style` attributes, which CSP governs
+/// and which take no nonce: hence `style-src 'unsafe-inline'` (styles only: scripts stay
+/// `'self'`, and no page builds markup from strings). `script-src 'wasm-unsafe-eval'`:
+/// the recordings player (`asciinema-player`) compiles its terminal emulator from
+/// WebAssembly bytes in its bundle; it allows compiling WebAssembly only, not `eval`.
 /// `img-src 'self'` (the icon); `connect-src 'self'` covers the API and, in browsers
 /// implementing CSP 3, same-origin WebSockets (the terminal). `frame-ancestors 'none'` is
 /// X-Frame-Options for browsers that know CSP; `form-action 'self'` and `base-uri 'none'`
 /// stop injected markup from sending a form elsewhere or re-rooting relative URLs.
-pub const CONTENT_SECURITY_POLICY_VALUE: &str = "default-src 'self'; script-src 'self'; \
-     style-src 'self'; img-src 'self'; font-src 'self'; connect-src 'self'; \
-     object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+pub const CONTENT_SECURITY_POLICY_VALUE: &str = "default-src 'self'; \
+     script-src 'self' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; \
+     img-src 'self'; font-src 'self'; connect-src 'self'; object-src 'none'; \
+     base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// Two years, the HSTS preload list's minimum; no `includeSubDomains`: the proxy does not
 /// know what else runs under its domain.

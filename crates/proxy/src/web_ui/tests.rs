@@ -34,13 +34,24 @@ fn header<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> &'a str {
 
 fn assert_security_headers(headers: &axum::http::HeaderMap) {
     let csp = header(headers, "content-security-policy");
-    assert!(csp.contains("default-src 'self'"), "{csp}");
-    assert!(csp.contains("script-src 'self';"), "{csp}");
-    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
-    assert!(
-        !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+    let directive = |name: &str| {
+        csp.split(';')
+            .map(str::trim)
+            .find_map(|d| d.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {name} in {csp}"))
+    };
+    assert_eq!(directive("default-src"), "'self'", "{csp}");
+    // WebAssembly for the recordings player; never eval or inline script.
+    assert_eq!(
+        directive("script-src"),
+        "'self' 'wasm-unsafe-eval'",
         "{csp}"
     );
+    // Inline styles for the terminal (its <style> elements and style attributes).
+    assert_eq!(directive("style-src"), "'self' 'unsafe-inline'", "{csp}");
+    assert_eq!(directive("frame-ancestors"), "'none'", "{csp}");
+    assert_eq!(csp.matches("unsafe-inline").count(), 1, "{csp}");
+    assert!(!csp.contains(" 'unsafe-eval'"), "{csp}");
     assert_eq!(header(headers, "x-frame-options"), "DENY");
     assert_eq!(header(headers, "x-content-type-options"), "nosniff");
     assert_eq!(header(headers, "referrer-policy"), "no-referrer");
