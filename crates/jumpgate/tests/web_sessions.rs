@@ -12,7 +12,6 @@
 
 mod support;
 
-use futures::StreamExt;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -331,42 +330,7 @@ async fn ten_thousand_nodes_page_from_the_proxys_copies() {
         &dir.join("cluster.log"),
     );
     cluster.wait_ready(&["auth", "proxy"], &[&data.join("admin/auth_addr")]);
-    let read = |name: &str| std::fs::read_to_string(data.join("admin").join(name)).unwrap();
-    let tls = jumpgate_api::TlsCredentials::from_pem(
-        &read("cert.pem"),
-        &read("key.pem"),
-        &read("ca.pem"),
-    )
-    .unwrap()
-    .client_config()
-    .unwrap();
-    let admin = jumpgate_api::connect(read("auth_addr").trim(), tls)
-        .await
-        .unwrap();
-    let beats = (0..NODES).map(|i| {
-        let mut admin = admin.clone();
-        let node = jumpgate_types::NodePresence {
-            uuid: format!("00000000-0000-4000-8000-{i:012}"),
-            hostname: format!("node-{i:05}"),
-            labels: [("rack".to_string(), format!("r{}", i % 10))].into(),
-            tunnels: Vec::new(),
-            version: "test".to_string(),
-        };
-        async move {
-            admin
-                .heartbeat(jumpgate_api::proto::HeartbeatRequest {
-                    document: node.to_json(),
-                    ttl_seconds: 600,
-                    live_sessions: Vec::new(),
-                })
-                .await
-                .unwrap();
-        }
-    });
-    futures::stream::iter(beats)
-        .buffer_unordered(64)
-        .collect::<Vec<()>>()
-        .await;
+    support::register_nodes(&data, support::many_nodes(NODES)).await;
 
     let login = jumpgate_test_support::current_user();
     add_user(&data, "nina", &login);

@@ -270,6 +270,27 @@ fn browser_login_against_the_web_session_endpoints() {
     browser_tests("browser.mjs", "login form|wrong password|one-time code");
 }
 
+/// The resources page against a real cluster holding 10,000 more nodes (registered as
+/// heartbeats would) and one whose host name and label are markup: paging, search and a
+/// label filter answer quickly, and the markup shows as text with nothing run.
+#[test]
+fn browser_resources_with_ten_thousand_nodes_and_markup_in_a_node() {
+    browser_tests_with("browser.mjs", r"^resources \(real\)", |cluster| {
+        let mut nodes = support::many_nodes(10_000);
+        nodes.push(jumpgate_types::NodePresence {
+            uuid: "00000000-0000-4000-8000-999999999999".to_string(),
+            hostname: "<img src=x onerror=alert(2)>".to_string(),
+            labels: [("note".to_string(), "<script>alert(1)</script>".to_string())].into(),
+            tunnels: Vec::new(),
+            version: "test".to_string(),
+        });
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(support::register_nodes(&cluster.data, nodes));
+        Vec::new()
+    });
+}
+
 /// The admin pages as an admin (editor): add a user and sign them up from the invite link
 /// (the QR code decoded from the page's canvas, a code to confirm), log in as them; lock and
 /// unlock a user (their login shows the lock's message); a role with a YAML error shown at

@@ -404,3 +404,54 @@ pub fn packaged_bins() -> &'static Bins {
     });
     &PACKAGED
 }
+
+/// Registers `nodes` in the cluster whose admin files are in `data`, as their heartbeats
+/// would (with the admin identity `jctl` uses, which may write any presence record), for
+/// 10 minutes; 64 at a time. For tests that need many nodes or nodes no agent would send.
+#[allow(dead_code)] // Not every test binary that includes this module registers nodes.
+pub async fn register_nodes(data: &Path, nodes: Vec<jumpgate_types::NodePresence>) {
+    use futures::StreamExt;
+    let read = |name: &str| std::fs::read_to_string(data.join("admin").join(name)).unwrap();
+    let tls = jumpgate_api::TlsCredentials::from_pem(
+        &read("cert.pem"),
+        &read("key.pem"),
+        &read("ca.pem"),
+    )
+    .unwrap()
+    .client_config()
+    .unwrap();
+    let admin = jumpgate_api::connect(read("auth_addr").trim(), tls)
+        .await
+        .unwrap();
+    let beats = nodes.into_iter().map(|node| {
+        let mut admin = admin.clone();
+        async move {
+            admin
+                .heartbeat(jumpgate_api::proto::HeartbeatRequest {
+                    document: node.to_json(),
+                    ttl_seconds: 600,
+                    live_sessions: Vec::new(),
+                })
+                .await
+                .unwrap();
+        }
+    });
+    futures::stream::iter(beats)
+        .buffer_unordered(64)
+        .collect::<Vec<()>>()
+        .await;
+}
+
+/// `count` nodes named `node-00000`... with a `rack` label (`r0`..`r9`), for listings.
+#[allow(dead_code)]
+pub fn many_nodes(count: usize) -> Vec<jumpgate_types::NodePresence> {
+    (0..count)
+        .map(|i| jumpgate_types::NodePresence {
+            uuid: format!("00000000-0000-4000-8000-{i:012}"),
+            hostname: format!("node-{i:05}"),
+            labels: [("rack".to_string(), format!("r{}", i % 10))].into(),
+            tunnels: Vec::new(),
+            version: "test".to_string(),
+        })
+        .collect()
+}
