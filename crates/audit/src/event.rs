@@ -65,6 +65,9 @@ pub enum EventType {
     /// A lock was removed.
     #[serde(rename = "lock.deleted")]
     LockDeleted,
+    /// A user logged out of the web UI (one session, or every one of theirs).
+    #[serde(rename = "user.logout")]
+    UserLogout,
 }
 
 /// The one table of event names and codes: (type, name, success code, failure code).
@@ -73,7 +76,7 @@ pub enum EventType {
 /// `T2000I` session start, `T3002I` exec, ...), so Teleport users' alerting keeps working.
 /// The last letter is the severity: `I` info, `W` warning (refused), `E` error (failed).
 /// Where Teleport has no failure code we use the success code with `W`.
-const TABLE: [(EventType, &str, &str, &str); 21] = [
+const TABLE: [(EventType, &str, &str, &str); 22] = [
     (EventType::UserLogin, "user.login", "T1000I", "T1000W"),
     (EventType::UserCreate, "user.create", "T1002I", "T1002W"),
     (EventType::UserUpdate, "user.update", "T1003I", "T1003W"),
@@ -115,6 +118,7 @@ const TABLE: [(EventType, &str, &str, &str); 21] = [
     ),
     (EventType::LockCreated, "lock.created", "TLK00I", "TLK00W"),
     (EventType::LockDeleted, "lock.deleted", "TLK01I", "TLK01W"),
+    (EventType::UserLogout, "user.logout", "TLO00I", "TLO00W"),
 ];
 
 impl EventType {

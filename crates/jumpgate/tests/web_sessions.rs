@@ -271,6 +271,17 @@ fn web_sessions_work_on_every_proxy_and_end_by_logout_idleness_and_locks() {
         .get(&proxy_1, "/webapi/web/session")
         .status
         == 401));
+    // Audited: a user.logout of wendy's, everywhere, from the phone's address.
+    let logouts = support::bins().audit_events(&data, "user.logout");
+    assert!(
+        logouts.iter().any(|event| event["user"] == "wendy"
+            && event["everywhere"] == true
+            && event["sessions_ended"].as_u64() >= Some(2)
+            && event["addr.remote"]
+                .as_str()
+                .is_some_and(|addr| addr.starts_with("127.0.0.1:"))),
+        "no user.logout of wendy everywhere: {logouts:?}"
+    );
 
     // Idle for longer than web_idle_timeout (8 s here): ended.
     let idle = Browser::new(dir, "idle", &ca);

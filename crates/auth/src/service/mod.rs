@@ -1082,9 +1082,18 @@ impl AuthService for AuthServer {
         self.require_kind(&caller, "DeleteWebSession", &[IdentityKind::Proxy])
             .await?;
         let request = request.into_inner();
-        let ended = self
+        let (user, ended) = self
             .delete_web_session(&request.id, request.all_of_user)
             .await?;
+        let mut event = jumpgate_audit::AuditEvent::success(EventType::UserLogout)
+            .user(user)
+            .field("method", "web")
+            .field("everywhere", request.all_of_user)
+            .field("sessions_ended", ended);
+        if let Some(addr) = Self::client_addr_text(&caller, &request.client_addr) {
+            event = event.remote_addr(addr);
+        }
+        self.audit(event).await?;
         Ok(Response::new(proto::DeleteWebSessionResponse { ended }))
     }
 

@@ -159,12 +159,12 @@ impl AuthServer {
         self.web_session_reply(id.to_string(), stored, &self.authorities())
     }
 
-    /// Ends session `id`, or every web session of its user; says how many ended.
+    /// Ends session `id`, or every web session of its user; says whose and how many ended.
     pub(crate) async fn delete_web_session(
         &self,
         id: &str,
         all_of_user: bool,
-    ) -> Result<u32, ServiceError> {
+    ) -> Result<(String, u32), ServiceError> {
         let key = key_of(id)?;
         let stored = self.read_web_session(&key).await?;
         if !all_of_user {
@@ -173,7 +173,7 @@ impl AuthServer {
                 .delete(&key)
                 .await
                 .map_err(backend_error)?;
-            return Ok(1);
+            return Ok((stored.user, 1));
         }
         let sessions = self
             .inner
@@ -194,7 +194,7 @@ impl AuthServer {
                 }
             }
         }
-        Ok(ended)
+        Ok((stored.user, ended))
     }
 
     fn idle_timeout_secs(&self) -> i64 {
