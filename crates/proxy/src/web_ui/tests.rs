@@ -68,8 +68,9 @@ fn script_bundle() -> &'static str {
     ASSETS
         .iter()
         .map(|(name, _)| *name)
-        .find(|name| name.starts_with("assets/") && name.ends_with(".js"))
-        .expect("a script bundle under web/dist/assets")
+        // The entry point (the pages loaded later are chunks of their own).
+        .find(|name| name.starts_with("assets/index-") && name.ends_with(".js"))
+        .expect("the entry script web/dist/assets/index-*.js")
 }
 
 #[tokio::test]
