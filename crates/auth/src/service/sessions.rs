@@ -211,15 +211,35 @@ impl AuthServer {
     }
 
     /// Keeps the live sessions `node` names in its heartbeat listed. Only the node's own
-    /// entries can be reached (the key holds the node), and a name that is not listed
-    /// (ended, expired, or never started) is skipped.
+    /// entries are read (the key holds the node), and only those that exist are renewed:
+    /// one range read per beat, then one renewal per session both listed and named, so
+    /// names that were never started cost the backend nothing.
     pub(crate) async fn keep_sessions_alive(&self, node: &str, sessions: &[String]) {
+        let named: std::collections::HashSet<&str> = sessions
+            .iter()
+            .take(MAX_LIVE_SESSIONS_PER_BEAT)
+            .map(String::as_str)
+            .collect();
+        let Ok(range) = jumpgate_backend::KeyRange::prefix(&format!("{ACTIVE_PREFIX}{node}/"))
+        else {
+            return;
+        };
+        let listed = match self.inner.backend.get_range(&range, None).await {
+            Ok(items) => items,
+            Err(err) => {
+                tracing::debug!(%err, node, "cannot read a node's live sessions");
+                return;
+            }
+        };
         let expires = SystemTime::now() + ACTIVE_TTL;
-        for session in sessions.iter().take(MAX_LIVE_SESSIONS_PER_BEAT) {
-            let Ok(key) = active_key(node, session) else {
+        for item in listed {
+            let Some(session) = item.key.as_str().rsplit('/').next() else {
                 continue;
             };
-            match self.inner.backend.keep_alive(&key, expires).await {
+            if !named.contains(session) {
+                continue;
+            }
+            match self.inner.backend.keep_alive(&item.key, expires).await {
                 Ok(_) | Err(BackendError::NotFound { .. }) => {}
                 Err(err) => {
                     tracing::debug!(%err, node, "cannot keep a live session listed");
