@@ -11,10 +11,10 @@ interface Props {
   onSessionEnded: () => void;
 }
 
-type Load<T> = { kind: 'loading' } | { kind: 'failed'; message: string } | { kind: 'loaded'; value: T };
+export type Load<T> = { kind: 'loading' } | { kind: 'failed'; message: string } | { kind: 'loaded'; value: T };
 
 /** Turns a refusal into the page's message; a 401 ends the session instead. */
-function failure(err: unknown, onSessionEnded: () => void): Load<never> | null {
+export function failure(err: unknown, onSessionEnded: () => void): Load<never> | null {
   if (err instanceof api.ApiError && err.status === 401) {
     onSessionEnded();
     return null;

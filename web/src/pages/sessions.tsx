@@ -4,17 +4,15 @@
 import { useEffect, useState } from 'preact/hooks';
 import * as api from '../api';
 import { paths } from '../route';
-import { formatDuration, formatTime } from './recordings';
+import { type Load, failure, formatDuration, formatTime } from './recordings';
 import '../views.css';
 
 interface Props {
   onSessionEnded: () => void;
 }
 
-type Load = { kind: 'loading' } | { kind: 'failed'; message: string } | { kind: 'loaded'; sessions: api.ActiveSession[] };
-
 export function SessionsPage({ onSessionEnded }: Props) {
-  const [load, setLoad] = useState<Load>({ kind: 'loading' });
+  const [load, setLoad] = useState<Load<api.ActiveSession[]>>({ kind: 'loading' });
   const [refresh, setRefresh] = useState(0);
   const [now, setNow] = useState(Date.now());
 
@@ -24,18 +22,14 @@ export function SessionsPage({ onSessionEnded }: Props) {
       (page) => {
         if (current) {
           setNow(Date.now());
-          setLoad({ kind: 'loaded', sessions: page.sessions });
+          setLoad({ kind: 'loaded', value: page.sessions });
         }
       },
       (err: unknown) => {
-        if (!current) {
-          return;
+        const failed = current ? failure(err, onSessionEnded) : null;
+        if (failed !== null) {
+          setLoad(failed);
         }
-        if (err instanceof api.ApiError && err.status === 401) {
-          onSessionEnded();
-          return;
-        }
-        setLoad({ kind: 'failed', message: err instanceof api.ApiError ? err.message : String(err) });
       },
     );
     return () => {
@@ -54,9 +48,9 @@ export function SessionsPage({ onSessionEnded }: Props) {
       <p role="status" class="count" data-testid="session-count">
         {load.kind === 'loading' && 'Loading sessions…'}
         {load.kind === 'loaded' &&
-          (load.sessions.length === 0
+          (load.value.length === 0
             ? 'No sessions in progress that you may see.'
-            : `${load.sessions.length} in progress`)}
+            : `${load.value.length} in progress`)}
       </p>
       {load.kind === 'failed' && (
         <div role="alert" class="error">
@@ -66,7 +60,7 @@ export function SessionsPage({ onSessionEnded }: Props) {
           </button>
         </div>
       )}
-      {load.kind === 'loaded' && load.sessions.length > 0 && (
+      {load.kind === 'loaded' && load.value.length > 0 && (
         <table class="list sessions">
           <thead>
             <tr>
@@ -79,7 +73,7 @@ export function SessionsPage({ onSessionEnded }: Props) {
             </tr>
           </thead>
           <tbody>
-            {load.sessions.map((s) => (
+            {load.value.map((s) => (
               <tr key={s.session_id} data-testid={`active-${s.session_id}`}>
                 <td data-label="Since">
                   {formatTime(s.started_unix_millis)} ({formatDuration((now - s.started_unix_millis) / 1000)})
