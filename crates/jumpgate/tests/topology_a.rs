@@ -18,8 +18,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use support::{agent_config, free_port, new_join_token, node, start_daemon, text, wait_until};
 
-/// Runs per path when timing connections.
-const SAMPLES: usize = 7;
 
 fn auth_server(dir: &Path, name: &str, etcd: &[String], audit: &str) -> (Daemon, PathBuf, String) {
     let data = dir.join(format!("{name}-data"));
@@ -147,17 +145,18 @@ async fn seed_000s_first_setup_survives_losing_an_etcd_member_an_auth_server_and
     let dev_home = dev_dir.join("home");
     dev_cluster.login(&dev_home, "dev-user", &uri);
     let dev_target = format!("{timing}@{}", dev_cluster.wait_for_dev_node());
+    let samples = support::timing_samples();
     let medians = support::ssh_medians(
         &[
             (bins, &dev_home, &dev_target),
             (bins, &dir.join("ann-home"), &format!("{timing}@app-a")),
         ],
-        SAMPLES,
+        samples,
     );
     drop(dev_cluster);
-    let timed = SAMPLES + 1;
+    let timed = samples + 1;
     println!(
-        "jsh ssh NODE true, medians of {SAMPLES}: topology A {:?}, dev cluster {:?} ({:.2}×)",
+        "jsh ssh NODE true, medians of {samples}: topology A {:?}, dev cluster {:?} ({:.2}×)",
         medians[1],
         medians[0],
         medians[1].as_secs_f64() / medians[0].as_secs_f64()

@@ -35,7 +35,6 @@ const ONE_WAY: Duration = Duration::from_millis(40);
 const PUBLIC_NAME: &str = "jumpgate.example.test";
 /// The auth servers' internal load balancer, for the proxies.
 const AUTH_NAME: &str = "auth.internal.test";
-const SAMPLES: usize = 7;
 
 /// The credentials the auth servers find in the standard AWS chain: the S3 server checks
 /// them; the DynamoDB emulator takes any.
@@ -304,6 +303,7 @@ async fn seed_004_two_regions_dynamodb_s3_peering_survives_losing_a_proxy_and_an
     let dev_target = format!("{timing}@{}", dev_cluster.wait_for_dev_node());
     let eve_far = support::bins().in_host(&user_eu_far);
     let (at_us, at_eu) = (format!("{timing}@node-us"), format!("{timing}@node-eu"));
+    let samples = support::timing_samples();
     let medians = support::ssh_medians(
         &[
             (support::bins(), &dev_home, &dev_target),
@@ -312,17 +312,17 @@ async fn seed_004_two_regions_dynamodb_s3_peering_survives_losing_a_proxy_and_an
             (&eve, &eve_home, &at_us),
             (&eve_far, &eve_home, &at_us),
         ],
-        SAMPLES,
+        samples,
     );
     let [dev, near_us, near_eu, far, far_without_peering] = medians[..] else {
         unreachable!()
     };
     drop(dev_cluster);
-    sessions += 4 * (SAMPLES + 1);
+    sessions += 4 * (samples + 1);
     let round_trip = ONE_WAY * 2;
     let cable = far.saturating_sub(near_eu);
     println!(
-        "jsh ssh NODE true, medians of {SAMPLES}: topology B within us {near_us:?}, within eu \
+        "jsh ssh NODE true, medians of {samples}: topology B within us {near_us:?}, within eu \
          {near_eu:?}, dev cluster {dev:?} ({:.2}× and {:.2}×)",
         near_us.as_secs_f64() / dev.as_secs_f64(),
         near_eu.as_secs_f64() / dev.as_secs_f64(),

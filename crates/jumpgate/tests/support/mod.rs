@@ -313,6 +313,17 @@ pub fn use_every_path(
     5
 }
 
+/// How many timed runs each latency comparison takes: 7 by default, so CI stays quick;
+/// `JUMPGATE_TIMING_SAMPLES=31` for a figure to record at rest, where 7 samples spread
+/// as widely as the differences being measured.
+pub fn timing_samples() -> usize {
+    std::env::var("JUMPGATE_TIMING_SAMPLES")
+        .ok()
+        .and_then(|samples| samples.parse().ok())
+        .filter(|samples| *samples > 0)
+        .unwrap_or(7)
+}
+
 /// Medians of `samples` runs of `jsh ssh TARGET true` for each `(bins, home, target)`, the
 /// runs interleaved (one of each in turn, after one each to warm up) so that a machine
 /// busy with something else slows every path alike. Each run must succeed; each is one
