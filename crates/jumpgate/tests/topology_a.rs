@@ -18,7 +18,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use support::{agent_config, free_port, new_join_token, node, start_daemon, text, wait_until};
 
-
 fn auth_server(dir: &Path, name: &str, etcd: &[String], audit: &str) -> (Daemon, PathBuf, String) {
     let data = dir.join(format!("{name}-data"));
     let addr = format!("127.0.0.1:{}", free_port());
