@@ -68,6 +68,24 @@ pub enum EventType {
     /// A user logged out of the web UI (one session, or every one of theirs).
     #[serde(rename = "user.logout")]
     UserLogout,
+    /// An OIDC connector was created or replaced.
+    #[serde(rename = "oidc.created")]
+    OidcCreated,
+    /// An OIDC connector was removed.
+    #[serde(rename = "oidc.deleted")]
+    OidcDeleted,
+    /// A SAML connector was created or replaced.
+    #[serde(rename = "saml.created")]
+    SamlCreated,
+    /// A SAML connector was removed.
+    #[serde(rename = "saml.deleted")]
+    SamlDeleted,
+    /// A GitHub connector was created or replaced.
+    #[serde(rename = "github.created")]
+    GithubCreated,
+    /// A GitHub connector was removed.
+    #[serde(rename = "github.deleted")]
+    GithubDeleted,
 }
 
 /// The one table of event names and codes: (type, name, success code, failure code).
@@ -76,7 +94,7 @@ pub enum EventType {
 /// `T2000I` session start, `T3002I` exec, ...), so Teleport users' alerting keeps working.
 /// The last letter is the severity: `I` info, `W` warning (refused), `E` error (failed).
 /// Where Teleport has no failure code we use the success code with `W`.
-const TABLE: [(EventType, &str, &str, &str); 22] = [
+const TABLE: [(EventType, &str, &str, &str); 28] = [
     (EventType::UserLogin, "user.login", "T1000I", "T1000W"),
     (EventType::UserCreate, "user.create", "T1002I", "T1002W"),
     (EventType::UserUpdate, "user.update", "T1003I", "T1003W"),
@@ -119,6 +137,23 @@ const TABLE: [(EventType, &str, &str, &str); 22] = [
     (EventType::LockCreated, "lock.created", "TLK00I", "TLK00W"),
     (EventType::LockDeleted, "lock.deleted", "TLK01I", "TLK01W"),
     (EventType::UserLogout, "user.logout", "TLO00I", "TLO00W"),
+    // Teleport's codes for connector changes.
+    (
+        EventType::GithubCreated,
+        "github.created",
+        "T8000I",
+        "T8000W",
+    ),
+    (
+        EventType::GithubDeleted,
+        "github.deleted",
+        "T8001I",
+        "T8001W",
+    ),
+    (EventType::OidcCreated, "oidc.created", "T8100I", "T8100W"),
+    (EventType::OidcDeleted, "oidc.deleted", "T8101I", "T8101W"),
+    (EventType::SamlCreated, "saml.created", "T8200I", "T8200W"),
+    (EventType::SamlDeleted, "saml.deleted", "T8201I", "T8201W"),
 ];
 
 impl EventType {

@@ -18,6 +18,7 @@ pub mod local_identity;
 mod names;
 pub mod ratelimit;
 pub mod service;
+pub mod sso;
 pub mod tokens;
 pub mod users;
 

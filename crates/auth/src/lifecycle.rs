@@ -333,6 +333,11 @@ async fn start_with_audit(
         static_tokens: config.auth_service.tokens.clone(),
         tunnel_strategy: config.auth_service.tunnel_strategy,
         web_idle_timeout: config.auth_service.web_idle_timeout,
+        sso: crate::service::SsoSettings {
+            kind: config.auth_service.authentication.kind,
+            connector_name: config.auth_service.authentication.connector_name.clone(),
+            local_auth: config.auth_service.authentication.local_auth,
+        },
     });
 
     // The server's and the admin's certificates follow CA rotations (here or on another

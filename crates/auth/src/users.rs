@@ -16,6 +16,7 @@ use crate::AuthError;
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 use jumpgate_audit::{AuditEvent, AuditLog, EventType, Timestamp};
 use jumpgate_backend::{Backend, BackendError, Key, NewItem};
+use jumpgate_types::Traits;
 use jumpgate_types::config::SecondFactor as ConfiguredSecondFactor;
 use serde::{Deserialize, Serialize};
 use std::sync::OnceLock;
@@ -94,6 +95,38 @@ pub struct User {
     pub roles: Vec<String>,
     /// OS logins, the `{{internal.logins}}` trait.
     pub logins: Vec<String>,
+    /// Further traits, for role templates: an SSO user's claims (`{{external.groups}}`).
+    #[serde(default, skip_serializing_if = "Traits::is_empty")]
+    pub traits: Traits,
+    /// Set for a user single sign-on made: which connector, and until when the user
+    /// exists (its record expires then, and every certificate with it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sso: Option<SsoOrigin>,
+}
+
+/// Where an SSO user came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SsoOrigin {
+    /// `oidc`, `saml` or `github`.
+    pub kind: String,
+    /// The connector's name.
+    pub connector: String,
+    /// When the user (and their last certificates) expire, in Unix seconds.
+    pub expires_unix: i64,
+}
+
+impl User {
+    /// A local user: roles and logins, no other traits.
+    pub fn local(name: impl Into<String>, roles: Vec<String>, logins: Vec<String>) -> User {
+        User {
+            name: name.into(),
+            roles,
+            logins,
+            traits: Traits::new(),
+            sso: None,
+        }
+    }
 }
 
 /// A user's secrets and lockout state.

@@ -276,6 +276,7 @@ async fn auth_server(backend: Arc<dyn Backend>, dir: &std::path::Path, name: &st
         static_tokens: Vec::new(),
         tunnel_strategy: Default::default(),
         web_idle_timeout: Duration::from_secs(600),
+        sso: jumpgate_auth::service::SsoSettings::default(),
     })
 }
 

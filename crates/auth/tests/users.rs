@@ -16,11 +16,11 @@ use std::time::{Duration, SystemTime};
 const PASSWORD: &str = "correct horse battery staple";
 
 fn alice() -> User {
-    User {
-        name: "alice".to_string(),
-        roles: vec!["access".to_string()],
-        logins: vec!["alice".to_string()],
-    }
+    User::local(
+        "alice",
+        vec!["access".to_string()],
+        vec!["alice".to_string()],
+    )
 }
 
 async fn audit_events(audit: &SqliteAuditLog) -> Vec<(String, bool, Option<String>)> {

@@ -129,6 +129,7 @@ pub async fn list_nodes(profile: &Profile) -> Result<Vec<NodeInfo>, ClientError>
         .get_resources(GetResourcesRequest {
             kind: "node".to_string(),
             name: String::new(),
+            ..Default::default()
         })
         .await
         .map_err(|status| ClientError::Auth {

@@ -144,7 +144,11 @@ pub async fn run(cli: JctlCli) -> Result<()> {
                 text::active_sessions_table(&sessions)
             })
         }
-        JctlCommand::Get { target, format } => get(&mut admin, &target, format.format).await,
+        JctlCommand::Get {
+            target,
+            with_secrets,
+            format,
+        } => get(&mut admin, &target, with_secrets, format.format).await,
         JctlCommand::Create { file, force } => create(&mut admin, &file, force).await,
         JctlCommand::Rm { target } => rm(&mut admin, &target).await,
         JctlCommand::Lock(args) => lock(&mut admin, args).await,
@@ -267,11 +271,19 @@ fn split_target(target: &str) -> (&str, &str) {
     target.split_once('/').unwrap_or((target, ""))
 }
 
-async fn get(admin: &mut AdminClient, target: &str, format: OutputFormat) -> Result<()> {
+async fn get(
+    admin: &mut AdminClient,
+    target: &str,
+    with_secrets: bool,
+    format: OutputFormat,
+) -> Result<()> {
     let (kind, name) = split_target(target);
-    let documents = admin
-        .resources(kind, Some(name).filter(|name| !name.is_empty()))
-        .await?;
+    let name = Some(name).filter(|name| !name.is_empty());
+    let documents = if with_secrets {
+        admin.resources_with_secrets(kind, name).await?
+    } else {
+        admin.resources(kind, name).await?
+    };
     match format {
         OutputFormat::Json => print_data(format, &documents, String::new),
         // YAML and text: documents separated by `---`, ready for `jctl create`.

@@ -69,8 +69,11 @@ pub enum JctlCommand {
     /// Show resources: `jctl get roles`, `jctl get role/access`, `jctl get users`.
     Get {
         /// KIND or KIND/NAME (user, role, token, node, proxy, auth_server, cert_authority,
-        /// lock).
+        /// lock, oidc, saml, github).
         target: String,
+        /// Show SSO connectors' client secrets (hidden otherwise).
+        #[arg(long)]
+        with_secrets: bool,
         #[command(flatten)]
         format: FormatArg,
     },

@@ -902,6 +902,7 @@ async fn roles_decide_what_a_user_identity_may_do() {
         .get_resources(proto::GetResourcesRequest {
             kind: "role".to_string(),
             name: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -940,6 +941,7 @@ async fn roles_decide_what_a_user_identity_may_do() {
         .get_resources(proto::GetResourcesRequest {
             kind: "role".to_string(),
             name: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -976,6 +978,7 @@ async fn roles_decide_what_a_user_identity_may_do() {
             .get_resources(proto::GetResourcesRequest {
                 kind: "role".to_string(),
                 name: String::new(),
+                ..Default::default()
             })
             .await
         {
@@ -1284,6 +1287,7 @@ async fn changing_a_users_roles_takes_effect_on_their_certificate() {
             .get_resources(proto::GetResourcesRequest {
                 kind: "user".to_string(),
                 name: "erin".to_string(),
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -1522,6 +1526,7 @@ async fn nodes_report_sessions_and_upload_recordings_for_auditors() {
             .get_resources(proto::GetResourcesRequest {
                 kind: "node".to_string(),
                 name: String::new(),
+                ..Default::default()
             })
             .await
             .unwrap()

@@ -328,6 +328,7 @@ async fn nodes(
                 .get_resources(proto::GetResourcesRequest {
                     kind: "node".to_string(),
                     name: String::new(),
+                    ..Default::default()
                 })
                 .await?
                 .into_inner()

@@ -49,6 +49,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod connector;
 pub mod lock;
 pub mod presence;
 pub mod rbac;
@@ -57,6 +58,9 @@ pub mod role;
 pub mod user;
 
 pub use config::{Config, ConfigError, sample_config};
+pub use connector::{
+    ClaimMapping, ConnectorKind, ConnectorSummary, GithubConnector, OidcConnector, SamlConnector,
+};
 pub use lock::{Lock, LockSpec, LockSubject, LockTarget, find_lock};
 pub use presence::{NodePresence, NodeTunnel, ProxyPresence};
 pub use rbac::{AccessChecker, AccessDenied, SessionOptions};

@@ -236,10 +236,22 @@ const FIELD_ERRORS: &[(&str, &str, &str, &str)] = &[
         "expected one of agent_mesh, proxy_peering",
     ),
     (
-        "sso not supported yet",
-        "auth_service:\n  authentication: {type: github}\n",
+        "a connector name with local logins",
+        "auth_service:\n  authentication: {type: local, connector_name: okta}\n",
+        "auth_service.authentication.connector_name",
+        "type` must be oidc, saml or github",
+    ),
+    (
+        "nobody could log in",
+        "auth_service:\n  authentication: {local_auth: false}\n",
+        "auth_service.authentication.local_auth",
+        "nobody could log in",
+    ),
+    (
+        "unknown authentication type",
+        "auth_service:\n  authentication: {type: ldap}\n",
         "auth_service.authentication.type",
-        "authentication type \"github\" is not supported yet; use local",
+        "expected one of local, oidc, saml, github",
     ),
     (
         "bad second factor",

@@ -357,7 +357,12 @@ impl AuthServer {
 
 /// A user's traits, for role templates (`{{internal.logins}}`).
 pub fn traits_of(user: &User) -> Traits {
-    let mut traits = Traits::new();
-    traits.insert("logins".to_string(), user.logins.clone());
+    let mut traits = user.traits.clone();
+    let logins = traits.entry("logins".to_string()).or_default();
+    for login in &user.logins {
+        if !logins.contains(login) {
+            logins.push(login.clone());
+        }
+    }
     traits
 }

@@ -13,12 +13,14 @@ mod hosts;
 mod locks;
 mod resources;
 mod sessions;
+mod sso;
 mod watch_stream;
 mod web_sessions;
 
 pub use caller::Caller;
 use caller::RuleScope;
 pub use errors::{InternalError, ServiceError};
+pub use sso::{CONNECTORS_PREFIX, SsoSettings};
 
 use crate::ClusterAuthorities;
 use crate::authorities::AuthorityType;
@@ -26,6 +28,7 @@ use crate::cache::StateCache;
 use crate::ratelimit::RateLimiter;
 use crate::tokens::Tokens;
 use crate::users::{SecondFactor, User, Users};
+use futures::StreamExt;
 use jumpgate_api::proto;
 use jumpgate_api::proto::auth_service_server::AuthService;
 use jumpgate_audit::recording::{RecordingInfo, SessionId, read_header};
@@ -36,6 +39,7 @@ use jumpgate_types::config::{JoinRole, StaticToken, TunnelStrategy};
 use jumpgate_types::rbac::{EventFacts, ResourceFacts, SessionFacts};
 use jumpgate_types::role::{kinds, verbs};
 use jumpgate_types::{Resource, Role};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -125,6 +129,8 @@ pub struct AuthServerConfig {
     pub tunnel_strategy: TunnelStrategy,
     /// `auth_service.web_idle_timeout`: a web session unused this long ends.
     pub web_idle_timeout: Duration,
+    /// `auth_service.authentication`'s SSO part: default connector, local logins.
+    pub sso: SsoSettings,
 }
 
 /// The auth service; cheap to clone (one shared state).
@@ -145,9 +151,16 @@ struct Inner {
     static_tokens: Vec<StaticToken>,
     tunnel_strategy: TunnelStrategy,
     web_idle_timeout: Duration,
+    sso: SsoSettings,
+    /// The client for identity providers (OIDC, GitHub), or why it could not be made.
+    http: Result<crate::sso::http::HttpClient, String>,
     login_limit: RateLimiter,
     join_limit: RateLimiter,
     upload_quota: sessions::UploadQuota,
+    /// What each recording's header says of its session (user, login, node), for rules
+    /// scoped by `where`: a header never changes once written, so it is read once per
+    /// auth server, not once per listing.
+    session_facts: std::sync::Mutex<HashMap<SessionId, SessionFacts>>,
 }
 
 impl std::fmt::Debug for AuthServer {
@@ -175,9 +188,15 @@ fn requested_ttl(seconds: i64, what: &str) -> Result<Option<Duration>, ServiceEr
     }
 }
 
+/// Recording headers read at once when a scoped listing meets ones it has not seen.
+const HEADER_READS_AT_ONCE: usize = 16;
+/// Sessions whose header facts an auth server keeps in memory (about 200 bytes each).
+const MAX_KNOWN_SESSION_FACTS: usize = 100_000;
+
 impl AuthServer {
     /// The backend prefixes the auth service reads through its cache.
-    pub const CACHED_PREFIXES: [&'static str; 5] = [
+    pub const CACHED_PREFIXES: [&'static str; 6] = [
+        sso::CONNECTORS_PREFIX,
         "/roles/",
         "/users/",
         locks::LOCKS_PREFIX,
@@ -197,9 +216,12 @@ impl AuthServer {
                 static_tokens: config.static_tokens,
                 tunnel_strategy: config.tunnel_strategy,
                 web_idle_timeout: config.web_idle_timeout,
+                sso: config.sso,
+                http: crate::sso::http::HttpClient::new().map_err(|err| err.to_string()),
                 login_limit: RateLimiter::new(LOGIN_BURST, LOGIN_EVERY),
                 join_limit: RateLimiter::new(JOIN_BURST, JOIN_EVERY),
                 upload_quota: sessions::UploadQuota::default(),
+                session_facts: std::sync::Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -367,6 +389,21 @@ impl AuthServer {
         }
     }
 
+    /// Refuses password logins when `authentication.local_auth` is off.
+    fn require_local_auth(&self) -> Result<(), ServiceError> {
+        if self.inner.sso.local_auth {
+            return Ok(());
+        }
+        Err(ServiceError::PermissionDenied(format!(
+            "this cluster logs people in through single sign-on only (local_auth: false);              use jsh login --auth {}",
+            self.inner
+                .sso
+                .connector_name
+                .clone()
+                .unwrap_or_else(|| "CONNECTOR".to_string())
+        )))
+    }
+
     pub(crate) fn cached_user(&self, name: &str) -> Option<User> {
         let value = self.inner.cache.get(&format!("/users/{name}"))?;
         serde_json::from_slice(&value).ok()
@@ -503,6 +540,18 @@ impl AuthService for AuthServer {
             second_factor: self.inner.second_factor.as_str().to_string(),
             tunnel_strategy: self.inner.tunnel_strategy.as_str().to_string(),
             agent_connection_count: self.inner.tunnel_strategy.agent_connection_count(),
+            auth_type: sso::auth_type_name(self.inner.sso.kind).to_string(),
+            connector_name: self.inner.sso.connector_name.clone().unwrap_or_default(),
+            local_auth: self.inner.sso.local_auth,
+            connectors: self
+                .connector_summaries()
+                .into_iter()
+                .map(|summary| proto::ConnectorSummary {
+                    kind: summary.kind,
+                    name: summary.name,
+                    display: summary.display,
+                })
+                .collect(),
             authorities: authorities
                 .rotations
                 .iter()
@@ -548,7 +597,7 @@ impl AuthService for AuthServer {
         let caller = self.caller(&request)?;
         let request = request.into_inner();
         let documents = self
-            .get_resources_for(&caller, &request.kind, &request.name)
+            .get_resources_for(&caller, &request.kind, &request.name, request.with_secrets)
             .await?;
         Ok(Response::new(proto::GetResourcesResponse { documents }))
     }
@@ -591,11 +640,7 @@ impl AuthService for AuthServer {
         }
         self.check_roles_exist(&request.roles)?;
         resources::check_logins(&request.logins)?;
-        let user = User {
-            name: request.name.clone(),
-            roles: request.roles,
-            logins: request.logins,
-        };
+        let user = User::local(request.name.clone(), request.roles, request.logins);
         let now = SystemTime::now();
         let authorities = self.authorities();
         let password = Some(request.password.as_str()).filter(|p| !p.is_empty());
@@ -1003,6 +1048,7 @@ impl AuthService for AuthServer {
         let ip = Self::client_ip(&caller, &request.client_addr);
         self.rate_limit(&self.inner.login_limit, &caller, ip, "Login")
             .await?;
+        self.require_local_auth()?;
         let remote = Self::client_addr_text(&caller, &request.client_addr);
         let now = SystemTime::now();
         let authorities = self.authorities();
@@ -1055,10 +1101,53 @@ impl AuthService for AuthServer {
         let ip = Self::client_ip(&caller, &request.client_addr);
         self.rate_limit(&self.inner.login_limit, &caller, ip, "CreateWebSession")
             .await?;
+        self.require_local_auth()?;
         let remote = Self::client_addr_text(&caller, &request.client_addr);
         Ok(Response::new(
             self.create_web_session(&caller, request, remote.as_deref())
                 .await?,
+        ))
+    }
+
+    async fn create_sso_login(
+        &self,
+        request: Request<proto::CreateSsoLoginRequest>,
+    ) -> Reply<proto::CreateSsoLoginResponse> {
+        let caller = self.caller(&request)?;
+        self.require_kind(&caller, "CreateSsoLogin", &[IdentityKind::Proxy])
+            .await?;
+        let request = request.into_inner();
+        let ip = Self::client_ip(&caller, &request.client_addr);
+        self.rate_limit(&self.inner.login_limit, &caller, ip, "CreateSsoLogin")
+            .await?;
+        Ok(Response::new(self.create_sso_login(request).await?))
+    }
+
+    async fn finish_sso_login(
+        &self,
+        request: Request<proto::FinishSsoLoginRequest>,
+    ) -> Reply<proto::FinishSsoLoginResponse> {
+        let caller = self.caller(&request)?;
+        self.require_kind(&caller, "FinishSsoLogin", &[IdentityKind::Proxy])
+            .await?;
+        let request = request.into_inner();
+        let ip = Self::client_ip(&caller, &request.client_addr);
+        self.rate_limit(&self.inner.login_limit, &caller, ip, "FinishSsoLogin")
+            .await?;
+        Ok(Response::new(
+            self.finish_sso_login(&caller, request).await?,
+        ))
+    }
+
+    async fn get_sso_login_result(
+        &self,
+        request: Request<proto::GetSsoLoginResultRequest>,
+    ) -> Reply<proto::LoginResponse> {
+        let caller = self.caller(&request)?;
+        self.require_kind(&caller, "GetSsoLoginResult", &[IdentityKind::Proxy])
+            .await?;
+        Ok(Response::new(
+            self.sso_login_result(request.into_inner()).await?,
         ))
     }
 
@@ -1330,17 +1419,25 @@ impl AuthService for AuthServer {
             .await
             .map_err(recording_error)?;
         let mut recordings = Vec::with_capacity(stored.len());
-        for info in &stored {
-            if let RuleScope::Each(_) = scope {
-                let facts = self.session_facts(&info.session_id).await;
+        if let RuleScope::Each(_) = scope {
+            // Headers not yet known are read a few at a time: one by one, a user's list in
+            // a cluster of thousands of recordings on S3 took longer than the client waits.
+            let ids: Vec<SessionId> = stored.iter().map(|info| info.session_id.clone()).collect();
+            let facts: Vec<Option<SessionFacts>> = futures::stream::iter(ids)
+                .map(|id| async move { self.session_facts(&id).await })
+                .buffered(HEADER_READS_AT_ONCE)
+                .collect()
+                .await;
+            for (info, facts) in stored.iter().zip(facts) {
                 let facts = facts
                     .as_ref()
                     .map_or(ResourceFacts::Unknown, ResourceFacts::Session);
-                if scope.check(kinds::SESSION, verbs::LIST, facts).is_err() {
-                    continue;
+                if scope.check(kinds::SESSION, verbs::LIST, facts).is_ok() {
+                    recordings.push(recording_info(info));
                 }
             }
-            recordings.push(recording_info(info));
+        } else {
+            recordings.extend(stored.iter().map(recording_info));
         }
         Ok(Response::new(proto::ListRecordingsResponse { recordings }))
     }
@@ -1538,6 +1635,25 @@ impl AuthServer {
     /// exist or its header does not say (still uploading, malformed, or written for another
     /// session id); rules then fail closed.
     async fn session_facts(&self, session: &SessionId) -> Option<SessionFacts> {
+        if let Some(known) = self.known_session_facts(session) {
+            return Some(known);
+        }
+        let facts = self.read_session_facts(session).await?;
+        if let Ok(mut known) = self.inner.session_facts.lock() {
+            if known.len() >= MAX_KNOWN_SESSION_FACTS {
+                // Rarely reached; starting over costs one read per recording, once.
+                known.clear();
+            }
+            known.insert(session.clone(), facts.clone());
+        }
+        Some(facts)
+    }
+
+    fn known_session_facts(&self, session: &SessionId) -> Option<SessionFacts> {
+        self.inner.session_facts.lock().ok()?.get(session).cloned()
+    }
+
+    async fn read_session_facts(&self, session: &SessionId) -> Option<SessionFacts> {
         let header = match read_header(self.inner.recordings.as_ref(), session).await {
             Ok(header) => header,
             Err(err) => {

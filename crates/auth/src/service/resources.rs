@@ -38,14 +38,25 @@ pub fn canonical_kind(kind: &str) -> Option<&'static str> {
         "auth_server" | "auth_servers" | "auth" => kinds::AUTH_SERVER,
         "cert_authority" | "cert_authorities" | "ca" | "cas" => kinds::CERT_AUTHORITY,
         "lock" | "locks" => kinds::LOCK,
+        "oidc" | "oidc_connector" | "oidc_connectors" => kinds::OIDC,
+        "saml" | "saml_connector" | "saml_connectors" => kinds::SAML,
+        "github" | "github_connector" | "github_connectors" => kinds::GITHUB,
         _ => return None,
     })
+}
+
+/// The kind role rules name for `kind`: every connector kind is `auth_connector`.
+fn rule_kind(kind: &'static str) -> &'static str {
+    match kind {
+        kinds::OIDC | kinds::SAML | kinds::GITHUB => kinds::AUTH_CONNECTOR,
+        other => other,
+    }
 }
 
 fn unknown_kind(kind: &str) -> ServiceError {
     ServiceError::invalid(format!(
         "unknown resource kind {kind:?}; known kinds: user, role, token, node, proxy, \
-         auth_server, cert_authority"
+         auth_server, cert_authority, lock, oidc, saml, github"
     ))
 }
 
@@ -117,6 +128,7 @@ impl AuthServer {
         caller: &Caller,
         kind: &str,
         name: &str,
+        with_secrets: bool,
     ) -> Result<Vec<String>, ServiceError> {
         let kind = canonical_kind(kind).ok_or_else(|| unknown_kind(kind))?;
         let verb = if name.is_empty() {
@@ -134,7 +146,7 @@ impl AuthServer {
                 }
             }
             _ => {
-                self.require_rule(caller, "GetResources", kind, verb)
+                self.require_rule(caller, "GetResources", rule_kind(kind), verb)
                     .await?;
                 None
             }
@@ -148,6 +160,9 @@ impl AuthServer {
             kinds::TOKEN => self.token_documents().await?,
             kinds::CERT_AUTHORITY => self.authority_documents()?,
             kinds::LOCK => self.lock_documents(name),
+            kinds::OIDC | kinds::SAML | kinds::GITHUB => {
+                self.connector_documents(kind, name, with_secrets)?
+            }
             presence => self.presence_documents(presence).await?,
         };
         if let Some(checker) = node_filter {
@@ -339,12 +354,15 @@ impl AuthServer {
         } else {
             verbs::CREATE
         };
-        self.require_rule(caller, "UpsertResource", kind, verb)
+        self.require_rule(caller, "UpsertResource", rule_kind(kind), verb)
             .await?;
         match kind {
             kinds::ROLE => self.upsert_role(caller, &source, &request).await,
             kinds::USER => self.upsert_user(caller, &source, &request).await,
             kinds::LOCK => self.upsert_lock(caller, &source, &request).await,
+            kinds::OIDC | kinds::SAML | kinds::GITHUB => {
+                self.upsert_connector(caller, kind, &source, &request).await
+            }
             kinds::TOKEN => Err(ServiceError::invalid(
                 "join tokens are made with `jctl tokens add`, which stores them hashed",
             )),
@@ -486,11 +504,7 @@ impl AuthServer {
                 )
                 .await);
         }
-        let user = User {
-            name: name.clone(),
-            roles: resource.spec.roles.clone(),
-            logins,
-        };
+        let user = User::local(name.clone(), resource.spec.roles.clone(), logins);
         let authorities = self.authorities();
         let exists = self.cached_user(&name).is_some();
         if !exists {
@@ -552,7 +566,7 @@ impl AuthServer {
         name: &str,
     ) -> Result<(), ServiceError> {
         let kind = canonical_kind(kind).ok_or_else(|| unknown_kind(kind))?;
-        self.require_rule(caller, "DeleteResource", kind, verbs::DELETE)
+        self.require_rule(caller, "DeleteResource", rule_kind(kind), verbs::DELETE)
             .await?;
         let now = SystemTime::now();
         match kind {
@@ -587,6 +601,10 @@ impl AuthServer {
             kinds::LOCK => {
                 check_name(kind, name)?;
                 self.delete_lock(caller, name).await
+            }
+            kinds::OIDC | kinds::SAML | kinds::GITHUB => {
+                check_name(kind, name)?;
+                self.delete_connector(caller, kind, name).await
             }
             presence => {
                 check_name(presence, name)?;

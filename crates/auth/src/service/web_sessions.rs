@@ -16,6 +16,7 @@
 
 use super::{AuthServer, ServiceError, unix};
 use crate::ClusterAuthorities;
+use crate::users::User;
 use jumpgate_api::proto;
 use jumpgate_backend::{BackendError, Key, KeyRange, NewItem};
 use jumpgate_types::role::{kinds, verbs};
@@ -94,13 +95,26 @@ impl AuthServer {
         let result = if user.is_ok() { "success" } else { "failure" };
         jumpgate_telemetry::count(|m| &m.user_logins, &[result]);
         let user = user?;
+        self.open_web_session(&user, caller, remote).await
+    }
+
+    /// Makes a web session for `user`, who has just proved who they are (a password and
+    /// second factor, or single sign-on).
+    pub(crate) async fn open_web_session(
+        &self,
+        user: &User,
+        caller: &super::caller::Caller,
+        remote: Option<&str>,
+    ) -> Result<proto::WebSession, ServiceError> {
+        let now = SystemTime::now();
+        let authorities = self.authorities();
         let ssh_key = jumpgate_pki::generate_ssh_key(&format!("{}@web", user.name))
             .map_err(ServiceError::internal)?;
         let (tls_private_key_pem, tls_public_key_pem) =
             jumpgate_pki::generate_tls_key().map_err(ServiceError::internal)?;
         let issued = self
             .issue_user_certs(
-                &user,
+                user,
                 &ssh_key.public_openssh,
                 &tls_public_key_pem,
                 None,

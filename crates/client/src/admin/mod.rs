@@ -172,7 +172,7 @@ impl AdminClient {
 
     /// The nodes whose heartbeat is current.
     pub async fn nodes(&mut self) -> Result<Vec<NodeRecord>, AdminError> {
-        let documents = self.documents("node", None).await?;
+        let documents = self.documents("node", None, false).await?;
         documents
             .iter()
             .map(|text| {
@@ -269,7 +269,20 @@ impl AdminClient {
         kind: &str,
         name: Option<&str>,
     ) -> Result<Vec<Document>, AdminError> {
-        let documents = self.documents(kind, name).await?;
+        let documents = self.documents(kind, name, false).await?;
+        documents
+            .iter()
+            .map(|text| Document::parse(text).map_err(AdminError::MalformedResource))
+            .collect()
+    }
+
+    /// As [`AdminClient::resources`], with SSO connectors' client secrets.
+    pub async fn resources_with_secrets(
+        &mut self,
+        kind: &str,
+        name: Option<&str>,
+    ) -> Result<Vec<Document>, AdminError> {
+        let documents = self.documents(kind, name, true).await?;
         documents
             .iter()
             .map(|text| Document::parse(text).map_err(AdminError::MalformedResource))
@@ -280,12 +293,14 @@ impl AdminClient {
         &mut self,
         kind: &str,
         name: Option<&str>,
+        with_secrets: bool,
     ) -> Result<Vec<String>, AdminError> {
         Ok(self
             .auth
             .get_resources(proto::GetResourcesRequest {
                 kind: kind.to_string(),
                 name: name.unwrap_or_default().to_string(),
+                with_secrets,
             })
             .await?
             .into_inner()

@@ -113,6 +113,7 @@ fn sample_status() -> ClusterStatus {
         second_factor: "otp".to_string(),
         tunnel_strategy: "agent_mesh".to_string(),
         agent_connection_count: 1,
+        ..Default::default()
     })
 }
 

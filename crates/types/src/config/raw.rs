@@ -136,6 +136,8 @@ pub(super) struct RawAuth {
 pub(super) struct RawAuthentication {
     #[serde(rename = "type")]
     pub kind: Option<AuthType>,
+    pub connector_name: Option<String>,
+    pub local_auth: Option<FlexBool>,
     pub second_factor: Option<SecondFactor>,
 }
 

@@ -454,26 +454,53 @@ keyword_enum!(JoinRole, "join role", {
 }, unsupported: ["app", "db", "kube", "windowsdesktop", "discovery", "bot", "okta", "instance"]);
 
 /// `auth_service.authentication`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Authentication {
-    /// The login method.
+    /// The login method the login page and `jsh login` offer first.
     pub kind: AuthType,
+    /// With an SSO `type`: the connector (`kind: oidc|saml|github` resource) used when a
+    /// login names none; default the first of that kind.
+    pub connector_name: Option<String>,
+    /// Whether local users (passwords) may log in besides SSO; default yes. Off, only
+    /// connectors log people in (admins keep `jctl` on the auth server).
+    pub local_auth: bool,
     /// The second factor local users must present.
     pub second_factor: SecondFactor,
 }
 
-/// Login methods. SSO (github, oidc, saml) comes later (DESIGN.md, "Identity") and is refused
-/// with a clear error until then.
+impl Default for Authentication {
+    fn default() -> Self {
+        Self {
+            kind: AuthType::default(),
+            connector_name: None,
+            local_auth: true,
+            second_factor: SecondFactor::default(),
+        }
+    }
+}
+
+/// Login methods: local users, or single sign-on through a connector of that kind
+/// (docs/sso.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum AuthType {
     /// Local users with passwords.
     #[default]
     Local,
+    /// OpenID Connect (`kind: oidc` connectors).
+    Oidc,
+    /// SAML 2.0 (`kind: saml` connectors).
+    Saml,
+    /// GitHub (`kind: github` connectors).
+    Github,
 }
 
-keyword_enum!(AuthType, "authentication type", { Local => ["local"] },
-    unsupported: ["github", "oidc", "saml"]);
+keyword_enum!(AuthType, "authentication type", {
+    Local => ["local"],
+    Oidc => ["oidc"],
+    Saml => ["saml"],
+    Github => ["github"],
+});
 
 /// Second-factor policy for local users, as the config may say it (Teleport's keywords).
 /// Auth enforces it reduced to what Jumpgate implements (`jumpgate_auth::SecondFactor`).

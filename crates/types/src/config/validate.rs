@@ -10,10 +10,11 @@ use std::path::PathBuf;
 use super::Config;
 use super::error::{Invalid, join};
 use super::raw::{
-    RawAuth, RawConfig, RawGlobal, RawLog, RawProxy, RawSsh, RawStorage, RawTunnelStrategy,
+    RawAuth, RawAuthentication, RawConfig, RawGlobal, RawLog, RawProxy, RawSsh, RawStorage,
+    RawTunnelStrategy,
 };
 use super::sections::{
-    AuthServiceConfig, Authentication, CommandLabel, DEFAULT_DYNAMO_CAPACITY_UNITS,
+    AuthServiceConfig, AuthType, Authentication, CommandLabel, DEFAULT_DYNAMO_CAPACITY_UNITS,
     DEFAULT_ETCD_PREFIX, DynamoBillingMode, DynamoConfig, EtcdConfig, GlobalConfig, JoinParams,
     JoinRole, LOG_EXTRA_FIELDS, LogConfig, LogOutput, PostgresConfig, ProxyServiceConfig,
     SshAlgorithms, SshServiceConfig, StaticToken, StorageBackend, StorageConfig, TunnelStrategy,
@@ -670,13 +671,10 @@ fn validate_auth(raw: RawAuth, path: &str) -> Result<AuthServiceConfig, Invalid>
                 .map_err(|r| Invalid::new(format!("{}[{i}]", join(path, "tokens")), r))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let authentication = raw
-        .authentication
-        .map(|a| Authentication {
-            kind: a.kind.unwrap_or_default(),
-            second_factor: a.second_factor.unwrap_or_default(),
-        })
-        .unwrap_or_default();
+    let authentication = match raw.authentication {
+        None => Authentication::default(),
+        Some(a) => validate_authentication(a, &join(path, "authentication"))?,
+    };
     let tunnel_strategy = match raw.tunnel_strategy {
         Some(t) => validate_tunnel_strategy(t, &join(path, "tunnel_strategy"))?,
         None => TunnelStrategy::default(),
@@ -732,6 +730,39 @@ fn parse_static_token(text: &str) -> Result<StaticToken, String> {
     Ok(StaticToken {
         roles: parsed,
         token: Secret::new(token.trim()),
+    })
+}
+
+fn validate_authentication(raw: RawAuthentication, path: &str) -> Result<Authentication, Invalid> {
+    let kind = raw.kind.unwrap_or_default();
+    let connector_name = match raw.connector_name {
+        None => None,
+        Some(name) if name.trim().is_empty() => None,
+        Some(name) => {
+            let field = join(path, "connector_name");
+            if kind == AuthType::Local {
+                return Err(Invalid::new(
+                    field,
+                    "names an SSO connector, so `type` must be oidc, saml or github (it is local)",
+                ));
+            }
+            crate::ResourceName::new(name.trim())
+                .map_err(|err| Invalid::new(field, err.to_string()))?;
+            Some(name.trim().to_owned())
+        }
+    };
+    let local_auth = raw.local_auth.is_none_or(|b| b.0);
+    if !local_auth && kind == AuthType::Local {
+        return Err(Invalid::new(
+            join(path, "local_auth"),
+            "is false while `type` is local: nobody could log in; set `type` to an SSO kind",
+        ));
+    }
+    Ok(Authentication {
+        kind,
+        connector_name,
+        local_auth,
+        second_factor: raw.second_factor.unwrap_or_default(),
     })
 }
 

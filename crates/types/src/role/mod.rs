@@ -75,6 +75,15 @@ pub mod kinds {
     pub const EVENT: &str = "event";
     /// Session recordings.
     pub const SESSION: &str = "session";
+    /// SSO connectors (`oidc`, `saml`, `github`), one rule kind for all three as in
+    /// Teleport.
+    pub const AUTH_CONNECTOR: &str = "auth_connector";
+    /// OIDC connectors.
+    pub const OIDC: &str = "oidc";
+    /// SAML connectors.
+    pub const SAML: &str = "saml";
+    /// GitHub connectors.
+    pub const GITHUB: &str = "github";
 }
 
 /// Verbs that admin rules name.
@@ -313,8 +322,9 @@ impl Resource<RoleSpec> {
         )
     }
 
-    /// Built-in `editor`: manage the cluster's users, roles, tokens, nodes and certificate
-    /// authorities; no node logins (an admin who also needs shell gets `access` too).
+    /// Built-in `editor`: manage the cluster's users, roles, tokens, nodes, certificate
+    /// authorities, locks and SSO connectors; no node logins (an admin who also needs shell
+    /// gets `access` too).
     pub fn builtin_editor() -> Role {
         let resources = [
             kinds::USER,
@@ -325,10 +335,11 @@ impl Resource<RoleSpec> {
             kinds::AUTH_SERVER,
             kinds::CERT_AUTHORITY,
             kinds::LOCK,
+            kinds::AUTH_CONNECTOR,
         ];
         builtin(
             "editor",
-            "Manage users, roles, join tokens, nodes and certificate authorities",
+            "Manage users, roles, join tokens, nodes, certificate authorities, locks and SSO connectors",
             RoleConditions {
                 rules: vec![Rule::trusted(&resources, &[WILDCARD])],
                 ..RoleConditions::default()

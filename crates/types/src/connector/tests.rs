@@ -1,0 +1,122 @@
+use super::*;
+
+const OKTA: &str = r#"
+kind: oidc
+version: v3
+metadata:
+  name: okta
+spec:
+  issuer_url: https://example.okta.com
+  client_id: 0oa1b2c3
+  client_secret: s3cr3t
+  redirect_url: https://jumpgate.example.com/v1/webapi/oidc/callback
+  display: Okta
+  scope: [groups, email]
+  claims_to_roles:
+    - {claim: groups, value: admins, roles: [access, editor]}
+    - {claim: groups, value: "^env-(.*)$", roles: ["$1-access"]}
+  max_session_ttl: 8h
+"#;
+
+#[test]
+fn teleports_oidc_connector_reads_as_written() {
+    let connector = OidcConnector::from_yaml("okta.yaml", OKTA).unwrap();
+    assert_eq!(connector.name(), "okta");
+    assert_eq!(connector.spec.redirect_url.len(), 1);
+    assert_eq!(
+        connector.spec.max_session_ttl(),
+        Duration::from_secs(8 * 3600)
+    );
+    let claims = crate::Traits::from([(
+        "groups".to_owned(),
+        vec!["admins".to_owned(), "env-prod".to_owned()],
+    )]);
+    assert_eq!(
+        roles_from_claims(&connector.spec.claims_to_roles, &claims),
+        ["access", "editor", "prod-access"]
+    );
+    assert_eq!(
+        connector.summary(),
+        ConnectorSummary {
+            kind: "oidc".into(),
+            name: "okta".into(),
+            display: "Okta".into()
+        }
+    );
+    // Written back and read again, it is the same connector.
+    let again = OidcConnector::from_json("again", &connector.to_json().unwrap()).unwrap();
+    assert_eq!(again, connector);
+}
+
+#[test]
+fn provider_urls_must_be_https_or_loopback() {
+    for (url, ok) in [
+        ("https://idp.example.com", true),
+        ("http://127.0.0.1:9000", true),
+        ("http://[::1]:9000/x", true),
+        ("http://localhost:8080", true),
+        ("http://idp.example.com", false),
+        ("http://127.0.0.1.evil.com", false),
+        ("https://user@idp.example.com", false),
+        ("javascript:alert(1)", false),
+        ("ftp://idp", false),
+    ] {
+        assert_eq!(is_acceptable_web_url(url), ok, "{url}");
+    }
+    let err = OidcConnector::from_yaml(
+        "bad.yaml",
+        &OKTA.replace("https://example.okta.com", "http://example.okta.com"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("spec.issuer_url") && err.contains("https://"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_bad_claim_pattern_is_a_field_error() {
+    let err = OidcConnector::from_yaml("bad.yaml", &OKTA.replace("^env-(.*)$", "^env-(.*$"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("claims_to_roles[1].value"), "{err}");
+}
+
+#[test]
+fn github_teams_give_roles_and_logins() {
+    let connector = GithubConnector::from_yaml(
+        "github.yaml",
+        r#"
+kind: github
+version: v3
+metadata: {name: github}
+spec:
+  client_id: Iv1.abc
+  client_secret: s3cr3t
+  redirect_url: https://jumpgate.example.com/v1/webapi/github/callback
+  teams_to_roles:
+    - {organization: octocats, team: admins, roles: [editor]}
+    - {organization: octocats, team: "dev-*", roles: ["$1-access"]}
+  teams_to_logins:
+    - {organization: octocats, team: ops, logins: [root], roles: [access]}
+"#,
+    )
+    .unwrap();
+    let teams = [
+        ("OctoCats".to_owned(), "dev-web".to_owned()),
+        ("other".to_owned(), "admins".to_owned()),
+        ("octocats".to_owned(), "ops".to_owned()),
+    ];
+    let (roles, logins) = connector.spec.roles_and_logins(&teams);
+    assert_eq!(roles, ["access", "web-access"]);
+    assert_eq!(logins, ["root"]);
+    assert_eq!(connector.spec.api_endpoint(), "https://api.github.com");
+}
+
+#[test]
+fn redacting_drops_secrets() {
+    let mut connector = OidcConnector::from_yaml("okta.yaml", OKTA).unwrap();
+    connector.spec.redact();
+    assert!(!connector.to_yaml().unwrap().contains("s3cr3t"));
+}
