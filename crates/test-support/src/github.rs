@@ -72,7 +72,8 @@
 //! all with HTTP **200** and the body in the format `Accept` asks for:
 //! - `incorrect_client_credentials` (unknown `client_id` or wrong `client_secret`);
 //! - `redirect_uri_mismatch` (a `redirect_uri` that does not match the callback, or is not the
-//!   one the code was issued for);
+//!   one the code was issued for). At the exchange `redirect_uri` is "strongly recommended",
+//!   not required (authorizing-oauth-apps, step 2): left out, it is not checked;
 //! - `bad_verification_code` (unknown, expired, already used, or another app's code).
 //!
 //! From `rest/authentication/authenticating-to-the-rest-api` and

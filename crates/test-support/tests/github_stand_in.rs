@@ -780,3 +780,16 @@ fn dropping_stops_the_server() {
     drop(github);
     assert!(std::net::TcpStream::connect(&addr).is_err());
 }
+
+/// Started and dropped inside an async test: the stand-in runs on its own thread and runtime.
+#[tokio::test]
+async fn works_from_an_async_test() {
+    let github = stand_in();
+    let token = github.issue_token("octocat", &["read:org"]);
+    let api_base = github.api_endpoint_url();
+    let reply = tokio::task::spawn_blocking(move || api(&api_base, "/user/teams", &token))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200);
+    drop(github);
+}
