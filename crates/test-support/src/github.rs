@@ -22,7 +22,10 @@
 //! a 404. All three share one state: the registered OAuth apps ([`OauthApp`]) and the users
 //! ([`GithubUser`], with organisations and teams), which a test changes at any time
 //! ([`add_user`](GithubStandIn::add_user), [`set_teams`](GithubStandIn::set_teams),
-//! [`remove_user`](GithubStandIn::remove_user), ...).
+//! [`remove_user`](GithubStandIn::remove_user), [`revoke_tokens`](GithubStandIn::revoke_tokens),
+//! ...). [`requests`](GithubStandIn::requests) lists the requests served (host, method, path
+//! and query, status), so a test can check that a client followed the pages or called the
+//! host it was configured with.
 //!
 //! # What it mimics, and where each behaviour is documented
 //! Pages are under `https://docs.github.com/en/`.
@@ -258,6 +261,17 @@ impl GithubUser {
     }
 }
 
+/// One request the stand-in answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GithubRequest {
+    /// `"github.com"`, `"api.github.com"` or `"enterprise"`: which of the three hosts.
+    pub host: &'static str,
+    pub method: String,
+    /// The path and query, e.g. `/user/teams?page=2`.
+    pub target: String,
+    pub status: u16,
+}
+
 /// The stand-in, serving until dropped. See the module docs.
 #[derive(Debug)]
 pub struct GithubStandIn {
@@ -391,6 +405,20 @@ impl GithubStandIn {
         token
     }
 
+    /// Revokes every token of `login` (the user revoked the app): they get 401 from now on.
+    pub fn revoke_tokens(&self, login: &str) {
+        let mut state = self.lock();
+        let Some(user_id) = state.user_by_login(login).map(|user| user.id) else {
+            return;
+        };
+        state.tokens.retain(|_, grant| grant.user_id != user_id);
+    }
+
+    /// The requests answered so far, oldest first.
+    pub fn requests(&self) -> Vec<GithubRequest> {
+        self.lock().requests.clone()
+    }
+
     /// Moves the stand-in's clock forward (codes expire after [`CODE_LIFETIME`]).
     pub fn advance_clock(&self, by: Duration) {
         self.lock().clock_offset += by;
@@ -460,6 +488,8 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 /// Which of the three hosts a request came to: what it serves and the URLs it writes.
 #[derive(Debug, Clone)]
 struct Host {
+    /// Which host this is, in [`GithubRequest::host`].
+    name: &'static str,
     /// The web root its objects link to (`html_url`).
     web_base: String,
     /// The API root its objects and `Link` headers link to.
@@ -472,6 +502,7 @@ struct Host {
 impl Host {
     fn web(addr: SocketAddr) -> Host {
         Host {
+            name: "github.com",
             web_base: format!("http://{addr}"),
             api_base: String::new(),
             serves_web: true,
@@ -481,6 +512,7 @@ impl Host {
 
     fn api(web: SocketAddr, addr: SocketAddr) -> Host {
         Host {
+            name: "api.github.com",
             web_base: format!("http://{web}"),
             api_base: format!("http://{addr}"),
             serves_web: false,
@@ -490,6 +522,7 @@ impl Host {
 
     fn enterprise(addr: SocketAddr) -> Host {
         Host {
+            name: "enterprise",
             web_base: format!("http://{addr}"),
             api_base: format!("http://{addr}/api/v3"),
             serves_web: true,
@@ -518,8 +551,33 @@ impl Host {
                 .route(&format!("{prefix}/user/orgs"), get(api_user_orgs))
                 .route(&format!("{prefix}/user/emails"), get(api_user_emails));
         }
-        router.fallback(not_found).with_state(ctx)
+        router
+            .fallback(not_found)
+            .layer(axum::middleware::from_fn_with_state(ctx.clone(), record))
+            .with_state(ctx)
     }
+}
+
+/// Keeps every request in [`State::requests`].
+async fn record(
+    AxumState(ctx): AxumState<Ctx>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let method = request.method().to_string();
+    let target = request
+        .uri()
+        .path_and_query()
+        .map(|target| target.to_string())
+        .unwrap_or_default();
+    let response = next.run(request).await;
+    lock(&ctx.state).requests.push(GithubRequest {
+        host: ctx.host.name,
+        method,
+        target,
+        status: response.status().as_u16(),
+    });
+    response
 }
 
 #[derive(Debug, Clone)]
@@ -539,6 +597,7 @@ struct State {
     /// Organisation and team ids, handed out on first sight and kept (by lowercase name).
     org_ids: BTreeMap<String, u64>,
     team_ids: BTreeMap<(String, String), u64>,
+    requests: Vec<GithubRequest>,
 }
 
 impl State {

@@ -48,8 +48,8 @@ pub use dynamo::{
 };
 pub use etcd::{EtcdCluster, EtcdServer};
 pub use github::{
-    CODE_LIFETIME, GITHUB_DEFAULT_PASSWORD, GithubStandIn, GithubTeam, GithubUser, OauthApp,
-    SUPPORTED_API_VERSIONS,
+    CODE_LIFETIME, GITHUB_DEFAULT_PASSWORD, GithubRequest, GithubStandIn, GithubTeam, GithubUser,
+    OauthApp, SUPPORTED_API_VERSIONS,
 };
 pub use haproxy::{Haproxy, start_haproxy, start_haproxy_in};
 pub use netcut::NetCut;

@@ -272,10 +272,30 @@ fn web_flow_then_api_in_the_github_com_layout() {
     );
     assert_eq!(orgs[0]["id"], teams[0]["organization"]["id"]);
 
-    // github.com serves no API, api.github.com no OAuth.
+    // github.com serves no API, api.github.com no OAuth; the log shows who was asked what.
     assert_eq!(api(&web, "/user", token).status, 404);
     let on_api = exchange(&api_base, &code, "Accept: application/json");
     assert_eq!(on_api.status, 404);
+    let log = github.requests();
+    let last = &log[log.len() - 2..];
+    assert_eq!(
+        (
+            last[0].host,
+            last[0].method.as_str(),
+            last[0].target.as_str(),
+            last[0].status
+        ),
+        ("github.com", "GET", "/user", 404)
+    );
+    assert_eq!(
+        (
+            last[1].host,
+            last[1].method.as_str(),
+            last[1].target.as_str(),
+            last[1].status
+        ),
+        ("api.github.com", "POST", "/login/oauth/access_token", 404)
+    );
 }
 
 #[test]
@@ -696,6 +716,21 @@ fn teams_are_paged_like_github() {
         });
     }
     assert_eq!(pages, 3);
+    // The request log shows the pages followed, on the API host.
+    let targets: Vec<String> = github
+        .requests()
+        .into_iter()
+        .filter(|request| request.host == "api.github.com")
+        .map(|request| request.target)
+        .collect();
+    assert!(
+        targets.ends_with(&[
+            "/user/teams".to_string(),
+            "/user/teams?page=2".to_string(),
+            "/user/teams?page=3".to_string(),
+        ]),
+        "{targets:?}"
+    );
     let expected: Vec<String> = (1..=65).map(|n| format!("team-{n}")).collect();
     assert_eq!(all, expected);
 
@@ -739,6 +774,12 @@ fn changes_take_effect_at_once() {
         api(&api_base, "/user/teams", &token).json(),
         serde_json::json!([])
     );
+
+    // The user revokes the app: that token is dead, a new login works.
+    github.revoke_tokens("octocat");
+    assert_eq!(api(&api_base, "/user", &token).status, 401);
+    let token = token_for(&web, "read:org");
+    assert_eq!(api(&api_base, "/user", &token).status, 200);
 
     // A code issued before the user is deleted is no good after, nor is the token.
     let code = query(&code_for(&web, "read:org", None), "code").unwrap();
