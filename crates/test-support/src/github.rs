@@ -47,9 +47,9 @@
 //!   `apps/oauth-apps/building-oauth-apps/scopes-for-oauth-apps` ("Normalized scopes") says:
 //!   a scope implied by another requested one is dropped (`user,gist,user:email` → `user,gist`).
 //! - `POST /login/oauth/access_token` takes `client_id`, `client_secret`, `code` and
-//!   `redirect_uri`, as a form body, a JSON body or query parameters *(JSON and query: not
-//!   documented, both accepted by github.com and used by clients)*; the client credentials may
-//!   also come as HTTP Basic *(RFC 6749 §2.3.1)*. The answer is form-encoded
+//!   `redirect_uri`, as a form body, or *(not documented; accepted because OAuth clients send
+//!   them)* a JSON body, query parameters, or the client credentials as HTTP Basic
+//!   (RFC 6749 §2.3.1). The answer is form-encoded
 //!   (`access_token=gho_...&scope=repo%2Cgist&token_type=bearer`) by default, JSON with
 //!   `Accept: application/json`, XML with `Accept: application/xml`; tokens look like the
 //!   documented `gho_` + 36 characters.
@@ -65,11 +65,13 @@
 //! - a `redirect_uri` that does not match redirects to the **registered callback URL** with
 //!   `error=redirect_uri_mismatch`, `error_description`, `error_uri` and `state`;
 //! - Cancel redirects with `error=access_denied&error_description=The+user+has+denied+your+application+access.&error_uri=...&state=...`.
-//!   The page says "to the registered callback URL"; the stand-in uses the request's validated
-//!   redirect URL (the callback URL when none was given), which differs only for a
-//!   `redirect_uri` below the callback or on another loopback port, where github.com does the same;
+//!   The page says "to the registered callback URL"; *(a choice)* the stand-in uses the
+//!   request's validated redirect URL (the callback URL when none was given): they differ only
+//!   for a `redirect_uri` below the callback or on another loopback port, and a client waiting
+//!   on its own loopback port must get the answer there;
 //! - a suspended app ([`GithubStandIn::suspend_app`]) redirects with `error=application_suspended`.
-//! - *(not documented)* an unknown or missing `client_id` gets a 404 HTML page, as on github.com.
+//! - *(not documented)* an unknown or missing `client_id` gets a 404 HTML page (github.com shows
+//!   its "Page not found").
 //!
 //! From `apps/oauth-apps/maintaining-oauth-apps/troubleshooting-oauth-app-access-token-request-errors`,
 //! all with HTTP **200** and the body in the format `Accept` asks for:
@@ -82,10 +84,13 @@
 //! From `rest/authentication/authenticating-to-the-rest-api` and
 //! `rest/using-the-rest-api/troubleshooting-the-rest-api`:
 //! - tokens in `Authorization: Bearer TOKEN` or `Authorization: token TOKEN`;
-//! - no token: 401 `{"message":"Requires authentication",...}`; an unknown token, or the token
-//!   of a user deleted since ([`GithubStandIn::remove_user`]): 401
-//!   `{"message":"Bad credentials","documentation_url":"https://docs.github.com/rest","status":"401"}`;
-//! - "User agent required": a request without `User-Agent` gets 403;
+//! - no token: 401 `{"message":"Requires authentication",...}`; an unknown token, a Basic
+//!   username and password, a revoked token ([`GithubStandIn::revoke_tokens`]) or the token of
+//!   a user deleted since ([`GithubStandIn::remove_user`]): 401
+//!   `{"message":"Bad credentials","documentation_url":"https://docs.github.com/rest","status":"401"}`
+//!   (the statuses are the pages'; the message texts are github.com's as clients report them);
+//! - "User agent required": a request without `User-Agent` gets 403 *(text: github.com's, as
+//!   reported)*;
 //! - `X-GitHub-Api-Version` (from `rest/about-the-rest-api/api-versions`): `2022-11-28` and
 //!   `2026-03-10` are accepted, another value gets 400 ("Not a supported version").
 //!
@@ -101,7 +106,7 @@
 //!   without any (nor `write:org`/`admin:org`, which imply `read:org`) gets **403**. The
 //!   reference lists 403 among the endpoint's answers but does not say outright that a missing
 //!   scope gives it (rather than an empty list); the stand-in gives 403 as `/user/orgs` does,
-//!   where it is said;
+//!   where it is said *(the message text is the stand-in's)*;
 //! - `GET /user/orgs`: "requires at least `user` or `read:org` scope ... insufficient scope will
 //!   receive a `403 Forbidden`", with github.com's message "You need at least read:org scope or
 //!   user scope to list your organizations." A user's organisations are the ones set on the
