@@ -10,8 +10,10 @@
 //!   `env!`, the benchmarks from `target/release` ([`Bins::release`]);
 //! - [`Daemon`] (`jumpgate start`) and [`Cluster`] (a dev cluster with users and logins);
 //! - real peers: [`Sshd`] (OpenSSH), [`Haproxy`], [`EtcdServer`], [`Postgres`], [`S3Server`]
-//!   (s3s-fs); and one emulator, [`DynamoEmulator`] (moto standing in for DynamoDB, which
-//!   cannot run here);
+//!   (s3s-fs); one emulator, [`DynamoEmulator`] (moto standing in for DynamoDB, which
+//!   cannot run here); and one stand-in, [`GithubStandIn`] (GitHub's OAuth web flow and the
+//!   REST endpoints an SSO connector reads, written from GitHub's documentation: github.com
+//!   cannot be reached from here);
 //! - [`Regions`]: regions as network namespaces joined by cables with a real delay, hosts
 //!   with their own addresses in them ([`Host`]), partitions;
 //! - certificates and codes: [`issue_tls`], `jctl auth sign` ([`Bins::sign_user`]),
@@ -27,6 +29,7 @@ mod cluster;
 mod daemon;
 mod dynamo;
 mod etcd;
+mod github;
 mod haproxy;
 mod netcut;
 mod postgres;
@@ -44,6 +47,10 @@ pub use dynamo::{
     DynamoEmulator, EMULATOR_ACCESS_KEY_ID, EMULATOR_REGION, EMULATOR_SECRET_ACCESS_KEY,
 };
 pub use etcd::{EtcdCluster, EtcdServer};
+pub use github::{
+    CODE_LIFETIME, GITHUB_DEFAULT_PASSWORD, GithubRequest, GithubStandIn, GithubTeam, GithubUser,
+    OauthApp, SUPPORTED_API_VERSIONS,
+};
 pub use haproxy::{Haproxy, start_haproxy, start_haproxy_in};
 pub use netcut::NetCut;
 pub use postgres::{PG_DATABASE, PG_PASSWORD, PG_USER, PgTls, Postgres};
