@@ -52,7 +52,7 @@ fn idp_dir() -> PathBuf {
 /// Starts the IdP; it reads the SP's metadata (`sp.xml` in its directory) at its first login.
 /// `schema`: whether it checks the AuthnRequest against the SAML schemas (xmllint, seconds
 /// at its first use): the login tests do, the tests of refusals need not.
-fn start_idp(schema: bool) -> Idp {
+fn start_idp(schema: bool, idp_args: &[&str]) -> Idp {
     let dir = idp_dir();
     assert!(
         dir.join("node_modules/samlify").is_dir(),
@@ -64,6 +64,7 @@ fn start_idp(schema: bool) -> Idp {
     let mut child = Command::new("node")
         .arg(dir.join("idp.js"))
         .args((!schema).then_some("--no-schema"))
+        .args(idp_args)
         .arg(tmp.path().join("sp.xml"))
         .current_dir(&dir)
         .stdin(Stdio::null())
@@ -116,7 +117,11 @@ fn setup() -> (Idp, ServiceProvider) {
 }
 
 fn setup_with(schema: bool) -> (Idp, ServiceProvider) {
-    let idp = start_idp(schema);
+    setup_idp(schema, &[])
+}
+
+fn setup_idp(schema: bool, idp_args: &[&str]) -> (Idp, ServiceProvider) {
+    let idp = start_idp(schema, idp_args);
     let (status, metadata) = get(idp.port, "/metadata");
     assert_eq!(status, 200, "{metadata}");
     let idp_metadata = IdpMetadata::parse(&metadata).unwrap();
@@ -311,6 +316,22 @@ fn login_with_a_signed_response() {
 fn login_with_both_signed() {
     let assertion = verify_scenario("both-signed").unwrap();
     assert_eq!(assertion.attributes["groups"], ["devs", "ops"]);
+}
+
+/// The IdP's certificate is a bare key that its metadata makes trusted: one past its
+/// validity dates (common in IdP metadata) still verifies, as other SPs treat it.
+#[test]
+fn expired_idp_certificate_still_verifies() {
+    let (idp, sp) = setup_idp(false, &["--expired-cert"]);
+    let posted = login(&idp, &sp, "", None);
+    let assertion = sp
+        .verify_response(
+            &posted.saml_response,
+            Some(&posted.request_id),
+            SystemTime::now(),
+        )
+        .unwrap();
+    assert_eq!(assertion.name_id, "alice@example.com");
 }
 
 #[test]

@@ -2,7 +2,7 @@
 // built on samlify: its metadata, its parsing of the AuthnRequest (HTTP-Redirect binding,
 // checked against the SAML schemas by xmllint), its signed responses (xml-crypto).
 //
-//   node idp.js [--no-schema] SP_METADATA_FILE
+//   node idp.js [--no-schema] [--expired-cert] SP_METADATA_FILE
 //
 // listens on 127.0.0.1 (a free port) and prints `listening PORT` when ready. The SP's
 // metadata is read at the first login, so a test can make it from the IdP's metadata first:
@@ -24,7 +24,7 @@ const xmllint = require('@authenio/samlify-node-xmllint');
 const args = process.argv.slice(2);
 const spMetadataFile = args.find((a) => !a.startsWith('--'));
 if (!spMetadataFile) {
-    console.error('usage: node idp.js [--no-schema] SP_METADATA_FILE');
+    console.error('usage: node idp.js [--no-schema] [--expired-cert] SP_METADATA_FILE');
     process.exit(2);
 }
 // samlify checks every message it reads against the SAML schemas (here, the SP's
@@ -35,7 +35,8 @@ samlify.setSchemaValidator(
 );
 
 // An RSA key and a self-signed certificate for it, as IdPs publish in their metadata.
-function signer(commonName) {
+// `expired`: its validity ended yesterday (IdPs' metadata certificates often have).
+function signer(commonName, expired = false) {
     const { privateKey, publicKey } = crypto.generateKeyPairSync('rsa', {
         modulusLength: 2048,
         publicKeyEncoding: { type: 'spki', format: 'pem' },
@@ -44,8 +45,9 @@ function signer(commonName) {
     const cert = forge.pki.createCertificate();
     cert.publicKey = forge.pki.publicKeyFromPem(publicKey);
     cert.serialNumber = '01' + crypto.randomBytes(8).toString('hex');
-    cert.validity.notBefore = new Date(Date.now() - 3600 * 1000);
-    cert.validity.notAfter = new Date(Date.now() + 365 * 24 * 3600 * 1000);
+    const day = 24 * 3600 * 1000;
+    cert.validity.notBefore = new Date(Date.now() - (expired ? 400 * day : 3600 * 1000));
+    cert.validity.notAfter = new Date(Date.now() + (expired ? -day : 365 * day));
     const name = [{ name: 'commonName', value: commonName }];
     cert.setSubject(name);
     cert.setIssuer(name);
@@ -65,7 +67,7 @@ function start(port) {
         { Binding: 'urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect', Location: `${base}/sso` },
         { Binding: 'urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST', Location: `${base}/sso-post` },
     ];
-    const trusted = signer('jumpgate test idp');
+    const trusted = signer('jumpgate test idp', args.includes('--expired-cert'));
     const other = signer('not the idp');
     const idpWith = (key) =>
         samlify.IdentityProvider({
