@@ -11,13 +11,13 @@
 #    player for the session recordings), iproute2 (`ip`: the network namespaces that
 #    jumpgate_test_support::Regions makes regions and hosts of), and zsh, fish, man-db and
 #    systemd (systemd-analyze) for the Debian package's test, chromium (a real browser
-#    for the web UI's tests, driven by playwright-core), libxmlsec1-dev with libclang-dev
-#    and pkg-config (jumpgate-saml verifies SAML's XML signatures with libxmlsec1, through
-#    samael, whose bindings bindgen generates); from npm (`npm ci` in web/, from its
-#    lockfile), the web UI's build tools and playwright-core, and (`npm ci` in
-#    crates/saml/tests/idp) samlify, the SAML identity provider jumpgate-saml's tests run
-#    against; from PyPI, ssh-audit and
-#    sslyze (independent scanners of the node's SSH algorithms and the proxy's TLS) and
+#    for the web UI's tests, driven by playwright-core), libxmlsec1-dev, libxml2-dev,
+#    libssl-dev, pkg-config and libclang-dev (jumpgate-saml verifies SAML's XML
+#    signatures with libxmlsec1 through samael, whose bindings bindgen generates); from
+#    npm (`npm ci` in web/, from its lockfile), the web UI's build tools and
+#    playwright-core, and (`npm ci` in crates/saml/tests/idp) samlify, the SAML identity
+#    provider jumpgate-saml's tests run against; from PyPI, ssh-audit and sslyze
+#    (independent scanners of the node's SSH algorithms and the proxy's TLS) and
 #    moto[server] (an emulator of DynamoDB for the DynamoDB backend's tests, run single-threaded by
 #    jumpgate_test_support::DynamoEmulator: DynamoDB itself cannot run here); from
 #    crates.io, s3s-fs (a real S3-compatible server that checks SigV4 signatures, for the
@@ -64,7 +64,7 @@ install_packages() {
     [ -e /usr/include/libxml2/libxml/parser.h ] || missing+=(libxml2-dev)
     [ -e /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
     command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
-    compgen -G '/usr/lib/llvm-*/lib/libclang*.so*' >/dev/null || missing+=(libclang-dev)
+    compgen -G '/usr/lib/llvm-*/lib/libclang.so' >/dev/null || missing+=(libclang-dev)
     if [ ${#missing[@]} -eq 0 ]; then
         return
     fi

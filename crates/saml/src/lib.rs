@@ -33,8 +33,11 @@
 //! library used for this one job, XML signature verification; it carries no TLS: every
 //! connection still uses rustls with aws-lc-rs. Building needs Debian's `libxmlsec1-dev`,
 //! `libxml2-dev`, `libssl-dev`, `pkg-config` and `libclang-dev` (samael generates its
-//! bindings with bindgen); `test.sh` installs them. At run time the Debian package needs
-//! `libxmlsec1`, `libxmlsec1-openssl`, `libxml2` and `libssl3`.
+//! bindings with bindgen); `test.sh` installs them. A binary linking this crate needs
+//! `libxmlsec1-openssl.so.1`, `libxmlsec1.so.1`, `libxml2.so.2` and `libcrypto.so.3`
+//! (Debian: `libxmlsec1-openssl`, `libxmlsec1`, `libxml2`, `libssl3`); `jumpgate-dist`'s
+//! table of known libraries (`crates/dist/src/elf.rs`) must learn them when the daemon
+//! links this crate, or the Debian package build refuses the binary.
 //!
 //! # What is signed, and what is read
 //!
