@@ -473,9 +473,14 @@ fn check_window(
 /// Every `ds:Signature`'s SignatureMethod and DigestMethods must be of [`ALLOWED`]: checked
 /// here only to name a refused algorithm (samael enforces the same list).
 fn check_algorithms(doc: &roxmltree::Document<'_>) -> Result<(), SamlError> {
+    // Only where XML-DSig puts them (parent and grandparent, not any ancestor: a deeply
+    // nested input must not make this quadratic).
+    let signed_info = |n: Option<Node<'_, '_>>| n.is_some_and(|n| xml::is(n, NS_DS, "SignedInfo"));
     for method in doc.descendants().filter(|n| {
-        (xml::is(*n, NS_DS, "SignatureMethod") || xml::is(*n, NS_DS, "DigestMethod"))
-            && n.ancestors().any(|a| xml::is(a, NS_DS, "SignedInfo"))
+        (xml::is(*n, NS_DS, "SignatureMethod") && signed_info(n.parent()))
+            || (xml::is(*n, NS_DS, "DigestMethod")
+                && n.parent().is_some_and(|r| xml::is(r, NS_DS, "Reference"))
+                && signed_info(n.parent().and_then(|r| r.parent())))
     }) {
         let algorithm = method.attribute("Algorithm").unwrap_or_default();
         let known = ALLOWED.iter().any(|a| {

@@ -81,3 +81,27 @@ fn recorded_refusals() {
         Err(SamlError::Expired { .. })
     ));
 }
+
+/// A deeply nested document inside the signed assertion (signature elements, which the
+/// algorithm check looks at): refused, without quadratic work on the way.
+#[test]
+fn deep_nesting_is_refused() {
+    let ok = seed("ok");
+    // As deep as fits in MAX_RESPONSE_LEN once in base64.
+    let depth = 4_000;
+    let nest = format!(
+        "<x xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\">{}{}</x>",
+        "<ds:Reference><ds:DigestMethod Algorithm=\"http://www.w3.org/2001/04/xmlenc#sha256\">"
+            .repeat(depth),
+        "</ds:DigestMethod></ds:Reference>".repeat(depth)
+    );
+    let deep = ok.replacen("<saml:Subject>", &format!("{nest}<saml:Subject>"), 1);
+    assert_ne!(deep, ok);
+    let started = std::time::Instant::now();
+    assert_eq!(verify(&deep), Err(SamlError::BadSignature));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+}
