@@ -105,3 +105,39 @@ fn deep_nesting_is_refused() {
         started.elapsed()
     );
 }
+
+/// What an IdP may send that Jumpgate does not take, each with its own refusal.
+#[test]
+fn unsupported_and_empty_responses() {
+    // Success without an assertion.
+    let empty = seed("failed-status")
+        .replace(
+            "urn:oasis:names:tc:SAML:2.0:status:Responder",
+            "urn:oasis:names:tc:SAML:2.0:status:Success",
+        )
+        .replace(
+            "<samlp:StatusCode Value=\"urn:oasis:names:tc:SAML:2.0:status:AuthnFailed\"/>",
+            "",
+        );
+    assert_eq!(verify(&empty), Err(SamlError::NoAssertion));
+    // An encrypted assertion (turn encryption off at the IdP).
+    let encrypted = seed("ok").replacen(
+        "</samlp:Status>",
+        "</samlp:Status><saml:EncryptedAssertion/>",
+        1,
+    );
+    assert_eq!(verify(&encrypted), Err(SamlError::EncryptedAssertion));
+    // No status at all.
+    let no_status = seed("ok").replacen(
+        "<samlp:Status><samlp:StatusCode Value=\"urn:oasis:names:tc:SAML:2.0:status:Success\"/></samlp:Status>",
+        "",
+        1,
+    );
+    assert!(matches!(
+        verify(&no_status),
+        Err(SamlError::Missing {
+            what: "a Status",
+            ..
+        })
+    ));
+}
