@@ -19,15 +19,17 @@ use jumpgate_saml::{CLOCK_SKEW, IdpMetadata, SamlError, ServiceProvider};
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, SystemTime};
 
 const SP_ENTITY_ID: &str = "https://jumpgate.example.com:3080/v1/webapi/saml/metadata";
 const ACS_URL: &str = "https://jumpgate.example.com:3080/v1/webapi/saml/acs/test-idp";
 
-/// The IdP process; killed when dropped.
+/// The IdP process; killed when dropped. It also exits when its standard input closes,
+/// so it dies with a test process that is killed.
 struct Idp {
     child: Child,
+    _stdin: ChildStdin,
     port: u16,
     dir: tempfile::TempDir,
 }
@@ -67,11 +69,12 @@ fn start_idp(schema: bool, idp_args: &[&str]) -> Idp {
         .args(idp_args)
         .arg(tmp.path().join("sp.xml"))
         .current_dir(&dir)
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(log)
         .spawn()
         .expect("node (./test.sh needs Node.js for the web UI too)");
+    let stdin = child.stdin.take().unwrap();
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -82,6 +85,7 @@ fn start_idp(schema: bool, idp_args: &[&str]) -> Idp {
     let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_default();
     let mut idp = Idp {
         child,
+        _stdin: stdin,
         port: 0,
         dir: tmp,
     };

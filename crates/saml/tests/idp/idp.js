@@ -222,6 +222,11 @@ function start(port) {
     };
 }
 
+// The test holds our standard input open: when it ends (the test finished, or was killed),
+// so do we, and no IdP outlives its test.
+process.stdin.on('end', () => process.exit(0));
+process.stdin.resume();
+
 // The entity ID and endpoints name the port, so the IdP is made once the port is known.
 let handler = (_req, res) => { res.writeHead(503); res.end('starting'); };
 const server = http.createServer((req, res) => handler(req, res));
