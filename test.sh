@@ -11,9 +11,13 @@
 #    player for the session recordings), iproute2 (`ip`: the network namespaces that
 #    jumpgate_test_support::Regions makes regions and hosts of), and zsh, fish, man-db and
 #    systemd (systemd-analyze) for the Debian package's test, chromium (a real browser
-#    for the web UI's tests, driven by playwright-core); from npm (`npm ci` in web/, from
-#    its lockfile), the web UI's build tools and playwright-core; from PyPI, ssh-audit and
-#    sslyze (independent scanners of the node's SSH algorithms and the proxy's TLS) and
+#    for the web UI's tests, driven by playwright-core), libxmlsec1-dev, libxml2-dev,
+#    libssl-dev, pkg-config and libclang-dev (jumpgate-saml verifies SAML's XML
+#    signatures with libxmlsec1 through samael, whose bindings bindgen generates); from
+#    npm (`npm ci` in web/, from its lockfile), the web UI's build tools and
+#    playwright-core, and (`npm ci` in crates/saml/tests/idp) samlify, the SAML identity
+#    provider jumpgate-saml's tests run against; from PyPI, ssh-audit and sslyze
+#    (independent scanners of the node's SSH algorithms and the proxy's TLS) and
 #    moto[server] (an emulator of DynamoDB for the DynamoDB backend's tests, run single-threaded by
 #    jumpgate_test_support::DynamoEmulator: DynamoDB itself cannot run here); from
 #    crates.io, s3s-fs (a real S3-compatible server that checks SigV4 signatures, for the
@@ -54,6 +58,13 @@ install_packages() {
     # driven by playwright-core (no browser of its own), and a font for its screenshots.
     [ -x /usr/bin/chromium ] || missing+=(chromium)
     [ -d /usr/share/fonts/truetype/dejavu ] || missing+=(fonts-dejavu-core)
+    # jumpgate-saml (crates/saml): samael links libxmlsec1 (with its OpenSSL engine),
+    # libxml2 and OpenSSL, found with pkg-config, and bindgen needs libclang.
+    [ -e /usr/include/xmlsec1/xmlsec/xmlsec.h ] || missing+=(libxmlsec1-dev)
+    [ -e /usr/include/libxml2/libxml/parser.h ] || missing+=(libxml2-dev)
+    [ -e /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
+    command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+    compgen -G '/usr/lib/llvm-*/lib/libclang.so' >/dev/null || missing+=(libclang-dev)
     if [ ${#missing[@]} -eq 0 ]; then
         return
     fi
@@ -141,6 +152,13 @@ check_web() {
     fi
 }
 
+# jumpgate-saml's tests run a SAML identity provider built on samlify (Node), from the
+# lockfile in crates/saml/tests/idp.
+install_saml_idp() {
+    log "SAML test IdP: npm ci in crates/saml/tests/idp"
+    (cd crates/saml/tests/idp && npm ci --no-audit --no-fund --loglevel=error)
+}
+
 check_toolchain() {
     for component in fmt clippy; do
         if ! cargo "$component" --version >/dev/null 2>&1; then
@@ -156,6 +174,7 @@ install_emulators
 install_s3_server
 check_toolchain
 check_web
+install_saml_idp
 
 log "cargo fmt --check"
 cargo fmt --all --check
