@@ -7,6 +7,10 @@ use std::path::PathBuf;
 /// terminal: they name what failed and the next step (`jsh login`, `--ca-cert`, ...).
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// A single sign-on login could not go on (no such connector, the browser never came
+    /// back, the identity provider refused).
+    #[error("single sign-on: {0}")]
+    Sso(String),
     /// Neither `JUMPGATE_HOME` nor `HOME` is set.
     #[error("cannot find the profile directory: set JUMPGATE_HOME (or HOME)")]
     NoHome,

@@ -25,6 +25,7 @@ pub mod openssh;
 pub mod profile;
 pub mod recordings;
 pub mod scp;
+pub mod sso;
 pub mod ssh;
 pub mod terminal;
 pub mod web;

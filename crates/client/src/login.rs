@@ -4,9 +4,9 @@
 
 use crate::error::ClientError;
 use crate::profile::{Home, Profile, ProfileFiles, ProfileMeta, parse_host_ca_lines};
-use crate::web::{self, LoginBody, ProxyAddr, WebTrust};
+use crate::web::{self, LoginAnswer, LoginBody, ProxyAddr, WebTrust};
 use jumpgate_api::TlsCredentials;
-use jumpgate_pki::ssh::EXT_CLUSTER;
+use jumpgate_pki::ssh::{EXT_CLUSTER, EXT_USER};
 use jumpgate_pki::ssh_key::Certificate;
 use std::fmt;
 use std::path::PathBuf;
@@ -71,6 +71,40 @@ pub async fn login(home: &Home, params: &LoginParams) -> Result<Profile, ClientE
     )
     .await?;
 
+    save_login(
+        home,
+        &Issued {
+            proxy: &params.proxy,
+            trust: &params.trust,
+            ca_cert: params.ca_cert.clone(),
+            user: Some(params.user.clone()),
+        },
+        ssh_key,
+        tls_key,
+        answer,
+    )
+    .await
+}
+
+/// Where a login's certificates came from, for the profile.
+pub(crate) struct Issued<'a> {
+    pub proxy: &'a ProxyAddr,
+    pub trust: &'a WebTrust,
+    pub ca_cert: Option<PathBuf>,
+    /// The user name, when the login named one (an SSO login learns it from the
+    /// certificate).
+    pub user: Option<String>,
+}
+
+/// Checks an answer's certificates against the keys this login made and replaces the
+/// profile with them.
+pub(crate) async fn save_login(
+    home: &Home,
+    issued: &Issued<'_>,
+    ssh_key: jumpgate_pki::SshKeyPair,
+    tls_key: String,
+    answer: LoginAnswer,
+) -> Result<Profile, ClientError> {
     // Check everything before a file is replaced: a bad answer must not destroy a
     // working profile.
     let bad = |what: &'static str, reason: String| ClientError::BadResponse { what, reason };
@@ -92,9 +126,17 @@ pub async fn login(home: &Home, params: &LoginParams) -> Result<Profile, ClientE
     if host_cas.is_empty() {
         return Err(bad("host CA", "no @cert-authority line".to_string()));
     }
+    let user = match &issued.user {
+        Some(user) => user.clone(),
+        None => cert
+            .extensions()
+            .get(EXT_USER)
+            .cloned()
+            .unwrap_or_else(|| cert.key_id().to_string()),
+    };
     let cluster = match cert.extensions().get(EXT_CLUSTER) {
         Some(cluster) if !cluster.is_empty() => cluster.clone(),
-        _ => web::ping(&params.proxy, &params.trust).await?.cluster_name,
+        _ => web::ping(issued.proxy, issued.trust).await?.cluster_name,
     };
 
     let files = ProfileFiles {
@@ -107,14 +149,14 @@ pub async fn login(home: &Home, params: &LoginParams) -> Result<Profile, ClientE
         known_hosts: with_newline(answer.host_ca_known_hosts),
     };
     let meta = ProfileMeta {
-        proxy: params.proxy.to_string(),
-        user: params.user.clone(),
+        proxy: issued.proxy.to_string(),
+        user,
         cluster,
         expires_unix: answer.expires_unix,
         principals: answer.principals,
         roles: answer.roles,
-        insecure: matches!(params.trust, WebTrust::DangerousInsecure),
-        ca_cert: params.ca_cert.clone(),
+        insecure: matches!(issued.trust, WebTrust::DangerousInsecure),
+        ca_cert: issued.ca_cert.clone(),
     };
     home.save(&files, &meta)
 }

@@ -308,6 +308,28 @@ pub struct PingAuth {
     /// `otp` or `off`.
     #[serde(default = "default_second_factor")]
     pub second_factor: String,
+    /// The default connector when `kind` is an SSO kind.
+    #[serde(default)]
+    pub connector_name: String,
+    /// Whether passwords are accepted.
+    #[serde(default = "yes")]
+    pub local_auth: bool,
+    /// The cluster's SSO connectors.
+    #[serde(default)]
+    pub connectors: Vec<PingConnector>,
+}
+
+/// An SSO connector as `/webapi/ping` lists it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PingConnector {
+    pub kind: String,
+    pub name: String,
+    #[serde(default)]
+    pub display: String,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for PingAuth {
@@ -315,6 +337,9 @@ impl Default for PingAuth {
         PingAuth {
             kind: "local".to_string(),
             second_factor: default_second_factor(),
+            connector_name: String::new(),
+            local_auth: true,
+            connectors: Vec::new(),
         }
     }
 }
@@ -382,20 +407,24 @@ pub(crate) async fn post_login(
     trust: &WebTrust,
     body: &LoginBody<'_>,
 ) -> Result<LoginAnswer, ClientError> {
+    post_json(proxy, trust, "/webapi/login", body, "login").await
+}
+
+/// `POST PATH` with `body` as JSON; the answer read as `A`. `what` names both in errors.
+pub(crate) async fn post_json<B: Serialize, A: serde::de::DeserializeOwned>(
+    proxy: &ProxyAddr,
+    trust: &WebTrust,
+    path: &str,
+    body: &B,
+    what: &'static str,
+) -> Result<A, ClientError> {
     let json = serde_json::to_vec(body).map_err(|err| ClientError::BadResponse {
-        what: "login request",
+        what,
         reason: err.to_string(),
     })?;
-    let answer = request(
-        proxy,
-        trust,
-        http::Method::POST,
-        "/webapi/login",
-        Some(json),
-    )
-    .await?;
+    let answer = request(proxy, trust, http::Method::POST, path, Some(json)).await?;
     serde_json::from_slice(&answer).map_err(|err| ClientError::BadResponse {
-        what: "login answer",
+        what,
         reason: err.to_string(),
     })
 }

@@ -90,6 +90,25 @@ pub struct LoginArgs {
     /// (12h). Your roles may shorten it.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub ttl: Option<Duration>,
+    /// Log in through this single sign-on connector (its name, as the login page shows
+    /// it), or `local` for a password; default: the cluster's own default.
+    #[arg(long, value_name = "NAME")]
+    pub auth: Option<String>,
+    /// For single sign-on: `none` only prints the login URL instead of opening a browser
+    /// (to open it on another machine's browser, a login on that machine must reach this
+    /// one's 127.0.0.1).
+    #[arg(long, value_enum, default_value_t = BrowserMode::Default)]
+    pub browser: BrowserMode,
+}
+
+/// Whether `jsh login --auth` opens a browser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum BrowserMode {
+    /// Open the system's browser (xdg-open, open) and print the URL too.
+    #[default]
+    Default,
+    /// Only print the URL.
+    None,
 }
 
 /// How lists are printed.

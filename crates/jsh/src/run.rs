@@ -130,6 +130,38 @@ async fn login(args: LoginArgs) -> Result<()> {
         WebTrust::Verified { extra_ca_pem }
     };
     let ping = jumpgate_client::ping(&proxy, &trust).await?;
+    let ca_cert = args
+        .ca_cert
+        .as_ref()
+        .map(|path| std::path::absolute(path).unwrap_or_else(|_| path.clone()));
+    let single_sign_on = match args.auth.as_deref() {
+        Some("local") => false,
+        Some(_) => true,
+        None => ping.auth.kind != "local" && args.user.is_none() && !args.password_stdin,
+    };
+    if single_sign_on {
+        let browser = args.browser;
+        let profile = jumpgate_client::sso::sso_login(
+            &home,
+            &jumpgate_client::sso::SsoLoginParams {
+                proxy,
+                connector: args.auth.clone().unwrap_or_default(),
+                ttl: args.ttl,
+                trust,
+                ca_cert,
+            },
+            |url| open_browser(url, browser),
+        )
+        .await?;
+        print!("{}", status_text(&profile, SystemTime::now()));
+        return Ok(());
+    }
+    if !ping.auth.local_auth {
+        bail!(
+            "cluster {} logs people in through single sign-on only: jsh login --auth CONNECTOR",
+            ping.cluster_name
+        );
+    }
     let user = match args.user.clone().or_else(local_user) {
         Some(user) => user,
         None => bail!("who are you? give --user NAME ($USER is not set)"),
@@ -161,10 +193,6 @@ async fn login(args: LoginArgs) -> Result<()> {
             ping.cluster_name
         ),
     };
-    let ca_cert = args
-        .ca_cert
-        .as_ref()
-        .map(|path| std::path::absolute(path).unwrap_or_else(|_| path.clone()));
     let profile = jumpgate_client::login(
         &home,
         &LoginParams {
@@ -180,6 +208,29 @@ async fn login(args: LoginArgs) -> Result<()> {
     .await?;
     print!("{}", status_text(&profile, SystemTime::now()));
     Ok(())
+}
+
+/// Shows the identity provider's login page: printed always (the browser may not open,
+/// or be on another screen), and opened unless `--browser none`.
+fn open_browser(url: &str, mode: crate::cli::BrowserMode) {
+    eprintln!("To log in, open this page in your browser:\n\n  {url}\n");
+    if mode == crate::cli::BrowserMode::None {
+        return;
+    }
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
+    let spawned = std::process::Command::new(opener)
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    if spawned.is_err() {
+        eprintln!("(could not start {opener}; open the page yourself)");
+    }
 }
 
 fn status_text(profile: &Profile, now: SystemTime) -> String {

@@ -40,6 +40,7 @@ pub mod web;
 pub mod web_ui;
 pub mod webadmin;
 pub mod websession;
+pub mod websso;
 pub mod webviews;
 
 pub use certs::{KeypairError, KeypairFiles, PublicCerts, watch_keypairs};

@@ -103,6 +103,7 @@ impl WebApi {
             .merge(crate::terminal::routes())
             .merge(crate::webviews::routes())
             .merge(crate::webadmin::routes())
+            .merge(crate::websso::routes())
             .fallback(not_found)
             .layer(DefaultBodyLimit::max(MAX_BODY))
             .with_state(state.clone());
@@ -191,6 +192,16 @@ pub(crate) struct ApiError {
 }
 
 impl ApiError {
+    /// The HTTP status it answers with.
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// What it says.
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
     pub(crate) fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError {
             status: StatusCode::BAD_REQUEST,
@@ -354,9 +365,23 @@ struct ProxyInfo {
 
 #[derive(Debug, Serialize)]
 struct AuthInfo {
+    /// The login offered first: `local`, `oidc`, `saml` or `github`.
     #[serde(rename = "type")]
-    kind: &'static str,
+    kind: String,
     second_factor: String,
+    /// The default connector of an SSO `type`.
+    connector_name: String,
+    /// Whether passwords are accepted.
+    local_auth: bool,
+    /// Every SSO connector: the login page's buttons, `jsh login --auth`'s choices.
+    connectors: Vec<ConnectorInfo>,
+}
+
+#[derive(Debug, Serialize)]
+struct ConnectorInfo {
+    kind: String,
+    name: String,
+    display: String,
 }
 
 async fn ping(State(state): State<Arc<WebState>>) -> ApiResult<PingResponse> {
@@ -382,8 +407,23 @@ async fn ping(State(state): State<Arc<WebState>>) -> ApiResult<PingResponse> {
             public_addr: state.public_addrs.clone(),
         },
         auth: AuthInfo {
-            kind: "local",
+            kind: if status.auth_type.is_empty() {
+                "local".to_string()
+            } else {
+                status.auth_type
+            },
             second_factor: status.second_factor,
+            connector_name: status.connector_name,
+            local_auth: status.local_auth,
+            connectors: status
+                .connectors
+                .into_iter()
+                .map(|connector| ConnectorInfo {
+                    kind: connector.kind,
+                    name: connector.name,
+                    display: connector.display,
+                })
+                .collect(),
         },
         ca_pins: status.ca_pins,
     }))
@@ -407,8 +447,10 @@ pub struct LoginRequest {
     ttl_seconds: i64,
 }
 
+/// Certificates for the client's keys: the answer of `/webapi/login` and of an SSO login's
+/// `/webapi/sso/result`.
 #[derive(Debug, Serialize)]
-struct LoginResponse {
+pub(crate) struct LoginResponse {
     ssh_certificate: String,
     tls_certificate_pem: String,
     tls_ca_pems: Vec<String>,
@@ -442,15 +484,21 @@ async fn login(
         })
         .await?
         .into_inner();
-    Ok(Json(LoginResponse {
-        ssh_certificate: issued.ssh_certificate,
-        tls_certificate_pem: issued.tls_certificate_pem,
-        tls_ca_pems: issued.tls_ca_pems,
-        host_ca_known_hosts: issued.host_ca_known_hosts,
-        expires_unix: issued.expires_unix,
-        principals: issued.principals,
-        roles: issued.roles,
-    }))
+    Ok(Json(LoginResponse::from(issued)))
+}
+
+impl From<proto::LoginResponse> for LoginResponse {
+    fn from(issued: proto::LoginResponse) -> LoginResponse {
+        LoginResponse {
+            ssh_certificate: issued.ssh_certificate,
+            tls_certificate_pem: issued.tls_certificate_pem,
+            tls_ca_pems: issued.tls_ca_pems,
+            host_ca_known_hosts: issued.host_ca_known_hosts,
+            expires_unix: issued.expires_unix,
+            principals: issued.principals,
+            roles: issued.roles,
+        }
+    }
 }
 
 /// The body of `POST /webapi/signup`.

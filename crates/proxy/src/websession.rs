@@ -369,7 +369,7 @@ async fn nodes(
 impl Sessions {
     /// Keeps `session` as checked now (with the user client made for it before, if any);
     /// returns the entry.
-    async fn remember(&self, session: proto::WebSession) -> Cached {
+    pub(crate) async fn remember(&self, session: proto::WebSession) -> Cached {
         let mut cached = self.cached.lock().await;
         if cached.len() >= MAX_CACHED && !cached.contains_key(&session.id) {
             evict_oldest(&mut cached);
@@ -465,7 +465,7 @@ fn cookie_value(headers: &HeaderMap) -> Option<String> {
         .filter(|value| value.len() <= 128 && value.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-fn session_cookie(id: &str, expires_unix: i64) -> HeaderValue {
+pub(crate) fn session_cookie(id: &str, expires_unix: i64) -> HeaderValue {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(0))

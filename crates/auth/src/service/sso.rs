@@ -281,7 +281,10 @@ impl AuthServer {
             .create(item)
             .await
             .map_err(backend_error)?;
-        Ok(proto::CreateSsoLoginResponse { redirect_url })
+        Ok(proto::CreateSsoLoginResponse {
+            redirect_url,
+            state,
+        })
     }
 
     /// Takes the pending login `state` names, once.
@@ -424,6 +427,18 @@ impl AuthServer {
             .map_err(|err| (String::new(), err))?;
         let named = pending.connector.clone();
         let fail = |err: ServiceError| (named.clone(), err);
+        // A web login finishes only in the browser that started it: its state cookie must
+        // match. Else an attacker's own answer, sent to a victim, would log the victim in
+        // as the attacker.
+        if matches!(pending.purpose, Purpose::Web { .. })
+            && !constant_time_eq(request.browser_state.as_bytes(), state.as_bytes())
+        {
+            return Err(fail(ServiceError::PermissionDenied(
+                "this login was started in another browser (or its cookie was lost); start \
+                 again from the login page"
+                    .to_owned(),
+            )));
+        }
         if pending.kind != request.kind {
             return Err(fail(ServiceError::PermissionDenied(format!(
                 "this login was started for a {} connector, but the answer reached the {} \

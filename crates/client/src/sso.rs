@@ -1,0 +1,238 @@
+//! `jsh login --auth NAME`: single sign-on from the terminal, as `tsh` does it.
+//!
+//! 1. jsh makes its keys and a secret, and listens on `127.0.0.1:0`.
+//! 2. It asks the proxy to start a login (`POST /webapi/KIND/login/console`) with its
+//!    public keys, that listener's URL and the SHA-256 of the secret; the answer is the
+//!    identity provider's login page, which jsh opens in the browser (or prints).
+//! 3. The user logs in there; the provider sends the browser to the proxy's callback, and
+//!    the proxy sends it on to jsh's listener with the result's id.
+//! 4. jsh collects its certificates with the id and the secret (`POST /webapi/sso/result`).
+//!
+//! The browser (and its history) only ever hold the result's id, which is useless without
+//! the secret; the certificates are for keys that never leave this machine.
+
+use crate::error::ClientError;
+use crate::login::{Issued, save_login};
+use crate::profile::{Home, Profile};
+use crate::web::{self, LoginAnswer, PingConnector, ProxyAddr, WebTrust};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// How long jsh waits for the browser to come back.
+pub const BROWSER_TIMEOUT: Duration = Duration::from_secs(180);
+/// The longest request head the loopback listener reads.
+const MAX_REQUEST: usize = 8 * 1024;
+
+/// What an SSO login needs.
+#[derive(Debug, Clone)]
+pub struct SsoLoginParams {
+    pub proxy: ProxyAddr,
+    /// The connector's name (`--auth NAME`); empty: the cluster's default.
+    pub connector: String,
+    pub ttl: Option<Duration>,
+    pub trust: WebTrust,
+    pub ca_cert: Option<PathBuf>,
+}
+
+/// The connector `requested` names among the cluster's, or its default one.
+pub fn choose_connector(
+    ping: &web::Ping,
+    requested: &str,
+) -> Result<PingConnector, ClientError> {
+    let connectors = &ping.auth.connectors;
+    let names = || {
+        let names: Vec<String> = connectors
+            .iter()
+            .map(|c| format!("{} ({})", c.name, c.kind))
+            .collect();
+        if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join(", ")
+        }
+    };
+    let wanted = if requested.is_empty() {
+        ping.auth.connector_name.as_str()
+    } else {
+        requested
+    };
+    if wanted.is_empty() {
+        return match connectors.as_slice() {
+            [only] => Ok(only.clone()),
+            _ => Err(ClientError::Sso(format!(
+                "name a connector with --auth; the cluster has: {}",
+                names()
+            ))),
+        };
+    }
+    connectors
+        .iter()
+        .find(|connector| connector.name == wanted)
+        .cloned()
+        .ok_or_else(|| {
+            ClientError::Sso(format!(
+                "the cluster has no connector {wanted:?}; it has: {}",
+                names()
+            ))
+        })
+}
+
+#[derive(Serialize)]
+struct ConsoleLogin<'a> {
+    connector_id: &'a str,
+    redirect_url: &'a str,
+    ssh_public_key: &'a str,
+    tls_public_key_pem: &'a str,
+    ttl_seconds: i64,
+    client_secret_sha256: &'a str,
+}
+
+#[derive(serde::Deserialize)]
+struct ConsoleAnswer {
+    redirect_url: String,
+}
+
+#[derive(Serialize)]
+struct ResultRequest<'a> {
+    result_id: &'a str,
+    client_secret: &'a str,
+}
+
+/// Logs in through a connector; `open` is given the provider's login URL (to open a
+/// browser, or print it). Replaces the profile in `home`.
+pub async fn sso_login(
+    home: &Home,
+    params: &SsoLoginParams,
+    open: impl FnOnce(&str),
+) -> Result<Profile, ClientError> {
+    let ping = web::ping(&params.proxy, &params.trust).await?;
+    let connector = choose_connector(&ping, &params.connector)?;
+    let ssh_key = jumpgate_pki::generate_ssh_key("sso@jumpgate")?;
+    let (tls_key, tls_public_key) = jumpgate_pki::generate_tls_key()?;
+    let mut secret = [0u8; 32];
+    rand::fill(&mut secret[..]);
+    let secret = hex::encode(secret);
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|err| ClientError::Sso(format!("cannot listen on 127.0.0.1: {err}")))?;
+    let port = listener
+        .local_addr()
+        .map_err(|err| ClientError::Sso(err.to_string()))?
+        .port();
+    let callback = format!("http://127.0.0.1:{port}/callback");
+    let ttl_seconds = params
+        .ttl
+        .map(|ttl| i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    let started: ConsoleAnswer = web::post_json(
+        &params.proxy,
+        &params.trust,
+        &format!("/webapi/{}/login/console", connector.kind),
+        &ConsoleLogin {
+            connector_id: &connector.name,
+            redirect_url: &callback,
+            ssh_public_key: ssh_key.public_openssh.trim(),
+            tls_public_key_pem: &tls_public_key,
+            ttl_seconds,
+            client_secret_sha256: &hex::encode(Sha256::digest(secret.as_bytes())),
+        },
+        "SSO login request",
+    )
+    .await?;
+    open(&started.redirect_url);
+    let result_id = tokio::time::timeout(BROWSER_TIMEOUT, wait_for_browser(&listener))
+        .await
+        .map_err(|_| {
+            ClientError::Sso(format!(
+                "the browser did not come back within {}s; run jsh login --auth {} again",
+                BROWSER_TIMEOUT.as_secs(),
+                connector.name
+            ))
+        })??;
+    let answer: LoginAnswer = web::post_json(
+        &params.proxy,
+        &params.trust,
+        "/webapi/sso/result",
+        &ResultRequest {
+            result_id: &result_id,
+            client_secret: &secret,
+        },
+        "SSO login result",
+    )
+    .await?;
+    save_login(
+        home,
+        &Issued {
+            proxy: &params.proxy,
+            trust: &params.trust,
+            ca_cert: params.ca_cert.clone(),
+            user: None,
+        },
+        ssh_key,
+        tls_key,
+        answer,
+    )
+    .await
+}
+
+/// Serves the loopback listener until a request to `/callback?result=ID` arrives; answers
+/// each request with a short text page.
+async fn wait_for_browser(listener: &TcpListener) -> Result<String, ClientError> {
+    loop {
+        let (mut stream, _) = listener
+            .accept()
+            .await
+            .map_err(|err| ClientError::Sso(format!("the loopback listener failed: {err}")))?;
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        let read = tokio::time::timeout(Duration::from_secs(10), async {
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_REQUEST {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(buf.get(..n).unwrap_or_default()),
+                }
+            }
+        })
+        .await;
+        if read.is_err() {
+            continue;
+        }
+        let request_line = String::from_utf8_lossy(&head)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let target = request_line.split(' ').nth(1).unwrap_or_default();
+        let parsed = url::Url::parse(&format!("http://127.0.0.1{target}")).ok();
+        let result = parsed
+            .as_ref()
+            .filter(|url| url.path() == "/callback")
+            .and_then(|url| {
+                url.query_pairs()
+                    .find(|(name, _)| name == "result")
+                    .map(|(_, value)| value.into_owned())
+            })
+            .filter(|id| id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()));
+        let (status, page) = match &result {
+            Some(_) => (
+                "200 OK",
+                "Logged in to Jumpgate. You can close this tab and go back to the terminal.\n",
+            ),
+            None => ("404 Not Found", "Not the login callback.\n"),
+        };
+        let response = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\n\
+             Content-Length: {}\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n{page}",
+            page.len()
+        );
+        let _ = stream.write_all(response.as_bytes()).await;
+        let _ = stream.shutdown().await;
+        if let Some(result) = result {
+            return Ok(result);
+        }
+    }
+}
