@@ -129,6 +129,28 @@ function errorFrom(status: number, body: unknown): ApiError {
   return new ApiError(status, 'unknown', `The proxy answered HTTP ${status}.`);
 }
 
+/** A single sign-on connector, as /webapi/ping lists it. */
+export interface Connector {
+  kind: string;
+  name: string;
+  display: string;
+}
+
+/** What the login page needs to know of the cluster's logins. */
+export interface LoginOptions {
+  auth: { type: string; local_auth: boolean; connectors: Connector[] };
+}
+
+export function loginOptions(): Promise<LoginOptions> {
+  return call<LoginOptions>('GET', '/webapi/ping');
+}
+
+/** Where a connector's button goes: the proxy starts the login and sends the browser on. */
+export function ssoLoginUrl(connector: Connector, landing: string): string {
+  const query = new URLSearchParams({ connector_id: connector.name, redirect_url: landing });
+  return `/webapi/${encodeURIComponent(connector.kind)}/login/web?${query.toString()}`;
+}
+
 export function login(user: string, password: string, otp: string): Promise<Session> {
   return call<Session>('POST', '/webapi/web/login', { user, password, otp });
 }

@@ -25,8 +25,8 @@ pub mod openssh;
 pub mod profile;
 pub mod recordings;
 pub mod scp;
-pub mod sso;
 pub mod ssh;
+pub mod sso;
 pub mod terminal;
 pub mod web;
 

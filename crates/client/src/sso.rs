@@ -39,10 +39,7 @@ pub struct SsoLoginParams {
 }
 
 /// The connector `requested` names among the cluster's, or its default one.
-pub fn choose_connector(
-    ping: &web::Ping,
-    requested: &str,
-) -> Result<PingConnector, ClientError> {
+pub fn choose_connector(ping: &web::Ping, requested: &str) -> Result<PingConnector, ClientError> {
     let connectors = &ping.auth.connectors;
     let names = || {
         let names: Vec<String> = connectors

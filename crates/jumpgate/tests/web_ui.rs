@@ -327,3 +327,112 @@ fn browser_terminal_recordings_and_audit_log_against_a_real_cluster() {
         ]
     });
 }
+
+/// A real OpenID Provider for the SSO tests (`web/tests/oidc-idp.mjs`: npm's
+/// `oidc-provider`), stopped when dropped.
+struct OidcProvider {
+    child: std::process::Child,
+    issuer: String,
+}
+
+impl OidcProvider {
+    fn start(users: &Path, redirect: &str, client_id: &str, secret: &str) -> OidcProvider {
+        use std::io::BufRead;
+        let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web");
+        let mut child = Command::new("node")
+            .arg("tests/oidc-idp.mjs")
+            .arg(users)
+            .args([redirect, client_id, secret])
+            .current_dir(&web)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("node (./test.sh installs it)");
+        let stdout = child.stdout.take().unwrap();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(issuer) = line.strip_prefix("issuer ") {
+                    let _ = sender.send(issuer.to_string());
+                }
+            }
+        });
+        let issuer = receiver
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the OIDC provider did not start within 30 s");
+        OidcProvider { child, issuer }
+    }
+}
+
+impl Drop for OidcProvider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Single sign-on through OIDC against a real OpenID Provider (npm's `oidc-provider`, its
+/// login form driven in Chromium): the login page's button, claims mapped to roles and
+/// traits (`{{email.local(external.email)}}` as the login), `jsh login --auth` through its
+/// loopback callback and `jsh ssh` with that login, a changed group giving a changed role
+/// at the next login, a user the provider no longer knows refused, claims that map to no
+/// role refused with the reason, a callback from another browser (login CSRF) and an
+/// open redirect refused.
+#[test]
+fn browser_single_sign_on_through_an_oidc_provider() {
+    let login = jumpgate_test_support::ensure_timing_login();
+    let idp_dir = tempfile::tempdir().unwrap();
+    let users = idp_dir.path().join("users.json");
+    std::fs::write(
+        &users,
+        serde_json::json!({
+            "ann": {"email": format!("{login}@example.com"), "groups": ["devs"]},
+            "nora": {"email": "nora@example.com", "groups": ["visitors"]},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let mut provider: Option<OidcProvider> = None;
+    browser_tests_with("sso.mjs", ".", |cluster| {
+        let callback = format!(
+            "https://{}/v1/webapi/oidc/callback",
+            cluster.proxy.replace("localhost", "127.0.0.1")
+        );
+        let idp = OidcProvider::start(&users, &callback, "jumpgate", "s3cr3t-of-the-client");
+        let dir = cluster.data.parent().unwrap().to_path_buf();
+        cluster.create_resource(
+            &dir,
+            "sso-dev.yaml",
+            "kind: role\nversion: v7\nmetadata: {name: sso-dev}\nspec:\n  allow:\n    \
+             logins: ['{{email.local(external.email)}}']\n    node_labels: {'*': '*'}\n",
+        );
+        cluster.create_resource(
+            &dir,
+            "idp.yaml",
+            &format!(
+                "kind: oidc\nversion: v3\nmetadata: {{name: idp}}\nspec:\n  issuer_url: {}\n  \
+                 client_id: jumpgate\n  client_secret: s3cr3t-of-the-client\n  redirect_url: \
+                 {callback}\n  display: Test IdP\n  scope: [email, groups]\n  claims_to_roles:\n    \
+                 - {{claim: groups, value: devs, roles: [sso-dev]}}\n    \
+                 - {{claim: groups, value: 'aud*', roles: [auditor]}}\n",
+                idp.issuer
+            ),
+        );
+        // The secret stays in auth: `jctl get` hides it unless asked.
+        let shown = cluster.bins.jctl_ok(&cluster.data, &["get", "oidc/idp"]);
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        let with = cluster
+            .bins
+            .jctl_ok(&cluster.data, &["get", "oidc/idp", "--with-secrets"]);
+        assert!(with.contains("s3cr3t-of-the-client"), "{with}");
+        provider = Some(idp);
+        vec![
+            ("JUMPGATE_IDP_USERS", users.display().to_string()),
+            ("JUMPGATE_SSO_LOGIN", login.to_string()),
+            ("JUMPGATE_JSH", support::jsh_bin().to_string()),
+        ]
+    });
+    drop(provider);
+}

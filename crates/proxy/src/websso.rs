@@ -92,7 +92,10 @@ async fn login_web(
                     [(header::SET_COOKIE, cookie), (header::LOCATION, location)],
                 )
                     .into_response(),
-                _ => failure_page(StatusCode::BAD_GATEWAY, "the provider's login URL is unusable"),
+                _ => failure_page(
+                    StatusCode::BAD_GATEWAY,
+                    "the provider's login URL is unusable",
+                ),
             }
         }
         Err(err) => failure_page(err.status(), err.message()),
@@ -168,7 +171,10 @@ async fn callback(
         .auth()
         .finish_sso_login(proto::FinishSsoLoginRequest {
             kind: kind.to_owned(),
-            params: params.into_iter().filter(|(name, _)| name.len() < 64).collect(),
+            params: params
+                .into_iter()
+                .filter(|(name, _)| name.len() < 64)
+                .collect(),
             client_addr: client.to_string(),
             connector: String::new(),
             browser_state: cookie_value(&headers, STATE_COOKIE).unwrap_or_default(),
@@ -188,11 +194,16 @@ async fn callback(
         let cookie = crate::websession::session_cookie(&session.id, session.expires_unix);
         let _ = state.sessions.remember(session).await;
         let Ok(location) = HeaderValue::from_str(&finished.web_redirect_path) else {
-            return failure_page(StatusCode::BAD_GATEWAY, "auth sent an unusable page to go to");
+            return failure_page(
+                StatusCode::BAD_GATEWAY,
+                "auth sent an unusable page to go to",
+            );
         };
         let mut response = (StatusCode::FOUND, [(header::LOCATION, location)]).into_response();
         response.headers_mut().append(header::SET_COOKIE, cookie);
-        response.headers_mut().append(header::SET_COOKIE, clear_state);
+        response
+            .headers_mut()
+            .append(header::SET_COOKIE, clear_state);
         return response;
     }
     match HeaderValue::from_str(&finished.client_redirect_url) {

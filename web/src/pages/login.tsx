@@ -1,4 +1,4 @@
-import { useState } from 'preact/hooks';
+import { useEffect, useState } from 'preact/hooks';
 import * as api from '../api';
 
 interface Props {
@@ -7,8 +7,17 @@ interface Props {
   onLoggedIn: (session: api.Session) => void;
 }
 
-/** User, password and one-time code; a refusal shows the server's own message. */
+/**
+ * A button per single sign-on connector, then user, password and one-time code (unless
+ * the cluster takes SSO only); a refusal shows the server's own message.
+ */
 export function LoginPage({ notice, onLoggedIn }: Props) {
+  const [options, setOptions] = useState<api.LoginOptions | null>(null);
+  useEffect(() => {
+    api.loginOptions().then(setOptions, () => setOptions(null));
+  }, []);
+  const connectors = options?.auth.connectors ?? [];
+  const localAuth = options?.auth.local_auth ?? true;
   const [user, setUser] = useState('');
   const [password, setPassword] = useState('');
   const [otp, setOtp] = useState('');
@@ -41,53 +50,68 @@ export function LoginPage({ notice, onLoggedIn }: Props) {
           {notice}
         </p>
       )}
-      <form class="stack" onSubmit={submit} aria-describedby={error !== null ? 'login-error' : undefined}>
-        <label for="login-user">User name</label>
-        <input
-          id="login-user"
-          name="user"
-          autoComplete="username"
-          autoCapitalize="none"
-          spellcheck={false}
-          required
-          autoFocus
-          value={user}
-          onInput={(e) => setUser(e.currentTarget.value)}
-        />
-        <label for="login-password">Password</label>
-        <input
-          id="login-password"
-          name="password"
-          type="password"
-          autoComplete="current-password"
-          required
-          value={password}
-          onInput={(e) => setPassword(e.currentTarget.value)}
-        />
-        <label for="login-otp">One-time code</label>
-        <input
-          id="login-otp"
-          name="otp"
-          inputMode="numeric"
-          autoComplete="one-time-code"
-          pattern="[0-9]*"
-          maxLength={10}
-          aria-describedby="login-otp-hint"
-          value={otp}
-          onInput={(e) => setOtp(e.currentTarget.value)}
-        />
-        <p id="login-otp-hint" class="hint">
-          The 6-digit code from your authenticator app.
-        </p>
-        {error !== null && (
-          <p id="login-error" role="alert" class="error" data-testid="login-error">
-            {error}
+      {connectors.length > 0 && (
+        <nav class="stack sso" aria-label="Single sign-on">
+          {connectors.map((connector) => (
+            <a
+              class="button"
+              data-testid={`sso-${connector.name}`}
+              href={api.ssoLoginUrl(connector, '/web')}
+            >
+              Log in with {connector.display}
+            </a>
+          ))}
+        </nav>
+      )}
+      {localAuth && (
+        <form class="stack" onSubmit={submit} aria-describedby={error !== null ? 'login-error' : undefined}>
+          <label for="login-user">User name</label>
+          <input
+            id="login-user"
+            name="user"
+            autoComplete="username"
+            autoCapitalize="none"
+            spellcheck={false}
+            required
+            autoFocus
+            value={user}
+            onInput={(e) => setUser(e.currentTarget.value)}
+          />
+          <label for="login-password">Password</label>
+          <input
+            id="login-password"
+            name="password"
+            type="password"
+            autoComplete="current-password"
+            required
+            value={password}
+            onInput={(e) => setPassword(e.currentTarget.value)}
+          />
+          <label for="login-otp">One-time code</label>
+          <input
+            id="login-otp"
+            name="otp"
+            inputMode="numeric"
+            autoComplete="one-time-code"
+            pattern="[0-9]*"
+            maxLength={10}
+            aria-describedby="login-otp-hint"
+            value={otp}
+            onInput={(e) => setOtp(e.currentTarget.value)}
+          />
+          <p id="login-otp-hint" class="hint">
+            The 6-digit code from your authenticator app.
           </p>
-        )}
-        <button type="submit" disabled={busy}>
-          {busy ? 'Logging in…' : 'Log in'}
-        </button>
-      </form>
+          {error !== null && (
+            <p id="login-error" role="alert" class="error" data-testid="login-error">
+              {error}
+            </p>
+          )}
+          <button type="submit" disabled={busy}>
+            {busy ? 'Logging in…' : 'Log in'}
+          </button>
+        </form>
+      )}
     </main>
   );
 }

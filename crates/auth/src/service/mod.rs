@@ -51,6 +51,11 @@ use tracing::{debug, info, warn};
 const LOGIN_BURST: u32 = 10;
 const LOGIN_EVERY: Duration = Duration::from_secs(6);
 /// Join and signup attempts allowed from one address at once, then one per second.
+/// SSO login legs (start, finish) allowed from one address at once, then one per
+/// [`SSO_EVERY`]. Looser than passwords' limit: the provider checks the passwords; this
+/// bounds the pending logins one address can store and the provider calls it can cause.
+const SSO_BURST: u32 = 30;
+const SSO_EVERY: Duration = Duration::from_secs(1);
 const JOIN_BURST: u32 = 20;
 const JOIN_EVERY: Duration = Duration::from_secs(1);
 /// Most bytes of a recording one GetRecording call returns.
@@ -156,6 +161,7 @@ struct Inner {
     http: Result<crate::sso::http::HttpClient, String>,
     login_limit: RateLimiter,
     join_limit: RateLimiter,
+    sso_limit: RateLimiter,
     upload_quota: sessions::UploadQuota,
     /// What each recording's header says of its session (user, login, node), for rules
     /// scoped by `where`: a header never changes once written, so it is read once per
@@ -220,6 +226,7 @@ impl AuthServer {
                 http: crate::sso::http::HttpClient::new().map_err(|err| err.to_string()),
                 login_limit: RateLimiter::new(LOGIN_BURST, LOGIN_EVERY),
                 join_limit: RateLimiter::new(JOIN_BURST, JOIN_EVERY),
+                sso_limit: RateLimiter::new(SSO_BURST, SSO_EVERY),
                 upload_quota: sessions::UploadQuota::default(),
                 session_facts: std::sync::Mutex::new(HashMap::new()),
             }),
@@ -1118,7 +1125,7 @@ impl AuthService for AuthServer {
             .await?;
         let request = request.into_inner();
         let ip = Self::client_ip(&caller, &request.client_addr);
-        self.rate_limit(&self.inner.login_limit, &caller, ip, "CreateSsoLogin")
+        self.rate_limit(&self.inner.sso_limit, &caller, ip, "CreateSsoLogin")
             .await?;
         Ok(Response::new(self.create_sso_login(request).await?))
     }
@@ -1132,7 +1139,7 @@ impl AuthService for AuthServer {
             .await?;
         let request = request.into_inner();
         let ip = Self::client_ip(&caller, &request.client_addr);
-        self.rate_limit(&self.inner.login_limit, &caller, ip, "FinishSsoLogin")
+        self.rate_limit(&self.inner.sso_limit, &caller, ip, "FinishSsoLogin")
             .await?;
         Ok(Response::new(
             self.finish_sso_login(&caller, request).await?,

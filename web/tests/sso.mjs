@@ -1,0 +1,205 @@
+// Single sign-on through OIDC (docs/sso.md), against a real `jumpgate start --dev` and a
+// real OpenID Provider (oidc-provider, tests/oidc-idp.mjs), both started by
+// crates/jumpgate/tests/web_ui.rs, on the shared harness (harness.mjs).
+//
+// Besides the harness's environment:
+//   JUMPGATE_IDP_USERS   the provider's users file (rewritten here between logins)
+//   JUMPGATE_SSO_LOGIN   the OS login ann's e-mail maps to ({{email.local(external.email)}})
+//   JUMPGATE_JSH         the jsh binary
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { base, caFile, env, maybe, nodeName, open } from './harness.mjs';
+
+const usersFile = env('JUMPGATE_IDP_USERS');
+const ssoLogin = env('JUMPGATE_SSO_LOGIN');
+const jsh = env('JUMPGATE_JSH');
+const annEmail = `${ssoLogin}@example.com`;
+
+function setUser(name, claims) {
+  const users = JSON.parse(readFileSync(usersFile, 'utf8'));
+  if (claims === null) {
+    delete users[name];
+  } else {
+    users[name] = claims;
+  }
+  writeFileSync(usersFile, JSON.stringify(users));
+}
+
+/** The provider's own login form and consent page, as a person goes through them. */
+async function idpLogin(page, name) {
+  await page.locator('input[name="login"]').fill(name);
+  await page.locator('input[name="password"]').fill('any password: the test IdP takes it');
+  await page.getByRole('button', { name: 'Sign-in' }).click();
+  const consent = page.getByRole('button', { name: 'Continue' });
+  // A first login asks for consent; the provider's failure pages do not.
+  await consent.click({ timeout: 5_000 }).catch(() => {});
+}
+
+/** The web session's view of who is logged in (null when no one is). */
+function session(page) {
+  return page.evaluate(async () => {
+    const response = await fetch('/webapi/web/session');
+    return response.ok ? response.json() : null;
+  });
+}
+
+/** Logs `name` in through the login page's button; returns the page. */
+async function webLogin(t, name) {
+  const opened = await open(t);
+  await opened.page.goto(`${base}/web/login`);
+  await opened.page.getByTestId('sso-idp').click();
+  await idpLogin(opened.page, name);
+  return opened;
+}
+
+maybe('sso: the login page button logs ann in through the provider, roles from her groups', async (t) => {
+  const { page, problems } = await webLogin(t, 'ann');
+  await page.getByRole('heading', { name: 'Resources' }).waitFor();
+  assert.equal(new URL(page.url()).pathname, '/web');
+  const current = await session(page);
+  assert.equal(current.user, annEmail);
+  assert.deepEqual(current.roles, ['sso-dev']);
+  // The e-mail's local part is her login, through the role's template.
+  assert.ok(current.logins.includes(ssoLogin), JSON.stringify(current));
+  assert.deepEqual(problems, []);
+});
+
+maybe('sso: jsh login --auth idp --browser none, then jsh ssh with the templated login', async (t) => {
+  const home = mkdtempSync(join(tmpdir(), 'jsh-sso-'));
+  const proxy = new URL(base).host;
+  const child = spawn(
+    jsh,
+    ['login', '--proxy', proxy, '--ca-cert', caFile, '--auth', 'idp', '--browser', 'none'],
+    { env: { ...process.env, JUMPGATE_HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk) => (stdout += chunk));
+  const url = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`jsh printed no URL: ${stderr}`)), 20_000);
+    child.stderr.on('data', (chunk) => {
+      stderr += chunk;
+      const found = stderr.match(/http:\/\/127\.0\.0\.1:\d+\/auth\?\S+/);
+      if (found) {
+        clearTimeout(timer);
+        resolve(found[0]);
+      }
+    });
+  });
+  const exited = new Promise((resolve) => child.on('exit', resolve));
+  const { page } = await open(t);
+  await page.goto(url);
+  await idpLogin(page, 'ann');
+  await page.getByText('Logged in to Jumpgate').waitFor();
+  assert.equal(await exited, 0, `jsh login: ${stderr}`);
+  assert.match(stdout, new RegExp(`Logged in as: ${annEmail.replace('.', '\\.')}`));
+  const ssh = spawnSync(jsh, ['ssh', `${ssoLogin}@${nodeName}`, 'whoami'], {
+    env: { ...process.env, JUMPGATE_HOME: home },
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  assert.equal(ssh.status, 0, ssh.stderr);
+  assert.equal(ssh.stdout.trim(), ssoLogin);
+  // The browser only ever saw the result's id; collecting it again (as someone reading
+  // the browser's history would) fails without jsh's secret.
+  const history = page.url();
+  const resultId = new URL(history).searchParams.get('result');
+  assert.match(resultId, /^[0-9a-f]{64}$/);
+  const other = await open(t);
+  await other.page.goto(`${base}/web/login`);
+  const stolen = await other.page.evaluate(async (id) => {
+    const response = await fetch('/webapi/sso/result', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ result_id: id, client_secret: 'guessed' }),
+    });
+    return { status: response.status, body: await response.text() };
+  }, resultId);
+  assert.equal(stolen.status, 403, stolen.body);
+  assert.match(stolen.body, /no such login result/);
+});
+
+maybe('sso: a changed group changes the roles at the next login', async (t) => {
+  setUser('ann', { email: annEmail, groups: ['devs', 'auditors'] });
+  const { page } = await webLogin(t, 'ann');
+  await page.getByRole('heading', { name: 'Resources' }).waitFor();
+  assert.deepEqual((await session(page)).roles, ['auditor', 'sso-dev']);
+  setUser('ann', { email: annEmail, groups: ['devs'] });
+});
+
+maybe('sso: claims that map to no role are refused, saying which claims came', async (t) => {
+  const { page } = await webLogin(t, 'nora');
+  const body = page.locator('body');
+  await body.getByText('Single sign-on failed').waitFor();
+  const text = await body.innerText();
+  assert.match(text, /none of their claims maps to a role/);
+  assert.match(text, /groups: \[visitors\]/);
+  assert.equal(await session(page), null);
+});
+
+maybe('sso: a user the provider no longer knows is refused', async (t) => {
+  setUser('gone', { email: 'gone@example.com', groups: ['devs'] });
+  setUser('gone', null);
+  const { page } = await webLogin(t, 'gone');
+  // The provider refuses, and nobody is logged in here.
+  await page.waitForLoadState('load');
+  assert.equal(new URL(page.url()).pathname.startsWith('/web'), false, page.url());
+  const onProxy = await open(t);
+  await onProxy.page.goto(`${base}/web/login`);
+  assert.equal(await session(onProxy.page), null);
+});
+
+maybe('sso: an answer opened in another browser is refused (login CSRF), and used once', async (t) => {
+  // The attacker's own login, stopped at the provider's redirect back to the proxy...
+  const attacker = await open(t);
+  let answer = null;
+  // The provider's answer is the last of a chain of redirects after a form POST, which
+  // Playwright does not route one by one: follow the chain here (with the browser's own
+  // cookies) and stop it before the proxy.
+  await attacker.context.route(/\/interaction\//, async (route) => {
+    if (route.request().method() !== 'POST') {
+      return route.continue();
+    }
+    let response = await route.fetch({ maxRedirects: 0 });
+    let location = response.headers().location;
+    while (location) {
+      const next = new URL(location, route.request().url()).href;
+      if (next.includes('/v1/webapi/oidc/callback')) {
+        answer = next;
+        return route.fulfill({ status: 200, contentType: 'text/plain', body: 'stopped before the proxy' });
+      }
+      response = await attacker.context.request.get(next, { maxRedirects: 0 });
+      location = response.headers().location;
+    }
+    return route.fulfill({ response });
+  });
+  await attacker.page.goto(`${base}/web/login`);
+  await attacker.page.getByTestId('sso-idp').click();
+  await idpLogin(attacker.page, 'ann');
+  await attacker.page.getByText('stopped before the proxy').waitFor();
+  assert.ok(answer, 'the provider sent no answer');
+  // ...opened in the victim's browser, which never started a login: refused.
+  const victim = await open(t);
+  await victim.page.goto(answer);
+  await victim.page.getByText('Single sign-on failed').waitFor();
+  assert.match(await victim.page.locator('body').innerText(), /started in another browser/);
+  assert.equal(await session(victim.page), null);
+  // The state is gone with that attempt: the same answer never works again.
+  await attacker.page.goto(answer);
+  await attacker.page.getByText('Single sign-on failed').waitFor();
+  assert.match(await attacker.page.locator('body').innerText(), /unknown, expired|already used/);
+});
+
+maybe('sso: a login never lands on another site', async (t) => {
+  const { page } = await open(t);
+  await page.goto(
+    `${base}/webapi/oidc/login/web?connector_id=idp&redirect_url=${encodeURIComponent('//evil.example/web')}`,
+  );
+  await idpLogin(page, 'ann');
+  await page.getByRole('heading', { name: 'Resources' }).waitFor();
+  assert.equal(new URL(page.url()).origin, base);
+  assert.equal(new URL(page.url()).pathname, '/web');
+});
