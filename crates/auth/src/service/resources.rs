@@ -82,6 +82,12 @@ impl ResourceSpec for UserSpec {
     const VERSION: ResourceVersion = ResourceVersion::V2;
 }
 
+/// `unix` seconds as RFC 3339 (UTC), as resource documents write times.
+fn rfc3339_unix(unix: i64) -> String {
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(unix).unwrap_or(0));
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
 /// Every login must be a usable Unix login.
 pub fn check_logins(logins: &[String]) -> Result<(), ServiceError> {
     for login in logins {
@@ -214,14 +220,31 @@ impl AuthServer {
                 .locked_until(&user.name, now)
                 .await
                 .map_err(ServiceError::from)?;
+            // An SSO user, as Teleport shows one: the connector that made it, and when it
+            // expires (with its certificates).
+            let created_by = user
+                .sso
+                .as_ref()
+                .map(|sso| json!({ "connector": { "type": sso.kind, "id": sso.connector } }));
+            let expires = user.sso.as_ref().map(|sso| rfc3339_unix(sso.expires_unix));
+            let mut metadata = json!({ "name": user.name });
+            let mut spec = json!({
+                "roles": user.roles,
+                "traits": super::caller::traits_of(&user),
+            });
+            if let (Some(expires), Some(created_by)) = (expires, created_by) {
+                if let Some(metadata) = metadata.as_object_mut() {
+                    metadata.insert("expires".to_string(), json!(expires));
+                }
+                if let Some(spec) = spec.as_object_mut() {
+                    spec.insert("created_by".to_string(), created_by);
+                }
+            }
             let document = json!({
                 "kind": "user",
                 "version": "v2",
-                "metadata": { "name": user.name },
-                "spec": {
-                    "roles": user.roles,
-                    "traits": { "logins": user.logins },
-                },
+                "metadata": metadata,
+                "spec": spec,
                 "status": {
                     "is_locked": locked_until.is_some(),
                     "locked_until": locked_until.map(unix),

@@ -722,6 +722,8 @@ pub struct UserRecord {
     pub logins: Vec<String>,
     /// Set while failed logins keep the user out.
     pub locked_until: Option<SystemTime>,
+    /// For a user single sign-on made: `KIND/CONNECTOR` (`oidc/okta`).
+    pub connector: Option<String>,
     /// The document itself (`jctl users ls --format json`).
     pub document: Document,
 }
@@ -739,6 +741,12 @@ impl UserRecord {
                 .pointer("/status/locked_until")
                 .and_then(Value::as_i64)
                 .and_then(unix_time),
+            connector: Some(format!(
+                "{}/{}",
+                document.text_at("/spec/created_by/connector/type"),
+                document.text_at("/spec/created_by/connector/id")
+            ))
+            .filter(|connector| connector != "/"),
             document,
         }
     }

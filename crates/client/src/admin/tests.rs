@@ -181,12 +181,18 @@ fn user_records_read_leniently_and_list_their_lock() {
     let odd = UserRecord::from_document(document(json!({"metadata": {"name": 3}})));
     assert_eq!(odd.name, "");
     assert!(odd.roles.is_empty() && odd.locked_until.is_none());
+    let sso = UserRecord::from_document(document(json!({
+        "metadata": {"name": "sam@example.com"},
+        "spec": {"roles": ["access"], "created_by": {"connector": {"type": "oidc", "id": "okta"}}},
+    })));
+    assert_eq!(sso.connector.as_deref(), Some("oidc/okta"));
     assert_eq!(
-        users_table(&[alice, odd]),
-        "User   Roles          Logins  Status\n\
-         -----  -------------  ------  ---------------------------------\n\
-         alice  access,editor  root    locked until 2030-01-02T03:04:05Z\n\
-         \n"
+        users_table(&[alice, odd, sso]),
+        "User             Roles          Logins  Source     Status\n\
+         ---------------  -------------  ------  ---------  ---------------------------------\n\
+         alice            access,editor  root    local      locked until 2030-01-02T03:04:05Z\n\
+         \x20                                       local\n\
+         sam@example.com  access                 oidc/okta\n"
     );
 }
 

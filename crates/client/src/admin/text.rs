@@ -96,13 +96,16 @@ pub fn users_table(users: &[UserRecord]) -> String {
                 user.name.clone(),
                 user.roles.join(","),
                 user.logins.join(","),
+                user.connector
+                    .clone()
+                    .unwrap_or_else(|| "local".to_string()),
                 user.locked_until
                     .map(|until| format!("locked until {}", time_text(Some(until))))
                     .unwrap_or_default(),
             ]
         })
         .collect();
-    table(&["User", "Roles", "Logins", "Status"], &rows)
+    table(&["User", "Roles", "Logins", "Source", "Status"], &rows)
 }
 
 /// `jctl nodes ls`.
