@@ -317,7 +317,12 @@ maybe('resources (contract): names and labels render as text, search, label filt
   assert.equal(new URL(page.url()).pathname, '/web/terminal/node-010/ubuntu');
 
   assert.deepEqual(dialogs, []);
-  assert.deepEqual(problems, []);
+  // The terminal page's WebSocket reaches the real proxy, which this mocked session does not
+  // log in to: its refusal (logged or not, depending on timing) is not this test's concern.
+  assert.deepEqual(
+    problems.filter((problem) => !problem.includes('/webapi/web/terminal?')),
+    [],
+  );
 });
 
 maybe('logout (contract): the CSRF token goes with it, and an expired session says so', async (t) => {
