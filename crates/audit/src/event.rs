@@ -68,6 +68,12 @@ pub enum EventType {
     /// A user logged out of the web UI (one session, or every one of theirs).
     #[serde(rename = "user.logout")]
     UserLogout,
+    /// A user registered a security key or passkey (WebAuthn), or was refused.
+    #[serde(rename = "mfa.add")]
+    MfaDeviceAdd,
+    /// A user removed a security key, or was refused.
+    #[serde(rename = "mfa.delete")]
+    MfaDeviceDelete,
 }
 
 /// The one table of event names and codes: (type, name, success code, failure code).
@@ -76,7 +82,7 @@ pub enum EventType {
 /// `T2000I` session start, `T3002I` exec, ...), so Teleport users' alerting keeps working.
 /// The last letter is the severity: `I` info, `W` warning (refused), `E` error (failed).
 /// Where Teleport has no failure code we use the success code with `W`.
-const TABLE: [(EventType, &str, &str, &str); 22] = [
+const TABLE: [(EventType, &str, &str, &str); 24] = [
     (EventType::UserLogin, "user.login", "T1000I", "T1000W"),
     (EventType::UserCreate, "user.create", "T1002I", "T1002W"),
     (EventType::UserUpdate, "user.update", "T1003I", "T1003W"),
@@ -119,6 +125,8 @@ const TABLE: [(EventType, &str, &str, &str); 22] = [
     (EventType::LockCreated, "lock.created", "TLK00I", "TLK00W"),
     (EventType::LockDeleted, "lock.deleted", "TLK01I", "TLK01W"),
     (EventType::UserLogout, "user.logout", "TLO00I", "TLO00W"),
+    (EventType::MfaDeviceAdd, "mfa.add", "T1006I", "T1006W"),
+    (EventType::MfaDeviceDelete, "mfa.delete", "T1007I", "T1007W"),
 ];
 
 impl EventType {

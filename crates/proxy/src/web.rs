@@ -103,6 +103,7 @@ impl WebApi {
             .merge(crate::terminal::routes())
             .merge(crate::webviews::routes())
             .merge(crate::webadmin::routes())
+            .merge(crate::webmfa::routes())
             .fallback(not_found)
             .layer(DefaultBodyLimit::max(MAX_BODY))
             .with_state(state.clone());

@@ -11,6 +11,7 @@ mod certs;
 mod errors;
 mod hosts;
 mod locks;
+mod mfa;
 mod resources;
 mod sessions;
 mod watch_stream;
@@ -19,6 +20,7 @@ mod web_sessions;
 pub use caller::Caller;
 use caller::RuleScope;
 pub use errors::{InternalError, ServiceError};
+pub use mfa::WebauthnSettings;
 
 use crate::ClusterAuthorities;
 use crate::authorities::AuthorityType;
@@ -120,6 +122,8 @@ pub struct AuthServerConfig {
     /// Must watch `/roles/`, `/users/`, `/locks/` (see [`AuthServer::CACHED_PREFIXES`]).
     pub cache: StateCache,
     pub second_factor: SecondFactor,
+    /// Set when `second_factor` allows security keys (`webauthn`, `on`, `optional`).
+    pub webauthn: Option<WebauthnSettings>,
     pub static_tokens: Vec<StaticToken>,
     /// `auth_service.tunnel_strategy`, told to proxies (and through them to agents).
     pub tunnel_strategy: TunnelStrategy,
@@ -142,6 +146,7 @@ struct Inner {
     authorities: watch::Sender<Arc<ClusterAuthorities>>,
     cache: StateCache,
     second_factor: SecondFactor,
+    webauthn: Option<WebauthnSettings>,
     static_tokens: Vec<StaticToken>,
     tunnel_strategy: TunnelStrategy,
     web_idle_timeout: Duration,
@@ -194,6 +199,7 @@ impl AuthServer {
                 authorities: watch::Sender::new(Arc::new(config.authorities)),
                 cache: config.cache,
                 second_factor: config.second_factor,
+                webauthn: config.webauthn.filter(|_| config.second_factor.allows_webauthn()),
                 static_tokens: config.static_tokens,
                 tunnel_strategy: config.tunnel_strategy,
                 web_idle_timeout: config.web_idle_timeout,
@@ -466,7 +472,7 @@ impl AuthServer {
         otp: &str,
         now: SystemTime,
     ) -> Result<Option<u64>, ServiceError> {
-        if users.second_factor == crate::users::SecondFactor::Off {
+        if !users.second_factor.allows_otp() {
             return Ok(None);
         }
         let secret = pending.totp_secret.as_deref().ok_or_else(stale_invite)?;
@@ -763,7 +769,7 @@ impl AuthService for AuthServer {
         let authorities = self.authorities();
         let users = self.users(&authorities);
         let otpauth_uri = match (&pending.totp_secret, users.second_factor) {
-            (_, crate::users::SecondFactor::Off) => String::new(),
+            (_, policy) if !policy.allows_otp() => String::new(),
             (Some(secret), _) => users
                 .otpauth_uri(&pending.user, secret)
                 .map_err(ServiceError::from)?,
@@ -1440,6 +1446,79 @@ impl AuthService for AuthServer {
             data,
             info: Some(recording_info(&info)),
         }))
+    }
+
+    async fn list_webauthn_devices(
+        &self,
+        request: Request<proto::ListWebauthnDevicesRequest>,
+    ) -> Reply<proto::ListWebauthnDevicesResponse> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(self.list_webauthn_devices_for(&caller).await?))
+    }
+
+    async fn delete_webauthn_device(
+        &self,
+        request: Request<proto::DeleteWebauthnDeviceRequest>,
+    ) -> Reply<proto::DeleteWebauthnDeviceResponse> {
+        let caller = self.caller(&request)?;
+        self.delete_webauthn_device_for(&caller, request.into_inner())
+            .await?;
+        Ok(Response::new(proto::DeleteWebauthnDeviceResponse {}))
+    }
+
+    async fn begin_webauthn_registration(
+        &self,
+        request: Request<proto::BeginWebauthnRegistrationRequest>,
+    ) -> Reply<proto::WebauthnChallenge> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(
+            self.begin_webauthn_registration_for(&caller, request.into_inner())
+                .await?,
+        ))
+    }
+
+    async fn finish_webauthn_registration(
+        &self,
+        request: Request<proto::FinishWebauthnRegistrationRequest>,
+    ) -> Reply<proto::WebauthnDeviceInfo> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(
+            self.finish_webauthn_registration_for(&caller, request.into_inner())
+                .await?,
+        ))
+    }
+
+    async fn begin_webauthn_login(
+        &self,
+        request: Request<proto::BeginWebauthnLoginRequest>,
+    ) -> Reply<proto::WebauthnChallenge> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(
+            self.begin_webauthn_login_for(&caller, request.into_inner())
+                .await?,
+        ))
+    }
+
+    async fn begin_passwordless_login(
+        &self,
+        request: Request<proto::BeginPasswordlessLoginRequest>,
+    ) -> Reply<proto::WebauthnChallenge> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(
+            self.begin_passwordless_login_for(&caller, request.into_inner())
+                .await?,
+        ))
+    }
+
+    async fn finish_webauthn_login(
+        &self,
+        request: Request<proto::FinishWebauthnLoginRequest>,
+    ) -> Reply<proto::WebSession> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(
+            self.finish_webauthn_login_for(&caller, request.into_inner())
+                .await?,
+        ))
     }
 
     async fn search_events(

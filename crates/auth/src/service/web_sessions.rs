@@ -93,14 +93,25 @@ impl AuthServer {
             .map_err(ServiceError::from);
         let result = if user.is_ok() { "success" } else { "failure" };
         jumpgate_telemetry::count(|m| &m.user_logins, &[result]);
-        let user = user?;
+        self.start_web_session(&user?, caller, remote).await
+    }
+
+    /// A new web session for `user`, who has just logged in (by whatever means).
+    pub(crate) async fn start_web_session(
+        &self,
+        user: &crate::users::User,
+        caller: &super::caller::Caller,
+        remote: Option<&str>,
+    ) -> Result<proto::WebSession, ServiceError> {
+        let now = SystemTime::now();
+        let authorities = self.authorities();
         let ssh_key = jumpgate_pki::generate_ssh_key(&format!("{}@web", user.name))
             .map_err(ServiceError::internal)?;
         let (tls_private_key_pem, tls_public_key_pem) =
             jumpgate_pki::generate_tls_key().map_err(ServiceError::internal)?;
         let issued = self
             .issue_user_certs(
-                &user,
+                user,
                 &ssh_key.public_openssh,
                 &tls_public_key_pem,
                 None,

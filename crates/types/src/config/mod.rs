@@ -94,6 +94,7 @@ impl Config {
                 authentication: Authentication {
                     kind: AuthType::Local,
                     second_factor: SecondFactor::Otp,
+                    ..Authentication::default()
                 },
                 ..AuthServiceConfig::default()
             },

@@ -454,12 +454,38 @@ keyword_enum!(JoinRole, "join role", {
 }, unsupported: ["app", "db", "kube", "windowsdesktop", "discovery", "bot", "okta", "instance"]);
 
 /// `auth_service.authentication`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Authentication {
     /// The login method.
     pub kind: AuthType,
     /// The second factor local users must present.
     pub second_factor: SecondFactor,
+    /// `webauthn`: set exactly when `second_factor` lets users use security keys
+    /// ([`SecondFactor::allows_webauthn`]), with the relying party ID decided.
+    pub webauthn: Option<Webauthn>,
+    /// `passwordless`: whether a passkey alone may log in (when WebAuthn is on). Default true.
+    pub passwordless: bool,
+}
+
+impl Default for Authentication {
+    fn default() -> Self {
+        Self {
+            kind: AuthType::default(),
+            second_factor: SecondFactor::default(),
+            webauthn: None,
+            passwordless: true,
+        }
+    }
+}
+
+/// `auth_service.authentication.webauthn` (Teleport's section).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webauthn {
+    /// The relying party ID: the domain security keys are registered for. Browsers accept
+    /// it on pages of this domain and its subdomains; a key registered for one RP ID never
+    /// signs for another, so changing it orphans every registered key. Default: the host
+    /// name of the proxy's first `public_addr` in the same config.
+    pub rp_id: String,
 }
 
 /// Login methods. SSO (github, oidc, saml) comes later (DESIGN.md, "Identity") and is refused
@@ -475,8 +501,8 @@ pub enum AuthType {
 keyword_enum!(AuthType, "authentication type", { Local => ["local"] },
     unsupported: ["github", "oidc", "saml"]);
 
-/// Second-factor policy for local users, as the config may say it (Teleport's keywords).
-/// Auth enforces it reduced to what Jumpgate implements (`jumpgate_auth::SecondFactor`).
+/// Second-factor policy for local users, as the config may say it (Teleport's keywords);
+/// auth enforces it (`jumpgate_auth::webauthn::required_factor`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SecondFactor {
     /// Passwords only.
@@ -490,6 +516,18 @@ pub enum SecondFactor {
     Webauthn,
     /// A second factor is used when the user has registered one.
     Optional,
+}
+
+impl SecondFactor {
+    /// Whether users may register and use security keys (WebAuthn) under this policy.
+    pub fn allows_webauthn(self) -> bool {
+        matches!(self, Self::Webauthn | Self::On | Self::Optional)
+    }
+
+    /// Whether users enrol and use TOTP codes under this policy.
+    pub fn allows_otp(self) -> bool {
+        matches!(self, Self::Otp | Self::On | Self::Optional)
+    }
 }
 
 keyword_enum!(SecondFactor, "second factor", {

@@ -16,7 +16,7 @@ use super::sections::{
     AuthServiceConfig, Authentication, CommandLabel, DEFAULT_DYNAMO_CAPACITY_UNITS,
     DEFAULT_ETCD_PREFIX, DynamoBillingMode, DynamoConfig, EtcdConfig, GlobalConfig, JoinParams,
     JoinRole, LOG_EXTRA_FIELDS, LogConfig, LogOutput, PostgresConfig, ProxyServiceConfig,
-    SshAlgorithms, SshServiceConfig, StaticToken, StorageBackend, StorageConfig, TunnelStrategy,
+    SshAlgorithms, SshServiceConfig, StaticToken, StorageBackend, StorageConfig, TunnelStrategy, Webauthn,
 };
 use super::values::{OneOrMany, Secret, ValueError, WordOrMap, parse_duration};
 
@@ -52,8 +52,70 @@ impl RawConfig {
             },
         };
         check_joining(&config)?;
+        let mut config = config;
+        decide_rp_id(&mut config, &auth_path)?;
         Ok(config)
     }
+}
+
+/// A WebAuthn relying party ID: a domain name (browsers refuse IP addresses), lower case.
+fn valid_rp_id(text: &str) -> Result<String, String> {
+    let rp_id = text.trim().trim_end_matches('.').to_ascii_lowercase();
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if rp_id.is_empty() || rp_id.len() > 253 || !rp_id.split('.').all(label_ok) {
+        return Err(format!(
+            "expected a domain name such as jumpgate.example.com (the host users type), got {text:?}"
+        ));
+    }
+    if rp_id.parse::<std::net::IpAddr>().is_ok()
+        || rp_id.split('.').all(|label| label.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(format!(
+            "{text:?} is an IP address; browsers accept only a domain name as a WebAuthn \
+             relying party ID (give the proxy a DNS name, or use localhost on one machine)"
+        ));
+    }
+    Ok(rp_id)
+}
+
+/// With a second factor that allows security keys, the relying party ID must be known:
+/// the configured one, else the host of this config's proxy `public_addr`.
+fn decide_rp_id(config: &mut Config, auth_path: &str) -> Result<(), Invalid> {
+    let auth = &mut config.auth_service;
+    if !auth.enabled || !auth.authentication.second_factor.allows_webauthn() {
+        auth.authentication.webauthn = None;
+        return Ok(());
+    }
+    if auth.authentication.webauthn.is_some() {
+        return Ok(());
+    }
+    let field = join(&join(&join(auth_path, "authentication"), "webauthn"), "rp_id");
+    let proxy = &config.proxy_service;
+    let Some(public) = proxy.public_addr.first().filter(|_| proxy.enabled) else {
+        return Err(Invalid::new(
+            field,
+            format!(
+                "second_factor: {} uses security keys, which are registered for a domain: set \
+                 webauthn.rp_id to the proxy's public host name (or run the proxy in this \
+                 config with a public_addr)",
+                auth.authentication.second_factor
+            ),
+        ));
+    };
+    let rp_id = valid_rp_id(&public.host).map_err(|reason| {
+        Invalid::new(
+            field,
+            format!("the default, proxy_service.public_addr's host, is not usable: {reason}"),
+        )
+    })?;
+    auth.authentication.webauthn = Some(Webauthn { rp_id });
+    Ok(())
 }
 
 /// Chooses between a top-level service section and one nested under `jumpgate:`, returning it
@@ -670,13 +732,25 @@ fn validate_auth(raw: RawAuth, path: &str) -> Result<AuthServiceConfig, Invalid>
                 .map_err(|r| Invalid::new(format!("{}[{i}]", join(path, "tokens")), r))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let authentication = raw
-        .authentication
-        .map(|a| Authentication {
-            kind: a.kind.unwrap_or_default(),
-            second_factor: a.second_factor.unwrap_or_default(),
-        })
-        .unwrap_or_default();
+    let authentication = match raw.authentication {
+        None => Authentication::default(),
+        Some(a) => {
+            let rp_id = match a.webauthn.and_then(|w| w.rp_id) {
+                Some(rp_id) => {
+                    let field = join(&join(&join(path, "authentication"), "webauthn"), "rp_id");
+                    Some(valid_rp_id(&rp_id.0).map_err(|reason| Invalid::new(field, reason))?)
+                }
+                None => None,
+            };
+            Authentication {
+                kind: a.kind.unwrap_or_default(),
+                second_factor: a.second_factor.unwrap_or_default(),
+                // The default RP ID needs the proxy's section: decided in `decide_rp_id`.
+                webauthn: rp_id.map(|rp_id| Webauthn { rp_id }),
+                passwordless: a.passwordless.is_none_or(|b| b.0),
+            }
+        }
+    };
     let tunnel_strategy = match raw.tunnel_strategy {
         Some(t) => validate_tunnel_strategy(t, &join(path, "tunnel_strategy"))?,
         None => TunnelStrategy::default(),
