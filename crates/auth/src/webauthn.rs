@@ -334,13 +334,21 @@ impl Users<'_> {
                 Some(_) => false,
                 None => true,
             };
-            if credentials.webauthn_devices.iter().any(|d| d.name == device.name) {
+            if credentials
+                .webauthn_devices
+                .iter()
+                .any(|d| d.name == device.name)
+            {
                 return Err(AuthError::InvalidRequest(format!(
                     "you already have a security key named {:?}; choose another name",
                     device.name
                 )));
             }
-            if credentials.webauthn_devices.iter().any(|d| d.id == device.id) {
+            if credentials
+                .webauthn_devices
+                .iter()
+                .any(|d| d.id == device.id)
+            {
                 return Err(AuthError::InvalidRequest(
                     "this security key is already registered".to_string(),
                 ));
@@ -363,7 +371,10 @@ impl Users<'_> {
             }
             match self
                 .backend
-                .atomic_write(vec![Condition::Revision(key.clone(), item.revision)], actions)
+                .atomic_write(
+                    vec![Condition::Revision(key.clone(), item.revision)],
+                    actions,
+                )
                 .await
             {
                 Ok(_) => return Ok(()),
@@ -423,7 +434,10 @@ impl Users<'_> {
                 Err(err) => return Err(err.into()),
             }
         }
-        Err(AuthError::InvalidRequest("the user's credentials kept changing; try again".to_string()).into())
+        Err(AuthError::InvalidRequest(
+            "the user's credentials kept changing; try again".to_string(),
+        )
+        .into())
     }
 
     /// After webauthn-rs accepted an assertion: the key must still be the user's, and its
@@ -468,7 +482,10 @@ impl Users<'_> {
                 Err(err) => return Err(err.into()),
             }
         }
-        Err(AuthError::InvalidRequest("the user's credentials kept changing; try again".to_string()).into())
+        Err(AuthError::InvalidRequest(
+            "the user's credentials kept changing; try again".to_string(),
+        )
+        .into())
     }
 }
 
@@ -483,8 +500,7 @@ pub fn check_counter(stored: u32, seen: u32) -> Result<(), DeviceError> {
 
 /// Base64url without padding (how credential IDs are named on the wire).
 pub fn base64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
         let b = [
@@ -579,7 +595,10 @@ mod tests {
                 "jumpgate.example.com:443".to_string(),
             ],
         );
-        let found: Vec<String> = found.iter().map(|url| url.origin().ascii_serialization()).collect();
+        let found: Vec<String> = found
+            .iter()
+            .map(|url| url.origin().ascii_serialization())
+            .collect();
         assert_eq!(
             found,
             [

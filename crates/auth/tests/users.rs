@@ -355,7 +355,10 @@ async fn on_optional_and_webauthn_ask_for_what_the_user_has() {
         .authenticate("alice", PASSWORD, None, None, now)
         .await
         .unwrap_err();
-    assert!(matches!(missing, LoginError::SecondFactorRequired), "{missing}");
+    assert!(
+        matches!(missing, LoginError::SecondFactorRequired),
+        "{missing}"
+    );
     on.authenticate("alice", PASSWORD, Some(&totp_at(&uri, now)), None, now)
         .await
         .unwrap();

@@ -9,13 +9,13 @@ use anyhow::{Context, Result, anyhow, bail};
 use jumpgate_api::ssh_route::RELAY_BUFFER;
 use jumpgate_client::nodes::{self, LabelFilter};
 use jumpgate_client::openssh::{openssh_config, strip_cluster_suffix};
-use jumpgate_client::{mfa, recordings};
 use jumpgate_client::scp::{self, CopyOptions, CopyPlan};
 use jumpgate_client::ssh::{Forwarding, PtyRequest, SessionIo, SessionRequest};
 use jumpgate_client::terminal::{self, RawMode};
 use jumpgate_client::{
     ClientError, ForwardSpec, Home, LoginParams, Password, Profile, ProxyAddr, WebTrust,
 };
+use jumpgate_client::{mfa, recordings};
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;

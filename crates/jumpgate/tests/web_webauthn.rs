@@ -51,7 +51,14 @@ fn start(config: &Path, port: u16, log: &Path) -> support::Daemon {
 }
 
 /// Runs the browser tests matching `tests`; fails with their report and the daemon's log.
-fn browser(tests: &str, port: u16, data: &Path, key_file: &Path, users: &[(&str, &str)], log: &Path) {
+fn browser(
+    tests: &str,
+    port: u16,
+    data: &Path,
+    key_file: &Path,
+    users: &[(&str, &str)],
+    log: &Path,
+) {
     let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web");
     assert!(
         web.join("node_modules/playwright-core").is_dir(),
@@ -94,7 +101,10 @@ fn browser(tests: &str, port: u16, data: &Path, key_file: &Path, users: &[(&str,
         })
     };
     assert_eq!(count("fail "), Some(0), "{report}");
-    assert!(count("pass ").is_some_and(|n| n > 0), "no browser test ran:\n{report}");
+    assert!(
+        count("pass ").is_some_and(|n| n > 0),
+        "no browser test ran:\n{report}"
+    );
 }
 
 fn events(data: &Path, event_type: &str, user: &str) -> Vec<Value> {
@@ -132,7 +142,10 @@ fn security_keys_and_passkeys_in_a_real_browser() {
     assert!(has(&added, true, "mfa_device_name", "blue"), "{added:?}");
     assert!(has(&added, false, "mfa_device_name", "blue"), "{added:?}");
     let removed = events(&data, "mfa.delete", "alice");
-    assert!(has(&removed, true, "mfa_device_name", "green"), "{removed:?}");
+    assert!(
+        has(&removed, true, "mfa_device_name", "green"),
+        "{removed:?}"
+    );
     let logins = events(&data, "user.login", "alice");
     assert!(has(&logins, true, "method", "webauthn"), "{logins:?}");
     assert!(has(&logins, true, "method", "passwordless"), "{logins:?}");
@@ -162,13 +175,22 @@ fn security_keys_and_passkeys_in_a_real_browser() {
         Some(&format!("{PASSWORD}\n")),
     );
     let listed = text(&bins().jsh_ok(&home, &["mfa", "ls"], None).stdout);
-    assert!(listed.contains("blue") && listed.contains("spare"), "{listed}");
-    assert!(listed.contains("TOTP") && !listed.contains("green"), "{listed}");
+    assert!(
+        listed.contains("blue") && listed.contains("spare"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("TOTP") && !listed.contains("green"),
+        "{listed}"
+    );
     let add = text(&bins().jsh_ok(&home, &["mfa", "add"], None).stdout);
     assert!(add.contains("/web/security-keys"), "{add}");
     let missing = bins().jsh(&home, &["mfa", "rm", "no-such-key"], None);
     assert!(!missing.status.success());
-    assert!(text(&missing.stderr).contains("no security key named"), "{missing:?}");
+    assert!(
+        text(&missing.stderr).contains("no security key named"),
+        "{missing:?}"
+    );
     let gone = text(&bins().jsh_ok(&home, &["mfa", "rm", "spare"], None).stdout);
     assert!(gone.contains("Removed"), "{gone}");
     let listed = text(&bins().jsh_ok(&home, &["mfa", "ls"], None).stdout);
@@ -197,7 +219,8 @@ fn security_keys_and_passkeys_in_a_real_browser() {
     assert!(!refused.status.success());
     let message = text(&refused.stderr);
     assert!(
-        message.contains("security key") && message.contains(&format!("https://login.{RP_ID}:{port}/web")),
+        message.contains("security key")
+            && message.contains(&format!("https://login.{RP_ID}:{port}/web")),
         "{message}"
     );
 }

@@ -33,12 +33,21 @@ use std::sync::Arc;
 pub(crate) fn routes() -> Router<Arc<WebState>> {
     Router::new()
         .route("/webapi/web/mfa/login/begin", post(login_begin))
-        .route("/webapi/web/mfa/passwordless/begin", post(passwordless_begin))
+        .route(
+            "/webapi/web/mfa/passwordless/begin",
+            post(passwordless_begin),
+        )
         .route("/webapi/web/mfa/login/finish", post(login_finish))
         .route("/webapi/web/mfa/devices", get(list_devices))
         .route("/webapi/web/mfa/devices/{name}", delete(delete_device))
-        .route("/webapi/web/mfa/devices/register/begin", post(register_begin))
-        .route("/webapi/web/mfa/devices/register/finish", post(register_finish))
+        .route(
+            "/webapi/web/mfa/devices/register/begin",
+            post(register_begin),
+        )
+        .route(
+            "/webapi/web/mfa/devices/register/finish",
+            post(register_finish),
+        )
 }
 
 /// A ceremony begun, for the page: `options` is what `navigator.credentials.create` or

@@ -9,7 +9,9 @@
 //!   not.) The ceremony is bound to the user who began it: another identity cannot
 //!   finish it.
 //! - The login RPCs are for proxies only, which pass the client's address for the rate
-//!   limit and the audit. A passwordless begin takes no user name, so it tells nothing
+//!   limit and the audit. A key login's begin checks the password under the login limit;
+//!   a passwordless begin and a registration's begin come under the looser join limit; a
+//!   finish needs the ceremony's secret ID and is not limited. A passwordless begin takes no user name, so it tells nothing
 //!   about which users exist; every refused finish gets the same answer, and the reason
 //!   goes to the audit log.
 //! - The origins accepted are `https://` + each proxy's advertised `public_addr` under the
@@ -92,8 +94,8 @@ impl AuthServer {
     async fn put_ceremony(&self, ceremony: &Ceremony) -> Result<(String, i64), ServiceError> {
         let (id, key) = new_ceremony_id().map_err(ServiceError::from)?;
         let expires = SystemTime::now() + CEREMONY_TTL;
-        let value =
-            serde_json::to_vec(ceremony).map_err(|err| ServiceError::internal_in("ceremony", err))?;
+        let value = serde_json::to_vec(ceremony)
+            .map_err(|err| ServiceError::internal_in("ceremony", err))?;
         self.inner
             .backend
             .create(NewItem::new(key, value).expiring(expires))
@@ -116,7 +118,12 @@ impl AuthServer {
             Err(BackendError::NotFound { .. }) => return Err(gone()),
             Err(err) => return Err(backend_error(err)),
         };
-        match self.inner.backend.conditional_delete(&key, item.revision).await {
+        match self
+            .inner
+            .backend
+            .conditional_delete(&key, item.revision)
+            .await
+        {
             Ok(()) => {}
             Err(BackendError::NotFound { .. } | BackendError::CompareFailed { .. }) => {
                 return Err(gone());
@@ -129,7 +136,8 @@ impl AuthServer {
 
     /// The calling user's name (a user identity only: a user's own keys).
     async fn calling_user(&self, caller: &Caller, method: &str) -> Result<String, ServiceError> {
-        self.require_kind(caller, method, &[IdentityKind::User]).await?;
+        self.require_kind(caller, method, &[IdentityKind::User])
+            .await?;
         self.check_caller_not_locked(caller)?;
         match &caller.identity {
             Some(identity) if identity.kind == IdentityKind::User => Ok(identity.name.clone()),
@@ -196,8 +204,14 @@ impl AuthServer {
             Ok(device) => (device.name.clone(), Ok(())),
             Err(err) => (request.name.clone(), Err(err.to_string())),
         };
-        self.audit_device(EventType::MfaDeviceDelete, &name, &device, audited, remote.as_deref())
-            .await?;
+        self.audit_device(
+            EventType::MfaDeviceDelete,
+            &name,
+            &device,
+            audited,
+            remote.as_deref(),
+        )
+        .await?;
         outcome.map(|_| ()).map_err(ServiceError::from)
     }
 
@@ -206,10 +220,20 @@ impl AuthServer {
         caller: &Caller,
         request: proto::BeginWebauthnRegistrationRequest,
     ) -> Result<proto::WebauthnChallenge, ServiceError> {
-        let name = self.calling_user(caller, "BeginWebauthnRegistration").await?;
-        let ip = Self::client_ip(caller, &request.client_addr);
-        self.rate_limit(&self.inner.login_limit, caller, ip, "BeginWebauthnRegistration")
+        let name = self
+            .calling_user(caller, "BeginWebauthnRegistration")
             .await?;
+        let ip = Self::client_ip(caller, &request.client_addr);
+        // The user is authenticated already and a wrong password counts towards the user's
+        // lockout; the address limit is the looser one of joins (the address is the
+        // proxy's, shared by every web session it serves).
+        self.rate_limit(
+            &self.inner.join_limit,
+            caller,
+            ip,
+            "BeginWebauthnRegistration",
+        )
+        .await?;
         let remote = Self::client_addr_text(caller, &request.client_addr);
         let outcome = self.begin_registration(&name, &request).await;
         if let Err(err) = &outcome {
@@ -241,7 +265,8 @@ impl AuthServer {
         let relying_party = self.relying_party_now()?;
         let authorities = self.authorities();
         let users = self.users(&authorities);
-        // The password again (counted towards the lockout if wrong).
+        // The password again (counted towards the lockout if wrong). A wrong one is a
+        // refusal of this request, not the end of the caller's session: 403, not 401.
         users
             .check_login(
                 name,
@@ -250,9 +275,19 @@ impl AuthServer {
                 SystemTime::now(),
             )
             .await
+            .map_err(|err| match ServiceError::from(err) {
+                ServiceError::Unauthenticated(message) => ServiceError::PermissionDenied(message),
+                other => other,
+            })?;
+        let keys = users
+            .webauthn_keys(name)
+            .await
             .map_err(ServiceError::from)?;
-        let keys = users.webauthn_keys(name).await.map_err(ServiceError::from)?;
-        if keys.devices.iter().any(|device| device.name == request.name) {
+        if keys
+            .devices
+            .iter()
+            .any(|device| device.name == request.name)
+        {
             return Err(ServiceError::AlreadyExists(format!(
                 "you already have a security key named {:?}; choose another name",
                 request.name
@@ -347,8 +382,8 @@ impl AuthServer {
                 "this registration was begun by another user".to_string(),
             ));
         }
-        let credential: RegisterPublicKeyCredential = serde_json::from_str(&request.credential_json)
-            .map_err(|err| {
+        let credential: RegisterPublicKeyCredential =
+            serde_json::from_str(&request.credential_json).map_err(|err| {
                 ServiceError::invalid(format!(
                     "credential_json is not a WebAuthn registration answer: {err}"
                 ))
@@ -444,7 +479,8 @@ impl AuthServer {
         self.require_kind(caller, "BeginPasswordlessLogin", &[IdentityKind::Proxy])
             .await?;
         let ip = Self::client_ip(caller, &request.client_addr);
-        self.rate_limit(&self.inner.login_limit, caller, ip, "BeginPasswordlessLogin")
+        // It checks no secret; the limit keeps a flood from filling the backend.
+        self.rate_limit(&self.inner.join_limit, caller, ip, "BeginPasswordlessLogin")
             .await?;
         if !self.webauthn_settings()?.passwordless {
             return Err(ServiceError::invalid(
@@ -459,7 +495,8 @@ impl AuthServer {
         options.mediation = None;
         let options_json = serde_json::to_string(&options)
             .map_err(|err| ServiceError::internal_in("WebAuthn options", err))?;
-        let (ceremony_id, expires_unix) = self.put_ceremony(&Ceremony::Passwordless { state }).await?;
+        let (ceremony_id, expires_unix) =
+            self.put_ceremony(&Ceremony::Passwordless { state }).await?;
         Ok(proto::WebauthnChallenge {
             ceremony_id,
             options_json,
@@ -474,9 +511,8 @@ impl AuthServer {
     ) -> Result<proto::WebSession, ServiceError> {
         self.require_kind(caller, "FinishWebauthnLogin", &[IdentityKind::Proxy])
             .await?;
-        let ip = Self::client_ip(caller, &request.client_addr);
-        self.rate_limit(&self.inner.login_limit, caller, ip, "FinishWebauthnLogin")
-            .await?;
+        // Not rate limited: a finish needs a begun ceremony's 256-bit ID, and each begin
+        // was limited.
         let remote = Self::client_addr_text(caller, &request.client_addr);
         let mut login = KeyLogin {
             method: "webauthn",
@@ -486,7 +522,11 @@ impl AuthServer {
         let outcome = self.finish_login(&request, &mut login).await;
         jumpgate_telemetry::count(
             |m| &m.user_logins,
-            &[if outcome.is_ok() { "success" } else { "failure" }],
+            &[if outcome.is_ok() {
+                "success"
+            } else {
+                "failure"
+            }],
         );
         let mut event = match &outcome {
             Ok(_) => AuditEvent::success(EventType::UserLogin),
@@ -548,11 +588,13 @@ impl AuthServer {
                         KeyLoginError::Refused("the key names no user of this cluster".into())
                     })?;
                 login.user = Some(name.clone());
-                let keys = users.webauthn_keys(&name).await.map_err(ServiceError::from)?;
+                let keys = users
+                    .webauthn_keys(&name)
+                    .await
+                    .map_err(ServiceError::from)?;
                 if keys.handle != Some(handle) {
                     return Err(KeyLoginError::Refused(
-                        "the key's user handle is not this user's (deleted and made again?)"
-                            .into(),
+                        "the key's user handle is not this user's (deleted and made again?)".into(),
                     ));
                 }
                 let discoverable: Vec<_> = keys
@@ -594,9 +636,9 @@ impl AuthServer {
                 ),
             )));
         }
-        let user = self.cached_user(&name).ok_or_else(|| {
-            KeyLoginError::Refused(format!("user {name:?} no longer exists"))
-        })?;
+        let user = self
+            .cached_user(&name)
+            .ok_or_else(|| KeyLoginError::Refused(format!("user {name:?} no longer exists")))?;
         Ok(user)
     }
 }

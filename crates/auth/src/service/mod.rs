@@ -199,7 +199,9 @@ impl AuthServer {
                 authorities: watch::Sender::new(Arc::new(config.authorities)),
                 cache: config.cache,
                 second_factor: config.second_factor,
-                webauthn: config.webauthn.filter(|_| config.second_factor.allows_webauthn()),
+                webauthn: config
+                    .webauthn
+                    .filter(|_| config.second_factor.allows_webauthn()),
                 static_tokens: config.static_tokens,
                 tunnel_strategy: config.tunnel_strategy,
                 web_idle_timeout: config.web_idle_timeout,
@@ -1453,7 +1455,9 @@ impl AuthService for AuthServer {
         request: Request<proto::ListWebauthnDevicesRequest>,
     ) -> Reply<proto::ListWebauthnDevicesResponse> {
         let caller = self.caller(&request)?;
-        Ok(Response::new(self.list_webauthn_devices_for(&caller).await?))
+        Ok(Response::new(
+            self.list_webauthn_devices_for(&caller).await?,
+        ))
     }
 
     async fn delete_webauthn_device(

@@ -16,7 +16,8 @@ use super::sections::{
     AuthServiceConfig, Authentication, CommandLabel, DEFAULT_DYNAMO_CAPACITY_UNITS,
     DEFAULT_ETCD_PREFIX, DynamoBillingMode, DynamoConfig, EtcdConfig, GlobalConfig, JoinParams,
     JoinRole, LOG_EXTRA_FIELDS, LogConfig, LogOutput, PostgresConfig, ProxyServiceConfig,
-    SshAlgorithms, SshServiceConfig, StaticToken, StorageBackend, StorageConfig, TunnelStrategy, Webauthn,
+    SshAlgorithms, SshServiceConfig, StaticToken, StorageBackend, StorageConfig, TunnelStrategy,
+    Webauthn,
 };
 use super::values::{OneOrMany, Secret, ValueError, WordOrMap, parse_duration};
 
@@ -66,7 +67,9 @@ fn valid_rp_id(text: &str) -> Result<String, String> {
             && label.len() <= 63
             && !label.starts_with('-')
             && !label.ends_with('-')
-            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
     };
     if rp_id.is_empty() || rp_id.len() > 253 || !rp_id.split('.').all(label_ok) {
         return Err(format!(
@@ -74,7 +77,9 @@ fn valid_rp_id(text: &str) -> Result<String, String> {
         ));
     }
     if rp_id.parse::<std::net::IpAddr>().is_ok()
-        || rp_id.split('.').all(|label| label.bytes().all(|b| b.is_ascii_digit()))
+        || rp_id
+            .split('.')
+            .all(|label| label.bytes().all(|b| b.is_ascii_digit()))
     {
         return Err(format!(
             "{text:?} is an IP address; browsers accept only a domain name as a WebAuthn \
@@ -95,7 +100,10 @@ fn decide_rp_id(config: &mut Config, auth_path: &str) -> Result<(), Invalid> {
     if auth.authentication.webauthn.is_some() {
         return Ok(());
     }
-    let field = join(&join(&join(auth_path, "authentication"), "webauthn"), "rp_id");
+    let field = join(
+        &join(&join(auth_path, "authentication"), "webauthn"),
+        "rp_id",
+    );
     let proxy = &config.proxy_service;
     let Some(public) = proxy.public_addr.first().filter(|_| proxy.enabled) else {
         return Err(Invalid::new(

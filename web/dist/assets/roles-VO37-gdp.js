@@ -1,4 +1,4 @@
-import{a as e,c as t,l as n,o as r,r as i,s as a,t as o}from"./index-Cio-fN-8.js";import{c as s,i as c,m as l,s as u}from"./admin-WwEc0Eet.js";var d=`kind: role
+import{a as e,c as t,l as n,o as r,r as i,s as a,t as o}from"./index-C5po5RHI.js";import{c as s,i as c,m as l,s as u}from"./admin-api-DRbU94C5.js";/* empty css              */var d=`kind: role
 version: v7
 metadata:
   name: new-role
