@@ -69,12 +69,34 @@ async function loginPage(page, origin = site) {
   await page.getByRole('button', { name: 'Sign in with a passkey' }).waitFor();
 }
 
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+/** The seconds a rate limit's message says to wait ("try again in N s"), or null. */
+const limited = (message) => {
+  const found = /too many attempts.*try again in (\d+) s/.exec(message ?? '');
+  return found === null ? null : Number(found[1]);
+};
+
+/**
+ * Logs in on the page. Auth allows 10 logins from one address at once, then one every
+ * 6 s, and every test here logs in from 127.0.0.1: a refusal for that waits and retries.
+ */
 async function logIn(page, name, code = '') {
-  await loginPage(page);
-  await page.getByLabel('User name').fill(name);
-  await page.getByLabel('Password').fill(password);
-  await page.getByLabel('One-time code').fill(code);
-  await page.getByRole('button', { name: 'Log in' }).click();
+  for (let attempt = 0; ; attempt++) {
+    await loginPage(page);
+    await page.getByLabel('User name').fill(name);
+    await page.getByLabel('Password').fill(password);
+    await page.getByLabel('One-time code').fill(code);
+    await page.getByRole('button', { name: 'Log in' }).click();
+    const outcome = await Promise.race([
+      page.getByRole('heading', { name: 'Resources' }).waitFor().then(() => null),
+      page.getByTestId('login-error').waitFor().then(() => page.getByTestId('login-error').textContent()),
+    ]);
+    const wait = limited(outcome);
+    if (outcome === null || wait === null || attempt >= 3) {
+      return;
+    }
+    await sleep((wait + 1) * 1000);
+  }
 }
 
 async function loggedInAs(page, name) {
@@ -100,7 +122,18 @@ async function register(page, name, { passkey = true, pass = password } = {}) {
  * `tweak` (`allow`: credential IDs, `rpId`), the answer sent to the finish. With
  * `again`, a second answer to the same challenge is sent too. Returns the answers.
  */
-function craftedLogin(page, begin, tweak = {}) {
+async function craftedLogin(page, begin, tweak = {}) {
+  for (let attempt = 0; ; attempt++) {
+    const result = await craftedOnce(page, begin, tweak);
+    const wait = result.begin.status === 429 ? limited(result.begin.json?.error?.message) : null;
+    if (wait === null || attempt >= 3) {
+      return result;
+    }
+    await sleep((wait + 1) * 1000);
+  }
+}
+
+function craftedOnce(page, begin, tweak) {
   return page.evaluate(
     async ({ begin, tweak }) => {
       const bytes = (t) =>
@@ -249,7 +282,7 @@ maybe('on: an assertion from an unregistered credential is refused', async (t) =
     await page.getByTestId('login-error').filter({ hasText: REFUSED }).waitFor();
     // As alice's second factor too, the key named explicitly.
     const result = await craftedLogin(page, keyLoginBegin(user), { allow: [b64url(stranger.credentialId)] });
-    assert.equal(result.first.status, 401, JSON.stringify(result.first));
+    assert.equal(result.first?.status, 401, JSON.stringify(result));
   }
 });
 
@@ -266,11 +299,11 @@ maybe('on: another user\'s key does not log in as this user', async (t) => {
   await authenticator(context, page, [bobs]);
   await loginPage(page);
   const result = await craftedLogin(page, keyLoginBegin(user), { allow: [b64url(bobs.credentialId)] });
-  assert.equal(result.first.status, 401, JSON.stringify(result.first));
+  assert.equal(result.first?.status, 401, JSON.stringify(result));
   assert.match(result.first.json.error.message, new RegExp(REFUSED));
   // Bob's passkey alone logs bob in, not alice.
   const own = await craftedLogin(page, passwordlessBegin);
-  assert.equal(own.first.status, 200, JSON.stringify(own.first));
+  assert.equal(own.first?.status, 200, JSON.stringify(own));
   assert.equal(own.first.json.user, otherUser);
 });
 
@@ -283,7 +316,7 @@ maybe('on: a page of another origin under the RP ID is refused', async (t) => {
   for (const begin of [keyLoginBegin(user), passwordlessBegin]) {
     const result = await craftedLogin(page, begin);
     assert.equal(result.begin.status, 200, JSON.stringify(result.begin));
-    assert.equal(result.first.status, 401, JSON.stringify(result.first));
+    assert.equal(result.first?.status, 401, JSON.stringify(result));
     assert.match(result.first.json.error.message, new RegExp(REFUSED));
   }
   await keep(key);
@@ -296,7 +329,7 @@ maybe('on: an assertion for another RP ID is refused', async (t) => {
   await authenticator(context, page, [{ ...keyOfAlice(), rpId: 'login.jumpgate.test' }]);
   await loginPage(page);
   const result = await craftedLogin(page, keyLoginBegin(user), { rpId: 'login.jumpgate.test' });
-  assert.equal(result.first.status, 401, JSON.stringify(result.first));
+  assert.equal(result.first?.status, 401, JSON.stringify(result));
   assert.match(result.first.json.error.message, new RegExp(REFUSED));
 });
 
@@ -307,7 +340,7 @@ maybe('on: a cloned key whose counter went back is refused', async (t) => {
   await authenticator(context, page, [{ ...stored, signCount: 0 }]);
   await loginPage(page);
   const result = await craftedLogin(page, keyLoginBegin(user));
-  assert.equal(result.first.status, 401, JSON.stringify(result.first));
+  assert.equal(result.first?.status, 401, JSON.stringify(result));
 });
 
 maybe('on: a removed key is refused', async (t) => {
@@ -339,15 +372,17 @@ maybe('on: a removed key is refused', async (t) => {
   await fresh.page.getByRole('button', { name: 'Sign in with a passkey' }).click();
   await fresh.page.getByTestId('login-error').filter({ hasText: REFUSED }).waitFor();
   const crafted = await craftedLogin(fresh.page, keyLoginBegin(user), { allow: [b64url(green.credentialId)] });
-  assert.equal(crafted.first.status, 401, JSON.stringify(crafted.first));
+  assert.equal(crafted.first?.status, 401, JSON.stringify(crafted));
   assert.deepEqual(problems, []);
 });
 
 maybe('on: registering and removing keys need the session and its CSRF token', async (t) => {
   const { page, context } = await open(t);
-  await authenticator(context, page, [keyOfAlice()]);
+  const key = await authenticator(context, page, [keyOfAlice()]);
   await logIn(page, user);
   await loggedInAs(page, user);
+  // (Kept: the next run uses the key's counter as it is now.)
+  await keep(key);
   const statuses = await page.evaluate(async (pass) => {
     const send = async (method, path, body, csrf) => {
       const headers = { 'Content-Type': 'application/json' };

@@ -172,7 +172,11 @@ mod tests {
         assert!(table.starts_with("Name"), "{table}");
         let row = table.lines().nth(1).unwrap_or_default();
         let cells: Vec<&str> = row.split_whitespace().collect();
-        assert_eq!(cells.get(..3), Some(&["yubikey-blue", "WebAuthn", "yes"][..]), "{table}");
+        assert_eq!(
+            cells.get(..3),
+            Some(&["yubikey-blue", "WebAuthn", "yes"][..]),
+            "{table}"
+        );
         assert!(table.contains("never"), "{table}");
         assert!(table.contains("TOTP"), "{table}");
     }
