@@ -5,7 +5,7 @@
 //
 // The cluster's RP ID is `jumpgate.test`; the proxy's public address is
 // `login.jumpgate.test:PORT`, and Chromium maps `*.jumpgate.test` to 127.0.0.1
-// (JUMPGATE_CHROMIUM_ARGS), so `https://evil.jumpgate.test:PORT` is a page under the RP
+// (JUMPGATE_CHROMIUM_ARGS), so `https://evil.login.jumpgate.test:PORT` is a page under the RP
 // ID that is not the proxy's origin. Besides the harness's environment:
 //   JUMPGATE_SITE, JUMPGATE_EVIL_SITE       the two origins
 //   JUMPGATE_OTHER_USER, JUMPGATE_OTHER_OTPAUTH   a second user (password: JUMPGATE_PASSWORD)
@@ -310,7 +310,7 @@ maybe('on: another user\'s key does not log in as this user', async (t) => {
 maybe('on: a page of another origin under the RP ID is refused', async (t) => {
   const { page, context } = await open(t);
   const key = await authenticator(context, page, [keyOfAlice()]);
-  // The browser lets evil.jumpgate.test use the RP ID jumpgate.test; the server must not.
+  // The browser lets evil.login.jumpgate.test use the RP ID jumpgate.test; the server must not.
   await page.goto(`${evilSite}/web/login`);
   await page.getByRole('heading', { name: 'Log in to Jumpgate' }).waitFor();
   for (const begin of [keyLoginBegin(user), passwordlessBegin]) {
