@@ -84,7 +84,10 @@ fn browser(
         .current_dir(&web)
         .env("JUMPGATE_WEB_URL", format!("https://127.0.0.1:{port}"))
         .env("JUMPGATE_SITE", format!("https://login.{RP_ID}:{port}"))
-        .env("JUMPGATE_EVIL_SITE", format!("https://evil.login.{RP_ID}:{port}"))
+        .env(
+            "JUMPGATE_EVIL_SITE",
+            format!("https://evil.login.{RP_ID}:{port}"),
+        )
         .env(
             "JUMPGATE_CHROMIUM_ARGS",
             format!("--host-resolver-rules=MAP *.{RP_ID} 127.0.0.1"),
