@@ -60,6 +60,15 @@ pub enum LoginError {
          cannot use security keys yet)"
     )]
     WebauthnRequired,
+    /// The right password of a user who has no key under a policy that takes only keys
+    /// (`second_factor: webauthn`): nothing this user has can log in. Registering a key
+    /// at signup is not built yet (docs/web.md).
+    #[error(
+        "this user has no security key, and this cluster (second_factor: webauthn) accepts \
+         nothing else: an admin can allow second_factor: on for a while, for the user to \
+         register a key on the web UI's Security keys page"
+    )]
+    NoSecurityKey,
     #[error(transparent)]
     Internal(#[from] AuthError),
 }
@@ -275,6 +284,10 @@ impl Users<'_> {
             Err(LoginError::WebauthnRequired) => AuditEvent::failure(
                 EventType::UserLogin,
                 "the password was right but this user must use a security key",
+            ),
+            Err(LoginError::NoSecurityKey) => AuditEvent::failure(
+                EventType::UserLogin,
+                "the password was right but this user has no security key, which the policy requires",
             ),
             Err(err) => AuditEvent::failure(EventType::UserLogin, err.to_string()),
         }
@@ -629,7 +642,11 @@ impl Users<'_> {
             return Ok(Next::Done(None));
         }
         if !required.accepts_otp() {
-            return Err(LoginError::WebauthnRequired);
+            return Err(if credentials.webauthn_devices.is_empty() {
+                LoginError::NoSecurityKey
+            } else {
+                LoginError::WebauthnRequired
+            });
         }
         let Some(secret) = &credentials.totp_secret else {
             return Err(LoginError::InvalidCredentials);

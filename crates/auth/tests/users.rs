@@ -362,7 +362,8 @@ async fn on_optional_and_webauthn_ask_for_what_the_user_has() {
     on.authenticate("alice", PASSWORD, Some(&totp_at(&uri, now)), None, now)
         .await
         .unwrap();
-    // `webauthn`: a code does not do, even a right one; the refusal says to use the key.
+    // `webauthn`: a code does not do, even a right one; the refusal says that a key is
+    // needed and that this user has none (with a key: crates/jumpgate/tests/web_webauthn.rs).
     let webauthn = f.users(SecondFactor::Webauthn);
     let later = now + Duration::from_secs(60);
     for otp in [None, Some(totp_at(&uri, later))] {
@@ -370,8 +371,8 @@ async fn on_optional_and_webauthn_ask_for_what_the_user_has() {
             .authenticate("alice", PASSWORD, otp.as_deref(), None, later)
             .await
             .unwrap_err();
-        assert!(matches!(err, LoginError::WebauthnRequired), "{err}");
-        assert!(err.to_string().contains("security key"), "{err}");
+        assert!(matches!(err, LoginError::NoSecurityKey), "{err}");
+        assert!(err.to_string().contains("no security key"), "{err}");
     }
     // A wrong password is still the wrong password (and counted).
     let wrong = webauthn
