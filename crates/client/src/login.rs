@@ -53,10 +53,7 @@ pub struct LoginParams {
 pub async fn login(home: &Home, params: &LoginParams) -> Result<Profile, ClientError> {
     let ssh_key = jumpgate_pki::generate_ssh_key(&format!("{}@jumpgate", params.user))?;
     let (tls_key, tls_public_key) = jumpgate_pki::generate_tls_key()?;
-    let ttl_seconds = params
-        .ttl
-        .map(|ttl| i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0);
+    let ttl_seconds = ttl_seconds(params.ttl);
     let answer = web::post_login(
         &params.proxy,
         &params.trust,
@@ -84,6 +81,12 @@ pub async fn login(home: &Home, params: &LoginParams) -> Result<Profile, ClientE
         answer,
     )
     .await
+}
+
+/// A wanted certificate TTL as the web API takes it: seconds, 0 for the cluster's default.
+pub(crate) fn ttl_seconds(ttl: Option<Duration>) -> i64 {
+    ttl.map(|ttl| i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 /// Where a login's certificates came from, for the profile.

@@ -12,7 +12,7 @@
 //! the secret; the certificates are for keys that never leave this machine.
 
 use crate::error::ClientError;
-use crate::login::{Issued, save_login};
+use crate::login::{Issued, save_login, ttl_seconds};
 use crate::profile::{Home, Profile};
 use crate::web::{self, LoginAnswer, PingConnector, ProxyAddr, WebTrust};
 use serde::Serialize;
@@ -121,10 +121,6 @@ pub async fn sso_login(
         .map_err(|err| ClientError::Sso(err.to_string()))?
         .port();
     let callback = format!("http://127.0.0.1:{port}/callback");
-    let ttl_seconds = params
-        .ttl
-        .map(|ttl| i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0);
     let started: ConsoleAnswer = web::post_json(
         &params.proxy,
         &params.trust,
@@ -134,7 +130,7 @@ pub async fn sso_login(
             redirect_url: &callback,
             ssh_public_key: ssh_key.public_openssh.trim(),
             tls_public_key_pem: &tls_public_key,
-            ttl_seconds,
+            ttl_seconds: ttl_seconds(params.ttl),
             client_secret_sha256: &hex::encode(Sha256::digest(secret.as_bytes())),
         },
         "SSO login request",

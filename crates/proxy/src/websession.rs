@@ -432,7 +432,7 @@ fn evict_oldest(cached: &mut HashMap<String, Cached>) {
 /// The live session the request's cookie names, from memory if checked within
 /// [`RECHECK`], else from auth.
 pub(crate) async fn session_of(state: &WebState, headers: &HeaderMap) -> Result<Cached, ApiError> {
-    let id = cookie_value(headers)
+    let id = cookie_value(headers, COOKIE)
         .ok_or_else(|| ApiError::unauthenticated("not logged in: no web session; log in first"))?;
     if let Some(entry) = state.sessions.cached.lock().await.get(&id)
         && entry.checked.elapsed() < RECHECK
@@ -452,15 +452,16 @@ pub(crate) async fn session_of(state: &WebState, headers: &HeaderMap) -> Result<
     }
 }
 
-/// The session id from the `Cookie` header(s), if well-formed.
-fn cookie_value(headers: &HeaderMap) -> Option<String> {
+/// The value of the cookie `cookie` (the session id, an SSO login's state: both hex)
+/// from the `Cookie` header(s), if well-formed.
+pub(crate) fn cookie_value(headers: &HeaderMap, cookie: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
+        .find(|(name, _)| *name == cookie)
         .map(|(_, value)| value.to_string())
         .filter(|value| value.len() <= 128 && value.bytes().all(|b| b.is_ascii_hexdigit()))
 }
@@ -566,17 +567,20 @@ mod tests {
     #[test]
     fn the_cookie_is_read_among_others_and_refused_when_malformed() {
         let id = "ab".repeat(32);
-        let found = cookie_value(&headers(&[(
-            "cookie",
-            &format!("theme=dark; {COOKIE}={id}; other=1"),
-        )]));
+        let found = cookie_value(
+            &headers(&[("cookie", &format!("theme=dark; {COOKIE}={id}; other=1"))]),
+            COOKIE,
+        );
         assert_eq!(found.as_deref(), Some(id.as_str()));
         assert_eq!(
-            cookie_value(&headers(&[("cookie", "jumpgate_web=ab")])),
+            cookie_value(&headers(&[("cookie", "jumpgate_web=ab")]), COOKIE),
             None
         );
         assert_eq!(
-            cookie_value(&headers(&[("cookie", &format!("{COOKIE}=../../x"))])),
+            cookie_value(
+                &headers(&[("cookie", &format!("{COOKIE}=../../x"))]),
+                COOKIE
+            ),
             None
         );
     }

@@ -177,7 +177,8 @@ async fn callback(
                 .collect(),
             client_addr: client.to_string(),
             connector: String::new(),
-            browser_state: cookie_value(&headers, STATE_COOKIE).unwrap_or_default(),
+            browser_state: crate::websession::cookie_value(&headers, STATE_COOKIE)
+                .unwrap_or_default(),
         })
         .await;
     let finished = match finished {
@@ -234,18 +235,6 @@ async fn result(
         .await?
         .into_inner();
     Ok(Json(crate::web::LoginResponse::from(issued)))
-}
-
-/// A cookie's value from the request's `Cookie` headers.
-fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value.to_owned())
 }
 
 /// What a browser shows when a login is refused: text, never markup built from a message.

@@ -3,6 +3,7 @@
 
 use super::caller::Caller;
 use super::errors::ServiceError;
+use super::web_sessions::{ID_BYTES, backend_error, is_random_id, random_hex};
 use super::{AuthServer, trust_roots, unix};
 use crate::sso::{self, ExternalIdentity, PendingLogin, Purpose, SsoError};
 use crate::users::{SsoOrigin, User};
@@ -93,16 +94,6 @@ fn hashed_key(prefix: &str, id: &str) -> Result<Key, ServiceError> {
         hex::encode(Sha256::digest(id.as_bytes()))
     ))
     .map_err(ServiceError::internal)
-}
-
-fn random_id() -> String {
-    let mut buf = [0u8; 32];
-    rand::fill(&mut buf[..]);
-    hex::encode(buf)
-}
-
-fn backend_error(err: BackendError) -> ServiceError {
-    ServiceError::from(crate::AuthError::from(err))
 }
 
 fn sso_error(err: SsoError) -> ServiceError {
@@ -254,7 +245,7 @@ impl AuthServer {
                 secret_sha256: secret,
             }
         };
-        let state = random_id();
+        let state = random_hex(ID_BYTES);
         let (pending, redirect_url) = match &connector {
             AnyConnector::Oidc(oidc) => {
                 let started = sso::oidc::start(self.http()?, oidc, &state)
@@ -296,7 +287,7 @@ impl AuthServer {
                     .to_owned(),
             )
         };
-        if state.len() != 64 || !state.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if !is_random_id(state) {
             return Err(unknown());
         }
         let key = hashed_key(LOGINS_PREFIX, state)?;
@@ -325,7 +316,7 @@ impl AuthServer {
         let param = |name: &str| request.params.get(name).map(String::as_str).unwrap_or("");
         let state = param("state");
         let outcome = self.finish_checked(&request, state).await;
-        let (pending, identity) = match outcome {
+        let (pending, connector, identity) = match outcome {
             Ok(done) => done,
             Err((connector, err)) => {
                 let mut event = AuditEvent::failure(EventType::UserLogin, err.to_string())
@@ -339,7 +330,6 @@ impl AuthServer {
                 return Err(err);
             }
         };
-        let connector = self.find_connector(&pending.kind, &pending.connector)?;
         let user = self.upsert_sso_user(&pending, &connector, identity).await?;
         let mut event = AuditEvent::success(EventType::UserLogin)
             .user(user.name.as_str())
@@ -382,7 +372,7 @@ impl AuthServer {
                         remote.as_deref(),
                     )
                     .await?;
-                let result_id = random_id();
+                let result_id = random_hex(ID_BYTES);
                 let stored = StoredResult {
                     secret_sha256,
                     response: StoredLoginResponse {
@@ -413,13 +403,13 @@ impl AuthServer {
         }
     }
 
-    /// The provider's answer checked: the pending login and who the user is. On error, the
-    /// connector's name (when known) for the audit event.
+    /// The provider's answer checked: the pending login, its connector and who the user is.
+    /// On error, the connector's name (when known) for the audit event.
     async fn finish_checked(
         &self,
         request: &proto::FinishSsoLoginRequest,
         state: &str,
-    ) -> Result<(PendingLogin, ExternalIdentity), (String, ServiceError)> {
+    ) -> Result<(PendingLogin, AnyConnector, ExternalIdentity), (String, ServiceError)> {
         let param = |name: &str| request.params.get(name).map(String::as_str).unwrap_or("");
         let pending = self
             .take_pending_login(state)
@@ -476,7 +466,7 @@ impl AuthServer {
                 .map_err(|err| fail(sso_error(err)))?
             }
         };
-        Ok((pending, identity))
+        Ok((pending, connector, identity))
     }
 
     /// Writes the SSO user as the provider describes them now, expiring with the longest
@@ -552,9 +542,7 @@ impl AuthServer {
                 "no such login result (each is collected once, within 2 minutes)".to_owned(),
             )
         };
-        if request.result_id.len() != 64
-            || !request.result_id.bytes().all(|b| b.is_ascii_hexdigit())
-        {
+        if !is_random_id(&request.result_id) {
             return Err(unknown());
         }
         let key = hashed_key(RESULTS_PREFIX, &request.result_id)?;
@@ -592,13 +580,17 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// A connector document read and checked as its kind, with its canonical JSON and the
-/// events its changes are audited as.
-fn parse_connector(
-    kind: &str,
-    source: &str,
-    document: &str,
-) -> Result<(String, String, EventType, EventType), String> {
+/// The audit events a connector kind's changes are: created (or replaced), deleted.
+fn connector_events(kind: &str) -> (EventType, EventType) {
+    match kind {
+        "oidc" => (EventType::OidcCreated, EventType::OidcDeleted),
+        "saml" => (EventType::SamlCreated, EventType::SamlDeleted),
+        _ => (EventType::GithubCreated, EventType::GithubDeleted),
+    }
+}
+
+/// A connector document read and checked as its kind: its name and canonical JSON.
+fn parse_connector(kind: &str, source: &str, document: &str) -> Result<(String, String), String> {
     fn parsed<S: ConnectorSpec + jumpgate_types::ResourceSpec>(
         source: &str,
         document: &str,
@@ -609,31 +601,10 @@ fn parse_connector(
         Ok((connector.name().to_owned(), json))
     }
     use jumpgate_types::connector::{GithubConnectorSpec, OidcConnectorSpec, SamlConnectorSpec};
-    let ((name, json), created, deleted) = match kind {
-        "oidc" => (
-            parsed::<OidcConnectorSpec>(source, document)?,
-            EventType::OidcCreated,
-            EventType::OidcDeleted,
-        ),
-        "saml" => (
-            parsed::<SamlConnectorSpec>(source, document)?,
-            EventType::SamlCreated,
-            EventType::SamlDeleted,
-        ),
-        _ => (
-            parsed::<GithubConnectorSpec>(source, document)?,
-            EventType::GithubCreated,
-            EventType::GithubDeleted,
-        ),
-    };
-    Ok((name, json, created, deleted))
-}
-
-fn deleted_event(kind: &str) -> EventType {
     match kind {
-        "oidc" => EventType::OidcDeleted,
-        "saml" => EventType::SamlDeleted,
-        _ => EventType::GithubDeleted,
+        "oidc" => parsed::<OidcConnectorSpec>(source, document),
+        "saml" => parsed::<SamlConnectorSpec>(source, document),
+        _ => parsed::<GithubConnectorSpec>(source, document),
     }
 }
 
@@ -693,16 +664,10 @@ impl AuthServer {
         source: &str,
         request: &proto::UpsertResourceRequest,
     ) -> Result<proto::UpsertResourceResponse, ServiceError> {
-        let (name, document, created, _) = match parse_connector(kind, source, &request.document) {
+        let (created, _) = connector_events(kind);
+        let (name, document) = match parse_connector(kind, source, &request.document) {
             Ok(parsed) => parsed,
-            Err(reason) => {
-                let event = match kind {
-                    "oidc" => EventType::OidcCreated,
-                    "saml" => EventType::SamlCreated,
-                    _ => EventType::GithubCreated,
-                };
-                return Err(self.refuse_malformed(caller, event, &reason).await);
-            }
+            Err(reason) => return Err(self.refuse_malformed(caller, created, &reason).await),
         };
         let key_text = format!("{CONNECTORS_PREFIX}{kind}/{name}");
         let item = NewItem::new(
@@ -755,9 +720,10 @@ impl AuthServer {
         if outcome.is_ok() {
             self.settle(&key_text, super::Settled::Absent).await;
         }
+        let (_, deleted) = connector_events(kind);
         let event = match &outcome {
-            Ok(()) => AuditEvent::success(deleted_event(kind)),
-            Err(err) => AuditEvent::failure(deleted_event(kind), err.to_string()),
+            Ok(()) => AuditEvent::success(deleted),
+            Err(err) => AuditEvent::failure(deleted, err.to_string()),
         }
         .user(caller.audit_name())
         .field("name", name);

@@ -27,7 +27,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 const PREFIX: &str = "/web/sessions/";
 
 /// The cookie secret's length in bytes (hex on the wire).
-const ID_BYTES: usize = 32;
+pub(super) const ID_BYTES: usize = 32;
 
 /// What is stored per session (never the id itself).
 #[derive(Debug, Serialize, Deserialize)]
@@ -44,19 +44,25 @@ struct StoredSession {
     last_used_unix: i64,
 }
 
-fn random_hex(bytes: usize) -> String {
+pub(super) fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     rand::fill(&mut buf[..]);
     hex::encode(buf)
 }
 
-fn backend_error(err: BackendError) -> ServiceError {
+pub(super) fn backend_error(err: BackendError) -> ServiceError {
     ServiceError::from(crate::AuthError::from(err))
+}
+
+/// Whether `id` could be one of the random ids auth makes ([`random_hex`] of
+/// [`ID_BYTES`]): checked before an id from a request goes into a backend key.
+pub(super) fn is_random_id(id: &str) -> bool {
+    id.len() == ID_BYTES * 2 && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// The backend key of the session `id`, refusing what is not an id auth made.
 fn key_of(id: &str) -> Result<Key, ServiceError> {
-    if id.len() != ID_BYTES * 2 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !is_random_id(id) {
         return Err(ServiceError::Unauthenticated(
             "no such web session; log in again".to_string(),
         ));

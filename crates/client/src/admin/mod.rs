@@ -269,11 +269,7 @@ impl AdminClient {
         kind: &str,
         name: Option<&str>,
     ) -> Result<Vec<Document>, AdminError> {
-        let documents = self.documents(kind, name, false).await?;
-        documents
-            .iter()
-            .map(|text| Document::parse(text).map_err(AdminError::MalformedResource))
-            .collect()
+        self.parsed_documents(kind, name, false).await
     }
 
     /// As [`AdminClient::resources`], with SSO connectors' client secrets.
@@ -282,7 +278,16 @@ impl AdminClient {
         kind: &str,
         name: Option<&str>,
     ) -> Result<Vec<Document>, AdminError> {
-        let documents = self.documents(kind, name, true).await?;
+        self.parsed_documents(kind, name, true).await
+    }
+
+    async fn parsed_documents(
+        &mut self,
+        kind: &str,
+        name: Option<&str>,
+        with_secrets: bool,
+    ) -> Result<Vec<Document>, AdminError> {
+        let documents = self.documents(kind, name, with_secrets).await?;
         documents
             .iter()
             .map(|text| Document::parse(text).map_err(AdminError::MalformedResource))
