@@ -140,6 +140,13 @@ maybe('sso: claims that map to no role are refused, saying which claims came', a
   assert.equal(await session(page), null);
 });
 
+maybe('sso: a provider never logs anyone in as a local (password) user', async (t) => {
+  const { page } = await webLogin(t, 'mallory');
+  await page.getByText('Single sign-on failed').waitFor();
+  assert.match(await page.locator('body').innerText(), /a local user named "alice" exists/);
+  assert.equal(await session(page), null);
+});
+
 maybe('sso: a user the provider no longer knows is refused', async (t) => {
   setUser('gone', { email: 'gone@example.com', groups: ['devs'] });
   setUser('gone', null);

@@ -378,8 +378,8 @@ impl Drop for OidcProvider {
 /// traits (`{{email.local(external.email)}}` as the login), `jsh login --auth` through its
 /// loopback callback and `jsh ssh` with that login, a changed group giving a changed role
 /// at the next login, a user the provider no longer knows refused, claims that map to no
-/// role refused with the reason, a callback from another browser (login CSRF) and an
-/// open redirect refused.
+/// role refused with the reason, a provider naming a user as a local user refused, a
+/// callback from another browser (login CSRF) and an open redirect refused.
 #[test]
 fn browser_single_sign_on_through_an_oidc_provider() {
     let login = jumpgate_test_support::ensure_timing_login();
@@ -390,6 +390,8 @@ fn browser_single_sign_on_through_an_oidc_provider() {
         serde_json::json!({
             "ann": {"email": format!("{login}@example.com"), "groups": ["devs"]},
             "nora": {"email": "nora@example.com", "groups": ["visitors"]},
+            // The provider names her "alice", as the cluster's local (password) user.
+            "mallory": {"email": "alice", "groups": ["devs"]},
         })
         .to_string(),
     )
