@@ -42,6 +42,10 @@ install_packages() {
     [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
     command -v ssh >/dev/null 2>&1 && command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
     command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+    # OpenSSL 3's headers and pkg-config, to build webauthn-rs (the auth service's
+    # WebAuthn), which verifies signatures with OpenSSL.
+    [ -e /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
+    command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
     command -v curl >/dev/null 2>&1 || missing+=(curl ca-certificates)
     command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
     # `ip netns`, veth and bridges for the multi-region tests (Regions in test-support).

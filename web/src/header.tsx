@@ -42,6 +42,7 @@ export function Header({ session, onLoggedOut, onSessionEnded }: Props) {
         {session.can?.users === true && <a href={paths.users}>Users</a>}
         {session.can?.roles === true && <a href={paths.roles}>Roles</a>}
         {session.can?.tokens === true && <a href={paths.tokens}>Join tokens</a>}
+        <a href={paths.keys}>Security keys</a>
       </nav>
       <div class="who">
         <span>

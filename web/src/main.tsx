@@ -57,6 +57,7 @@ const UsersPage = lazyPage(() => import('./pages/users').then((m) => m.UsersPage
 const RolesPage = lazyPage(() => import('./pages/roles').then((m) => m.RolesPage));
 const TokensPage = lazyPage(() => import('./pages/tokens').then((m) => m.TokensPage));
 const SignupPage = lazyPage(() => import('./pages/signup').then((m) => m.SignupPage));
+const SecurityKeysPage = lazyPage(() => import('./pages/keys').then((m) => m.SecurityKeysPage));
 
 /** Where to go after logging in: only a page of this app, never another origin. */
 function afterLogin(next: string | null): string {
@@ -184,6 +185,9 @@ function App() {
       break;
     case 'tokens':
       page = session.can?.tokens === true ? <TokensPage onSessionEnded={sessionEnded} /> : <ForbiddenPage what="tokens" />;
+      break;
+    case 'keys':
+      page = <SecurityKeysPage onSessionEnded={sessionEnded} />;
       break;
     case 'not-found':
       page = <NotFoundPage path={route.path} />;

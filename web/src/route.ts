@@ -14,6 +14,7 @@ export type Route =
   | { page: 'recording'; id: string }
   | { page: 'audit' }
   | { page: 'sessions' }
+  | { page: 'keys' }
   | { page: 'not-found'; path: string };
 
 export const paths = {
@@ -30,6 +31,7 @@ export const paths = {
   recording: (id: string) => `/web/recordings/${encodeURIComponent(id)}`,
   audit: '/web/audit',
   sessions: '/web/sessions',
+  keys: '/web/security-keys',
 };
 
 function decode(segment: string): string | null {
@@ -72,6 +74,9 @@ export function parse(pathname: string): Route {
   }
   if (path === '/web/audit') {
     return { page: 'audit' };
+  }
+  if (path === '/web/security-keys') {
+    return { page: 'keys' };
   }
   return { page: 'not-found', path: pathname };
 }

@@ -11,6 +11,8 @@
 //   JUMPGATE_ARTEFACTS      where screenshots go (default web/test-artefacts, gitignored)
 //   JUMPGATE_CHROMIUM       the browser (default /usr/bin/chromium)
 //   JUMPGATE_WEB_TESTS      optional: a regular expression; only matching tests run
+//   JUMPGATE_CHROMIUM_ARGS  optional: more Chromium flags, one per line (webauthn.mjs maps
+//                           host names to the proxy with --host-resolver-rules)
 //
 // Trust: the harness first connects with Node's TLS client verifying the proxy's
 // certificate against the cluster's CA, then tells Chromium to accept exactly that
@@ -105,6 +107,7 @@ before(async () => {
       '--disable-gpu',
       '--disable-background-networking',
       `--ignore-certificate-errors-spki-list=${pin}`,
+      ...(process.env.JUMPGATE_CHROMIUM_ARGS ?? '').split('\n').filter((arg) => arg !== ''),
     ],
   });
 });

@@ -86,6 +86,12 @@ pub enum EventType {
     /// A GitHub connector was removed.
     #[serde(rename = "github.deleted")]
     GithubDeleted,
+    /// A user registered a security key or passkey (WebAuthn), or was refused.
+    #[serde(rename = "mfa.add")]
+    MfaDeviceAdd,
+    /// A user removed a security key, or was refused.
+    #[serde(rename = "mfa.delete")]
+    MfaDeviceDelete,
 }
 
 /// The one table of event names and codes: (type, name, success code, failure code).
@@ -94,7 +100,7 @@ pub enum EventType {
 /// `T2000I` session start, `T3002I` exec, ...), so Teleport users' alerting keeps working.
 /// The last letter is the severity: `I` info, `W` warning (refused), `E` error (failed).
 /// Where Teleport has no failure code we use the success code with `W`.
-const TABLE: [(EventType, &str, &str, &str); 28] = [
+const TABLE: [(EventType, &str, &str, &str); 30] = [
     (EventType::UserLogin, "user.login", "T1000I", "T1000W"),
     (EventType::UserCreate, "user.create", "T1002I", "T1002W"),
     (EventType::UserUpdate, "user.update", "T1003I", "T1003W"),
@@ -154,6 +160,8 @@ const TABLE: [(EventType, &str, &str, &str); 28] = [
     (EventType::OidcDeleted, "oidc.deleted", "T8101I", "T8101W"),
     (EventType::SamlCreated, "saml.created", "T8200I", "T8200W"),
     (EventType::SamlDeleted, "saml.deleted", "T8201I", "T8201W"),
+    (EventType::MfaDeviceAdd, "mfa.add", "T1006I", "T1006W"),
+    (EventType::MfaDeviceDelete, "mfa.delete", "T1007I", "T1007W"),
 ];
 
 impl EventType {

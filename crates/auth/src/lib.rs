@@ -3,6 +3,8 @@
 //!
 //! - [`authorities`]: the CAs, created atomically on a cluster's first start.
 //! - [`users`], [`tokens`]: local users (argon2id, TOTP, lockout), join and signup tokens.
+//! - [`webauthn`]: security keys and passkeys (second factor, passwordless), the policy of
+//!   `second_factor`, and the ceremonies' state kept in the backend.
 //! - [`cache`]: the watch-fed copy of roles and users that every call's authorisation
 //!   reads, so no call waits on the backend.
 //! - [`service`]: the gRPC API (`jumpgate_api`), authorised from the caller's TLS identity.
@@ -21,6 +23,7 @@ pub mod service;
 pub mod sso;
 pub mod tokens;
 pub mod users;
+pub mod webauthn;
 
 pub use authorities::{AuthError, AuthorityType, ClusterAuthorities, RotationState};
 pub use cache::{CacheError, CacheStats, Change, StateCache};

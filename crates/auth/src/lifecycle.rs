@@ -8,7 +8,7 @@
 //! for the host's own SSH service.
 
 use crate::service::{AuthServer, AuthServerConfig};
-use crate::{CacheError, ClusterAuthorities, LocalIdentity, SecondFactor, StateCache};
+use crate::{CacheError, ClusterAuthorities, LocalIdentity, StateCache};
 use jumpgate_api::{AUTH_SERVER_NAME, ApiError, PemIdentity, proto};
 use jumpgate_audit::{AuditLog, RecordingStore};
 use jumpgate_backend::{Backend, BackendError, Key, NewItem};
@@ -329,7 +329,16 @@ async fn start_with_audit(
         recordings,
         authorities,
         cache: cache.clone(),
-        second_factor: SecondFactor::from(config.auth_service.authentication.second_factor),
+        second_factor: config.auth_service.authentication.second_factor,
+        webauthn: config
+            .auth_service
+            .authentication
+            .webauthn
+            .as_ref()
+            .map(|webauthn| crate::service::WebauthnSettings {
+                rp_id: webauthn.rp_id.clone(),
+                passwordless: config.auth_service.authentication.passwordless,
+            }),
         static_tokens: config.auth_service.tokens.clone(),
         tunnel_strategy: config.auth_service.tunnel_strategy,
         web_idle_timeout: config.auth_service.web_idle_timeout,

@@ -9,15 +9,16 @@
 //!   (a dummy argon2id verification), so names cannot be probed.
 //! - 5 consecutive failures lock the user for 30 minutes; a locked user is refused
 //!   without checking the password. Every success, failure and lock is audited.
-//! - With `second_factor: otp` a TOTP code is required; a code is accepted once (the
-//!   last used time step is stored), so a code seen over a shoulder cannot be replayed.
+//! - The second factor asked for is [`crate::webauthn::required_factor`]'s: a TOTP code,
+//!   a security key (whose ceremony is [`crate::webauthn`]'s), either, or none. A code is
+//!   accepted once (the last used time step is stored), so a code seen over a shoulder
+//!   cannot be replayed.
 
 use crate::AuthError;
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 use jumpgate_audit::{AuditEvent, AuditLog, EventType, Timestamp};
 use jumpgate_backend::{Backend, BackendError, Key, NewItem};
 use jumpgate_types::Traits;
-use jumpgate_types::config::SecondFactor as ConfiguredSecondFactor;
 use serde::{Deserialize, Serialize};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -31,42 +32,9 @@ pub const MIN_PASSWORD_LEN: usize = 12;
 /// Longest password accepted: argon2id's cost must not be the caller's to choose.
 pub const MAX_PASSWORD_LEN: usize = 1024;
 
-/// What auth enforces at login: a TOTP code or nothing besides the password.
-///
-/// Not the config's [`jumpgate_types::config::SecondFactor`], which is what an admin may
-/// write in `auth_service.authentication.second_factor` (Teleport's five keywords): this
-/// is that choice reduced to what Jumpgate implements ([`From`] does the reduction).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SecondFactor {
-    /// The password alone.
-    Off,
-    /// The password and a TOTP code.
-    Otp,
-}
-
-impl SecondFactor {
-    /// As the auth API's status says it: `off` or `otp`.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Off => "off",
-            Self::Otp => "otp",
-        }
-    }
-}
-
-impl From<ConfiguredSecondFactor> for SecondFactor {
-    fn from(configured: ConfiguredSecondFactor) -> SecondFactor {
-        match configured {
-            ConfiguredSecondFactor::Off => SecondFactor::Off,
-            // `on` and `optional` mean TOTP as long as TOTP is the only second factor;
-            // WebAuthn is refused by config validation until it exists.
-            ConfiguredSecondFactor::Otp
-            | ConfiguredSecondFactor::On
-            | ConfiguredSecondFactor::Optional
-            | ConfiguredSecondFactor::Webauthn => SecondFactor::Otp,
-        }
-    }
-}
+/// The configured second-factor policy (`auth_service.authentication.second_factor`),
+/// enforced as [`crate::webauthn::required_factor`] says.
+pub use jumpgate_types::config::SecondFactor;
 
 /// Why a login was refused. Deliberately vague towards the client.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +51,25 @@ pub enum LoginError {
     /// one). Unlike a wrong guess, it does not count towards the lockout.
     #[error("invalid user name, password or one-time code")]
     SecondFactorRequired,
+    /// The right password of a user who must present a security key (and has no code
+    /// that would do). Said plainly, since the user must go elsewhere (the web UI, or the
+    /// key step of the login): this confirms the password to whoever typed it, as a key
+    /// prompt after the password does in any WebAuthn login. It does not count towards
+    /// the lockout, and wrong passwords still do.
+    #[error(
+        "this user's second factor is a security key: log in with it in the web UI (jsh \
+         cannot use security keys yet)"
+    )]
+    WebauthnRequired,
+    /// The right password of a user who has no key under a policy that takes only keys
+    /// (`second_factor: webauthn`): nothing this user has can log in. Registering a key
+    /// at signup is not built yet (docs/web.md).
+    #[error(
+        "this user has no security key, and this cluster (second_factor: webauthn) accepts \
+         nothing else: an admin can allow second_factor: on for a while, for the user to \
+         register a key on the web UI's Security keys page"
+    )]
+    NoSecurityKey,
     #[error(transparent)]
     Internal(#[from] AuthError),
 }
@@ -132,13 +119,39 @@ impl User {
 /// A user's secrets and lockout state.
 #[derive(Clone, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct Credentials {
-    password_hash: Option<String>,
-    totp_secret: Option<String>,
+pub(crate) struct Credentials {
+    pub(crate) password_hash: Option<String>,
+    pub(crate) totp_secret: Option<String>,
     /// The TOTP time step last accepted (replay protection).
-    last_totp_step: Option<u64>,
-    failed_logins: u32,
-    locked_until_ms: Option<u64>,
+    pub(crate) last_totp_step: Option<u64>,
+    pub(crate) failed_logins: u32,
+    pub(crate) locked_until_ms: Option<u64>,
+    /// The user's WebAuthn user handle, made at the first key's registration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) webauthn_handle: Option<uuid::Uuid>,
+    /// Registered security keys ([`crate::webauthn`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) webauthn_devices: Vec<crate::webauthn::Device>,
+}
+
+/// What a login presents besides the password.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Presented<'a> {
+    /// A TOTP code, or none.
+    Otp(Option<&'a str>),
+    /// The begin of a security-key login: the key's ceremony follows.
+    KeyPending,
+}
+
+/// A right password, and what happens next.
+#[derive(Debug)]
+pub(crate) enum PasswordVerdict {
+    /// Logged in (with a TOTP code if the policy asked for one).
+    LoggedIn(User),
+    /// A key login may begin: the user's keys.
+    KeyNext(User, Vec<crate::webauthn::Device>),
+    /// The user has no key this policy accepts: log in with the code (or nothing).
+    NoKey,
 }
 
 /// What a new user needs to finish enrolment.
@@ -157,11 +170,11 @@ pub struct Users<'a> {
     pub second_factor: SecondFactor,
 }
 
-fn user_key(name: &str) -> Result<Key, AuthError> {
+pub(crate) fn user_key(name: &str) -> Result<Key, AuthError> {
     Ok(Key::new(format!("/users/{name}"))?)
 }
 
-fn credentials_key(name: &str) -> Result<Key, AuthError> {
+pub(crate) fn credentials_key(name: &str) -> Result<Key, AuthError> {
     Ok(Key::new(format!("/credentials/{name}"))?)
 }
 
@@ -183,7 +196,7 @@ pub(crate) fn valid_name(name: &str) -> bool {
     crate::names::is_plain_name(name, &['@'])
 }
 
-fn corrupt(key: &str, detail: impl std::fmt::Display) -> AuthError {
+pub(crate) fn corrupt(key: &str, detail: impl std::fmt::Display) -> AuthError {
     AuthError::CorruptRecord {
         key: key.to_string(),
         detail: detail.to_string(),
@@ -192,7 +205,7 @@ fn corrupt(key: &str, detail: impl std::fmt::Display) -> AuthError {
 
 /// A hash to verify against when the user does not exist, so that answer takes as
 /// long as a wrong password.
-fn dummy_hash() -> Option<&'static str> {
+pub(crate) fn dummy_hash() -> Option<&'static str> {
     static DUMMY: OnceLock<Option<String>> = OnceLock::new();
     DUMMY
         .get_or_init(|| {
@@ -223,7 +236,7 @@ impl Users<'_> {
         let mut enrollment = Enrollment { otpauth_uri: None };
         if let Some(password) = password {
             credentials.password_hash = Some(hash_password(password)?);
-            if self.second_factor == SecondFactor::Otp {
+            if self.second_factor.allows_otp() {
                 let secret = totp_rs::Secret::generate();
                 let totp = self.totp(&user.name, secret.clone())?;
                 enrollment.otpauth_uri = Some(
@@ -281,7 +294,16 @@ impl Users<'_> {
         remote_addr: Option<&str>,
         now: SystemTime,
     ) -> Result<User, LoginError> {
-        let outcome = self.check_login(name, password, otp, now).await;
+        let outcome = self
+            .check_login(name, password, Presented::Otp(otp), now)
+            .await
+            .and_then(|verdict| match verdict {
+                PasswordVerdict::LoggedIn(user) => Ok(user),
+                // A code login never asks for a key, so these cannot come; refuse anyway.
+                PasswordVerdict::KeyNext(..) | PasswordVerdict::NoKey => {
+                    Err(LoginError::WebauthnRequired)
+                }
+            });
         let mut event = match &outcome {
             Ok(_) => AuditEvent::success(EventType::UserLogin),
             Err(LoginError::Internal(err)) => {
@@ -291,6 +313,14 @@ impl Users<'_> {
             Err(LoginError::SecondFactorRequired) => AuditEvent::failure(
                 EventType::UserLogin,
                 "the password was right but no one-time code was given",
+            ),
+            Err(LoginError::WebauthnRequired) => AuditEvent::failure(
+                EventType::UserLogin,
+                "the password was right but this user must use a security key",
+            ),
+            Err(LoginError::NoSecurityKey) => AuditEvent::failure(
+                EventType::UserLogin,
+                "the password was right but this user has no security key, which the policy requires",
             ),
             Err(err) => AuditEvent::failure(EventType::UserLogin, err.to_string()),
         }
@@ -354,7 +384,7 @@ impl Users<'_> {
     ) -> Result<Enrollment, AuthError> {
         let mut enrollment = Enrollment { otpauth_uri: None };
         let mut credentials = Credentials::default();
-        if self.second_factor == SecondFactor::Otp {
+        if self.second_factor.allows_otp() {
             let Some((secret, step)) = totp else {
                 return Err(AuthError::InvalidRequest(
                     "a one-time code is required to enrol the authenticator app".to_string(),
@@ -430,7 +460,7 @@ impl Users<'_> {
         outcome
     }
 
-    /// Writes new credentials for an existing user.
+    /// Writes new credentials for an existing user (security keys go with the old ones).
     async fn replace_credentials(
         &self,
         name: &str,
@@ -509,13 +539,15 @@ impl Users<'_> {
             .filter(|until| *until > now))
     }
 
-    async fn check_login(
+    /// Checks the password (and code), counting failures towards the lockout; says what
+    /// comes next.
+    pub(crate) async fn check_login(
         &self,
         name: &str,
         password: &str,
-        otp: Option<&str>,
+        presented: Presented<'_>,
         now: SystemTime,
-    ) -> Result<User, LoginError> {
+    ) -> Result<PasswordVerdict, LoginError> {
         if password.len() > MAX_PASSWORD_LEN || !valid_name(name) {
             return Err(LoginError::InvalidCredentials);
         }
@@ -550,13 +582,13 @@ impl Users<'_> {
                 credentials.locked_until_ms = None;
                 credentials.failed_logins = 0;
             }
-            let verdict = self.verify(&credentials, name, password, otp, now);
+            let verdict = self.verify(&credentials, name, password, presented, now);
             let mut updated = credentials.clone();
             match &verdict {
-                Ok(step) => {
+                Ok(next) => {
                     updated.failed_logins = 0;
-                    if step.is_some() {
-                        updated.last_totp_step = *step;
+                    if let Next::Done(Some(step)) = next {
+                        updated.last_totp_step = Some(*step);
                     }
                 }
                 Err(LoginError::InvalidCredentials) => {
@@ -595,7 +627,11 @@ impl Users<'_> {
                 )
                 .await?;
             }
-            return verdict.map(|_| user);
+            return verdict.map(|next| match next {
+                Next::Done(_) => PasswordVerdict::LoggedIn(user),
+                Next::Key => PasswordVerdict::KeyNext(user, credentials.webauthn_devices),
+                Next::NoKey => PasswordVerdict::NoKey,
+            });
         }
         Err(AuthError::InvalidRequest(
             "too many concurrent logins for this user; try again".to_string(),
@@ -603,15 +639,15 @@ impl Users<'_> {
         .into())
     }
 
-    /// The password and code check itself; `Ok(Some(step))` when a TOTP code was used.
+    /// The password and second-factor check itself.
     fn verify(
         &self,
         credentials: &Credentials,
         name: &str,
         password: &str,
-        otp: Option<&str>,
+        presented: Presented<'_>,
         now: SystemTime,
-    ) -> Result<Option<u64>, LoginError> {
+    ) -> Result<Next, LoginError> {
         let Some(hash) = &credentials.password_hash else {
             // No password set yet: nothing can match.
             if let Some(dummy) = dummy_hash() {
@@ -625,13 +661,30 @@ impl Users<'_> {
         {
             return Err(LoginError::InvalidCredentials);
         }
-        if self.second_factor == SecondFactor::Off {
-            return Ok(None);
+        let required = crate::webauthn::required_factor(
+            self.second_factor,
+            credentials.totp_secret.is_some(),
+            !credentials.webauthn_devices.is_empty(),
+        );
+        let otp = match presented {
+            Presented::KeyPending if required.accepts_webauthn() => return Ok(Next::Key),
+            Presented::KeyPending => return Ok(Next::NoKey),
+            Presented::Otp(otp) => otp.filter(|code| !code.is_empty()),
+        };
+        if required == crate::webauthn::RequiredFactor::Nothing {
+            return Ok(Next::Done(None));
+        }
+        if !required.accepts_otp() {
+            return Err(if credentials.webauthn_devices.is_empty() {
+                LoginError::NoSecurityKey
+            } else {
+                LoginError::WebauthnRequired
+            });
         }
         let Some(secret) = &credentials.totp_secret else {
             return Err(LoginError::InvalidCredentials);
         };
-        let Some(code) = otp.filter(|code| !code.is_empty()) else {
+        let Some(code) = otp else {
             return Err(LoginError::SecondFactorRequired);
         };
         let secret = totp_rs::Secret::try_from_base32(secret).map_err(|err| {
@@ -646,7 +699,7 @@ impl Users<'_> {
             // Already used: a replay, or an older code after a newer one.
             return Err(LoginError::InvalidCredentials);
         }
-        Ok(Some(step))
+        Ok(Next::Done(Some(step)))
     }
 
     fn totp(&self, name: &str, secret: totp_rs::Secret) -> Result<totp_rs::Totp, AuthError> {
@@ -658,12 +711,20 @@ impl Users<'_> {
             .map_err(|err| AuthError::InvalidRequest(format!("TOTP: {err}")))
     }
 
-    async fn record(&self, event: AuditEvent) -> Result<(), AuthError> {
+    pub(crate) async fn record(&self, event: AuditEvent) -> Result<(), AuthError> {
         self.audit.append(event).await.map_err(AuthError::Audit)
     }
 }
 
-fn decode_credentials(value: &[u8], key: &Key) -> Result<Credentials, AuthError> {
+/// After a right password: logged in (with the TOTP step used), or a key next, or no key.
+#[derive(Debug)]
+enum Next {
+    Done(Option<u64>),
+    Key,
+    NoKey,
+}
+
+pub(crate) fn decode_credentials(value: &[u8], key: &Key) -> Result<Credentials, AuthError> {
     serde_json::from_slice(value).map_err(|err| corrupt(key.as_str(), err))
 }
 
@@ -692,8 +753,6 @@ fn hash_password(password: &str) -> Result<String, AuthError> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn the_totp_code_of_a_secret_checks_at_its_time_only() {
         let secret = totp_rs::Secret::generate();
@@ -705,27 +764,5 @@ mod tests {
         let code = totp.generate(1_800_000_000).to_string();
         assert!(totp.check(&code, 1_800_000_000).is_some());
         assert!(totp.check(&code, 1_800_000_000 + 3600).is_none());
-    }
-
-    #[test]
-    fn the_configured_second_factor_is_enforced_as_otp_unless_off() {
-        assert_eq!(
-            SecondFactor::from(ConfiguredSecondFactor::Off),
-            SecondFactor::Off
-        );
-        for configured in [
-            ConfiguredSecondFactor::Otp,
-            ConfiguredSecondFactor::On,
-            ConfiguredSecondFactor::Optional,
-            ConfiguredSecondFactor::Webauthn,
-        ] {
-            assert_eq!(
-                SecondFactor::from(configured),
-                SecondFactor::Otp,
-                "{configured}"
-            );
-        }
-        assert_eq!(SecondFactor::Otp.as_str(), "otp");
-        assert_eq!(SecondFactor::Off.as_str(), "off");
     }
 }

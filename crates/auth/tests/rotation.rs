@@ -273,6 +273,7 @@ async fn auth_server(backend: Arc<dyn Backend>, dir: &std::path::Path, name: &st
         authorities,
         cache,
         second_factor: SecondFactor::Otp,
+        webauthn: None,
         static_tokens: Vec::new(),
         tunnel_strategy: Default::default(),
         web_idle_timeout: Duration::from_secs(600),

@@ -336,3 +336,68 @@ async fn bad_new_users_are_refused_clearly_and_audited() {
     );
     let _ = EventType::UserCreate;
 }
+
+/// The policies beyond `otp` for users without security keys (keys need a browser: the
+/// WebAuthn ceremonies are tested end to end in crates/jumpgate/tests/web_webauthn.rs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_optional_and_webauthn_ask_for_what_the_user_has() {
+    let f = fixture().await;
+    let now = SystemTime::now();
+    // `on` enrols TOTP at creation, like `otp`; the code is then required.
+    let on = f.users(SecondFactor::On);
+    let uri = on
+        .create(&alice(), Some(PASSWORD), now)
+        .await
+        .unwrap()
+        .otpauth_uri
+        .expect("`on` enrols TOTP");
+    let missing = on
+        .authenticate("alice", PASSWORD, None, None, now)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(missing, LoginError::SecondFactorRequired),
+        "{missing}"
+    );
+    on.authenticate("alice", PASSWORD, Some(&totp_at(&uri, now)), None, now)
+        .await
+        .unwrap();
+    // `webauthn`: a code does not do, even a right one; the refusal says that a key is
+    // needed and that this user has none (with a key: crates/jumpgate/tests/web_webauthn.rs).
+    let webauthn = f.users(SecondFactor::Webauthn);
+    let later = now + Duration::from_secs(60);
+    for otp in [None, Some(totp_at(&uri, later))] {
+        let err = webauthn
+            .authenticate("alice", PASSWORD, otp.as_deref(), None, later)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, LoginError::NoSecurityKey), "{err}");
+        assert!(err.to_string().contains("no security key"), "{err}");
+    }
+    // A wrong password is still the wrong password (and counted).
+    let wrong = webauthn
+        .authenticate("alice", "wrong password!!", None, None, later)
+        .await
+        .unwrap_err();
+    assert!(matches!(wrong, LoginError::InvalidCredentials), "{wrong}");
+    // `optional`: a user with nothing registered logs in with the password alone; one
+    // with TOTP must give the code.
+    let optional = f.users(SecondFactor::Optional);
+    let bob = User {
+        name: "bob".to_string(),
+        ..alice()
+    };
+    f.users(SecondFactor::Off)
+        .create(&bob, Some(PASSWORD), now)
+        .await
+        .unwrap();
+    optional
+        .authenticate("bob", PASSWORD, None, None, now)
+        .await
+        .unwrap();
+    let err = optional
+        .authenticate("alice", PASSWORD, None, None, later)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LoginError::SecondFactorRequired), "{err}");
+}

@@ -11,6 +11,7 @@
 //! - [`ssh`]: the SSH session over that stream: host certificate check, certificate
 //!   login, commands, shells, port and agent forwarding.
 //! - [`scp`]: copying files to and from a node over its `sftp` subsystem (`jsh scp`).
+//! - [`mfa`]: the user's own security keys (`jsh mfa ls`, `jsh mfa rm`).
 //! - [`recordings`]: session recordings from the auth API (`jsh recordings`, `jsh play`).
 //! - [`terminal`]: raw mode and window sizes for interactive sessions.
 //! - [`openssh`]: the `ssh_config` block for OpenSSH through `jsh proxy ssh`.
@@ -20,6 +21,7 @@ pub mod admin;
 pub mod dial;
 pub mod error;
 pub mod login;
+pub mod mfa;
 pub mod nodes;
 pub mod openssh;
 pub mod profile;

@@ -56,6 +56,9 @@ const LIBRARIES: &[(&str, &str, Option<&str>)] = &[
     ("ld-linux-x86-64.so.2", "libc6", Some("GLIBC_")),
     ("ld-linux-aarch64.so.1", "libc6", Some("GLIBC_")),
     ("libgcc_s.so.1", "libgcc-s1", None),
+    // The auth service's WebAuthn (webauthn-rs verifies signatures with OpenSSL 3).
+    ("libssl.so.3", "libssl3", Some("OPENSSL_")),
+    ("libcrypto.so.3", "libssl3", Some("OPENSSL_")),
 ];
 
 /// Reads what `path` (an ELF executable) needs. An unknown machine gives `arch: None`.
@@ -346,12 +349,12 @@ mod tests {
             EM_X86_64,
             true,
             Endianness::Little,
-            &[("libc.so.6", GLIBC), ("libssl.so.3", &["OPENSSL_3.0.0"])],
+            &[("libc.so.6", GLIBC), ("libfoo.so.1", &["FOO_1.0"])],
         );
         let path = write(dir.path(), "jctl", &bytes);
         let err = needs(&path).unwrap_err().to_string();
         assert!(
-            err.starts_with(&format!("{} needs libssl.so.3,", path.display())),
+            err.starts_with(&format!("{} needs libfoo.so.1,", path.display())),
             "{err}"
         );
     }
@@ -363,7 +366,7 @@ mod tests {
     }
 
     #[test]
-    fn the_built_programs_need_glibc_and_libgcc() {
+    fn the_built_programs_need_glibc_and_libgcc_and_the_daemon_openssl() {
         let test_binary = std::env::current_exe().unwrap();
         let programs = ["jumpgate", "jctl", "jsh"].map(|name| debug_dir().join(name));
         for path in programs.iter().chain([&test_binary]) {
@@ -380,7 +383,14 @@ mod tests {
             }
             let mut names: Vec<_> = needs.packages.iter().map(|(name, _)| *name).collect();
             names.sort_unstable();
-            assert_eq!(names, ["libc6", "libgcc-s1"], "{}", path.display());
+            // The daemon's auth service verifies WebAuthn signatures with OpenSSL 3; jsh
+            // and jctl link no server code.
+            let expected: &[&str] = if path.ends_with("jumpgate") {
+                &["libc6", "libgcc-s1", "libssl3"]
+            } else {
+                &["libc6", "libgcc-s1"]
+            };
+            assert_eq!(names, expected, "{}", path.display());
             let libc = needs
                 .packages
                 .iter()

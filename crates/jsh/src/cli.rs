@@ -52,6 +52,9 @@ pub enum JshCommand {
     Recordings(RecordingsCommand),
     /// Play a recorded session back, or print it as text, JSON or asciicast.
     Play(PlayArgs),
+    /// Your security keys (WebAuthn): list, remove, and where to add one.
+    #[command(subcommand)]
+    Mfa(MfaCommand),
     /// Print an OpenSSH client config block for this cluster (add it to ~/.ssh/config).
     Config,
     /// Plumbing for other programs.
@@ -199,6 +202,25 @@ pub struct ScpArgs {
     /// (write `./a:b` for a local file with a colon).
     #[arg(value_name = "PATH", num_args = 2.., required = true)]
     pub paths: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MfaCommand {
+    /// List your security keys (and whether you have an authenticator app).
+    Ls {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
+    /// Print the web page to register a security key or passkey on (registering needs
+    /// the browser: jsh has no FIDO library).
+    Add,
+    /// Remove a security key by name; refused for the last second factor the cluster
+    /// requires.
+    Rm {
+        /// The key's name, as `jsh mfa ls` shows it.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -2,20 +2,20 @@
 //! the arguments, prompt where needed, print the result.
 
 use crate::cli::{
-    JshCli, JshCommand, LoginArgs, LsArgs, OutputFormat, PlayArgs, PlayFormat, ProxyCommand,
-    RecordingsCommand, ScpArgs, SshArgs,
+    JshCli, JshCommand, LoginArgs, LsArgs, MfaCommand, OutputFormat, PlayArgs, PlayFormat,
+    ProxyCommand, RecordingsCommand, ScpArgs, SshArgs,
 };
 use anyhow::{Context, Result, anyhow, bail};
 use jumpgate_api::ssh_route::RELAY_BUFFER;
 use jumpgate_client::nodes::{self, LabelFilter};
 use jumpgate_client::openssh::{openssh_config, strip_cluster_suffix};
-use jumpgate_client::recordings;
 use jumpgate_client::scp::{self, CopyOptions, CopyPlan};
 use jumpgate_client::ssh::{Forwarding, PtyRequest, SessionIo, SessionRequest};
 use jumpgate_client::terminal::{self, RawMode};
 use jumpgate_client::{
     ClientError, ForwardSpec, Home, LoginParams, Password, Profile, ProxyAddr, WebTrust,
 };
+use jumpgate_client::{mfa, recordings};
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -74,6 +74,7 @@ async fn run(command: JshCommand) -> Result<u8> {
             recordings_ls(format).await.map(|()| 0)
         }
         JshCommand::Play(args) => play(args).await.map(|()| 0),
+        JshCommand::Mfa(command) => mfa(command).await.map(|()| 0),
         JshCommand::Config => config().map(|()| 0),
         JshCommand::Proxy(ProxyCommand::Ssh { target }) => proxy_ssh(&target).await,
         JshCommand::Version => {
@@ -162,6 +163,22 @@ async fn login(args: LoginArgs) -> Result<()> {
             ping.cluster_name
         );
     }
+    // The web UI, where a security key works: the proxy's public address, else the one
+    // jsh was given.
+    let web_addr = ping
+        .proxy
+        .public_addr
+        .first()
+        .cloned()
+        .unwrap_or_else(|| proxy_text.split(',').next().unwrap_or_default().to_string());
+    let web_page = mfa::keys_page(&web_addr).replace(mfa::KEYS_PAGE, "/web");
+    if ping.auth.second_factor == "webauthn" {
+        bail!(
+            "cluster {} requires a security key (second_factor: webauthn), which jsh cannot \
+             use yet: log in with the web UI at {web_page}",
+            ping.cluster_name
+        );
+    }
     let user = match args.user.clone().or_else(local_user) {
         Some(user) => user,
         None => bail!("who are you? give --user NAME ($USER is not set)"),
@@ -185,15 +202,20 @@ async fn login(args: LoginArgs) -> Result<()> {
     let otp = match (&args.otp, ping.needs_otp()) {
         (Some(otp), _) => otp.trim().to_string(),
         (None, false) => String::new(),
-        (None, true) if interactive => {
+        (None, true) if interactive && ping.auth.second_factor == "otp" => {
             terminal::prompt_line("One-time code from your authenticator app: ")?
         }
+        (None, true) if interactive => terminal::prompt_line(
+            "One-time code from your authenticator app (empty if you have none): ",
+        )?,
+        // `on`, `optional`: a user may have a key only, or nothing; the server says.
+        (None, true) if ping.auth.second_factor != "otp" => String::new(),
         (None, true) => bail!(
             "cluster {} asks for a one-time code and there is no terminal to ask on: give it with --otp CODE",
             ping.cluster_name
         ),
     };
-    let profile = jumpgate_client::login(
+    let profile = match jumpgate_client::login(
         &home,
         &LoginParams {
             proxy,
@@ -205,7 +227,14 @@ async fn login(args: LoginArgs) -> Result<()> {
             ca_cert,
         },
     )
-    .await?;
+    .await
+    {
+        Ok(profile) => profile,
+        Err(err) if err.to_string().contains("security key") => {
+            bail!("{err}; the web UI is at {web_page}")
+        }
+        Err(err) => return Err(err.into()),
+    };
     print!("{}", status_text(&profile, SystemTime::now()));
     Ok(())
 }
@@ -552,6 +581,65 @@ async fn scp(args: ScpArgs) -> Result<u8> {
         eprintln!("jsh: error: {err}");
     }
     Ok(u8::from(!report.errors.is_empty()))
+}
+
+async fn mfa(command: MfaCommand) -> Result<()> {
+    let profile = valid_profile()?;
+    let proxy = profile
+        .meta
+        .proxy
+        .split(',')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    match command {
+        MfaCommand::Ls { format } => {
+            let list = mfa::list_devices(&profile).await?;
+            match format {
+                OutputFormat::Text => {
+                    print!("{}", mfa::devices_table(&list));
+                    if !list.webauthn_enabled {
+                        println!(
+                            "Security keys are off in this cluster (second_factor: {}).",
+                            list.second_factor
+                        );
+                    }
+                }
+                OutputFormat::Json => {
+                    let devices: Vec<serde_json::Value> = list
+                        .devices
+                        .iter()
+                        .map(|device| {
+                            serde_json::json!({
+                                "name": device.name,
+                                "id": device.id,
+                                "passwordless": device.passwordless,
+                                "added_unix": device.added_unix,
+                                "last_used_unix": device.last_used_unix,
+                            })
+                        })
+                        .collect();
+                    let out = serde_json::json!({
+                        "devices": devices,
+                        "has_otp": list.has_otp,
+                        "second_factor": list.second_factor,
+                        "webauthn_enabled": list.webauthn_enabled,
+                    });
+                    println!("{}", serde_json::to_string_pretty(&out)?);
+                }
+            }
+        }
+        MfaCommand::Add => println!(
+            "jsh cannot talk to security keys yet: register one in the web UI, logged in as {}, at\n  {}",
+            profile.meta.user,
+            mfa::keys_page(&proxy)
+        ),
+        MfaCommand::Rm { name } => {
+            mfa::remove_device(&profile, &name).await?;
+            println!("Removed security key {name:?}.");
+        }
+    }
+    Ok(())
 }
 
 async fn recordings_ls(format: OutputFormat) -> Result<()> {

@@ -17,6 +17,8 @@
 //!   proxy's own identity.
 //! - [`websession`]: the web UI's cookie sessions under `/webapi/web/` (kept by auth, so
 //!   any proxy serves them) and what the pages ask for with a session's identity.
+//! - [`webmfa`]: security keys and passkeys (WebAuthn): the logins with a key and the
+//!   session user's own keys, under `/webapi/web/mfa/`.
 //! - [`webviews`]: the recordings and the audit log, as the web session's user may see them.
 //! - [`terminal`]: the web terminal, a WebSocket that is an SSH session to a node as the
 //!   web session's user.
@@ -39,6 +41,7 @@ pub mod tunnel;
 pub mod web;
 pub mod web_ui;
 pub mod webadmin;
+pub mod webmfa;
 pub mod websession;
 pub mod websso;
 pub mod webviews;

@@ -104,6 +104,7 @@ impl WebApi {
             .merge(crate::webviews::routes())
             .merge(crate::webadmin::routes())
             .merge(crate::websso::routes())
+            .merge(crate::webmfa::routes())
             .fallback(not_found)
             .layer(DefaultBodyLimit::max(MAX_BODY))
             .with_state(state.clone());

@@ -153,10 +153,16 @@ async fn login(
         })
         .await?
         .into_inner();
+    Ok(logged_in(&state, session).await)
+}
+
+/// The answer to a successful login (by password or by key): the session cookie and what
+/// the page gets about its session.
+pub(crate) async fn logged_in(state: &WebState, session: proto::WebSession) -> Response {
     let cookie = session_cookie(&session.id, session.expires_unix);
     let view = SessionView::of(&session);
     let _ = state.sessions.remember(session).await;
-    Ok(([(header::SET_COOKIE, cookie)], Json(view)).into_response())
+    ([(header::SET_COOKIE, cookie)], Json(view)).into_response()
 }
 
 async fn current(

@@ -1,6 +1,11 @@
 import { useEffect, useState } from 'preact/hooks';
 import * as api from '../api';
 
+/** Security keys in this cluster (`/webapi/ping`'s second_factor) and this browser. */
+function keysAllowed(options: api.LoginOptions | null): boolean {
+  return ['webauthn', 'on', 'optional'].includes(options?.auth.second_factor ?? '') && window.PublicKeyCredential !== undefined;
+}
+
 interface Props {
   /** Why the user is here again (session expired, logged out), shown above the form. */
   notice: string | null;
@@ -23,12 +28,12 @@ export function LoginPage({ notice, onLoggedIn }: Props) {
   const [otp, setOtp] = useState('');
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
+  const keys = keysAllowed(options);
 
-  const submit = (event: Event) => {
-    event.preventDefault();
+  const attempt = (login: Promise<api.Session>) => {
     setBusy(true);
     setError(null);
-    api.login(user.trim(), password, otp.trim()).then(
+    login.then(
       (session) => {
         setPassword('');
         onLoggedIn(session);
@@ -41,6 +46,14 @@ export function LoginPage({ notice, onLoggedIn }: Props) {
       },
     );
   };
+  const submit = (event: Event) => {
+    event.preventDefault();
+    const [name, code] = [user.trim(), otp.trim()];
+    // Without a code, the user's security key if they have one (the password first).
+    const withKey = async () => (await (await import('../webauthn')).keyLogin(name, password)) ?? api.login(name, password, '');
+    attempt(keys && code === '' ? withKey() : api.login(name, password, code));
+  };
+  const passkey = () => attempt(import('../webauthn').then((w) => w.passkeyLogin()));
 
   return (
     <main id="main" class="page narrow">
@@ -100,7 +113,7 @@ export function LoginPage({ notice, onLoggedIn }: Props) {
             onInput={(e) => setOtp(e.currentTarget.value)}
           />
           <p id="login-otp-hint" class="hint">
-            The 6-digit code from your authenticator app.
+            The 6-digit code from your authenticator app{keys && ', or leave it empty to use your security key'}.
           </p>
           {error !== null && (
             <p id="login-error" role="alert" class="error" data-testid="login-error">
@@ -111,6 +124,11 @@ export function LoginPage({ notice, onLoggedIn }: Props) {
             {busy ? 'Logging in…' : 'Log in'}
           </button>
         </form>
+      )}
+      {keys && localAuth && (
+        <button type="button" class="passkey" disabled={busy} onClick={passkey}>
+          Sign in with a passkey
+        </button>
       )}
     </main>
   );

@@ -5,6 +5,7 @@
 use crate::AuthError;
 use crate::tokens::{JoinError, SignupError};
 use crate::users::LoginError;
+use crate::webauthn::DeviceError;
 use jumpgate_backend::BackendError;
 use tonic::{Code, Status};
 use tracing::error;
@@ -131,6 +132,19 @@ impl From<LoginError> for ServiceError {
             LoginError::Internal(err) => err.into(),
             // Wrong credentials, locked, code missing: the message is written for users.
             other => ServiceError::Unauthenticated(other.to_string()),
+        }
+    }
+}
+
+impl From<DeviceError> for ServiceError {
+    fn from(err: DeviceError) -> ServiceError {
+        match err {
+            DeviceError::NotFound(_) => ServiceError::NotFound(err.to_string()),
+            DeviceError::LastFactor(..) => ServiceError::PermissionDenied(err.to_string()),
+            DeviceError::NotRegistered | DeviceError::CounterRegression { .. } => {
+                ServiceError::Unauthenticated(super::mfa::KEY_REFUSED.to_string())
+            }
+            DeviceError::Internal(err) => err.into(),
         }
     }
 }

@@ -11,6 +11,7 @@ mod certs;
 mod errors;
 mod hosts;
 mod locks;
+mod mfa;
 mod resources;
 mod sessions;
 mod sso;
@@ -20,6 +21,7 @@ mod web_sessions;
 pub use caller::Caller;
 use caller::RuleScope;
 pub use errors::{InternalError, ServiceError};
+pub use mfa::WebauthnSettings;
 pub use sso::{CONNECTORS_PREFIX, SsoSettings};
 
 use crate::ClusterAuthorities;
@@ -129,6 +131,8 @@ pub struct AuthServerConfig {
     /// Must watch `/roles/`, `/users/`, `/locks/` (see [`AuthServer::CACHED_PREFIXES`]).
     pub cache: StateCache,
     pub second_factor: SecondFactor,
+    /// Set when `second_factor` allows security keys (`webauthn`, `on`, `optional`).
+    pub webauthn: Option<WebauthnSettings>,
     pub static_tokens: Vec<StaticToken>,
     /// `auth_service.tunnel_strategy`, told to proxies (and through them to agents).
     pub tunnel_strategy: TunnelStrategy,
@@ -153,6 +157,7 @@ struct Inner {
     authorities: watch::Sender<Arc<ClusterAuthorities>>,
     cache: StateCache,
     second_factor: SecondFactor,
+    webauthn: Option<WebauthnSettings>,
     static_tokens: Vec<StaticToken>,
     tunnel_strategy: TunnelStrategy,
     web_idle_timeout: Duration,
@@ -219,6 +224,9 @@ impl AuthServer {
                 authorities: watch::Sender::new(Arc::new(config.authorities)),
                 cache: config.cache,
                 second_factor: config.second_factor,
+                webauthn: config
+                    .webauthn
+                    .filter(|_| config.second_factor.allows_webauthn()),
                 static_tokens: config.static_tokens,
                 tunnel_strategy: config.tunnel_strategy,
                 web_idle_timeout: config.web_idle_timeout,
@@ -396,13 +404,15 @@ impl AuthServer {
         }
     }
 
-    /// Refuses password logins when `authentication.local_auth` is off.
+    /// Refuses local users' logins (password, security key, passkey) when
+    /// `authentication.local_auth` is off.
     fn require_local_auth(&self) -> Result<(), ServiceError> {
         if self.inner.sso.local_auth {
             return Ok(());
         }
         Err(ServiceError::PermissionDenied(format!(
-            "this cluster logs people in through single sign-on only (local_auth: false);              use jsh login --auth {}",
+            "this cluster logs people in through single sign-on only (local_auth: false): \
+             use jsh login --auth {} or the web UI's single sign-on button",
             self.inner
                 .sso
                 .connector_name
@@ -510,7 +520,7 @@ impl AuthServer {
         otp: &str,
         now: SystemTime,
     ) -> Result<Option<u64>, ServiceError> {
-        if users.second_factor == crate::users::SecondFactor::Off {
+        if !users.second_factor.allows_otp() {
             return Ok(None);
         }
         let secret = pending.totp_secret.as_deref().ok_or_else(stale_invite)?;
@@ -815,7 +825,7 @@ impl AuthService for AuthServer {
         let authorities = self.authorities();
         let users = self.users(&authorities);
         let otpauth_uri = match (&pending.totp_secret, users.second_factor) {
-            (_, crate::users::SecondFactor::Off) => String::new(),
+            (_, policy) if !policy.allows_otp() => String::new(),
             (Some(secret), _) => users
                 .otpauth_uri(&pending.user, secret)
                 .map_err(ServiceError::from)?,
@@ -1544,6 +1554,81 @@ impl AuthService for AuthServer {
             data,
             info: Some(recording_info(&info)),
         }))
+    }
+
+    async fn list_webauthn_devices(
+        &self,
+        request: Request<proto::ListWebauthnDevicesRequest>,
+    ) -> Reply<proto::ListWebauthnDevicesResponse> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(
+            self.list_webauthn_devices_for(&caller).await?,
+        ))
+    }
+
+    async fn delete_webauthn_device(
+        &self,
+        request: Request<proto::DeleteWebauthnDeviceRequest>,
+    ) -> Reply<proto::DeleteWebauthnDeviceResponse> {
+        let caller = self.caller(&request)?;
+        self.delete_webauthn_device_for(&caller, request.into_inner())
+            .await?;
+        Ok(Response::new(proto::DeleteWebauthnDeviceResponse {}))
+    }
+
+    async fn begin_webauthn_registration(
+        &self,
+        request: Request<proto::BeginWebauthnRegistrationRequest>,
+    ) -> Reply<proto::WebauthnChallenge> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(
+            self.begin_webauthn_registration_for(&caller, request.into_inner())
+                .await?,
+        ))
+    }
+
+    async fn finish_webauthn_registration(
+        &self,
+        request: Request<proto::FinishWebauthnRegistrationRequest>,
+    ) -> Reply<proto::WebauthnDeviceInfo> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(
+            self.finish_webauthn_registration_for(&caller, request.into_inner())
+                .await?,
+        ))
+    }
+
+    async fn begin_webauthn_login(
+        &self,
+        request: Request<proto::BeginWebauthnLoginRequest>,
+    ) -> Reply<proto::WebauthnChallenge> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(
+            self.begin_webauthn_login_for(&caller, request.into_inner())
+                .await?,
+        ))
+    }
+
+    async fn begin_passwordless_login(
+        &self,
+        request: Request<proto::BeginPasswordlessLoginRequest>,
+    ) -> Reply<proto::WebauthnChallenge> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(
+            self.begin_passwordless_login_for(&caller, request.into_inner())
+                .await?,
+        ))
+    }
+
+    async fn finish_webauthn_login(
+        &self,
+        request: Request<proto::FinishWebauthnLoginRequest>,
+    ) -> Reply<proto::WebSession> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(
+            self.finish_webauthn_login_for(&caller, request.into_inner())
+                .await?,
+        ))
     }
 
     async fn search_events(

@@ -139,6 +139,14 @@ pub(super) struct RawAuthentication {
     pub connector_name: Option<String>,
     pub local_auth: Option<FlexBool>,
     pub second_factor: Option<SecondFactor>,
+    pub webauthn: Option<RawWebauthn>,
+    pub passwordless: Option<FlexBool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
+pub(super) struct RawWebauthn {
+    pub rp_id: Option<ScalarString>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -466,6 +466,11 @@ pub struct Authentication {
     pub local_auth: bool,
     /// The second factor local users must present.
     pub second_factor: SecondFactor,
+    /// `webauthn`: set exactly when `second_factor` lets users use security keys
+    /// ([`SecondFactor::allows_webauthn`]), with the relying party ID decided.
+    pub webauthn: Option<Webauthn>,
+    /// `passwordless`: whether a passkey alone may log in (when WebAuthn is on). Default true.
+    pub passwordless: bool,
 }
 
 impl Default for Authentication {
@@ -475,8 +480,20 @@ impl Default for Authentication {
             connector_name: None,
             local_auth: true,
             second_factor: SecondFactor::default(),
+            webauthn: None,
+            passwordless: true,
         }
     }
+}
+
+/// `auth_service.authentication.webauthn` (Teleport's section).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webauthn {
+    /// The relying party ID: the domain security keys are registered for. Browsers accept
+    /// it on pages of this domain and its subdomains; a key registered for one RP ID never
+    /// signs for another, so changing it orphans every registered key. Default: the host
+    /// name of the proxy's first `public_addr` in the same config.
+    pub rp_id: String,
 }
 
 /// Login methods: local users, or single sign-on through a connector of that kind
@@ -502,8 +519,8 @@ keyword_enum!(AuthType, "authentication type", {
     Github => ["github"],
 });
 
-/// Second-factor policy for local users, as the config may say it (Teleport's keywords).
-/// Auth enforces it reduced to what Jumpgate implements (`jumpgate_auth::SecondFactor`).
+/// Second-factor policy for local users, as the config may say it (Teleport's keywords);
+/// auth enforces it (`jumpgate_auth::webauthn::required_factor`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SecondFactor {
     /// Passwords only.
@@ -517,6 +534,18 @@ pub enum SecondFactor {
     Webauthn,
     /// A second factor is used when the user has registered one.
     Optional,
+}
+
+impl SecondFactor {
+    /// Whether users may register and use security keys (WebAuthn) under this policy.
+    pub fn allows_webauthn(self) -> bool {
+        matches!(self, Self::Webauthn | Self::On | Self::Optional)
+    }
+
+    /// Whether users enrol and use TOTP codes under this policy.
+    pub fn allows_otp(self) -> bool {
+        matches!(self, Self::Otp | Self::On | Self::Optional)
+    }
 }
 
 keyword_enum!(SecondFactor, "second factor", {

@@ -585,3 +585,67 @@ fn web_idle_timeout_defaults_to_ten_minutes_and_refuses_nonsense() {
         );
     }
 }
+
+#[test]
+fn webauthn_needs_an_rp_id_which_defaults_to_the_proxy_public_host() {
+    // OTP (the default): no WebAuthn, whatever the proxy says.
+    let c = parse("auth_service: {}\nproxy_service: {public_addr: jumpgate.example.com:443}\n");
+    assert_eq!(c.auth_service.authentication.webauthn, None);
+    assert!(c.auth_service.authentication.passwordless);
+    for policy in ["webauthn", "on", "optional"] {
+        let c = parse(&format!(
+            "auth_service: {{authentication: {{second_factor: {policy}}}}}\n\
+             proxy_service: {{public_addr: [Jumpgate.Example.com:443, other.example.com:443]}}\n"
+        ));
+        assert_eq!(
+            c.auth_service.authentication.webauthn,
+            Some(Webauthn {
+                rp_id: "jumpgate.example.com".to_string()
+            }),
+            "{policy}"
+        );
+    }
+    let c = parse(
+        "auth_service:\n  authentication:\n    second_factor: on\n    passwordless: false\n    \
+         webauthn: {rp_id: example.com}\n",
+    );
+    assert_eq!(
+        c.auth_service.authentication.webauthn,
+        Some(Webauthn {
+            rp_id: "example.com".to_string()
+        })
+    );
+    assert!(!c.auth_service.authentication.passwordless);
+    // Auth alone, or a proxy without a public address: say which field to set.
+    for yaml in [
+        "auth_service: {authentication: {second_factor: webauthn}}\n",
+        "auth_service: {authentication: {second_factor: on}}\nproxy_service: {}\n",
+        "auth_service: {authentication: {second_factor: on, webauthn: {rp_id: 10.0.0.1}}}\n",
+        "auth_service: {authentication: {second_factor: on, webauthn: {rp_id: 'a b'}}}\n",
+        "auth_service: {authentication: {second_factor: on}}\nproxy_service: {public_addr: 127.0.0.1:443}\n",
+    ] {
+        let err = Config::from_yaml("t.yaml", yaml).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("auth_service.authentication.webauthn.rp_id"),
+            "{yaml}: {err}"
+        );
+    }
+    let err = Config::from_yaml(
+        "t.yaml",
+        "auth_service: {authentication: {webauthn: {rp_id: a.example, attestation_allowed_cas: []}}}\n",
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("attestation_allowed_cas"), "{err}");
+}
+
+#[test]
+fn second_factor_keywords_say_which_factors_they_allow() {
+    use SecondFactor::*;
+    let allows = |f: SecondFactor| (f.allows_otp(), f.allows_webauthn());
+    assert_eq!(allows(Off), (false, false));
+    assert_eq!(allows(Otp), (true, false));
+    assert_eq!(allows(Webauthn), (false, true));
+    assert_eq!(allows(On), (true, true));
+    assert_eq!(allows(Optional), (true, true));
+}

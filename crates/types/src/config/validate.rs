@@ -18,6 +18,7 @@ use super::sections::{
     DEFAULT_ETCD_PREFIX, DynamoBillingMode, DynamoConfig, EtcdConfig, GlobalConfig, JoinParams,
     JoinRole, LOG_EXTRA_FIELDS, LogConfig, LogOutput, PostgresConfig, ProxyServiceConfig,
     SshAlgorithms, SshServiceConfig, StaticToken, StorageBackend, StorageConfig, TunnelStrategy,
+    Webauthn,
 };
 use super::values::{OneOrMany, Secret, ValueError, WordOrMap, parse_duration};
 
@@ -53,8 +54,77 @@ impl RawConfig {
             },
         };
         check_joining(&config)?;
+        let mut config = config;
+        decide_rp_id(&mut config, &auth_path)?;
         Ok(config)
     }
+}
+
+/// A WebAuthn relying party ID: a domain name (browsers refuse IP addresses), lower case.
+fn valid_rp_id(text: &str) -> Result<String, String> {
+    let rp_id = text.trim().trim_end_matches('.').to_ascii_lowercase();
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if rp_id.is_empty() || rp_id.len() > 253 || !rp_id.split('.').all(label_ok) {
+        return Err(format!(
+            "expected a domain name such as jumpgate.example.com (the host users type), got {text:?}"
+        ));
+    }
+    if rp_id.parse::<std::net::IpAddr>().is_ok()
+        || rp_id
+            .split('.')
+            .all(|label| label.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(format!(
+            "{text:?} is an IP address; browsers accept only a domain name as a WebAuthn \
+             relying party ID (give the proxy a DNS name, or use localhost on one machine)"
+        ));
+    }
+    Ok(rp_id)
+}
+
+/// With a second factor that allows security keys, the relying party ID must be known:
+/// the configured one, else the host of this config's proxy `public_addr`.
+fn decide_rp_id(config: &mut Config, auth_path: &str) -> Result<(), Invalid> {
+    let auth = &mut config.auth_service;
+    if !auth.enabled || !auth.authentication.second_factor.allows_webauthn() {
+        auth.authentication.webauthn = None;
+        return Ok(());
+    }
+    if auth.authentication.webauthn.is_some() {
+        return Ok(());
+    }
+    let field = join(
+        &join(&join(auth_path, "authentication"), "webauthn"),
+        "rp_id",
+    );
+    let proxy = &config.proxy_service;
+    let Some(public) = proxy.public_addr.first().filter(|_| proxy.enabled) else {
+        return Err(Invalid::new(
+            field,
+            format!(
+                "second_factor: {} uses security keys, which are registered for a domain: set \
+                 webauthn.rp_id to the proxy's public host name (or run the proxy in this \
+                 config with a public_addr)",
+                auth.authentication.second_factor
+            ),
+        ));
+    };
+    let rp_id = valid_rp_id(&public.host).map_err(|reason| {
+        Invalid::new(
+            field,
+            format!("the default, proxy_service.public_addr's host, is not usable: {reason}"),
+        )
+    })?;
+    auth.authentication.webauthn = Some(Webauthn { rp_id });
+    Ok(())
 }
 
 /// Chooses between a top-level service section and one nested under `jumpgate:`, returning it
@@ -752,6 +822,13 @@ fn validate_authentication(raw: RawAuthentication, path: &str) -> Result<Authent
         }
     };
     let local_auth = raw.local_auth.is_none_or(|b| b.0);
+    let rp_id = match raw.webauthn.and_then(|w| w.rp_id) {
+        Some(rp_id) => {
+            let field = join(&join(path, "webauthn"), "rp_id");
+            Some(valid_rp_id(&rp_id.0).map_err(|reason| Invalid::new(field, reason))?)
+        }
+        None => None,
+    };
     if !local_auth && kind == AuthType::Local {
         return Err(Invalid::new(
             join(path, "local_auth"),
@@ -763,6 +840,9 @@ fn validate_authentication(raw: RawAuthentication, path: &str) -> Result<Authent
         connector_name,
         local_auth,
         second_factor: raw.second_factor.unwrap_or_default(),
+        // The default RP ID needs the proxy's section: decided in `decide_rp_id`.
+        webauthn: rp_id.map(|rp_id| Webauthn { rp_id }),
+        passwordless: raw.passwordless.is_none_or(|b| b.0),
     })
 }
 
