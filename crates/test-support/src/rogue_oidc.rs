@@ -300,7 +300,8 @@ async fn token(AxumState(state): AxumState<Shared>, body: Bytes) -> Response {
         );
     };
     let now = now();
-    let mut claims = json!({
+    let mut claims: serde_json::Map<String, Value> = serde_json::Map::new();
+    let standard = json!({
         "iss": state.issuer,
         "sub": state.user.sub,
         "aud": state.client_id,
@@ -310,40 +311,41 @@ async fn token(AxumState(state): AxumState<Shared>, body: Bytes) -> Response {
         "email_verified": true,
         "groups": state.user.groups,
     });
+    if let Value::Object(standard) = standard {
+        claims = standard;
+    }
     if let Some(nonce) = nonce {
-        claims["nonce"] = json!(nonce);
+        claims.insert("nonce".to_string(), json!(nonce));
     }
     let header = json!({"alg": "ES256", "typ": "JWT", "kid": KID});
     let id_token = match state.defect {
-        Defect::None => sign(&state.key, &header, &claims),
+        Defect::None => sign(&state.key, &header, &Value::Object(claims)),
         Defect::WrongAudience => {
-            claims["aud"] = json!("another-client");
-            sign(&state.key, &header, &claims)
+            claims.insert("aud".to_string(), json!("another-client"));
+            sign(&state.key, &header, &Value::Object(claims))
         }
         Defect::Expired => {
-            claims["exp"] = json!(now - 3600);
-            claims["iat"] = json!(now - 7200);
-            sign(&state.key, &header, &claims)
+            claims.insert("exp".to_string(), json!(now - 3600));
+            claims.insert("iat".to_string(), json!(now - 7200));
+            sign(&state.key, &header, &Value::Object(claims))
         }
-        Defect::BadSignature => sign(&state.other_key, &header, &claims),
+        Defect::BadSignature => sign(&state.other_key, &header, &Value::Object(claims)),
         Defect::MissingNonce => {
-            if let Some(map) = claims.as_object_mut() {
-                map.remove("nonce");
-            }
-            sign(&state.key, &header, &claims)
+            claims.remove("nonce");
+            sign(&state.key, &header, &Value::Object(claims))
         }
         Defect::WrongNonce => {
-            claims["nonce"] = json!("not-the-nonce-of-this-login");
-            sign(&state.key, &header, &claims)
+            claims.insert("nonce".to_string(), json!("not-the-nonce-of-this-login"));
+            sign(&state.key, &header, &Value::Object(claims))
         }
         Defect::WrongIssuer => {
-            claims["iss"] = json!("https://rogue.example.com");
-            sign(&state.key, &header, &claims)
+            claims.insert("iss".to_string(), json!("https://rogue.example.com"));
+            sign(&state.key, &header, &Value::Object(claims))
         }
         Defect::AlgNone => format!(
             "{}.{}.",
             URL_SAFE_NO_PAD.encode(json!({"alg": "none", "typ": "JWT"}).to_string()),
-            URL_SAFE_NO_PAD.encode(claims.to_string())
+            URL_SAFE_NO_PAD.encode(Value::Object(claims).to_string())
         ),
     };
     state.tokens_issued += 1;
