@@ -531,6 +531,128 @@ spec:
         assert!(err.contains("teams_to_roles"), "{err}");
     }
 
+    /// Against the GitHub stand-in (github.com cannot be reached from here): a connector
+    /// pointed at it, and a code from its web flow as a browser would get one.
+    mod against_the_stand_in {
+        use super::*;
+        use jumpgate_test_support::{GITHUB_DEFAULT_PASSWORD, GithubStandIn, GithubUser, OauthApp};
+
+        const CALLBACK: &str = "https://127.0.0.1:3080/v1/webapi/github/callback";
+
+        fn connector(github: &GithubStandIn, secret: &str) -> GithubConnector {
+            GithubConnector::from_yaml(
+                "github.yaml",
+                &format!(
+                    "kind: github\nversion: v3\nmetadata: {{name: github}}\nspec:\n  \
+                     client_id: Iv1.test\n  client_secret: {secret}\n  redirect_url: \
+                     {CALLBACK}\n  endpoint_url: {}\n  api_endpoint_url: {}\n  \
+                     teams_to_roles:\n    - {{organization: octocats, team: devs, roles: \
+                     [access]}}\n",
+                    github.endpoint_url(),
+                    github.api_endpoint_url()
+                ),
+            )
+            .unwrap()
+        }
+
+        fn stand_in() -> GithubStandIn {
+            let github = GithubStandIn::start();
+            github.add_app(OauthApp::new("Iv1.test", "right-secret", CALLBACK));
+            github
+        }
+
+        /// Signs `login` in and authorizes the app, as the browser does: the code.
+        async fn code_for(
+            github: &GithubStandIn,
+            connector: &GithubConnector,
+            login: &str,
+        ) -> String {
+            let started = start(connector, "some-state").unwrap();
+            let query: Vec<(String, String)> = url::Url::parse(&started.redirect_url)
+                .unwrap()
+                .query_pairs()
+                .into_owned()
+                .collect();
+            let mut form = query;
+            form.push(("login".to_owned(), login.to_owned()));
+            form.push(("password".to_owned(), GITHUB_DEFAULT_PASSWORD.to_owned()));
+            form.push(("authorize".to_owned(), "1".to_owned()));
+            let response = HttpClient::new()
+                .unwrap()
+                .inner()
+                .post(format!("{}/login/oauth/authorize", github.endpoint_url()))
+                .form(&form)
+                .send()
+                .await
+                .unwrap();
+            let location = response.headers()[reqwest::header::LOCATION]
+                .to_str()
+                .unwrap();
+            let answer = url::Url::parse(location).unwrap();
+            let (_, code) = answer
+                .query_pairs()
+                .find(|(name, _)| name == "code")
+                .unwrap();
+            code.into_owned()
+        }
+
+        #[tokio::test]
+        async fn a_code_gives_the_user_and_their_teams() {
+            let github = stand_in();
+            github.add_user(GithubUser::new("octo", 5).team("octocats", "devs", "Developers"));
+            let connector = connector(&github, "right-secret");
+            let code = code_for(&github, &connector, "octo").await;
+            let http = HttpClient::new().unwrap();
+            let found = finish(&http, &connector, &code, "verifier").await.unwrap();
+            assert_eq!(found.username, "octo");
+            assert_eq!(found.roles, ["access"]);
+            // A code is good once: GitHub answers 200 with bad_verification_code.
+            let err = finish(&http, &connector, &code, "verifier")
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("bad_verification_code"), "{err}");
+            assert!(err.contains("start the login again"), "{err}");
+        }
+
+        #[tokio::test]
+        async fn a_wrong_client_secret_is_named() {
+            let github = stand_in();
+            github.add_user(GithubUser::new("octo", 5).team("octocats", "devs", "Developers"));
+            let connector = connector(&github, "wrong-secret");
+            let code = code_for(&github, &connector, "octo").await;
+            let err = finish(&HttpClient::new().unwrap(), &connector, &code, "v")
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("incorrect_client_credentials"), "{err}");
+            assert!(err.contains("client_secret"), "{err}");
+        }
+
+        #[tokio::test]
+        async fn teams_past_the_page_bound_are_refused_not_cut() {
+            let github = stand_in();
+            let mut user = GithubUser::new("many", 6);
+            for n in 0..(MAX_TEAM_PAGES * PER_PAGE + 1) {
+                user = user.team("big", &format!("t{n}"), &format!("T{n}"));
+            }
+            github.add_user(user.team("octocats", "devs", "Developers"));
+            let connector = connector(&github, "right-secret");
+            let code = code_for(&github, &connector, "many").await;
+            let err = finish(&HttpClient::new().unwrap(), &connector, &code, "v")
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("more than 2000 teams"), "{err}");
+            let pages = github
+                .requests()
+                .iter()
+                .filter(|r| r.target.starts_with("/user/teams"))
+                .count();
+            assert_eq!(pages, MAX_TEAM_PAGES);
+        }
+    }
+
     #[test]
     fn the_authorize_url_asks_for_read_org_with_state() {
         let started = start(&connector(), "abc").unwrap();
