@@ -182,6 +182,8 @@ fn browser_single_sign_on_through_github() {
         "octocats/visitors",
         "bad_verification_code",
         "access_denied",
+        "a local user named \"alice\" exists",
+        "started in another browser",
     ] {
         assert!(
             github_logins.iter().any(|e| e["success"] == false
@@ -201,4 +203,11 @@ fn browser_single_sign_on_through_github() {
     github.set_teams("gus", Vec::new());
     assert!(github.remove_user("gone"));
     run_script(&cluster, "^github-removed:", &env);
+    // GitHub's users are temporary users of the connector (until their sessions expire).
+    let users = cluster.bins.jctl_ok(&cluster.data, &["users", "ls"]);
+    let line = users
+        .lines()
+        .find(|line| line.split_whitespace().next() == Some(login))
+        .unwrap_or_else(|| panic!("{users}"));
+    assert!(line.contains("github"), "{users}");
 }

@@ -339,8 +339,18 @@ impl AuthServer {
         let remote = Self::client_addr_text(caller, &request.client_addr);
         let param = |name: &str| request.params.get(name).map(String::as_str).unwrap_or("");
         let state = param("state");
-        let outcome = self.finish_checked(&request, state).await;
-        let (pending, connector, identity) = match outcome {
+        // A user the answer names but who cannot be written (a local user's name, a role
+        // that does not exist) is a refused login too, and audited as one.
+        let outcome = match self.finish_checked(&request, state).await {
+            Ok((pending, connector, identity)) => {
+                match self.upsert_sso_user(&pending, &connector, identity).await {
+                    Ok(user) => Ok((pending, connector, user)),
+                    Err(err) => Err((pending.connector.clone(), err)),
+                }
+            }
+            Err(failed) => Err(failed),
+        };
+        let (pending, connector, user) = match outcome {
             Ok(done) => done,
             Err((connector, err)) => {
                 let mut event = AuditEvent::failure(EventType::UserLogin, err.to_string())
@@ -354,7 +364,6 @@ impl AuthServer {
                 return Err(err);
             }
         };
-        let user = self.upsert_sso_user(&pending, &connector, identity).await?;
         let mut event = AuditEvent::success(EventType::UserLogin)
             .user(user.name.as_str())
             .field("method", pending.kind.as_str())
