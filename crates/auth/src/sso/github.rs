@@ -616,6 +616,20 @@ spec:
         }
 
         #[tokio::test]
+        async fn a_user_deleted_at_github_after_signing_in_is_refused() {
+            let github = stand_in();
+            github.add_user(GithubUser::new("octo", 5).team("octocats", "devs", "Developers"));
+            let connector = connector(&github, "right-secret");
+            let code = code_for(&github, &connector, "octo").await;
+            assert!(github.remove_user("octo"));
+            let err = finish(&HttpClient::new().unwrap(), &connector, &code, "v")
+                .await
+                .unwrap_err();
+            assert!(matches!(err, SsoError::Refused { .. }), "{err}");
+            assert!(err.to_string().contains("bad_verification_code"), "{err}");
+        }
+
+        #[tokio::test]
         async fn a_wrong_client_secret_is_named() {
             let github = stand_in();
             github.add_user(GithubUser::new("octo", 5).team("octocats", "devs", "Developers"));
