@@ -13,7 +13,8 @@
 //!   (s3s-fs); one emulator, [`DynamoEmulator`] (moto standing in for DynamoDB, which
 //!   cannot run here); and one stand-in, [`GithubStandIn`] (GitHub's OAuth web flow and the
 //!   REST endpoints an SSO connector reads, written from GitHub's documentation: github.com
-//!   cannot be reached from here);
+//!   cannot be reached from here); and one rogue, [`RogueOidc`] (an OpenID Provider whose ID
+//!   tokens carry a chosen [`Defect`], for the OIDC connector's negative tests);
 //! - [`Regions`]: regions as network namespaces joined by cables with a real delay, hosts
 //!   with their own addresses in them ([`Host`]), partitions;
 //! - certificates and codes: [`issue_tls`], `jctl auth sign` ([`Bins::sign_user`]),
@@ -35,6 +36,7 @@ mod netcut;
 mod postgres;
 mod process;
 mod regions;
+mod rogue_oidc;
 mod s3;
 mod sshd;
 mod wait;
@@ -56,6 +58,7 @@ pub use netcut::NetCut;
 pub use postgres::{PG_DATABASE, PG_PASSWORD, PG_USER, PgTls, Postgres};
 pub use process::{Process, output_within, run, run_ok, text};
 pub use regions::{Host, Regions};
+pub use rogue_oidc::{Defect, RogueOidc, RogueUser};
 pub use s3::{S3_ACCESS_KEY, S3_BUCKET, S3_SECRET_KEY, S3Server};
 pub use sshd::{
     HostKey, KnownHosts, Sshd, SshdConfig, TIMING_LOGIN, current_user, ensure_timing_login,

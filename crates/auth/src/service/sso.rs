@@ -10,9 +10,9 @@ use crate::users::{SsoOrigin, User};
 use jumpgate_api::proto;
 use jumpgate_audit::{AuditEvent, EventType};
 use jumpgate_backend::{BackendError, Key, NewItem};
-use jumpgate_types::OidcConnector;
 use jumpgate_types::config::AuthType;
 use jumpgate_types::connector::{ConnectorKind, ConnectorSpec, ConnectorSummary};
+use jumpgate_types::{GithubConnector, OidcConnector};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::time::{Duration, SystemTime};
@@ -53,18 +53,21 @@ pub fn auth_type_name(kind: AuthType) -> &'static str {
 /// A connector of any kind, as stored.
 enum AnyConnector {
     Oidc(OidcConnector),
+    Github(GithubConnector),
 }
 
 impl AnyConnector {
     fn name(&self) -> &str {
         match self {
             Self::Oidc(connector) => connector.name(),
+            Self::Github(connector) => connector.name(),
         }
     }
 
     fn max_session_ttl(&self) -> Duration {
         match self {
             Self::Oidc(connector) => connector.spec.max_session_ttl(),
+            Self::Github(connector) => connector.spec.max_session_ttl(),
         }
     }
 }
@@ -125,6 +128,9 @@ impl AuthServer {
                 let text = std::str::from_utf8(&value).ok()?;
                 match kind {
                     ConnectorKind::Oidc => OidcConnector::from_json(&key, text)
+                        .ok()
+                        .map(|connector| connector.summary()),
+                    ConnectorKind::Github => GithubConnector::from_json(&key, text)
                         .ok()
                         .map(|connector| connector.summary()),
                     _ => None,
@@ -206,8 +212,12 @@ impl AuthServer {
                 OidcConnector::from_json(&key, text)
                     .map_err(|err| ServiceError::internal_in("stored connector", err))?,
             )),
+            ConnectorKind::Github => Ok(AnyConnector::Github(
+                GithubConnector::from_json(&key, text)
+                    .map_err(|err| ServiceError::internal_in("stored connector", err))?,
+            )),
             other => Err(ServiceError::invalid(format!(
-                "{other} connectors are not supported yet; use an oidc connector"
+                "{other} connectors are not supported yet; use an oidc or github connector"
             ))),
         }
     }
@@ -256,6 +266,20 @@ impl AuthServer {
                         kind: ConnectorKind::Oidc.as_str().to_owned(),
                         connector: oidc.name().to_owned(),
                         nonce: started.nonce,
+                        pkce_verifier: started.pkce_verifier,
+                        saml_request_id: String::new(),
+                        purpose,
+                    },
+                    started.redirect_url,
+                )
+            }
+            AnyConnector::Github(github) => {
+                let started = sso::github::start(github, &state).map_err(sso_error)?;
+                (
+                    PendingLogin {
+                        kind: ConnectorKind::Github.as_str().to_owned(),
+                        connector: github.name().to_owned(),
+                        nonce: String::new(),
                         pkce_verifier: started.pkce_verifier,
                         saml_request_id: String::new(),
                         purpose,
@@ -315,8 +339,18 @@ impl AuthServer {
         let remote = Self::client_addr_text(caller, &request.client_addr);
         let param = |name: &str| request.params.get(name).map(String::as_str).unwrap_or("");
         let state = param("state");
-        let outcome = self.finish_checked(&request, state).await;
-        let (pending, connector, identity) = match outcome {
+        // A user the answer names but who cannot be written (a local user's name, a role
+        // that does not exist) is a refused login too, and audited as one.
+        let outcome = match self.finish_checked(&request, state).await {
+            Ok((pending, connector, identity)) => {
+                match self.upsert_sso_user(&pending, &connector, identity).await {
+                    Ok(user) => Ok((pending, connector, user)),
+                    Err(err) => Err((pending.connector.clone(), err)),
+                }
+            }
+            Err(failed) => Err(failed),
+        };
+        let (pending, connector, user) = match outcome {
             Ok(done) => done,
             Err((connector, err)) => {
                 let mut event = AuditEvent::failure(EventType::UserLogin, err.to_string())
@@ -330,7 +364,6 @@ impl AuthServer {
                 return Err(err);
             }
         };
-        let user = self.upsert_sso_user(&pending, &connector, identity).await?;
         let mut event = AuditEvent::success(EventType::UserLogin)
             .user(user.name.as_str())
             .field("method", pending.kind.as_str())
@@ -464,6 +497,16 @@ impl AuthServer {
                 )
                 .await
                 .map_err(|err| fail(sso_error(err)))?
+            }
+            AnyConnector::Github(github) => {
+                let code = param("code");
+                if code.is_empty() {
+                    return Err(fail(ServiceError::invalid("GitHub's answer has no code")));
+                }
+                let http = self.http().map_err(fail)?;
+                sso::github::finish(http, github, code, &pending.pkce_verifier)
+                    .await
+                    .map_err(|err| fail(sso_error(err)))?
             }
         };
         Ok((pending, connector, identity))

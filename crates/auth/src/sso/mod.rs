@@ -16,6 +16,7 @@
 //! once with a secret only it knows (the browser, and whoever sees its history, learn only
 //! the result's id).
 
+pub mod github;
 pub mod http;
 pub mod oidc;
 

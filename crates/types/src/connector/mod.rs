@@ -210,8 +210,8 @@ pub struct GithubConnectorSpec {
     /// Team membership to roles.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub teams_to_roles: Vec<TeamMapping>,
-    /// Teleport's older form: team membership to logins (and roles, in Jumpgate: a login
-    /// needs a role that allows it, so each entry names its roles too).
+    /// Teleport's older form: team membership to roles. As in Teleport, an entry's `logins`
+    /// are *role names* (the field's name is historical); Jumpgate also reads `roles`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub teams_to_logins: Vec<TeamLogins>,
     #[serde(
@@ -237,7 +237,8 @@ pub struct TeamMapping {
     pub roles: Vec<String>,
 }
 
-/// Members of `organization`'s `team` get `logins` (the `logins` trait) and `roles`.
+/// Members of `organization`'s `team` get the roles named in `logins` (Teleport's meaning:
+/// `teams_to_logins` predates `teams_to_roles`, and its `logins` are roles) and in `roles`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TeamLogins {
@@ -253,10 +254,12 @@ pub struct TeamLogins {
 pub type GithubTeams = [(String, String)];
 
 impl GithubConnectorSpec {
-    /// The roles and extra logins a member of `teams` gets.
+    /// The roles and extra logins a member of `teams` gets. No mapping gives logins (as in
+    /// Teleport, where `teams_to_logins` gives roles): logins come from roles' templates,
+    /// e.g. `{{internal.logins}}`, the GitHub user name.
     pub fn roles_and_logins(&self, teams: &GithubTeams) -> (Vec<String>, Vec<String>) {
         let mut roles = std::collections::BTreeSet::new();
-        let mut logins = std::collections::BTreeSet::new();
+        let logins = std::collections::BTreeSet::new();
         for mapping in &self.teams_to_roles {
             for slug in member_of(teams, &mapping.organization, &mapping.team) {
                 for role in &mapping.roles {
@@ -273,8 +276,9 @@ impl GithubConnectorSpec {
                 .next()
                 .is_some()
             {
-                roles.extend(mapping.roles.iter().cloned());
-                logins.extend(mapping.logins.iter().cloned());
+                roles.extend(mapping.logins.iter().map(|role| role.trim().to_owned()));
+                roles.extend(mapping.roles.iter().map(|role| role.trim().to_owned()));
+                roles.retain(|role: &String| !role.is_empty());
             }
         }
         (roles.into_iter().collect(), logins.into_iter().collect())

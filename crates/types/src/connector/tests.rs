@@ -99,7 +99,7 @@ spec:
     - {organization: octocats, team: admins, roles: [editor]}
     - {organization: octocats, team: "dev-*", roles: ["$1-access"]}
   teams_to_logins:
-    - {organization: octocats, team: ops, logins: [root], roles: [access]}
+    - {organization: octocats, team: ops, logins: [access], roles: [auditor]}
 "#,
     )
     .unwrap();
@@ -109,8 +109,9 @@ spec:
         ("octocats".to_owned(), "ops".to_owned()),
     ];
     let (roles, logins) = connector.spec.roles_and_logins(&teams);
-    assert_eq!(roles, ["access", "web-access"]);
-    assert_eq!(logins, ["root"]);
+    // teams_to_logins as Teleport reads it: its `logins` are roles.
+    assert_eq!(roles, ["access", "auditor", "web-access"]);
+    assert!(logins.is_empty());
     assert_eq!(connector.spec.api_endpoint(), "https://api.github.com");
 }
 

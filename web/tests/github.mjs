@@ -1,0 +1,220 @@
+// Single sign-on through GitHub (docs/sso.md), against a real `jumpgate start --dev` and a
+// stand-in for github.com (GitHub's OAuth web flow and REST API; github.com cannot be
+// reached from here), both started by crates/jumpgate/tests/sso_github.rs, which runs this
+// script in phases (`github:`, then `github-changed:` after it adds the user to a team, then
+// `github-removed:` after it removes users), on the shared harness (harness.mjs).
+//
+// Besides the harness's environment:
+//   JUMPGATE_GITHUB_LOGIN  the GitHub user whose login is also their SSH login (an OS user)
+//   JUMPGATE_JSH           the jsh binary
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { base, caFile, env, maybe, nodeName, open } from './harness.mjs';
+
+const octo = env('JUMPGATE_GITHUB_LOGIN');
+const jsh = env('JUMPGATE_JSH');
+// The stand-in's default password (GITHUB_DEFAULT_PASSWORD).
+const githubPassword = 'correct-horse-github';
+
+/** GitHub's sign-in and authorize form, as a person fills it (github.com's field names). */
+async function githubSignIn(page, login, { cancel = false } = {}) {
+  await page.locator('#login_field').fill(login);
+  await page.locator('#password').fill(githubPassword);
+  if (cancel) {
+    await page.getByRole('button', { name: 'Cancel' }).click();
+  } else {
+    await page.locator('#js-oauth-authorize-btn').click();
+  }
+}
+
+/** The web session's view of who is logged in (null when no one is). */
+function session(page) {
+  return page.evaluate(async () => {
+    const response = await fetch('/webapi/web/session');
+    return response.ok ? response.json() : null;
+  });
+}
+
+/** Logs `login` in at GitHub through the login page's button for `connector`. */
+async function webLogin(t, login, connector = 'github', options = {}) {
+  const opened = await open(t);
+  await opened.page.goto(`${base}/web/login`);
+  await opened.page.getByTestId(`sso-${connector}`).click();
+  await opened.page.locator('#login_field').waitFor();
+  assert.match(await opened.page.title(), /GitHub/);
+  await githubSignIn(opened.page, login, options);
+  return opened;
+}
+
+async function assertRefused(page, pattern) {
+  await page.getByText('Single sign-on failed').waitFor();
+  const text = await page.locator('body').innerText();
+  assert.match(text, pattern);
+  assert.equal(await session(page), null);
+  return text;
+}
+
+/**
+ * Starts a login in `opened`'s browser and stops GitHub's answer before it reaches the
+ * proxy: the callback URL GitHub sent the browser to.
+ */
+async function githubAnswer(opened, login) {
+  let answer = null;
+  // GitHub answers the form's POST with a redirect to the callback, which Playwright
+  // follows inside the browser: fetch the POST here instead, and keep its Location.
+  await opened.context.route(/\/login\/oauth\/authorize$/, async (route) => {
+    if (route.request().method() !== 'POST') {
+      return route.continue();
+    }
+    const response = await route.fetch({ maxRedirects: 0 });
+    answer = response.headers().location;
+    return route.fulfill({ status: 200, contentType: 'text/plain', body: 'stopped before the proxy' });
+  });
+  await opened.page.goto(`${base}/web/login`);
+  await opened.page.getByTestId('sso-github').click();
+  await githubSignIn(opened.page, login);
+  await opened.page.getByText('stopped before the proxy').waitFor();
+  await opened.context.unroute(/\/login\/oauth\/authorize$/);
+  assert.ok(answer && answer.includes('/v1/webapi/github/callback'), `GitHub's answer: ${answer}`);
+  return new URL(answer);
+}
+
+maybe('github: the login page button logs the user in, roles from their teams', async (t) => {
+  const { page, problems } = await webLogin(t, octo);
+  await page.getByRole('heading', { name: 'Resources' }).waitFor();
+  assert.equal(new URL(page.url()).pathname, '/web');
+  const current = await session(page);
+  assert.equal(current.user, octo);
+  assert.deepEqual(current.roles, ['sso-gh']);
+  // Their GitHub login is their SSH login, through the role's {{external.username}}.
+  assert.ok(current.logins.includes(octo), JSON.stringify(current));
+  assert.deepEqual(problems, []);
+});
+
+maybe('github: jsh login --auth github --browser none, then jsh ssh with the templated login', async (t) => {
+  const home = mkdtempSync(join(tmpdir(), 'jsh-github-'));
+  const proxy = new URL(base).host;
+  const child = spawn(
+    jsh,
+    ['login', '--proxy', proxy, '--ca-cert', caFile, '--auth', 'github', '--browser', 'none'],
+    { env: { ...process.env, JUMPGATE_HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  // jsh waits minutes for the browser: never past this test.
+  t.after(() => child.kill());
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk) => (stdout += chunk));
+  const url = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`jsh printed no URL: ${stderr}`)), 20_000);
+    child.stderr.on('data', (chunk) => {
+      stderr += chunk;
+      // jsh prints GitHub's authorize page (here, the stand-in's).
+      const found = stderr.match(/open this page in your browser:\s+(http\S+\/login\/oauth\/authorize\?\S+)/);
+      if (found) {
+        clearTimeout(timer);
+        resolve(found[1]);
+      }
+    });
+  });
+  const exited = new Promise((resolve) => child.on('exit', resolve));
+  const { page } = await open(t);
+  await page.goto(url);
+  await githubSignIn(page, octo);
+  await page.getByText('Logged in to Jumpgate').waitFor();
+  assert.equal(await exited, 0, `jsh login: ${stderr}`);
+  assert.match(stdout, new RegExp(`Logged in as: ${octo}`));
+  const ssh = spawnSync(jsh, ['ssh', `${octo}@${nodeName}`, 'whoami'], {
+    env: { ...process.env, JUMPGATE_HOME: home },
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  assert.equal(ssh.status, 0, ssh.stderr);
+  assert.equal(ssh.stdout.trim(), octo);
+});
+
+maybe('github: a GitHub Enterprise Server connector (its own endpoint and API URLs)', async (t) => {
+  const { page } = await webLogin(t, octo, 'ghes');
+  await page.getByRole('heading', { name: 'Resources' }).waitFor();
+  const current = await session(page);
+  assert.equal(current.user, octo);
+  assert.deepEqual(current.roles, ['sso-gh']);
+});
+
+maybe('github: gus and gone log in while GitHub has them in the team', async (t) => {
+  for (const login of ['gus', 'gone']) {
+    const { page } = await webLogin(t, login);
+    await page.getByRole('heading', { name: 'Resources' }).waitFor();
+    assert.equal((await session(page)).user, login);
+  }
+});
+
+maybe('github: teams that map to no role are refused, naming the teams', async (t) => {
+  const { page } = await webLogin(t, 'nora');
+  const text = await assertRefused(page, /octocats\/visitors/);
+  assert.match(text, /maps to a role/);
+  assert.match(text, /teams_to_roles/);
+});
+
+maybe('github: a GitHub user named as a local (password) user is refused', async (t) => {
+  const { page } = await webLogin(t, 'alice');
+  await assertRefused(page, /a local user named "alice" exists/);
+});
+
+maybe('github: the user cancelling at GitHub (access_denied) is shown as GitHub said it', async (t) => {
+  const { page } = await webLogin(t, octo, 'github', { cancel: true });
+  await assertRefused(page, /access_denied: The user has denied your application access/);
+});
+
+maybe("github: a code GitHub does not know (bad_verification_code) is shown as GitHub said it", async (t) => {
+  const opened = await open(t);
+  const answer = await githubAnswer(opened, octo);
+  answer.searchParams.set('code', '0123456789abcdef0123');
+  await opened.page.goto(answer.href);
+  await assertRefused(opened.page, /bad_verification_code/);
+  assert.match(await opened.page.locator('body').innerText(), /start the login again/);
+});
+
+maybe('github: an answer whose state is not the browser\'s own login is refused', async (t) => {
+  // The answer to a first login, then a second login started in the same browser: its
+  // state cookie is now the second's, and the first answer no longer matches it.
+  const opened = await open(t);
+  const first = await githubAnswer(opened, octo);
+  const second = await githubAnswer(opened, octo);
+  await opened.page.goto(first.href);
+  await assertRefused(opened.page, /started in another browser/);
+  // A state nobody issued (or one already used: the first one, just now).
+  const forged = new URL(second.href);
+  forged.searchParams.set('state', 'ab'.repeat(32));
+  await opened.page.goto(forged.href);
+  await assertRefused(opened.page, /unknown, expired|already used/);
+  await opened.page.goto(first.href);
+  await assertRefused(opened.page, /unknown, expired|already used/);
+  // The second answer still works in the browser that started it.
+  await opened.page.goto(second.href);
+  await opened.page.getByRole('heading', { name: 'Resources' }).waitFor();
+  assert.equal((await session(opened.page)).user, octo);
+});
+
+maybe('github-changed: a team added at GitHub gives its role at the next login', async (t) => {
+  const { page } = await webLogin(t, octo);
+  await page.getByRole('heading', { name: 'Resources' }).waitFor();
+  // teams_to_logins, read as Teleport reads it: its `logins` are roles.
+  assert.deepEqual((await session(page)).roles, ['auditor', 'sso-gh']);
+});
+
+maybe('github-removed: a user removed from the organisation\'s teams is refused', async (t) => {
+  const { page } = await webLogin(t, 'gus');
+  await assertRefused(page, /GitHub lists no team for user "gus"/);
+});
+
+maybe('github-removed: a user removed from GitHub cannot log in', async (t) => {
+  const { page } = await webLogin(t, 'gone');
+  // GitHub itself refuses the sign-in; nobody is logged in here.
+  await page.getByText('Incorrect username or password.').waitFor();
+  const onProxy = await open(t);
+  await onProxy.page.goto(`${base}/web/login`);
+  assert.equal(await session(onProxy.page), null);
+});
