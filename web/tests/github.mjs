@@ -94,7 +94,11 @@ maybe('github: the login page button logs the user in, roles from their teams', 
   assert.deepEqual(problems, []);
 });
 
-maybe('github: jsh login --auth github --browser none, then jsh ssh with the templated login', async (t) => {
+/**
+ * `jsh login --auth github --browser none` in a fresh home, its printed URL followed in
+ * a browser as `login` signs in at GitHub; resolves when jsh exits.
+ */
+async function jshLogin(t, login) {
   const home = mkdtempSync(join(tmpdir(), 'jsh-github-'));
   const proxy = new URL(base).host;
   const child = spawn(
@@ -104,15 +108,14 @@ maybe('github: jsh login --auth github --browser none, then jsh ssh with the tem
   );
   // jsh waits minutes for the browser: never past this test.
   t.after(() => child.kill());
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk) => (stdout += chunk));
+  const out = { home, stdout: '', stderr: '', code: null, page: null };
+  child.stdout.on('data', (chunk) => (out.stdout += chunk));
   const url = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`jsh printed no URL: ${stderr}`)), 20_000);
+    const timer = setTimeout(() => reject(new Error(`jsh printed no URL: ${out.stderr}`)), 20_000);
     child.stderr.on('data', (chunk) => {
-      stderr += chunk;
+      out.stderr += chunk;
       // jsh prints GitHub's authorize page (here, the stand-in's).
-      const found = stderr.match(/open this page in your browser:\s+(http\S+\/login\/oauth\/authorize\?\S+)/);
+      const found = out.stderr.match(/open this page in your browser:\s+(http\S+\/login\/oauth\/authorize\?\S+)/);
       if (found) {
         clearTimeout(timer);
         resolve(found[1]);
@@ -121,18 +124,33 @@ maybe('github: jsh login --auth github --browser none, then jsh ssh with the tem
   });
   const exited = new Promise((resolve) => child.on('exit', resolve));
   const { page } = await open(t);
+  out.page = page;
   await page.goto(url);
-  await githubSignIn(page, octo);
-  await page.getByText('Logged in to Jumpgate').waitFor();
-  assert.equal(await exited, 0, `jsh login: ${stderr}`);
-  assert.match(stdout, new RegExp(`Logged in as: ${octo}`));
+  await githubSignIn(page, login);
+  // Well before jsh's own 3-minute wait for the browser: it must not be what ends it.
+  out.code = await Promise.race([exited, new Promise((resolve) => setTimeout(() => resolve('still waiting'), 30_000))]);
+  return out;
+}
+
+maybe('github: jsh login --auth github --browser none, then jsh ssh with the templated login', async (t) => {
+  const jshRun = await jshLogin(t, octo);
+  await jshRun.page.getByText('Logged in to Jumpgate').waitFor();
+  assert.equal(jshRun.code, 0, `jsh login: ${jshRun.stderr}`);
+  assert.match(jshRun.stdout, new RegExp(`Logged in as: ${octo}`));
   const ssh = spawnSync(jsh, ['ssh', `${octo}@${nodeName}`, 'whoami'], {
-    env: { ...process.env, JUMPGATE_HOME: home },
+    env: { ...process.env, JUMPGATE_HOME: jshRun.home },
     encoding: 'utf8',
     timeout: 30_000,
   });
   assert.equal(ssh.status, 0, ssh.stderr);
   assert.equal(ssh.stdout.trim(), octo);
+});
+
+maybe('github: a refused jsh login ends jsh at once, saying why (teams that map to no role)', async (t) => {
+  const jshRun = await jshLogin(t, 'nora');
+  await jshRun.page.getByText('The Jumpgate login was refused').waitFor();
+  assert.equal(jshRun.code, 1, `jsh login: ${jshRun.stderr}`);
+  assert.match(jshRun.stderr, /the login was refused: .*octocats\/visitors/);
 });
 
 maybe('github: a GitHub Enterprise Server connector (its own endpoint and API URLs)', async (t) => {

@@ -172,8 +172,45 @@ pub async fn sso_login(
     .await
 }
 
-/// Serves the loopback listener until a request to `/callback?result=ID` arrives; answers
-/// each request with a short text page.
+/// What the browser brought back to the loopback listener.
+#[derive(Debug, PartialEq, Eq)]
+enum BrowserAnswer {
+    /// `/callback?result=ID`: the certificates wait under that id.
+    Result(String),
+    /// `/callback?error=TEXT`: auth refused the login, and says why.
+    Refused(String),
+}
+
+/// Reads the loopback listener's request line: the answer it carries, if it is one.
+fn browser_answer(request_line: &str) -> Option<BrowserAnswer> {
+    let target = request_line.split(' ').nth(1)?;
+    let url = url::Url::parse(&format!("http://127.0.0.1{target}")).ok()?;
+    if url.path() != "/callback" {
+        return None;
+    }
+    let param = |wanted: &str| {
+        url.query_pairs()
+            .find(|(name, _)| name == wanted)
+            .map(|(_, value)| value.into_owned())
+    };
+    if let Some(id) = param("result") {
+        return (id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then_some(BrowserAnswer::Result(id));
+    }
+    // The text is auth's, but it may quote the provider's error description: no control
+    // characters reach the terminal, and no more than a screenful.
+    param("error").map(|text| {
+        BrowserAnswer::Refused(
+            text.chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .take(1000)
+                .collect(),
+        )
+    })
+}
+
+/// Serves the loopback listener until the browser comes back with the login's result (or
+/// its refusal); answers each request with a short text page.
 async fn wait_for_browser(listener: &TcpListener) -> Result<String, ClientError> {
     loop {
         let (mut stream, _) = listener
@@ -199,33 +236,54 @@ async fn wait_for_browser(listener: &TcpListener) -> Result<String, ClientError>
             .next()
             .unwrap_or_default()
             .to_string();
-        let target = request_line.split(' ').nth(1).unwrap_or_default();
-        let parsed = url::Url::parse(&format!("http://127.0.0.1{target}")).ok();
-        let result = parsed
-            .as_ref()
-            .filter(|url| url.path() == "/callback")
-            .and_then(|url| {
-                url.query_pairs()
-                    .find(|(name, _)| name == "result")
-                    .map(|(_, value)| value.into_owned())
-            })
-            .filter(|id| id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()));
-        let (status, page) = match &result {
-            Some(_) => (
+        let answer = browser_answer(&request_line);
+        let (status, page) = match &answer {
+            Some(BrowserAnswer::Result(_)) => (
                 "200 OK",
-                "Logged in to Jumpgate. You can close this tab and go back to the terminal.\n",
+                "Logged in to Jumpgate. You can close this tab and go back to the terminal.\n"
+                    .to_string(),
             ),
-            None => ("404 Not Found", "Not the login callback.\n"),
+            Some(BrowserAnswer::Refused(reason)) => (
+                "403 Forbidden",
+                format!("The Jumpgate login was refused: {reason}\n"),
+            ),
+            None => ("404 Not Found", "Not the login callback.\n".to_string()),
         };
         let response = format!(
             "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\n\
-             Content-Length: {}\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n{page}",
+             X-Content-Type-Options: nosniff\r\nContent-Length: {}\r\nConnection: close\r\n\
+             Cache-Control: no-store\r\n\r\n{page}",
             page.len()
         );
         let _ = stream.write_all(response.as_bytes()).await;
         let _ = stream.shutdown().await;
-        if let Some(result) = result {
-            return Ok(result);
+        match answer {
+            Some(BrowserAnswer::Result(id)) => return Ok(id),
+            Some(BrowserAnswer::Refused(reason)) => {
+                return Err(ClientError::Sso(format!("the login was refused: {reason}")));
+            }
+            None => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{BrowserAnswer, browser_answer};
+
+    #[test]
+    fn the_browser_brings_a_result_or_a_refusal_and_nothing_else() {
+        let id = "ab".repeat(32);
+        assert_eq!(
+            browser_answer(&format!("GET /callback?result={id} HTTP/1.1")),
+            Some(BrowserAnswer::Result(id))
+        );
+        assert_eq!(browser_answer("GET /callback?result=short HTTP/1.1"), None);
+        assert_eq!(browser_answer("GET /favicon.ico HTTP/1.1"), None);
+        assert_eq!(browser_answer("garbage"), None);
+        assert_eq!(
+            browser_answer("GET /callback?error=no%20role%1b%5B31m%0Afor%20you HTTP/1.1"),
+            Some(BrowserAnswer::Refused("no role [31m for you".to_string()))
+        );
     }
 }

@@ -345,23 +345,24 @@ impl AuthServer {
             Ok((pending, connector, identity)) => {
                 match self.upsert_sso_user(&pending, &connector, identity).await {
                     Ok(user) => Ok((pending, connector, user)),
-                    Err(err) => Err((pending.connector.clone(), err)),
+                    Err(err) => Err(Refused::of(&pending, err)),
                 }
             }
             Err(failed) => Err(failed),
         };
         let (pending, connector, user) = match outcome {
             Ok(done) => done,
-            Err((connector, err)) => {
-                let mut event = AuditEvent::failure(EventType::UserLogin, err.to_string())
-                    .field("method", request.kind.as_str())
-                    .field("connector", connector.as_str());
+            Err(refused) => {
+                let mut event =
+                    AuditEvent::failure(EventType::UserLogin, refused.error.to_string())
+                        .field("method", request.kind.as_str())
+                        .field("connector", refused.connector.as_str());
                 if let Some(addr) = &remote {
                     event = event.remote_addr(addr.as_str());
                 }
                 self.audit(event).await?;
                 jumpgate_telemetry::count(|m| &m.user_logins, &["failure"]);
-                return Err(err);
+                return refused.answer();
             }
         };
         let mut event = AuditEvent::success(EventType::UserLogin)
@@ -384,6 +385,7 @@ impl AuthServer {
                     web_session: Some(session),
                     web_redirect_path: redirect_path,
                     client_redirect_url: String::new(),
+                    refused: String::new(),
                 })
             }
             Purpose::Cli {
@@ -431,25 +433,28 @@ impl AuthServer {
                     web_session: None,
                     web_redirect_path: String::new(),
                     client_redirect_url: url.to_string(),
+                    refused: String::new(),
                 })
             }
         }
     }
 
     /// The provider's answer checked: the pending login, its connector and who the user is.
-    /// On error, the connector's name (when known) for the audit event.
     async fn finish_checked(
         &self,
         request: &proto::FinishSsoLoginRequest,
         state: &str,
-    ) -> Result<(PendingLogin, AnyConnector, ExternalIdentity), (String, ServiceError)> {
+    ) -> Result<(PendingLogin, AnyConnector, ExternalIdentity), Refused> {
         let param = |name: &str| request.params.get(name).map(String::as_str).unwrap_or("");
         let pending = self
             .take_pending_login(state)
             .await
-            .map_err(|err| (String::new(), err))?;
-        let named = pending.connector.clone();
-        let fail = |err: ServiceError| (named.clone(), err);
+            .map_err(|error| Refused {
+                connector: String::new(),
+                client_redirect_url: None,
+                error,
+            })?;
+        let fail = |err: ServiceError| Refused::of(&pending, err);
         // A web login finishes only in the browser that started it: its state cookie must
         // match. Else an attacker's own answer, sent to a victim, would log the victim in
         // as the attacker.
@@ -778,5 +783,50 @@ impl AuthServer {
             ))),
             Err(err) => Err(crate::AuthError::from(err).into()),
         }
+    }
+}
+
+/// A login refused in its second leg: why, and what the answer needs.
+struct Refused {
+    /// The connector's name when the pending login was found, for the audit event.
+    connector: String,
+    /// A jsh login's loopback URL: the refusal goes there too, so jsh stops waiting and
+    /// says why instead of waiting minutes for a browser that will not come back.
+    client_redirect_url: Option<String>,
+    error: ServiceError,
+}
+
+impl Refused {
+    fn of(pending: &PendingLogin, error: ServiceError) -> Self {
+        let client_redirect_url = match &pending.purpose {
+            Purpose::Cli { redirect_url, .. } => Some(redirect_url.clone()),
+            Purpose::Web { .. } => None,
+        };
+        Self {
+            connector: pending.connector.clone(),
+            client_redirect_url,
+            error,
+        }
+    }
+
+    /// A web login's refusal is an error (the proxy shows it in the browser); a jsh login's
+    /// sends the browser to jsh's listener with the reason, which jsh shows and ends with.
+    fn answer(self) -> Result<proto::FinishSsoLoginResponse, ServiceError> {
+        let Some(redirect_url) = self.client_redirect_url else {
+            return Err(self.error);
+        };
+        let Ok(mut url) = url::Url::parse(&redirect_url) else {
+            return Err(self.error);
+        };
+        // What the caller would read in the status (internal details stay in the log).
+        let status = tonic::Status::from(self.error);
+        url.query_pairs_mut().append_pair("error", status.message());
+        Ok(proto::FinishSsoLoginResponse {
+            user: String::new(),
+            web_session: None,
+            web_redirect_path: String::new(),
+            client_redirect_url: url.to_string(),
+            refused: status.message().to_owned(),
+        })
     }
 }
