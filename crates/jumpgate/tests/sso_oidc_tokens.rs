@@ -4,7 +4,8 @@
 //! tokens carry one defect each: a wrong audience, an expired token, a signature by a key
 //! not in its JWKS, no nonce, a wrong nonce, a wrong issuer, `alg: none`. Each is refused
 //! with a message naming the defect and audited as a failed login; the same provider's
-//! well-formed token logs the user in, so a check switched off makes this test fail.
+//! well-formed token logs the user in, so a check switched off makes this test fail. A
+//! well-formed answer delivered to another kind's callback is refused too.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -53,6 +54,11 @@ fn header(headers: &str, name: &str) -> Option<String> {
 /// One web login through connector `rogue`: the proxy's start, the provider's answer, the
 /// proxy's callback with the state cookie. The callback's (status, headers, body).
 fn web_login(proxy: &str, ca: &str) -> (u16, String, String) {
+    web_login_at(proxy, ca, "oidc")
+}
+
+/// [`web_login`], the provider's answer delivered to the `callback_kind` callback.
+fn web_login_at(proxy: &str, ca: &str, callback_kind: &str) -> (u16, String, String) {
     let (status, headers, body) = get(
         &format!("{proxy}/v1/webapi/oidc/login/web?connector_id=rogue&redirect_url=/web"),
         ca,
@@ -67,6 +73,11 @@ fn web_login(proxy: &str, ca: &str) -> (u16, String, String) {
     assert_eq!(status, 302, "{headers}{body}");
     let callback = header(&headers, "location").expect("the provider's answer");
     assert!(callback.starts_with(proxy), "{callback}");
+    let callback = callback.replacen(
+        "/webapi/oidc/callback",
+        &format!("/webapi/{callback_kind}/callback"),
+        1,
+    );
     get(&callback, ca, Some(&cookie))
 }
 
@@ -164,8 +175,22 @@ fn oidc_id_tokens_with_a_defect_are_refused_and_audited() {
         );
     }
 
-    // And once more a good one: nothing above broke the connector.
+    // A well-formed answer delivered to another kind's callback is refused (and its state
+    // is spent), before any code is exchanged.
     rogue.set_defect(Defect::None);
+    let issued = rogue.tokens_issued();
+    let (status, headers, body) = web_login_at(&proxy, &ca, "github");
+    assert_eq!(status, 403, "{headers}{body}");
+    assert!(
+        body.contains(
+            "started with a connector of kind oidc, but the answer reached the github callback"
+        ),
+        "{body}"
+    );
+    assert_eq!(rogue.tokens_issued(), issued, "the code was exchanged");
+    assert_eq!(failed_logins(&cluster.data).len(), failures_before + 1);
+
+    // And once more a good one: nothing above broke the connector.
     let (status, headers, body) = web_login(&proxy, &ca);
     assert_eq!(status, 302, "{headers}{body}");
 }

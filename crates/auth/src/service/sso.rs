@@ -469,8 +469,8 @@ impl AuthServer {
         }
         if pending.kind != request.kind {
             return Err(fail(ServiceError::PermissionDenied(format!(
-                "this login was started for a {} connector, but the answer reached the {} \
-                 callback",
+                "this login was started with a connector of kind {}, but the answer reached \
+                 the {} callback",
                 pending.kind, request.kind
             ))));
         }
