@@ -4,7 +4,8 @@
 //! host); the dynamic section's `NEEDED` libraries and the symbol versions required of
 //! them (`.gnu.version_r`) give the packages and the lowest glibc the binaries run on.
 //! dpkg-shlibdeps does this for debhelper packages; it needs dpkg-dev, and a Rust
-//! binary links only the C library and libgcc_s, so the mapping below is all it takes.
+//! binary links only the C library and libgcc_s (the daemon also libxmlsec1, libxml2 and
+//! libcrypto, for SAML), so the mapping below is all it takes.
 
 use std::fs::File;
 use std::path::Path;
@@ -56,6 +57,13 @@ const LIBRARIES: &[(&str, &str, Option<&str>)] = &[
     ("ld-linux-x86-64.so.2", "libc6", Some("GLIBC_")),
     ("ld-linux-aarch64.so.1", "libc6", Some("GLIBC_")),
     ("libgcc_s.so.1", "libgcc-s1", None),
+    // SAML's XML signatures (`jumpgate-saml`): libxmlsec1 with its OpenSSL engine, libxml2,
+    // and OpenSSL's libcrypto (Debian's libssl3 package). The daemon
+    // only; jsh and jctl link none of them. Package names are Debian 12's.
+    ("libxmlsec1.so.1", "libxmlsec1", None),
+    ("libxmlsec1-openssl.so.1", "libxmlsec1-openssl", None),
+    ("libxml2.so.2", "libxml2", Some("LIBXML2_")),
+    ("libcrypto.so.3", "libssl3", Some("OPENSSL_")),
 ];
 
 /// Reads what `path` (an ELF executable) needs. An unknown machine gives `arch: None`.
@@ -346,12 +354,12 @@ mod tests {
             EM_X86_64,
             true,
             Endianness::Little,
-            &[("libc.so.6", GLIBC), ("libssl.so.3", &["OPENSSL_3.0.0"])],
+            &[("libc.so.6", GLIBC), ("libpq.so.5", &["RHPG_10"])],
         );
         let path = write(dir.path(), "jctl", &bytes);
         let err = needs(&path).unwrap_err().to_string();
         assert!(
-            err.starts_with(&format!("{} needs libssl.so.3,", path.display())),
+            err.starts_with(&format!("{} needs libpq.so.5,", path.display())),
             "{err}"
         );
     }
@@ -380,7 +388,20 @@ mod tests {
             }
             let mut names: Vec<_> = needs.packages.iter().map(|(name, _)| *name).collect();
             names.sort_unstable();
-            assert_eq!(names, ["libc6", "libgcc-s1"], "{}", path.display());
+            // The daemon verifies SAML signatures with libxmlsec1 (jumpgate-saml).
+            let expected: &[&str] = if path.ends_with("jumpgate") {
+                &[
+                    "libc6",
+                    "libgcc-s1",
+                    "libssl3",
+                    "libxml2",
+                    "libxmlsec1",
+                    "libxmlsec1-openssl",
+                ]
+            } else {
+                &["libc6", "libgcc-s1"]
+            };
+            assert_eq!(names, expected, "{}", path.display());
             let libc = needs
                 .packages
                 .iter()

@@ -41,6 +41,7 @@ pub mod web_ui;
 pub mod webadmin;
 pub mod websession;
 pub mod websso;
+pub mod websso_saml;
 pub mod webviews;
 
 pub use certs::{KeypairError, KeypairFiles, PublicCerts, watch_keypairs};

@@ -18,6 +18,7 @@
 
 pub mod http;
 pub mod oidc;
+pub mod saml;
 
 use jumpgate_types::Traits;
 use serde::{Deserialize, Serialize};
