@@ -4,7 +4,8 @@
 //! host); the dynamic section's `NEEDED` libraries and the symbol versions required of
 //! them (`.gnu.version_r`) give the packages and the lowest glibc the binaries run on.
 //! dpkg-shlibdeps does this for debhelper packages; it needs dpkg-dev, and a Rust
-//! binary links only the C library and libgcc_s, so the mapping below is all it takes.
+//! binary links only the C library and libgcc_s (the daemon also libxmlsec1, libxml2 and
+//! libcrypto, for SAML), so the mapping below is all it takes.
 
 use std::fs::File;
 use std::path::Path;
@@ -58,6 +59,12 @@ const LIBRARIES: &[(&str, &str, Option<&str>)] = &[
     ("libgcc_s.so.1", "libgcc-s1", None),
     // The auth service's WebAuthn (webauthn-rs verifies signatures with OpenSSL 3).
     ("libssl.so.3", "libssl3", Some("OPENSSL_")),
+    // SAML's XML signatures (`jumpgate-saml`): libxmlsec1 with its OpenSSL engine, libxml2,
+    // and OpenSSL's libcrypto (Debian's libssl3 package). The daemon
+    // only; jsh and jctl link none of them. Package names are Debian 12's.
+    ("libxmlsec1.so.1", "libxmlsec1", None),
+    ("libxmlsec1-openssl.so.1", "libxmlsec1-openssl", None),
+    ("libxml2.so.2", "libxml2", Some("LIBXML2_")),
     ("libcrypto.so.3", "libssl3", Some("OPENSSL_")),
 ];
 
@@ -383,10 +390,17 @@ mod tests {
             }
             let mut names: Vec<_> = needs.packages.iter().map(|(name, _)| *name).collect();
             names.sort_unstable();
-            // The daemon's auth service verifies WebAuthn signatures with OpenSSL 3; jsh
-            // and jctl link no server code.
+            // The daemon verifies WebAuthn signatures with OpenSSL 3 and SAML signatures with
+            // libxmlsec1 (jumpgate-saml); jsh and jctl link no server code.
             let expected: &[&str] = if path.ends_with("jumpgate") {
-                &["libc6", "libgcc-s1", "libssl3"]
+                &[
+                    "libc6",
+                    "libgcc-s1",
+                    "libssl3",
+                    "libxml2",
+                    "libxmlsec1",
+                    "libxmlsec1-openssl",
+                ]
             } else {
                 &["libc6", "libgcc-s1"]
             };

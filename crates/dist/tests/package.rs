@@ -108,8 +108,16 @@ fn the_package_has_its_fields_and_its_files_and_nothing_in_etc() {
         .unwrap_or_else(|| panic!("no Depends:\n{info}"));
     assert!(depends.starts_with("libc6 (>= 2."), "{depends}");
     assert!(depends.contains("libgcc-s1"), "{depends}");
-    // OpenSSL 3, for webauthn-rs in the auth service.
-    assert!(depends.contains("libssl3 (>= 3."), "{depends}");
+    // The daemon's SAML signatures (jumpgate-saml: libxmlsec1, libxml2, libcrypto) and
+    // WebAuthn's (webauthn-rs: OpenSSL 3).
+    for library in [
+        "libxmlsec1",
+        "libxmlsec1-openssl",
+        "libxml2 (>= 2.",
+        "libssl3 (>= 3.",
+    ] {
+        assert!(depends.contains(library), "{library} missing: {depends}");
+    }
     assert!(depends.contains("passwd"), "{depends}");
     let arch = run_ok(
         Command::new(&dpkg_deb)

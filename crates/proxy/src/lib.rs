@@ -44,6 +44,7 @@ pub mod webadmin;
 pub mod webmfa;
 pub mod websession;
 pub mod websso;
+pub mod websso_saml;
 pub mod webviews;
 
 pub use certs::{KeypairError, KeypairFiles, PublicCerts, watch_keypairs};

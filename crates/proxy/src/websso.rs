@@ -29,7 +29,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The cookie binding a web login to the browser that started it.
-const STATE_COOKIE: &str = "__Host-jumpgate_sso";
+pub(crate) const STATE_COOKIE: &str = "__Host-jumpgate_sso";
 
 pub(crate) fn routes() -> Router<Arc<WebState>> {
     Router::new()
@@ -40,6 +40,7 @@ pub(crate) fn routes() -> Router<Arc<WebState>> {
         .route("/webapi/{kind}/callback", get(callback))
         .route("/v1/webapi/{kind}/callback", get(callback))
         .route("/webapi/sso/result", post(result))
+        .merge(crate::websso_saml::routes())
 }
 
 fn connector_kind(kind: &str) -> Result<&'static str, ApiError> {
@@ -49,14 +50,14 @@ fn connector_kind(kind: &str) -> Result<&'static str, ApiError> {
 }
 
 #[derive(Debug, Deserialize)]
-struct LoginWebQuery {
+pub(crate) struct LoginWebQuery {
     #[serde(default)]
     connector_id: String,
     #[serde(default)]
     redirect_url: String,
 }
 
-async fn login_web(
+pub(crate) async fn login_web(
     State(state): State<Arc<WebState>>,
     Extension(ClientAddr(client)): Extension<ClientAddr>,
     Path(kind): Path<String>,
@@ -167,9 +168,9 @@ async fn callback(
         Ok(kind) => kind,
         Err(err) => return failure_page(err.status(), err.message()),
     };
-    let finished = state
-        .auth()
-        .finish_sso_login(proto::FinishSsoLoginRequest {
+    finish(
+        &state,
+        proto::FinishSsoLoginRequest {
             kind: kind.to_owned(),
             params: params
                 .into_iter()
@@ -179,8 +180,18 @@ async fn callback(
             connector: String::new(),
             browser_state: crate::websession::cookie_value(&headers, STATE_COOKIE)
                 .unwrap_or_default(),
-        })
-        .await;
+        },
+    )
+    .await
+}
+
+/// Has auth finish a login, and answers the browser: a web login gets its session cookie
+/// and goes to its page; a jsh login goes to jsh's loopback listener.
+pub(crate) async fn finish(
+    state: &Arc<WebState>,
+    request: proto::FinishSsoLoginRequest,
+) -> Response {
+    let finished = state.auth().finish_sso_login(request).await;
     let finished = match finished {
         Ok(finished) => finished.into_inner(),
         Err(status) => {
@@ -238,7 +249,7 @@ async fn result(
 }
 
 /// What a browser shows when a login is refused: text, never markup built from a message.
-fn failure_page(status: StatusCode, message: &str) -> Response {
+pub(crate) fn failure_page(status: StatusCode, message: &str) -> Response {
     let body = format!(
         "Single sign-on failed.\n\n{message}\n\nGo back to the login page (/web/login) to try \
          again.\n"

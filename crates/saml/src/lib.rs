@@ -114,5 +114,5 @@ mod xml;
 
 pub use error::SamlError;
 pub use metadata::IdpMetadata;
-pub use response::{Assertion, CLOCK_SKEW, MAX_RESPONSE_LEN};
-pub use sp::{AuthnRedirect, MAX_RELAY_STATE, ServiceProvider};
+pub use response::{Assertion, CLOCK_SKEW, MAX_RESPONSE_LEN, unverified_assertion_id};
+pub use sp::{AuthnRedirect, MAX_RELAY_STATE, ServiceProvider, sp_metadata_xml};

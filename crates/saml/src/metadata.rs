@@ -99,6 +99,40 @@ impl IdpMetadata {
         })
     }
 
+    /// An IdP given without metadata (Teleport's `issuer`, `sso`, `cert`): its entity ID,
+    /// its HTTP-Redirect SSO URL and its signing certificate (PEM, or bare base64 DER),
+    /// checked as [`IdpMetadata::parse`] checks metadata.
+    pub fn from_parts(
+        entity_id: &str,
+        sso_redirect_url: &str,
+        cert_pem: &str,
+    ) -> Result<IdpMetadata, SamlError> {
+        let body: String = cert_pem
+            .lines()
+            .filter(|line| !line.trim_start().starts_with("-----"))
+            .collect::<String>()
+            .chars()
+            .filter(|c| !c.is_ascii_whitespace())
+            .collect();
+        let metadata = format!(
+            concat!(
+                r#"<md:EntityDescriptor xmlns:md="{md}" xmlns:ds="{ds}" entityID="{entity}">"#,
+                r#"<md:IDPSSODescriptor protocolSupportEnumeration="{samlp}">"#,
+                r#"<md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{cert}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"#,
+                r#"<md:SingleSignOnService Binding="{redirect}" Location="{sso}"/>"#,
+                "</md:IDPSSODescriptor></md:EntityDescriptor>"
+            ),
+            md = NS_MD,
+            ds = NS_DS,
+            samlp = crate::xml::NS_SAMLP,
+            redirect = BINDING_REDIRECT,
+            entity = xml::escape(entity_id),
+            sso = xml::escape(sso_redirect_url),
+            cert = xml::escape(&body),
+        );
+        IdpMetadata::parse(&metadata)
+    }
+
     /// The IdP's entity ID: what the `Issuer` of its assertions must be.
     pub fn entity_id(&self) -> &str {
         &self.entity_id
@@ -174,6 +208,31 @@ mod tests {
 {CERT_B64}
 </ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"#
         )
+    }
+
+    #[test]
+    fn an_idp_given_by_its_parts_is_checked_as_metadata() {
+        let pem = format!(
+            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            CERT_B64.trim()
+        );
+        let idp = IdpMetadata::from_parts(
+            "https://idp.example.com",
+            "https://idp.example.com/sso",
+            &pem,
+        )
+        .unwrap();
+        assert_eq!(idp.entity_id(), "https://idp.example.com");
+        assert_eq!(idp.sso_redirect_url(), "https://idp.example.com/sso");
+        assert_eq!(idp.signing_certs().len(), 1);
+        assert!(matches!(
+            IdpMetadata::from_parts(
+                "https://idp.example.com",
+                "https://idp.example.com/sso",
+                "x"
+            ),
+            Err(SamlError::MetadataBadCert { .. })
+        ));
     }
 
     const REDIRECT: &str = r#"<md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://idp.example.com/sso?app=1"/>"#;

@@ -276,9 +276,9 @@ impl ServiceProvider {
             let audiences = xml::children(restriction, NS_SAML, "Audience")
                 .map(|a| xml::text(a, "Audience"))
                 .collect::<Result<Vec<_>, _>>()?;
-            if !audiences.iter().any(|a| a == self.entity_id()) {
+            if !audiences.iter().any(|a| a == self.audience()) {
                 return Err(SamlError::WrongAudience {
-                    expected: self.entity_id().to_string(),
+                    expected: self.audience().to_string(),
                     found: audiences,
                 });
             }
@@ -392,6 +392,32 @@ impl ServiceProvider {
             element: ELEMENT,
             what: "NotOnOrAfter",
         })
+    }
+}
+
+/// The `ID` of the one assertion of `saml_response` (the form field, base64), read
+/// **without any check**: only for refusing a replay early with a clear message (an ID
+/// already recorded), never for accepting anything. `None` when there is no single
+/// assertion to name.
+pub fn unverified_assertion_id(saml_response: &str) -> Option<String> {
+    if saml_response.len() > MAX_RESPONSE_LEN {
+        return None;
+    }
+    let compact: Vec<u8> = saml_response
+        .bytes()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(&compact)
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let doc = xml::parse(&text).ok()?;
+    let mut assertions = doc
+        .descendants()
+        .filter(|n| xml::is(*n, NS_SAML, "Assertion"));
+    match (assertions.next(), assertions.next()) {
+        (Some(one), None) => one.attribute("ID").map(str::to_string),
+        _ => None,
     }
 }
 

@@ -17,6 +17,7 @@ pub const MAX_RELAY_STATE: usize = 80;
 #[derive(Debug, Clone)]
 pub struct ServiceProvider {
     entity_id: String,
+    audience: String,
     acs_url: String,
     idp: IdpMetadata,
 }
@@ -69,14 +70,35 @@ impl ServiceProvider {
             }
         }
         Ok(ServiceProvider {
+            audience: entity_id.clone(),
             entity_id,
             acs_url,
             idp,
         })
     }
 
+    /// Expects assertions for `audience` instead of the entity ID (Teleport's `audience`,
+    /// for an IdP configured with another audience URI than the SP's entity ID).
+    pub fn with_audience(mut self, audience: impl Into<String>) -> Result<Self, SamlError> {
+        let audience = audience.into();
+        if audience.trim().is_empty() || audience.trim() != audience {
+            return Err(SamlError::InvalidSetting {
+                field: "audience",
+                value: audience,
+                reason: "it must be non-empty, without surrounding spaces".into(),
+            });
+        }
+        self.audience = audience;
+        Ok(self)
+    }
+
     pub fn entity_id(&self) -> &str {
         &self.entity_id
+    }
+
+    /// What every `AudienceRestriction` must name: the entity ID unless set otherwise.
+    pub fn audience(&self) -> &str {
+        &self.audience
     }
 
     pub fn acs_url(&self) -> &str {
@@ -91,25 +113,7 @@ impl ServiceProvider {
     /// one HTTP-POST assertion consumer service, `WantAssertionsSigned="true"`, and
     /// `AuthnRequestsSigned="false"` (the requests are not signed: see the crate docs).
     pub fn metadata_xml(&self) -> String {
-        format!(
-            concat!(
-                r#"<?xml version="1.0" encoding="UTF-8"?>"#,
-                "\n",
-                r#"<md:EntityDescriptor xmlns:md="{md}" entityID="{entity}">"#,
-                "\n  ",
-                r#"<md:SPSSODescriptor AuthnRequestsSigned="false" WantAssertionsSigned="true" protocolSupportEnumeration="{samlp}">"#,
-                "\n    ",
-                "<md:NameIDFormat>urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified</md:NameIDFormat>",
-                "\n    ",
-                r#"<md:AssertionConsumerService Binding="{post}" Location="{acs}" index="0" isDefault="true"/>"#,
-                "\n  </md:SPSSODescriptor>\n</md:EntityDescriptor>\n"
-            ),
-            md = NS_MD,
-            samlp = NS_SAMLP,
-            post = BINDING_POST,
-            entity = xml::escape(&self.entity_id),
-            acs = xml::escape(&self.acs_url),
-        )
+        sp_metadata_xml(&self.entity_id, &self.acs_url)
     }
 
     /// A new AuthnRequest for the HTTP-Redirect binding (DEFLATE, base64, URL-encoded),
@@ -164,6 +168,30 @@ impl ServiceProvider {
             url: format!("{sso}{separator}{}", query.finish()),
         })
     }
+}
+
+/// [`ServiceProvider::metadata_xml`] of an SP with entity ID `entity_id` and ACS
+/// `acs_url`, for serving it without the IdP's metadata at hand (it names only ours).
+pub fn sp_metadata_xml(entity_id: &str, acs_url: &str) -> String {
+    format!(
+        concat!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>"#,
+            "\n",
+            r#"<md:EntityDescriptor xmlns:md="{md}" entityID="{entity}">"#,
+            "\n  ",
+            r#"<md:SPSSODescriptor AuthnRequestsSigned="false" WantAssertionsSigned="true" protocolSupportEnumeration="{samlp}">"#,
+            "\n    ",
+            "<md:NameIDFormat>urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified</md:NameIDFormat>",
+            "\n    ",
+            r#"<md:AssertionConsumerService Binding="{post}" Location="{acs}" index="0" isDefault="true"/>"#,
+            "\n  </md:SPSSODescriptor>\n</md:EntityDescriptor>\n"
+        ),
+        md = NS_MD,
+        samlp = NS_SAMLP,
+        post = BINDING_POST,
+        entity = xml::escape(entity_id),
+        acs = xml::escape(acs_url),
+    )
 }
 
 #[cfg(test)]

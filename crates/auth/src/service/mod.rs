@@ -15,6 +15,7 @@ mod mfa;
 mod resources;
 mod sessions;
 mod sso;
+mod sso_saml;
 mod watch_stream;
 mod web_sessions;
 
@@ -1165,6 +1166,18 @@ impl AuthService for AuthServer {
             .await?;
         Ok(Response::new(
             self.sso_login_result(request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_saml_metadata(
+        &self,
+        request: Request<proto::GetSamlMetadataRequest>,
+    ) -> Reply<proto::GetSamlMetadataResponse> {
+        let caller = self.caller(&request)?;
+        self.require_kind(&caller, "GetSamlMetadata", &[IdentityKind::Proxy])
+            .await?;
+        Ok(Response::new(
+            self.saml_metadata(&request.into_inner().connector)?,
         ))
     }
 

@@ -12,7 +12,7 @@ use jumpgate_audit::{AuditEvent, EventType};
 use jumpgate_backend::{BackendError, Key, NewItem};
 use jumpgate_types::config::AuthType;
 use jumpgate_types::connector::{ConnectorKind, ConnectorSpec, ConnectorSummary};
-use jumpgate_types::{GithubConnector, OidcConnector};
+use jumpgate_types::{GithubConnector, OidcConnector, SamlConnector};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::time::{Duration, SystemTime};
@@ -54,6 +54,7 @@ pub fn auth_type_name(kind: AuthType) -> &'static str {
 enum AnyConnector {
     Oidc(OidcConnector),
     Github(GithubConnector),
+    Saml(SamlConnector),
 }
 
 impl AnyConnector {
@@ -61,6 +62,7 @@ impl AnyConnector {
         match self {
             Self::Oidc(connector) => connector.name(),
             Self::Github(connector) => connector.name(),
+            Self::Saml(connector) => connector.name(),
         }
     }
 
@@ -68,6 +70,7 @@ impl AnyConnector {
         match self {
             Self::Oidc(connector) => connector.spec.max_session_ttl(),
             Self::Github(connector) => connector.spec.max_session_ttl(),
+            Self::Saml(connector) => connector.spec.max_session_ttl(),
         }
     }
 }
@@ -133,7 +136,9 @@ impl AuthServer {
                     ConnectorKind::Github => GithubConnector::from_json(&key, text)
                         .ok()
                         .map(|connector| connector.summary()),
-                    _ => None,
+                    ConnectorKind::Saml => SamlConnector::from_json(&key, text)
+                        .ok()
+                        .map(|connector| connector.summary()),
                 }
             })
             .collect()
@@ -216,9 +221,10 @@ impl AuthServer {
                 GithubConnector::from_json(&key, text)
                     .map_err(|err| ServiceError::internal_in("stored connector", err))?,
             )),
-            other => Err(ServiceError::invalid(format!(
-                "{other} connectors are not supported yet; use an oidc or github connector"
-            ))),
+            ConnectorKind::Saml => Ok(AnyConnector::Saml(
+                SamlConnector::from_json(&key, text)
+                    .map_err(|err| ServiceError::internal_in("stored connector", err))?,
+            )),
         }
     }
 
@@ -287,6 +293,22 @@ impl AuthServer {
                     started.redirect_url,
                 )
             }
+            AnyConnector::Saml(saml) => {
+                let started = sso::saml::start(self.http()?, saml, &state, SystemTime::now())
+                    .await
+                    .map_err(sso_error)?;
+                (
+                    PendingLogin {
+                        kind: ConnectorKind::Saml.as_str().to_owned(),
+                        connector: saml.name().to_owned(),
+                        nonce: String::new(),
+                        pkce_verifier: String::new(),
+                        saml_request_id: started.request_id,
+                        purpose,
+                    },
+                    started.redirect_url,
+                )
+            }
         };
         let value = serde_json::to_vec(&pending).map_err(ServiceError::internal)?;
         let item = NewItem::new(hashed_key(LOGINS_PREFIX, &state)?, value)
@@ -338,7 +360,12 @@ impl AuthServer {
     ) -> Result<proto::FinishSsoLoginResponse, ServiceError> {
         let remote = Self::client_addr_text(caller, &request.client_addr);
         let param = |name: &str| request.params.get(name).map(String::as_str).unwrap_or("");
-        let state = param("state");
+        // SAML carries the state as RelayState.
+        let state = if request.kind == ConnectorKind::Saml.as_str() {
+            param("RelayState")
+        } else {
+            param("state")
+        };
         // A user the answer names but who cannot be written (a local user's name, a role
         // that does not exist) is a refused login too, and audited as one.
         let outcome = match self.finish_checked(&request, state).await {
@@ -446,6 +473,16 @@ impl AuthServer {
         state: &str,
     ) -> Result<(PendingLogin, AnyConnector, ExternalIdentity), Refused> {
         let param = |name: &str| request.params.get(name).map(String::as_str).unwrap_or("");
+        if request.kind == ConnectorKind::Saml.as_str() {
+            // Before the pending login is taken, so a replay is refused as what it is.
+            self.refuse_replayed_saml(param("SAMLResponse"))
+                .await
+                .map_err(|error| Refused {
+                    connector: request.connector.clone(),
+                    client_redirect_url: None,
+                    error,
+                })?;
+        }
         let pending = self
             .take_pending_login(state)
             .await
@@ -466,6 +503,13 @@ impl AuthServer {
                  again from the login page"
                     .to_owned(),
             )));
+        }
+        if !request.connector.is_empty() && request.connector != pending.connector {
+            return Err(fail(ServiceError::PermissionDenied(format!(
+                "this login was started for connector {:?}, but the answer reached the \
+                 assertion consumer service of {:?}",
+                pending.connector, request.connector
+            ))));
         }
         if pending.kind != request.kind {
             return Err(fail(ServiceError::PermissionDenied(format!(
@@ -512,6 +556,19 @@ impl AuthServer {
                 sso::github::finish(http, github, code, &pending.pkce_verifier)
                     .await
                     .map_err(|err| fail(sso_error(err)))?
+            }
+            AnyConnector::Saml(saml) => {
+                let (identity, assertion) = sso::saml::finish(
+                    self.http().map_err(fail)?,
+                    saml,
+                    param("SAMLResponse"),
+                    &pending.saml_request_id,
+                    SystemTime::now(),
+                )
+                .await
+                .map_err(|err| fail(sso_error(err)))?;
+                self.record_saml_assertion(&assertion).await.map_err(fail)?;
+                identity
             }
         };
         Ok((pending, connector, identity))
@@ -651,7 +708,13 @@ fn parse_connector(kind: &str, source: &str, document: &str) -> Result<(String, 
     use jumpgate_types::connector::{GithubConnectorSpec, OidcConnectorSpec, SamlConnectorSpec};
     match kind {
         "oidc" => parsed::<OidcConnectorSpec>(source, document),
-        "saml" => parsed::<SamlConnectorSpec>(source, document),
+        "saml" => {
+            let (name, json) = parsed::<SamlConnectorSpec>(source, document)?;
+            let connector = SamlConnector::from_json(source, &json).map_err(|e| e.to_string())?;
+            sso::saml::check_connector(&connector)
+                .map_err(|reason| format!("{source}: {reason}"))?;
+            Ok((name, json))
+        }
         _ => parsed::<GithubConnectorSpec>(source, document),
     }
 }

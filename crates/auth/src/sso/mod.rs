@@ -19,6 +19,7 @@
 pub mod github;
 pub mod http;
 pub mod oidc;
+pub mod saml;
 
 use jumpgate_types::Traits;
 use serde::{Deserialize, Serialize};

@@ -2,16 +2,26 @@
 // built on samlify: its metadata, its parsing of the AuthnRequest (HTTP-Redirect binding,
 // checked against the SAML schemas by xmllint), its signed responses (xml-crypto).
 //
-//   node idp.js [--no-schema] [--expired-cert] SP_METADATA_FILE
+//   node idp.js [--no-schema] [--expired-cert] [--users USERS_JSON] SP_METADATA
 //
 // listens on 127.0.0.1 (a free port) and prints `listening PORT` when ready. The SP's
-// metadata is read at the first login, so a test can make it from the IdP's metadata first:
+// metadata (a file, or an https:// URL such as Jumpgate's /v1/webapi/saml/metadata/NAME,
+// trusted through NODE_EXTRA_CA_CERTS) is read at the first login, so a test can make it
+// from the IdP's metadata first:
 //   GET /metadata            the IdP's metadata (HTTP-Redirect and HTTP-POST SSO endpoints)
 //   GET /sso?SAMLRequest=... the SP's AuthnRequest by redirect; answers the HTML form a browser
 //                            would post to the SP's ACS (HTTP-POST binding), with RelayState.
 //
 // `&scenario=NAME` on /sso makes the response the tests need (default `ok`); `&nameid=` sets the
 // user. The signing keys are made at start: one in the metadata, one that is not ("other-key").
+//
+// With `--users USERS_JSON`, the IdP is one a person uses (Jumpgate's process-level tests,
+// crates/jumpgate/tests/sso_saml.rs): /sso shows a login form, and POST /login answers the
+// form to the ACS for a user of the file, which maps a login to
+//   {"nameid": "...", "attributes": {"groups": [...], ...}, "scenario": "ok"}
+// and is read at every login, so a test changes a user's groups (or removes them) between
+// logins. An unknown user is refused by the IdP. Any password is taken: Jumpgate's side is
+// what is tested.
 'use strict';
 
 const crypto = require('node:crypto');
@@ -22,9 +32,11 @@ const samlify = require('samlify');
 const xmllint = require('@authenio/samlify-node-xmllint');
 
 const args = process.argv.slice(2);
-const spMetadataFile = args.find((a) => !a.startsWith('--'));
-if (!spMetadataFile) {
-    console.error('usage: node idp.js [--no-schema] [--expired-cert] SP_METADATA_FILE');
+const usersAt = args.indexOf('--users');
+const usersFile = usersAt >= 0 ? args[usersAt + 1] : undefined;
+const spMetadataFile = args.find((a, i) => !a.startsWith('--') && (usersAt < 0 || i !== usersAt + 1));
+if (!spMetadataFile || (usersAt >= 0 && !usersFile)) {
+    console.error('usage: node idp.js [--no-schema] [--expired-cert] [--users USERS_JSON] SP_METADATA');
     process.exit(2);
 }
 // samlify checks every message it reads against the SAML schemas (here, the SP's
@@ -84,9 +96,16 @@ function start(port) {
     // The SP as its metadata describes it (WantAssertionsSigned="true": samlify signs the
     // assertion), and two variants for the other ways IdPs sign; made at the first login.
     let sp, spResponseSigned, spBothSigned, acs;
-    function loadSp() {
+    async function loadSp() {
         if (sp) return;
-        const spMetadata = fs.readFileSync(spMetadataFile, 'utf8');
+        let spMetadata;
+        if (/^https?:\/\//.test(spMetadataFile)) {
+            const answer = await fetch(spMetadataFile);
+            spMetadata = await answer.text();
+            if (!answer.ok) throw new Error(`SP metadata at ${spMetadataFile}: HTTP ${answer.status}: ${spMetadata}`);
+        } else {
+            spMetadata = fs.readFileSync(spMetadataFile, 'utf8');
+        }
         sp = samlify.ServiceProvider({ metadata: spMetadata });
         spResponseSigned = samlify.ServiceProvider({
             metadata: spMetadata.replace('WantAssertionsSigned="true"', 'WantAssertionsSigned="false"'),
@@ -122,13 +141,20 @@ function start(port) {
             case 'wrong-issuer': v.Issuer = 'https://another-idp.example.com/metadata'; break;
             case 'scd-expired': v.SubjectConfirmationDataNotOnOrAfter = iso(now - 10 * 60 * 1000); break;
             case 'unsolicited': v.InResponseTo = undefined; break;
+            case 'expired':
+                // Issued 15 minutes ago for 5: over, even with the SP's clock skew.
+                v.IssueInstant = iso(now - 15 * 60 * 1000);
+                v.ConditionsNotBefore = iso(now - 15 * 60 * 1000);
+                v.ConditionsNotOnOrAfter = iso(now - 10 * 60 * 1000);
+                v.SubjectConfirmationDataNotOnOrAfter = iso(now - 10 * 60 * 1000);
+                break;
         }
         return v;
     }
 
     // The Response XML from samlify's login-response template with our values, an
     // AuthnStatement and a multi-valued AttributeStatement.
-    function render(template, v) {
+    function render(template, v, attrs) {
         const authn =
             `<saml:AuthnStatement AuthnInstant="${v.IssueInstant}" SessionIndex="${v.AssertionID}" ` +
             `SessionNotOnOrAfter="${v.SessionNotOnOrAfter}"><saml:AuthnContext><saml:AuthnContextClassRef>` +
@@ -138,10 +164,10 @@ function start(port) {
             `<saml:Attribute Name="${escapeXml(name)}" NameFormat="urn:oasis:names:tc:SAML:2.0:attrname-format:basic">` +
             vals.map((x) => `<saml:AttributeValue xsi:type="xs:string">${escapeXml(x)}</saml:AttributeValue>`).join('') +
             '</saml:Attribute>';
+        const given = attrs || { email: [v.NameID], groups: ['devs', 'ops'] };
         const attributes =
             '<saml:AttributeStatement>' +
-            attribute('email', [v.NameID]) +
-            attribute('groups', ['devs', 'ops']) +
+            Object.entries(given).map(([name, vals]) => attribute(name, [].concat(vals))).join('') +
             '</saml:AttributeStatement>';
         const withStatements = template
             .replace('{AuthnStatement}', authn)
@@ -149,10 +175,10 @@ function start(port) {
         return samlify.SamlLib.replaceTagsByValue(withStatements, v);
     }
 
-    async function response(requestId, nameId, scenario) {
+    async function response(requestId, nameId, scenario, attrs) {
         const v = values(requestId, nameId, scenario);
         const template = samlify.SamlLib.defaultLoginResponseTemplate.context;
-        const unsignedXml = () => render(template, v);
+        const unsignedXml = () => render(template, v, attrs);
         switch (scenario) {
             case 'unsigned':
                 return Buffer.from(unsignedXml()).toString('base64');
@@ -178,7 +204,7 @@ function start(port) {
             { extract: { request: { id: requestId } } },
             'post',
             { email: nameId },
-            { customTagReplacement: (t) => ({ id: v.ID, context: render(t, v) }) },
+            { customTagReplacement: (t) => ({ id: v.ID, context: render(t, v, attrs) }) },
         );
         return context;
     }
@@ -191,8 +217,50 @@ function start(port) {
                 res.end(idp.getMetadata());
                 return;
             }
+            if (usersFile && url.pathname === '/sso') {
+                // A person's IdP: the login form first, with the request kept in it.
+                await loadSp();
+                res.writeHead(200, { 'content-type': 'text/html' });
+                res.end(
+                    '<html><head><title>Test IdP sign-in</title></head><body><h1>Test IdP</h1>' +
+                    `<form method="post" action="/login"><input type="hidden" name="query" value="${escapeXml(url.search)}"/>` +
+                    '<label>Username <input name="username" autocomplete="username"/></label>' +
+                    '<label>Password <input name="password" type="password"/></label>' +
+                    '<button type="submit">Sign in</button></form></body></html>',
+                );
+                return;
+            }
+            if (usersFile && url.pathname === '/login' && req.method === 'POST') {
+                await loadSp();
+                const chunks = [];
+                for await (const chunk of req) chunks.push(chunk);
+                const form = new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+                const query = Object.fromEntries(new URLSearchParams(form.get('query') || ''));
+                const users = JSON.parse(fs.readFileSync(usersFile, 'utf8'));
+                const login = form.get('username') || '';
+                const user = Object.hasOwn(users, login) ? users[login] : undefined;
+                if (!user) {
+                    console.error(`login: unknown user ${login}`);
+                    res.writeHead(403, { 'content-type': 'text/html' });
+                    res.end('<html><body><h1>Test IdP</h1><p>Unknown user or wrong password.</p></body></html>');
+                    return;
+                }
+                const { extract } = await idp.parseLoginRequest(sp, 'redirect', { query });
+                const requestId = extract.request.id;
+                const scenario = user.scenario || 'ok';
+                const samlResponse = await response(requestId, user.nameid, scenario, user.attributes || {});
+                console.error(`login: request ${requestId} scenario ${scenario} user ${user.nameid}`);
+                const relay = query.RelayState === undefined ? '' :
+                    `<input type="hidden" name="RelayState" value="${escapeXml(query.RelayState)}"/>`;
+                res.writeHead(200, { 'content-type': 'text/html' });
+                res.end(
+                    `<html><body onload="document.forms[0].submit()"><form method="post" action="${escapeXml(acs)}">` +
+                    `<input type="hidden" name="SAMLResponse" value="${samlResponse}"/>${relay}</form></body></html>`,
+                );
+                return;
+            }
             if (url.pathname === '/sso') {
-                loadSp();
+                await loadSp();
                 const query = Object.fromEntries(url.searchParams);
                 const scenario = query.scenario || 'ok';
                 const { extract } = await idp.parseLoginRequest(sp, 'redirect', { query });

@@ -149,9 +149,26 @@ pub struct SamlConnectorSpec {
     /// The IdP's metadata, inline (XML).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub entity_descriptor: String,
-    /// Or where to fetch it (HTTPS, or HTTP on a loopback address only).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    /// Or where to fetch it (HTTPS, or HTTP on a loopback address only); read at each
+    /// login, so the IdP's rotated certificates are picked up at once.
+    #[serde(
+        default,
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "web_url"
+    )]
     pub entity_descriptor_url: String,
+    /// Teleport's third form, without metadata: the IdP's entity ID, its HTTP-Redirect
+    /// single sign-on URL and its signing certificate (PEM), all three.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub issuer: String,
+    #[serde(
+        default,
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "web_url"
+    )]
+    pub sso: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cert: String,
     /// The SP entity ID the IdP knows us by (the audience); default the `acs` URL.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub service_provider_issuer: String,
@@ -164,6 +181,15 @@ pub struct SamlConnectorSpec {
     pub provider: String,
     /// How attributes give roles (`name` is the attribute).
     pub attributes_to_roles: Vec<ClaimMapping>,
+    /// Teleport's key pair for signing AuthnRequests. Accepted so Teleport's connector
+    /// files work; Jumpgate sends its requests unsigned (see `jumpgate-saml`), so the key
+    /// is unused. Its private key is a secret all the same: `jctl get saml` hides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key_pair: Option<SamlKeyPair>,
+    /// Teleport's key pair for encrypted assertions. Accepted, unused (Jumpgate asks for
+    /// plain assertions, carried over TLS), hidden like `signing_key_pair`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assertion_key_pair: Option<SamlKeyPair>,
     /// Accept logins the IdP starts (no AuthnRequest of ours): default refused, since they
     /// cannot be tied to a browser that asked to log in.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -174,6 +200,36 @@ pub struct SamlConnectorSpec {
         with = "optional_duration"
     )]
     pub max_session_ttl: Option<Duration>,
+}
+
+/// A private key and its certificate, PEM (Teleport's `signing_key_pair`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamlKeyPair {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub private_key: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cert: String,
+}
+
+impl SamlConnectorSpec {
+    /// The SP's entity ID: `service_provider_issuer`, or the `acs` URL (Teleport's default).
+    pub fn entity_id(&self) -> &str {
+        if self.service_provider_issuer.is_empty() {
+            &self.acs
+        } else {
+            &self.service_provider_issuer
+        }
+    }
+
+    /// The audience assertions must name: `audience`, or the entity ID.
+    pub fn expected_audience(&self) -> &str {
+        if self.audience.is_empty() {
+            self.entity_id()
+        } else {
+            &self.audience
+        }
+    }
 }
 
 impl ResourceSpec for SamlConnectorSpec {
@@ -348,7 +404,14 @@ impl ConnectorSpec for SamlConnectorSpec {
     fn max_session_ttl(&self) -> Duration {
         self.max_session_ttl.unwrap_or(DEFAULT_MAX_SESSION_TTL)
     }
-    fn redact(&mut self) {}
+    fn redact(&mut self) {
+        for pair in [&mut self.signing_key_pair, &mut self.assertion_key_pair]
+            .into_iter()
+            .flatten()
+        {
+            pair.private_key.clear();
+        }
+    }
 }
 
 impl ConnectorSpec for GithubConnectorSpec {

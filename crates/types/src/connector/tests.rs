@@ -121,3 +121,38 @@ fn redacting_drops_secrets() {
     connector.spec.redact();
     assert!(!connector.to_yaml().unwrap().contains("s3cr3t"));
 }
+
+const SAML_OKTA: &str = r#"
+kind: saml
+version: v2
+metadata: {name: okta}
+spec:
+  acs: https://jumpgate.example.com/v1/webapi/saml/acs/okta
+  entity_descriptor_url: https://example.okta.com/app/abc/sso/saml/metadata
+  attributes_to_roles:
+    - {name: groups, value: admins, roles: [editor]}
+  signing_key_pair:
+    private_key: "-----BEGIN RSA PRIVATE KEY-----\nsecret\n-----END RSA PRIVATE KEY-----"
+    cert: "-----BEGIN CERTIFICATE-----\npublic\n-----END CERTIFICATE-----"
+"#;
+
+#[test]
+fn teleports_saml_connector_reads_as_written_and_hides_its_key() {
+    let mut connector = SamlConnector::from_yaml("okta.yaml", SAML_OKTA).unwrap();
+    assert_eq!(connector.spec.attributes_to_roles[0].claim, "groups");
+    // Teleport's defaults: the entity ID is the ACS URL, the audience the entity ID.
+    assert_eq!(
+        connector.spec.expected_audience(),
+        "https://jumpgate.example.com/v1/webapi/saml/acs/okta"
+    );
+    connector.spec.redact();
+    let shown = connector.to_json().unwrap();
+    assert!(!shown.contains("secret"), "{shown}");
+    assert!(shown.contains("public"), "{shown}");
+    let err = SamlConnector::from_yaml(
+        "bad.yaml",
+        &SAML_OKTA.replace("https://example.okta.com", "http://example.okta.com"),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("https://"), "{err}");
+}
