@@ -217,7 +217,7 @@ impl AuthServer {
                     .map_err(|err| ServiceError::internal_in("stored connector", err))?,
             )),
             other => Err(ServiceError::invalid(format!(
-                "{other} connectors are not supported yet; use an oidc connector"
+                "{other} connectors are not supported yet; use an oidc or saml connector"
             ))),
         }
     }
