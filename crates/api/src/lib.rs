@@ -18,6 +18,12 @@
 //!   typed client.
 #![forbid(unsafe_code)]
 
+/// Metadata key auth sets on an `Unavailable` status whose message is meant for the user
+/// (an identity provider that does not answer). A proxy words every other `Unavailable` or
+/// timeout itself ("auth is unreachable"): those came from the transport, or from auth's
+/// backend, whose details (addresses) stay out of the web UI.
+pub const UNAVAILABLE_EXPLAINED: &str = "jumpgate-unavailable-explained";
+
 pub mod admin_identity;
 pub mod client;
 pub mod files;

@@ -293,8 +293,13 @@ impl From<tonic::Status> for ApiError {
             }
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
+        // Auth marks an unavailability it explains to the user (an identity provider not
+        // answering); any other is worded here, without transport or backend details.
+        let explained = status
+            .metadata()
+            .contains_key(jumpgate_api::UNAVAILABLE_EXPLAINED);
         let message = match status.code() {
-            Code::Unavailable | Code::DeadlineExceeded => {
+            Code::Unavailable | Code::DeadlineExceeded if !explained => {
                 "the auth service is unreachable from the proxy; try again".to_string()
             }
             _ => status.message().to_string(),
@@ -608,6 +613,25 @@ async fn join(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unavailability_auth_explains_is_shown_and_others_are_worded_here() {
+        let mut explained = tonic::Status::unavailable("the identity provider did not answer");
+        explained.metadata_mut().insert(
+            jumpgate_api::UNAVAILABLE_EXPLAINED,
+            tonic::metadata::MetadataValue::from_static("1"),
+        );
+        let shown = ApiError::from(explained);
+        assert_eq!(shown.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(shown.message, "the identity provider did not answer");
+        let transport = ApiError::from(tonic::Status::unavailable("tcp connect error: 10.0.0.5"));
+        assert_eq!(transport.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            transport.message.contains("auth service is unreachable"),
+            "{}",
+            transport.message
+        );
+    }
 
     /// What the handlers' extractor does with a body, as the fuzz target calls it.
     fn login(body: &str) -> Result<LoginRequest, JsonRejection> {

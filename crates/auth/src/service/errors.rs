@@ -176,7 +176,15 @@ impl From<ServiceError> for Status {
             ServiceError::NotFound(message) => Status::new(Code::NotFound, message),
             ServiceError::AlreadyExists(message) => Status::new(Code::AlreadyExists, message),
             ServiceError::RateLimited(message) => Status::new(Code::ResourceExhausted, message),
-            ServiceError::Unavailable(message) => Status::new(Code::Unavailable, message),
+            ServiceError::Unavailable(message) => {
+                let mut status = Status::new(Code::Unavailable, message);
+                // Meant for the user (see the constant's docs).
+                status.metadata_mut().insert(
+                    jumpgate_api::UNAVAILABLE_EXPLAINED,
+                    tonic::metadata::MetadataValue::from_static("1"),
+                );
+                status
+            }
             err @ ServiceError::BackendUnavailable(_) => {
                 Status::new(Code::Unavailable, err.to_string())
             }
@@ -212,6 +220,31 @@ mod tests {
         let status = Status::from(err);
         assert_eq!(status.code(), Code::Internal);
         assert!(!status.message().contains(&text), "{}", status.message());
+    }
+
+    #[test]
+    fn only_unavailable_messages_meant_for_users_are_marked_so() {
+        let provider = Status::from(ServiceError::Unavailable(
+            "the identity provider did not answer".to_string(),
+        ));
+        assert_eq!(provider.code(), Code::Unavailable);
+        assert!(
+            provider
+                .metadata()
+                .contains_key(jumpgate_api::UNAVAILABLE_EXPLAINED)
+        );
+        let backend = Status::from(ServiceError::from(AuthError::Backend(
+            BackendError::Unavailable {
+                backend: "etcd",
+                detail: "10.0.0.1:2379: timed out".to_string(),
+            },
+        )));
+        assert_eq!(backend.code(), Code::Unavailable);
+        assert!(
+            !backend
+                .metadata()
+                .contains_key(jumpgate_api::UNAVAILABLE_EXPLAINED)
+        );
     }
 
     #[test]
