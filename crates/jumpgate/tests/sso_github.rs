@@ -14,28 +14,16 @@
 mod support;
 
 use jumpgate_test_support::{GithubStandIn, GithubTeam, GithubUser, OauthApp};
-use std::path::Path;
-use std::process::Command;
-use support::{PASSWORD, start_dev_cluster, text};
+use support::{PASSWORD, start_dev_cluster};
 
 /// Runs the tests of `web/tests/github.mjs` whose names match `tests`; panics with the
 /// report (and the daemon's log) unless they all pass.
 fn run_script(cluster: &support::Cluster, tests: &str, env: &[(&str, String)]) {
-    let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web");
-    assert!(
-        web.join("node_modules/playwright-core").is_dir(),
-        "{}/node_modules is missing: run `npm ci` in web/ (./test.sh does), and install \
-         Debian's chromium (`apt-get install chromium`)",
-        web.display()
-    );
     let url = format!(
         "https://{}",
         cluster.proxy.replace("localhost", "127.0.0.1")
     );
-    let out = Command::new("node")
-        .arg("--test-reporter=spec")
-        .arg("tests/github.mjs")
-        .current_dir(&web)
+    let out = support::browser_script("github.mjs")
         .env("JUMPGATE_WEB_URL", &url)
         .env("JUMPGATE_CA", cluster.ca())
         .env("JUMPGATE_USER", "alice")
@@ -44,25 +32,9 @@ fn run_script(cluster: &support::Cluster, tests: &str, env: &[(&str, String)]) {
         .envs(env.iter().map(|(name, value)| (*name, value.as_str())))
         .output()
         .expect("node (./test.sh installs it)");
-    let report = format!("{}{}", text(&out.stdout), text(&out.stderr));
-    println!("{report}");
-    assert!(
-        out.status.success(),
-        "browser tests failed (screenshots in web/test-artefacts):\n{report}\ndaemon log:\n{}",
-        cluster.daemon.log_text()
-    );
-    let count = |what: &str| {
-        report.lines().find_map(|line| {
-            line.trim_start_matches(|c: char| !c.is_ascii_alphabetic())
-                .strip_prefix(what)
-                .and_then(|n| n.trim().parse::<u32>().ok())
-        })
-    };
-    assert_eq!(count("fail "), Some(0), "{report}");
-    assert!(
-        count("pass ").is_some_and(|n| n > 0),
-        "no browser test ran:\n{report}"
-    );
+    support::assert_browser_report(&out, || {
+        format!("daemon log:\n{}", cluster.daemon.log_text())
+    });
 }
 
 /// GitHub logins: the login page's button, teams to roles (`teams_to_roles`, and

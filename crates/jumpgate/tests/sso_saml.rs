@@ -91,13 +91,6 @@ fn browser_tests_with(
     setup: impl FnOnce(&support::Cluster) -> Vec<(&'static str, String)>,
     after: impl FnOnce() -> String,
 ) {
-    let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web");
-    assert!(
-        web.join("node_modules/playwright-core").is_dir(),
-        "{}/node_modules is missing: run `npm ci` in web/ (./test.sh does), and install \
-         Debian's chromium (`apt-get install chromium`)",
-        web.display()
-    );
     let dir = tempfile::tempdir().unwrap();
     let cluster = start_dev_cluster(dir.path());
     let otpauth = cluster.add_user("alice", "root");
@@ -107,10 +100,7 @@ fn browser_tests_with(
         "https://{}",
         cluster.proxy.replace("localhost", "127.0.0.1")
     );
-    let out = Command::new("node")
-        .arg("--test-reporter=spec")
-        .arg(format!("tests/{script}"))
-        .current_dir(&web)
+    let out = support::browser_script(script)
         .env("JUMPGATE_WEB_URL", &url)
         .env("JUMPGATE_CA", cluster.ca())
         .env("JUMPGATE_USER", "alice")
@@ -122,27 +112,13 @@ fn browser_tests_with(
         .envs(extra)
         .output()
         .expect("node (./test.sh installs it)");
-    let report = format!("{}{}", text(&out.stdout), text(&out.stderr));
-    println!("{report}");
-    assert!(
-        out.status.success(),
-        "browser tests failed (screenshots in web/test-artefacts):\n{report}\nIdP log:\n{}\n\
-         daemon log:\n{}",
-        after(),
-        cluster.daemon.log_text()
-    );
-    let count = |what: &str| {
-        report.lines().find_map(|line| {
-            line.trim_start_matches(|c: char| !c.is_ascii_alphabetic())
-                .strip_prefix(what)
-                .and_then(|n| n.trim().parse::<u32>().ok())
-        })
-    };
-    assert_eq!(count("fail "), Some(0), "{report}");
-    assert!(
-        count("pass ").is_some_and(|n| n > 0),
-        "no browser test ran:\n{report}"
-    );
+    support::assert_browser_report(&out, || {
+        format!(
+            "IdP log:\n{}\ndaemon log:\n{}",
+            after(),
+            cluster.daemon.log_text()
+        )
+    });
 }
 
 /// The SP metadata the IdP reads from the proxy; the login page's button with roles from

@@ -196,13 +196,6 @@ fn browser_tests_with(
     tests: &str,
     setup: impl FnOnce(&support::Cluster) -> Vec<(&'static str, String)>,
 ) {
-    let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web");
-    assert!(
-        web.join("node_modules/playwright-core").is_dir(),
-        "{}/node_modules is missing: run `npm ci` in web/ (./test.sh does), and install \
-         Debian's chromium (`apt-get install chromium`)",
-        web.display()
-    );
     let dir = tempfile::tempdir().unwrap();
     let cluster = start_dev_cluster(dir.path());
     let otpauth = cluster.add_user("alice", "root");
@@ -214,10 +207,7 @@ fn browser_tests_with(
         "https://{}",
         cluster.proxy.replace("localhost", "127.0.0.1")
     );
-    let out = Command::new("node")
-        .arg("--test-reporter=spec")
-        .arg(format!("tests/{script}"))
-        .current_dir(&web)
+    let out = support::browser_script(script)
         .env("JUMPGATE_WEB_URL", &url)
         .env("JUMPGATE_CA", cluster.ca())
         .env("JUMPGATE_USER", "alice")
@@ -233,26 +223,9 @@ fn browser_tests_with(
         .envs(extra)
         .output()
         .expect("node (./test.sh installs it)");
-    let report = format!("{}{}", text(&out.stdout), text(&out.stderr));
-    println!("{report}");
-    assert!(
-        out.status.success(),
-        "browser tests failed (screenshots in web/test-artefacts):\n{report}\ndaemon log:\n{}",
-        cluster.daemon.log_text()
-    );
-    // node's spec reporter closes with "ℹ pass N" / "ℹ fail N".
-    let count = |what: &str| {
-        report.lines().find_map(|line| {
-            line.trim_start_matches(|c: char| !c.is_ascii_alphabetic())
-                .strip_prefix(what)
-                .and_then(|n| n.trim().parse::<u32>().ok())
-        })
-    };
-    assert_eq!(count("fail "), Some(0), "{report}");
-    assert!(
-        count("pass ").is_some_and(|n| n > 0),
-        "no browser test ran:\n{report}"
-    );
+    support::assert_browser_report(&out, || {
+        format!("daemon log:\n{}", cluster.daemon.log_text())
+    });
 }
 
 /// What works with this proxy alone: the page, its headers under a real browser, and the

@@ -90,16 +90,7 @@ fn browser(
     users: &[(&str, &str)],
     log: &Path,
 ) {
-    let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web");
-    assert!(
-        web.join("node_modules/playwright-core").is_dir(),
-        "{}/node_modules is missing: run `npm ci` in web/ (./test.sh does)",
-        web.display()
-    );
-    let out = Command::new("node")
-        .arg("--test-reporter=spec")
-        .arg("tests/webauthn.mjs")
-        .current_dir(&web)
+    let out = support::browser_script("webauthn.mjs")
         .env("JUMPGATE_WEB_URL", format!("https://127.0.0.1:{port}"))
         .env("JUMPGATE_SITE", format!("https://login.{RP_ID}:{port}"))
         .env(
@@ -120,25 +111,12 @@ fn browser(
         .env("JUMPGATE_WEB_TESTS", tests)
         .output()
         .expect("node (./test.sh installs it)");
-    let report = format!("{}{}", text(&out.stdout), text(&out.stderr));
-    println!("{report}");
-    assert!(
-        out.status.success(),
-        "browser tests failed (screenshots in web/test-artefacts):\n{report}\ndaemon log:\n{}",
-        std::fs::read_to_string(log).unwrap_or_default()
-    );
-    let count = |what: &str| {
-        report.lines().find_map(|line| {
-            line.trim_start_matches(|c: char| !c.is_ascii_alphabetic())
-                .strip_prefix(what)
-                .and_then(|n| n.trim().parse::<u32>().ok())
-        })
-    };
-    assert_eq!(count("fail "), Some(0), "{report}");
-    assert!(
-        count("pass ").is_some_and(|n| n > 0),
-        "no browser test ran:\n{report}"
-    );
+    support::assert_browser_report(&out, || {
+        format!(
+            "daemon log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        )
+    });
 }
 
 fn events(data: &Path, event_type: &str, user: &str) -> Vec<Value> {

@@ -466,3 +466,47 @@ pub fn many_nodes(count: usize) -> Vec<jumpgate_types::NodePresence> {
         })
         .collect()
 }
+
+/// `node --test-reporter=spec tests/SCRIPT` in `web/`: a browser test script on the harness
+/// of `web/tests/harness.mjs` (Playwright, Debian's chromium). The caller adds the
+/// script's environment and runs it; [`assert_browser_report`] reads the outcome.
+pub fn browser_script(script: &str) -> Command {
+    let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web");
+    assert!(
+        web.join("node_modules/playwright-core").is_dir(),
+        "{}/node_modules is missing: run `npm ci` in web/ (./test.sh does), and install \
+         Debian's chromium (`apt-get install chromium`)",
+        web.display()
+    );
+    let mut command = Command::new("node");
+    command
+        .arg("--test-reporter=spec")
+        .arg(format!("tests/{script}"))
+        .current_dir(&web);
+    command
+}
+
+/// Panics with a browser script's report, and `logs()` after it (the daemon's, an
+/// IdP's), unless the script ran at least one test and none failed.
+pub fn assert_browser_report(out: &Output, logs: impl FnOnce() -> String) {
+    let report = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    println!("{report}");
+    assert!(
+        out.status.success(),
+        "browser tests failed (screenshots in web/test-artefacts):\n{report}\n{}",
+        logs()
+    );
+    // node's spec reporter closes with "ℹ pass N" / "ℹ fail N".
+    let count = |what: &str| {
+        report.lines().find_map(|line| {
+            line.trim_start_matches(|c: char| !c.is_ascii_alphabetic())
+                .strip_prefix(what)
+                .and_then(|n| n.trim().parse::<u32>().ok())
+        })
+    };
+    assert_eq!(count("fail "), Some(0), "{report}");
+    assert!(
+        count("pass ").is_some_and(|n| n > 0),
+        "no browser test ran:\n{report}"
+    );
+}
