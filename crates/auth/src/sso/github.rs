@@ -17,7 +17,7 @@
 //! names); and Jumpgate's `username` (the GitHub login) and `github_orgs`.
 
 use super::http::{HttpClient, read_limited};
-use super::{ExternalIdentity, SsoError};
+use super::{ExternalIdentity, SsoError, provider_error, refused};
 use jumpgate_types::GithubConnector;
 use jumpgate_types::Traits;
 use openidconnect::PkceCodeChallenge;
@@ -45,20 +45,6 @@ impl std::fmt::Debug for Started {
         f.debug_struct("Started")
             .field("redirect_url", &self.redirect_url)
             .finish_non_exhaustive()
-    }
-}
-
-fn provider_error(connector: &GithubConnector, reason: impl std::fmt::Display) -> SsoError {
-    SsoError::Provider {
-        connector: connector.name().to_owned(),
-        reason: reason.to_string(),
-    }
-}
-
-fn refused(connector: &GithubConnector, reason: impl std::fmt::Display) -> SsoError {
-    SsoError::Refused {
-        connector: connector.name().to_owned(),
-        reason: reason.to_string(),
     }
 }
 

@@ -21,7 +21,7 @@ pub mod http;
 pub mod oidc;
 pub mod saml;
 
-use jumpgate_types::Traits;
+use jumpgate_types::{Resource, ResourceSpec, Traits};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -68,6 +68,29 @@ pub enum Purpose {
         ttl_seconds: i64,
         secret_sha256: String,
     },
+}
+
+/// [`SsoError::Provider`] for `connector`: its provider could not be reached or answered
+/// nonsense.
+pub(crate) fn provider_error<S: ResourceSpec>(
+    connector: &Resource<S>,
+    reason: impl std::fmt::Display,
+) -> SsoError {
+    SsoError::Provider {
+        connector: connector.name().to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+/// [`SsoError::Refused`] for `connector`: the provider's answer did not pass a check.
+pub(crate) fn refused<S: ResourceSpec>(
+    connector: &Resource<S>,
+    reason: impl std::fmt::Display,
+) -> SsoError {
+    SsoError::Refused {
+        connector: connector.name().to_owned(),
+        reason: reason.to_string(),
+    }
 }
 
 /// What the provider says of the user, after the connector's mappings.

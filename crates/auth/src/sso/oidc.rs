@@ -8,7 +8,9 @@
 //! a provider's rotated keys at once.
 
 use super::http::HttpClient;
-use super::{ExternalIdentity, SsoError, claims_to_traits, describe_claims};
+use super::{
+    ExternalIdentity, SsoError, claims_to_traits, describe_claims, provider_error, refused,
+};
 use jumpgate_types::OidcConnector;
 use jumpgate_types::connector::roles_from_claims;
 use openidconnect::core::{
@@ -78,20 +80,6 @@ impl std::fmt::Debug for Started {
         f.debug_struct("Started")
             .field("redirect_url", &self.redirect_url)
             .finish_non_exhaustive()
-    }
-}
-
-fn provider_error(connector: &OidcConnector, reason: impl std::fmt::Display) -> SsoError {
-    SsoError::Provider {
-        connector: connector.name().to_owned(),
-        reason: reason.to_string(),
-    }
-}
-
-fn refused(connector: &OidcConnector, reason: impl std::fmt::Display) -> SsoError {
-    SsoError::Refused {
-        connector: connector.name().to_owned(),
-        reason: reason.to_string(),
     }
 }
 

@@ -12,25 +12,13 @@
 //! each accepted assertion's ID in the backend until it could no longer pass these checks.
 
 use super::http::{HttpClient, read_limited};
-use super::{ExternalIdentity, SsoError, claims_to_traits, describe_claims};
+use super::{
+    ExternalIdentity, SsoError, claims_to_traits, describe_claims, provider_error, refused,
+};
 use jumpgate_saml::{Assertion, IdpMetadata, ServiceProvider};
 use jumpgate_types::SamlConnector;
 use jumpgate_types::connector::roles_from_claims;
 use std::time::SystemTime;
-
-fn provider_error(connector: &SamlConnector, reason: impl std::fmt::Display) -> SsoError {
-    SsoError::Provider {
-        connector: connector.name().to_owned(),
-        reason: reason.to_string(),
-    }
-}
-
-fn refused(connector: &SamlConnector, reason: impl std::fmt::Display) -> SsoError {
-    SsoError::Refused {
-        connector: connector.name().to_owned(),
-        reason: reason.to_string(),
-    }
-}
 
 /// Which of the three ways to give the IdP a connector uses; a connector must use one.
 fn idp_source(connector: &SamlConnector) -> Result<IdpSource<'_>, String> {
