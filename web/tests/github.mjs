@@ -8,11 +8,8 @@
 //   JUMPGATE_GITHUB_LOGIN  the GitHub user whose login is also their SSH login (an OS user)
 //   JUMPGATE_JSH           the jsh binary
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { base, caFile, env, maybe, nodeName, open } from './harness.mjs';
+import { spawnSync } from 'node:child_process';
+import { base, env, jshSsoLogin, maybe, nodeName, open } from './harness.mjs';
 
 const octo = env('JUMPGATE_GITHUB_LOGIN');
 const jsh = env('JUMPGATE_JSH');
@@ -99,36 +96,14 @@ maybe('github: the login page button logs the user in, roles from their teams', 
  * a browser as `login` signs in at GitHub; resolves when jsh exits.
  */
 async function jshLogin(t, login) {
-  const home = mkdtempSync(join(tmpdir(), 'jsh-github-'));
-  const proxy = new URL(base).host;
-  const child = spawn(
-    jsh,
-    ['login', '--proxy', proxy, '--ca-cert', caFile, '--auth', 'github', '--browser', 'none'],
-    { env: { ...process.env, JUMPGATE_HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  // jsh waits minutes for the browser: never past this test.
-  t.after(() => child.kill());
-  const out = { home, stdout: '', stderr: '', code: null, page: null };
-  child.stdout.on('data', (chunk) => (out.stdout += chunk));
-  const url = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`jsh printed no URL: ${out.stderr}`)), 20_000);
-    child.stderr.on('data', (chunk) => {
-      out.stderr += chunk;
-      // jsh prints GitHub's authorize page (here, the stand-in's).
-      const found = out.stderr.match(/open this page in your browser:\s+(http\S+\/login\/oauth\/authorize\?\S+)/);
-      if (found) {
-        clearTimeout(timer);
-        resolve(found[1]);
-      }
-    });
-  });
-  const exited = new Promise((resolve) => child.on('exit', resolve));
+  // jsh prints GitHub's authorize page (here, the stand-in's).
+  const out = await jshSsoLogin(t, jsh, 'github', /open this page in your browser:\s+(http\S+\/login\/oauth\/authorize\?\S+)/);
   const { page } = await open(t);
   out.page = page;
-  await page.goto(url);
+  await page.goto(out.url);
   await githubSignIn(page, login);
   // Well before jsh's own 3-minute wait for the browser: it must not be what ends it.
-  out.code = await Promise.race([exited, new Promise((resolve) => setTimeout(() => resolve('still waiting'), 30_000))]);
+  out.code = await Promise.race([out.exited, new Promise((resolve) => setTimeout(() => resolve('still waiting'), 30_000))]);
   return out;
 }
 

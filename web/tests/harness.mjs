@@ -21,8 +21,10 @@
 // proxy serving the wrong certificate.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { X509Certificate, createHash, createHmac } from 'node:crypto';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { connect } from 'node:tls';
 import { fileURLToPath } from 'node:url';
@@ -150,3 +152,33 @@ export function maybe(name, fn) {
   test(name, { skip: only !== null && !only.test(name) }, fn);
 }
 
+/**
+ * `jsh login --auth CONNECTOR --browser none` in a fresh JUMPGATE_HOME, as a user runs
+ * it; resolves once jsh prints the provider's login URL (`urlPattern`'s first group, or
+ * its whole match) as `run.url`. `run.stdout` and `run.stderr` keep growing, `run.exited`
+ * resolves with jsh's exit code, and jsh is killed when test `t` ends (it waits minutes
+ * for the browser).
+ */
+export async function jshSsoLogin(t, jsh, connector, urlPattern) {
+  const home = mkdtempSync(join(tmpdir(), `jsh-${connector}-`));
+  const child = spawn(
+    jsh,
+    ['login', '--proxy', new URL(base).host, '--ca-cert', caFile, '--auth', connector, '--browser', 'none'],
+    { env: { ...process.env, JUMPGATE_HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  t.after(() => child.kill());
+  const run = { home, url: '', stdout: '', stderr: '', exited: new Promise((resolve) => child.on('exit', resolve)) };
+  child.stdout.on('data', (chunk) => (run.stdout += chunk));
+  run.url = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`jsh printed no URL: ${run.stderr}`)), 20_000);
+    child.stderr.on('data', (chunk) => {
+      run.stderr += chunk;
+      const found = run.stderr.match(urlPattern);
+      if (found) {
+        clearTimeout(timer);
+        resolve(found[1] ?? found[0]);
+      }
+    });
+  });
+  return run;
+}

@@ -8,11 +8,9 @@
 //   JUMPGATE_SSO_LOGIN   the OS login ann's e-mail maps to ({{email.local(external.email)}})
 //   JUMPGATE_JSH         the jsh binary
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { base, caFile, env, maybe, nodeName, open } from './harness.mjs';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { base, env, jshSsoLogin, maybe, nodeName, open } from './harness.mjs';
 
 const usersFile = env('JUMPGATE_IDP_USERS');
 const idpBase = env('JUMPGATE_SAML_IDP');
@@ -133,37 +131,16 @@ maybe('saml: the login page button logs ann in through the IdP, roles from her g
 });
 
 maybe('saml: jsh login --auth idp --browser none, then jsh ssh with the templated login', async (t) => {
-  const home = mkdtempSync(join(tmpdir(), 'jsh-saml-'));
-  const proxy = new URL(base).host;
-  const child = spawn(
-    jsh,
-    ['login', '--proxy', proxy, '--ca-cert', caFile, '--auth', 'idp', '--browser', 'none'],
-    { env: { ...process.env, JUMPGATE_HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk) => (stdout += chunk));
-  const url = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`jsh printed no URL: ${stderr}`)), 20_000);
-    child.stderr.on('data', (chunk) => {
-      stderr += chunk;
-      const found = stderr.match(/http:\/\/127\.0\.0\.1:\d+\/sso\?\S+/);
-      if (found) {
-        clearTimeout(timer);
-        resolve(found[0]);
-      }
-    });
-  });
-  assert.ok(url.startsWith(`${idpBase}/sso?SAMLRequest=`), url);
-  const exited = new Promise((resolve) => child.on('exit', resolve));
+  const run = await jshSsoLogin(t, jsh, 'idp', /http:\/\/127\.0\.0\.1:\d+\/sso\?\S+/);
+  assert.ok(run.url.startsWith(`${idpBase}/sso?SAMLRequest=`), run.url);
   const { page } = await open(t);
-  await page.goto(url);
+  await page.goto(run.url);
   await idpLogin(page, 'ann');
   await page.getByText('Logged in to Jumpgate').waitFor();
-  assert.equal(await exited, 0, `jsh login: ${stderr}`);
-  assert.match(stdout, new RegExp(`Logged in as: ${annEmail.replace('.', '\\.')}`));
+  assert.equal(await run.exited, 0, `jsh login: ${run.stderr}`);
+  assert.match(run.stdout, new RegExp(`Logged in as: ${annEmail.replace('.', '\\.')}`));
   const ssh = spawnSync(jsh, ['ssh', `${ssoLogin}@${nodeName}`, 'whoami'], {
-    env: { ...process.env, JUMPGATE_HOME: home },
+    env: { ...process.env, JUMPGATE_HOME: run.home },
     encoding: 'utf8',
     timeout: 30_000,
   });
