@@ -28,6 +28,12 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+# A one-off build gains nothing from incremental compilation's caches, which would take
+# about as much disk again as the build itself (16 GB here): CI's clone builds without them.
+if [ "${CI:-}" = true ]; then
+    export CARGO_INCREMENTAL=0
+fi
+
 log() { printf '\n==> %s\n' "$*"; }
 
 install_packages() {
