@@ -584,7 +584,14 @@ async fn audit(admin: &mut AdminClient, command: AuditCommand) -> Result<()> {
         session,
         limit,
     };
-    let events = admin.search_events(query).await?;
+    let found = admin.search_events(query).await?;
+    if found.more {
+        // On stderr, so that JSON and YAML output stay whole.
+        eprintln!(
+            "showing the first {limit} matching events; more match: raise --limit or narrow the search (--from, --to, --type, --user, --session)"
+        );
+    }
+    let events = found.events;
     print_data(format.format, &events, || text::events_table(&events))
 }
 

@@ -289,8 +289,9 @@ pub enum AuditCommand {
         user: Option<String>,
         #[arg(long)]
         session: Option<String>,
-        /// How many events at most.
-        #[arg(long, default_value_t = 100)]
+        /// How many events at most (fetched 1000 at a time); a note on stderr says when
+        /// more match.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
         limit: u32,
         #[command(flatten)]
         format: FormatArg,

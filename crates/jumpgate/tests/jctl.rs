@@ -344,6 +344,34 @@ fn jctl_manages_users_roles_and_tokens_with_clear_errors() {
         text_out.contains("user.create") && text_out.contains("erin"),
         "{text_out}"
     );
+
+    // A search cut short by its limit says so on stderr, leaving the JSON whole.
+    let cut = jctl(
+        &data,
+        &["audit", "search", "--limit", "2", "--format", "json"],
+        None,
+    );
+    assert!(cut.status.success(), "{}", text(&cut.stderr));
+    let first_two: Vec<serde_json::Value> = serde_json::from_slice(&cut.stdout).unwrap();
+    assert_eq!(first_two.len(), 2, "{first_two:#?}");
+    assert!(
+        text(&cut.stderr).contains("showing the first 2 matching events; more match"),
+        "{}",
+        text(&cut.stderr)
+    );
+    let whole = jctl(
+        &data,
+        &["audit", "search", "--limit", "5000", "--format", "json"],
+        None,
+    );
+    assert!(whole.status.success(), "{}", text(&whole.stderr));
+    assert!(
+        !text(&whole.stderr).contains("more match"),
+        "{}",
+        text(&whole.stderr)
+    );
+    let err = jctl_err(&data, &["audit", "search", "--limit", "0"], None);
+    assert!(err.contains("--limit"), "{err}");
 }
 
 #[test]

@@ -176,7 +176,9 @@ impl Bins {
     pub fn audit_events(&self, data: &Path, event_type: &str) -> Vec<serde_json::Value> {
         let out = self.jctl_ok(
             data,
-            &["audit", "search", "--type", event_type, "--format", "json"],
+            &[
+                "audit", "search", "--type", event_type, "--limit", "100000", "--format", "json",
+            ],
         );
         serde_json::from_str(&out).expect("audit search output is JSON")
     }

@@ -491,29 +491,47 @@ impl AdminClient {
     }
 
     /// Audit events matching `query`, oldest first.
-    pub async fn search_events(&mut self, query: EventQuery) -> Result<Vec<Document>, AdminError> {
-        let response = self
-            .auth
-            .search_events(proto::SearchEventsRequest {
-                from_unix_millis: unix_millis("from", query.from)?,
-                to_unix_millis: match query.to {
-                    Some(to) => unix_millis("to", to)?,
-                    None => 0,
-                },
-                types: query.types,
-                user: query.user.unwrap_or_default(),
-                session_id: query.session.unwrap_or_default(),
-                limit: query.limit,
-                cursor: String::new(),
-                descending: false,
-            })
-            .await?
-            .into_inner();
-        response
-            .events
-            .iter()
-            .map(|event| Document::parse(event).map_err(AdminError::MalformedEvent))
-            .collect()
+    /// Up to `query.limit` events, oldest first, and whether more match: pages of at
+    /// most [`jumpgate_audit::MAX_LIMIT`] events (what auth returns for one request), followed by their
+    /// cursors until the limit is reached or the log has no more.
+    pub async fn search_events(&mut self, query: EventQuery) -> Result<SearchedEvents, AdminError> {
+        let to_unix_millis = match query.to {
+            Some(to) => unix_millis("to", to)?,
+            None => 0,
+        };
+        let from_unix_millis = unix_millis("from", query.from)?;
+        let mut events = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let wanted = query
+                .limit
+                .saturating_sub(u32::try_from(events.len()).unwrap_or(u32::MAX));
+            let response = self
+                .auth
+                .search_events(proto::SearchEventsRequest {
+                    from_unix_millis,
+                    to_unix_millis,
+                    types: query.types.clone(),
+                    user: query.user.clone().unwrap_or_default(),
+                    session_id: query.session.clone().unwrap_or_default(),
+                    limit: wanted.clamp(1, jumpgate_audit::MAX_LIMIT),
+                    cursor,
+                    descending: false,
+                })
+                .await?
+                .into_inner();
+            for event in &response.events {
+                events.push(Document::parse(event).map_err(AdminError::MalformedEvent)?);
+            }
+            cursor = response.next_cursor;
+            let full = u32::try_from(events.len()).unwrap_or(u32::MAX) >= query.limit;
+            if cursor.is_empty() || full || response.events.is_empty() {
+                return Ok(SearchedEvents {
+                    events,
+                    more: !cursor.is_empty(),
+                });
+            }
+        }
     }
 }
 
@@ -1058,6 +1076,15 @@ pub struct HostCertificate {
     /// `TrustedUserCAKeys` lines.
     pub user_ca_keys: String,
     pub expires: Option<SystemTime>,
+}
+
+/// What an audit search found.
+#[derive(Debug, Clone)]
+pub struct SearchedEvents {
+    /// Oldest first.
+    pub events: Vec<Document>,
+    /// Whether more events match than the search's limit let through.
+    pub more: bool,
 }
 
 /// An audit search.
