@@ -43,6 +43,27 @@ impl Cluster {
         }
     }
 
+    /// [`Cluster::start`] inside `host` of a [`Regions`](crate::Regions) fixture, listening
+    /// on the host's 127.0.0.1. Its `bins` run `jctl` and `jsh` inside the host too, so a
+    /// timing against it pays the same `ip netns exec` (about 1.7 ms a process here) as
+    /// one against the hosts of a topology.
+    pub fn start_in(host: &crate::Host, bins: &Bins, dir: &Path) -> Cluster {
+        let data = dir.join("data");
+        let daemon = Daemon::start_in(
+            host,
+            bins,
+            &["--dev", "--data-dir", data.to_str().expect("UTF-8 path")],
+            &dir.join("daemon.log"),
+        );
+        let proxy = daemon.wait_for_proxy(&data);
+        Cluster {
+            bins: bins.in_host(host),
+            daemon,
+            data,
+            proxy,
+        }
+    }
+
     /// The cluster's TLS CA certificate file (what `jsh login --ca-cert` takes).
     pub fn ca(&self) -> String {
         self.data

@@ -297,8 +297,15 @@ pub fn use_every_path(
 
     // The terminal session's recording, complete and played back.
     let mut listed: Vec<Value> = Vec::new();
+    let mut listing_errors = String::new();
     let played = wait_until(std::time::Duration::from_secs(20), || {
         let out = bins.jsh(home, &["recordings", "ls", "--format", "json"], None);
+        listing_errors = format!(
+            "jsh recordings ls: {}; stdout {:?}; stderr {}",
+            out.status,
+            text(&out.stdout),
+            text(&out.stderr)
+        );
         listed = serde_json::from_slice(&out.stdout).unwrap_or_default();
         listed
             .iter()
@@ -309,7 +316,10 @@ pub fn use_every_path(
                 text(&play.stdout).contains(&marker)
             })
     });
-    assert!(played, "no playable recording shows {marker}: {listed:?}");
+    assert!(
+        played,
+        "no playable recording shows {marker}: {listed:?}\n{listing_errors}"
+    );
     5
 }
 
