@@ -4,11 +4,17 @@
 //!    [`crate::tunnel::PROXY_SERVER_NAME`] and the user's X.509 certificate (mutual TLS
 //!    under the cluster CA; the client checks the proxy's certificate the same way).
 //! 2. It sends one [`DialRequest`] as a JSON line (at most [`MAX_LINE`] bytes, ending in
-//!    `\n`) and waits for one [`DialResponse`] line.
+//!    `\n`); one [`DialResponse`] line comes back, before any byte of the node's.
 //! 3. On `ok`, the rest of the connection is raw SSH between the client and the node
 //!    (through the node's reverse tunnel, stream target [`TARGET_SSH`]); the node checks
 //!    the user's SSH certificate and roles again itself. Otherwise the proxy closes the
 //!    connection after the response.
+//!
+//! The client may start SSH right after its request line, without waiting for the
+//! answer (`jsh ssh` does). The proxy reads the request, decides, and only then opens the
+//! node's stream, passing on what the client sent meanwhile with the opening
+//! ([`crate::tunnel::EarlyBytes`]; through a peer proxy too), so SSH's first flight
+//! saves a round trip to the node. If the answer is a refusal, those bytes go nowhere.
 //!
 //! The proxy tells the node the user's real address in the tunnel stream's
 //! [`HEADER_CLIENT_ADDR`] header (the tunnel is mutually authenticated, so only a proxy
@@ -129,7 +135,15 @@ where
         }
         line.extend_from_slice(&byte);
     }
-    serde_json::from_slice::<JsonObject<T>>(&line)
+    from_line(&line)
+}
+
+/// One value from a line's bytes (without its newline).
+pub fn from_line<T>(line: &[u8]) -> Result<T, LineError>
+where
+    T: for<'de> Deserialize<'de>,
+{
+    serde_json::from_slice::<JsonObject<T>>(line)
         .map(|JsonObject(value)| value)
         .map_err(|err| LineError::Malformed(err.to_string()))
 }

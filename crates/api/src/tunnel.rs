@@ -124,14 +124,31 @@ pub async fn heartbeat(mut ping: h2::PingPong, peer: &str) -> String {
 #[derive(Debug)]
 pub struct H2Stream {
     send: SendStream<Bytes>,
-    recv: RecvStream,
-    pending: Bytes,
+    reader: H2Reader,
 }
 
 impl H2Stream {
     pub fn new(send: SendStream<Bytes>, recv: RecvStream) -> H2Stream {
-        H2Stream {
-            send,
+        H2Stream::from_parts(send, H2Reader::new(recv))
+    }
+
+    /// A stream whose receiving half was already read from (bytes it holds come first).
+    pub fn from_parts(send: SendStream<Bytes>, reader: H2Reader) -> H2Stream {
+        H2Stream { send, reader }
+    }
+}
+
+/// The receiving half of an HTTP/2 stream as a byte source: what a proxy reads of a
+/// peer's request before it answers it ([`EarlyBytes`]).
+#[derive(Debug)]
+pub struct H2Reader {
+    recv: RecvStream,
+    pending: Bytes,
+}
+
+impl H2Reader {
+    pub fn new(recv: RecvStream) -> H2Reader {
+        H2Reader {
             recv,
             pending: Bytes::new(),
         }
@@ -147,7 +164,7 @@ fn h2_io(err: h2::Error) -> io::Error {
     }
 }
 
-impl AsyncRead for H2Stream {
+impl AsyncRead for H2Reader {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -169,6 +186,85 @@ impl AsyncRead for H2Stream {
         let chunk = self.pending.split_to(n);
         buf.put_slice(&chunk);
         Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncRead for H2Stream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.reader).poll_read(cx, buf)
+    }
+}
+
+/// Most bytes of a user's connection passed on before the node has accepted its stream;
+/// past it the user waits (SSH's first flight, a version line and a key exchange offer,
+/// is under 2 KiB).
+pub const EARLY_LIMIT: usize = 64 * 1024;
+
+/// What a user sent after asking for a node, passed on while the stream to the node is
+/// being opened rather than after: SSH's first flight then travels with the stream's
+/// opening, and a user across a long link to the node saves one round trip. Kept, so
+/// that a stream opened elsewhere after a failed one (an older tunnel, another peer)
+/// gets the same bytes first.
+///
+/// Only what the proxy has already decided to forward goes early: the user's request
+/// was checked before any stream is opened.
+#[derive(Debug, Default)]
+pub struct EarlyBytes {
+    held: Vec<u8>,
+    /// The user's side ended (or failed) before the node answered.
+    source_done: bool,
+}
+
+impl EarlyBytes {
+    /// Waits for `answer` (the far end accepting the stream `send` opened) while passing
+    /// on to `send` what `source` sends meanwhile: first what an earlier attempt already
+    /// read, then new bytes, up to [`EARLY_LIMIT`]. A failed send shows up in `answer`.
+    pub async fn forward_until<R, F>(
+        &mut self,
+        source: &mut R,
+        send: &mut SendStream<Bytes>,
+        answer: F,
+    ) -> F::Output
+    where
+        R: AsyncRead + Unpin,
+        F: std::future::Future,
+    {
+        if !self.held.is_empty() {
+            let _ = send.send_data(Bytes::copy_from_slice(&self.held), false);
+        }
+        tokio::pin!(answer);
+        let mut buf = vec![0u8; 8 * 1024];
+        loop {
+            let room = !self.source_done && self.held.len() < EARLY_LIMIT;
+            let limit = EARLY_LIMIT.saturating_sub(self.held.len()).min(buf.len());
+            tokio::select! {
+                biased;
+                answered = &mut answer => return answered,
+                read = tokio::io::AsyncReadExt::read(source, buf.get_mut(..limit).unwrap_or_default()), if room => {
+                    match read {
+                        Ok(0) | Err(_) => self.source_done = true,
+                        Ok(n) => {
+                            let chunk = buf.get(..n).unwrap_or_default();
+                            self.held.extend_from_slice(chunk);
+                            let _ = send.send_data(Bytes::copy_from_slice(chunk), false);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// How many bytes went early.
+    pub fn len(&self) -> usize {
+        self.held.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty()
     }
 }
 

@@ -10,7 +10,7 @@
 //! - Deny by default: every channel the node may try to open towards us is refused,
 //!   except agent forwarding when the user asked for it (`-A`).
 
-use crate::dial::{NodeStream, dial_node};
+use crate::dial::{DialAnswer, NodeStream, dial_node_pipelined};
 use crate::error::ClientError;
 use crate::profile::Profile;
 use crate::web::error_chain;
@@ -49,7 +49,7 @@ impl From<russh::Error> for HandlerError {
 /// russh's client callbacks: the host check, and the channels a node may open to us.
 struct NodeHandler {
     trusted_host_cas: Vec<Fingerprint>,
-    node_uuid: String,
+    host_principal: HostPrincipal,
     agent_socket: Option<PathBuf>,
     /// What the node said when it closed the connection (a lock, an expired
     /// certificate, an idle timeout), for the user.
@@ -83,10 +83,23 @@ impl client::Handler for NodeHandler {
     ) -> Result<bool, HandlerError> {
         match server_key {
             PublicKeyOrCertificate::Certificate(cert) => {
+                let principal = match &self.host_principal {
+                    HostPrincipal::Named(principal) => principal.clone(),
+                    // The answer line comes before the node's first byte, so it is in.
+                    HostPrincipal::Dialled(answer) => match answer.connected() {
+                        Some((node_uuid, _)) => node_uuid,
+                        None => {
+                            return Err(HandlerError::HostRejected(
+                                "the proxy named no node to check its host certificate against"
+                                    .to_string(),
+                            ));
+                        }
+                    },
+                };
                 jumpgate_pki::verify_host_cert(
                     cert,
                     &self.trusted_host_cas,
-                    &self.node_uuid,
+                    &principal,
                     SystemTime::now(),
                 )
                 .map_err(|err| {
@@ -460,15 +473,46 @@ impl Drop for Forwarding {
     }
 }
 
-/// Dials `node` through the proxy and logs in as `login` ([`dial_node`] then [`connect`]).
+/// The principal a node's host certificate must carry.
+enum HostPrincipal {
+    Named(String),
+    /// The node's UUID, from the proxy's answer to a pipelined dial.
+    Dialled(Arc<DialAnswer>),
+}
+
+/// Dials `node` through the proxy and logs in as `login`. SSH starts without waiting for
+/// the proxy's answer ([`dial_node_pipelined`]): one round trip to the node fewer.
 pub async fn connect_node(
     profile: &Profile,
     node: &str,
     login: &str,
     agent_socket: Option<PathBuf>,
 ) -> Result<SshConnection, ClientError> {
-    let stream = dial_node(profile, node, login).await?;
-    connect(profile, stream, login, agent_socket).await
+    let dialled = dial_node_pipelined(profile, node, login).await?;
+    let answer = Arc::clone(&dialled.answer);
+    let connected = connect_as(
+        profile_identity(profile)?,
+        dialled.stream,
+        HostPrincipal::Dialled(Arc::clone(&answer)),
+        node,
+        login,
+        agent_socket,
+    )
+    .await;
+    // A refusal, or an answer that made no sense, is what the user needs to hear, not
+    // the SSH error it caused.
+    if let Some(failure) = answer.take_failure() {
+        return Err(failure);
+    }
+    let mut connection = connected?;
+    if let Some((node_uuid, hostname)) = answer.connected() {
+        connection.node = if hostname.is_empty() {
+            node_uuid
+        } else {
+            hostname
+        };
+    }
+    Ok(connection)
 }
 
 /// Runs SSH over a dialled stream: checks the node's host certificate, then logs in as
@@ -510,14 +554,26 @@ pub async fn connect_stream<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    connect_stream_as(
+        profile_identity(profile)?,
+        stream,
+        host_principal,
+        node,
+        login,
+        agent_socket,
+    )
+    .await
+}
+
+/// The profile's SSH key, certificate and trusted host CAs.
+fn profile_identity(profile: &Profile) -> Result<SshIdentity, ClientError> {
     let (key, cert) = profile.ssh_identity()?;
-    let identity = SshIdentity {
+    Ok(SshIdentity {
         key,
         cert,
         trusted_host_cas: profile.host_ca_fingerprints()?,
         principals: profile.meta.principals.clone(),
-    };
-    connect_stream_as(identity, stream, host_principal, node, login, agent_socket).await
+    })
 }
 
 /// A user's SSH identity, from a profile on disk or (the web terminal) from a web
@@ -585,6 +641,28 @@ pub async fn connect_stream_as<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    connect_as(
+        identity,
+        stream,
+        HostPrincipal::Named(host_principal.to_string()),
+        node,
+        login,
+        agent_socket,
+    )
+    .await
+}
+
+async fn connect_as<S>(
+    identity: SshIdentity,
+    stream: S,
+    host_principal: HostPrincipal,
+    node: &str,
+    login: &str,
+    agent_socket: Option<PathBuf>,
+) -> Result<SshConnection, ClientError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let node = node.to_string();
     let disconnect_reason = Arc::default();
     let SshIdentity {
@@ -595,7 +673,7 @@ where
     } = identity;
     let handler = NodeHandler {
         trusted_host_cas,
-        node_uuid: host_principal.to_string(),
+        host_principal,
         agent_socket,
         disconnect_reason: Arc::clone(&disconnect_reason),
     };

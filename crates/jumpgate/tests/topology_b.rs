@@ -338,6 +338,16 @@ async fn seed_004_two_regions_dynamodb_s3_peering_survives_losing_a_proxy_and_an
         far.as_secs_f64() / far_without_peering.as_secs_f64(),
         cable.as_secs_f64() / round_trip.as_secs_f64(),
     );
+    // Across the cable, SSH's own exchanges end to end are seven round trips (versions
+    // and key exchange offers, the key exchange, the service, russh's key probe, the
+    // signed login, the channel, the command). The dial adds none: jsh starts SSH without
+    // waiting for the proxy's answer, and the proxies pass its first flight on as the
+    // node's stream opens. Waiting for the answer made it eight.
+    assert!(
+        cable <= round_trip.mul_f64(7.7),
+        "the cable cost {cable:?} over the eu node: {:.1} round trips, more than SSH's seven",
+        cable.as_secs_f64() / round_trip.as_secs_f64()
+    );
     // Bounds with room for a loaded 2-core machine; bench/HISTORY.md keeps the figures.
     assert!(
         near_us <= dev.mul_f64(1.3) + Duration::from_millis(30),

@@ -32,7 +32,8 @@ use bytes::Bytes;
 use jumpgate_api::mirror::Mirror;
 use jumpgate_api::ssh_route::{HEADER_CLIENT_ADDR, RELAY_BUFFER};
 use jumpgate_api::tunnel::{
-    CONNECTION_WINDOW, H2Stream, MAX_FRAME_SIZE, PROXY_SERVER_NAME, STREAM_WINDOW, heartbeat,
+    CONNECTION_WINDOW, EarlyBytes, H2Reader, H2Stream, MAX_FRAME_SIZE, PROXY_SERVER_NAME,
+    STREAM_WINDOW, heartbeat,
 };
 use jumpgate_api::{ClientConfig, ServerConfig};
 use jumpgate_pki::{IdentityKind, TlsIdentity};
@@ -43,6 +44,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
+use tokio::io::AsyncRead;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tracing::{debug, info, warn};
@@ -114,10 +116,15 @@ impl Peering {
     /// Opens a stream to `node`'s SSH service through the first of the proxies its
     /// presence record names as holding its tunnels (never this proxy) that can; returns
     /// that proxy's name, or why each one could not.
-    pub async fn dial(
+    ///
+    /// What `source` (the user's connection) sends meanwhile is passed on as the stream
+    /// opens ([`EarlyBytes`]), and again to the next peer if one fails.
+    pub async fn dial<R: AsyncRead + Unpin>(
         &self,
         node: &NodePresence,
         client: SocketAddr,
+        source: &mut R,
+        early: &mut EarlyBytes,
     ) -> Result<(String, H2Stream), Vec<PeerError>> {
         let proxies = self.proxies.current();
         let mut failures = Vec::new();
@@ -135,7 +142,11 @@ impl Peering {
                 });
                 continue;
             };
-            match self.clients.dial(holder, addr, &node.uuid, client).await {
+            match self
+                .clients
+                .dial_forwarding(holder, addr, &node.uuid, client, source, early)
+                .await
+            {
                 Ok(stream) => return Ok((holder.to_string(), stream)),
                 Err(err) => failures.push(err),
             }
@@ -340,14 +351,31 @@ impl PeerClients {
         node: &str,
         client: SocketAddr,
     ) -> Result<H2Stream, PeerError> {
+        let mut nothing = tokio::io::empty();
+        let mut early = EarlyBytes::default();
+        self.dial_forwarding(peer, addr, node, client, &mut nothing, &mut early)
+            .await
+    }
+
+    /// [`PeerClients::dial`], passing on what `source` (the user's connection) sends
+    /// until the peer answers ([`EarlyBytes`]).
+    pub async fn dial_forwarding<R: AsyncRead + Unpin>(
+        &self,
+        peer: &str,
+        addr: &str,
+        node: &str,
+        client: SocketAddr,
+        source: &mut R,
+        early: &mut EarlyBytes,
+    ) -> Result<H2Stream, PeerError> {
         let connection = self.connection(peer, addr).await?;
-        match open(connection.send.clone(), peer, node, client).await {
+        match open(connection.send.clone(), peer, node, client, source, early).await {
             // A connection that died since it was last used: forget it, dial once more.
             Err(PeerError::Stream { .. }) => {
                 self.connections()
                     .retain(|_, held| held.id != connection.id);
                 let fresh = self.connection(peer, addr).await?;
-                open(fresh.send, peer, node, client).await
+                open(fresh.send, peer, node, client, source, early).await
             }
             other => other,
         }
@@ -360,12 +388,15 @@ fn lock(
     connections.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Opens one stream to `node`'s SSH service on a peer connection.
-async fn open(
+/// Opens one stream to `node`'s SSH service on a peer connection, passing on what
+/// `source` sends until the peer answers.
+async fn open<R: AsyncRead + Unpin>(
     send: h2::client::SendRequest<Bytes>,
     peer: &str,
     node: &str,
     client: SocketAddr,
+    source: &mut R,
+    early: &mut EarlyBytes,
 ) -> Result<H2Stream, PeerError> {
     let broken = |reason: String| PeerError::Stream {
         peer: peer.to_string(),
@@ -378,10 +409,13 @@ async fn open(
         .map_err(|err| broken(err.to_string()))?;
     let opened = async {
         let mut send = send.ready().await.map_err(|err| broken(err.to_string()))?;
-        let (response, stream) = send
+        let (response, mut stream) = send
             .send_request(request, false)
             .map_err(|err| broken(err.to_string()))?;
-        let response = response.await.map_err(|err| broken(err.to_string()))?;
+        let response = early
+            .forward_until(source, &mut stream, response)
+            .await
+            .map_err(|err| broken(err.to_string()))?;
         Ok::<_, PeerError>((response, stream))
     };
     let (response, stream) = tokio::time::timeout(STREAM_TIMEOUT, opened)
@@ -597,7 +631,14 @@ async fn relay(
     };
     // The user's address as the user's proxy saw it, for the node's audit events.
     let client = header(HEADER_CLIENT_ADDR).and_then(|addr| addr.parse::<SocketAddr>().ok());
-    let mut upstream = match tunnels.dial_from(&node, TARGET_SSH, client).await {
+    // The user's first bytes may already be on their way: they go on to the node as its
+    // stream opens, and the peer hears back once the node has answered.
+    let mut from_peer = H2Reader::new(request.into_body());
+    let mut early = EarlyBytes::default();
+    let dialled = tunnels
+        .dial_forwarding(&node, TARGET_SSH, client, &mut from_peer, &mut early)
+        .await;
+    let mut upstream = match dialled {
         Ok(upstream) => upstream,
         Err(err @ DialError::NoTunnel(_)) => {
             return refuse(http::StatusCode::NOT_FOUND, err.to_string());
@@ -612,7 +653,7 @@ async fn relay(
         }
     };
     debug!(%peer, %node, ?client, "relaying a peer's SSH connection");
-    let mut downstream = H2Stream::new(send, request.into_body());
+    let mut downstream = H2Stream::from_parts(send, from_peer);
     match tokio::io::copy_bidirectional_with_sizes(
         &mut downstream,
         &mut upstream,

@@ -14,7 +14,7 @@ use jumpgate_api::mirror::Mirror;
 use jumpgate_api::ssh_route::{
     DialErrorCode, DialRequest, DialResponse, RELAY_BUFFER, TARGET_SSH, read_line, to_line,
 };
-use jumpgate_api::tunnel::H2Stream;
+use jumpgate_api::tunnel::{EarlyBytes, H2Stream};
 use jumpgate_pki::TlsIdentity;
 use jumpgate_types::{
     AccessChecker, Lock, LockSubject, NodePresence, ResourceError, Role, UserDocumentError,
@@ -320,7 +320,7 @@ impl SshRouting {
             let refusal = SshRefusal::new(DialErrorCode::AccessDenied, reason);
             return self.refuse(&mut stream, refusal).await;
         }
-        let (mut upstream, peer) = match self.dial_node(&node, client).await {
+        let (mut upstream, peer) = match self.dial_node(&node, client, &mut stream).await {
             Ok(dialled) => dialled,
             Err(reason) => {
                 let refusal = SshRefusal::new(DialErrorCode::Offline, reason);
@@ -361,16 +361,19 @@ impl SshRouting {
     }
 
     /// A stream to `node`'s SSH service: through its tunnel to this proxy, else through a
-    /// peer proxy its presence record says holds one (named in the answer). The error is
-    /// what the user is told.
-    async fn dial_node(
+    /// peer proxy its presence record says holds one (named in the answer). What `source`
+    /// (the user's connection) sends meanwhile goes on as the stream opens
+    /// ([`EarlyBytes`]). The error is what the user is told.
+    async fn dial_node<R: AsyncRead + Unpin>(
         &self,
         node: &NodePresence,
         client: SocketAddr,
+        source: &mut R,
     ) -> Result<(H2Stream, Option<String>), String> {
+        let mut early = EarlyBytes::default();
         let local = match self
             .tunnels
-            .dial_from(&node.uuid, TARGET_SSH, Some(client))
+            .dial_forwarding(&node.uuid, TARGET_SSH, Some(client), source, &mut early)
             .await
         {
             Ok(upstream) => return Ok((upstream, None)),
@@ -386,7 +389,7 @@ impl SshRouting {
                 Some(err) => format!("node {} is unreachable: {err}", node.hostname),
             });
         };
-        match peering.dial(node, client).await {
+        match peering.dial(node, client, source, &mut early).await {
             Ok((peer, upstream)) => Ok((upstream, Some(peer))),
             Err(failures) => {
                 let mut reasons: Vec<String> = local.iter().map(ToString::to_string).collect();
@@ -432,8 +435,9 @@ impl SshRouting {
         if let Some(reason) = self.lock_refusal(&session.subject()) {
             return Err(SshRefusal::new(DialErrorCode::AccessDenied, reason));
         }
+        // The web terminal's SSH client starts once this returns: nothing to send early.
         let (stream, peer) = self
-            .dial_node(&node, client)
+            .dial_node(&node, client, &mut tokio::io::empty())
             .await
             .map_err(|reason| SshRefusal::new(DialErrorCode::Offline, reason))?;
         info!(user = %identity.name, login = %request.login, node = %node.hostname, client = %client, peer = ?peer, "web terminal to a node");

@@ -16,8 +16,8 @@
 use bytes::Bytes;
 use jumpgate_api::ssh_route::HEADER_CLIENT_ADDR;
 use jumpgate_api::tunnel::{
-    CONNECTION_WINDOW, Discovery, H2Stream, MAX_FRAME_SIZE, STREAM_WINDOW, TARGET_DISCOVERY,
-    heartbeat,
+    CONNECTION_WINDOW, Discovery, EarlyBytes, H2Stream, MAX_FRAME_SIZE, STREAM_WINDOW,
+    TARGET_DISCOVERY, heartbeat,
 };
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -284,6 +284,27 @@ impl Tunnels {
         target: &str,
         client: Option<SocketAddr>,
     ) -> Result<H2Stream, DialError> {
+        let mut nothing = tokio::io::empty();
+        self.dial_forwarding(
+            node,
+            target,
+            client,
+            &mut nothing,
+            &mut EarlyBytes::default(),
+        )
+        .await
+    }
+
+    /// [`Tunnels::dial_from`], passing on what `source` (the user's connection) sends
+    /// while the node is being asked ([`EarlyBytes`]).
+    pub async fn dial_forwarding<R: AsyncRead + Unpin>(
+        &self,
+        node: &str,
+        target: &str,
+        client: Option<SocketAddr>,
+        source: &mut R,
+        early: &mut EarlyBytes,
+    ) -> Result<H2Stream, DialError> {
         // Newest first: an older tunnel may be one the agent has already left.
         let senders: Vec<h2::client::SendRequest<Bytes>> = self
             .entries()
@@ -301,7 +322,7 @@ impl Tunnels {
         }
         let mut last = None;
         for send in senders {
-            match open_stream(send, node, target, client).await {
+            match open_stream(send, node, target, client, source, early).await {
                 // The tunnel itself failed: the next older one may still work.
                 Err(err @ DialError::Tunnel { .. }) => last = Some(err),
                 other => return other,
@@ -311,12 +332,15 @@ impl Tunnels {
     }
 }
 
-/// Opens a stream to `target` on `node` over one tunnel.
-async fn open_stream(
+/// Opens a stream to `target` on `node` over one tunnel, passing on what `source` sends
+/// until the node answers.
+async fn open_stream<R: AsyncRead + Unpin>(
     send: h2::client::SendRequest<Bytes>,
     node: &str,
     target: &str,
     client: Option<SocketAddr>,
+    source: &mut R,
+    early: &mut EarlyBytes,
 ) -> Result<H2Stream, DialError> {
     let failed = |reason: String| DialError::Tunnel {
         node: node.to_string(),
@@ -328,10 +352,13 @@ async fn open_stream(
         request = request.header(HEADER_CLIENT_ADDR, client.to_string());
     }
     let request = request.body(()).map_err(|err| failed(err.to_string()))?;
-    let (response, stream) = send
+    let (response, mut stream) = send
         .send_request(request, false)
         .map_err(|err| failed(err.to_string()))?;
-    let response = response.await.map_err(|err| failed(err.to_string()))?;
+    let response = early
+        .forward_until(source, &mut stream, response)
+        .await
+        .map_err(|err| failed(err.to_string()))?;
     if response.status() != http::StatusCode::OK {
         return Err(DialError::Refused {
             node: node.to_string(),
