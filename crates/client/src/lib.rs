@@ -33,7 +33,7 @@ pub mod terminal;
 pub mod web;
 
 pub use admin::{AdminClient, AdminError};
-pub use dial::{NodeStream, dial_node};
+pub use dial::{NodeStream, PipelinedDial, dial_node, dial_node_pipelined};
 pub use error::ClientError;
 pub use login::{LoginParams, Password, login};
 pub use nodes::{LabelFilter, NodeInfo, list_nodes};

@@ -716,7 +716,10 @@ async fn proxy_ssh(target: &str) -> Result<u8> {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let node = strip_cluster_suffix(host, &profile.meta.cluster);
     let login = choose_login(None, target_login, &profile)?;
-    let dialled = jumpgate_client::dial_node(&profile, node, &login).await?;
+    // OpenSSH's first flight goes out with the request, not after the answer: one round
+    // trip to the node fewer (see `dial_node_pipelined`).
+    let dialled = jumpgate_client::dial_node_pipelined(&profile, node, &login).await?;
+    let answer = dialled.answer;
     let (from_node, mut to_node) = tokio::io::split(dialled.stream);
     let upstream = tokio::spawn(async move {
         let mut stdin = tokio::io::BufReader::with_capacity(RELAY_BUFFER, tokio::io::stdin());
@@ -728,6 +731,10 @@ async fn proxy_ssh(target: &str) -> Result<u8> {
     let copied = tokio::io::copy_buf(&mut from_node, &mut stdout).await;
     let _ = stdout.flush().await;
     upstream.abort();
+    // A refusal ends the copy with an error: say it as the proxy did.
+    if let Some(failure) = answer.take_failure() {
+        return Err(failure.into());
+    }
     match copied {
         Ok(_) => Ok(0),
         Err(err) if is_disconnect(&err) => Ok(0),

@@ -494,6 +494,17 @@ fn openssh_reaches_the_node_through_jsh_proxy_ssh() {
     assert_eq!(text(&out.stdout), "hi\n", "{}", text(&out.stderr));
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
 
+    // `jsh proxy ssh` passes OpenSSH's first bytes on before the proxy answers; a refusal
+    // still reads as the proxy's, not as a broken SSH connection.
+    let nowhere = format!("root@no-such-node.{cluster_name}");
+    let out = openssh("ssh", &["-F", config, &nowhere, "true"], None);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("unknown node: no node named \"no-such-node\" is online"),
+        "{}",
+        text(&out.stderr)
+    );
+
     // Interactive, in a terminal.
     let exit_file = dir.path().join("ssh-exit");
     let tmux = Tmux::start(
