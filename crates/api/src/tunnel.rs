@@ -257,15 +257,6 @@ impl EarlyBytes {
             }
         }
     }
-
-    /// How many bytes went early.
-    pub fn len(&self) -> usize {
-        self.held.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.held.is_empty()
-    }
 }
 
 impl AsyncWrite for H2Stream {
