@@ -10,7 +10,7 @@
 )]
 
 use jumpgate_api::TlsCredentials;
-use jumpgate_api::tunnel::{ALPN_REVERSE_TUNNEL, PROXY_SERVER_NAME, TARGET_PING};
+use jumpgate_api::tunnel::{ALPN_REVERSE_TUNNEL, EarlyBytes, PROXY_SERVER_NAME, TARGET_PING};
 use jumpgate_node::{HostIdentity, NodeState};
 use jumpgate_pki::{IdentityKind, TlsCa, TlsIdentity};
 use jumpgate_proxy::{DialError, Tunnels};
@@ -162,6 +162,32 @@ async fn streams_echo_and_a_stalled_stream_does_not_stall_the_others() {
         Err(DialError::NoTunnel(node)) => assert_eq!(node, "node-2"),
         other => panic!("expected no tunnel, got {:?}", other.map(|_| ())),
     }
+}
+
+/// What a user sent before the node's stream opened goes with the opening, ahead of what
+/// follows (`EarlyBytes`): the echo target sends it back first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_sent_while_the_stream_opens_arrive_first() {
+    let ca = TlsCa::generate("edge", SystemTime::now()).unwrap();
+    let (addr, tunnels) = proxy_end(&ca).await;
+    let _agent = start_agent(&addr, agent_identity(&ca, &ca, "node-1"));
+    assert!(wait_for_tunnel(&tunnels, "node-1").await, "no tunnel");
+
+    // The user's side: its first flight already sent, the connection still open.
+    let (mut user, mut user_far_end) = tokio::io::duplex(64 * 1024);
+    user_far_end.write_all(b"first flight;").await.unwrap();
+    let mut early = EarlyBytes::default();
+    let mut stream = tunnels
+        .dial_forwarding("node-1", TARGET_PING, None, &mut user, &mut early)
+        .await
+        .unwrap();
+    stream.write_all(b"then the rest").await.unwrap();
+    let mut echoed = [0u8; 26];
+    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut echoed))
+        .await
+        .expect("the early bytes never came back")
+        .unwrap();
+    assert_eq!(&echoed, b"first flight;then the rest");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
