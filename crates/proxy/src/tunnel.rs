@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 use tokio::io::AsyncWriteExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
@@ -332,6 +332,11 @@ impl Tunnels {
     }
 }
 
+/// How long a node's agent may take to accept a stream. It answers at once when it is
+/// well; one that is stuck (or hostile) must not hold the user's connection, and this
+/// proxy's task for it, for ever.
+pub const STREAM_OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Opens a stream to `target` on `node` over one tunnel, passing on what `source` sends
 /// until the node answers.
 async fn open_stream<R: AsyncRead + Unpin>(
@@ -355,10 +360,13 @@ async fn open_stream<R: AsyncRead + Unpin>(
     let (response, mut stream) = send
         .send_request(request, false)
         .map_err(|err| failed(err.to_string()))?;
-    let response = early
-        .forward_until(source, &mut stream, response)
-        .await
-        .map_err(|err| failed(err.to_string()))?;
+    let response = tokio::time::timeout(
+        STREAM_OPEN_TIMEOUT,
+        early.forward_until(source, &mut stream, response),
+    )
+    .await
+    .map_err(|_| failed(format!("no answer within {STREAM_OPEN_TIMEOUT:?}")))?
+    .map_err(|err| failed(err.to_string()))?;
     if response.status() != http::StatusCode::OK {
         return Err(DialError::Refused {
             node: node.to_string(),

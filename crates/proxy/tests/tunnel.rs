@@ -13,6 +13,7 @@ use jumpgate_api::TlsCredentials;
 use jumpgate_api::tunnel::{ALPN_REVERSE_TUNNEL, EarlyBytes, PROXY_SERVER_NAME, TARGET_PING};
 use jumpgate_node::{HostIdentity, NodeState};
 use jumpgate_pki::{IdentityKind, TlsCa, TlsIdentity};
+use jumpgate_proxy::tunnel::STREAM_OPEN_TIMEOUT;
 use jumpgate_proxy::{DialError, Tunnels};
 use jumpgate_test_support::issue_tls;
 use std::sync::{Arc, Mutex};
@@ -188,6 +189,49 @@ async fn bytes_sent_while_the_stream_opens_arrive_first() {
         .expect("the early bytes never came back")
         .unwrap();
     assert_eq!(&echoed, b"first flight;then the rest");
+}
+
+/// An agent whose tunnel is up (its HTTP/2 answers PINGs) but that never answers a
+/// stream: the dial fails by name after `STREAM_OPEN_TIMEOUT` instead of waiting for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_the_agent_never_answers_fails_in_bounded_time() {
+    let ca = TlsCa::generate("edge", SystemTime::now()).unwrap();
+    let (addr, tunnels) = proxy_end(&ca).await;
+    let (cert, key) = issue_tls(&ca, "edge", IdentityKind::Node, "mute-node", &[]);
+    let tls = TlsCredentials::from_pem(&cert, &key, ca.cert_pem())
+        .unwrap()
+        .client_config_for(IdentityKind::Proxy, &[ALPN_REVERSE_TUNNEL])
+        .unwrap();
+    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from(PROXY_SERVER_NAME).unwrap();
+    let stream = tokio_rustls::TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let mut connection = h2::server::handshake(stream).await.unwrap();
+    tokio::spawn(async move {
+        // Takes every stream and answers none of them.
+        let mut unanswered = Vec::new();
+        while let Some(Ok(stream)) = connection.accept().await {
+            unanswered.push(stream);
+        }
+    });
+    assert!(wait_for_tunnel(&tunnels, "mute-node").await, "no tunnel");
+
+    let started = std::time::Instant::now();
+    let dialled = tokio::time::timeout(
+        STREAM_OPEN_TIMEOUT + Duration::from_secs(5),
+        tunnels.dial("mute-node", TARGET_PING),
+    )
+    .await
+    .expect("the dial waited for ever");
+    match dialled {
+        Err(DialError::Tunnel { reason, .. }) => {
+            assert!(reason.contains("no answer within"), "{reason}");
+        }
+        other => panic!("expected a tunnel error, got {:?}", other.map(|_| ())),
+    }
+    assert!(started.elapsed() >= STREAM_OPEN_TIMEOUT);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
