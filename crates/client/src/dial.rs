@@ -7,7 +7,7 @@ use crate::profile::Profile;
 use crate::web::{ProxyAddr, connect_tls, error_chain};
 use bytes::Bytes;
 use jumpgate_api::ssh_route::{
-    ALPN_SSH, DialRequest, DialResponse, LineError, MAX_LINE, from_line, read_line, to_line,
+    ALPN_SSH, DialRequest, DialResponse, LineError, MAX_LINE, from_line, to_line,
 };
 use jumpgate_api::tunnel::PROXY_SERVER_NAME;
 use rustls::pki_types::ServerName;
@@ -22,40 +22,6 @@ use tokio_rustls::client::TlsStream;
 
 /// How long connecting and the proxy's answer may take.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A stream to a node's SSH service, through the proxy.
-#[derive(Debug)]
-pub struct NodeStream {
-    pub stream: TlsStream<TcpStream>,
-    /// The node's UUID: a principal its host certificate must carry.
-    pub node_uuid: String,
-    pub hostname: String,
-}
-
-/// Asks the proxy for `node` (host name, UUID or address) as `login`. The proxy checks
-/// the roles; refusals come back as [`ClientError::DialRefused`].
-pub async fn dial_node(
-    profile: &Profile,
-    node: &str,
-    login: &str,
-) -> Result<NodeStream, ClientError> {
-    let exchange = async {
-        let (mut stream, addr) = send_request(profile, node, login).await?;
-        let response: DialResponse = read_line(&mut stream)
-            .await
-            .map_err(|err| answer_error(&addr, err))?;
-        Ok::<_, ClientError>((stream, response))
-    };
-    let (stream, response) = tokio::time::timeout(DIAL_TIMEOUT, exchange)
-        .await
-        .map_err(|_| no_answer(profile))??;
-    let (node_uuid, hostname) = accepted(response)?;
-    Ok(NodeStream {
-        stream,
-        node_uuid,
-        hostname,
-    })
-}
 
 /// A dial whose answer is still on its way: the request is sent, and SSH can start at
 /// once over [`PipelinedDial::stream`], which reads the proxy's answer line before the

@@ -33,13 +33,13 @@ pub mod terminal;
 pub mod web;
 
 pub use admin::{AdminClient, AdminError};
-pub use dial::{NodeStream, PipelinedDial, dial_node, dial_node_pipelined};
+pub use dial::{PipelinedDial, dial_node_pipelined};
 pub use error::ClientError;
 pub use login::{LoginParams, Password, login};
 pub use nodes::{LabelFilter, NodeInfo, list_nodes};
 pub use profile::{Home, Profile, ProfileMeta};
 pub use ssh::{
     ForwardSpec, PtyRequest, SessionEnd, SessionIo, SessionRequest, SshConnection, SshIdentity,
-    connect, connect_node, connect_stream, connect_stream_as,
+    connect_node, connect_stream, connect_stream_as,
 };
 pub use web::{Ping, ProxyAddr, WebTrust, ping};

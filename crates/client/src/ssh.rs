@@ -10,7 +10,7 @@
 //! - Deny by default: every channel the node may try to open towards us is refused,
 //!   except agent forwarding when the user asked for it (`-A`).
 
-use crate::dial::{DialAnswer, NodeStream, dial_node_pipelined};
+use crate::dial::{DialAnswer, dial_node_pipelined};
 use crate::error::ClientError;
 use crate::profile::Profile;
 use crate::web::error_chain;
@@ -515,34 +515,11 @@ pub async fn connect_node(
     Ok(connection)
 }
 
-/// Runs SSH over a dialled stream: checks the node's host certificate, then logs in as
-/// `login` with the profile's certificate. `agent_socket` (`SSH_AUTH_SOCK`) serves
-/// agent forwarding if a session asks for it.
-pub async fn connect(
-    profile: &Profile,
-    stream: NodeStream,
-    login: &str,
-    agent_socket: Option<PathBuf>,
-) -> Result<SshConnection, ClientError> {
-    let node = if stream.hostname.is_empty() {
-        stream.node_uuid.clone()
-    } else {
-        stream.hostname.clone()
-    };
-    connect_stream(
-        profile,
-        stream.stream,
-        &stream.node_uuid,
-        &node,
-        login,
-        agent_socket,
-    )
-    .await
-}
-
-/// As [`connect`], over any stream to an SSH server (e.g. an OpenSSH `sshd` with a host
-/// certificate of the cluster): `host_principal` must be among the principals of the
-/// server's host certificate; `node` names it in messages.
+/// Runs SSH over any stream to an SSH server (e.g. an OpenSSH `sshd` with a host
+/// certificate of the cluster): checks the host certificate, whose principals must
+/// include `host_principal`, then logs in as `login` with the profile's certificate.
+/// `node` names the server in messages; `agent_socket` (`SSH_AUTH_SOCK`) serves agent
+/// forwarding if a session asks for it.
 pub async fn connect_stream<S>(
     profile: &Profile,
     stream: S,
