@@ -9,7 +9,7 @@
 //   JUMPGATE_JSH           the jsh binary
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { base, env, jshSsoLogin, maybe, nodeName, open } from './harness.mjs';
+import { base, env, jshSsoLogin, maybe, nodeName, open, ssoWebLogin, webSession } from './harness.mjs';
 
 const octo = env('JUMPGATE_GITHUB_LOGIN');
 const jsh = env('JUMPGATE_JSH');
@@ -27,30 +27,20 @@ async function githubSignIn(page, login, { cancel = false } = {}) {
   }
 }
 
-/** The web session's view of who is logged in (null when no one is). */
-function session(page) {
-  return page.evaluate(async () => {
-    const response = await fetch('/webapi/web/session');
-    return response.ok ? response.json() : null;
-  });
-}
-
 /** Logs `login` in at GitHub through the login page's button for `connector`. */
-async function webLogin(t, login, connector = 'github', options = {}) {
-  const opened = await open(t);
-  await opened.page.goto(`${base}/web/login`);
-  await opened.page.getByTestId(`sso-${connector}`).click();
-  await opened.page.locator('#login_field').waitFor();
-  assert.match(await opened.page.title(), /GitHub/);
-  await githubSignIn(opened.page, login, options);
-  return opened;
+function webLogin(t, login, connector = 'github', options = {}) {
+  return ssoWebLogin(t, connector, async (page) => {
+    await page.locator('#login_field').waitFor();
+    assert.match(await page.title(), /GitHub/);
+    await githubSignIn(page, login, options);
+  });
 }
 
 async function assertRefused(page, pattern) {
   await page.getByText('Single sign-on failed').waitFor();
   const text = await page.locator('body').innerText();
   assert.match(text, pattern);
-  assert.equal(await session(page), null);
+  assert.equal(await webSession(page), null);
   return text;
 }
 
@@ -83,7 +73,7 @@ maybe('github: the login page button logs the user in, roles from their teams', 
   const { page, problems } = await webLogin(t, octo);
   await page.getByRole('heading', { name: 'Resources' }).waitFor();
   assert.equal(new URL(page.url()).pathname, '/web');
-  const current = await session(page);
+  const current = await webSession(page);
   assert.equal(current.user, octo);
   assert.deepEqual(current.roles, ['sso-gh']);
   // Their GitHub login is their SSH login, through the role's {{external.username}}.
@@ -131,7 +121,7 @@ maybe('github: a refused jsh login ends jsh at once, saying why (teams that map 
 maybe('github: a GitHub Enterprise Server connector (its own endpoint and API URLs)', async (t) => {
   const { page } = await webLogin(t, octo, 'ghes');
   await page.getByRole('heading', { name: 'Resources' }).waitFor();
-  const current = await session(page);
+  const current = await webSession(page);
   assert.equal(current.user, octo);
   assert.deepEqual(current.roles, ['sso-gh']);
 });
@@ -140,7 +130,7 @@ maybe('github: gus and gone log in while GitHub has them in the team', async (t)
   for (const login of ['gus', 'gone']) {
     const { page } = await webLogin(t, login);
     await page.getByRole('heading', { name: 'Resources' }).waitFor();
-    assert.equal((await session(page)).user, login);
+    assert.equal((await webSession(page)).user, login);
   }
 });
 
@@ -188,14 +178,14 @@ maybe('github: an answer whose state is not the browser\'s own login is refused'
   // The second answer still works in the browser that started it.
   await opened.page.goto(second.href);
   await opened.page.getByRole('heading', { name: 'Resources' }).waitFor();
-  assert.equal((await session(opened.page)).user, octo);
+  assert.equal((await webSession(opened.page)).user, octo);
 });
 
 maybe('github-changed: a team added at GitHub gives its role at the next login', async (t) => {
   const { page } = await webLogin(t, octo);
   await page.getByRole('heading', { name: 'Resources' }).waitFor();
   // teams_to_logins, read as Teleport reads it: its `logins` are roles.
-  assert.deepEqual((await session(page)).roles, ['auditor', 'sso-gh']);
+  assert.deepEqual((await webSession(page)).roles, ['auditor', 'sso-gh']);
 });
 
 maybe('github-removed: a user removed from the organisation\'s teams is refused', async (t) => {
@@ -209,5 +199,5 @@ maybe('github-removed: a user removed from GitHub cannot log in', async (t) => {
   await page.getByText('Incorrect username or password.').waitFor();
   const onProxy = await open(t);
   await onProxy.page.goto(`${base}/web/login`);
-  assert.equal(await session(onProxy.page), null);
+  assert.equal(await webSession(onProxy.page), null);
 });

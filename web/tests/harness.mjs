@@ -182,3 +182,23 @@ export async function jshSsoLogin(t, jsh, connector, urlPattern) {
   });
   return run;
 }
+
+/** The web session's view of who is logged in on `page` (null when no one is). */
+export function webSession(page) {
+  return page.evaluate(async () => {
+    const response = await fetch('/webapi/web/session');
+    return response.ok ? response.json() : null;
+  });
+}
+
+/**
+ * Opens a page, clicks the login page's button for `connector`, and leaves the rest to
+ * `signIn(page)` (the provider's own login form); returns the opened page.
+ */
+export async function ssoWebLogin(t, connector, signIn) {
+  const opened = await open(t);
+  await opened.page.goto(`${base}/web/login`);
+  await opened.page.getByTestId(`sso-${connector}`).click();
+  await signIn(opened.page);
+  return opened;
+}

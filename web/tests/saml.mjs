@@ -10,7 +10,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { base, env, jshSsoLogin, maybe, nodeName, open } from './harness.mjs';
+import { base, env, jshSsoLogin, maybe, nodeName, open, ssoWebLogin, webSession } from './harness.mjs';
 
 const usersFile = env('JUMPGATE_IDP_USERS');
 const idpBase = env('JUMPGATE_SAML_IDP');
@@ -40,21 +40,9 @@ async function idpLogin(page, name) {
   await page.getByRole('button', { name: 'Sign in' }).click();
 }
 
-/** The web session's view of who is logged in (null when no one is). */
-function session(page) {
-  return page.evaluate(async () => {
-    const response = await fetch('/webapi/web/session');
-    return response.ok ? response.json() : null;
-  });
-}
-
 /** Logs `name` in through the login page's button; returns the opened page. */
-async function webLogin(t, name) {
-  const opened = await open(t);
-  await opened.page.goto(`${base}/web/login`);
-  await opened.page.getByTestId('sso-idp').click();
-  await idpLogin(opened.page, name);
-  return opened;
+function webLogin(t, name) {
+  return ssoWebLogin(t, 'idp', (page) => idpLogin(page, name));
 }
 
 /** A refusal page's text, once it shows. */
@@ -122,7 +110,7 @@ maybe('saml: the login page button logs ann in through the IdP, roles from her g
   const { page, problems } = await webLogin(t, 'ann');
   await page.getByRole('heading', { name: 'Resources' }).waitFor();
   assert.equal(new URL(page.url()).pathname, '/web');
-  const current = await session(page);
+  const current = await webSession(page);
   assert.equal(current.user, annEmail);
   assert.deepEqual(current.roles, ['sso-dev']);
   // The e-mail attribute's local part is her login, through the role's template.
@@ -152,11 +140,11 @@ maybe('saml: a changed group changes the roles at the next login', async (t) => 
   setUser('ann', samlUser(annEmail, ['devs', 'auditors']));
   const { page } = await webLogin(t, 'ann');
   await page.getByRole('heading', { name: 'Resources' }).waitFor();
-  assert.deepEqual((await session(page)).roles, ['auditor', 'sso-dev']);
+  assert.deepEqual((await webSession(page)).roles, ['auditor', 'sso-dev']);
   setUser('ann', samlUser(annEmail, ['devs']));
   const again = await webLogin(t, 'ann');
   await again.page.getByRole('heading', { name: 'Resources' }).waitFor();
-  assert.deepEqual((await session(again.page)).roles, ['sso-dev']);
+  assert.deepEqual((await webSession(again.page)).roles, ['sso-dev']);
 });
 
 maybe('saml: attributes that map to no role are refused, saying which attributes came', async (t) => {
@@ -165,7 +153,7 @@ maybe('saml: attributes that map to no role are refused, saying which attributes
   assert.match(text, /none of their claims maps to a role/);
   assert.match(text, /groups: \[visitors, guests\]/);
   assert.match(text, /attributes_to_roles/);
-  assert.equal(await session(page), null);
+  assert.equal(await webSession(page), null);
 });
 
 maybe('saml: a user the IdP no longer knows is refused', async (t) => {
@@ -176,26 +164,26 @@ maybe('saml: a user the IdP no longer knows is refused', async (t) => {
   assert.equal(new URL(page.url()).origin, idpBase);
   const onProxy = await open(t);
   await onProxy.page.goto(`${base}/web/login`);
-  assert.equal(await session(onProxy.page), null);
+  assert.equal(await webSession(onProxy.page), null);
 });
 
 maybe('saml: an unsigned assertion is refused', async (t) => {
   const { page } = await webLogin(t, 'uma');
   assert.match(await refusal(page), /neither the assertion nor the response is signed/);
-  assert.equal(await session(page), null);
+  assert.equal(await webSession(page), null);
 });
 
 maybe('saml: an assertion for another audience is refused', async (t) => {
   const { page } = await webLogin(t, 'wanda');
   const text = await refusal(page);
   assert.match(text, /is for audience \["https:\/\/another-sp\.example\.com\/saml"\]/);
-  assert.equal(await session(page), null);
+  assert.equal(await webSession(page), null);
 });
 
 maybe('saml: an expired assertion is refused', async (t) => {
   const { page } = await webLogin(t, 'ed');
   assert.match(await refusal(page), /expired at/);
-  assert.equal(await session(page), null);
+  assert.equal(await webSession(page), null);
 });
 
 maybe('saml: a replayed response is refused as a replay', async (t) => {
@@ -217,7 +205,7 @@ maybe('saml: a replayed response is refused as a replay', async (t) => {
   await postToAcs(replay.page, `${base}/web/login`, Object.fromEntries(new URLSearchParams(posted)));
   const text = await refusal(replay.page);
   assert.match(text, /already used: an assertion logs in once/);
-  assert.equal(await session(replay.page), null);
+  assert.equal(await webSession(replay.page), null);
 });
 
 maybe('saml: another browser\'s response is refused (login CSRF), and it is used up', async (t) => {
@@ -228,7 +216,7 @@ maybe('saml: another browser\'s response is refused (login CSRF), and it is used
   const victim = await open(t);
   await postToAcs(victim.page, `${idpBase}/sso`, attacker.fields);
   assert.match(await refusal(victim.page), /started in another browser/);
-  assert.equal(await session(victim.page), null);
+  assert.equal(await webSession(victim.page), null);
   // A victim with a login of their own pending is refused the same way.
   const pending = await open(t);
   await pending.page.goto(`${base}/web/login`);
@@ -237,7 +225,7 @@ maybe('saml: another browser\'s response is refused (login CSRF), and it is used
   const second = await stoppedAnswer(t, 'ann');
   await postToAcs(pending.page, `${idpBase}/sso`, second.fields);
   assert.match(await refusal(pending.page), /started in another browser/);
-  assert.equal(await session(pending.page), null);
+  assert.equal(await webSession(pending.page), null);
   // The attacker's state went with that attempt: their answer never works again (a
   // fresh page: the attacker's own stops every post to the ACS).
   const again = await open(t);

@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { base, env, jshSsoLogin, maybe, nodeName, open } from './harness.mjs';
+import { base, env, jshSsoLogin, maybe, nodeName, open, ssoWebLogin, webSession } from './harness.mjs';
 
 const usersFile = env('JUMPGATE_IDP_USERS');
 const ssoLogin = env('JUMPGATE_SSO_LOGIN');
@@ -36,28 +36,16 @@ async function idpLogin(page, name) {
   await consent.click({ timeout: 5_000 }).catch(() => {});
 }
 
-/** The web session's view of who is logged in (null when no one is). */
-function session(page) {
-  return page.evaluate(async () => {
-    const response = await fetch('/webapi/web/session');
-    return response.ok ? response.json() : null;
-  });
-}
-
 /** Logs `name` in through the login page's button; returns the page. */
-async function webLogin(t, name) {
-  const opened = await open(t);
-  await opened.page.goto(`${base}/web/login`);
-  await opened.page.getByTestId('sso-idp').click();
-  await idpLogin(opened.page, name);
-  return opened;
+function webLogin(t, name) {
+  return ssoWebLogin(t, 'idp', (page) => idpLogin(page, name));
 }
 
 maybe('sso: the login page button logs ann in through the provider, roles from her groups', async (t) => {
   const { page, problems } = await webLogin(t, 'ann');
   await page.getByRole('heading', { name: 'Resources' }).waitFor();
   assert.equal(new URL(page.url()).pathname, '/web');
-  const current = await session(page);
+  const current = await webSession(page);
   assert.equal(current.user, annEmail);
   assert.deepEqual(current.roles, ['sso-dev']);
   // The e-mail's local part is her login, through the role's template.
@@ -103,7 +91,7 @@ maybe('sso: a changed group changes the roles at the next login', async (t) => {
   setUser('ann', { email: annEmail, groups: ['devs', 'auditors'] });
   const { page } = await webLogin(t, 'ann');
   await page.getByRole('heading', { name: 'Resources' }).waitFor();
-  assert.deepEqual((await session(page)).roles, ['auditor', 'sso-dev']);
+  assert.deepEqual((await webSession(page)).roles, ['auditor', 'sso-dev']);
   setUser('ann', { email: annEmail, groups: ['devs'] });
 });
 
@@ -114,14 +102,14 @@ maybe('sso: claims that map to no role are refused, saying which claims came', a
   const text = await body.innerText();
   assert.match(text, /none of their claims maps to a role/);
   assert.match(text, /groups: \[visitors\]/);
-  assert.equal(await session(page), null);
+  assert.equal(await webSession(page), null);
 });
 
 maybe('sso: a provider never logs anyone in as a local (password) user', async (t) => {
   const { page } = await webLogin(t, 'mallory');
   await page.getByText('Single sign-on failed').waitFor();
   assert.match(await page.locator('body').innerText(), /a local user named "alice" exists/);
-  assert.equal(await session(page), null);
+  assert.equal(await webSession(page), null);
 });
 
 maybe('sso: a user the provider no longer knows is refused', async (t) => {
@@ -133,7 +121,7 @@ maybe('sso: a user the provider no longer knows is refused', async (t) => {
   assert.equal(new URL(page.url()).pathname.startsWith('/web'), false, page.url());
   const onProxy = await open(t);
   await onProxy.page.goto(`${base}/web/login`);
-  assert.equal(await session(onProxy.page), null);
+  assert.equal(await webSession(onProxy.page), null);
 });
 
 maybe('sso: an answer opened in another browser is refused (login CSRF), and used once', async (t) => {
@@ -170,7 +158,7 @@ maybe('sso: an answer opened in another browser is refused (login CSRF), and use
   await victim.page.goto(answer);
   await victim.page.getByText('Single sign-on failed').waitFor();
   assert.match(await victim.page.locator('body').innerText(), /started in another browser/);
-  assert.equal(await session(victim.page), null);
+  assert.equal(await webSession(victim.page), null);
   // The state is gone with that attempt: the same answer never works again.
   await attacker.page.goto(answer);
   await attacker.page.getByText('Single sign-on failed').waitFor();
