@@ -307,6 +307,8 @@ async fn seed_004_two_regions_dynamodb_s3_peering_survives_losing_a_proxy_and_an
     let eve_far = support::bins().in_host(&user_eu_far);
     let (at_us, at_eu) = (format!("{timing}@node-us"), format!("{timing}@node-eu"));
     let samples = support::timing_samples();
+    // The emulator stands in for a DynamoDB that runs elsewhere; the dev cluster has none.
+    let emulator_lowered = dynamo.lower_priority();
     let medians = support::ssh_medians(
         &[
             (&dev_cluster.bins, &dev_home, &dev_target),
@@ -320,7 +322,7 @@ async fn seed_004_two_regions_dynamodb_s3_peering_survives_losing_a_proxy_and_an
     let [dev, near_us, near_eu, far, far_without_peering] = medians[..] else {
         unreachable!()
     };
-    drop(dev_cluster);
+    drop((dev_cluster, emulator_lowered));
     sessions += 4 * (samples + 1);
     let round_trip = ONE_WAY * 2;
     let cable = far.saturating_sub(near_eu);

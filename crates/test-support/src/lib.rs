@@ -47,6 +47,7 @@ pub use cluster::{Cluster, PASSWORD, dev_node_name};
 pub use daemon::Daemon;
 pub use dynamo::{
     DynamoEmulator, EMULATOR_ACCESS_KEY_ID, EMULATOR_REGION, EMULATOR_SECRET_ACCESS_KEY,
+    LoweredPriority,
 };
 pub use etcd::{EtcdCluster, EtcdServer};
 pub use github::{

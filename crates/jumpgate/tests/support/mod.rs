@@ -5,6 +5,7 @@
 
 pub use jumpgate_test_support::*;
 
+use rand::seq::SliceRandom;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -335,8 +336,11 @@ pub fn timing_samples() -> usize {
 }
 
 /// Medians of `samples` runs of `jsh ssh TARGET true` for each `(bins, home, target)`, the
-/// runs interleaved (one of each in turn, after one each to warm up) so that a machine
-/// busy with something else slows every path alike. Each run must succeed; each is one
+/// runs interleaved (one of each per round, after one each to warm up) so that a machine
+/// busy with something else slows every path alike. Each round takes the paths in a fresh
+/// random order: a session leaves work behind when it ends (its audit events, its
+/// recording's upload, SQLite's fsync on a dev cluster), and in a fixed order each path
+/// would always pay for the same predecessor's. Each run must succeed; each is one
 /// session.
 pub fn ssh_medians(paths: &[(&Bins, &Path, &str)], samples: usize) -> Vec<std::time::Duration> {
     let run = |(bins, home, target): &(&Bins, &Path, &str)| {
@@ -354,9 +358,11 @@ pub fn ssh_medians(paths: &[(&Bins, &Path, &str)], samples: usize) -> Vec<std::t
         run(path);
     });
     let mut times = vec![Vec::with_capacity(samples); paths.len()];
+    let mut order: Vec<usize> = (0..paths.len()).collect();
     for _ in 0..samples {
-        for (path, times) in paths.iter().zip(&mut times) {
-            times.push(run(path));
+        order.shuffle(&mut rand::rng());
+        for &index in &order {
+            times[index].push(run(&paths[index]));
         }
     }
     times
