@@ -102,6 +102,7 @@ maybe('github: jsh login --auth github --browser none, then jsh ssh with the tem
   await jshRun.page.getByText('Logged in to Jumpgate').waitFor();
   assert.equal(jshRun.code, 0, `jsh login: ${jshRun.stderr}`);
   assert.match(jshRun.stdout, new RegExp(`Logged in as: ${octo}`));
+  assert.match(jshRun.stdout, /Roles: +sso-gh\n/);
   const ssh = spawnSync(jsh, ['ssh', `${octo}@${nodeName}`, 'whoami'], {
     env: { ...process.env, JUMPGATE_HOME: jshRun.home },
     encoding: 'utf8',
@@ -119,11 +120,15 @@ maybe('github: a refused jsh login ends jsh at once, saying why (teams that map 
 });
 
 maybe('github: a GitHub Enterprise Server connector (its own endpoint and API URLs)', async (t) => {
-  const { page } = await webLogin(t, octo, 'ghes');
+  const { page } = await webLogin(t, 'grace', 'ghes');
   await page.getByRole('heading', { name: 'Resources' }).waitFor();
   const current = await webSession(page);
-  assert.equal(current.user, octo);
+  assert.equal(current.user, 'grace');
   assert.deepEqual(current.roles, ['sso-gh']);
+  // The same login on another GitHub server may be another person: it does not take over
+  // the user github.com signed in above.
+  const other = await webLogin(t, octo, 'ghes');
+  await assertRefused(other.page, /signed in through the github connector "github", not through github connector "ghes"/);
 });
 
 maybe('github: gus and gone log in while GitHub has them in the team', async (t) => {

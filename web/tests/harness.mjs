@@ -23,7 +23,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { X509Certificate, createHash, createHmac } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { connect } from 'node:tls';
@@ -158,14 +158,25 @@ export function maybe(name, fn) {
  * its whole match) as `run.url`. `run.stdout` and `run.stderr` keep growing, `run.exited`
  * resolves with jsh's exit code, and jsh is killed when test `t` ends (it waits minutes
  * for the browser).
+ *
+ * With `{ openBrowser: true }`, jsh runs without `--browser none` and opens the page as
+ * on a desktop, through `xdg-open`: a stand-in on its PATH records the URL it was given,
+ * which must be the one jsh printed.
  */
-export async function jshSsoLogin(t, jsh, connector, urlPattern) {
+export async function jshSsoLogin(t, jsh, connector, urlPattern, { openBrowser = false } = {}) {
   const home = mkdtempSync(join(tmpdir(), `jsh-${connector}-`));
-  const child = spawn(
-    jsh,
-    ['login', '--proxy', new URL(base).host, '--ca-cert', caFile, '--auth', connector, '--browser', 'none'],
-    { env: { ...process.env, JUMPGATE_HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+  const args = ['login', '--proxy', new URL(base).host, '--ca-cert', caFile, '--auth', connector];
+  const env = { ...process.env, JUMPGATE_HOME: home };
+  const opened = join(home, 'xdg-open-was-given');
+  if (openBrowser) {
+    const bin = join(home, 'bin');
+    mkdirSync(bin);
+    writeFileSync(join(bin, 'xdg-open'), `#!/bin/sh\nprintf '%s' "$1" > '${opened}'\n`, { mode: 0o755 });
+    env.PATH = `${bin}:${process.env.PATH}`;
+  } else {
+    args.push('--browser', 'none');
+  }
+  const child = spawn(jsh, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   t.after(() => child.kill());
   const run = { home, url: '', stdout: '', stderr: '', exited: new Promise((resolve) => child.on('exit', resolve)) };
   child.stdout.on('data', (chunk) => (run.stdout += chunk));
@@ -180,6 +191,14 @@ export async function jshSsoLogin(t, jsh, connector, urlPattern) {
       }
     });
   });
+  if (openBrowser) {
+    const deadline = Date.now() + 10_000;
+    while (!existsSync(opened) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.ok(existsSync(opened), `jsh did not run xdg-open: ${run.stderr}`);
+    assert.equal(readFileSync(opened, 'utf8'), run.url);
+  }
   return run;
 }
 

@@ -127,6 +127,7 @@ maybe('saml: jsh login --auth idp --browser none, then jsh ssh with the template
   await page.getByText('Logged in to Jumpgate').waitFor();
   assert.equal(await run.exited, 0, `jsh login: ${run.stderr}`);
   assert.match(run.stdout, new RegExp(`Logged in as: ${annEmail.replace('.', '\\.')}`));
+  assert.match(run.stdout, /Roles: +sso-dev\n/);
   const ssh = spawnSync(jsh, ['ssh', `${ssoLogin}@${nodeName}`, 'whoami'], {
     env: { ...process.env, JUMPGATE_HOME: run.home },
     encoding: 'utf8',
@@ -134,6 +135,23 @@ maybe('saml: jsh login --auth idp --browser none, then jsh ssh with the template
   });
   assert.equal(ssh.status, 0, ssh.stderr);
   assert.equal(ssh.stdout.trim(), ssoLogin);
+});
+
+maybe('saml: the IdP\'s SessionNotOnOrAfter ends the login, in jsh and on the web', async (t) => {
+  // sid's IdP session ends in ten minutes, well before the connector's twelve hours.
+  const run = await jshSsoLogin(t, jsh, 'idp', /http:\/\/127\.0\.0\.1:\d+\/sso\?\S+/);
+  const { page } = await open(t);
+  await page.goto(run.url);
+  await idpLogin(page, 'sid');
+  await page.getByText('Logged in to Jumpgate').waitFor();
+  assert.equal(await run.exited, 0, `jsh login: ${run.stderr}`);
+  const validFor = run.stdout.match(/\[valid for (\d+)m\]/);
+  assert.ok(validFor && Number(validFor[1]) <= 10, run.stdout);
+  const web = await webLogin(t, 'sid');
+  await web.page.getByRole('heading', { name: 'Resources' }).waitFor();
+  const session = await webSession(web.page);
+  const left = session.expires_unix - Date.now() / 1000;
+  assert.ok(left > 0 && left <= 10 * 60 + 5, JSON.stringify(session));
 });
 
 maybe('saml: a changed group changes the roles at the next login', async (t) => {
@@ -158,6 +176,9 @@ maybe('saml: attributes that map to no role are refused, saying which attributes
 
 maybe('saml: a user the IdP no longer knows is refused', async (t) => {
   setUser('gone', samlUser('gone@example.com', ['devs']));
+  const before = await webLogin(t, 'gone');
+  await before.page.getByRole('heading', { name: 'Resources' }).waitFor();
+  assert.deepEqual((await webSession(before.page)).roles, ['sso-dev']);
   setUser('gone', null);
   const { page } = await webLogin(t, 'gone');
   await page.getByText('Unknown user').waitFor();
@@ -177,6 +198,12 @@ maybe('saml: an assertion for another audience is refused', async (t) => {
   const { page } = await webLogin(t, 'wanda');
   const text = await refusal(page);
   assert.match(text, /is for audience \["https:\/\/another-sp\.example\.com\/saml"\]/);
+  assert.equal(await webSession(page), null);
+});
+
+maybe('saml: an assertion signed by another key is refused', async (t) => {
+  const { page } = await webLogin(t, 'oscar');
+  assert.match(await refusal(page), /the signature does not verify with the IdP's signing certificate/);
   assert.equal(await webSession(page), null);
 });
 

@@ -396,7 +396,10 @@ impl Tokens<'_> {
             Err(err) => AuditEvent::failure(EventType::InstanceJoin, err.to_string()),
         }
         .at(timestamp(now))
-        .field("node_name", truncate(host, MAX_HOST_IN_AUDIT))
+        .field(
+            "node_name",
+            jumpgate_types::text::shorten(host, MAX_HOST_IN_AUDIT),
+        )
         .field("role", role.as_str())
         .field("method", "token");
         if let Some(id) = &id {
@@ -424,7 +427,7 @@ impl Tokens<'_> {
             Err(err) => AuditEvent::failure(EventType::UserUpdate, err.to_string()),
         }
         .at(timestamp(now))
-        .user(truncate(user, MAX_HOST_IN_AUDIT))
+        .user(jumpgate_types::text::shorten(user, MAX_HOST_IN_AUDIT))
         .field("action", "signup_token.create");
         if let Ok(signup) = &outcome {
             event = event
@@ -952,11 +955,6 @@ fn parse_rfc3339(text: &str) -> Result<SystemTime, String> {
 
 fn role_names(roles: &[JoinRole]) -> Vec<String> {
     roles.iter().map(|r| r.as_str().to_string()).collect()
-}
-
-/// At most `max` characters of untrusted text.
-fn truncate(text: &str, max: usize) -> String {
-    text.chars().take(max).collect()
 }
 
 /// A record that cannot be read, named by id (never by the full hash or the value).

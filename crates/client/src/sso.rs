@@ -1,6 +1,8 @@
 //! `jsh login --auth NAME`: single sign-on from the terminal, as `tsh` does it.
 //!
-//! 1. jsh makes its keys and a secret, and listens on `127.0.0.1:0`.
+//! 1. jsh makes its keys and a secret, and listens on `127.0.0.1:0` under a random path
+//!    (`/callback/RANDOM`), so that no other page or local program that finds the port
+//!    can end the login with a made-up refusal.
 //! 2. It asks the proxy to start a login (`POST /webapi/KIND/login/console`) with its
 //!    public keys, that listener's URL and the SHA-256 of the secret; the answer is the
 //!    identity provider's login page, which jsh opens in the browser (or prints).
@@ -120,7 +122,10 @@ pub async fn sso_login(
         .local_addr()
         .map_err(|err| ClientError::Sso(err.to_string()))?
         .port();
-    let callback = format!("http://127.0.0.1:{port}/callback");
+    let mut path = [0u8; 16];
+    rand::fill(&mut path[..]);
+    let path = format!("/callback/{}", hex::encode(path));
+    let callback = format!("http://127.0.0.1:{port}{path}");
     let started: ConsoleAnswer = web::post_json(
         &params.proxy,
         &params.trust,
@@ -136,8 +141,18 @@ pub async fn sso_login(
         "SSO login request",
     )
     .await?;
+    // The page is the proxy's word; a browser is only ever sent to a web page.
+    match url::Url::parse(&started.redirect_url) {
+        Ok(url) if matches!(url.scheme(), "https" | "http") => {}
+        _ => {
+            return Err(ClientError::Sso(format!(
+                "the proxy answered with a login page that is not an http(s) URL: {:?}",
+                started.redirect_url.chars().take(200).collect::<String>()
+            )));
+        }
+    }
     open(&started.redirect_url);
-    let result_id = tokio::time::timeout(BROWSER_TIMEOUT, wait_for_browser(&listener))
+    let result_id = tokio::time::timeout(BROWSER_TIMEOUT, wait_for_browser(&listener, &path))
         .await
         .map_err(|_| {
             ClientError::Sso(format!(
@@ -181,11 +196,12 @@ enum BrowserAnswer {
     Refused(String),
 }
 
-/// Reads the loopback listener's request line: the answer it carries, if it is one.
-fn browser_answer(request_line: &str) -> Option<BrowserAnswer> {
+/// Reads the loopback listener's request line: the answer it carries, if it is one and
+/// comes to the login's own `path`.
+fn browser_answer(request_line: &str, path: &str) -> Option<BrowserAnswer> {
     let target = request_line.split(' ').nth(1)?;
     let url = url::Url::parse(&format!("http://127.0.0.1{target}")).ok()?;
-    if url.path() != "/callback" {
+    if url.path() != path {
         return None;
     }
     let param = |wanted: &str| {
@@ -210,8 +226,8 @@ fn browser_answer(request_line: &str) -> Option<BrowserAnswer> {
 }
 
 /// Serves the loopback listener until the browser comes back with the login's result (or
-/// its refusal); answers each request with a short text page.
-async fn wait_for_browser(listener: &TcpListener) -> Result<String, ClientError> {
+/// its refusal) at `path`; answers each request with a short text page.
+async fn wait_for_browser(listener: &TcpListener, path: &str) -> Result<String, ClientError> {
     loop {
         let (mut stream, _) = listener
             .accept()
@@ -236,7 +252,7 @@ async fn wait_for_browser(listener: &TcpListener) -> Result<String, ClientError>
             .next()
             .unwrap_or_default()
             .to_string();
-        let answer = browser_answer(&request_line);
+        let answer = browser_answer(&request_line, path);
         let (status, page) = match &answer {
             Some(BrowserAnswer::Result(_)) => (
                 "200 OK",
@@ -273,17 +289,26 @@ mod tests {
 
     #[test]
     fn the_browser_brings_a_result_or_a_refusal_and_nothing_else() {
+        let path = "/callback/0123abcd";
+        let answer = |line: &str| browser_answer(line, path);
         let id = "ab".repeat(32);
         assert_eq!(
-            browser_answer(&format!("GET /callback?result={id} HTTP/1.1")),
-            Some(BrowserAnswer::Result(id))
+            answer(&format!("GET {path}?result={id} HTTP/1.1")),
+            Some(BrowserAnswer::Result(id.clone()))
         );
-        assert_eq!(browser_answer("GET /callback?result=short HTTP/1.1"), None);
-        assert_eq!(browser_answer("GET /favicon.ico HTTP/1.1"), None);
-        assert_eq!(browser_answer("garbage"), None);
+        assert_eq!(answer(&format!("GET {path}?result=short HTTP/1.1")), None);
+        assert_eq!(answer("GET /favicon.ico HTTP/1.1"), None);
+        assert_eq!(answer("garbage"), None);
         assert_eq!(
-            browser_answer("GET /callback?error=no%20role%1b%5B31m%0Afor%20you HTTP/1.1"),
+            answer(&format!(
+                "GET {path}?error=no%20role%1b%5B31m%0Afor%20you HTTP/1.1"
+            )),
             Some(BrowserAnswer::Refused("no role [31m for you".to_string()))
         );
+        // Only the login's own path: a page or program that finds the port cannot end
+        // the login with a refusal of its own, nor hand it a result.
+        assert_eq!(answer("GET /callback?error=gotcha HTTP/1.1"), None);
+        assert_eq!(answer(&format!("GET /callback?result={id} HTTP/1.1")), None);
+        assert_eq!(answer("GET /callback/0123abce?error=x HTTP/1.1"), None);
     }
 }

@@ -40,7 +40,8 @@ fn run_script(cluster: &support::Cluster, tests: &str, env: &[(&str, String)]) {
 /// GitHub logins: the login page's button, teams to roles (`teams_to_roles`, and
 /// `teams_to_logins` as Teleport reads it), the GitHub user name as the templated SSH login
 /// (`{{external.username}}`) for `jsh login --auth github --browser none` then `jsh ssh`,
-/// teams read over GitHub's pages, a GitHub Enterprise Server connector, a changed team
+/// teams read over GitHub's pages, a GitHub Enterprise Server connector (which does not take
+/// over a user github.com signed in), a changed team
 /// giving changed roles at the next login, a user removed from the organisation's teams
 /// and a user removed from GitHub refused, teams that map to no role refused naming the
 /// teams, a GitHub user named as a local user refused, a mismatched or unknown `state`
@@ -75,6 +76,7 @@ fn browser_single_sign_on_through_github() {
     github.add_user(GithubUser::new("alice", 1003).team("octocats", "devs", "Developers"));
     github.add_user(GithubUser::new("gus", 1004).team("octocats", "devs", "Developers"));
     github.add_user(GithubUser::new("gone", 1005).team("octocats", "devs", "Developers"));
+    github.add_user(GithubUser::new("grace", 1006).team("octocats", "devs", "Developers"));
 
     cluster.create_resource(
         dir.path(),
@@ -147,7 +149,7 @@ fn browser_single_sign_on_through_github() {
     assert!(
         github_logins
             .iter()
-            .any(|e| e["success"] == true && e["user"] == login && e["connector"] == "ghes"),
+            .any(|e| e["success"] == true && e["user"] == "grace" && e["connector"] == "ghes"),
         "{github_logins:?}"
     );
     for reason in [
@@ -155,6 +157,7 @@ fn browser_single_sign_on_through_github() {
         "bad_verification_code",
         "access_denied",
         "a local user named \"alice\" exists",
+        "signed in through the github connector \"github\", not through github connector \"ghes\"",
         "started in another browser",
     ] {
         assert!(

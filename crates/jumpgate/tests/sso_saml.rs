@@ -123,18 +123,19 @@ fn browser_tests_with(
 
 /// The SP metadata the IdP reads from the proxy; the login page's button with roles from
 /// the `groups` attribute and the templated login `{{email.local(external.email)}}`;
-/// `jsh login --auth` then `jsh ssh` as that login; a changed group giving changed roles
-/// at the next login.
+/// `jsh login --auth` then `jsh ssh` as that login; the IdP's SessionNotOnOrAfter ending
+/// the login; a changed group giving changed roles at the next login.
 #[test]
 fn browser_saml_login_with_the_button_and_with_jsh() {
-    saml_browser_tests("metadata|button|jsh login|changed group");
+    saml_browser_tests("metadata|button|jsh login|SessionNotOnOrAfter|changed group");
 }
 
 /// A user the IdP no longer knows refused, attributes that map to no role refused naming
-/// them, and refusals of an unsigned assertion, a wrong audience and an expired assertion.
+/// them, and refusals of an unsigned assertion, one signed by another key, a wrong
+/// audience and an expired assertion.
 #[test]
 fn browser_saml_refuses_unknown_users_unmapped_attributes_and_bad_assertions() {
-    saml_browser_tests("no role|no longer knows|unsigned|audience|expired");
+    saml_browser_tests("no role|no longer knows|unsigned|another key|audience|expired");
 }
 
 /// A replayed response refused as a replay; another browser's response refused (login
@@ -166,6 +167,8 @@ fn saml_browser_tests(tests: &str) {
             "uma": user("uma@example.com", &["devs"], "unsigned"),
             "wanda": user("wanda@example.com", &["devs"], "wrong-audience"),
             "ed": user("ed@example.com", &["devs"], "expired"),
+            "oscar": user("oscar@example.com", &["devs"], "other-key"),
+            "sid": user("sid@example.com", &["devs"], "short-session"),
         })
         .to_string(),
     )

@@ -365,6 +365,7 @@ fn browser_single_sign_on_through_an_oidc_provider() {
             "nora": {"email": "nora@example.com", "groups": ["visitors"]},
             // The provider names her "alice", as the cluster's local (password) user.
             "mallory": {"email": "alice", "groups": ["devs"]},
+            "bea": {"email": "bea@example.com", "groups": ["devs"]},
         })
         .to_string(),
     )
@@ -392,6 +393,18 @@ fn browser_single_sign_on_through_an_oidc_provider() {
                  {callback}\n  display: Test IdP\n  scope: [email, groups]\n  claims_to_roles:\n    \
                  - {{claim: groups, value: devs, roles: [sso-dev]}}\n    \
                  - {{claim: groups, value: 'aud*', roles: [auditor]}}\n",
+                idp.issuer
+            ),
+        );
+        // The same provider behind a connector whose logins last five minutes.
+        cluster.create_resource(
+            &dir,
+            "brief.yaml",
+            &format!(
+                "kind: oidc\nversion: v3\nmetadata: {{name: brief}}\nspec:\n  issuer_url: {}\n  \
+                 client_id: jumpgate\n  client_secret: s3cr3t-of-the-client\n  redirect_url: \
+                 {callback}\n  display: Brief IdP\n  scope: [email, groups]\n  max_session_ttl: 5m\n  claims_to_roles:\n    \
+                 - {{claim: groups, value: devs, roles: [sso-dev]}}\n",
                 idp.issuer
             ),
         );

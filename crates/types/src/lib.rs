@@ -55,6 +55,7 @@ pub mod presence;
 pub mod rbac;
 pub mod resource;
 pub mod role;
+pub mod text;
 pub mod user;
 
 pub use config::{Config, ConfigError, sample_config};

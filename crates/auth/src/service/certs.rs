@@ -15,7 +15,7 @@ use jumpgate_pki::{
 use jumpgate_types::AccessChecker;
 use jumpgate_types::config::JoinRole;
 use std::net::IpAddr;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A user certificate's TTL when the request names none (DESIGN.md "Identity").
 pub const DEFAULT_USER_TTL: Duration = Duration::from_secs(12 * 3600);
@@ -87,8 +87,27 @@ impl AuthServer {
         })?;
         let checker = AccessChecker::new(roles.iter(), &traits_of(user));
         let ttl = checker.adjust_session_ttl(requested_ttl.unwrap_or(DEFAULT_USER_TTL));
-        let principals: Vec<String> = checker.logins().into_iter().collect();
         let now = SystemTime::now();
+        // An SSO user lasts as long as the identity provider's login allows (the
+        // connector's max_session_ttl, SAML's SessionNotOnOrAfter): no certificate, CLI or
+        // web, outlives it, so whoever the provider drops loses access by then.
+        let ttl = match &user.sso {
+            None => ttl,
+            Some(origin) => {
+                let ends = UNIX_EPOCH
+                    + Duration::from_secs(u64::try_from(origin.expires_unix).unwrap_or(0));
+                match ends.duration_since(now) {
+                    Ok(left) if left >= Duration::from_secs(1) => ttl.min(left),
+                    _ => {
+                        return Err(ServiceError::PermissionDenied(format!(
+                            "the single sign-on login of {:?} through connector {:?} has                              ended; log in again",
+                            user.name, origin.connector
+                        )));
+                    }
+                }
+            }
+        };
+        let principals: Vec<String> = checker.logins().into_iter().collect();
         let authorities = self.authorities();
         let outcome = (|| -> Result<IssuedUserCerts, ServiceError> {
             let mut ssh_certificate = String::new();

@@ -523,8 +523,9 @@ impl AuthServer {
             if !param("error_description").is_empty() {
                 said = format!("{said}: {}", param("error_description"));
             }
-            said.truncate(300);
-            return Err(fail(sso_error(SsoError::ProviderSaid(said))));
+            return Err(fail(sso_error(SsoError::ProviderSaid(
+                jumpgate_types::text::shorten(&said, 300),
+            ))));
         }
         let connector = self
             .find_connector(&pending.kind, &pending.connector)
@@ -575,8 +576,10 @@ impl AuthServer {
     }
 
     /// Writes the SSO user as the provider describes them now, expiring with the longest
-    /// certificate the connector issues. A local user of the same name is never replaced:
-    /// whoever controls an identity provider must not take over a password account.
+    /// certificate the connector issues, or when the provider says the login ends if that
+    /// is sooner. A local user of the same name is never replaced, nor one another
+    /// connector signed in: whoever controls an identity provider must not take over a
+    /// password account or another provider's user.
     async fn upsert_sso_user(
         &self,
         pending: &PendingLogin,
@@ -590,14 +593,35 @@ impl AuthServer {
                 identity.username
             )));
         }
-        if let Some(existing) = self.cached_user(&identity.username)
-            && existing.sso.is_none()
+        match self
+            .cached_user(&identity.username)
+            .map(|existing| existing.sso)
         {
-            return Err(ServiceError::PermissionDenied(format!(
-                "a local user named {:?} exists; single sign-on does not log in as a local \
-                 user (an admin can delete the local user to let SSO take the name)",
-                identity.username
-            )));
+            Some(None) => {
+                return Err(ServiceError::PermissionDenied(format!(
+                    "a local user named {:?} exists; single sign-on does not log in as a \
+                     local user (an admin can delete the local user to let SSO take the name)",
+                    identity.username
+                )));
+            }
+            // Nor does one connector take over another's user: whoever runs the second
+            // provider must not inherit the first one's user (their locks, sessions and
+            // name in the audit log), as in Teleport.
+            Some(Some(origin))
+                if origin.kind != pending.kind || origin.connector != pending.connector =>
+            {
+                return Err(ServiceError::PermissionDenied(format!(
+                    "the user {:?} signed in through the {} connector {:?}, not through {} \
+                     connector {:?}; the name is taken until that login ends or an admin \
+                     deletes the user (jctl users rm)",
+                    identity.username,
+                    origin.kind,
+                    origin.connector,
+                    pending.kind,
+                    pending.connector
+                )));
+            }
+            _ => {}
         }
         let missing: Vec<&String> = identity
             .roles
@@ -611,7 +635,10 @@ impl AuthServer {
                 connector.name()
             )));
         }
-        let expires = SystemTime::now() + connector.max_session_ttl();
+        let longest = SystemTime::now() + connector.max_session_ttl();
+        let expires = identity
+            .session_ends
+            .map_or(longest, |ends| ends.min(longest));
         let user = User {
             name: identity.username,
             roles: identity.roles,

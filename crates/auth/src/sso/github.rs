@@ -381,6 +381,7 @@ fn identity(
         roles,
         traits,
         logins,
+        session_ends: None,
     })
 }
 

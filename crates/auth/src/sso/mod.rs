@@ -103,6 +103,9 @@ pub struct ExternalIdentity {
     pub traits: Traits,
     /// Logins the connector grants besides the traits' (GitHub's `teams_to_logins`).
     pub logins: Vec<String>,
+    /// When the provider says the login ends (SAML's `SessionNotOnOrAfter`), if it says:
+    /// the user and their certificates end then, if that is before `max_session_ttl`.
+    pub session_ends: Option<std::time::SystemTime>,
 }
 
 /// Why a login through a connector was refused. Each says what to fix, and where.
@@ -216,11 +219,7 @@ pub fn describe_claims(traits: &Traits, names: &[&str]) -> String {
         .iter()
         .map(|name| {
             let values = traits.get(*name).cloned().unwrap_or_default();
-            let mut text = values.join(", ");
-            if text.len() > 200 {
-                text.truncate(200);
-                text.push('…');
-            }
+            let text = jumpgate_types::text::shorten(&values.join(", "), 200);
             format!("{name}: [{text}]")
         })
         .collect();
@@ -278,5 +277,18 @@ mod tests {
         assert_eq!(traits["email"], ["x@y"]);
         assert_eq!(traits["verified"], ["true"]);
         assert!(!traits.contains_key("address"));
+    }
+
+    #[test]
+    fn a_refusal_shortens_claims_at_characters_not_bytes() {
+        // 199 ASCII bytes, then a two-byte 'é' across byte 200: a byte cut would panic.
+        let group = format!("{}Développeurs", "x".repeat(198));
+        let traits: Traits = [("groups".to_owned(), vec![group])].into_iter().collect();
+        let shown = describe_claims(&traits, &["groups", "absent"]);
+        assert!(
+            shown.starts_with(&format!("groups: [{}Dé", "x".repeat(198))),
+            "{shown}"
+        );
+        assert!(shown.ends_with("…]; absent: []"), "{shown}");
     }
 }

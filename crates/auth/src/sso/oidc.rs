@@ -272,6 +272,7 @@ pub async fn finish(
         roles,
         traits,
         logins: Vec::new(),
+        session_ends: None,
     })
 }
 

@@ -228,6 +228,7 @@ pub async fn finish(
             roles,
             traits,
             logins: Vec::new(),
+            session_ends: assertion.session_not_on_or_after,
         },
         assertion,
     ))

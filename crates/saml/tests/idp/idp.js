@@ -141,6 +141,8 @@ function start(port) {
             case 'wrong-issuer': v.Issuer = 'https://another-idp.example.com/metadata'; break;
             case 'scd-expired': v.SubjectConfirmationDataNotOnOrAfter = iso(now - 10 * 60 * 1000); break;
             case 'unsolicited': v.InResponseTo = undefined; break;
+            // The IdP's session ends in ten minutes: the SP's login must end with it.
+            case 'short-session': v.SessionNotOnOrAfter = iso(now + 10 * 60 * 1000); break;
             case 'expired':
                 // Issued 15 minutes ago for 5: over, even with the SP's clock skew.
                 v.IssueInstant = iso(now - 15 * 60 * 1000);

@@ -664,12 +664,7 @@ fn describe(tok: &Tok) -> String {
 const SHOWN_LEN: usize = 40;
 
 fn shorten(text: &str) -> String {
-    if text.chars().count() <= SHOWN_LEN {
-        text.to_owned()
-    } else {
-        let head: String = text.chars().take(SHOWN_LEN).collect();
-        format!("{head}...")
-    }
+    crate::text::shorten(text, SHOWN_LEN)
 }
 
 fn lex(source: &str) -> Result<Vec<Token>, PredicateError> {
