@@ -1,6 +1,7 @@
 // The admin and invite endpoints of the web API (docs/webapi.yaml), on api.ts's one
 // request function: same origin, the session cookie, the CSRF token on every change.
 import { call } from './api';
+import type { InviteKey } from './webauthn';
 
 export interface LockInfo {
   name: string;
@@ -61,6 +62,8 @@ export interface InviteInfo {
   user: string;
   otpauth_uri: string;
   expires_unix: number;
+  /** The cluster's second factor: `webauthn` asks for a key, `on`/`optional` a key or a code. */
+  second_factor: string;
 }
 
 const path = (name: string) => encodeURIComponent(name);
@@ -86,8 +89,8 @@ export const addToken = (role: string, ttl_seconds: number) =>
 export const deleteToken = (id: string) => call<void>('DELETE', `/webapi/web/tokens/${path(id)}`);
 
 export const readInvite = (token: string) => call<InviteInfo>('POST', '/webapi/web/invite', { token });
-export const completeInvite = (token: string, password: string, otp: string) =>
-  call<{ user: string }>('POST', '/webapi/web/invite/complete', { token, password, otp });
+export const completeInvite = (token: string, password: string, otp: string, key?: InviteKey) =>
+  call<{ user: string }>('POST', '/webapi/web/invite/complete', { token, password, otp, key });
 
 /** A Unix time as the browser's local date and time. */
 export function when(unix: number | null): string {

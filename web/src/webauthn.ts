@@ -118,10 +118,8 @@ export function removeDevice(name: string): Promise<void> {
   return call<void>('DELETE', `/webapi/web/mfa/devices/${encodeURIComponent(name)}`);
 }
 
-/** Registers a key (the password again first); the new key's entry. */
-export async function registerDevice(password: string, name: string, passwordless: boolean): Promise<Device> {
-  const challenge = await call<Challenge>('POST', '/webapi/web/mfa/devices/register/begin', { password, name, passwordless });
-  const options = challenge.options?.publicKey;
+/** navigator.credentials.create with the server's registration options; the answer as JSON. */
+async function create(options: Record<string, unknown> | undefined): Promise<unknown> {
   if (options === undefined) {
     throw new ApiError(0, 'webauthn', 'The server sent no registration options.');
   }
@@ -142,17 +140,32 @@ export async function registerDevice(password: string, name: string, passwordles
     throw new ApiError(0, 'webauthn', 'No security key answered.');
   }
   const response = credential.response as AuthenticatorAttestationResponse;
-  return call<Device>('POST', '/webapi/web/mfa/devices/register/finish', {
-    ceremony_id: challenge.ceremony_id,
-    credential: {
-      id: credential.id,
-      rawId: b64url(credential.rawId),
-      type: credential.type,
-      extensions: {},
-      response: {
-        attestationObject: b64url(response.attestationObject),
-        clientDataJSON: b64url(response.clientDataJSON),
-      },
+  return {
+    id: credential.id,
+    rawId: b64url(credential.rawId),
+    type: credential.type,
+    extensions: {},
+    response: {
+      attestationObject: b64url(response.attestationObject),
+      clientDataJSON: b64url(response.clientDataJSON),
     },
-  });
+  };
+}
+
+/** Registers a key (the password again first); the new key's entry. */
+export async function registerDevice(password: string, name: string, passwordless: boolean): Promise<Device> {
+  const challenge = await call<Challenge>('POST', '/webapi/web/mfa/devices/register/begin', { password, name, passwordless });
+  const credential = await create(challenge.options?.publicKey);
+  return call<Device>('POST', '/webapi/web/mfa/devices/register/finish', { ceremony_id: challenge.ceremony_id, credential });
+}
+
+/** A key registered on the invite page (the signup token authorises it); the signup carries it. */
+export interface InviteKey {
+  ceremony_id: string;
+  credential: unknown;
+}
+
+export async function inviteKey(token: string, name: string): Promise<InviteKey> {
+  const challenge = await call<Challenge>('POST', '/webapi/web/invite/key', { token, name });
+  return { ceremony_id: challenge.ceremony_id, credential: await create(challenge.options?.publicKey) };
 }

@@ -12,6 +12,8 @@
 //   JUMPGATE_KEY_FILE    where alice's key is kept between the two runs (`on:` tests with
 //                        second_factor: on, then `webauthn:` tests after a restart with
 //                        second_factor: webauthn)
+//   JUMPGATE_INVITEE, JUMPGATE_INVITE   a user invited for this run, and the invite's token
+//   JUMPGATE_OTHER_INVITE                another user's invite token
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -22,6 +24,9 @@ const evilSite = env('JUMPGATE_EVIL_SITE');
 const otherUser = env('JUMPGATE_OTHER_USER');
 const otherOtpauth = env('JUMPGATE_OTHER_OTPAUTH');
 const keyFile = env('JUMPGATE_KEY_FILE');
+const invitee = env('JUMPGATE_INVITEE');
+const invite = env('JUMPGATE_INVITE');
+const otherInvite = env('JUMPGATE_OTHER_INVITE');
 const RP_ID = 'jumpgate.test';
 const REFUSED = 'the security key was not accepted';
 
@@ -409,6 +414,25 @@ maybe('on: registering and removing keys need the session and its CSRF token', a
   assert.equal(status, 401);
 });
 
+maybe('on: an invite offers the app or a key; with a key, the key logs in', async (t) => {
+  const { page, context } = await open(t);
+  const key = await authenticator(context, page);
+  await page.goto(`${site}/web/invite#${invite}`);
+  await page.getByTestId('signup-user').waitFor();
+  // The app by default (its QR code), a key on request.
+  await page.getByTestId('otpauth-uri').waitFor({ state: 'attached' });
+  await page.getByTestId('signup-use-key').check();
+  assert.equal(await page.getByTestId('otpauth-uri').count(), 0);
+  await page.getByLabel('New password').fill(password);
+  await page.getByLabel('Password again').fill(password);
+  await page.getByLabel('Name of the key').fill('invited-key');
+  await page.getByRole('button', { name: 'Sign up' }).click();
+  await page.getByTestId('signup-done').waitFor();
+  assert.equal((await key.credentials()).length, 1);
+  await logIn(page, invitee);
+  await loggedInAs(page, invitee);
+});
+
 // ---- second_factor: webauthn (the same cluster, restarted) ----
 
 maybe('webauthn: the password alone or with a code is refused; the key logs in', async (t) => {
@@ -450,4 +474,57 @@ maybe('webauthn: the last key cannot be removed', async (t) => {
   await page.getByRole('button', { name: 'Remove blue' }).click();
   await page.getByTestId('keys-error').filter({ hasText: 'last second factor' }).waitFor();
   await page.getByTestId('key-blue').waitFor();
+});
+
+maybe('webauthn: an invite signs up with a security key (not a code), which then logs in', async (t) => {
+  const { page, context } = await open(t);
+  const key = await authenticator(context, page);
+  await page.goto(`${site}/web/invite#${invite}`);
+  await page.getByTestId('signup-user').waitFor();
+  // Without a key the signup is refused, and the invite is not used up by that.
+  const refused = await page.evaluate(
+    async ({ token, pass }) => {
+      const response = await fetch('/webapi/web/invite/complete', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ token, password: pass, otp: '' }),
+      });
+      return { status: response.status, body: await response.text() };
+    },
+    { token: invite, pass: password },
+  );
+  assert.equal(refused.status, 400, refused.body);
+  assert.match(refused.body, /register one on the invite page/);
+  // A key ceremony begun with another invite (for another user) does not sign this
+  // user up: refused before the key's answer is even read.
+  const crossed = await page.evaluate(
+    async ({ token, theirs, pass }) => {
+      const post = (path, body) =>
+        fetch(path, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+      const begun = await (await post('/webapi/web/invite/key', { token: theirs, name: 'theirs' })).json();
+      const response = await post('/webapi/web/invite/complete', {
+        token,
+        password: pass,
+        key: { ceremony_id: begun.ceremony_id, credential: {} },
+      });
+      return { status: response.status, body: await response.text() };
+    },
+    { token: invite, theirs: otherInvite, pass: password },
+  );
+  assert.equal(crossed.status, 403, crossed.body);
+  assert.match(crossed.body, /begun by another user/);
+  // The page asks for a key, not an authenticator app.
+  assert.equal(await page.getByTestId('otpauth-uri').count(), 0);
+  await page.getByLabel('New password').fill(password);
+  await page.getByLabel('Password again').fill(password);
+  await page.getByLabel('Name of the key').fill('invited-key');
+  await page.getByRole('button', { name: 'Sign up' }).click();
+  await page.getByTestId('signup-done').waitFor();
+  assert.match(await page.getByTestId('signup-done').textContent(), /your security key/);
+  assert.equal((await key.credentials()).length, 1);
+  // The password then that key logs the new user in.
+  await logIn(page, invitee);
+  await loggedInAs(page, invitee);
+  await page.goto(`${site}/web/security-keys`);
+  await page.getByTestId('key-invited-key').waitFor();
 });

@@ -358,16 +358,18 @@ impl Users<'_> {
 
     /// Sets a user's password at signup and, when OTP is on, the TOTP secret the user
     /// enrolled (`totp`: the secret bound to the signup token and the time step of the
-    /// code that confirmed it, from [`Users::check_enrolment_code`]). Failures are
+    /// code that confirmed it, from [`Users::check_enrolment_code`]), unless the user
+    /// enrols a security key instead (`with_key`; the caller stores it). Failures are
     /// counted afresh.
     pub async fn set_password(
         &self,
         name: &str,
         password: &str,
         totp: Option<(&str, u64)>,
+        with_key: bool,
         now: SystemTime,
     ) -> Result<Enrollment, AuthError> {
-        let outcome = self.store_password(name, password, totp).await;
+        let outcome = self.store_password(name, password, totp, with_key).await;
         let event = match &outcome {
             Ok(_) => AuditEvent::success(EventType::UserPasswordChange),
             Err(err) => AuditEvent::failure(EventType::UserPasswordChange, err.to_string()),
@@ -381,10 +383,11 @@ impl Users<'_> {
         name: &str,
         password: &str,
         totp: Option<(&str, u64)>,
+        with_key: bool,
     ) -> Result<Enrollment, AuthError> {
         let mut enrollment = Enrollment { otpauth_uri: None };
         let mut credentials = Credentials::default();
-        if self.second_factor.allows_otp() {
+        if self.second_factor.allows_otp() && !with_key {
             let Some((secret, step)) = totp else {
                 return Err(AuthError::InvalidRequest(
                     "a one-time code is required to enrol the authenticator app".to_string(),

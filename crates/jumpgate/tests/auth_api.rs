@@ -227,7 +227,7 @@ fn signup_request(token: &str, password: &str, otp: &str) -> proto::CompleteSign
         token: token.to_string(),
         password: password.to_string(),
         otp: otp.to_string(),
-        client_addr: String::new(),
+        ..Default::default()
     }
 }
 

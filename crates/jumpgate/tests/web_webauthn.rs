@@ -88,6 +88,7 @@ fn browser(
     data: &Path,
     key_file: &Path,
     users: &[(&str, &str)],
+    invites: [(&str, &str); 2],
     log: &Path,
 ) {
     let out = support::browser_script("webauthn.mjs")
@@ -108,6 +109,9 @@ fn browser(
         .env("JUMPGATE_OTHER_OTPAUTH", users[1].1)
         .env("JUMPGATE_PASSWORD", PASSWORD)
         .env("JUMPGATE_KEY_FILE", key_file)
+        .env("JUMPGATE_INVITEE", invites[0].0)
+        .env("JUMPGATE_INVITE", invites[0].1)
+        .env("JUMPGATE_OTHER_INVITE", invites[1].1)
         .env("JUMPGATE_WEB_TESTS", tests)
         .output()
         .expect("node (./test.sh installs it)");
@@ -117,6 +121,20 @@ fn browser(
             std::fs::read_to_string(log).unwrap_or_default()
         )
     });
+}
+
+/// A new user `name` invited (`jctl users add` without a password): the invite's token.
+fn invite(data: &Path, name: &str) -> String {
+    let out = bins().jctl_ok(
+        data,
+        &[
+            "users", "add", name, "--roles", "access", "--logins", "root",
+        ],
+    );
+    out.split_once("/web/invite#")
+        .and_then(|(_, rest)| rest.get(..64))
+        .unwrap_or_else(|| panic!("no invite link in {out}"))
+        .to_string()
 }
 
 fn events(data: &Path, event_type: &str, user: &str) -> Vec<Value> {
@@ -147,7 +165,9 @@ fn security_keys_and_passkeys_in_a_real_browser() {
     let bob = bins().add_user(&data, "bob", "access", "root");
     let users = [("alice", alice.as_str()), ("bob", bob.as_str())];
 
-    browser("^on:", port, &data, &key_file, &users, &log);
+    let (dave, erin) = (invite(&data, "dave"), invite(&data, "erin"));
+    let invites = [("dave", dave.as_str()), ("erin", erin.as_str())];
+    browser("^on:", port, &data, &key_file, &users, invites, &log);
 
     // Audited: each key added (and the refused attempt), removed, each key login.
     let added = events(&data, "mfa.add", "alice");
@@ -225,7 +245,15 @@ fn security_keys_and_passkeys_in_a_real_browser() {
     assert!(daemon.terminate(), "{}", daemon.log_text());
     write_config(&config, &data, port, "webauthn", "");
     let mut daemon = start(&config, port, &log);
-    browser("^webauthn:", port, &data, &key_file, &users, &log);
+    let carol = invite(&data, "carol");
+    let invites = [("carol", carol.as_str()), ("erin", erin.as_str())];
+    browser("^webauthn:", port, &data, &key_file, &users, invites, &log);
+    // Carol signed up with a key, audited as her key's registration.
+    let added = events(&data, "mfa.add", "carol");
+    assert!(
+        has(&added, true, "mfa_device_name", "invited-key"),
+        "{added:?}"
+    );
     // jsh has no FIDO library: it says where to log in instead.
     let refused = bins().jsh(
         &dir.path().join("bob-home"),

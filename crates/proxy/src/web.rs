@@ -541,6 +541,7 @@ async fn signup(
             password: request.password,
             otp: request.otp,
             client_addr: client.to_string(),
+            ..Default::default()
         })
         .await?
         .into_inner();

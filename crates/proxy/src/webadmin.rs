@@ -55,6 +55,7 @@ pub(crate) fn routes() -> Router<Arc<WebState>> {
         .route("/webapi/web/tokens", get(list_tokens).post(add_token))
         .route("/webapi/web/tokens/{id}", delete(delete_token))
         .route("/webapi/web/invite", post(invite))
+        .route("/webapi/web/invite/key", post(invite_key))
         .route("/webapi/web/invite/complete", post(complete_invite))
 }
 
@@ -624,6 +625,9 @@ struct InviteView {
     /// Empty when the cluster asks for no second factor.
     otpauth_uri: String,
     expires_unix: i64,
+    /// `authentication.second_factor`: `webauthn` asks for a security key, `on` and
+    /// `optional` take a key or the app's code, `otp` the code, `off` neither.
+    second_factor: String,
 }
 
 async fn invite(
@@ -647,7 +651,64 @@ async fn invite(
         user: found.user,
         otpauth_uri: found.otpauth_uri,
         expires_unix: found.expires_unix,
+        second_factor: found.second_factor,
     }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InviteKeyBody {
+    token: String,
+    name: String,
+    #[serde(default)]
+    passwordless: bool,
+}
+
+/// A ceremony begun for the invite page: `options` is what `navigator.credentials.create`
+/// takes (binary fields in base64url).
+#[derive(Debug, Serialize)]
+struct InviteKeyChallenge {
+    ceremony_id: String,
+    options: serde_json::Value,
+    expires_unix: i64,
+}
+
+/// `POST /webapi/web/invite/key` `{token, name, passwordless}`: a security key's
+/// registration for the invite's user, which `complete` then carries.
+async fn invite_key(
+    State(state): State<Arc<WebState>>,
+    Extension(ClientAddr(client)): Extension<ClientAddr>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Json<JsonObject<InviteKeyBody>>, JsonRejection>,
+) -> Result<Json<InviteKeyChallenge>, ApiError> {
+    refuse_other_origins(&headers, authority(&uri))?;
+    let Json(JsonObject(body)) = body?;
+    let challenge = state
+        .auth()
+        .begin_signup_key_registration(proto::BeginSignupKeyRegistrationRequest {
+            token: body.token,
+            name: body.name,
+            passwordless: body.passwordless,
+            client_addr: client.to_string(),
+        })
+        .await?
+        .into_inner();
+    let options = serde_json::from_str(&challenge.options_json)
+        .map_err(|err| ApiError::internal(format!("WebAuthn options: {err}")))?;
+    Ok(Json(InviteKeyChallenge {
+        ceremony_id: challenge.ceremony_id,
+        options,
+        expires_unix: challenge.expires_unix,
+    }))
+}
+
+/// A security key registered on the invite page: its ceremony and the browser's answer.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InviteKey {
+    ceremony_id: String,
+    credential: serde_json::Value,
 }
 
 #[derive(Debug, Deserialize)]
@@ -657,6 +718,9 @@ struct CompleteBody {
     password: String,
     #[serde(default)]
     otp: String,
+    /// Instead of `otp` (required under `second_factor: webauthn`).
+    #[serde(default)]
+    key: Option<InviteKey>,
 }
 
 #[derive(Debug, Serialize)]
@@ -680,6 +744,15 @@ async fn complete_invite(
             password: body.password,
             otp: body.otp,
             client_addr: client.to_string(),
+            webauthn_ceremony_id: body
+                .key
+                .as_ref()
+                .map(|key| key.ceremony_id.clone())
+                .unwrap_or_default(),
+            webauthn_credential_json: body
+                .key
+                .map(|key| key.credential.to_string())
+                .unwrap_or_default(),
         })
         .await?
         .into_inner();

@@ -4,18 +4,20 @@ import * as admin from '../admin-api';
 import '../admin.css';
 import { QrCode } from '../components/qr';
 import { paths } from '../route';
+import { inviteKey } from '../webauthn';
 
 type State =
   | { kind: 'reading' }
   | { kind: 'refused'; message: string }
   | { kind: 'form'; token: string; invite: admin.InviteInfo }
-  | { kind: 'done'; user: string };
+  | { kind: 'done'; user: string; withKey: boolean };
 
 const MIN_PASSWORD = 12;
 
 /**
  * The invite link's page (`/web/invite#TOKEN`): set a password, enrol TOTP from the QR code
- * (or the otpauth URI as text), confirm with a code from the app. The token is read from
+ * (or the otpauth URI as text) and confirm with a code from the app, or register a
+ * security key (`second_factor: webauthn`; a choice under `on` and `optional`). The token is read from
  * the fragment, which the browser never sends to the server, and at once removed from the
  * address bar and the history.
  */
@@ -24,6 +26,8 @@ export function SignupPage() {
   const [password, setPassword] = useState('');
   const [confirm, setConfirm] = useState('');
   const [otp, setOtp] = useState('');
+  const [useKey, setUseKey] = useState(false);
+  const [keyName, setKeyName] = useState('security key');
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
 
@@ -81,8 +85,10 @@ export function SignupPage() {
       <main id="main" class="page narrow">
         <h1 tabIndex={-1}>Your account is ready</h1>
         <p role="status" data-testid="signup-done">
-          You are signed up as <strong>{state.user}</strong>. Log in with your password and a new code from your
-          authenticator app: the code you just entered cannot be used again.
+          You are signed up as <strong>{state.user}</strong>.{' '}
+          {state.withKey
+            ? 'Log in with your password and your security key.'
+            : 'Log in with your password and a new code from your authenticator app: the code you just entered cannot be used again.'}
         </p>
         <p>
           <a href={paths.login}>Log in</a>
@@ -92,7 +98,11 @@ export function SignupPage() {
   }
 
   const { token, invite } = state;
-  const withOtp = invite.otpauth_uri !== '';
+  // A key is required under webauthn, one choice of two under on and optional.
+  const keyOnly = invite.second_factor === 'webauthn';
+  const keyOrCode = invite.second_factor === 'on' || invite.second_factor === 'optional';
+  const withKey = keyOnly || (keyOrCode && useKey);
+  const withOtp = invite.otpauth_uri !== '' && !withKey;
   const submit = (event: Event) => {
     event.preventDefault();
     setError(null);
@@ -105,11 +115,12 @@ export function SignupPage() {
       return;
     }
     setBusy(true);
-    admin.completeInvite(token, password, otp.trim()).then(
+    const key = withKey ? inviteKey(token, keyName.trim()) : Promise.resolve(undefined);
+    key.then((registered) => admin.completeInvite(token, password, withKey ? '' : otp.trim(), registered)).then(
       (done) => {
         setPassword('');
         setConfirm('');
-        setState({ kind: 'done', user: done.user });
+        setState({ kind: 'done', user: done.user, withKey });
       },
       (err: unknown) => {
         setBusy(false);
@@ -151,6 +162,41 @@ export function SignupPage() {
           value={confirm}
           onInput={(e) => setConfirm(e.currentTarget.value)}
         />
+        {keyOrCode && (
+          <fieldset class="choice">
+            <legend>Second factor</legend>
+            <label>
+              <input type="radio" name="factor" checked={!useKey} onChange={() => setUseKey(false)} /> Authenticator app
+            </label>
+            <label>
+              <input
+                type="radio"
+                name="factor"
+                data-testid="signup-use-key"
+                checked={useKey}
+                onChange={() => setUseKey(true)}
+              />{' '}
+              Security key or passkey
+            </label>
+          </fieldset>
+        )}
+        {withKey && (
+          <>
+            <h2>Register your security key</h2>
+            <p>
+              {keyOnly ? 'This cluster asks for a security key or passkey at every login. ' : ''}When you sign up, your
+              browser asks you to use your key.
+            </p>
+            <label for="signup-key-name">Name of the key</label>
+            <input
+              id="signup-key-name"
+              required
+              maxLength={64}
+              value={keyName}
+              onInput={(e) => setKeyName(e.currentTarget.value)}
+            />
+          </>
+        )}
         {withOtp && (
           <>
             <h2>Enrol your authenticator app</h2>

@@ -254,15 +254,7 @@ impl AuthServer {
         name: &str,
         request: &proto::BeginWebauthnRegistrationRequest,
     ) -> Result<proto::WebauthnChallenge, ServiceError> {
-        let settings = self.webauthn_settings()?;
-        if request.passwordless && !settings.passwordless {
-            return Err(ServiceError::invalid(
-                "passwordless login is off in this cluster (authentication.passwordless: \
-                 false): register the key as a second factor",
-            ));
-        }
-        check_device_name(&request.name).map_err(ServiceError::from)?;
-        let relying_party = self.relying_party_now()?;
+        self.check_new_key(&request.name, request.passwordless)?;
         let authorities = self.authorities();
         let users = self.users(&authorities);
         // The password again (counted towards the lockout if wrong). A wrong one is a
@@ -279,18 +271,41 @@ impl AuthServer {
                 ServiceError::Unauthenticated(message) => ServiceError::PermissionDenied(message),
                 other => other,
             })?;
-        let keys = users
+        self.start_registration(name, &request.name, request.passwordless)
+            .await
+    }
+
+    /// The checks of a new key's request that need no user: keys on, passkeys on if one
+    /// is asked for, a usable name.
+    fn check_new_key(&self, device_name: &str, passwordless: bool) -> Result<(), ServiceError> {
+        let settings = self.webauthn_settings()?;
+        if passwordless && !settings.passwordless {
+            return Err(ServiceError::invalid(
+                "passwordless login is off in this cluster (authentication.passwordless: \
+                 false): register the key as a second factor",
+            ));
+        }
+        check_device_name(device_name).map_err(ServiceError::from)
+    }
+
+    /// A registration ceremony for `name`'s new key `device_name`: the options for
+    /// `navigator.credentials.create`, the state kept in the cluster state.
+    async fn start_registration(
+        &self,
+        name: &str,
+        device_name: &str,
+        passwordless: bool,
+    ) -> Result<proto::WebauthnChallenge, ServiceError> {
+        let relying_party = self.relying_party_now()?;
+        let authorities = self.authorities();
+        let keys = self
+            .users(&authorities)
             .webauthn_keys(name)
             .await
             .map_err(ServiceError::from)?;
-        if keys
-            .devices
-            .iter()
-            .any(|device| device.name == request.name)
-        {
+        if keys.devices.iter().any(|device| device.name == device_name) {
             return Err(ServiceError::AlreadyExists(format!(
-                "you already have a security key named {:?}; choose another name",
-                request.name
+                "you already have a security key named {device_name:?}; choose another name"
             )));
         }
         let handle = keys.handle.unwrap_or_else(uuid::Uuid::new_v4);
@@ -304,7 +319,7 @@ impl AuthServer {
             .map_err(|err| ServiceError::internal_in("starting a WebAuthn registration", err))?;
         let mut options = serde_json::to_value(&options)
             .map_err(|err| ServiceError::internal_in("WebAuthn options", err))?;
-        if request.passwordless
+        if passwordless
             && let Some(selection) = options
                 .pointer_mut("/publicKey/authenticatorSelection")
                 .and_then(serde_json::Value::as_object_mut)
@@ -319,8 +334,8 @@ impl AuthServer {
         let (ceremony_id, expires_unix) = self
             .put_ceremony(&Ceremony::Register {
                 user: name.to_string(),
-                name: request.name.clone(),
-                passwordless: request.passwordless,
+                name: device_name.to_string(),
+                passwordless,
                 handle,
                 state,
             })
@@ -330,6 +345,41 @@ impl AuthServer {
             options_json,
             expires_unix,
         })
+    }
+
+    /// The invite page's key (`second_factor` webauthn, on or optional): a registration
+    /// for the user the signup token names, which the token alone authorises (it is read,
+    /// not spent). `CompleteSignup` checks the key's answer and stores the key with the
+    /// password, in the step that spends the token.
+    pub(crate) async fn begin_signup_key_registration_for(
+        &self,
+        caller: &Caller,
+        request: proto::BeginSignupKeyRegistrationRequest,
+    ) -> Result<proto::WebauthnChallenge, ServiceError> {
+        let ip = Self::client_ip(caller, &request.client_addr);
+        self.rate_limit(
+            &self.inner.join_limit,
+            caller,
+            ip,
+            "BeginSignupKeyRegistration",
+        )
+        .await?;
+        let pending = self
+            .tokens()
+            .peek_signup(&request.token, SystemTime::now())
+            .await
+            .map_err(ServiceError::from)?;
+        let authorities = self.authorities();
+        let policy = self.users(&authorities).second_factor;
+        if !policy.allows_webauthn() {
+            return Err(ServiceError::invalid(format!(
+                "this cluster does not use security keys (authentication.second_factor: \
+                 {policy}); sign up with the form's other fields"
+            )));
+        }
+        self.check_new_key(&request.name, request.passwordless)?;
+        self.start_registration(&pending.user, &request.name, request.passwordless)
+            .await
     }
 
     pub(crate) async fn finish_webauthn_registration_for(
@@ -363,7 +413,34 @@ impl AuthServer {
         request: &proto::FinishWebauthnRegistrationRequest,
         device_name: &mut String,
     ) -> Result<proto::WebauthnDeviceInfo, ServiceError> {
-        let ceremony = self.take_ceremony(&request.ceremony_id).await?;
+        let (handle, device) = self
+            .registered_key(
+                name,
+                &request.ceremony_id,
+                &request.credential_json,
+                device_name,
+            )
+            .await?;
+        let info = device_info(&device);
+        let authorities = self.authorities();
+        self.users(&authorities)
+            .add_webauthn_device(name, handle, device)
+            .await
+            .map_err(ServiceError::from)?;
+        Ok(info)
+    }
+
+    /// The key that `name`'s registration ceremony made, its answer checked (the ceremony
+    /// is used up): the user's key handle and the device, not stored yet. `device_name`
+    /// gets the key's name as soon as the ceremony says it, for the audit event.
+    pub(crate) async fn registered_key(
+        &self,
+        name: &str,
+        ceremony_id: &str,
+        credential_json: &str,
+        device_name: &mut String,
+    ) -> Result<(uuid::Uuid, Device), ServiceError> {
+        let ceremony = self.take_ceremony(ceremony_id).await?;
         let Ceremony::Register {
             user,
             name: requested_name,
@@ -382,8 +459,8 @@ impl AuthServer {
                 "this registration was begun by another user".to_string(),
             ));
         }
-        let credential: RegisterPublicKeyCredential =
-            serde_json::from_str(&request.credential_json).map_err(|err| {
+        let credential: RegisterPublicKeyCredential = serde_json::from_str(credential_json)
+            .map_err(|err| {
                 ServiceError::invalid(format!(
                     "credential_json is not a WebAuthn registration answer: {err}"
                 ))
@@ -404,13 +481,29 @@ impl AuthServer {
             last_used_unix_ms: None,
             sign_count: 0,
         };
-        let info = device_info(&device);
+        Ok((handle, device))
+    }
+
+    /// Stores the key a signup registered, and audits it: after the password, in the
+    /// signup that spent the token.
+    pub(crate) async fn store_signup_key(
+        &self,
+        name: &str,
+        handle: uuid::Uuid,
+        device: Device,
+        remote: Option<&str>,
+    ) -> Result<(), ServiceError> {
+        let device_name = device.name.clone();
         let authorities = self.authorities();
-        self.users(&authorities)
+        let stored = self
+            .users(&authorities)
             .add_webauthn_device(name, handle, device)
             .await
-            .map_err(ServiceError::from)?;
-        Ok(info)
+            .map_err(ServiceError::from);
+        let audited = stored.as_ref().map(|_| ()).map_err(ToString::to_string);
+        self.audit_device(EventType::MfaDeviceAdd, name, &device_name, audited, remote)
+            .await?;
+        stored.map(|_| ())
     }
 
     pub(crate) async fn begin_webauthn_login_for(

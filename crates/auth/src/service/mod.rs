@@ -514,6 +514,47 @@ fn stale_invite() -> ServiceError {
 
 impl AuthServer {
     /// With OTP on: the time step of `otp`, a current code of the invite's TOTP secret.
+    /// The second factor a signup enrols, checked before the token is spent: a TOTP step
+    /// (`otp`; `on` and `optional` without a key) or a registered key (`webauthn`; `on`
+    /// and `optional` when one is given), as the cluster's policy asks.
+    async fn signup_second_factor(
+        &self,
+        users: &crate::users::Users<'_>,
+        pending: &crate::PendingSignup,
+        request: &proto::CompleteSignupRequest,
+        now: SystemTime,
+    ) -> Result<(Option<u64>, Option<(uuid::Uuid, crate::webauthn::Device)>), ServiceError> {
+        let policy = users.second_factor;
+        if request.webauthn_ceremony_id.is_empty() {
+            if policy == jumpgate_types::config::SecondFactor::Webauthn {
+                return Err(ServiceError::invalid(
+                    "this cluster's second factor is a security key \
+                     (authentication.second_factor: webauthn): register one on the invite \
+                     page to sign up",
+                ));
+            }
+            return self
+                .signup_code_step(users, pending, &request.otp, now)
+                .map(|step| (step, None));
+        }
+        if !policy.allows_webauthn() {
+            return Err(ServiceError::invalid(format!(
+                "this cluster does not use security keys (authentication.second_factor: \
+                 {policy}); sign up without one"
+            )));
+        }
+        let mut device_name = String::new();
+        let key = self
+            .registered_key(
+                &pending.user,
+                &request.webauthn_ceremony_id,
+                &request.webauthn_credential_json,
+                &mut device_name,
+            )
+            .await?;
+        Ok((None, Some(key)))
+    }
+
     fn signup_code_step(
         &self,
         users: &crate::users::Users<'_>,
@@ -771,12 +812,15 @@ impl AuthService for AuthServer {
             .peek_signup(&request.token, now)
             .await
             .map_err(ServiceError::from);
-        let totp = match pending {
-            Ok(pending) => self.signup_code_step(&users, &pending, &request.otp, now),
+        let factor = match pending {
+            Ok(pending) => {
+                self.signup_second_factor(&users, &pending, &request, now)
+                    .await
+            }
             Err(err) => Err(err),
         };
-        let step = match totp {
-            Ok(step) => step,
+        let (step, key) = match factor {
+            Ok(factor) => factor,
             Err(err) => {
                 let mut event = jumpgate_audit::AuditEvent::failure(
                     EventType::UserPasswordChange,
@@ -800,9 +844,14 @@ impl AuthService for AuthServer {
             _ => None,
         };
         let enrollment = users
-            .set_password(&redeemed.user, &request.password, totp, now)
+            .set_password(&redeemed.user, &request.password, totp, key.is_some(), now)
             .await
             .map_err(ServiceError::from)?;
+        if let Some((handle, device)) = key {
+            let remote = Self::client_addr_text(&caller, &request.client_addr);
+            self.store_signup_key(&redeemed.user, handle, device, remote.as_deref())
+                .await?;
+        }
         Ok(Response::new(proto::CompleteSignupResponse {
             user: redeemed.user,
             otpauth_uri: enrollment.otpauth_uri.unwrap_or_default(),
@@ -836,6 +885,7 @@ impl AuthService for AuthServer {
             user: pending.user,
             otpauth_uri,
             expires_unix: unix(pending.expires),
+            second_factor: users.second_factor.to_string(),
         }))
     }
 
@@ -1596,6 +1646,17 @@ impl AuthService for AuthServer {
         let caller = self.caller(&request)?;
         Ok(Response::new(
             self.begin_webauthn_registration_for(&caller, request.into_inner())
+                .await?,
+        ))
+    }
+
+    async fn begin_signup_key_registration(
+        &self,
+        request: Request<proto::BeginSignupKeyRegistrationRequest>,
+    ) -> Reply<proto::WebauthnChallenge> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(
+            self.begin_signup_key_registration_for(&caller, request.into_inner())
                 .await?,
         ))
     }
