@@ -7,7 +7,9 @@
 //!   password check counts towards the lockout like a login's. (An existing factor
 //!   instead of the password would do too; the password works for every user, keys or
 //!   not.) The ceremony is bound to the user who began it: another identity cannot
-//!   finish it.
+//!   finish it. At signup the signup token stands in for both (it names the user and is
+//!   a secret only the invitee holds): `CompleteSignup` takes the key's answer and stores
+//!   the key only in the step that spends the token.
 //! - The login RPCs are for proxies only, which pass the client's address for the rate
 //!   limit and the audit. A key login's begin checks the password under the login limit;
 //!   a passwordless begin and a registration's begin come under the looser join limit; a

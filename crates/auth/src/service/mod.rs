@@ -513,7 +513,6 @@ fn stale_invite() -> ServiceError {
 }
 
 impl AuthServer {
-    /// With OTP on: the time step of `otp`, a current code of the invite's TOTP secret.
     /// The second factor a signup enrols, checked before the token is spent: a TOTP step
     /// (`otp`; `on` and `optional` without a key) or a registered key (`webauthn`; `on`
     /// and `optional` when one is given), as the cluster's policy asks.
@@ -555,6 +554,7 @@ impl AuthServer {
         Ok((None, Some(key)))
     }
 
+    /// With OTP on: the time step of `otp`, a current code of the invite's TOTP secret.
     fn signup_code_step(
         &self,
         users: &crate::users::Users<'_>,
