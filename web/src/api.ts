@@ -138,7 +138,7 @@ export interface Connector {
 
 /** What the login page needs to know of the cluster's logins. */
 export interface LoginOptions {
-  auth: { type: string; local_auth: boolean; second_factor: string; connectors: Connector[] };
+  auth: { type: string; local_auth: boolean; second_factor: string; passwordless: boolean; connectors: Connector[] };
 }
 
 export function loginOptions(): Promise<LoginOptions> {

@@ -54,6 +54,17 @@ fn post_json(port: u16, path: &str, body: &Value) -> (u16, String) {
     (code.trim().parse().unwrap_or(0), body.to_string())
 }
 
+/// `/webapi/ping`'s `auth.passwordless`.
+fn ping_passwordless(port: u16) -> Option<bool> {
+    let out = Command::new("curl")
+        .args(["-sk", "--max-time", "20"])
+        .arg(format!("https://127.0.0.1:{port}/webapi/ping"))
+        .output()
+        .expect("curl");
+    let ping: Value = serde_json::from_slice(&out.stdout).ok()?;
+    ping["auth"]["passwordless"].as_bool()
+}
+
 fn start(config: &Path, port: u16, log: &Path) -> support::Daemon {
     let daemon = start_daemon(
         &[
@@ -275,6 +286,25 @@ fn security_keys_and_passkeys_in_a_real_browser() {
         message.contains("security key")
             && message.contains(&format!("https://login.{RP_ID}:{port}/web")),
         "{message}"
+    );
+
+    // Passkeys on (the default) are in `/webapi/ping`, so the login page offers one.
+    assert_eq!(ping_passwordless(port), Some(true));
+
+    // The same cluster with `passwordless: false`: the ping says so (the login page then
+    // hides *Sign in with a passkey*), and a passkey login is refused.
+    assert!(daemon.terminate(), "{}", daemon.log_text());
+    write_config(&config, &data, port, "on", "    passwordless: false\n");
+    let mut daemon = start(&config, port, &log);
+    assert_eq!(ping_passwordless(port), Some(false));
+    let (status, answer) = post_json(
+        port,
+        "/webapi/web/mfa/passwordless/begin",
+        &serde_json::json!({}),
+    );
+    assert!(
+        status == 400 && answer.contains("passwordless"),
+        "{status} {answer}"
     );
 
     // The same cluster taking single sign-on only (`local_auth: false`): a local user's

@@ -379,6 +379,8 @@ struct AuthInfo {
     connector_name: String,
     /// Whether passwords are accepted.
     local_auth: bool,
+    /// Whether a passkey alone logs in (security keys on, `passwordless` not false).
+    passwordless: bool,
     /// Every SSO connector: the login page's buttons, `jsh login --auth`'s choices.
     connectors: Vec<ConnectorInfo>,
 }
@@ -421,6 +423,7 @@ async fn ping(State(state): State<Arc<WebState>>) -> ApiResult<PingResponse> {
             second_factor: status.second_factor,
             connector_name: status.connector_name,
             local_auth: status.local_auth,
+            passwordless: status.passwordless,
             connectors: status
                 .connectors
                 .into_iter()

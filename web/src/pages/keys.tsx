@@ -105,7 +105,7 @@ export function SecurityKeysPage({ onSessionEnded }: Props) {
             </div>
             {list.passwordless_enabled && (
               <div class="field">
-                <label>
+                <label class="check">
                   <input type="checkbox" checked={passwordless} onChange={(e) => setPasswordless(e.currentTarget.checked)} /> Also
                   a passkey (sign in without a password)
                 </label>

@@ -125,7 +125,7 @@ export function LoginPage({ notice, onLoggedIn }: Props) {
           </button>
         </form>
       )}
-      {keys && localAuth && (
+      {keys && localAuth && options?.auth.passwordless === true && (
         <button type="button" class="passkey" disabled={busy} onClick={passkey}>
           Sign in with a passkey
         </button>

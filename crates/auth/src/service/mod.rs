@@ -602,6 +602,11 @@ impl AuthService for AuthServer {
             auth_type: sso::auth_type_name(self.inner.sso.kind).to_string(),
             connector_name: self.inner.sso.connector_name.clone().unwrap_or_default(),
             local_auth: self.inner.sso.local_auth,
+            passwordless: self
+                .inner
+                .webauthn
+                .as_ref()
+                .is_some_and(|settings| settings.passwordless),
             connectors: self
                 .connector_summaries()
                 .into_iter()
