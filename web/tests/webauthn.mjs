@@ -419,6 +419,16 @@ maybe('on: an invite offers the app or a key; with a key, the key logs in', asyn
   const key = await authenticator(context, page);
   await page.goto(`${site}/web/invite#${invite}`);
   await page.getByTestId('signup-user').waitFor();
+  // A key ceremony begun with the invite, kept aside for the end.
+  const aside = await page.evaluate(async (token) => {
+    const response = await fetch('/webapi/web/invite/key', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ token, name: 'aside' }),
+    });
+    return response.json();
+  }, invite);
+  assert.match(aside.ceremony_id, /^[0-9a-f]+$/, JSON.stringify(aside));
   // The app by default (its QR code), a key on request.
   await page.getByTestId('otpauth-uri').waitFor({ state: 'attached' });
   await page.getByTestId('signup-use-key').check();
@@ -431,6 +441,19 @@ maybe('on: an invite offers the app or a key; with a key, the key logs in', asyn
   assert.equal((await key.credentials()).length, 1);
   await logIn(page, invitee);
   await loggedInAs(page, invitee);
+  // The ceremony begun with the invite (no password) does not add a key through the
+  // signed-in registration (which asks for the password): refused before the answer is read.
+  const finished = await page.evaluate(async (id) => {
+    const csrf = (await (await fetch('/webapi/web/session')).json()).csrf_token;
+    const response = await fetch('/webapi/web/mfa/devices/register/finish', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf },
+      body: JSON.stringify({ ceremony_id: id, credential: {} }),
+    });
+    return { status: response.status, body: await response.text() };
+  }, aside.ceremony_id);
+  assert.equal(finished.status, 403, finished.body);
+  assert.match(finished.body, /begun for another signup, or outside one/);
 });
 
 // ---- second_factor: webauthn (the same cluster, restarted) ----

@@ -396,10 +396,7 @@ impl Tokens<'_> {
             Err(err) => AuditEvent::failure(EventType::InstanceJoin, err.to_string()),
         }
         .at(timestamp(now))
-        .field(
-            "node_name",
-            jumpgate_types::text::shorten(host, MAX_HOST_IN_AUDIT),
-        )
+        .field("node_name", at_most(host, MAX_HOST_IN_AUDIT))
         .field("role", role.as_str())
         .field("method", "token");
         if let Some(id) = &id {
@@ -427,7 +424,7 @@ impl Tokens<'_> {
             Err(err) => AuditEvent::failure(EventType::UserUpdate, err.to_string()),
         }
         .at(timestamp(now))
-        .user(jumpgate_types::text::shorten(user, MAX_HOST_IN_AUDIT))
+        .user(at_most(user, MAX_HOST_IN_AUDIT))
         .field("action", "signup_token.create");
         if let Ok(signup) = &outcome {
             event = event
@@ -951,6 +948,11 @@ fn parse_rfc3339(text: &str) -> Result<SystemTime, String> {
     let millis = u64::try_from(parsed.unix_millis())
         .map_err(|_| format!("expiry {text:?} is before 1970"))?;
     Ok(UNIX_EPOCH + Duration::from_millis(millis))
+}
+
+/// At most `max` characters of untrusted text (no mark: an audit field keeps its limit).
+fn at_most(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
 }
 
 fn role_names(roles: &[JoinRole]) -> Vec<String> {

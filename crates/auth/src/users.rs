@@ -359,17 +359,17 @@ impl Users<'_> {
     /// Sets a user's password at signup and, when OTP is on, the TOTP secret the user
     /// enrolled (`totp`: the secret bound to the signup token and the time step of the
     /// code that confirmed it, from [`Users::check_enrolment_code`]), unless the user
-    /// enrols a security key instead (`with_key`; the caller stores it). Failures are
-    /// counted afresh.
+    /// enrols a security key instead (`key`: the user's key handle and the registered
+    /// key, stored in the same write as the password). Failures are counted afresh.
     pub async fn set_password(
         &self,
         name: &str,
         password: &str,
         totp: Option<(&str, u64)>,
-        with_key: bool,
+        key: Option<(uuid::Uuid, crate::webauthn::Device)>,
         now: SystemTime,
     ) -> Result<Enrollment, AuthError> {
-        let outcome = self.store_password(name, password, totp, with_key).await;
+        let outcome = self.store_password(name, password, totp, key).await;
         let event = match &outcome {
             Ok(_) => AuditEvent::success(EventType::UserPasswordChange),
             Err(err) => AuditEvent::failure(EventType::UserPasswordChange, err.to_string()),
@@ -383,11 +383,14 @@ impl Users<'_> {
         name: &str,
         password: &str,
         totp: Option<(&str, u64)>,
-        with_key: bool,
+        key: Option<(uuid::Uuid, crate::webauthn::Device)>,
     ) -> Result<Enrollment, AuthError> {
         let mut enrollment = Enrollment { otpauth_uri: None };
         let mut credentials = Credentials::default();
-        if self.second_factor.allows_otp() && !with_key {
+        if let Some((handle, device)) = key {
+            credentials.webauthn_handle = Some(handle);
+            credentials.webauthn_devices.push(device);
+        } else if self.second_factor.allows_otp() {
             let Some((secret, step)) = totp else {
                 return Err(AuthError::InvalidRequest(
                     "a one-time code is required to enrol the authenticator app".to_string(),
@@ -471,15 +474,20 @@ impl Users<'_> {
     ) -> Result<(), AuthError> {
         let user = user_key(name)?;
         let value = serde_json::to_vec(credentials).map_err(|err| corrupt("credentials", err))?;
+        let mut actions = vec![jumpgate_backend::Action::Put(NewItem::new(
+            credentials_key(name)?,
+            value,
+        ))];
+        // A key registered with the credentials: its handle names the user for passkeys.
+        if let Some(handle) = credentials.webauthn_handle {
+            actions.push(jumpgate_backend::Action::Put(NewItem::new(
+                crate::webauthn::handle_key(handle)?,
+                name.as_bytes().to_vec(),
+            )));
+        }
         match self
             .backend
-            .atomic_write(
-                vec![jumpgate_backend::Condition::Exists(user)],
-                vec![jumpgate_backend::Action::Put(NewItem::new(
-                    credentials_key(name)?,
-                    value,
-                ))],
-            )
+            .atomic_write(vec![jumpgate_backend::Condition::Exists(user)], actions)
             .await
         {
             Ok(_) => Ok(()),

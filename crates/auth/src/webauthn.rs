@@ -145,13 +145,17 @@ impl std::fmt::Debug for Device {
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub(crate) enum Ceremony {
-    /// Registering a key for `user` (who re-entered the password to begin).
+    /// Registering a key for `user`: who re-entered the password to begin, or, with
+    /// `signup` set, whoever holds the signup token whose SHA-256 (hex) it is. A signup's
+    /// ceremony is finished only by the `CompleteSignup` that spends that token.
     Register {
         user: String,
         name: String,
         passwordless: bool,
         handle: uuid::Uuid,
         state: PasskeyRegistration,
+        #[serde(default)]
+        signup: Option<String>,
     },
     /// The second factor of `user`, whose password was right.
     Login {
@@ -279,7 +283,7 @@ pub(crate) struct UserKeys {
     pub(crate) has_otp: bool,
 }
 
-fn handle_key(handle: uuid::Uuid) -> Result<Key, AuthError> {
+pub(crate) fn handle_key(handle: uuid::Uuid) -> Result<Key, AuthError> {
     Ok(Key::new(format!("{HANDLES_PREFIX}{handle}"))?)
 }
 

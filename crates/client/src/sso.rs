@@ -141,17 +141,19 @@ pub async fn sso_login(
         "SSO login request",
     )
     .await?;
-    // The page is the proxy's word; a browser is only ever sent to a web page.
-    match url::Url::parse(&started.redirect_url) {
-        Ok(url) if matches!(url.scheme(), "https" | "http") => {}
+    // The page is the proxy's word; a browser is only ever sent to a web page, and what
+    // is opened is the URL as parsed (the parser drops stray whitespace the check saw
+    // differently).
+    let page = match url::Url::parse(&started.redirect_url) {
+        Ok(url) if matches!(url.scheme(), "https" | "http") => url,
         _ => {
             return Err(ClientError::Sso(format!(
                 "the proxy answered with a login page that is not an http(s) URL: {:?}",
                 started.redirect_url.chars().take(200).collect::<String>()
             )));
         }
-    }
-    open(&started.redirect_url);
+    };
+    open(page.as_str());
     let result_id = tokio::time::timeout(BROWSER_TIMEOUT, wait_for_browser(&listener, &path))
         .await
         .map_err(|_| {

@@ -176,7 +176,7 @@ export function SignupPage() {
                 checked={useKey}
                 onChange={() => setUseKey(true)}
               />{' '}
-              Security key or passkey
+              Security key
             </label>
           </fieldset>
         )}
@@ -184,8 +184,8 @@ export function SignupPage() {
           <>
             <h2>Register your security key</h2>
             <p>
-              {keyOnly ? 'This cluster asks for a security key or passkey at every login. ' : ''}When you sign up, your
-              browser asks you to use your key.
+              {keyOnly ? 'This cluster asks for a security key at every login. ' : ''}When you sign up, your browser asks
+              you to use your key. To sign in with a passkey alone, add one on the Security keys page once you are in.
             </p>
             <label for="signup-key-name">Name of the key</label>
             <input

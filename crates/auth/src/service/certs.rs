@@ -100,7 +100,8 @@ impl AuthServer {
                     Ok(left) if left >= Duration::from_secs(1) => ttl.min(left),
                     _ => {
                         return Err(ServiceError::PermissionDenied(format!(
-                            "the single sign-on login of {:?} through connector {:?} has                              ended; log in again",
+                            "the single sign-on login of {:?} through connector {:?} has \
+                             ended; log in again",
                             user.name, origin.connector
                         )));
                     }

@@ -149,7 +149,7 @@ impl AuthServer {
         }
     }
 
-    async fn audit_device(
+    pub(super) async fn audit_device(
         &self,
         event: EventType,
         user: &str,
@@ -273,7 +273,7 @@ impl AuthServer {
                 ServiceError::Unauthenticated(message) => ServiceError::PermissionDenied(message),
                 other => other,
             })?;
-        self.start_registration(name, &request.name, request.passwordless)
+        self.start_registration(name, &request.name, request.passwordless, None)
             .await
     }
 
@@ -297,6 +297,7 @@ impl AuthServer {
         name: &str,
         device_name: &str,
         passwordless: bool,
+        signup: Option<String>,
     ) -> Result<proto::WebauthnChallenge, ServiceError> {
         let relying_party = self.relying_party_now()?;
         let authorities = self.authorities();
@@ -340,6 +341,7 @@ impl AuthServer {
                 passwordless,
                 handle,
                 state,
+                signup,
             })
             .await?;
         Ok(proto::WebauthnChallenge {
@@ -380,8 +382,13 @@ impl AuthServer {
             )));
         }
         self.check_new_key(&request.name, request.passwordless)?;
-        self.start_registration(&pending.user, &request.name, request.passwordless)
-            .await
+        self.start_registration(
+            &pending.user,
+            &request.name,
+            request.passwordless,
+            Some(signup_token_digest(&request.token)),
+        )
+        .await
     }
 
     pub(crate) async fn finish_webauthn_registration_for(
@@ -420,6 +427,7 @@ impl AuthServer {
                 name,
                 &request.ceremony_id,
                 &request.credential_json,
+                None,
                 device_name,
             )
             .await?;
@@ -433,13 +441,16 @@ impl AuthServer {
     }
 
     /// The key that `name`'s registration ceremony made, its answer checked (the ceremony
-    /// is used up): the user's key handle and the device, not stored yet. `device_name`
-    /// gets the key's name as soon as the ceremony says it, for the audit event.
+    /// is used up): the user's key handle and the device, not stored yet. `signup` is the
+    /// signup token of a signup's registration (None for a signed-in user's): a ceremony
+    /// is finished only the way it was begun. `device_name` gets the key's name as soon
+    /// as the ceremony says it, for the audit event.
     pub(crate) async fn registered_key(
         &self,
         name: &str,
         ceremony_id: &str,
         credential_json: &str,
+        signup: Option<&str>,
         device_name: &mut String,
     ) -> Result<(uuid::Uuid, Device), ServiceError> {
         let ceremony = self.take_ceremony(ceremony_id).await?;
@@ -449,6 +460,7 @@ impl AuthServer {
             passwordless,
             handle,
             state,
+            signup: begun_by_signup,
         } = ceremony
         else {
             return Err(ServiceError::invalid(
@@ -459,6 +471,15 @@ impl AuthServer {
         if user != name {
             return Err(ServiceError::PermissionDenied(
                 "this registration was begun by another user".to_string(),
+            ));
+        }
+        // A key begun with a signup token (no password) is stored only by the signup that
+        // spends that token, and a signed-in user's (password re-entered) only by theirs.
+        if begun_by_signup.as_deref() != signup.map(signup_token_digest).as_deref() {
+            return Err(ServiceError::PermissionDenied(
+                "this registration was begun for another signup, or outside one: start the \
+                 registration again"
+                    .to_string(),
             ));
         }
         let credential: RegisterPublicKeyCredential = serde_json::from_str(credential_json)
@@ -484,28 +505,6 @@ impl AuthServer {
             sign_count: 0,
         };
         Ok((handle, device))
-    }
-
-    /// Stores the key a signup registered, and audits it: after the password, in the
-    /// signup that spent the token.
-    pub(crate) async fn store_signup_key(
-        &self,
-        name: &str,
-        handle: uuid::Uuid,
-        device: Device,
-        remote: Option<&str>,
-    ) -> Result<(), ServiceError> {
-        let device_name = device.name.clone();
-        let authorities = self.authorities();
-        let stored = self
-            .users(&authorities)
-            .add_webauthn_device(name, handle, device)
-            .await
-            .map_err(ServiceError::from);
-        let audited = stored.as_ref().map(|_| ()).map_err(ToString::to_string);
-        self.audit_device(EventType::MfaDeviceAdd, name, &device_name, audited, remote)
-            .await?;
-        stored.map(|_| ())
     }
 
     pub(crate) async fn begin_webauthn_login_for(
@@ -759,4 +758,11 @@ fn device_info(device: &Device) -> proto::WebauthnDeviceInfo {
         added_unix: seconds(device.added_unix_ms),
         last_used_unix: device.last_used_unix_ms.map(seconds).unwrap_or(0),
     }
+}
+
+/// How a signup's registration ceremony names its signup token: SHA-256, hex (the
+/// ceremony is stored in the cluster state; the token itself never is).
+fn signup_token_digest(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(token.trim().to_ascii_lowercase().as_bytes()))
 }

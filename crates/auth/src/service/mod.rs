@@ -548,6 +548,7 @@ impl AuthServer {
                 &pending.user,
                 &request.webauthn_ceremony_id,
                 &request.webauthn_credential_json,
+                Some(&request.token),
                 &mut device_name,
             )
             .await?;
@@ -848,14 +849,22 @@ impl AuthService for AuthServer {
             (Some(step), Some(secret)) => Some((secret.as_str(), step)),
             _ => None,
         };
+        // The key, if any, is stored in the same write as the password.
+        let key_name = key.as_ref().map(|(_, device)| device.name.clone());
         let enrollment = users
-            .set_password(&redeemed.user, &request.password, totp, key.is_some(), now)
+            .set_password(&redeemed.user, &request.password, totp, key, now)
             .await
             .map_err(ServiceError::from)?;
-        if let Some((handle, device)) = key {
+        if let Some(device) = key_name {
             let remote = Self::client_addr_text(&caller, &request.client_addr);
-            self.store_signup_key(&redeemed.user, handle, device, remote.as_deref())
-                .await?;
+            self.audit_device(
+                EventType::MfaDeviceAdd,
+                &redeemed.user,
+                &device,
+                Ok(()),
+                remote.as_deref(),
+            )
+            .await?;
         }
         Ok(Response::new(proto::CompleteSignupResponse {
             user: redeemed.user,

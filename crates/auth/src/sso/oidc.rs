@@ -1,6 +1,6 @@
 //! OpenID Connect: the authorization code flow with PKCE, `state` and `nonce`, through the
 //! `openidconnect` crate (discovery, the provider's keys, the ID token's signature and its
-//! `iss`, `aud`, `azp`, `exp`, `iat` and `nonce`), then the userinfo endpoint when the
+//! `iss`, `aud`, `azp`, `exp` and `nonce`), then the userinfo endpoint when the
 //! provider has one (claims such as `groups` are often only there).
 //!
 //! The provider's discovery document is read at both legs of a login (they may run on

@@ -1,4 +1,4 @@
-import{a as e,c as t,l as n,o as r,r as i,s as a,t as o}from"./index-C7qnLQXj.js";import{c as s,i as c,m as l,s as u}from"./admin-api-BMwZE2pw.js";/* empty css              */var d=`kind: role
+import{a as e,c as t,l as n,o as r,r as i,s as a,t as o}from"./index-CR3O42n1.js";import{c as s,i as c,m as l,s as u}from"./admin-api-BaOd4MYM.js";/* empty css              */var d=`kind: role
 version: v7
 metadata:
   name: new-role
