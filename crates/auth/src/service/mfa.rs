@@ -360,19 +360,14 @@ impl AuthServer {
         caller: &Caller,
         request: proto::BeginSignupKeyRegistrationRequest,
     ) -> Result<proto::WebauthnChallenge, ServiceError> {
-        let ip = Self::client_ip(caller, &request.client_addr);
-        self.rate_limit(
-            &self.inner.join_limit,
-            caller,
-            ip,
-            "BeginSignupKeyRegistration",
-        )
-        .await?;
         let pending = self
-            .tokens()
-            .peek_signup(&request.token, SystemTime::now())
-            .await
-            .map_err(ServiceError::from)?;
+            .peek_signup_limited(
+                caller,
+                &request.client_addr,
+                &request.token,
+                "BeginSignupKeyRegistration",
+            )
+            .await?;
         let authorities = self.authorities();
         let policy = self.users(&authorities).second_factor;
         if !policy.allows_webauthn() {

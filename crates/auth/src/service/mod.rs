@@ -555,6 +555,24 @@ impl AuthServer {
         Ok((None, Some(key)))
     }
 
+    /// The signup `token` names, read without spending it, under the per-address limit of
+    /// the anonymous signup calls (`what` names the call for the limit's refusal).
+    async fn peek_signup_limited(
+        &self,
+        caller: &Caller,
+        client_addr: &str,
+        token: &str,
+        what: &str,
+    ) -> Result<crate::PendingSignup, ServiceError> {
+        let ip = Self::client_ip(caller, client_addr);
+        self.rate_limit(&self.inner.join_limit, caller, ip, what)
+            .await?;
+        self.tokens()
+            .peek_signup(token, SystemTime::now())
+            .await
+            .map_err(ServiceError::from)
+    }
+
     /// With OTP on: the time step of `otp`, a current code of the invite's TOTP secret.
     fn signup_code_step(
         &self,
@@ -878,14 +896,9 @@ impl AuthService for AuthServer {
     ) -> Reply<proto::GetSignupResponse> {
         let caller = self.caller(&request)?;
         let request = request.into_inner();
-        let ip = Self::client_ip(&caller, &request.client_addr);
-        self.rate_limit(&self.inner.join_limit, &caller, ip, "GetSignup")
-            .await?;
         let pending = self
-            .tokens()
-            .peek_signup(&request.token, SystemTime::now())
-            .await
-            .map_err(ServiceError::from)?;
+            .peek_signup_limited(&caller, &request.client_addr, &request.token, "GetSignup")
+            .await?;
         let authorities = self.authorities();
         let users = self.users(&authorities);
         let otpauth_uri = match (&pending.totp_secret, users.second_factor) {
